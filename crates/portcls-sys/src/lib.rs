@@ -1,0 +1,2 @@
+//! Hand-written `#[repr(C)]` PortCls / KS / ksmedia definitions, C names kept.
+#![no_std]

@@ -1,0 +1,2 @@
+//! COM object layer for PortCls miniports.
+#![no_std]

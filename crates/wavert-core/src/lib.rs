@@ -1,0 +1,3 @@
+//! The hardware-independent heart of the WaveRT driver.
+#![no_std]
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Windows driver entry.
+#![no_std]

@@ -1,0 +1,1 @@
+//! Integration tests of the driver's portable layers live in `tests/tests/`.
