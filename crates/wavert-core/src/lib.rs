@@ -1,3 +1,30 @@
 //! The hardware-independent heart of the WaveRT driver.
+//!
+//! Everything here is pure logic over integers: no kernel, no COM, no
+//! floating point, no allocation. Each module owns one concept:
+//!
+//! - [`format`]: WAVEFORMATEX / WAVEFORMATEXTENSIBLE parsing and validation.
+//! - [`range`]: KSDATARANGE_AUDIO and the data-range intersection.
+//! - [`negotiate`]: cyclic buffer size negotiation (`KSPROPERTY_RTAUDIO_BUFFER`).
+//! - [`geometry`]: a cyclic buffer over non-contiguous physical pages.
+//! - [`sg`]: scatter/gather descriptor lists (AC'97 and HD Audio profiles).
+//! - [`dma`]: looping and non-looping (refill) DMA strategies, and [`dma::sim`],
+//!   a model of an AC'97-style bus-master engine used to test them.
+//! - [`position`]: linear, cyclic and presentation positions from QPC time.
+//! - [`notify`]: the packet / notification-event schedule.
+//! - [`state`]: the KSSTATE machine tying positions and notifications together.
 #![no_std]
 #![forbid(unsafe_code)]
+
+pub mod dma;
+pub mod format;
+pub mod geometry;
+pub mod guid;
+pub mod negotiate;
+pub mod notify;
+pub mod position;
+pub mod range;
+pub mod sg;
+pub mod state;
+
+pub use guid::Guid;

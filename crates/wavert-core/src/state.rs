@@ -1,0 +1,178 @@
+//! The KSSTATE machine and a stream that ties it to positions and
+//! notifications.
+//!
+//! Transitions are stepwise: STOP <-> ACQUIRE <-> PAUSE <-> RUN, one step at
+//! a time; asking for the current state is a no-op. Effects: STOP resets the
+//! position, packet count and notification schedule; PAUSE freezes the
+//! position; RUN starts the clock.
+
+use crate::notify::{Due, NotificationSchedule};
+use crate::position::{PresentationPosition, QpcClock};
+
+/// `KSSTATE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u32)]
+pub enum KsState {
+    /// `KSSTATE_STOP` (0).
+    Stop = 0,
+    /// `KSSTATE_ACQUIRE` (1).
+    Acquire = 1,
+    /// `KSSTATE_PAUSE` (2).
+    Pause = 2,
+    /// `KSSTATE_RUN` (3).
+    Run = 3,
+}
+
+/// Why a state request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateError {
+    /// A value that is no KSSTATE.
+    UnknownState(u32),
+    /// A jump of more than one step.
+    NotStepwise {
+        /// Current state.
+        from: KsState,
+        /// Requested state.
+        to: KsState,
+    },
+}
+
+impl KsState {
+    /// Decodes a raw `KSSTATE`.
+    ///
+    /// # Errors
+    /// [`StateError::UnknownState`].
+    pub const fn from_raw(raw: u32) -> Result<Self, StateError> {
+        match raw {
+            0 => Ok(Self::Stop),
+            1 => Ok(Self::Acquire),
+            2 => Ok(Self::Pause),
+            3 => Ok(Self::Run),
+            other => Err(StateError::UnknownState(other)),
+        }
+    }
+}
+
+/// What a state change means for the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// Same state requested.
+    None,
+    /// STOP -> ACQUIRE: resources acquired.
+    Acquire,
+    /// ACQUIRE -> PAUSE.
+    PauseFromAcquire,
+    /// PAUSE -> RUN: start DMA / timer.
+    Run,
+    /// RUN -> PAUSE: stop DMA / timer, freeze position.
+    PauseFromRun,
+    /// PAUSE -> ACQUIRE.
+    AcquireFromPause,
+    /// ACQUIRE -> STOP: reset position and packet count.
+    Stop,
+}
+
+/// Validates one state change.
+///
+/// # Errors
+/// [`StateError::NotStepwise`].
+pub const fn transition(from: KsState, to: KsState) -> Result<Transition, StateError> {
+    match (from, to) {
+        (KsState::Stop, KsState::Stop)
+        | (KsState::Acquire, KsState::Acquire)
+        | (KsState::Pause, KsState::Pause)
+        | (KsState::Run, KsState::Run) => Ok(Transition::None),
+        (KsState::Stop, KsState::Acquire) => Ok(Transition::Acquire),
+        (KsState::Acquire, KsState::Pause) => Ok(Transition::PauseFromAcquire),
+        (KsState::Pause, KsState::Run) => Ok(Transition::Run),
+        (KsState::Run, KsState::Pause) => Ok(Transition::PauseFromRun),
+        (KsState::Pause, KsState::Acquire) => Ok(Transition::AcquireFromPause),
+        (KsState::Acquire, KsState::Stop) => Ok(Transition::Stop),
+        _ => Err(StateError::NotStepwise { from, to }),
+    }
+}
+
+/// Position snapshot of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// 64-bit linear byte position.
+    pub linear_bytes: u64,
+    /// Offset in the cyclic buffer.
+    pub cyclic_offset: u32,
+    /// Presentation position.
+    pub presentation: PresentationPosition,
+    /// Packets completed at the nominal rate.
+    pub packet_count: u64,
+}
+
+/// A timer-paced stream: state, clock and notification schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedStream {
+    state: KsState,
+    clock: QpcClock,
+    notifications: NotificationSchedule,
+}
+
+impl TimedStream {
+    /// A stream in STOP.
+    #[must_use]
+    pub const fn new(clock: QpcClock, notifications: NotificationSchedule) -> Self {
+        Self {
+            state: KsState::Stop,
+            clock,
+            notifications,
+        }
+    }
+
+    /// Current state.
+    #[must_use]
+    pub const fn state(&self) -> KsState {
+        self.state
+    }
+
+    /// `SetState(raw)` at time `qpc`.
+    ///
+    /// # Errors
+    /// [`StateError`]; the state is unchanged on error.
+    pub fn set_state(&mut self, raw: u32, qpc: u64) -> Result<Transition, StateError> {
+        let to = KsState::from_raw(raw)?;
+        let t = transition(self.state, to)?;
+        match t {
+            Transition::Run => self.clock.run(qpc),
+            Transition::PauseFromRun => self.clock.pause(qpc),
+            Transition::Stop => {
+                self.clock.reset();
+                self.notifications.reset();
+            }
+            Transition::None
+            | Transition::Acquire
+            | Transition::PauseFromAcquire
+            | Transition::AcquireFromPause => {}
+        }
+        self.state = to;
+        Ok(t)
+    }
+
+    /// Position as of `qpc` (advances the clock when running).
+    pub fn position(&mut self, qpc: u64) -> StreamPosition {
+        self.clock.update(qpc);
+        StreamPosition {
+            linear_bytes: self.clock.linear_bytes(),
+            cyclic_offset: self.clock.cyclic_offset(),
+            presentation: self.clock.presentation(),
+            packet_count: self.clock.packet_count(),
+        }
+    }
+
+    /// Timer / DPC service at `qpc`: the notifications now due.
+    pub fn poll_notifications(&mut self, qpc: u64) -> Due {
+        self.clock.update(qpc);
+        self.notifications.poll(self.clock.linear_bytes())
+    }
+
+    /// The clock, for timer programming.
+    #[must_use]
+    pub const fn clock(&self) -> &QpcClock {
+        &self.clock
+    }
+}
