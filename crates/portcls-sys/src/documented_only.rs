@@ -1,0 +1,227 @@
+//! Items the MinGW-w64 headers lack, taken from Microsoft's documentation.
+//!
+//! The ABI check cannot compare these with an independent header, so each
+//! one is listed in [`DOCUMENTED_ONLY`] with the page its layout or value
+//! comes from, and its layout is pinned by the `const` assertions at the end
+//! of this module (a wrong edit fails the build).
+
+use core::mem::{align_of, offset_of, size_of};
+
+use crate::interfaces::{IMiniportWaveRTInputStreamVtbl, IMiniportWaveRTOutputStreamVtbl};
+use crate::ks::KSDATAFORMAT;
+use crate::ksmedia::WAVEFORMATEXTENSIBLE;
+use crate::types::{GUID, PVOID, UINT64, ULONG, ULONGLONG};
+
+/// `KSRTAUDIO_HWLATENCY`: what `GetHWLatency` reports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KSRTAUDIO_HWLATENCY {
+    pub FifoSize: ULONG,
+    pub ChipsetDelay: ULONG,
+    pub CodecDelay: ULONG,
+}
+
+/// `KSRTAUDIO_HWREGISTER`: a hardware register mapped for the client.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KSRTAUDIO_HWREGISTER {
+    pub Register: PVOID,
+    pub Width: ULONG,
+    pub Numerator: ULONGLONG,
+    pub Denominator: ULONGLONG,
+    pub Accuracy: ULONG,
+}
+
+/// `KSAUDIO_PRESENTATION_POSITION`: position in blocks and its QPC time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KSAUDIO_PRESENTATION_POSITION {
+    pub u64PositionInBlocks: UINT64,
+    pub u64QPCPosition: UINT64,
+}
+
+/// `KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT {
+    pub ProcessingMode: GUID,
+    pub SamplesPerProcessingPacket: ULONG,
+    pub ProcessingPacketDurationInHns: ULONG,
+}
+
+/// `KSAUDIO_PACKETSIZE_CONSTRAINTS` with its first (C: `[1]`) constraint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS {
+    pub MinPacketPeriodInHns: ULONG,
+    pub PacketSizeFileAlignment: ULONG,
+    pub Reserved: ULONG,
+    pub NumProcessingModeConstraints: ULONG,
+    pub ProcessingModeConstraints: [KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT; 1],
+}
+
+/// `KSAUDIO_PACKETSIZE_CONSTRAINTS2` with its first (C: `[1]`) constraint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS2 {
+    pub MinPacketPeriodInHns: ULONG,
+    pub PacketSizeFileAlignment: ULONG,
+    pub MaxPacketSizeInBytes: ULONG,
+    pub NumProcessingModeConstraints: ULONG,
+    pub ProcessingModeConstraints: [KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT; 1],
+}
+
+/// `KSDATAFORMAT_WAVEFORMATEXTENSIBLE`, packed like its sibling
+/// `KSDATAFORMAT_WAVEFORMATEX` (104 bytes either way).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug)]
+pub struct KSDATAFORMAT_WAVEFORMATEXTENSIBLE {
+    pub DataFormat: KSDATAFORMAT,
+    pub WaveFormatExt: WAVEFORMATEXTENSIBLE,
+}
+
+// `KSPROPERTY_RTAUDIO` items after GETPOSITIONFUNCTION (= 0, in MinGW), in the
+// order the enumeration's documentation lists them.
+pub const KSPROPERTY_RTAUDIO_BUFFER: ULONG = 1;
+pub const KSPROPERTY_RTAUDIO_HWLATENCY: ULONG = 2;
+pub const KSPROPERTY_RTAUDIO_POSITIONREGISTER: ULONG = 3;
+pub const KSPROPERTY_RTAUDIO_CLOCKREGISTER: ULONG = 4;
+pub const KSPROPERTY_RTAUDIO_BUFFER_WITH_NOTIFICATION: ULONG = 5;
+pub const KSPROPERTY_RTAUDIO_REGISTER_NOTIFICATION_EVENT: ULONG = 6;
+pub const KSPROPERTY_RTAUDIO_UNREGISTER_NOTIFICATION_EVENT: ULONG = 7;
+pub const KSPROPERTY_RTAUDIO_QUERY_NOTIFICATION_SUPPORT: ULONG = 8;
+pub const KSPROPERTY_RTAUDIO_PACKETCOUNT: ULONG = 9;
+pub const KSPROPERTY_RTAUDIO_PRESENTATION_POSITION: ULONG = 10;
+pub const KSPROPERTY_RTAUDIO_GETREADPACKET: ULONG = 11;
+pub const KSPROPERTY_RTAUDIO_SETWRITEPACKET: ULONG = 12;
+pub const KSPROPERTY_RTAUDIO_PACKETVREGISTER: ULONG = 13;
+
+/// `KSPROPSETID_Jack` {4509F757-2D46-4637-8E62-CE7DB944F57B}.
+pub const KSPROPSETID_Jack: GUID = GUID::from_u128(0x4509F757_2D46_4637_8E62_CE7DB944F57B);
+pub const KSPROPERTY_JACK_DESCRIPTION: ULONG = 1;
+pub const KSPROPERTY_JACK_DESCRIPTION2: ULONG = 2;
+pub const KSPROPERTY_JACK_SINK_INFO: ULONG = 3;
+pub const KSPROPERTY_JACK_CONTAINERID: ULONG = 4;
+
+/// `IID_IMiniportWaveRTInputStream` {CD8E756A-5FC7-4624-984B-2AF02925B91F}.
+pub const IID_IMiniportWaveRTInputStream: GUID =
+    GUID::from_u128(0xCD8E756A_5FC7_4624_984B_2AF02925B91F);
+/// `IID_IMiniportWaveRTOutputStream` {831FC7BC-6347-44BC-B47B-C0C657B5BF73}.
+pub const IID_IMiniportWaveRTOutputStream: GUID =
+    GUID::from_u128(0x831FC7BC_6347_44BC_B47B_C0C657B5BF73);
+
+/// One item of [`DOCUMENTED_ONLY`].
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentedItem {
+    /// The C name.
+    pub name: &'static str,
+    /// Where its layout or value comes from.
+    pub source: &'static str,
+}
+
+const LEARN: &str = "https://learn.microsoft.com/windows-hardware/drivers/";
+
+const fn item(name: &'static str, source: &'static str) -> DocumentedItem {
+    DocumentedItem { name, source }
+}
+
+/// Every item defined here, with its source (paths below
+/// `https://learn.microsoft.com/windows-hardware/drivers/`).
+pub const DOCUMENTED_ONLY: &[DocumentedItem] = &[
+    item(
+        "KSRTAUDIO_HWLATENCY",
+        "ddi/ksmedia/ns-ksmedia-ksrtaudio_hwlatency",
+    ),
+    item(
+        "KSRTAUDIO_HWREGISTER",
+        "ddi/ksmedia/ns-ksmedia-ksrtaudio_hwregister",
+    ),
+    item(
+        "KSAUDIO_PRESENTATION_POSITION",
+        "ddi/ksmedia/ns-ksmedia-ksaudio_presentation_position",
+    ),
+    item(
+        "KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT",
+        "ddi/ksmedia/ns-ksmedia-ksaudio_packetsize_processingmode_constraint",
+    ),
+    item(
+        "KSAUDIO_PACKETSIZE_CONSTRAINTS",
+        "ddi/ksmedia/ns-ksmedia-ksaudio_packetsize_constraints",
+    ),
+    item(
+        "KSAUDIO_PACKETSIZE_CONSTRAINTS2",
+        "ddi/ksmedia/ns-ksmedia-ksaudio_packetsize_constraints2",
+    ),
+    item(
+        "KSDATAFORMAT_WAVEFORMATEXTENSIBLE",
+        "ddi/ksmedia/ns-ksmedia-ksdataformat_waveformatextensible",
+    ),
+    item(
+        "KSPROPERTY_RTAUDIO_* (1..=13)",
+        "ddi/ksmedia/ne-ksmedia-ksproperty_rtaudio",
+    ),
+    item("KSPROPSETID_Jack", "audio/kspropsetid-jack"),
+    item("KSPROPERTY_JACK_* (1..=4)", "audio/kspropsetid-jack"),
+    item(
+        "IMiniportWaveRTInputStreamVtbl",
+        "ddi/portcls/nn-portcls-iminiportwavertinputstream",
+    ),
+    item(
+        "IMiniportWaveRTOutputStreamVtbl",
+        "ddi/portcls/nn-portcls-iminiportwavertoutputstream",
+    ),
+    item(
+        "IID_IMiniportWaveRTInputStream",
+        "ddi/portcls/nn-portcls-iminiportwavertinputstream (value: WDK portcls.h)",
+    ),
+    item(
+        "IID_IMiniportWaveRTOutputStream",
+        "ddi/portcls/nn-portcls-iminiportwavertoutputstream (value: WDK portcls.h)",
+    ),
+];
+
+/// The documentation root the `source` paths of [`DOCUMENTED_ONLY`] hang from.
+pub const DOCUMENTATION_ROOT: &str = LEARN;
+
+const P: usize = size_of::<usize>();
+
+// Layouts on the 64-bit targets the driver and the emulator run on.
+const _: () = assert!(P == 8, "portcls-sys describes the x64 ABI");
+const _: () =
+    assert!(size_of::<KSRTAUDIO_HWLATENCY>() == 12 && align_of::<KSRTAUDIO_HWLATENCY>() == 4);
+const _: () = assert!(offset_of!(KSRTAUDIO_HWLATENCY, ChipsetDelay) == 4);
+const _: () = assert!(offset_of!(KSRTAUDIO_HWLATENCY, CodecDelay) == 8);
+const _: () =
+    assert!(size_of::<KSRTAUDIO_HWREGISTER>() == 40 && align_of::<KSRTAUDIO_HWREGISTER>() == 8);
+const _: () = assert!(offset_of!(KSRTAUDIO_HWREGISTER, Width) == 8);
+const _: () = assert!(offset_of!(KSRTAUDIO_HWREGISTER, Numerator) == 16);
+const _: () = assert!(offset_of!(KSRTAUDIO_HWREGISTER, Denominator) == 24);
+const _: () = assert!(offset_of!(KSRTAUDIO_HWREGISTER, Accuracy) == 32);
+const _: () = assert!(size_of::<KSAUDIO_PRESENTATION_POSITION>() == 16);
+const _: () = assert!(offset_of!(KSAUDIO_PRESENTATION_POSITION, u64QPCPosition) == 8);
+const _: () = assert!(size_of::<KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT>() == 24);
+const _: () = assert!(
+    offset_of!(
+        KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT,
+        ProcessingPacketDurationInHns
+    ) == 20
+);
+const _: () = assert!(size_of::<KSAUDIO_PACKETSIZE_CONSTRAINTS>() == 40);
+const _: () = assert!(offset_of!(KSAUDIO_PACKETSIZE_CONSTRAINTS, ProcessingModeConstraints) == 16);
+const _: () = assert!(size_of::<KSAUDIO_PACKETSIZE_CONSTRAINTS2>() == 40);
+const _: () = assert!(offset_of!(KSAUDIO_PACKETSIZE_CONSTRAINTS2, MaxPacketSizeInBytes) == 8);
+const _: () = assert!(size_of::<KSDATAFORMAT_WAVEFORMATEXTENSIBLE>() == 104);
+const _: () = assert!(offset_of!(KSDATAFORMAT_WAVEFORMATEXTENSIBLE, WaveFormatExt) == 64);
+// Packet interfaces: IUnknown's three slots, then the methods in the order
+// of the interface's documentation.
+const _: () = assert!(size_of::<IMiniportWaveRTInputStreamVtbl>() == 4 * P);
+const _: () = assert!(offset_of!(IMiniportWaveRTInputStreamVtbl, GetReadPacket) == 3 * P);
+const _: () = assert!(size_of::<IMiniportWaveRTOutputStreamVtbl>() == 6 * P);
+const _: () = assert!(offset_of!(IMiniportWaveRTOutputStreamVtbl, SetWritePacket) == 3 * P);
+const _: () = assert!(
+    offset_of!(
+        IMiniportWaveRTOutputStreamVtbl,
+        GetOutputStreamPresentationPosition
+    ) == 4 * P
+);
+const _: () = assert!(offset_of!(IMiniportWaveRTOutputStreamVtbl, GetPacketCount) == 5 * P);

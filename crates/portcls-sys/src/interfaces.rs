@@ -1,0 +1,472 @@
+//! COM interfaces: one `XxxVtbl` (slots in declaration order, base interface
+//! first as a nested `base__` field) and one `Xxx { lpVtbl }` per interface.
+//!
+//! Every slot is `unsafe extern "system"` and takes the object pointer
+//! (`this`) first, as an untyped pointer, the way C sees `This`. Slots that
+//! return a structure by value in C++ are written with their hidden return
+//! pointer (see [`IPortWaveRTStreamVtbl::GetPhysicalPageAddress`]).
+
+use core::ffi::c_void;
+
+use crate::documented_only::{
+    KSAUDIO_PRESENTATION_POSITION, KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER,
+};
+use crate::ks::{KSSTATE, PKSDATAFORMAT, PKSDATARANGE};
+use crate::ksmedia::PKSAUDIO_POSITION;
+use crate::portcls::{PINTERRUPTSYNCROUTINE, PPCFILTER_DESCRIPTOR};
+use crate::types::{
+    ACCESS_MASK, BOOL, BOOLEAN, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, DWORD,
+    MEMORY_CACHING_TYPE, NTSTATUS, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST,
+    PDEVICE_CAPABILITIES, PDEVICE_DESCRIPTION, PDEVICE_OBJECT, PHYSICAL_ADDRESS, PIRP, PKEVENT,
+    PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES, POWER_STATE, PUNICODE_STRING, PVOID, REFIID, SIZE_T,
+    ULONG, ULONG64,
+};
+
+/// The object pointer every slot receives first.
+pub type THIS = *mut c_void;
+
+macro_rules! interface {
+    ($(#[$m:meta])* $name:ident, $vtbl:ident, $ptr:ident) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Debug)]
+        pub struct $name {
+            /// The object's function table for this interface.
+            pub lpVtbl: *const $vtbl,
+        }
+        pub type $ptr = *mut $name;
+    };
+}
+
+interface!(
+    /// `IUnknown` with PortCls' signature: `QueryInterface` returns `NTSTATUS`.
+    IUnknown, IUnknownVtbl, PUNKNOWN
+);
+/// `IUnknown` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IUnknownVtbl {
+    pub QueryInterface: unsafe extern "system" fn(
+        This: THIS,
+        InterfaceId: REFIID,
+        Interface: *mut PVOID,
+    ) -> NTSTATUS,
+    pub AddRef: unsafe extern "system" fn(This: THIS) -> ULONG,
+    pub Release: unsafe extern "system" fn(This: THIS) -> ULONG,
+}
+
+interface!(
+    /// `IRegistryKey`, only passed through here (no slots needed).
+    IRegistryKey, IUnknownVtbl, PREGISTRYKEY
+);
+
+interface!(
+    /// `IResourceList`: the translated and raw resources of the adapter.
+    IResourceList, IResourceListVtbl, PRESOURCELIST
+);
+/// `IResourceList` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IResourceListVtbl {
+    pub base__: IUnknownVtbl,
+    pub NumberOfEntries: unsafe extern "system" fn(This: THIS) -> ULONG,
+    pub NumberOfEntriesOfType:
+        unsafe extern "system" fn(This: THIS, Type: CM_RESOURCE_TYPE) -> ULONG,
+    pub FindTranslatedEntry: unsafe extern "system" fn(
+        This: THIS,
+        Type: CM_RESOURCE_TYPE,
+        Index: ULONG,
+    ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+    pub FindUntranslatedEntry: unsafe extern "system" fn(
+        This: THIS,
+        Type: CM_RESOURCE_TYPE,
+        Index: ULONG,
+    ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+    pub AddEntry: unsafe extern "system" fn(
+        This: THIS,
+        Translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+        Untranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+    ) -> NTSTATUS,
+    pub AddEntryFromParent: unsafe extern "system" fn(
+        This: THIS,
+        Parent: PRESOURCELIST,
+        Type: CM_RESOURCE_TYPE,
+        Index: ULONG,
+    ) -> NTSTATUS,
+    pub TranslatedList: unsafe extern "system" fn(This: THIS) -> PCM_RESOURCE_LIST,
+    pub UntranslatedList: unsafe extern "system" fn(This: THIS) -> PCM_RESOURCE_LIST,
+}
+
+interface!(
+    /// `IInterruptSync`: PortCls' interrupt object.
+    IInterruptSync, IInterruptSyncVtbl, PINTERRUPTSYNC
+);
+/// `IInterruptSync` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IInterruptSyncVtbl {
+    pub base__: IUnknownVtbl,
+    pub CallSynchronizedRoutine: unsafe extern "system" fn(
+        This: THIS,
+        Routine: PINTERRUPTSYNCROUTINE,
+        DynamicContext: PVOID,
+    ) -> NTSTATUS,
+    pub GetKInterrupt: unsafe extern "system" fn(This: THIS) -> PKINTERRUPT,
+    pub Connect: unsafe extern "system" fn(This: THIS) -> NTSTATUS,
+    pub Disconnect: unsafe extern "system" fn(This: THIS),
+    pub RegisterServiceRoutine: unsafe extern "system" fn(
+        This: THIS,
+        Routine: PINTERRUPTSYNCROUTINE,
+        DynamicContext: PVOID,
+        First: BOOLEAN,
+    ) -> NTSTATUS,
+}
+
+interface!(
+    /// `IPort`: the port driver object.
+    IPort, IPortVtbl, PPORT
+);
+/// `IPort` slots (shared by every port interface).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IPortVtbl {
+    pub base__: IUnknownVtbl,
+    pub Init: unsafe extern "system" fn(
+        This: THIS,
+        DeviceObject: PDEVICE_OBJECT,
+        Irp: PIRP,
+        UnknownMiniport: PUNKNOWN,
+        UnknownAdapter: PUNKNOWN,
+        ResourceList: PRESOURCELIST,
+    ) -> NTSTATUS,
+    pub GetDeviceProperty: unsafe extern "system" fn(
+        This: THIS,
+        DeviceProperty: DEVICE_REGISTRY_PROPERTY,
+        BufferLength: ULONG,
+        PropertyBuffer: PVOID,
+        ResultLength: *mut ULONG,
+    ) -> NTSTATUS,
+    pub NewRegistryKey: unsafe extern "system" fn(
+        This: THIS,
+        OutRegistryKey: *mut PREGISTRYKEY,
+        OuterUnknown: PUNKNOWN,
+        RegistryKeyType: ULONG,
+        DesiredAccess: ACCESS_MASK,
+        ObjectAttributes: POBJECT_ATTRIBUTES,
+        CreateOptions: ULONG,
+        Disposition: *mut ULONG,
+    ) -> NTSTATUS,
+}
+
+interface!(
+    /// `IPortWaveRT`: the WaveRT port (adds nothing to `IPort`).
+    IPortWaveRT, IPortWaveRTVtbl, PPORTWAVERT
+);
+/// `IPortWaveRT` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IPortWaveRTVtbl {
+    pub base__: IPortVtbl,
+}
+
+interface!(
+    /// `IPortTopology`: the topology port (adds nothing to `IPort`).
+    IPortTopology, IPortTopologyVtbl, PPORTTOPOLOGY
+);
+/// `IPortTopology` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IPortTopologyVtbl {
+    pub base__: IPortVtbl,
+}
+
+interface!(
+    /// `IPortWaveRTStream`: the port's services to one miniport stream
+    /// (buffer pages, mappings, physical addresses).
+    IPortWaveRTStream, IPortWaveRTStreamVtbl, PPORTWAVERTSTREAM
+);
+/// `IPortWaveRTStream` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IPortWaveRTStreamVtbl {
+    pub base__: IUnknownVtbl,
+    pub AllocatePagesForMdl: unsafe extern "system" fn(
+        This: THIS,
+        HighAddress: PHYSICAL_ADDRESS,
+        TotalBytes: SIZE_T,
+    ) -> PMDL,
+    pub AllocateContiguousPagesForMdl: unsafe extern "system" fn(
+        This: THIS,
+        LowAddress: PHYSICAL_ADDRESS,
+        HighAddress: PHYSICAL_ADDRESS,
+        TotalBytes: SIZE_T,
+    ) -> PMDL,
+    pub MapAllocatedPages: unsafe extern "system" fn(
+        This: THIS,
+        MemoryDescriptorList: PMDL,
+        CacheType: MEMORY_CACHING_TYPE,
+    ) -> PVOID,
+    pub UnmapAllocatedPages:
+        unsafe extern "system" fn(This: THIS, BaseAddress: PVOID, MemoryDescriptorList: PMDL),
+    pub FreePagesFromMdl: unsafe extern "system" fn(This: THIS, MemoryDescriptorList: PMDL),
+    pub GetPhysicalPagesCount:
+        unsafe extern "system" fn(This: THIS, MemoryDescriptorList: PMDL) -> ULONG,
+    /// C++: `PHYSICAL_ADDRESS GetPhysicalPageAddress(PMDL, ULONG)`.
+    ///
+    /// A C++ member function returning a structure or union by value passes
+    /// a hidden pointer to the caller's result slot right after `this`
+    /// (RDX on x64) and hands the same pointer back in RAX, even for an
+    /// 8-byte union that a plain C function would return in RAX. So the
+    /// slot is `(this, *mut PHYSICAL_ADDRESS, PMDL, ULONG) ->
+    /// *mut PHYSICAL_ADDRESS`; the C view of the header (result in RAX,
+    /// `PMDL` in RDX) would read garbage from PortCls.
+    pub GetPhysicalPageAddress: unsafe extern "system" fn(
+        This: THIS,
+        Result: *mut PHYSICAL_ADDRESS,
+        MemoryDescriptorList: PMDL,
+        Index: ULONG,
+    ) -> *mut PHYSICAL_ADDRESS,
+}
+
+interface!(
+    /// `IMiniport`: common base of every miniport.
+    IMiniport, IMiniportVtbl, PMINIPORT
+);
+/// `IMiniport` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportVtbl {
+    pub base__: IUnknownVtbl,
+    pub GetDescription:
+        unsafe extern "system" fn(This: THIS, Description: *mut PPCFILTER_DESCRIPTOR) -> NTSTATUS,
+    pub DataRangeIntersection: unsafe extern "system" fn(
+        This: THIS,
+        PinId: ULONG,
+        DataRange: PKSDATARANGE,
+        MatchingDataRange: PKSDATARANGE,
+        OutputBufferLength: ULONG,
+        ResultantFormat: PVOID,
+        ResultantFormatLength: *mut ULONG,
+    ) -> NTSTATUS,
+}
+
+interface!(
+    /// `IMiniportTopology`: a topology miniport.
+    IMiniportTopology, IMiniportTopologyVtbl, PMINIPORTTOPOLOGY
+);
+/// `IMiniportTopology` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportTopologyVtbl {
+    pub base__: IMiniportVtbl,
+    pub Init: unsafe extern "system" fn(
+        This: THIS,
+        UnknownAdapter: PUNKNOWN,
+        ResourceList: PRESOURCELIST,
+        Port: PPORTTOPOLOGY,
+    ) -> NTSTATUS,
+}
+
+interface!(
+    /// `IMiniportWaveRT`: a WaveRT miniport.
+    IMiniportWaveRT, IMiniportWaveRTVtbl, PMINIPORTWAVERT
+);
+/// `IMiniportWaveRT` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportWaveRTVtbl {
+    pub base__: IMiniportVtbl,
+    pub Init: unsafe extern "system" fn(
+        This: THIS,
+        UnknownAdapter: PUNKNOWN,
+        ResourceList: PRESOURCELIST,
+        Port: PPORTWAVERT,
+    ) -> NTSTATUS,
+    pub NewStream: unsafe extern "system" fn(
+        This: THIS,
+        Stream: *mut PMINIPORTWAVERTSTREAM,
+        PortStream: PPORTWAVERTSTREAM,
+        Pin: ULONG,
+        Capture: BOOLEAN,
+        DataFormat: PKSDATAFORMAT,
+    ) -> NTSTATUS,
+    pub GetDeviceDescription:
+        unsafe extern "system" fn(This: THIS, DeviceDescription: PDEVICE_DESCRIPTION) -> NTSTATUS,
+}
+
+interface!(
+    /// `IMiniportWaveRTStream`: one WaveRT stream (pin instance).
+    IMiniportWaveRTStream, IMiniportWaveRTStreamVtbl, PMINIPORTWAVERTSTREAM
+);
+/// `IMiniportWaveRTStream` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportWaveRTStreamVtbl {
+    pub base__: IUnknownVtbl,
+    pub SetFormat: unsafe extern "system" fn(This: THIS, DataFormat: PKSDATAFORMAT) -> NTSTATUS,
+    pub SetState: unsafe extern "system" fn(This: THIS, State: KSSTATE) -> NTSTATUS,
+    pub GetPosition: unsafe extern "system" fn(This: THIS, Position: PKSAUDIO_POSITION) -> NTSTATUS,
+    pub AllocateAudioBuffer: unsafe extern "system" fn(
+        This: THIS,
+        RequestedSize: ULONG,
+        AudioBufferMdl: *mut PMDL,
+        ActualSize: *mut ULONG,
+        OffsetFromFirstPage: *mut ULONG,
+        CacheType: *mut MEMORY_CACHING_TYPE,
+    ) -> NTSTATUS,
+    pub FreeAudioBuffer:
+        unsafe extern "system" fn(This: THIS, AudioBufferMdl: PMDL, BufferSize: ULONG),
+    pub GetHWLatency: unsafe extern "system" fn(This: THIS, hwLatency: *mut KSRTAUDIO_HWLATENCY),
+    pub GetPositionRegister:
+        unsafe extern "system" fn(This: THIS, Register: *mut KSRTAUDIO_HWREGISTER) -> NTSTATUS,
+    pub GetClockRegister:
+        unsafe extern "system" fn(This: THIS, Register: *mut KSRTAUDIO_HWREGISTER) -> NTSTATUS,
+}
+
+interface!(
+    /// `IMiniportWaveRTStreamNotification`: a stream with event
+    /// notification (pull mode).
+    IMiniportWaveRTStreamNotification, IMiniportWaveRTStreamNotificationVtbl, PMINIPORTWAVERTSTREAMNOTIFICATION
+);
+/// `IMiniportWaveRTStreamNotification` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportWaveRTStreamNotificationVtbl {
+    pub base__: IMiniportWaveRTStreamVtbl,
+    pub AllocateBufferWithNotification: unsafe extern "system" fn(
+        This: THIS,
+        NotificationCount: ULONG,
+        RequestedSize: ULONG,
+        AudioBufferMdl: *mut PMDL,
+        ActualSize: *mut ULONG,
+        OffsetFromFirstPage: *mut ULONG,
+        CacheType: *mut MEMORY_CACHING_TYPE,
+    ) -> NTSTATUS,
+    pub FreeBufferWithNotification:
+        unsafe extern "system" fn(This: THIS, AudioBufferMdl: PMDL, BufferSize: ULONG),
+    pub RegisterNotificationEvent:
+        unsafe extern "system" fn(This: THIS, NotificationEvent: PKEVENT) -> NTSTATUS,
+    pub UnregisterNotificationEvent:
+        unsafe extern "system" fn(This: THIS, NotificationEvent: PKEVENT) -> NTSTATUS,
+}
+
+interface!(
+    /// `IMiniportWaveRTInputStream` (Windows 10 packet mode, capture).
+    /// Absent from MinGW: see [`crate::documented_only`].
+    IMiniportWaveRTInputStream, IMiniportWaveRTInputStreamVtbl, PMINIPORTWAVERTINPUTSTREAM
+);
+/// `IMiniportWaveRTInputStream` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportWaveRTInputStreamVtbl {
+    pub base__: IUnknownVtbl,
+    pub GetReadPacket: unsafe extern "system" fn(
+        This: THIS,
+        PacketNumber: *mut ULONG,
+        Flags: *mut DWORD,
+        PerformanceCounterValue: *mut ULONG64,
+        MoreData: *mut BOOL,
+    ) -> NTSTATUS,
+}
+
+interface!(
+    /// `IMiniportWaveRTOutputStream` (Windows 10 packet mode, render).
+    /// Absent from MinGW: see [`crate::documented_only`].
+    IMiniportWaveRTOutputStream, IMiniportWaveRTOutputStreamVtbl, PMINIPORTWAVERTOUTPUTSTREAM
+);
+/// `IMiniportWaveRTOutputStream` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportWaveRTOutputStreamVtbl {
+    pub base__: IUnknownVtbl,
+    pub SetWritePacket: unsafe extern "system" fn(
+        This: THIS,
+        PacketNumber: ULONG,
+        Flags: DWORD,
+        EosPacketLength: ULONG,
+    ) -> NTSTATUS,
+    pub GetOutputStreamPresentationPosition: unsafe extern "system" fn(
+        This: THIS,
+        pPresentationPosition: *mut KSAUDIO_PRESENTATION_POSITION,
+    ) -> NTSTATUS,
+    pub GetPacketCount: unsafe extern "system" fn(This: THIS, pPacketCount: *mut ULONG) -> NTSTATUS,
+}
+
+interface!(
+    /// `IAdapterPowerManagement`: power callbacks of the adapter object.
+    IAdapterPowerManagement, IAdapterPowerManagementVtbl, PADAPTERPOWERMANAGEMENT
+);
+/// `IAdapterPowerManagement` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IAdapterPowerManagementVtbl {
+    pub base__: IUnknownVtbl,
+    pub PowerChangeState: unsafe extern "system" fn(This: THIS, NewState: POWER_STATE),
+    pub QueryPowerChangeState:
+        unsafe extern "system" fn(This: THIS, NewStateQuery: POWER_STATE) -> NTSTATUS,
+    pub QueryDeviceCapabilities:
+        unsafe extern "system" fn(This: THIS, PowerDeviceCaps: PDEVICE_CAPABILITIES) -> NTSTATUS,
+}
+
+interface!(
+    /// `IPowerNotify`: power notification of a miniport or stream.
+    IPowerNotify, IPowerNotifyVtbl, PPOWERNOTIFY
+);
+/// `IPowerNotify` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IPowerNotifyVtbl {
+    pub base__: IUnknownVtbl,
+    pub PowerChangeNotify: unsafe extern "system" fn(This: THIS, PowerState: POWER_STATE),
+}
+
+interface!(
+    /// `IUnregisterSubdevice`, queried from a port.
+    IUnregisterSubdevice, IUnregisterSubdeviceVtbl, PUNREGISTERSUBDEVICE
+);
+/// `IUnregisterSubdevice` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IUnregisterSubdeviceVtbl {
+    pub base__: IUnknownVtbl,
+    pub UnregisterSubdevice: unsafe extern "system" fn(
+        This: THIS,
+        DeviceObject: PDEVICE_OBJECT,
+        Unknown: PUNKNOWN,
+    ) -> NTSTATUS,
+}
+
+interface!(
+    /// `IUnregisterPhysicalConnection`, queried from a port.
+    IUnregisterPhysicalConnection, IUnregisterPhysicalConnectionVtbl, PUNREGISTERPHYSICALCONNECTION
+);
+/// `IUnregisterPhysicalConnection` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IUnregisterPhysicalConnectionVtbl {
+    pub base__: IUnknownVtbl,
+    pub UnregisterPhysicalConnection: unsafe extern "system" fn(
+        This: THIS,
+        DeviceObject: PDEVICE_OBJECT,
+        FromUnknown: PUNKNOWN,
+        FromPin: ULONG,
+        ToUnknown: PUNKNOWN,
+        ToPin: ULONG,
+    ) -> NTSTATUS,
+    pub UnregisterPhysicalConnectionToExternal: unsafe extern "system" fn(
+        This: THIS,
+        DeviceObject: PDEVICE_OBJECT,
+        FromUnknown: PUNKNOWN,
+        FromPin: ULONG,
+        ToString: PUNICODE_STRING,
+        ToPin: ULONG,
+    ) -> NTSTATUS,
+    pub UnregisterPhysicalConnectionFromExternal: unsafe extern "system" fn(
+        This: THIS,
+        DeviceObject: PDEVICE_OBJECT,
+        FromString: PUNICODE_STRING,
+        FromPin: ULONG,
+        ToUnknown: PUNKNOWN,
+        ToPin: ULONG,
+    ) -> NTSTATUS,
+}
