@@ -1,0 +1,265 @@
+//! Positions from QPC, notifications and the KSSTATE machine.
+
+use proptest::prelude::*;
+use wavert_core::notify::{Due, NotificationSchedule, NotifyError};
+use wavert_core::position::{LinearFromCyclic, PositionError, QpcClock};
+use wavert_core::state::{transition, KsState, StateError, TimedStream, Transition};
+
+const QPC_HZ: u64 = 10_000_000;
+
+fn closed_form(ticks: u64, rate: u32) -> u64 {
+    (u128::from(ticks) * u128::from(rate) / u128::from(QPC_HZ)) as u64
+}
+
+/// 24 hours of irregular small steps: the incremental count equals the
+/// closed form exactly, all along and at the end.
+fn no_drift_over_a_day(rate: u32) {
+    let mut clock = QpcClock::new(QPC_HZ, rate, 4, 4 * rate, 2 * rate).expect("valid");
+    let start = 123_456_789u64;
+    clock.run(start);
+    let day = 24 * 3600 * QPC_HZ;
+    let mut t = 0u64;
+    let mut i = 0u64;
+    while t < day {
+        // 1 ms .. ~13 ms, never a multiple-friendly pattern.
+        t = (t + 10_000 + (i * 7_919) % 120_001).min(day);
+        clock.update(start + t);
+        if i % 4096 == 0 {
+            assert_eq!(clock.frames(), closed_form(t, rate));
+        }
+        i += 1;
+    }
+    assert!(i > 10_000_000, "many small steps ({i})");
+    assert_eq!(clock.frames(), closed_form(day, rate));
+    assert_eq!(clock.frames(), u64::from(rate) * 24 * 3600);
+}
+
+#[test]
+fn no_drift_over_24h_at_44100() {
+    no_drift_over_a_day(44_100);
+}
+
+#[test]
+fn no_drift_over_24h_at_192000() {
+    no_drift_over_a_day(192_000);
+}
+
+proptest! {
+    #[test]
+    fn incremental_equals_closed_form(rate in 1u32..=384_000, steps in proptest::collection::vec(0u64..50_000_000, 1..200)) {
+        let mut clock = QpcClock::new(QPC_HZ, rate, 8, 8000, 4000).expect("valid");
+        clock.run(5);
+        let mut t = 5u64;
+        let mut last = 0;
+        for s in steps {
+            t += s;
+            clock.update(t);
+            prop_assert!(clock.frames() >= last, "monotonic");
+            last = clock.frames();
+            prop_assert_eq!(clock.frames(), closed_form(t - 5, rate));
+            prop_assert_eq!(clock.linear_bytes(), clock.frames() * 8);
+            prop_assert_eq!(u64::from(clock.cyclic_offset()), clock.linear_bytes() % 8000);
+            prop_assert_eq!(clock.packet_count(), clock.linear_bytes() / 4000);
+            // The timer target for the next frame is exact: one tick earlier is short.
+            let target = clock.frames() + 1;
+            let at = clock.qpc_when_frames_reach(target).expect("reachable");
+            prop_assert!(closed_form(at - 5, rate) >= target);
+            prop_assert!(closed_form(at - 6, rate) < target);
+        }
+    }
+}
+
+#[test]
+fn earlier_qpc_does_not_move_position() {
+    let mut c = QpcClock::new(QPC_HZ, 48_000, 4, 19_200, 9_600).expect("valid");
+    c.run(1_000_000);
+    c.update(2_000_000);
+    let p = c.frames();
+    c.update(1_500_000);
+    assert_eq!(c.frames(), p);
+    assert_eq!(c.presentation().qpc, 2_000_000);
+}
+
+#[test]
+fn clock_rejections() {
+    assert_eq!(
+        QpcClock::new(0, 1, 1, 1, 1),
+        Err(PositionError::ZeroQpcFrequency)
+    );
+    assert_eq!(
+        QpcClock::new(1, 0, 1, 1, 1),
+        Err(PositionError::ZeroSampleRate)
+    );
+    assert_eq!(
+        QpcClock::new(1, 1, 0, 1, 1),
+        Err(PositionError::ZeroBlockAlign)
+    );
+    assert_eq!(
+        QpcClock::new(1, 1, 1, 0, 1),
+        Err(PositionError::ZeroBufferSize)
+    );
+    assert_eq!(
+        QpcClock::new(1, 1, 1, 10, 3),
+        Err(PositionError::BadPacketSize)
+    );
+    assert_eq!(LinearFromCyclic::new(0), Err(PositionError::ZeroBufferSize));
+}
+
+#[test]
+fn linear_from_cyclic_unwraps() {
+    let mut l = LinearFromCyclic::new(1000).expect("valid");
+    assert_eq!(l.update(900), 900);
+    assert_eq!(l.update(100), 1100);
+    assert_eq!(l.update(100), 1100);
+    l.reset();
+    assert_eq!(l.linear(), 0);
+}
+
+#[test]
+fn late_timer_reports_each_missed_notification_once() {
+    let mut n = NotificationSchedule::new(9600, 2).expect("valid");
+    assert_eq!(n.poll(4799), Due { first: 0, count: 0 });
+    assert_eq!(n.poll(4800), Due { first: 0, count: 1 });
+    assert_eq!(n.poll(4801), Due { first: 1, count: 0 });
+    // Timer 3.5 packets late.
+    assert_eq!(n.poll(4800 * 5 + 10), Due { first: 1, count: 4 });
+    assert_eq!(n.next_due_bytes(), 4800 * 6);
+    assert_eq!(
+        n.poll(100),
+        Due { first: 5, count: 0 },
+        "backwards: nothing"
+    );
+    n.reset();
+    assert_eq!(n.poll(4800), Due { first: 0, count: 1 });
+    assert_eq!(
+        NotificationSchedule::new(100, 3),
+        Err(NotifyError::InvalidCount(3))
+    );
+    assert_eq!(
+        NotificationSchedule::new(0, 1),
+        Err(NotifyError::ZeroBuffer)
+    );
+    assert_eq!(
+        NotificationSchedule::new(99, 2),
+        Err(NotifyError::NotDivisible {
+            buffer_bytes: 99,
+            count: 2
+        })
+    );
+}
+
+proptest! {
+    #[test]
+    fn every_packet_end_reported_exactly_once(count in 1u32..=2, packets in 1u32..100, polls in proptest::collection::vec(0u64..100_000, 0..100)) {
+        let size = packets * 2 * 48;
+        let mut n = NotificationSchedule::new(size, count).expect("valid");
+        let mut position = 0u64;
+        let mut next_expected = 0u64;
+        for step in polls {
+            position += step;
+            let due = n.poll(position);
+            prop_assert_eq!(due.first, next_expected, "no gap, no repeat");
+            next_expected += due.count;
+            prop_assert_eq!(next_expected, position / u64::from(size / count));
+        }
+    }
+}
+
+#[test]
+fn only_stepwise_transitions_are_allowed() {
+    use KsState::{Acquire, Pause, Run, Stop};
+    let all = [Stop, Acquire, Pause, Run];
+    for from in all {
+        for to in all {
+            let distance = (from as i32 - to as i32).abs();
+            let r = transition(from, to);
+            match distance {
+                0 => assert_eq!(r, Ok(Transition::None)),
+                1 => assert!(r.is_ok() && r != Ok(Transition::None)),
+                _ => assert_eq!(r, Err(StateError::NotStepwise { from, to })),
+            }
+        }
+    }
+    assert_eq!(KsState::from_raw(4), Err(StateError::UnknownState(4)));
+    assert_eq!(
+        KsState::from_raw(u32::MAX),
+        Err(StateError::UnknownState(u32::MAX))
+    );
+}
+
+fn stream() -> TimedStream {
+    // 48 kHz stereo 16-bit, 10 ms buffer, two packets.
+    let clock = QpcClock::new(QPC_HZ, 48_000, 4, 1920, 960).expect("valid");
+    TimedStream::new(clock, NotificationSchedule::new(1920, 2).expect("valid"))
+}
+
+#[test]
+fn run_moves_pause_freezes_stop_resets() {
+    let mut s = stream();
+    assert_eq!(
+        s.set_state(3, 0),
+        Err(StateError::NotStepwise {
+            from: KsState::Stop,
+            to: KsState::Run
+        })
+    );
+    assert_eq!(s.set_state(7, 0), Err(StateError::UnknownState(7)));
+    assert_eq!(s.state(), KsState::Stop);
+    s.set_state(1, 0).unwrap();
+    s.set_state(2, 0).unwrap();
+    assert_eq!(
+        s.position(50_000_000).linear_bytes,
+        0,
+        "PAUSE before RUN: no motion"
+    );
+    assert_eq!(s.set_state(3, 10_000_000), Ok(Transition::Run));
+    let p = s.position(10_000_000 + QPC_HZ / 100); // 10 ms
+    assert_eq!(p.linear_bytes, 1920);
+    assert_eq!(p.presentation.frames, 480);
+    assert_eq!(p.packet_count, 2);
+    assert_eq!(p.cyclic_offset, 0);
+    assert_eq!(s.poll_notifications(10_000_000 + QPC_HZ / 100).count, 2);
+    s.set_state(2, 10_000_000 + QPC_HZ / 50).unwrap(); // pause at 20 ms
+    let frozen = s.position(99_000_000);
+    assert_eq!(frozen.presentation.frames, 960);
+    assert_eq!(s.position(199_000_000), frozen, "PAUSE freezes");
+    s.set_state(3, 200_000_000).unwrap();
+    assert_eq!(
+        s.position(200_000_000 + QPC_HZ / 100).presentation.frames,
+        1440,
+        "resumes from where it paused"
+    );
+    s.set_state(2, 300_000_000).unwrap();
+    s.set_state(1, 300_000_000).unwrap();
+    s.set_state(0, 300_000_000).unwrap();
+    let p = s.position(400_000_000);
+    assert_eq!(
+        (p.linear_bytes, p.packet_count, p.presentation.frames),
+        (0, 0, 0),
+        "STOP resets"
+    );
+    assert_eq!(s.set_state(0, 1), Ok(Transition::None));
+}
+
+proptest! {
+    /// Any request sequence: errors leave the state unchanged, accepted ones
+    /// move one step; position is monotonic except across STOP, where it is 0.
+    #[test]
+    fn random_requests_never_crash(reqs in proptest::collection::vec((0u32..6, 0u64..1_000_000), 0..100)) {
+        let mut s = stream();
+        let mut t = 0u64;
+        let mut last = 0u64;
+        for (raw, dt) in reqs {
+            t += dt;
+            let before = s.state();
+            match s.set_state(raw, t) {
+                Ok(_) => prop_assert_eq!(s.state() as u32, raw),
+                Err(_) => prop_assert_eq!(s.state(), before),
+            }
+            let p = s.position(t).linear_bytes;
+            if s.state() == KsState::Stop { prop_assert_eq!(p, 0); }
+            else { prop_assert!(p >= last); }
+            last = p;
+        }
+    }
+}
