@@ -1,2 +1,23 @@
-//! Windows driver entry.
+//! rswavert: a Windows WaveRT audio miniport driver written in Rust.
+//!
+//! This crate is the Windows glue only (layer 4 of `docs/architecture.md`):
+//! the entry points the kernel and PortCls call, over `wdk-sys`, with
+//! `wdk-alloc` as the non-paged global allocator and `wdk-panic` as the panic
+//! handler. Everything that can be portable lives in the workspace crates
+//! under `crates/`, which build and test on any host.
+//!
+//! It is built only for `x86_64-pc-windows-msvc`: `cargo make` on Windows, or
+//! `cargo xtask cross` on Linux.
 #![no_std]
+
+mod adapter;
+
+// A panic in the kernel must stop the machine cleanly: wdk-panic bugchecks.
+// (`panic = "abort"` in both profiles means no unwinding ever crosses our
+// `extern "system"` entry points.)
+#[cfg(not(test))]
+extern crate wdk_panic;
+
+#[cfg(not(test))]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;

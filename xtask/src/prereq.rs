@@ -1,0 +1,107 @@
+//! Idempotent installation of everything the tasks need on a Debian host.
+//!
+//! A fresh CI machine has only the Rust toolchain: the cross build needs clang
+//! and libclang (bindgen), LLVM's `llvm-dlltool` (import libraries) and the
+//! MinGW-w64 headers and import libraries (the WDK stand-in). Each step checks
+//! first and says what it installs.
+
+use std::{process::Command, sync::OnceLock};
+
+use crate::util::{on_path, output, run, StepResult};
+
+/// Debian packages the cross build and the ABI check rely on.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "clang",
+    "libclang-dev",
+    "llvm",
+    "mingw-w64-common",
+    "mingw-w64-x86-64-dev",
+];
+
+/// The Windows kernel target.
+pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-msvc";
+
+/// Installs what is missing; returns a summary of what was installed.
+pub fn ensure_all() -> StepResult {
+    static RESULT: OnceLock<StepResult> = OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            let mut installed = Vec::new();
+            installed.extend(ensure_debian_packages()?);
+            installed.extend(ensure_rustup_parts()?);
+            if installed.is_empty() {
+                Ok("all prerequisites present".to_owned())
+            } else {
+                Ok(format!("installed {}", installed.join(", ")))
+            }
+        })
+        .clone()
+}
+
+fn debian_package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|result| {
+            String::from_utf8_lossy(&result.stdout).contains("install ok installed")
+        })
+}
+
+fn ensure_debian_packages() -> Result<Vec<String>, String> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !debian_package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !on_path("apt-get") {
+        return Err(format!(
+            "missing Debian packages {} and no apt-get to install them",
+            missing.join(" ")
+        ));
+    }
+    println!("    installing Debian packages: {}", missing.join(" "));
+    let as_root = output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0");
+    let apt = |arguments: &[&str]| {
+        let mut command = if as_root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        command
+            .args(arguments)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    run(&mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)?;
+    Ok(missing
+        .iter()
+        .map(|package| format!("deb:{package}"))
+        .collect())
+}
+
+fn ensure_rustup_parts() -> Result<Vec<String>, String> {
+    let mut installed = Vec::new();
+    let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !targets.lines().any(|line| line.trim() == WINDOWS_TARGET) {
+        println!("    installing rustup target {WINDOWS_TARGET}");
+        run(Command::new("rustup").args(["target", "add", WINDOWS_TARGET]))?;
+        installed.push(format!("rustup:{WINDOWS_TARGET}"));
+    }
+    let components = output(Command::new("rustup").args(["component", "list", "--installed"]))?;
+    for component in ["clippy", "rustfmt"] {
+        if !components.lines().any(|line| line.starts_with(component)) {
+            println!("    installing rustup component {component}");
+            run(Command::new("rustup").args(["component", "add", component]))?;
+            installed.push(format!("rustup:{component}"));
+        }
+    }
+    Ok(installed)
+}
