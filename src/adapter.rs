@@ -7,7 +7,7 @@
 
 use portcls_sys::{
     PcAddAdapterDevice, PcInitializeAdapterDriver, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS,
-    PRESOURCELIST, STATUS_SUCCESS, UNICODE_STRING, ULONG,
+    PRESOURCELIST, STATUS_SUCCESS, ULONG, UNICODE_STRING,
 };
 
 /// How many subdevices the adapter may register with PortCls: the virtual
@@ -18,7 +18,7 @@ const MAX_SUBDEVICES: ULONG = 4;
 /// default (`PORT_CLASS_DEVICE_EXTENSION_SIZE`), as Microsoft's samples do.
 const DEVICE_EXTENSION_SIZE: ULONG = 0;
 
-/// The driver's entry point, called once by the I/O manager at PASSIVE_LEVEL.
+/// The driver's entry point, called once by the I/O manager at `PASSIVE_LEVEL`.
 ///
 /// # Safety
 ///
@@ -40,7 +40,7 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
-/// Creates the functional device object for a new adapter (PASSIVE_LEVEL).
+/// Creates the functional device object for a new adapter (`PASSIVE_LEVEL`).
 ///
 /// # Safety
 ///
@@ -63,7 +63,7 @@ unsafe extern "system" fn add_device(
     }
 }
 
-/// Starts the adapter (PASSIVE_LEVEL, on `IRP_MN_START_DEVICE`).
+/// Starts the adapter (`PASSIVE_LEVEL`, on `IRP_MN_START_DEVICE`).
 ///
 /// The virtual cable issue fills this in: it creates the WaveRT and topology
 /// ports and miniports and registers them as subdevices.
@@ -72,6 +72,10 @@ unsafe extern "system" fn add_device(
 ///
 /// Called by PortCls with the functional device object, the start IRP and the
 /// device's resource list, all valid for this call.
+#[allow(
+    clippy::missing_const_for_fn,
+    reason = "a PortCls callback that will create ports and miniports; const would mislead"
+)]
 unsafe extern "system" fn start_device(
     _device_object: *mut DEVICE_OBJECT,
     _irp: *mut IRP,

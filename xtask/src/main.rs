@@ -26,6 +26,8 @@ tasks:
   cross   build the Windows driver for x86_64-pc-windows-msvc on this Linux host,
           package rswavert.sys + rswavert.inf under target/package/rswavert/
           and check the image
+  clippy-driver
+          clippy (-D warnings) on the driver package for the Windows target
   test    run every test stage (format, lints, tests, cross build + image checks)
   help    show this text";
 
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["cross"] => report(&[run_stage("cross", cross::run_cross)]),
+        ["clippy-driver"] => report(&[run_stage("clippy-driver", cross::run_driver_clippy)]),
         ["test"] => report(&test_stages()),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");

@@ -178,15 +178,14 @@ pub fn prepare_patched_wdk_build() -> Result<PathBuf, String> {
     copy_tree(&source, &destination, &edited)?;
     let mut patched: Vec<(&str, String)> = Vec::new();
     for edit in WDK_BUILD_EDITS {
-        let text = match patched.iter().position(|(file, _)| *file == edit.file) {
-            Some(index) => patched.swap_remove(index).1,
-            // The published sources use CRLF line endings; edits are written with LF.
-            None => {
-                let path = source.join(edit.file);
-                fs::read_to_string(&path)
-                    .map_err(|error| format!("read {}: {error}", path.display()))?
-                    .replace("\r\n", "\n")
-            }
+        // The published sources use CRLF line endings; edits are written with LF.
+        let text = if let Some(index) = patched.iter().position(|(file, _)| *file == edit.file) {
+            patched.swap_remove(index).1
+        } else {
+            let path = source.join(edit.file);
+            fs::read_to_string(&path)
+                .map_err(|error| format!("read {}: {error}", path.display()))?
+                .replace("\r\n", "\n")
         };
         let matches = text.matches(edit.find).count();
         if matches != edit.expected_matches {
