@@ -70,17 +70,35 @@ pub struct Summary {
 
 #[derive(Debug)]
 enum Item {
-    Struct { name: String, size: u64, align: u64 },
-    Field { owner: String, member: String, offset: u64 },
-    Guid { name: String, bytes: [u8; 16] },
-    Const { name: String, value: i64 },
+    Struct {
+        name: String,
+        size: u64,
+        align: u64,
+    },
+    Field {
+        owner: String,
+        member: String,
+        offset: u64,
+    },
+    Guid {
+        name: String,
+        bytes: [u8; 16],
+    },
+    Const {
+        name: String,
+        value: i64,
+    },
     Doc,
 }
 
 /// The workspace root (xtask's parent), or `RSWAVERT_WORKSPACE` if set.
 fn workspace_root() -> PathBuf {
     std::env::var_os("RSWAVERT_WORKSPACE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        },
         PathBuf::from,
     )
 }
@@ -94,35 +112,63 @@ fn clang() -> String {
 }
 
 fn mingw_include() -> PathBuf {
-    std::env::var_os("MINGW_INCLUDE").map_or_else(|| PathBuf::from("/usr/share/mingw-w64/include"), PathBuf::from)
+    std::env::var_os("MINGW_INCLUDE").map_or_else(
+        || PathBuf::from("/usr/share/mingw-w64/include"),
+        PathBuf::from,
+    )
 }
 
 fn manifest_from_cargo() -> Result<String, String> {
     let out = Command::new(cargo())
         .current_dir(workspace_root())
-        .args(["run", "-q", "-p", "portcls-sys", "--example", "abi_manifest"])
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "portcls-sys",
+            "--example",
+            "abi_manifest",
+        ])
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("abi_manifest failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "abi_manifest failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     String::from_utf8(out.stdout).map_err(|e| format!("abi_manifest output is not UTF-8: {e}"))
 }
 
 fn parse(manifest: &str) -> Result<Vec<Item>, String> {
     let num = |s: Option<&str>, line: &str| -> Result<u64, String> {
-        s.and_then(|v| v.parse().ok()).ok_or_else(|| format!("bad manifest line: {line}"))
+        s.and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("bad manifest line: {line}"))
     };
     let mut items = Vec::new();
     for line in manifest.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let mut w = line.split_whitespace();
         let kind = w.next().unwrap_or_default();
-        let name = w.next().ok_or_else(|| format!("bad manifest line: {line}"))?.to_owned();
+        let name = w
+            .next()
+            .ok_or_else(|| format!("bad manifest line: {line}"))?
+            .to_owned();
         let item = match kind {
-            "struct" => Item::Struct { name, size: num(w.next(), line)?, align: num(w.next(), line)? },
+            "struct" => Item::Struct {
+                name,
+                size: num(w.next(), line)?,
+                align: num(w.next(), line)?,
+            },
             "field" => {
-                let member = w.next().ok_or_else(|| format!("bad manifest line: {line}"))?.to_owned();
-                Item::Field { owner: name, member, offset: num(w.next(), line)? }
+                let member = w
+                    .next()
+                    .ok_or_else(|| format!("bad manifest line: {line}"))?
+                    .to_owned();
+                Item::Field {
+                    owner: name,
+                    member,
+                    offset: num(w.next(), line)?,
+                }
             }
             "guid" => {
                 let hex = w.next().unwrap_or_default();
@@ -140,7 +186,10 @@ fn parse(manifest: &str) -> Result<Vec<Item>, String> {
             }
             "const" => Item::Const {
                 name,
-                value: w.next().and_then(|v| v.parse().ok()).ok_or_else(|| format!("bad manifest line: {line}"))?,
+                value: w
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("bad manifest line: {line}"))?,
             },
             "doc" => Item::Doc,
             _ => return Err(format!("unknown manifest line: {line}")),
@@ -205,7 +254,11 @@ fn clang_windows_gnu(dir: &Path, file: &str, source: &str, extra: &[&str]) -> Re
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     let reasons: Vec<&str> = stderr.lines().filter(|l| l.contains("error:")).collect();
-    Err(format!("{} mismatch(es) or errors against MinGW-w64:\n{}", reasons.len(), reasons.join("\n")))
+    Err(format!(
+        "{} mismatch(es) or errors against MinGW-w64:\n{}",
+        reasons.len(),
+        reasons.join("\n")
+    ))
 }
 
 /// Checks a manifest (as printed by `abi_manifest`) against the headers.
@@ -238,7 +291,11 @@ fn check_items(items: &[Item], dir: &Path) -> Result<Summary, String> {
                      _Static_assert(_Alignof({name}) == {align}, \"abi: alignof({name}) is not {align}\");"
                 );
             }
-            Item::Field { owner, member, offset } => {
+            Item::Field {
+                owner,
+                member,
+                offset,
+            } => {
                 if owner.ends_with("Vtbl") {
                     s.slots += 1;
                 } else {
@@ -268,7 +325,11 @@ fn check_items(items: &[Item], dir: &Path) -> Result<Summary, String> {
     if let Err(e) = check_guids(items, dir) {
         errors.push(format!("GUIDs: {e}"));
     }
-    if errors.is_empty() { Ok(s) } else { Err(errors.join("\n")) }
+    if errors.is_empty() {
+        Ok(s)
+    } else {
+        Err(errors.join("\n"))
+    }
 }
 
 /// GUIDs MinGW's kernel headers get wrong, checked against its user-mode
@@ -285,7 +346,9 @@ fn check_guids(items: &[Item], dir: &Path) -> Result<(), String> {
             _ => None,
         })
         .collect();
-    let (user, kernel): (Vec<_>, Vec<_>) = guids.into_iter().partition(|(n, _)| KERNEL_HEADER_ERRATA.contains(n));
+    let (user, kernel): (Vec<_>, Vec<_>) = guids
+        .into_iter()
+        .partition(|(n, _)| KERNEL_HEADER_ERRATA.contains(n));
     let mut c = String::from("#define INITGUID\n");
     c.push_str(PRELUDE);
     for (name, _) in &kernel {
@@ -306,7 +369,15 @@ fn check_guids(items: &[Item], dir: &Path) -> Result<(), String> {
         }
         compare_guids(dir, "guids-user", &c, &user, &mut errors)?;
     }
-    if errors.is_empty() { Ok(()) } else { Err(format!("{} mismatch(es):\n{}", errors.len(), errors.join("\n"))) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} mismatch(es):\n{}",
+            errors.len(),
+            errors.join("\n")
+        ))
+    }
 }
 
 fn compare_guids(
@@ -318,13 +389,20 @@ fn compare_guids(
 ) -> Result<(), String> {
     let obj_name = format!("{stem}.o");
     clang_windows_gnu(dir, &format!("{stem}.c"), source, &["-c", "-o", &obj_name])?;
-    let obj = std::fs::read(dir.join(&obj_name)).map_err(|e| format!("cannot read {obj_name}: {e}"))?;
+    let obj =
+        std::fs::read(dir.join(&obj_name)).map_err(|e| format!("cannot read {obj_name}: {e}"))?;
     let coff = Coff::parse(&obj)?;
     for &(name, want) in guids {
-        let got = coff.symbol_bytes(&format!("abi_guid_{name}"), 16).or_else(|| coff.symbol_bytes(name, 16));
+        let got = coff
+            .symbol_bytes(&format!("abi_guid_{name}"), 16)
+            .or_else(|| coff.symbol_bytes(name, 16));
         match got {
             Some(got) if got == want => {}
-            Some(got) => errors.push(format!("{name}: Rust {} but MinGW {}", guid_text(want), guid_text(got))),
+            Some(got) => errors.push(format!(
+                "{name}: Rust {} but MinGW {}",
+                guid_text(want),
+                guid_text(got)
+            )),
             None => errors.push(format!("{name}: not found in the object file")),
         }
     }
@@ -332,15 +410,33 @@ fn compare_guids(
 }
 
 fn guid_text(b: &[u8]) -> String {
-    let le = |r: std::ops::Range<usize>| b.get(r).unwrap_or_default().iter().rev().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02X}");
-        s
-    });
-    let be = |r: std::ops::Range<usize>| b.get(r).unwrap_or_default().iter().fold(String::new(), |mut s, x| {
-        let _ = write!(s, "{x:02X}");
-        s
-    });
-    format!("{{{}-{}-{}-{}-{}}}", le(0..4), le(4..6), le(6..8), be(8..10), be(10..16))
+    let le = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .fold(String::new(), |mut s, x| {
+                let _ = write!(s, "{x:02X}");
+                s
+            })
+    };
+    let be = |r: std::ops::Range<usize>| {
+        b.get(r)
+            .unwrap_or_default()
+            .iter()
+            .fold(String::new(), |mut s, x| {
+                let _ = write!(s, "{x:02X}");
+                s
+            })
+    };
+    format!(
+        "{{{}-{}-{}-{}-{}}}",
+        le(0..4),
+        le(4..6),
+        le(6..8),
+        be(8..10),
+        be(10..16)
+    )
 }
 
 /// The little of PE/COFF object files the GUID check needs.
@@ -353,11 +449,13 @@ struct Coff<'a> {
 
 impl<'a> Coff<'a> {
     fn u16_at(data: &[u8], at: usize) -> Option<u16> {
-        data.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]))
+        data.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
 
     fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-        data.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     fn parse(data: &'a [u8]) -> Result<Self, String> {
@@ -368,7 +466,12 @@ impl<'a> Coff<'a> {
         let opt = usize::from(Self::u16_at(data, 16).ok_or_else(bad)?);
         let symtab = Self::u32_at(data, 8).ok_or_else(bad)? as usize;
         let nsyms = Self::u32_at(data, 12).ok_or_else(bad)? as usize;
-        Ok(Self { data, sections: 20 + opt, symtab, nsyms })
+        Ok(Self {
+            data,
+            sections: 20 + opt,
+            symtab,
+            nsyms,
+        })
     }
 
     fn symbol_name(&self, at: usize) -> Option<String> {
@@ -433,14 +536,26 @@ fn check_hidden_return() -> Result<(), String> {
 
 fn hidden_return_in(dir: &Path) -> Result<(), String> {
     let cpp = dir.join("probe.cpp");
-    std::fs::write(&cpp, HIDDEN_RETURN_CPP).map_err(|e| format!("cannot write {}: {e}", cpp.display()))?;
+    std::fs::write(&cpp, HIDDEN_RETURN_CPP)
+        .map_err(|e| format!("cannot write {}: {e}", cpp.display()))?;
     let out = Command::new(clang())
-        .args(["--target=x86_64-pc-windows-msvc", "-x", "c++", "-O2", "-S", "-o", "-"])
+        .args([
+            "--target=x86_64-pc-windows-msvc",
+            "-x",
+            "c++",
+            "-O2",
+            "-S",
+            "-o",
+            "-",
+        ])
         .arg(&cpp)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", clang()))?;
     if !out.status.success() {
-        return Err(format!("clang C++ probe failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "clang C++ probe failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     check_hidden_return_asm("clang C++", &String::from_utf8_lossy(&out.stdout))?;
 
@@ -449,8 +564,22 @@ fn hidden_return_in(dir: &Path) -> Result<(), String> {
     emit.push(&asm);
     let out = Command::new(cargo())
         .current_dir(workspace_root())
-        .args(["rustc", "-q", "-p", "portcls-sys", "--example", "hidden_return_probe"])
-        .args(["--target", "x86_64-pc-windows-msvc", "--", "-C", "opt-level=2", "--emit"])
+        .args([
+            "rustc",
+            "-q",
+            "-p",
+            "portcls-sys",
+            "--example",
+            "hidden_return_probe",
+        ])
+        .args([
+            "--target",
+            "x86_64-pc-windows-msvc",
+            "--",
+            "-C",
+            "opt-level=2",
+            "--emit",
+        ])
         .arg(emit)
         .output()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -460,7 +589,8 @@ fn hidden_return_in(dir: &Path) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let text = std::fs::read_to_string(&asm).map_err(|e| format!("cannot read {}: {e}", asm.display()))?;
+    let text =
+        std::fs::read_to_string(&asm).map_err(|e| format!("cannot read {}: {e}", asm.display()))?;
     check_hidden_return_asm("rustc portcls-sys", &text)
 }
 
@@ -498,7 +628,10 @@ pub fn check_hidden_return_asm(who: &str, asm: &str) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("{who}: GetPhysicalPageAddress call lacks: {}", missing.join(", ")))
+        Err(format!(
+            "{who}: GetPhysicalPageAddress call lacks: {}",
+            missing.join(", ")
+        ))
     }
 }
 
@@ -527,7 +660,15 @@ doc KSRTAUDIO_HWLATENCY https://learn.microsoft.com/
         let s = check_manifest(&good()).expect("the correct items pass");
         assert_eq!(
             s,
-            Summary { structs: 1, vtables: 1, slots: 1, fields: 2, guids: 2, consts: 1, documented: 1 }
+            Summary {
+                structs: 1,
+                vtables: 1,
+                slots: 1,
+                fields: 2,
+                guids: 2,
+                consts: 1,
+                documented: 1
+            }
         );
     }
 

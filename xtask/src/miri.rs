@@ -15,13 +15,19 @@ const PACKAGES: &[&str] = &["wavert-com", "portcls-sys"];
 /// The workspace root (xtask's parent), or `RSWAVERT_WORKSPACE` if set.
 fn workspace_root() -> PathBuf {
     std::env::var_os("RSWAVERT_WORKSPACE").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+        },
         PathBuf::from,
     )
 }
 
 fn step(what: &str, cmd: &mut Command) -> Result<String, String> {
-    let out = cmd.output().map_err(|e| format!("{what}: cannot run: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
@@ -49,17 +55,28 @@ fn passed(output: &str) -> usize {
 pub fn run() -> Result<String, String> {
     step(
         "rustup component add miri",
-        Command::new("rustup").args(["component", "add", "miri", "rust-src", "--toolchain", TOOLCHAIN]),
+        Command::new("rustup").args([
+            "component",
+            "add",
+            "miri",
+            "rust-src",
+            "--toolchain",
+            TOOLCHAIN,
+        ]),
     )?;
     let root = workspace_root();
     // Miri builds into its own target directory, away from everyone else's.
     let target = root.join("target").join("miri");
     step(
         "cargo miri setup",
-        Command::new("cargo").current_dir(&root).args([&format!("+{TOOLCHAIN}"), "miri", "setup"]),
+        Command::new("cargo")
+            .current_dir(&root)
+            .args([&format!("+{TOOLCHAIN}"), "miri", "setup"]),
     )?;
     let mut test = Command::new("cargo");
-    test.current_dir(&root).env("CARGO_TARGET_DIR", &target).args([&format!("+{TOOLCHAIN}"), "miri", "test"]);
+    test.current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([&format!("+{TOOLCHAIN}"), "miri", "test"]);
     for p in PACKAGES {
         test.args(["-p", p]);
     }
@@ -67,7 +84,11 @@ pub fn run() -> Result<String, String> {
     if out.contains("Undefined Behavior") {
         return Err(format!("Miri reported undefined behaviour:\n{out}"));
     }
-    Ok(format!("Miri: {} tests passed in {} with no undefined behaviour", passed(&out), PACKAGES.join(", ")))
+    Ok(format!(
+        "Miri: {} tests passed in {} with no undefined behaviour",
+        passed(&out),
+        PACKAGES.join(", ")
+    ))
 }
 
 #[cfg(test)]
@@ -76,7 +97,8 @@ mod tests {
 
     #[test]
     fn counts_passed_tests() {
-        let out = "test result: ok. 12 passed; 0 failed\nnoise\ntest result: ok. 3 passed; 0 failed";
+        let out =
+            "test result: ok. 12 passed; 0 failed\nnoise\ntest result: ok. 3 passed; 0 failed";
         assert_eq!(passed(out), 15);
     }
 }

@@ -44,72 +44,349 @@ macro_rules! consts {
 fn main() {
     let mut o = String::new();
 
-    item!(o, GUID { Data1, Data2, Data3, Data4 });
+    item!(
+        o,
+        GUID {
+            Data1,
+            Data2,
+            Data3,
+            Data4
+        }
+    );
     item!(o, LARGE_INTEGER { QuadPart });
-    item!(o, POWER_STATE { SystemState, DeviceState });
-    item!(o, DEVICE_DESCRIPTION {
-        Version, Master, ScatterGather, DemandMode, AutoInitialize, Dma32BitAddresses, IgnoreCount,
-        Reserved1, Dma64BitAddresses, BusNumber, DmaChannel, InterfaceType, DmaWidth, DmaSpeed,
-        MaximumLength, DmaPort
-    });
+    item!(
+        o,
+        POWER_STATE {
+            SystemState,
+            DeviceState
+        }
+    );
+    item!(
+        o,
+        DEVICE_DESCRIPTION {
+            Version,
+            Master,
+            ScatterGather,
+            DemandMode,
+            AutoInitialize,
+            Dma32BitAddresses,
+            IgnoreCount,
+            Reserved1,
+            Dma64BitAddresses,
+            BusNumber,
+            DmaChannel,
+            InterfaceType,
+            DmaWidth,
+            DmaSpeed,
+            MaximumLength,
+            DmaPort
+        }
+    );
     item!(o, KSIDENTIFIER { Set, Id, Flags });
-    item!(o, KSP_NODE { Property, NodeId, Reserved });
-    item!(o, KSP_PIN { Property, PinId, Reserved });
-    item!(o, KSDATAFORMAT {
-        Alignment, FormatSize, Flags, SampleSize, Reserved, MajorFormat, SubFormat, Specifier
-    });
-    item!(o, KSPIN_DESCRIPTOR {
-        InterfacesCount, Interfaces, MediumsCount, Mediums, DataRangesCount, DataRanges, DataFlow,
-        Communication, Category, Name, ConstrainedDataRangesCount, ConstrainedDataRanges
-    });
+    item!(
+        o,
+        KSP_NODE {
+            Property,
+            NodeId,
+            Reserved
+        }
+    );
+    item!(
+        o,
+        KSP_PIN {
+            Property,
+            PinId,
+            Reserved
+        }
+    );
+    item!(
+        o,
+        KSDATAFORMAT {
+            Alignment,
+            FormatSize,
+            Flags,
+            SampleSize,
+            Reserved,
+            MajorFormat,
+            SubFormat,
+            Specifier
+        }
+    );
+    item!(
+        o,
+        KSPIN_DESCRIPTOR {
+            InterfacesCount,
+            Interfaces,
+            MediumsCount,
+            Mediums,
+            DataRangesCount,
+            DataRanges,
+            DataFlow,
+            Communication,
+            Category,
+            Name,
+            ConstrainedDataRangesCount,
+            ConstrainedDataRanges
+        }
+    );
     item!(o, KSMULTIPLE_ITEM { Size, Count });
-    item!(o, KSPIN_CINSTANCES { PossibleCount, CurrentCount });
-    item!(o, KSPROPERTY_DESCRIPTION {
-        AccessFlags, DescriptionSize, PropTypeSet, MembersListCount, Reserved
-    });
-    item!(o, KSPROPERTY_MEMBERSHEADER { MembersFlags, MembersSize, MembersCount, Flags });
-    item!(o, KSPROPERTY_BOUNDS_LONG { SignedMinimum, SignedMaximum });
-    item!(o, KSPROPERTY_STEPPING_LONG { SteppingDelta, Reserved, Bounds });
-    item!(o, KSCOMPONENTID { Manufacturer, Product, Component, Name, Version, Revision });
-    item!(o, WAVEFORMATEX {
-        wFormatTag, nChannels, nSamplesPerSec, nAvgBytesPerSec, nBlockAlign, wBitsPerSample, cbSize
-    });
-    item!(o, WAVEFORMATEXTENSIBLE { Format, Samples, dwChannelMask, SubFormat });
-    item!(o, KSDATAFORMAT_WAVEFORMATEX { DataFormat, WaveFormatEx });
-    item!(o, KSDATARANGE_AUDIO {
-        DataRange, MaximumChannels, MinimumBitsPerSample, MaximumBitsPerSample,
-        MinimumSampleFrequency, MaximumSampleFrequency
-    });
-    item!(o, KSAUDIO_POSITION { PlayOffset, WriteOffset });
-    item!(o, KSNODEPROPERTY { Property, NodeId, Reserved });
-    item!(o, KSNODEPROPERTY_AUDIO_CHANNEL { NodeProperty, Channel, Reserved });
-    item!(o, KSJACK_DESCRIPTION {
-        ChannelMapping, Color, ConnectionType, GeoLocation, GenLocation, PortConnection, IsConnected
-    });
-    item!(o, KSJACK_DESCRIPTION2 { DeviceStateInfo, JackCapabilities });
-    item!(o, PCPROPERTY_ITEM { Set, Id, Flags, Handler });
-    item!(o, PCPROPERTY_REQUEST {
-        MajorTarget, MinorTarget, Node, PropertyItem, Verb, InstanceSize, Instance, ValueSize,
-        Value, Irp
-    });
-    item!(o, PCEVENT_ITEM { Set, Id, Flags, Handler });
-    item!(o, PCEVENT_REQUEST { MajorTarget, MinorTarget, Node, EventItem, EventEntry, Verb, Irp });
-    item!(o, PCMETHOD_ITEM { Set, Id, Flags, Handler });
-    item!(o, PCMETHOD_REQUEST { MajorTarget, MinorTarget, Node, MethodItem, Verb });
-    item!(o, PCAUTOMATION_TABLE {
-        PropertyItemSize, PropertyCount, Properties, MethodItemSize, MethodCount, Methods,
-        EventItemSize, EventCount, Events, Reserved
-    });
-    item!(o, PCPIN_DESCRIPTOR {
-        MaxGlobalInstanceCount, MaxFilterInstanceCount, MinFilterInstanceCount, AutomationTable,
-        KsPinDescriptor
-    });
-    item!(o, PCNODE_DESCRIPTOR { Flags, AutomationTable, Type, Name });
-    item!(o, PCCONNECTION_DESCRIPTOR { FromNode, FromNodePin, ToNode, ToNodePin });
-    item!(o, PCFILTER_DESCRIPTOR {
-        Version, AutomationTable, PinSize, PinCount, Pins, NodeSize, NodeCount, Nodes,
-        ConnectionCount, Connections, CategoryCount, Categories
-    });
+    item!(
+        o,
+        KSPIN_CINSTANCES {
+            PossibleCount,
+            CurrentCount
+        }
+    );
+    item!(
+        o,
+        KSPROPERTY_DESCRIPTION {
+            AccessFlags,
+            DescriptionSize,
+            PropTypeSet,
+            MembersListCount,
+            Reserved
+        }
+    );
+    item!(
+        o,
+        KSPROPERTY_MEMBERSHEADER {
+            MembersFlags,
+            MembersSize,
+            MembersCount,
+            Flags
+        }
+    );
+    item!(
+        o,
+        KSPROPERTY_BOUNDS_LONG {
+            SignedMinimum,
+            SignedMaximum
+        }
+    );
+    item!(
+        o,
+        KSPROPERTY_STEPPING_LONG {
+            SteppingDelta,
+            Reserved,
+            Bounds
+        }
+    );
+    item!(
+        o,
+        KSCOMPONENTID {
+            Manufacturer,
+            Product,
+            Component,
+            Name,
+            Version,
+            Revision
+        }
+    );
+    item!(
+        o,
+        WAVEFORMATEX {
+            wFormatTag,
+            nChannels,
+            nSamplesPerSec,
+            nAvgBytesPerSec,
+            nBlockAlign,
+            wBitsPerSample,
+            cbSize
+        }
+    );
+    item!(
+        o,
+        WAVEFORMATEXTENSIBLE {
+            Format,
+            Samples,
+            dwChannelMask,
+            SubFormat
+        }
+    );
+    item!(
+        o,
+        KSDATAFORMAT_WAVEFORMATEX {
+            DataFormat,
+            WaveFormatEx
+        }
+    );
+    item!(
+        o,
+        KSDATARANGE_AUDIO {
+            DataRange,
+            MaximumChannels,
+            MinimumBitsPerSample,
+            MaximumBitsPerSample,
+            MinimumSampleFrequency,
+            MaximumSampleFrequency
+        }
+    );
+    item!(
+        o,
+        KSAUDIO_POSITION {
+            PlayOffset,
+            WriteOffset
+        }
+    );
+    item!(
+        o,
+        KSNODEPROPERTY {
+            Property,
+            NodeId,
+            Reserved
+        }
+    );
+    item!(
+        o,
+        KSNODEPROPERTY_AUDIO_CHANNEL {
+            NodeProperty,
+            Channel,
+            Reserved
+        }
+    );
+    item!(
+        o,
+        KSJACK_DESCRIPTION {
+            ChannelMapping,
+            Color,
+            ConnectionType,
+            GeoLocation,
+            GenLocation,
+            PortConnection,
+            IsConnected
+        }
+    );
+    item!(
+        o,
+        KSJACK_DESCRIPTION2 {
+            DeviceStateInfo,
+            JackCapabilities
+        }
+    );
+    item!(
+        o,
+        PCPROPERTY_ITEM {
+            Set,
+            Id,
+            Flags,
+            Handler
+        }
+    );
+    item!(
+        o,
+        PCPROPERTY_REQUEST {
+            MajorTarget,
+            MinorTarget,
+            Node,
+            PropertyItem,
+            Verb,
+            InstanceSize,
+            Instance,
+            ValueSize,
+            Value,
+            Irp
+        }
+    );
+    item!(
+        o,
+        PCEVENT_ITEM {
+            Set,
+            Id,
+            Flags,
+            Handler
+        }
+    );
+    item!(
+        o,
+        PCEVENT_REQUEST {
+            MajorTarget,
+            MinorTarget,
+            Node,
+            EventItem,
+            EventEntry,
+            Verb,
+            Irp
+        }
+    );
+    item!(
+        o,
+        PCMETHOD_ITEM {
+            Set,
+            Id,
+            Flags,
+            Handler
+        }
+    );
+    item!(
+        o,
+        PCMETHOD_REQUEST {
+            MajorTarget,
+            MinorTarget,
+            Node,
+            MethodItem,
+            Verb
+        }
+    );
+    item!(
+        o,
+        PCAUTOMATION_TABLE {
+            PropertyItemSize,
+            PropertyCount,
+            Properties,
+            MethodItemSize,
+            MethodCount,
+            Methods,
+            EventItemSize,
+            EventCount,
+            Events,
+            Reserved
+        }
+    );
+    item!(
+        o,
+        PCPIN_DESCRIPTOR {
+            MaxGlobalInstanceCount,
+            MaxFilterInstanceCount,
+            MinFilterInstanceCount,
+            AutomationTable,
+            KsPinDescriptor
+        }
+    );
+    item!(
+        o,
+        PCNODE_DESCRIPTOR {
+            Flags,
+            AutomationTable,
+            Type,
+            Name
+        }
+    );
+    item!(
+        o,
+        PCCONNECTION_DESCRIPTOR {
+            FromNode,
+            FromNodePin,
+            ToNode,
+            ToNodePin
+        }
+    );
+    item!(
+        o,
+        PCFILTER_DESCRIPTOR {
+            Version,
+            AutomationTable,
+            PinSize,
+            PinCount,
+            Pins,
+            NodeSize,
+            NodeCount,
+            Nodes,
+            ConnectionCount,
+            Connections,
+            CategoryCount,
+            Categories
+        }
+    );
 
     // Interfaces: the object is one vtable pointer.
     item!(o, IUnknown { lpVtbl });
@@ -130,7 +407,14 @@ fn main() {
     item!(o, IUnregisterPhysicalConnection { lpVtbl });
 
     // Vtables: every slot by name, bases first.
-    item!(o, IUnknownVtbl { QueryInterface, AddRef, Release });
+    item!(
+        o,
+        IUnknownVtbl {
+            QueryInterface,
+            AddRef,
+            Release
+        }
+    );
     item!(o, IResourceListVtbl {
         base__.QueryInterface, base__.AddRef, base__.Release, NumberOfEntries, NumberOfEntriesOfType,
         FindTranslatedEntry, FindUntranslatedEntry, AddEntry, AddEntryFromParent, TranslatedList,
@@ -191,97 +475,288 @@ fn main() {
         UnregisterPhysicalConnectionToExternal, UnregisterPhysicalConnectionFromExternal
     });
 
-    guids!(o,
-        IID_IPort, IID_IMiniport, IID_IPortTopology, IID_IMiniportTopology, IID_IPortWaveRT,
-        IID_IPortWaveRTStream, IID_IMiniportWaveRT, IID_IMiniportWaveRTStream,
-        IID_IMiniportWaveRTStreamNotification, IID_IResourceList, IID_IInterruptSync,
-        IID_IAdapterPowerManagement, IID_IPowerNotify, IID_IUnregisterSubdevice,
-        IID_IUnregisterPhysicalConnection, IID_IPinCount, IID_IPortEvents, IID_IUnknown,
-        CLSID_PortWaveRT, CLSID_PortTopology,
-        KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME,
-        KSCATEGORY_TOPOLOGY, KSDATAFORMAT_TYPE_AUDIO, KSDATAFORMAT_SUBTYPE_PCM,
-        KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX,
-        KSDATAFORMAT_SPECIFIER_NONE, KSDATAFORMAT_TYPE_WILDCARD, KSDATAFORMAT_SUBTYPE_WILDCARD,
-        KSDATAFORMAT_SPECIFIER_WILDCARD, KSNODETYPE_SPEAKER, KSNODETYPE_HEADPHONES,
-        KSNODETYPE_MICROPHONE, KSNODETYPE_ANALOG_CONNECTOR, KSNODETYPE_LINE_CONNECTOR,
-        KSNODETYPE_SPDIF_INTERFACE, KSNODETYPE_VOLUME, KSNODETYPE_MUTE, KSNODETYPE_DAC,
-        KSNODETYPE_ADC, KSNODETYPE_SUM, KSAUDFNAME_MASTER_VOLUME, KSPROPSETID_General,
-        KSPROPSETID_Pin, KSPROPSETID_Connection, KSPROPSETID_Topology, KSPROPSETID_Audio,
-        KSPROPSETID_RtAudio, KSEVENTSETID_AudioControlChange, KSPROPTYPESETID_General,
-        KSINTERFACESETID_Standard, KSMEDIUMSETID_Standard,
+    guids!(
+        o,
+        IID_IPort,
+        IID_IMiniport,
+        IID_IPortTopology,
+        IID_IMiniportTopology,
+        IID_IPortWaveRT,
+        IID_IPortWaveRTStream,
+        IID_IMiniportWaveRT,
+        IID_IMiniportWaveRTStream,
+        IID_IMiniportWaveRTStreamNotification,
+        IID_IResourceList,
+        IID_IInterruptSync,
+        IID_IAdapterPowerManagement,
+        IID_IPowerNotify,
+        IID_IUnregisterSubdevice,
+        IID_IUnregisterPhysicalConnection,
+        IID_IPinCount,
+        IID_IPortEvents,
+        IID_IUnknown,
+        CLSID_PortWaveRT,
+        CLSID_PortTopology,
+        KSCATEGORY_AUDIO,
+        KSCATEGORY_RENDER,
+        KSCATEGORY_CAPTURE,
+        KSCATEGORY_REALTIME,
+        KSCATEGORY_TOPOLOGY,
+        KSDATAFORMAT_TYPE_AUDIO,
+        KSDATAFORMAT_SUBTYPE_PCM,
+        KSDATAFORMAT_SUBTYPE_IEEE_FLOAT,
+        KSDATAFORMAT_SPECIFIER_WAVEFORMATEX,
+        KSDATAFORMAT_SPECIFIER_NONE,
+        KSDATAFORMAT_TYPE_WILDCARD,
+        KSDATAFORMAT_SUBTYPE_WILDCARD,
+        KSDATAFORMAT_SPECIFIER_WILDCARD,
+        KSNODETYPE_SPEAKER,
+        KSNODETYPE_HEADPHONES,
+        KSNODETYPE_MICROPHONE,
+        KSNODETYPE_ANALOG_CONNECTOR,
+        KSNODETYPE_LINE_CONNECTOR,
+        KSNODETYPE_SPDIF_INTERFACE,
+        KSNODETYPE_VOLUME,
+        KSNODETYPE_MUTE,
+        KSNODETYPE_DAC,
+        KSNODETYPE_ADC,
+        KSNODETYPE_SUM,
+        KSAUDFNAME_MASTER_VOLUME,
+        KSPROPSETID_General,
+        KSPROPSETID_Pin,
+        KSPROPSETID_Connection,
+        KSPROPSETID_Topology,
+        KSPROPSETID_Audio,
+        KSPROPSETID_RtAudio,
+        KSEVENTSETID_AudioControlChange,
+        KSPROPTYPESETID_General,
+        KSINTERFACESETID_Standard,
+        KSMEDIUMSETID_Standard,
     );
 
-    consts!(o,
-        STATUS_SUCCESS, STATUS_PENDING, STATUS_BUFFER_OVERFLOW, STATUS_NO_MORE_ENTRIES,
-        STATUS_UNSUCCESSFUL, STATUS_NOT_IMPLEMENTED, STATUS_INVALID_PARAMETER,
-        STATUS_INVALID_DEVICE_REQUEST, STATUS_NO_MEMORY, STATUS_BUFFER_TOO_SMALL,
-        STATUS_DEVICE_NOT_READY, STATUS_INVALID_BUFFER_SIZE, STATUS_INSUFFICIENT_RESOURCES,
-        STATUS_NOT_SUPPORTED, STATUS_NO_MATCH, STATUS_NOT_FOUND, STATUS_INVALID_DEVICE_STATE,
-        STATUS_DEVICE_BUSY, STATUS_NOINTERFACE, E_NOINTERFACE,
-        KSSTATE_STOP, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN, KSPIN_DATAFLOW_IN,
-        KSPIN_DATAFLOW_OUT, KSPIN_COMMUNICATION_NONE, KSPIN_COMMUNICATION_SINK,
-        KSPIN_COMMUNICATION_SOURCE, KSPIN_COMMUNICATION_BOTH, KSPIN_COMMUNICATION_BRIDGE,
-        KSINTERFACE_STANDARD_STREAMING, KSINSTANCE_INDETERMINATE,
-        KSDATAFORMAT_ATTRIBUTES, KSDATARANGE_ATTRIBUTES, KSDATARANGE_REQUIRED_ATTRIBUTES,
-        KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET, KSPROPERTY_TYPE_SETSUPPORT,
-        KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_RELATIONS, KSPROPERTY_TYPE_SERIALIZESET,
-        KSPROPERTY_TYPE_UNSERIALIZESET, KSPROPERTY_TYPE_SERIALIZERAW,
-        KSPROPERTY_TYPE_UNSERIALIZERAW, KSPROPERTY_TYPE_SERIALIZESIZE,
-        KSPROPERTY_TYPE_DEFAULTVALUES, KSPROPERTY_TYPE_TOPOLOGY, KSPROPERTY_MEMBER_RANGES,
-        KSPROPERTY_MEMBER_STEPPEDRANGES, KSPROPERTY_MEMBER_VALUES, KSPROPERTY_MEMBER_FLAG_DEFAULT,
+    consts!(
+        o,
+        STATUS_SUCCESS,
+        STATUS_PENDING,
+        STATUS_BUFFER_OVERFLOW,
+        STATUS_NO_MORE_ENTRIES,
+        STATUS_UNSUCCESSFUL,
+        STATUS_NOT_IMPLEMENTED,
+        STATUS_INVALID_PARAMETER,
+        STATUS_INVALID_DEVICE_REQUEST,
+        STATUS_NO_MEMORY,
+        STATUS_BUFFER_TOO_SMALL,
+        STATUS_DEVICE_NOT_READY,
+        STATUS_INVALID_BUFFER_SIZE,
+        STATUS_INSUFFICIENT_RESOURCES,
+        STATUS_NOT_SUPPORTED,
+        STATUS_NO_MATCH,
+        STATUS_NOT_FOUND,
+        STATUS_INVALID_DEVICE_STATE,
+        STATUS_DEVICE_BUSY,
+        STATUS_NOINTERFACE,
+        E_NOINTERFACE,
+        KSSTATE_STOP,
+        KSSTATE_ACQUIRE,
+        KSSTATE_PAUSE,
+        KSSTATE_RUN,
+        KSPIN_DATAFLOW_IN,
+        KSPIN_DATAFLOW_OUT,
+        KSPIN_COMMUNICATION_NONE,
+        KSPIN_COMMUNICATION_SINK,
+        KSPIN_COMMUNICATION_SOURCE,
+        KSPIN_COMMUNICATION_BOTH,
+        KSPIN_COMMUNICATION_BRIDGE,
+        KSINTERFACE_STANDARD_STREAMING,
+        KSINSTANCE_INDETERMINATE,
+        KSDATAFORMAT_ATTRIBUTES,
+        KSDATARANGE_ATTRIBUTES,
+        KSDATARANGE_REQUIRED_ATTRIBUTES,
+        KSPROPERTY_TYPE_GET,
+        KSPROPERTY_TYPE_SET,
+        KSPROPERTY_TYPE_SETSUPPORT,
+        KSPROPERTY_TYPE_BASICSUPPORT,
+        KSPROPERTY_TYPE_RELATIONS,
+        KSPROPERTY_TYPE_SERIALIZESET,
+        KSPROPERTY_TYPE_UNSERIALIZESET,
+        KSPROPERTY_TYPE_SERIALIZERAW,
+        KSPROPERTY_TYPE_UNSERIALIZERAW,
+        KSPROPERTY_TYPE_SERIALIZESIZE,
+        KSPROPERTY_TYPE_DEFAULTVALUES,
+        KSPROPERTY_TYPE_TOPOLOGY,
+        KSPROPERTY_MEMBER_RANGES,
+        KSPROPERTY_MEMBER_STEPPEDRANGES,
+        KSPROPERTY_MEMBER_VALUES,
+        KSPROPERTY_MEMBER_FLAG_DEFAULT,
         KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL,
-        KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM, KSEVENT_TYPE_ENABLE, KSEVENT_TYPE_ONESHOT,
-        KSEVENT_TYPE_ENABLEBUFFERED, KSEVENT_TYPE_SETSUPPORT, KSEVENT_TYPE_BASICSUPPORT,
-        KSEVENT_TYPE_QUERYBUFFER, KSEVENT_TYPE_TOPOLOGY, KSMETHOD_TYPE_NONE, KSMETHOD_TYPE_READ,
-        KSMETHOD_TYPE_WRITE, KSMETHOD_TYPE_MODIFY, KSMETHOD_TYPE_SOURCE, KSMETHOD_TYPE_SEND,
-        KSMETHOD_TYPE_SETSUPPORT, KSMETHOD_TYPE_BASICSUPPORT,
-        KSPROPERTY_PIN_CINSTANCES, KSPROPERTY_PIN_CTYPES, KSPROPERTY_PIN_DATAFLOW,
-        KSPROPERTY_PIN_DATARANGES, KSPROPERTY_PIN_DATAINTERSECTION, KSPROPERTY_PIN_INTERFACES,
-        KSPROPERTY_PIN_MEDIUMS, KSPROPERTY_PIN_COMMUNICATION, KSPROPERTY_PIN_GLOBALCINSTANCES,
-        KSPROPERTY_PIN_NECESSARYINSTANCES, KSPROPERTY_PIN_PHYSICALCONNECTION,
-        KSPROPERTY_PIN_CATEGORY, KSPROPERTY_PIN_NAME, KSPROPERTY_PIN_CONSTRAINEDDATARANGES,
-        KSPROPERTY_PIN_PROPOSEDATAFORMAT, KSPROPERTY_CONNECTION_STATE,
-        KSPROPERTY_CONNECTION_PRIORITY, KSPROPERTY_CONNECTION_DATAFORMAT,
-        KSPROPERTY_CONNECTION_ALLOCATORFRAMING, KSPROPERTY_CONNECTION_PROPOSEDATAFORMAT,
-        KSPROPERTY_CONNECTION_ACQUIREORDERING, KSPROPERTY_CONNECTION_ALLOCATORFRAMING_EX,
-        KSPROPERTY_CONNECTION_STARTAT, KSPROPERTY_GENERAL_COMPONENTID,
-        KSPROPERTY_TOPOLOGY_CATEGORIES, KSPROPERTY_TOPOLOGY_NODES,
-        KSPROPERTY_TOPOLOGY_CONNECTIONS, KSPROPERTY_TOPOLOGY_NAME,
-        WAVE_FORMAT_PCM, WAVE_FORMAT_IEEE_FLOAT, WAVE_FORMAT_EXTENSIBLE,
-        SPEAKER_FRONT_LEFT, SPEAKER_FRONT_RIGHT, SPEAKER_FRONT_CENTER, SPEAKER_LOW_FREQUENCY,
-        SPEAKER_BACK_LEFT, SPEAKER_BACK_RIGHT, SPEAKER_SIDE_LEFT, SPEAKER_SIDE_RIGHT,
-        KSAUDIO_SPEAKER_MONO, KSAUDIO_SPEAKER_STEREO,
-        KSPROPERTY_AUDIO_LATENCY, KSPROPERTY_AUDIO_COPY_PROTECTION,
-        KSPROPERTY_AUDIO_CHANNEL_CONFIG, KSPROPERTY_AUDIO_VOLUMELEVEL, KSPROPERTY_AUDIO_POSITION,
-        KSPROPERTY_AUDIO_DYNAMIC_RANGE, KSPROPERTY_AUDIO_QUALITY, KSPROPERTY_AUDIO_SAMPLING_RATE,
-        KSPROPERTY_AUDIO_DYNAMIC_SAMPLING_RATE, KSPROPERTY_AUDIO_MIX_LEVEL_TABLE,
-        KSPROPERTY_AUDIO_MIX_LEVEL_CAPS, KSPROPERTY_AUDIO_MUX_SOURCE, KSPROPERTY_AUDIO_MUTE,
-        KSPROPERTY_AUDIO_DEV_SPECIFIC, KSPROPERTY_AUDIO_PEAKMETER, KSPROPERTY_AUDIO_CPU_RESOURCES,
+        KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
+        KSEVENT_TYPE_ENABLE,
+        KSEVENT_TYPE_ONESHOT,
+        KSEVENT_TYPE_ENABLEBUFFERED,
+        KSEVENT_TYPE_SETSUPPORT,
+        KSEVENT_TYPE_BASICSUPPORT,
+        KSEVENT_TYPE_QUERYBUFFER,
+        KSEVENT_TYPE_TOPOLOGY,
+        KSMETHOD_TYPE_NONE,
+        KSMETHOD_TYPE_READ,
+        KSMETHOD_TYPE_WRITE,
+        KSMETHOD_TYPE_MODIFY,
+        KSMETHOD_TYPE_SOURCE,
+        KSMETHOD_TYPE_SEND,
+        KSMETHOD_TYPE_SETSUPPORT,
+        KSMETHOD_TYPE_BASICSUPPORT,
+        KSPROPERTY_PIN_CINSTANCES,
+        KSPROPERTY_PIN_CTYPES,
+        KSPROPERTY_PIN_DATAFLOW,
+        KSPROPERTY_PIN_DATARANGES,
+        KSPROPERTY_PIN_DATAINTERSECTION,
+        KSPROPERTY_PIN_INTERFACES,
+        KSPROPERTY_PIN_MEDIUMS,
+        KSPROPERTY_PIN_COMMUNICATION,
+        KSPROPERTY_PIN_GLOBALCINSTANCES,
+        KSPROPERTY_PIN_NECESSARYINSTANCES,
+        KSPROPERTY_PIN_PHYSICALCONNECTION,
+        KSPROPERTY_PIN_CATEGORY,
+        KSPROPERTY_PIN_NAME,
+        KSPROPERTY_PIN_CONSTRAINEDDATARANGES,
+        KSPROPERTY_PIN_PROPOSEDATAFORMAT,
+        KSPROPERTY_CONNECTION_STATE,
+        KSPROPERTY_CONNECTION_PRIORITY,
+        KSPROPERTY_CONNECTION_DATAFORMAT,
+        KSPROPERTY_CONNECTION_ALLOCATORFRAMING,
+        KSPROPERTY_CONNECTION_PROPOSEDATAFORMAT,
+        KSPROPERTY_CONNECTION_ACQUIREORDERING,
+        KSPROPERTY_CONNECTION_ALLOCATORFRAMING_EX,
+        KSPROPERTY_CONNECTION_STARTAT,
+        KSPROPERTY_GENERAL_COMPONENTID,
+        KSPROPERTY_TOPOLOGY_CATEGORIES,
+        KSPROPERTY_TOPOLOGY_NODES,
+        KSPROPERTY_TOPOLOGY_CONNECTIONS,
+        KSPROPERTY_TOPOLOGY_NAME,
+        WAVE_FORMAT_PCM,
+        WAVE_FORMAT_IEEE_FLOAT,
+        WAVE_FORMAT_EXTENSIBLE,
+        SPEAKER_FRONT_LEFT,
+        SPEAKER_FRONT_RIGHT,
+        SPEAKER_FRONT_CENTER,
+        SPEAKER_LOW_FREQUENCY,
+        SPEAKER_BACK_LEFT,
+        SPEAKER_BACK_RIGHT,
+        SPEAKER_SIDE_LEFT,
+        SPEAKER_SIDE_RIGHT,
+        KSAUDIO_SPEAKER_MONO,
+        KSAUDIO_SPEAKER_STEREO,
+        KSPROPERTY_AUDIO_LATENCY,
+        KSPROPERTY_AUDIO_COPY_PROTECTION,
+        KSPROPERTY_AUDIO_CHANNEL_CONFIG,
+        KSPROPERTY_AUDIO_VOLUMELEVEL,
+        KSPROPERTY_AUDIO_POSITION,
+        KSPROPERTY_AUDIO_DYNAMIC_RANGE,
+        KSPROPERTY_AUDIO_QUALITY,
+        KSPROPERTY_AUDIO_SAMPLING_RATE,
+        KSPROPERTY_AUDIO_DYNAMIC_SAMPLING_RATE,
+        KSPROPERTY_AUDIO_MIX_LEVEL_TABLE,
+        KSPROPERTY_AUDIO_MIX_LEVEL_CAPS,
+        KSPROPERTY_AUDIO_MUX_SOURCE,
+        KSPROPERTY_AUDIO_MUTE,
+        KSPROPERTY_AUDIO_DEV_SPECIFIC,
+        KSPROPERTY_AUDIO_PEAKMETER,
+        KSPROPERTY_AUDIO_CPU_RESOURCES,
         KSPROPERTY_RTAUDIO_GETPOSITIONFUNCTION,
-        eConnTypeUnknown, eConnType3Point5mm, eConnTypeQuarter, eConnTypeAtapiInternal,
-        eConnTypeRCA, eConnTypeOptical, eConnTypeOtherDigital, eConnTypeOtherAnalog,
-        eConnTypeMultichannelAnalogDIN, eConnTypeXlrProfessional, eConnTypeRJ11Modem,
-        eConnTypeCombination, eGeoLocRear, eGeoLocFront, eGeoLocLeft, eGeoLocRight, eGeoLocTop,
-        eGeoLocBottom, eGeoLocRearPanel, eGeoLocRiser, eGeoLocInsideMobileLid, eGeoLocDrivebay,
-        eGeoLocHDMI, eGeoLocOutsideMobileLid, eGeoLocATAPI, eGenLocPrimaryBox, eGenLocInternal,
-        eGenLocSeparate, eGenLocOther, ePortConnJack, ePortConnIntegratedDevice,
-        ePortConnBothIntegratedAndJack, ePortConnUnknown,
-        PCFILTER_NODE, PCPROPERTY_ITEM_FLAG_GET, PCPROPERTY_ITEM_FLAG_SET,
-        PCPROPERTY_ITEM_FLAG_BASICSUPPORT, PCEVENT_ITEM_FLAG_ENABLE, PCEVENT_ITEM_FLAG_ONESHOT,
-        PCEVENT_ITEM_FLAG_BASICSUPPORT, PCEVENT_VERB_NONE, PCEVENT_VERB_ADD, PCEVENT_VERB_REMOVE,
-        PCEVENT_VERB_SUPPORT, InterruptSyncModeNormal, InterruptSyncModeAll,
-        InterruptSyncModeRepeat, CmResourceTypeNull, CmResourceTypePort, CmResourceTypeInterrupt,
-        CmResourceTypeMemory, CmResourceTypeDma, NonPagedPool, PagedPool, NonPagedPoolNx,
-        MmNonCached, MmCached, MmWriteCombined, Internal, Isa, PCIBus, PNPBus,
-        Width8Bits, Width16Bits, Width32Bits, Width64Bits, WidthNoWrap, MaximumDmaWidth,
-        Compatible, TypeA, TypeB, TypeC, TypeF, MaximumDmaSpeed, PowerSystemWorking,
-        PowerSystemHibernate, PowerDeviceUnspecified, PowerDeviceD0, PowerDeviceD1, PowerDeviceD2,
-        PowerDeviceD3, DEVICE_DESCRIPTION_VERSION, DEVICE_DESCRIPTION_VERSION1,
+        eConnTypeUnknown,
+        eConnType3Point5mm,
+        eConnTypeQuarter,
+        eConnTypeAtapiInternal,
+        eConnTypeRCA,
+        eConnTypeOptical,
+        eConnTypeOtherDigital,
+        eConnTypeOtherAnalog,
+        eConnTypeMultichannelAnalogDIN,
+        eConnTypeXlrProfessional,
+        eConnTypeRJ11Modem,
+        eConnTypeCombination,
+        eGeoLocRear,
+        eGeoLocFront,
+        eGeoLocLeft,
+        eGeoLocRight,
+        eGeoLocTop,
+        eGeoLocBottom,
+        eGeoLocRearPanel,
+        eGeoLocRiser,
+        eGeoLocInsideMobileLid,
+        eGeoLocDrivebay,
+        eGeoLocHDMI,
+        eGeoLocOutsideMobileLid,
+        eGeoLocATAPI,
+        eGenLocPrimaryBox,
+        eGenLocInternal,
+        eGenLocSeparate,
+        eGenLocOther,
+        ePortConnJack,
+        ePortConnIntegratedDevice,
+        ePortConnBothIntegratedAndJack,
+        ePortConnUnknown,
+        PCFILTER_NODE,
+        PCPROPERTY_ITEM_FLAG_GET,
+        PCPROPERTY_ITEM_FLAG_SET,
+        PCPROPERTY_ITEM_FLAG_BASICSUPPORT,
+        PCEVENT_ITEM_FLAG_ENABLE,
+        PCEVENT_ITEM_FLAG_ONESHOT,
+        PCEVENT_ITEM_FLAG_BASICSUPPORT,
+        PCEVENT_VERB_NONE,
+        PCEVENT_VERB_ADD,
+        PCEVENT_VERB_REMOVE,
+        PCEVENT_VERB_SUPPORT,
+        InterruptSyncModeNormal,
+        InterruptSyncModeAll,
+        InterruptSyncModeRepeat,
+        CmResourceTypeNull,
+        CmResourceTypePort,
+        CmResourceTypeInterrupt,
+        CmResourceTypeMemory,
+        CmResourceTypeDma,
+        NonPagedPool,
+        PagedPool,
+        NonPagedPoolNx,
+        MmNonCached,
+        MmCached,
+        MmWriteCombined,
+        Internal,
+        Isa,
+        PCIBus,
+        PNPBus,
+        Width8Bits,
+        Width16Bits,
+        Width32Bits,
+        Width64Bits,
+        WidthNoWrap,
+        MaximumDmaWidth,
+        Compatible,
+        TypeA,
+        TypeB,
+        TypeC,
+        TypeF,
+        MaximumDmaSpeed,
+        PowerSystemWorking,
+        PowerSystemHibernate,
+        PowerDeviceUnspecified,
+        PowerDeviceD0,
+        PowerDeviceD1,
+        PowerDeviceD2,
+        PowerDeviceD3,
+        DEVICE_DESCRIPTION_VERSION,
+        DEVICE_DESCRIPTION_VERSION1,
         DEVICE_DESCRIPTION_VERSION2,
     );
 
     for d in DOCUMENTED_ONLY {
-        let _ = writeln!(o, "doc {} {}{}", d.name.replace(' ', "_"), DOCUMENTATION_ROOT, d.source.replace(' ', "_"));
+        let _ = writeln!(
+            o,
+            "doc {} {}{}",
+            d.name.replace(' ', "_"),
+            DOCUMENTATION_ROOT,
+            d.source.replace(' ', "_")
+        );
     }
     print!("{o}");
 }

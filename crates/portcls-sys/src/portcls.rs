@@ -261,3 +261,23 @@ extern "system" {
     /// Completes an IRP with a status.
     pub fn PcCompleteIrp(DeviceObject: PDEVICE_OBJECT, Irp: PIRP, Status: NTSTATUS) -> NTSTATUS;
 }
+
+macro_rules! static_descriptor {
+    ($($t:ty),*) => {$(
+        // SAFETY: descriptor tables are immutable data that PortCls only
+        // reads; their pointers lead to other immutable tables, so sharing
+        // them between threads (as `static`s) is sound.
+        unsafe impl Sync for $t {}
+    )*};
+}
+
+static_descriptor!(
+    PCFILTER_DESCRIPTOR,
+    PCPIN_DESCRIPTOR,
+    PCNODE_DESCRIPTOR,
+    PCAUTOMATION_TABLE,
+    PCPROPERTY_ITEM,
+    PCEVENT_ITEM,
+    PCMETHOD_ITEM,
+    KSPIN_DESCRIPTOR
+);
