@@ -33,21 +33,26 @@ fn apply(engine: &mut Ac97Engine, table: &[Descriptor], refill: Refill) {
     engine.write_lvi(refill.last_valid_index);
 }
 
-/// Drives a stream: each tick the engine moves `ticks[i]` bytes; interrupts
-/// are serviced only on ticks where `serve[i]` is true. Returns the engine,
-/// the strategy and the bytes seen in order as (segment, offset, len).
-fn drive(
-    lengths: &[u32],
-    ticks: &[(u32, bool)],
-) -> (
+/// Engine, strategy, bytes seen as (segment, offset, len), segment table, size.
+type Drive = (
     Ac97Engine,
     RefillDma,
     Vec<(u32, u32, u32)>,
     Vec<Descriptor>,
     u32,
-) {
+);
+
+/// Drives a stream: each tick the engine moves `ticks[i]` bytes; interrupts
+/// are serviced only on ticks where `serve[i]` is true. Returns the engine,
+/// the strategy and the bytes seen in order as (segment, offset, len).
+fn drive(lengths: &[u32], ticks: &[(u32, bool)]) -> Drive {
     let (table, size) = segments(lengths);
-    let mut dma = RefillDma::new(lengths.len() as u32, AC97_RING, AC97_RING - 1).expect("valid");
+    let mut dma = RefillDma::new(
+        u32::try_from(lengths.len()).expect("few segments"),
+        AC97_RING,
+        AC97_RING - 1,
+    )
+    .expect("valid");
     let mut engine = Ac97Engine::new();
     let first = dma.start();
     apply(&mut engine, &table, first);

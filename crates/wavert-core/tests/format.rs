@@ -158,6 +158,11 @@ fn every_rejection_has_its_own_error() {
         AudioFormat::parse(&ext(9, 48_000, 16, 16, 0x1FF, KSDATAFORMAT_SUBTYPE_PCM)),
         Err(FormatError::UnsupportedChannelCount(9))
     );
+}
+
+#[test]
+fn field_rejections_have_their_own_errors() {
+    let stereo16 = |rate| ext(2, rate, 16, 16, 3, KSDATAFORMAT_SUBTYPE_PCM);
     // Rates out of range.
     assert_eq!(
         AudioFormat::parse(&stereo16(7_999)),
@@ -217,6 +222,11 @@ fn every_rejection_has_its_own_error() {
             container: 32
         })
     );
+}
+
+#[test]
+fn mask_subformat_and_output_rejections_have_their_own_errors() {
+    let stereo16 = |rate| ext(2, rate, 16, 16, 3, KSDATAFORMAT_SUBTYPE_PCM);
     // Mask naming 6 speakers for 2 channels; reserved bit; SPEAKER_ALL.
     assert_eq!(
         AudioFormat::parse(&ext(2, 48_000, 16, 16, 0x3F, KSDATAFORMAT_SUBTYPE_PCM)),

@@ -1,5 +1,8 @@
 //! Cyclic-buffer geometry over scattered pages, and descriptor lists.
 
+// Page counts here are below 1000: the casts between usize, u32 and u64 are exact.
+#![allow(clippy::cast_possible_truncation)]
+
 use proptest::prelude::*;
 use wavert_core::geometry::{CyclicBuffer, GeometryError, PAGE_SIZE};
 use wavert_core::sg::{

@@ -9,7 +9,7 @@ const LIMITS: DeviceLimits = DeviceLimits {
     granularity_bytes: 1,
 };
 
-fn req(bytes: u32, n: u32, align: u32) -> BufferRequest {
+const fn req(bytes: u32, n: u32, align: u32) -> BufferRequest {
     BufferRequest {
         requested_bytes: bytes,
         notification_count: n,

@@ -8,7 +8,7 @@ use wavert_core::state::{transition, KsState, StateError, TimedStream, Transitio
 const QPC_HZ: u64 = 10_000_000;
 
 fn closed_form(ticks: u64, rate: u32) -> u64 {
-    (u128::from(ticks) * u128::from(rate) / u128::from(QPC_HZ)) as u64
+    u64::try_from(u128::from(ticks) * u128::from(rate) / u128::from(QPC_HZ)).expect("fits")
 }
 
 /// 24 hours of irregular small steps: the incremental count equals the
@@ -252,9 +252,10 @@ proptest! {
         for (raw, dt) in reqs {
             t += dt;
             let before = s.state();
-            match s.set_state(raw, t) {
-                Ok(_) => prop_assert_eq!(s.state() as u32, raw),
-                Err(_) => prop_assert_eq!(s.state(), before),
+            if s.set_state(raw, t).is_ok() {
+                prop_assert_eq!(s.state() as u32, raw);
+            } else {
+                prop_assert_eq!(s.state(), before);
             }
             let p = s.position(t).linear_bytes;
             if s.state() == KsState::Stop { prop_assert_eq!(p, 0); }

@@ -112,7 +112,7 @@ fn every_rejection_has_its_own_error() {
     );
     let video = Guid::from_wave_format_tag(0x1234);
     let c = header(84, video, Guid::NULL, Guid::NULL);
-    let mut c84 = c.clone();
+    let mut c84 = c;
     c84.resize(84, 0);
     assert_eq!(
         intersect(&c84, &DEVICE),
