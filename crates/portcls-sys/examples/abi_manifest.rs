@@ -11,6 +11,7 @@
 //!
 //! Vtables are `struct` items whose `field`s are the slots (by name).
 #![allow(clippy::too_many_lines)] // One long table of items, on purpose.
+#![allow(clippy::wildcard_imports)] // The manifest lists (nearly) every item of the crate.
 
 use core::mem::{align_of, offset_of, size_of};
 use std::fmt::Write as _;

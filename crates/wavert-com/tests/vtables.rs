@@ -1,8 +1,26 @@
 //! Objects driven purely through their raw vtables, as PortCls drives them.
 #![allow(
-    clippy::undocumented_unsafe_blocks,
-    clippy::multiple_unsafe_ops_per_block
-)] // Test code calling raw vtables.
+    clippy::many_single_char_names,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)] // Short test code.
+
+/// Calls a raw vtable slot.
+macro_rules! call {
+    ($f:expr $(, $a:expr)* $(,)?) => {{
+        let f = $f;
+        // SAFETY: the test's objects are live and each argument is valid for the slot.
+        unsafe { f($($a),*) }
+    }};
+}
+
+/// The vtable of a test object's interface.
+fn vt<V>(p: *mut c_void) -> &'static V {
+    // SAFETY: `p` is a live interface `{ lpVtbl }` of the test's objects.
+    let v = unsafe { *p.cast::<*const V>() };
+    // SAFETY: its vtable is a `static`.
+    unsafe { &*v }
+} // Test code calling raw vtables.
 
 use core::ffi::c_void;
 use core::ptr;
@@ -142,22 +160,22 @@ impl MiniportWaveRt for Wave {
     }
 }
 
-unsafe fn unk(p: *mut c_void) -> &'static IUnknownVtbl {
-    unsafe { &*(*p.cast::<IUnknown>()).lpVtbl }
+fn unk(p: *mut c_void) -> &'static IUnknownVtbl {
+    vt::<IUnknownVtbl>(p)
 }
 
-unsafe fn qi(p: *mut c_void, iid: &GUID) -> (NTSTATUS, *mut c_void) {
-    let mut out: PVOID = 0x1 as PVOID;
-    let s = unsafe { (unk(p).QueryInterface)(p, iid, &mut out) };
+fn qi(p: *mut c_void, iid: &GUID) -> (NTSTATUS, *mut c_void) {
+    let mut out: PVOID = ptr::dangling_mut();
+    let s = call!(unk(p).QueryInterface, p, iid, &raw mut out);
     (s, out)
 }
 
-unsafe fn add_ref(p: *mut c_void) -> u32 {
-    unsafe { (unk(p).AddRef)(p) }
+fn add_ref(p: *mut c_void) -> u32 {
+    call!(unk(p).AddRef, p)
 }
 
-unsafe fn release(p: *mut c_void) -> u32 {
-    unsafe { (unk(p).Release)(p) }
+fn release(p: *mut c_void) -> u32 {
+    call!(unk(p).Release, p)
 }
 
 #[test]
@@ -170,7 +188,7 @@ fn stream_refcount_qi_matrix_and_calls() {
     .unwrap()
     .into_raw()
     .cast::<c_void>();
-    unsafe {
+    {
         assert_eq!(add_ref(s), 2);
         assert_eq!(release(s), 1);
         for iid in [
@@ -198,25 +216,25 @@ fn stream_refcount_qi_matrix_and_calls() {
         let (st, back) = qi(out, &IID_IUnknown);
         assert_eq!((st, back), (STATUS_SUCCESS, s));
         assert_eq!(release(back), 2);
-        let ov = &*(*out.cast::<IMiniportWaveRTOutputStream>()).lpVtbl;
+        let ov = vt::<IMiniportWaveRTOutputStreamVtbl>(out);
         let mut n = 0;
-        assert_eq!((ov.GetPacketCount)(out, &mut n), STATUS_SUCCESS);
+        assert_eq!(call!(ov.GetPacketCount, out, &raw mut n), STATUS_SUCCESS);
         assert_eq!(n, 42);
         let mut pp = KSAUDIO_PRESENTATION_POSITION::default();
         assert_eq!(
-            (ov.GetOutputStreamPresentationPosition)(out, &mut pp),
+            call!(ov.GetOutputStreamPresentationPosition, out, &raw mut pp),
             STATUS_NOT_SUPPORTED
         );
         assert_eq!(release(out), 1);
 
-        let v = &*(*s.cast::<IMiniportWaveRTStreamNotification>()).lpVtbl;
-        assert_eq!((v.base__.SetState)(s, KSSTATE_RUN), STATUS_SUCCESS);
+        let v = vt::<IMiniportWaveRTStreamNotificationVtbl>(s);
+        assert_eq!(call!(v.base__.SetState, s, KSSTATE_RUN), STATUS_SUCCESS);
         assert_eq!(
-            (v.base__.SetState)(s, KSSTATE_PAUSE),
+            call!(v.base__.SetState, s, KSSTATE_PAUSE),
             STATUS_INVALID_PARAMETER
         );
         let mut pos = KSAUDIO_POSITION::default();
-        assert_eq!((v.base__.GetPosition)(s, &mut pos), STATUS_SUCCESS);
+        assert_eq!(call!(v.base__.GetPosition, s, &raw mut pos), STATUS_SUCCESS);
         assert_eq!(
             pos,
             KSAUDIO_POSITION {
@@ -225,11 +243,11 @@ fn stream_refcount_qi_matrix_and_calls() {
             }
         );
         assert_eq!(
-            (v.base__.GetPosition)(s, ptr::null_mut()),
+            call!(v.base__.GetPosition, s, ptr::null_mut()),
             STATUS_INVALID_PARAMETER
         );
         let mut lat = KSRTAUDIO_HWLATENCY::default();
-        (v.base__.GetHWLatency)(s, &mut lat);
+        call!(v.base__.GetHWLatency, s, &raw mut lat);
         assert_eq!(
             lat,
             KSRTAUDIO_HWLATENCY {
@@ -240,13 +258,20 @@ fn stream_refcount_qi_matrix_and_calls() {
         );
         let mut reg = core::mem::MaybeUninit::<KSRTAUDIO_HWREGISTER>::uninit();
         assert_eq!(
-            (v.base__.GetPositionRegister)(s, reg.as_mut_ptr()),
+            call!(v.base__.GetPositionRegister, s, reg.as_mut_ptr()),
             STATUS_NOT_SUPPORTED
         );
         let (mut mdl, mut size, mut off, mut cache) = (ptr::null_mut(), 0, 0, 0);
         assert_eq!(
-            (v.AllocateBufferWithNotification)(
-                s, 2, 4800, &mut mdl, &mut size, &mut off, &mut cache
+            call!(
+                v.AllocateBufferWithNotification,
+                s,
+                2,
+                4800,
+                &raw mut mdl,
+                &raw mut size,
+                &raw mut off,
+                &raw mut cache
             ),
             STATUS_SUCCESS
         );
@@ -258,6 +283,7 @@ fn stream_refcount_qi_matrix_and_calls() {
 }
 
 unsafe extern "system" fn fake_qi(_: *mut c_void, _: REFIID, out: *mut PVOID) -> NTSTATUS {
+    // SAFETY: callers pass a writable out pointer.
     unsafe { *out = ptr::null_mut() };
     STATUS_NOINTERFACE
 }
@@ -275,6 +301,7 @@ static FAKE_VTBL: IUnknownVtbl = IUnknownVtbl {
 };
 
 #[test]
+#[allow(clippy::too_many_lines)] // One scenario, step by step.
 fn wave_miniport_through_raw_vtable_creates_streams() {
     let drops = Arc::new(AtomicUsize::new(0));
     let m = new_wave_rt_miniport(Wave {
@@ -283,10 +310,12 @@ fn wave_miniport_through_raw_vtable_creates_streams() {
     .unwrap();
     let p = m.this();
     // A fake port and port stream: only IUnknown is used by the layer.
-    let mut fake = IUnknown { lpVtbl: &FAKE_VTBL };
+    let mut fake = IUnknown {
+        lpVtbl: &raw const FAKE_VTBL,
+    };
     let fake_ptr = ptr::addr_of_mut!(fake);
-    unsafe {
-        let v = &*(*p.cast::<IMiniportWaveRT>()).lpVtbl;
+    {
+        let v = vt::<IMiniportWaveRTVtbl>(p);
         for iid in [IID_IUnknown, IID_IMiniport, IID_IMiniportWaveRT] {
             let (st, q) = qi(p, &iid);
             assert_eq!((st, q), (STATUS_SUCCESS, p));
@@ -297,7 +326,7 @@ fn wave_miniport_through_raw_vtable_creates_streams() {
             (STATUS_NOINTERFACE, ptr::null_mut())
         );
         assert_eq!(
-            (v.Init)(p, ptr::null_mut(), ptr::null_mut(), fake_ptr.cast()),
+            call!(v.Init, p, ptr::null_mut(), ptr::null_mut(), fake_ptr.cast()),
             STATUS_SUCCESS
         );
         assert_eq!(
@@ -306,10 +335,16 @@ fn wave_miniport_through_raw_vtable_creates_streams() {
             "Init's port reference was released after the call"
         );
         let mut d: *mut PCFILTER_DESCRIPTOR = ptr::null_mut();
-        assert_eq!((v.base__.GetDescription)(p, &mut d), STATUS_SUCCESS);
+        assert_eq!(
+            call!(v.base__.GetDescription, p, &raw mut d),
+            STATUS_SUCCESS
+        );
         assert_eq!(d.cast_const(), ptr::addr_of!(EMPTY));
         let mut dd = DEVICE_DESCRIPTION::default();
-        assert_eq!((v.GetDeviceDescription)(p, &mut dd), STATUS_SUCCESS);
+        assert_eq!(
+            call!(v.GetDeviceDescription, p, &raw mut dd),
+            STATUS_SUCCESS
+        );
         assert_eq!(dd.Master, 1);
 
         let mut format = KSDATAFORMAT {
@@ -323,19 +358,28 @@ fn wave_miniport_through_raw_vtable_creates_streams() {
             Specifier: KSDATAFORMAT_SPECIFIER_WAVEFORMATEX,
         };
         let mut len = 0;
-        let st = (v.base__.DataRangeIntersection)(
+        let st = call!(
+            v.base__.DataRangeIntersection,
             p,
             0,
-            &mut format,
-            &mut format,
+            &raw mut format,
+            &raw mut format,
             0,
             ptr::null_mut(),
-            &mut len,
+            &raw mut len,
         );
         assert_eq!((st, len), (STATUS_BUFFER_OVERFLOW, 88));
 
         let mut stream: PMINIPORTWAVERTSTREAM = ptr::null_mut();
-        let st = (v.NewStream)(p, &mut stream, fake_ptr.cast(), 0, 1, &mut format);
+        let st = call!(
+            v.NewStream,
+            p,
+            &raw mut stream,
+            fake_ptr.cast(),
+            0,
+            1,
+            &raw mut format
+        );
         assert_eq!(st, STATUS_SUCCESS);
         let s = stream.cast::<c_void>();
         assert_eq!(
@@ -346,10 +390,17 @@ fn wave_miniport_through_raw_vtable_creates_streams() {
         // A capture stream answers the input packet interface, not the output one.
         let (st, input) = qi(s, &IID_IMiniportWaveRTInputStream);
         assert_eq!(st, STATUS_SUCCESS);
-        let iv = &*(*input.cast::<IMiniportWaveRTInputStream>()).lpVtbl;
+        let iv = vt::<IMiniportWaveRTInputStreamVtbl>(input);
         let (mut n, mut f, mut q, mut more) = (0, 0, 0, 0);
         assert_eq!(
-            (iv.GetReadPacket)(input, &mut n, &mut f, &mut q, &mut more),
+            call!(
+                iv.GetReadPacket,
+                input,
+                &raw mut n,
+                &raw mut f,
+                &raw mut q,
+                &raw mut more
+            ),
             STATUS_NOT_SUPPORTED
         );
         release(input);
