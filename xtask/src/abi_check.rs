@@ -24,6 +24,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::util::workspace_root;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Runs the whole check; on success a one-line summary.
@@ -89,18 +91,6 @@ enum Item {
         value: i64,
     },
     Doc,
-}
-
-/// The workspace root (xtask's parent), or `RSWAVERT_WORKSPACE` if set.
-fn workspace_root() -> PathBuf {
-    std::env::var_os("RSWAVERT_WORKSPACE").map_or_else(
-        || {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-        },
-        PathBuf::from,
-    )
 }
 
 fn cargo() -> String {
@@ -339,15 +329,12 @@ fn check_items(items: &[Item], dir: &Path) -> Result<Summary, String> {
 const KERNEL_HEADER_ERRATA: &[&str] = &["IID_IUnknown"];
 
 fn check_guids(items: &[Item], dir: &Path) -> Result<(), String> {
-    let guids: Vec<(&str, &[u8; 16])> = items
+    let (user, kernel): (Vec<(&str, &[u8; 16])>, Vec<_>) = items
         .iter()
         .filter_map(|i| match i {
             Item::Guid { name, bytes } => Some((name.as_str(), bytes)),
             _ => None,
         })
-        .collect();
-    let (user, kernel): (Vec<_>, Vec<_>) = guids
-        .into_iter()
         .partition(|(n, _)| KERNEL_HEADER_ERRATA.contains(n));
     let mut c = String::from("#define INITGUID\n");
     c.push_str(PRELUDE);

@@ -11,12 +11,6 @@ use std::process::{Command, Stdio};
 /// Targets run when `cargo fuzz list` cannot be asked.
 const KNOWN_TARGETS: [&str; 3] = ["parse_format", "intersect", "build_descriptors"];
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-}
-
 /// A `cargo` command for the nightly toolchain, free of the variables an
 /// outer `cargo run` leaves behind (they would pin the stable toolchain).
 fn nightly_cargo(dir: &Path) -> Command {
@@ -53,20 +47,6 @@ fn ensure_cargo_fuzz() -> Result<&'static str, String> {
         return Err(format!("cargo install cargo-fuzz failed ({status})"));
     }
     Ok("installed cargo-fuzz")
-}
-
-fn ensure_nightly() -> Result<(), String> {
-    let ok = Command::new("rustup")
-        .args(["run", "nightly", "rustc", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Ok(())
-    } else {
-        Err("the nightly toolchain is missing: rustup toolchain install nightly".into())
-    }
 }
 
 fn list_targets(crate_dir: &Path) -> Vec<String> {
@@ -113,9 +93,9 @@ pub fn run(seconds_per_target: u64) -> Result<String, String> {
     if seconds_per_target == 0 {
         return Err("fuzz: seconds per target must be at least 1".into());
     }
-    ensure_nightly()?;
+    crate::prereq::ensure_nightly()?;
     let installed = ensure_cargo_fuzz()?;
-    let root = repo_root();
+    let root = crate::util::workspace_root();
     let crate_dir = root.join("crates").join("wavert-core");
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target").join("fuzz"), PathBuf::from);
@@ -133,7 +113,9 @@ pub fn run(seconds_per_target: u64) -> Result<String, String> {
         let log = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             let lines: Vec<&str> = log.lines().collect();
-            let tail = lines.get(lines.len().saturating_sub(15)..).unwrap_or_default();
+            let tail = lines
+                .get(lines.len().saturating_sub(15)..)
+                .unwrap_or_default();
             return Err(format!(
                 "fuzz: target {target} failed ({}); see crates/wavert-core/fuzz/artifacts/{target}/\n{}",
                 output.status,

@@ -7,9 +7,12 @@
 //!   summary line each; it exits non-zero if any stage fails. A stage that
 //!   cannot run is a failure with a reason, never a silent skip.
 
+mod abi_check;
 mod cross;
 mod exports;
+mod fuzz;
 mod inf;
+mod miri;
 mod pe_check;
 mod prereq;
 mod util;
@@ -116,11 +119,22 @@ fn test_stages() -> Vec<StageOutcome> {
         ("clippy-driver", cross::run_driver_clippy),
         ("test", stage_test),
         ("cross", cross::run_cross),
+        ("abi-conformance", abi_check::run),
+        ("miri", miri::run),
+        ("fuzz", stage_fuzz),
     ];
     stages
         .iter()
         .map(|(name, stage)| run_stage(name, *stage))
         .collect()
+}
+
+/// How long each fuzz target runs in `cargo xtask test` (see docs/testing.md
+/// for longer campaigns).
+const FUZZ_SECONDS_PER_TARGET: u64 = 30;
+
+fn stage_fuzz() -> StepResult {
+    fuzz::run(FUZZ_SECONDS_PER_TARGET)
 }
 
 fn stage_fmt() -> StepResult {

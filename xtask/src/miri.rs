@@ -6,23 +6,12 @@
 //! nightly toolchain, `cargo +nightly miri setup`), then runs
 //! `cargo +nightly miri test -p wavert-com -p portcls-sys`.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::util::workspace_root;
 
 const TOOLCHAIN: &str = "nightly";
 const PACKAGES: &[&str] = &["wavert-com", "portcls-sys"];
-
-/// The workspace root (xtask's parent), or `RSWAVERT_WORKSPACE` if set.
-fn workspace_root() -> PathBuf {
-    std::env::var_os("RSWAVERT_WORKSPACE").map_or_else(
-        || {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
-        },
-        PathBuf::from,
-    )
-}
 
 fn step(what: &str, cmd: &mut Command) -> Result<String, String> {
     let out = cmd
@@ -53,6 +42,7 @@ fn passed(output: &str) -> usize {
 /// A tool that cannot be installed, or a test that fails or hits undefined
 /// behaviour (the output says which).
 pub fn run() -> Result<String, String> {
+    crate::prereq::ensure_nightly()?;
     step(
         "rustup component add miri",
         Command::new("rustup").args([

@@ -290,7 +290,7 @@ mod tests {
             0x0160
         );
         let renamed = importing_user_mode_dll(&image, "portcls.sys").unwrap();
-        assert_eq!(&renamed[0x150..0x15c], b"user32.dll\0\0\0");
+        assert_eq!(&renamed[0x150..0x15c], b"user32.dll\0\0");
         assert!(importing_user_mode_dll(&image, "hal.dll").is_none());
         assert_eq!(renamed.len(), image.len());
     }

@@ -105,3 +105,28 @@ fn ensure_rustup_parts() -> Result<Vec<String>, String> {
     }
     Ok(installed)
 }
+
+/// Installs the nightly toolchain (minimal profile) when it is missing; Miri
+/// and cargo-fuzz need it. An existing nightly is left as it is.
+pub fn ensure_nightly() -> Result<(), String> {
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            let present = Command::new("rustup")
+                .args(["run", "nightly", "rustc", "--version"])
+                .output()
+                .is_ok_and(|result| result.status.success());
+            if present {
+                return Ok(());
+            }
+            println!("    installing the nightly toolchain (minimal profile)");
+            run(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+            ]))
+        })
+        .clone()
+}

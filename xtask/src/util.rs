@@ -11,8 +11,12 @@ use std::{
 /// Outcome of a task step: a one-line summary, or the reason it failed.
 pub type StepResult = Result<String, String>;
 
-/// The workspace root (the driver package's directory).
+/// The workspace root (the driver package's directory), or
+/// `RSWAVERT_WORKSPACE` when set.
 pub fn workspace_root() -> PathBuf {
+    if let Some(root) = env::var_os("RSWAVERT_WORKSPACE") {
+        return PathBuf::from(root);
+    }
     let manifest_dir =
         env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("xtask"), PathBuf::from);
     manifest_dir
