@@ -31,6 +31,8 @@ tasks:
           and check the image
   clippy-driver
           clippy (-D warnings) on the driver package for the Windows target
+  fuzz [SECONDS]
+          run every fuzz target of wavert-core for SECONDS each (default 300)
   test    run every test stage (format, lints, tests, cross build + image checks)
   help    show this text";
 
@@ -44,6 +46,16 @@ fn main() -> ExitCode {
     {
         ["cross"] => report(&[run_stage("cross", cross::run_cross)]),
         ["clippy-driver"] => report(&[run_stage("clippy-driver", cross::run_driver_clippy)]),
+        ["fuzz"] => report(&[run_stage("fuzz", || {
+            fuzz::run(LONG_FUZZ_SECONDS_PER_TARGET)
+        })]),
+        ["fuzz", seconds] => seconds.parse::<u64>().map_or_else(
+            |_| {
+                eprintln!("error: `cargo xtask fuzz` takes seconds per target, got {seconds:?}");
+                ExitCode::from(2)
+            },
+            |seconds| report(&[run_stage("fuzz", || fuzz::run(seconds))]),
+        ),
         ["test"] => report(&test_stages()),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
@@ -66,7 +78,7 @@ struct StageOutcome {
     seconds: f64,
 }
 
-fn run_stage(name: &'static str, stage: fn() -> StepResult) -> StageOutcome {
+fn run_stage(name: &'static str, stage: impl FnOnce() -> StepResult) -> StageOutcome {
     println!("==> {name}");
     let started = Instant::now();
     let result = stage();
@@ -132,6 +144,9 @@ fn test_stages() -> Vec<StageOutcome> {
 /// How long each fuzz target runs in `cargo xtask test` (see docs/testing.md
 /// for longer campaigns).
 const FUZZ_SECONDS_PER_TARGET: u64 = 30;
+
+/// Default length of a stand-alone `cargo xtask fuzz` campaign, per target.
+const LONG_FUZZ_SECONDS_PER_TARGET: u64 = 300;
 
 fn stage_fuzz() -> StepResult {
     fuzz::run(FUZZ_SECONDS_PER_TARGET)
