@@ -15,6 +15,19 @@
 //! - [`state`]: the KSSTATE machine tying positions and notifications together.
 #![no_std]
 #![forbid(unsafe_code)]
+// This code runs in the kernel, at DISPATCH level and in ISRs: a panic is a
+// bugcheck and floating-point state is not saved there. These lints make the
+// rules mechanical rather than a matter of review.
+#![deny(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::float_arithmetic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 pub mod dma;
 pub mod format;
