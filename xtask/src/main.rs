@@ -8,6 +8,7 @@
 //!   cannot run is a failure with a reason, never a silent skip.
 
 mod abi_check;
+mod bench;
 mod cross;
 mod exports;
 mod fuzz;
@@ -33,6 +34,9 @@ tasks:
           clippy (-D warnings) on the driver package for the Windows target
   fuzz [SECONDS]
           run every fuzz target of wavert-core for SECONDS each (default 300)
+  bench [--quick]
+          run the hot-path benchmarks and write docs/performance.md
+          (--quick: build them and run each once)
   test    run every test stage (format, lints, tests, cross build + image checks)
   help    show this text";
 
@@ -56,6 +60,8 @@ fn main() -> ExitCode {
             },
             |seconds| report(&[run_stage("fuzz", || fuzz::run(seconds))]),
         ),
+        ["bench"] => report(&[run_stage("bench", || bench::run_bench(false))]),
+        ["bench", "--quick"] => report(&[run_stage("bench", || bench::run_bench(true))]),
         ["test"] => report(&test_stages()),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
@@ -134,6 +140,7 @@ fn test_stages() -> Vec<StageOutcome> {
         ("abi-conformance", abi_check::run),
         ("miri", miri::run),
         ("fuzz", stage_fuzz),
+        ("bench-smoke", || bench::run_bench(true)),
     ];
     stages
         .iter()

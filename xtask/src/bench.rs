@@ -1,0 +1,179 @@
+//! `cargo xtask bench`: the hot paths against their references, as ratios.
+//!
+//! Runs the criterion benchmarks of `tests/benches/hot_paths.rs`, reads each
+//! benchmark's median from criterion's `estimates.json`, and writes the table
+//! to `docs/performance.md` (and prints it). Every ratio compares two figures
+//! measured in the same run on the same machine. `--quick` only checks that
+//! the benchmarks build and run once (criterion's `--test` mode); `cargo xtask
+//! test` runs that.
+
+use std::{fmt::Write as _, fs, path::Path};
+
+use crate::util::{cargo, run, target_dir, workspace_root, StepResult};
+
+/// What a row's target demands.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Median at most this many nanoseconds per unit.
+    AtMostNanos(f64),
+    /// Measured per-unit cost within this factor of the reference's per-unit cost.
+    LinearWithin(f64),
+    /// Reported, no target set by the issue.
+    None,
+}
+
+/// One line of the performance table.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    path: &'static str,
+    measured: &'static str,
+    measured_units: f64,
+    reference: Option<(&'static str, f64)>,
+    unit: &'static str,
+    target: Target,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        path: "descriptor list, 1 s at 192 kHz 8 ch 32-bit (1500 shuffled pages)",
+        measured: "sg/list_1500_pages",
+        measured_units: 1500.0,
+        reference: None,
+        unit: "page",
+        target: Target::AtMostNanos(50.0),
+    },
+    Row {
+        path: "descriptor list linearity: per-page cost, 1500 vs 375 pages",
+        measured: "sg/list_1500_pages",
+        measured_units: 1500.0,
+        reference: Some(("sg/list_375_pages", 375.0)),
+        unit: "page",
+        target: Target::LinearWithin(1.25),
+    },
+    Row {
+        path: "format intersection over the full advertised range",
+        measured: "intersect/full_range",
+        measured_units: 1.0,
+        reference: Some(("intersect/reference_parse_waveformat", 1.0)),
+        unit: "call",
+        target: Target::None,
+    },
+];
+
+fn median_nanos(id: &str) -> Result<f64, String> {
+    let path = target_dir()
+        .join("criterion")
+        .join(id)
+        .join("new")
+        .join("estimates.json");
+    let text =
+        fs::read_to_string(&path).map_err(|error| format!("read {}: {error}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    json["median"]["point_estimate"]
+        .as_f64()
+        .ok_or_else(|| format!("{}: no median point estimate", path.display()))
+}
+
+/// A formatted table row and whether it met its target.
+fn evaluate(row: &Row) -> Result<(String, bool), String> {
+    let measured = median_nanos(row.measured)? / row.measured_units;
+    let reference = match row.reference {
+        Some((id, units)) => Some(median_nanos(id)? / units),
+        None => None,
+    };
+    let ratio = reference.map(|reference| reference / measured);
+    let (target_text, met) = match (row.target, ratio) {
+        (Target::AtMostNanos(limit), _) => {
+            (format!("≤ {limit} ns/{}", row.unit), measured <= limit)
+        }
+        (Target::LinearWithin(factor), Some(ratio)) => (
+            format!("per-{} cost within ×{factor}", row.unit),
+            ratio >= 1.0 / factor && ratio <= factor,
+        ),
+        (Target::LinearWithin(_), None) => {
+            return Err(format!("{}: the target needs a reference", row.path))
+        }
+        (Target::None, _) => ("—".to_owned(), true),
+    };
+    let reference_text = match (row.reference, reference) {
+        (Some((id, _)), Some(nanos)) => format!("{nanos:.1} ns/{} (`{id}`)", row.unit),
+        _ => "—".to_owned(),
+    };
+    let ratio_text = ratio.map_or_else(|| "—".to_owned(), |ratio| format!("{ratio:.2}"));
+    let verdict = if met { "met" } else { "**missed**" };
+    Ok((
+        format!(
+            "| {} | {measured:.1} ns/{} (`{}`) | {reference_text} | {ratio_text} | {target_text} | {verdict} |",
+            row.path, row.unit, row.measured
+        ),
+        met,
+    ))
+}
+
+/// Runs the benchmarks; `quick` only builds them and runs each once.
+pub fn run_bench(quick: bool) -> StepResult {
+    let mut command = cargo();
+    command.current_dir(workspace_root()).args([
+        "bench",
+        "-p",
+        "wavert-tests",
+        "--bench",
+        "hot_paths",
+        "--",
+    ]);
+    if quick {
+        command.arg("--test");
+        run(&mut command)?;
+        return Ok("every benchmark built and ran once".to_owned());
+    }
+    command.arg("--noplot");
+    run(&mut command)?;
+
+    let mut table = String::from(
+        "| path | measured (median) | reference (median, same run) | ratio (reference / measured) | target | verdict |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    let mut missed = 0;
+    for row in ROWS {
+        let (line, met) = evaluate(row)?;
+        table.push_str(&line);
+        table.push('\n');
+        if !met {
+            missed += 1;
+        }
+    }
+    println!("\n{table}");
+    write_report(&table)?;
+    Ok(format!(
+        "{} rows, {missed} target(s) missed; written to docs/performance.md",
+        ROWS.len()
+    ))
+}
+
+fn write_report(table: &str) -> Result<(), String> {
+    let path = workspace_root().join("docs").join("performance.md");
+    let mut text = String::from(
+        "# Performance\n\n\
+         Written by `cargo xtask bench` (criterion medians; every ratio compares two\n\
+         figures measured in the same run on the same machine). Re-run it to\n\
+         refresh this file; `cargo xtask bench --quick` only checks that the\n\
+         benchmarks build and run.\n\n",
+    );
+    let _ = writeln!(
+        text,
+        "Machine: {} logical CPUs, {}.\n",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        std::env::consts::ARCH
+    );
+    text.push_str(table);
+    text.push_str(
+        "\nThe benchmark sources are `tests/benches/hot_paths.rs`; the rows and\n\
+         targets are defined in `xtask/src/bench.rs`.\n",
+    );
+    write_report_file(&path, &text)
+}
+
+fn write_report_file(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|error| format!("write {}: {error}", path.display()))
+}
