@@ -4,7 +4,10 @@
 //! Benchmark ids are `<group>/<id>`; xtask reads criterion's estimates for
 //! exactly these ids, so renaming one here means renaming it in
 //! `xtask/src/bench.rs`.
-#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+#![allow(
+    missing_docs,
+    reason = "criterion's macros generate undocumented items"
+)]
 
 use std::hint::black_box;
 
@@ -19,7 +22,9 @@ const PAGE: u64 = 4096;
 /// Page addresses in a fixed pseudo-random order (no two adjacent), as a
 /// fragmented non-paged pool hands them out.
 fn shuffled_pages(count: u64) -> Vec<u64> {
-    let mut pages: Vec<u64> = (0..count).map(|index| 0x1000_0000 + index * 2 * PAGE).collect();
+    let mut pages: Vec<u64> = (0..count)
+        .map(|index| 0x1000_0000 + index * 2 * PAGE)
+        .collect();
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     for index in (1..pages.len()).rev() {
         state = state
@@ -40,7 +45,10 @@ fn descriptor_lists(c: &mut Criterion) {
         ..SgProfile::HDA
     };
     let mut out = vec![Descriptor::default(); 2048];
-    for (id, bytes) in [("list_1500_pages", 6_144_000_u32), ("list_375_pages", 1_536_000)] {
+    for (id, bytes) in [
+        ("list_1500_pages", 6_144_000_u32),
+        ("list_375_pages", 1_536_000),
+    ] {
         let pages = shuffled_pages(u64::from(bytes).div_ceil(PAGE));
         let buffer = CyclicBuffer::new(&pages, 0, bytes).expect("valid buffer");
         group.throughput(Throughput::Elements(pages.len() as u64));
@@ -64,7 +72,9 @@ fn format_intersection(c: &mut Criterion) {
         container_for_24: 32,
     };
     let mut client_range = [0_u8; KSDATARANGE_AUDIO_SIZE];
-    device.write_ks_data_range(&mut client_range).expect("range encodes");
+    device
+        .write_ks_data_range(&mut client_range)
+        .expect("range encodes");
     let format = AudioFormat::extensible(SampleType::Pcm, 8, 192_000, 32, 32).expect("valid");
     let mut wave_format = [0_u8; 64];
     let length = format.write_waveformat(&mut wave_format).expect("encodes");
