@@ -3,6 +3,8 @@
 //! Everything here is pure logic over integers: no kernel, no COM, no
 //! floating point, no allocation. Each module owns one concept:
 //!
+//! - [`ac97`]: the Intel ICH AC'97 back-end (codec, bus-master channels, ISR)
+//!   over a register-bus trait, and [`ac97::sim`], a register-level model.
 //! - [`format`]: WAVEFORMATEX / WAVEFORMATEXTENSIBLE parsing and validation.
 //! - [`range`]: KSDATARANGE_AUDIO and the data-range intersection.
 //! - [`negotiate`]: cyclic buffer size negotiation (`KSPROPERTY_RTAUDIO_BUFFER`).
@@ -29,6 +31,7 @@
     clippy::unimplemented
 )]
 
+pub mod ac97;
 pub mod dma;
 pub mod format;
 pub mod geometry;
