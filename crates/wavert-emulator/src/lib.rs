@@ -1,0 +1,27 @@
+//! A user-mode PortCls and Windows audio engine that drive a WaveRT miniport
+//! through its COM vtables, exactly as Windows does.
+//!
+//! * [`memory`]: RAM as a memory file, scattered page allocation, MDLs and
+//!   page-by-page mappings, fault injection and leak tracking.
+//! * [`machine`]: the emulated computer: QPC (virtual or real time), kernel
+//!   timers, kernel events, registrations, protocol violations.
+//! * [`port`]: the port-side COM objects (`IPortWaveRT`, `IPortTopology`,
+//!   `IPortWaveRTStream`, `IInterruptSync`, `IResourceList`).
+//! * [`engine`]: the audio engine's sequence: intersection, pin creation,
+//!   buffer, events, stepwise states, event-driven pumping, packets, close.
+//! * [`hlk`]: position rules of the HLK WaveTest and KS position tests.
+//! * [`fake`]: a small reference loopback cable (a miniport built on
+//!   `wavert-com`) used to test the emulator itself.
+//! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.
+//!
+//! `unsafe` lives in the memory model and the port objects (they are the
+//! boundary the miniport calls across), one `// SAFETY:` per operation.
+
+pub mod engine;
+pub mod fake;
+pub mod hlk;
+pub mod machine;
+pub mod memory;
+pub mod port;
+pub mod session;
+pub mod signal;

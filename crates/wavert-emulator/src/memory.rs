@@ -1,0 +1,610 @@
+//! The physical memory model: a memory file stands for the machine's RAM.
+//!
+//! Guest-physical address = offset in the file, so the same file can later be
+//! QEMU's guest RAM (`-object memory-backend-file,mem-path=...,share=on`).
+//! Page allocations hand out page frames in a shuffled, non-contiguous order,
+//! and [`PhysicalMemory::map`] builds a virtually contiguous view of an MDL's
+//! pages by mapping each file page at its place: a miniport that walks the
+//! pages in the wrong order produces wrong audio, exactly as on Windows.
+//!
+//! An MDL is an opaque handle: the address of a record this model owns. The
+//! model checks every handle it is given, and records misuse (unknown MDL,
+//! freeing a mapped MDL, unmapping the wrong address) as protocol violations
+//! instead of crashing, so a test can assert there were none.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::ptr;
+use std::sync::Mutex;
+
+/// The page size of the modelled machine (x86-64).
+pub const PAGE_SIZE: usize = 4096;
+const PAGE_U64: u64 = 4096;
+
+/// How page frames are handed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fragmentation {
+    /// Ascending frames (a freshly booted machine): buffers come out contiguous.
+    Contiguous,
+    /// Free frames shuffled once with this seed: every buffer is scattered.
+    Shuffled(u64),
+}
+
+/// An injected failure of one allocation call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The call fails outright (NULL).
+    Fail,
+    /// `AllocatePagesForMdl` succeeds with at most this many pages (other
+    /// calls treat it as [`Fault::Fail`] unless the number covers the request).
+    Partial {
+        /// Pages handed out at most.
+        pages: usize,
+    },
+}
+
+/// Which model operation an allocation call was (for fault injection and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AllocPoint {
+    /// `IPortWaveRTStream::AllocatePagesForMdl`.
+    Pages,
+    /// `IPortWaveRTStream::AllocateContiguousPagesForMdl`.
+    ContiguousPages,
+    /// `IPortWaveRTStream::MapAllocatedPages`.
+    Map,
+}
+
+/// Construction parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// Size of the RAM file in bytes (rounded down to whole pages).
+    pub size_bytes: u64,
+    /// Low memory never handed out. A PC keeps the real-mode area, the VGA
+    /// window and the BIOS below 1 MiB, which QEMU's guest RAM mirrors.
+    pub reserved_low_bytes: u64,
+    /// Page order.
+    pub fragmentation: Fragmentation,
+    /// Most pages in use at once (`None`: all of RAM).
+    pub page_budget: Option<usize>,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            size_bytes: 64 << 20,
+            reserved_low_bytes: 1 << 20,
+            fragmentation: Fragmentation::Shuffled(0x5EED),
+            page_budget: None,
+        }
+    }
+}
+
+/// What the model holds for one MDL.
+#[derive(Debug)]
+struct MdlRecord {
+    frames: Vec<u64>,
+}
+
+/// A live mapping.
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    mdl: usize,
+    len: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    free: Vec<u64>,
+    in_use: HashSet<u64>,
+    mdls: HashMap<usize, Box<MdlRecord>>,
+    mappings: HashMap<usize, Mapping>,
+    faults: BTreeMap<u64, Fault>,
+    calls: u64,
+    call_log: Vec<AllocPoint>,
+    violations: Vec<String>,
+    budget: Option<usize>,
+    peak_in_use: usize,
+}
+
+/// The modelled RAM.
+#[derive(Debug)]
+pub struct PhysicalMemory {
+    file: OwnedFd,
+    size: u64,
+    /// The whole file mapped once, for access by physical address.
+    whole: *mut u8,
+    state: Mutex<State>,
+}
+
+// SAFETY: `whole` is a shared file mapping that lives as long as `self`; all
+// access goes through bounds-checked copies, and the bookkeeping is behind the
+// mutex, so the model may be shared between threads like RAM is.
+unsafe impl Send for PhysicalMemory {}
+// SAFETY: as above.
+unsafe impl Sync for PhysicalMemory {}
+
+/// A small deterministic generator (SplitMix64) for the page shuffle.
+const fn split_mix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn os_error(what: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+impl PhysicalMemory {
+    /// RAM in an anonymous memory file (`memfd_create`).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `memfd_create`, `ftruncate` or `mmap`.
+    pub fn anonymous(config: MemoryConfig) -> io::Result<Self> {
+        let name = CString::new("wavert-emulator-ram").map_err(io::Error::other)?;
+        // SAFETY: `name` is a valid C string for the call's duration.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(os_error("memfd_create"));
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::from_fd(file, config, true)
+    }
+
+    /// RAM in the file at `path` (created, and grown to the size, if needed):
+    /// the form QEMU can share as guest RAM.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of opening, sizing or mapping the file.
+    pub fn with_file(path: &Path, config: MemoryConfig) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let grow = file.metadata()?.len() < config.size_bytes;
+        Self::from_fd(OwnedFd::from(file), config, grow)
+    }
+
+    fn from_fd(file: OwnedFd, config: MemoryConfig, set_len: bool) -> io::Result<Self> {
+        let size = config.size_bytes / PAGE_U64 * PAGE_U64;
+        if size == 0 || config.reserved_low_bytes >= size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "memory size must exceed the reserved low memory",
+            ));
+        }
+        let len = usize::try_from(size).map_err(io::Error::other)?;
+        let off_len = libc::off_t::try_from(size).map_err(io::Error::other)?;
+        if set_len {
+            // SAFETY: `file` is an open, writable descriptor.
+            if unsafe { libc::ftruncate(file.as_raw_fd(), off_len) } != 0 {
+                return Err(os_error("ftruncate"));
+            }
+        }
+        // SAFETY: a new shared mapping of the whole file; no existing memory is touched.
+        let whole = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if whole == libc::MAP_FAILED {
+            return Err(os_error("mmap of the RAM file"));
+        }
+        let first = config.reserved_low_bytes.div_ceil(PAGE_U64);
+        let mut free: Vec<u64> = (first..size / PAGE_U64).collect();
+        if let Fragmentation::Shuffled(seed) = config.fragmentation {
+            let mut s = seed;
+            for i in (1..free.len()).rev() {
+                let j = usize::try_from(split_mix(&mut s) % (i as u64 + 1)).unwrap_or(0);
+                free.swap(i, j);
+            }
+        }
+        // Allocation pops from the end: reverse so the first frames come first.
+        free.reverse();
+        Ok(Self {
+            file,
+            size,
+            whole: whole.cast(),
+            state: Mutex::new(State {
+                free,
+                budget: config.page_budget,
+                ..State::default()
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Size of the RAM in bytes.
+    #[must_use]
+    pub const fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes allocation call number `call` (0-based, counting every
+    /// [`AllocPoint`] in order) fail as `fault` says.
+    pub fn inject(&self, call: u64, fault: Fault) {
+        self.state().faults.insert(call, fault);
+    }
+
+    /// Sets the most pages in use at once.
+    pub fn set_page_budget(&self, pages: Option<usize>) {
+        self.state().budget = pages;
+    }
+
+    /// Allocation calls so far, in order.
+    #[must_use]
+    pub fn allocation_calls(&self) -> Vec<AllocPoint> {
+        self.state().call_log.clone()
+    }
+
+    /// Pages currently handed out.
+    #[must_use]
+    pub fn pages_in_use(&self) -> usize {
+        self.state().in_use.len()
+    }
+
+    /// The most pages ever in use at once.
+    #[must_use]
+    pub fn peak_pages_in_use(&self) -> usize {
+        self.state().peak_in_use
+    }
+
+    /// MDLs not yet freed.
+    #[must_use]
+    pub fn live_mdls(&self) -> usize {
+        self.state().mdls.len()
+    }
+
+    /// Mappings not yet unmapped.
+    #[must_use]
+    pub fn live_mappings(&self) -> usize {
+        self.state().mappings.len()
+    }
+
+    /// Misuse seen so far (unknown handles, double frees, ...).
+    #[must_use]
+    pub fn violations(&self) -> Vec<String> {
+        self.state().violations.clone()
+    }
+
+    /// Records a protocol violation found by another part of the emulator.
+    pub fn record_violation(&self, what: String) {
+        self.state().violations.push(what);
+    }
+
+    fn next_fault(state: &mut State, point: AllocPoint) -> Option<Fault> {
+        let call = state.calls;
+        state.calls += 1;
+        state.call_log.push(point);
+        state.faults.remove(&call)
+    }
+
+    fn take_frames(state: &mut State, frames: Vec<u64>) -> usize {
+        for &f in &frames {
+            state.in_use.insert(f);
+        }
+        state.peak_in_use = state.peak_in_use.max(state.in_use.len());
+        let record = Box::new(MdlRecord { frames });
+        let handle = ptr::from_ref::<MdlRecord>(&record) as usize;
+        state.mdls.insert(handle, record);
+        handle
+    }
+
+    fn room(state: &State) -> usize {
+        state
+            .budget
+            .map_or(usize::MAX, |b| b.saturating_sub(state.in_use.len()))
+    }
+
+    /// `AllocatePagesForMdl`: up to `bytes` rounded up to pages, each page
+    /// below `high_address`, in the free list's (shuffled) order. May return
+    /// fewer pages than asked; `None` when none at all.
+    pub fn allocate_pages(&self, high_address: u64, bytes: usize) -> Option<usize> {
+        let mut state = self.state();
+        let mut wanted = bytes.div_ceil(PAGE_SIZE);
+        match Self::next_fault(&mut state, AllocPoint::Pages) {
+            Some(Fault::Fail) => return None,
+            Some(Fault::Partial { pages }) => wanted = wanted.min(pages),
+            None => {}
+        }
+        wanted = wanted.min(Self::room(&state));
+        let mut frames = Vec::with_capacity(wanted);
+        let mut skipped = Vec::new();
+        while frames.len() < wanted {
+            let Some(f) = state.free.pop() else { break };
+            if (f + 1) * PAGE_U64 - 1 <= high_address {
+                frames.push(f);
+            } else {
+                skipped.push(f);
+            }
+        }
+        // Frames above the limit go back in their order.
+        state.free.extend(skipped.into_iter().rev());
+        if frames.is_empty() {
+            return None;
+        }
+        Some(Self::take_frames(&mut state, frames))
+    }
+
+    /// `AllocateContiguousPagesForMdl`: all pages physically contiguous
+    /// within `[low, high]`, or `None`.
+    pub fn allocate_contiguous(&self, low: u64, high: u64, bytes: usize) -> Option<usize> {
+        let mut state = self.state();
+        let wanted = bytes.div_ceil(PAGE_SIZE);
+        match Self::next_fault(&mut state, AllocPoint::ContiguousPages) {
+            Some(Fault::Fail) => return None,
+            Some(Fault::Partial { pages }) if pages < wanted => return None,
+            _ => {}
+        }
+        if wanted == 0 || wanted > Self::room(&state) {
+            return None;
+        }
+        let first_ok = low.div_ceil(PAGE_U64);
+        let mut candidates: Vec<u64> = state
+            .free
+            .iter()
+            .copied()
+            .filter(|&f| f >= first_ok && (f + 1) * PAGE_U64 - 1 <= high)
+            .collect();
+        candidates.sort_unstable();
+        let mut run = 0;
+        let mut found = None;
+        for (i, &f) in candidates.iter().enumerate() {
+            run = if i > 0 && candidates[i - 1] + 1 == f {
+                run + 1
+            } else {
+                1
+            };
+            if run >= wanted {
+                found = Some(f + 1 - wanted as u64);
+                break;
+            }
+        }
+        let start = found?;
+        let frames: Vec<u64> = (start..start + wanted as u64).collect();
+        state
+            .free
+            .retain(|f| !(start..start + wanted as u64).contains(f));
+        Some(Self::take_frames(&mut state, frames))
+    }
+
+    /// Pages of an MDL, `None` (and a violation) for an unknown handle.
+    #[must_use]
+    pub fn page_count(&self, mdl: usize) -> Option<usize> {
+        let mut state = self.state();
+        let count = state.mdls.get(&mdl).map(|r| r.frames.len());
+        if count.is_none() {
+            state
+                .violations
+                .push(format!("page count of unknown MDL {mdl:#x}"));
+        }
+        count
+    }
+
+    /// Physical address of page `index` of an MDL.
+    #[must_use]
+    pub fn page_address(&self, mdl: usize, index: usize) -> Option<u64> {
+        let mut state = self.state();
+        let address = state
+            .mdls
+            .get(&mdl)
+            .and_then(|r| r.frames.get(index))
+            .map(|f| f * PAGE_U64);
+        if address.is_none() {
+            state
+                .violations
+                .push(format!("page {index} of MDL {mdl:#x} does not exist"));
+        }
+        address
+    }
+
+    /// The physical addresses of every page of an MDL, in order.
+    #[must_use]
+    pub fn page_addresses(&self, mdl: usize) -> Option<Vec<u64>> {
+        let state = self.state();
+        state
+            .mdls
+            .get(&mdl)
+            .map(|r| r.frames.iter().map(|f| f * PAGE_U64).collect())
+    }
+
+    /// `MapAllocatedPages`: a virtually contiguous view of the MDL's pages.
+    pub fn map(&self, mdl: usize) -> Option<*mut u8> {
+        self.map_view(mdl, true)
+    }
+
+    /// The port's own mapping of a buffer for the client (the user-mode view
+    /// of the audio engine): like [`Self::map`], but never a fault point.
+    pub fn map_for_client(&self, mdl: usize) -> Option<*mut u8> {
+        self.map_view(mdl, false)
+    }
+
+    fn map_view(&self, mdl: usize, fault_point: bool) -> Option<*mut u8> {
+        let mut state = self.state();
+        if fault_point && Self::next_fault(&mut state, AllocPoint::Map).is_some() {
+            return None;
+        }
+        let Some(frames) = state.mdls.get(&mdl).map(|r| r.frames.clone()) else {
+            state
+                .violations
+                .push(format!("map of unknown MDL {mdl:#x}"));
+            return None;
+        };
+        match self.map_frames(&frames) {
+            Ok(base) => {
+                state.mappings.insert(
+                    base as usize,
+                    Mapping {
+                        mdl,
+                        len: frames.len() * PAGE_SIZE,
+                    },
+                );
+                Some(base)
+            }
+            Err(e) => {
+                state.violations.push(format!("mapping failed: {e}"));
+                None
+            }
+        }
+    }
+
+    fn map_frames(&self, frames: &[u64]) -> io::Result<*mut u8> {
+        let len = frames.len() * PAGE_SIZE;
+        // SAFETY: an anonymous PROT_NONE reservation; no existing memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(os_error("mmap reservation"));
+        }
+        let base = base.cast::<u8>();
+        for (i, &frame) in frames.iter().enumerate() {
+            let at = base.wrapping_add(i * PAGE_SIZE);
+            let offset = libc::off_t::try_from(frame * PAGE_U64).map_err(io::Error::other)?;
+            // SAFETY: MAP_FIXED replaces one page of the reservation made above,
+            // which this function owns; the file page is inside the file.
+            let page = unsafe {
+                libc::mmap(
+                    at.cast(),
+                    PAGE_SIZE,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    self.file.as_raw_fd(),
+                    offset,
+                )
+            };
+            if page == libc::MAP_FAILED {
+                let e = os_error("mmap of a page");
+                // SAFETY: the reservation is ours and not yet handed out.
+                unsafe { libc::munmap(base.cast(), len) };
+                return Err(e);
+            }
+        }
+        Ok(base)
+    }
+
+    /// `UnmapAllocatedPages`.
+    pub fn unmap(&self, base: *mut u8, mdl: usize) {
+        let mut state = self.state();
+        let Some(mapping) = state.mappings.get(&(base as usize)).copied() else {
+            state
+                .violations
+                .push(format!("unmap of {base:p}, which is not a mapping"));
+            return;
+        };
+        if mapping.mdl != mdl {
+            state.violations.push(format!(
+                "unmap of {base:p} with MDL {mdl:#x}, mapped from {:#x}",
+                mapping.mdl
+            ));
+        }
+        state.mappings.remove(&(base as usize));
+        // SAFETY: `base..base+len` is a mapping this model made and nobody
+        // may use after UnmapAllocatedPages (the caller's contract).
+        unsafe { libc::munmap(base.cast(), mapping.len) };
+    }
+
+    /// `FreePagesFromMdl`: the pages go back to the free list.
+    pub fn free(&self, mdl: usize) {
+        let mut state = self.state();
+        if state.mappings.values().any(|m| m.mdl == mdl) {
+            state
+                .violations
+                .push(format!("MDL {mdl:#x} freed while still mapped"));
+        }
+        let Some(record) = state.mdls.remove(&mdl) else {
+            state
+                .violations
+                .push(format!("free of unknown (or already freed) MDL {mdl:#x}"));
+            return;
+        };
+        for f in &record.frames {
+            state.in_use.remove(f);
+        }
+        // Freed pages are reused last, as a real free list would scatter them.
+        let mut frames = record.frames;
+        frames.reverse();
+        let mut rest = std::mem::take(&mut state.free);
+        frames.append(&mut rest);
+        state.free = frames;
+    }
+
+    fn check_range(&self, address: u64, len: usize) -> Option<usize> {
+        let end = address.checked_add(len as u64)?;
+        (end <= self.size).then(|| usize::try_from(address).ok())?
+    }
+
+    /// Reads RAM at a physical address (as a device's DMA would).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the range leaves RAM.
+    pub fn read_physical(&self, address: u64, out: &mut [u8]) -> io::Result<()> {
+        let at = self
+            .check_range(address, out.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "outside RAM"))?;
+        // SAFETY: `at..at+len` lies inside the whole-file mapping (checked above)
+        // and `out` is a distinct Rust buffer.
+        unsafe { ptr::copy_nonoverlapping(self.whole.add(at), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// Writes RAM at a physical address.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the range leaves RAM.
+    pub fn write_physical(&self, address: u64, data: &[u8]) -> io::Result<()> {
+        let at = self
+            .check_range(address, data.len())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "outside RAM"))?;
+        // SAFETY: `at..at+len` lies inside the whole-file mapping (checked above)
+        // and `data` is a distinct Rust buffer.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.whole.add(at), data.len()) };
+        Ok(())
+    }
+}
+
+impl Drop for PhysicalMemory {
+    fn drop(&mut self) {
+        let state = self.state();
+        for (&base, m) in &state.mappings {
+            // SAFETY: each recorded mapping was made by this model and is
+            // released once, here, as the RAM goes away.
+            unsafe { libc::munmap(base as *mut libc::c_void, m.len) };
+        }
+        drop(state);
+        if let Ok(len) = usize::try_from(self.size) {
+            // SAFETY: the whole-file mapping was made in `from_fd` with this length.
+            unsafe { libc::munmap(self.whole.cast(), len) };
+        }
+    }
+}

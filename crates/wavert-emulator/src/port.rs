@@ -1,0 +1,933 @@
+//! The port side: the COM objects PortCls hands a miniport.
+//!
+//! Each object is a heap block `#[repr(C)] { lpVtbl, refs, value }` with the
+//! real `portcls-sys` vtable, reference counted, answering `QueryInterface`
+//! for exactly its interface and bases. The miniport only ever sees the
+//! interface pointers; the emulator keeps Rust handles ([`Port`],
+//! [`PortStream`], [`InterruptLine`]) onto the shared state behind them.
+
+use std::collections::HashSet;
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use portcls_sys::{
+    IID_IInterruptSync, IID_IPort, IID_IPortTopology, IID_IPortWaveRT, IID_IPortWaveRTStream,
+    IID_IResourceList, IID_IUnknown, IInterruptSync, IInterruptSyncVtbl, IMiniportTopology,
+    IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl, IPortWaveRTStream, IPortWaveRTStreamVtbl,
+    IPortWaveRTVtbl, IResourceList, IResourceListVtbl, IUnknown, IUnknownVtbl, ACCESS_MASK,
+    BOOLEAN, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, GUID, MEMORY_CACHING_TYPE, NTSTATUS,
+    NT_SUCCESS, PCFILTER_DESCRIPTOR, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST,
+    PDEVICE_OBJECT, PHYSICAL_ADDRESS, PINTERRUPTSYNCROUTINE, PIRP, PKINTERRUPT, PMDL,
+    POBJECT_ATTRIBUTES, PPCFILTER_DESCRIPTOR, PREGISTRYKEY, PRESOURCELIST, PUNKNOWN, PVOID, REFIID,
+    SIZE_T, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOINTERFACE,
+    STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
+};
+use wavert_com::{ComPtr, Interface};
+
+use crate::machine::Machine;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A port-side object type: its vtable and the interfaces it answers.
+trait PortClass: Send + Sync + Sized + 'static {
+    /// The vtable type (starts with the `IUnknown` slots).
+    type Vtbl: 'static;
+    /// The vtable (a `'static` reference: a generic `&T::VTBL` would not be
+    /// promoted and would dangle).
+    const VTBL: &'static Self::Vtbl;
+    /// Interface ids `QueryInterface` answers with this one interface.
+    const IIDS: &'static [GUID];
+    /// The machine, to count live objects.
+    fn machine(&self) -> &Arc<Machine>;
+}
+
+/// The object block. The interface pointer handed out is its address.
+#[repr(C)]
+struct PortObject<T: PortClass> {
+    vtbl: *const T::Vtbl,
+    refs: AtomicU32,
+    value: T,
+}
+
+/// Creates an object with one reference, owned by the returned pointer.
+fn create<T: PortClass, I: Interface>(value: T) -> ComPtr<I> {
+    value.machine().object_created();
+    let block = Box::new(PortObject {
+        vtbl: T::VTBL,
+        refs: AtomicU32::new(1),
+        value,
+    });
+    let raw = Box::into_raw(block);
+    // SAFETY: `raw` is a live object whose vtable (first word) is `I`'s, with
+    // one reference that passes to the `ComPtr`.
+    let ptr = unsafe { ComPtr::from_raw(raw.cast::<I>()) };
+    ptr.expect("Box::into_raw is never null")
+}
+
+/// The object behind `this`.
+///
+/// # Safety
+///
+/// `this` must be the interface pointer of a live `PortObject<T>`.
+const unsafe fn object<'a, T: PortClass>(this: *mut c_void) -> &'a PortObject<T> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { &*this.cast::<PortObject<T>>() }
+}
+
+unsafe extern "system" fn query_interface<T: PortClass>(
+    this: *mut c_void,
+    iid: REFIID,
+    out: *mut PVOID,
+) -> NTSTATUS {
+    if out.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if iid.is_null() {
+        // SAFETY: `out` is non-null and writable (COM rule).
+        unsafe { out.write(ptr::null_mut()) };
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: `iid` is non-null and points to a GUID (COM rule).
+    let wanted = unsafe { *iid };
+    if T::IIDS.contains(&wanted) {
+        // SAFETY: this vtable is only installed in `PortObject<T>`.
+        unsafe { object::<T>(this) }
+            .refs
+            .fetch_add(1, Ordering::Relaxed);
+        // SAFETY: `out` is non-null and writable.
+        unsafe { out.write(this) };
+        STATUS_SUCCESS
+    } else {
+        // SAFETY: `out` is non-null and writable.
+        unsafe { out.write(ptr::null_mut()) };
+        STATUS_NOINTERFACE
+    }
+}
+
+unsafe extern "system" fn add_ref<T: PortClass>(this: *mut c_void) -> ULONG {
+    // SAFETY: this vtable is only installed in `PortObject<T>`.
+    let obj = unsafe { object::<T>(this) };
+    obj.refs.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+}
+
+unsafe extern "system" fn release<T: PortClass>(this: *mut c_void) -> ULONG {
+    // SAFETY: this vtable is only installed in `PortObject<T>`; the caller owns a reference.
+    let before = unsafe { object::<T>(this) }
+        .refs
+        .fetch_sub(1, Ordering::Release);
+    if before != 1 {
+        return before.wrapping_sub(1);
+    }
+    std::sync::atomic::fence(Ordering::Acquire);
+    // SAFETY: the last reference is gone: the block made by `Box::into_raw`
+    // in `create` is ours to free.
+    let block = unsafe { Box::from_raw(this.cast::<PortObject<T>>()) };
+    let machine = Arc::clone(block.value.machine());
+    drop(block);
+    machine.object_destroyed();
+    0
+}
+
+const fn unknown_vtbl<T: PortClass>() -> IUnknownVtbl {
+    IUnknownVtbl {
+        QueryInterface: query_interface::<T>,
+        AddRef: add_ref::<T>,
+        Release: release::<T>,
+    }
+}
+
+// ---------------------------------------------------------------- ports --
+
+/// The miniport a port was initialised with.
+#[derive(Debug)]
+enum BoundMiniport {
+    Wave(ComPtr<IMiniportWaveRT>),
+    Topology(ComPtr<IMiniportTopology>),
+}
+
+/// Which port class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortKind {
+    /// `CLSID_PortWaveRT`.
+    WaveRt,
+    /// `CLSID_PortTopology`.
+    Topology,
+}
+
+#[derive(Debug, Default)]
+struct PortState {
+    miniport: Mutex<Option<BoundMiniport>>,
+    description: AtomicUsize,
+}
+
+struct PortValue<const WAVE: bool> {
+    machine: Arc<Machine>,
+    state: Arc<PortState>,
+}
+
+impl PortClass for PortValue<true> {
+    type Vtbl = IPortWaveRTVtbl;
+    const VTBL: &'static IPortWaveRTVtbl = &IPortWaveRTVtbl {
+        base__: port_vtbl::<Self>(),
+    };
+    const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPort, IID_IPortWaveRT];
+    fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+}
+
+impl PortClass for PortValue<false> {
+    type Vtbl = IPortTopologyVtbl;
+    const VTBL: &'static IPortTopologyVtbl = &IPortTopologyVtbl {
+        base__: port_vtbl::<Self>(),
+    };
+    const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPort, IID_IPortTopology];
+    fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+}
+
+trait PortInit: PortClass {
+    fn bind(
+        &self,
+        this: *mut c_void,
+        miniport: &ComPtr<IUnknown>,
+        adapter: PUNKNOWN,
+        resources: PRESOURCELIST,
+    ) -> NTSTATUS;
+}
+
+/// Asks the miniport for its filter descriptor through its vtable.
+fn description_of(
+    get: unsafe extern "system" fn(*mut c_void, *mut PPCFILTER_DESCRIPTOR) -> NTSTATUS,
+    this: *mut c_void,
+) -> Option<usize> {
+    let mut desc: PPCFILTER_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: `this` is the live miniport the slot belongs to; `desc` outlives the call.
+    let status = unsafe { get(this, &raw mut desc) };
+    (NT_SUCCESS(status) && !desc.is_null()).then(|| desc.expose_provenance())
+}
+
+impl PortInit for PortValue<true> {
+    fn bind(
+        &self,
+        this: *mut c_void,
+        miniport: &ComPtr<IUnknown>,
+        adapter: PUNKNOWN,
+        resources: PRESOURCELIST,
+    ) -> NTSTATUS {
+        let Ok(wave) = miniport.query::<IMiniportWaveRT>() else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        let init = wave.vtbl().Init;
+        // SAFETY: the miniport is live; the port passes itself, its adapter and resources.
+        let status = unsafe { init(wave.this(), adapter, resources, this.cast()) };
+        if !NT_SUCCESS(status) {
+            return status;
+        }
+        let Some(desc) = description_of(wave.vtbl().base__.GetDescription, wave.this()) else {
+            return STATUS_UNSUCCESSFUL;
+        };
+        self.state.description.store(desc, Ordering::Release);
+        *lock(&self.state.miniport) = Some(BoundMiniport::Wave(wave));
+        STATUS_SUCCESS
+    }
+}
+
+impl PortInit for PortValue<false> {
+    fn bind(
+        &self,
+        this: *mut c_void,
+        miniport: &ComPtr<IUnknown>,
+        adapter: PUNKNOWN,
+        resources: PRESOURCELIST,
+    ) -> NTSTATUS {
+        let Ok(topo) = miniport.query::<IMiniportTopology>() else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        let init = topo.vtbl().Init;
+        // SAFETY: the miniport is live; the port passes itself, its adapter and resources.
+        let status = unsafe { init(topo.this(), adapter, resources, this.cast()) };
+        if !NT_SUCCESS(status) {
+            return status;
+        }
+        let Some(desc) = description_of(topo.vtbl().base__.GetDescription, topo.this()) else {
+            return STATUS_UNSUCCESSFUL;
+        };
+        self.state.description.store(desc, Ordering::Release);
+        *lock(&self.state.miniport) = Some(BoundMiniport::Topology(topo));
+        STATUS_SUCCESS
+    }
+}
+
+unsafe extern "system" fn port_init<T: PortInit>(
+    this: *mut c_void,
+    _device: PDEVICE_OBJECT,
+    _irp: PIRP,
+    miniport: PUNKNOWN,
+    adapter: PUNKNOWN,
+    resources: PRESOURCELIST,
+) -> NTSTATUS {
+    // SAFETY: the caller passes a live miniport (or null, refused below).
+    let Some(miniport) = (unsafe { ComPtr::from_raw_borrowed(miniport) }) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    // SAFETY: this vtable is only installed in `PortObject<T>`.
+    let port = unsafe { object::<T>(this) };
+    port.value.bind(this, &miniport, adapter, resources)
+}
+
+unsafe extern "system" fn port_get_device_property(
+    _this: *mut c_void,
+    _property: DEVICE_REGISTRY_PROPERTY,
+    _len: ULONG,
+    _buffer: PVOID,
+    result_len: *mut ULONG,
+) -> NTSTATUS {
+    if !result_len.is_null() {
+        // SAFETY: non-null and writable (caller's contract).
+        unsafe { result_len.write(0) };
+    }
+    STATUS_NOT_IMPLEMENTED
+}
+
+#[allow(clippy::too_many_arguments, reason = "the slot's C signature")]
+unsafe extern "system" fn port_new_registry_key(
+    _this: *mut c_void,
+    out: *mut PREGISTRYKEY,
+    _outer: PUNKNOWN,
+    _key_type: ULONG,
+    _access: ACCESS_MASK,
+    _attributes: POBJECT_ATTRIBUTES,
+    _options: ULONG,
+    _disposition: *mut ULONG,
+) -> NTSTATUS {
+    if !out.is_null() {
+        // SAFETY: non-null and writable (caller's contract).
+        unsafe { out.write(ptr::null_mut()) };
+    }
+    STATUS_NOT_IMPLEMENTED
+}
+
+const fn port_vtbl<T: PortInit>() -> IPortVtbl {
+    IPortVtbl {
+        base__: unknown_vtbl::<T>(),
+        Init: port_init::<T>,
+        GetDeviceProperty: port_get_device_property,
+        NewRegistryKey: port_new_registry_key,
+    }
+}
+
+/// The emulator's handle on a port object (`PcNewPort`).
+#[derive(Debug)]
+pub struct Port {
+    kind: PortKind,
+    interface: ComPtr<IPort>,
+    state: Arc<PortState>,
+}
+
+impl Port {
+    /// `PcNewPort(CLSID_PortWaveRT | CLSID_PortTopology)`.
+    #[must_use]
+    pub fn new(machine: &Arc<Machine>, kind: PortKind) -> Self {
+        let state = Arc::new(PortState::default());
+        let interface = match kind {
+            PortKind::WaveRt => create::<_, IPort>(PortValue::<true> {
+                machine: Arc::clone(machine),
+                state: Arc::clone(&state),
+            }),
+            PortKind::Topology => create::<_, IPort>(PortValue::<false> {
+                machine: Arc::clone(machine),
+                state: Arc::clone(&state),
+            }),
+        };
+        Self {
+            kind,
+            interface,
+            state,
+        }
+    }
+
+    /// The port class.
+    #[must_use]
+    pub const fn kind(&self) -> PortKind {
+        self.kind
+    }
+
+    /// The `IPort` interface (what the adapter gets from `PcNewPort`).
+    #[must_use]
+    pub const fn interface(&self) -> &ComPtr<IPort> {
+        &self.interface
+    }
+
+    /// The object's address (how registrations identify it).
+    #[must_use]
+    pub fn address(&self) -> usize {
+        self.interface.as_raw().addr()
+    }
+
+    /// `IPort::Init` through the vtable, as the adapter's `StartDevice` calls it.
+    ///
+    /// # Errors
+    ///
+    /// The status the port (and so the miniport's `Init`) returned.
+    pub fn init(
+        &self,
+        miniport: &ComPtr<IUnknown>,
+        resources: Option<&ComPtr<IResourceList>>,
+    ) -> Result<(), NTSTATUS> {
+        let init = self.interface.vtbl().Init;
+        let resources = resources.map_or(ptr::null_mut(), ComPtr::as_raw);
+        // SAFETY: the port and miniport are live for the call.
+        let status = unsafe {
+            init(
+                self.interface.this(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                miniport.as_raw(),
+                ptr::null_mut(),
+                resources,
+            )
+        };
+        if NT_SUCCESS(status) {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    }
+
+    /// The wave miniport bound by `Init`.
+    #[must_use]
+    pub fn wave_miniport(&self) -> Option<ComPtr<IMiniportWaveRT>> {
+        match &*lock(&self.state.miniport) {
+            Some(BoundMiniport::Wave(w)) => Some(w.clone()),
+            _ => None,
+        }
+    }
+
+    /// The topology miniport bound by `Init`.
+    #[must_use]
+    pub fn topology_miniport(&self) -> Option<ComPtr<IMiniportTopology>> {
+        match &*lock(&self.state.miniport) {
+            Some(BoundMiniport::Topology(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
+    /// The filter descriptor the miniport returned from `GetDescription`.
+    #[must_use]
+    pub fn description(&self) -> Option<&'static PCFILTER_DESCRIPTOR> {
+        let addr = self.state.description.load(Ordering::Acquire);
+        // SAFETY: a non-zero value is the descriptor the bound miniport
+        // returned; PortCls requires it to outlive the filter (static data).
+        (addr != 0).then(|| unsafe { &*ptr::with_exposed_provenance::<PCFILTER_DESCRIPTOR>(addr) })
+    }
+
+    /// Drops the port's miniport reference, as PortCls does when the device
+    /// goes away (breaking the miniport <-> port reference cycle).
+    pub fn unbind(&self) {
+        lock(&self.state.miniport).take();
+    }
+}
+
+// --------------------------------------------------------- port stream --
+
+#[derive(Debug, Default)]
+struct PortStreamState {
+    mdls: Mutex<HashSet<usize>>,
+    mappings: Mutex<HashSet<usize>>,
+}
+
+struct PortStreamValue {
+    machine: Arc<Machine>,
+    state: Arc<PortStreamState>,
+}
+
+impl PortClass for PortStreamValue {
+    type Vtbl = IPortWaveRTStreamVtbl;
+    const VTBL: &'static IPortWaveRTStreamVtbl = &IPortWaveRTStreamVtbl {
+        base__: unknown_vtbl::<Self>(),
+        AllocatePagesForMdl: allocate_pages_for_mdl,
+        AllocateContiguousPagesForMdl: allocate_contiguous_pages_for_mdl,
+        MapAllocatedPages: map_allocated_pages,
+        UnmapAllocatedPages: unmap_allocated_pages,
+        FreePagesFromMdl: free_pages_from_mdl,
+        GetPhysicalPagesCount: get_physical_pages_count,
+        GetPhysicalPageAddress: get_physical_page_address,
+    };
+    const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPortWaveRTStream];
+    fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+}
+
+/// The port stream behind `this`.
+///
+/// # Safety
+///
+/// `this` must be a live port stream object.
+const unsafe fn port_stream<'a>(this: *mut c_void) -> &'a PortStreamValue {
+    // SAFETY: guaranteed by the caller.
+    &unsafe { object::<PortStreamValue>(this) }.value
+}
+
+fn mdl_handle(key: usize) -> PMDL {
+    ptr::without_provenance_mut(key)
+}
+
+fn limit(address: PHYSICAL_ADDRESS) -> u64 {
+    u64::try_from(address.QuadPart).unwrap_or(0)
+}
+
+unsafe extern "system" fn allocate_pages_for_mdl(
+    this: *mut c_void,
+    high: PHYSICAL_ADDRESS,
+    bytes: SIZE_T,
+) -> PMDL {
+    // SAFETY: this vtable is only installed in port stream objects.
+    let s = unsafe { port_stream(this) };
+    match s.machine.memory.allocate_pages(limit(high), bytes) {
+        Some(mdl) => {
+            lock(&s.state.mdls).insert(mdl);
+            mdl_handle(mdl)
+        }
+        None => ptr::null_mut(),
+    }
+}
+
+unsafe extern "system" fn allocate_contiguous_pages_for_mdl(
+    this: *mut c_void,
+    low: PHYSICAL_ADDRESS,
+    high: PHYSICAL_ADDRESS,
+    bytes: SIZE_T,
+) -> PMDL {
+    // SAFETY: this vtable is only installed in port stream objects.
+    let s = unsafe { port_stream(this) };
+    match s
+        .machine
+        .memory
+        .allocate_contiguous(limit(low), limit(high), bytes)
+    {
+        Some(mdl) => {
+            lock(&s.state.mdls).insert(mdl);
+            mdl_handle(mdl)
+        }
+        None => ptr::null_mut(),
+    }
+}
+
+unsafe extern "system" fn map_allocated_pages(
+    this: *mut c_void,
+    mdl: PMDL,
+    _cache: MEMORY_CACHING_TYPE,
+) -> PVOID {
+    // SAFETY: this vtable is only installed in port stream objects.
+    let s = unsafe { port_stream(this) };
+    match s.machine.memory.map(mdl.addr()) {
+        Some(base) => {
+            lock(&s.state.mappings).insert(base.addr());
+            base.cast()
+        }
+        None => ptr::null_mut(),
+    }
+}
+
+unsafe extern "system" fn unmap_allocated_pages(this: *mut c_void, base: PVOID, mdl: PMDL) {
+    // SAFETY: this vtable is only installed in port stream objects.
+    let s = unsafe { port_stream(this) };
+    lock(&s.state.mappings).remove(&base.addr());
+    s.machine.memory.unmap(base.cast(), mdl.addr());
+}
+
+unsafe extern "system" fn free_pages_from_mdl(this: *mut c_void, mdl: PMDL) {
+    // SAFETY: this vtable is only installed in port stream objects.
+    let s = unsafe { port_stream(this) };
+    lock(&s.state.mdls).remove(&mdl.addr());
+    s.machine.memory.free(mdl.addr());
+}
+
+unsafe extern "system" fn get_physical_pages_count(this: *mut c_void, mdl: PMDL) -> ULONG {
+    // SAFETY: this vtable is only installed in port stream objects.
+    let s = unsafe { port_stream(this) };
+    s.machine
+        .memory
+        .page_count(mdl.addr())
+        .and_then(|n| ULONG::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// The C++ method returns `PHYSICAL_ADDRESS` by value: at the ABI level the
+/// caller's result slot arrives right after `this` and goes back in RAX.
+unsafe extern "system" fn get_physical_page_address(
+    this: *mut c_void,
+    result: *mut PHYSICAL_ADDRESS,
+    mdl: PMDL,
+    index: ULONG,
+) -> *mut PHYSICAL_ADDRESS {
+    // SAFETY: this vtable is only installed in port stream objects.
+    let s = unsafe { port_stream(this) };
+    let address = s
+        .machine
+        .memory
+        .page_address(mdl.addr(), index as usize)
+        .and_then(|a| i64::try_from(a).ok())
+        .unwrap_or(0);
+    if result.is_null() {
+        s.machine
+            .violation("GetPhysicalPageAddress called without a result slot".to_owned());
+    } else {
+        // SAFETY: the caller's hidden result slot is writable (C++ ABI).
+        unsafe { result.write(PHYSICAL_ADDRESS { QuadPart: address }) };
+    }
+    result
+}
+
+/// The emulator's handle on an `IPortWaveRTStream` it gave a miniport.
+#[derive(Debug)]
+pub struct PortStream {
+    interface: ComPtr<IPortWaveRTStream>,
+    state: Arc<PortStreamState>,
+}
+
+impl PortStream {
+    /// A new port stream (one per pin instance).
+    #[must_use]
+    pub fn new(machine: &Arc<Machine>) -> Self {
+        let state = Arc::new(PortStreamState::default());
+        let interface = create(PortStreamValue {
+            machine: Arc::clone(machine),
+            state: Arc::clone(&state),
+        });
+        Self { interface, state }
+    }
+
+    /// The interface handed to `NewStream`.
+    #[must_use]
+    pub const fn interface(&self) -> &ComPtr<IPortWaveRTStream> {
+        &self.interface
+    }
+
+    /// MDLs this stream allocated and has not freed.
+    #[must_use]
+    pub fn live_mdls(&self) -> usize {
+        lock(&self.state.mdls).len()
+    }
+
+    /// Mappings this stream made and has not unmapped.
+    #[must_use]
+    pub fn live_mappings(&self) -> usize {
+        lock(&self.state.mappings).len()
+    }
+}
+
+// ------------------------------------------------------ interrupt sync --
+
+#[derive(Clone, Copy)]
+struct ServiceRoutine {
+    routine: unsafe extern "system" fn(*mut IInterruptSync, PVOID) -> NTSTATUS,
+    context: PVOID,
+}
+// SAFETY: the context is the driver's, which PortCls passes to its ISR from
+// whatever processor takes the interrupt; the driver makes it safe to do so.
+unsafe impl Send for ServiceRoutine {}
+
+#[derive(Default)]
+struct InterruptState {
+    routines: Mutex<Vec<ServiceRoutine>>,
+    connected: AtomicBool,
+    /// Held while an ISR or a synchronized routine runs (the interrupt spin lock).
+    spin: Mutex<()>,
+    this: AtomicUsize,
+    delivered: AtomicU32,
+}
+
+struct InterruptValue {
+    machine: Arc<Machine>,
+    state: Arc<InterruptState>,
+}
+
+impl PortClass for InterruptValue {
+    type Vtbl = IInterruptSyncVtbl;
+    const VTBL: &'static IInterruptSyncVtbl = &IInterruptSyncVtbl {
+        base__: unknown_vtbl::<Self>(),
+        CallSynchronizedRoutine: call_synchronized_routine,
+        GetKInterrupt: get_kinterrupt,
+        Connect: connect,
+        Disconnect: disconnect,
+        RegisterServiceRoutine: register_service_routine,
+    };
+    const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IInterruptSync];
+    fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+}
+
+/// # Safety
+///
+/// `this` must be a live interrupt sync object.
+const unsafe fn interrupt<'a>(this: *mut c_void) -> &'a InterruptValue {
+    // SAFETY: guaranteed by the caller.
+    &unsafe { object::<InterruptValue>(this) }.value
+}
+
+unsafe extern "system" fn call_synchronized_routine(
+    this: *mut c_void,
+    routine: PINTERRUPTSYNCROUTINE,
+    context: PVOID,
+) -> NTSTATUS {
+    let Some(routine) = routine else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    // SAFETY: this vtable is only installed in interrupt sync objects.
+    let i = unsafe { interrupt(this) };
+    let _held = lock(&i.state.spin);
+    // SAFETY: the driver's routine, called with its own context as PortCls would.
+    unsafe { routine(this.cast(), context) }
+}
+
+unsafe extern "system" fn get_kinterrupt(_this: *mut c_void) -> PKINTERRUPT {
+    ptr::null_mut()
+}
+
+unsafe extern "system" fn connect(this: *mut c_void) -> NTSTATUS {
+    // SAFETY: this vtable is only installed in interrupt sync objects.
+    let i = unsafe { interrupt(this) };
+    if lock(&i.state.routines).is_empty() {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    }
+    i.state.connected.store(true, Ordering::Release);
+    STATUS_SUCCESS
+}
+
+unsafe extern "system" fn disconnect(this: *mut c_void) {
+    // SAFETY: this vtable is only installed in interrupt sync objects.
+    let i = unsafe { interrupt(this) };
+    i.state.connected.store(false, Ordering::Release);
+}
+
+unsafe extern "system" fn register_service_routine(
+    this: *mut c_void,
+    routine: PINTERRUPTSYNCROUTINE,
+    context: PVOID,
+    first: BOOLEAN,
+) -> NTSTATUS {
+    let Some(routine) = routine else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    // SAFETY: this vtable is only installed in interrupt sync objects.
+    let i = unsafe { interrupt(this) };
+    let entry = ServiceRoutine { routine, context };
+    let mut routines = lock(&i.state.routines);
+    if first == 0 {
+        routines.push(entry);
+    } else {
+        routines.insert(0, entry);
+    }
+    STATUS_SUCCESS
+}
+
+/// The emulator's side of an interrupt line (`PcNewInterruptSync`).
+pub struct InterruptLine {
+    interface: ComPtr<IInterruptSync>,
+    state: Arc<InterruptState>,
+}
+
+impl std::fmt::Debug for InterruptLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterruptLine")
+            .field("connected", &self.state.connected.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+impl InterruptLine {
+    /// A new interrupt sync object (mode "normal": ISRs run in order until
+    /// one claims the interrupt).
+    #[must_use]
+    pub fn new(machine: &Arc<Machine>) -> Self {
+        let state = Arc::new(InterruptState::default());
+        let interface: ComPtr<IInterruptSync> = create(InterruptValue {
+            machine: Arc::clone(machine),
+            state: Arc::clone(&state),
+        });
+        state
+            .this
+            .store(interface.as_raw().addr(), Ordering::Release);
+        Self { interface, state }
+    }
+
+    /// The interface handed to the driver.
+    #[must_use]
+    pub const fn interface(&self) -> &ComPtr<IInterruptSync> {
+        &self.interface
+    }
+
+    /// The device raises the line: runs the registered ISRs (if connected)
+    /// under the interrupt lock. Returns whether one claimed it.
+    pub fn raise(&self) -> bool {
+        if !self.state.connected.load(Ordering::Acquire) {
+            return false;
+        }
+        let routines = lock(&self.state.routines).clone();
+        let _held = lock(&self.state.spin);
+        self.state.delivered.fetch_add(1, Ordering::Relaxed);
+        let this = self.interface.as_raw();
+        routines.iter().any(|r| {
+            // SAFETY: the driver registered this routine and context for its ISR.
+            let status = unsafe { (r.routine)(this, r.context) };
+            NT_SUCCESS(status)
+        })
+    }
+
+    /// Interrupts delivered to the ISRs.
+    #[must_use]
+    pub fn delivered(&self) -> u32 {
+        self.state.delivered.load(Ordering::Relaxed)
+    }
+}
+
+// ------------------------------------------------------- resource list --
+
+/// One `CM_PARTIAL_RESOURCE_DESCRIPTOR` (20 bytes on x64, 4-byte aligned:
+/// `Type`, `ShareDisposition`, `Flags`, then a 16-byte union under
+/// `#pragma pack(4)`).
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResourceDescriptor([u8; 20]);
+
+/// `CmResourceShareDeviceExclusive`.
+const SHARE_DEVICE_EXCLUSIVE: u8 = 1;
+/// `CM_RESOURCE_PORT_IO`.
+const PORT_IO: u16 = 1;
+
+impl ResourceDescriptor {
+    /// The resource type (`CmResourceType*`).
+    #[must_use]
+    pub const fn kind(&self) -> CM_RESOURCE_TYPE {
+        self.0[0]
+    }
+
+    /// An I/O port range (`u.Port.Start`, `u.Port.Length`).
+    #[must_use]
+    pub fn port(start: u64, length: u32) -> Self {
+        let mut b = [0; 20];
+        b[0] = portcls_sys::CmResourceTypePort;
+        b[1] = SHARE_DEVICE_EXCLUSIVE;
+        b[2..4].copy_from_slice(&PORT_IO.to_le_bytes());
+        b[4..12].copy_from_slice(&start.to_le_bytes());
+        b[12..16].copy_from_slice(&length.to_le_bytes());
+        Self(b)
+    }
+
+    /// An interrupt (`u.Interrupt.Level`, `Vector`, `Affinity`).
+    #[must_use]
+    pub fn interrupt(level: u16, vector: u32, affinity: u64) -> Self {
+        let mut b = [0; 20];
+        b[0] = portcls_sys::CmResourceTypeInterrupt;
+        b[1] = SHARE_DEVICE_EXCLUSIVE;
+        b[4..6].copy_from_slice(&level.to_le_bytes());
+        b[8..12].copy_from_slice(&vector.to_le_bytes());
+        b[12..20].copy_from_slice(&affinity.to_le_bytes());
+        Self(b)
+    }
+}
+
+struct ResourceListValue {
+    machine: Arc<Machine>,
+    entries: Box<[ResourceDescriptor]>,
+}
+
+impl PortClass for ResourceListValue {
+    type Vtbl = IResourceListVtbl;
+    const VTBL: &'static IResourceListVtbl = &IResourceListVtbl {
+        base__: unknown_vtbl::<Self>(),
+        NumberOfEntries: number_of_entries,
+        NumberOfEntriesOfType: number_of_entries_of_type,
+        FindTranslatedEntry: find_entry,
+        FindUntranslatedEntry: find_entry,
+        AddEntry: add_entry,
+        AddEntryFromParent: add_entry_from_parent,
+        TranslatedList: resource_list,
+        UntranslatedList: resource_list,
+    };
+    const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IResourceList];
+    fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+}
+
+/// # Safety
+///
+/// `this` must be a live resource list object.
+const unsafe fn resources<'a>(this: *mut c_void) -> &'a ResourceListValue {
+    // SAFETY: guaranteed by the caller.
+    &unsafe { object::<ResourceListValue>(this) }.value
+}
+
+unsafe extern "system" fn number_of_entries(this: *mut c_void) -> ULONG {
+    // SAFETY: this vtable is only installed in resource list objects.
+    let r = unsafe { resources(this) };
+    ULONG::try_from(r.entries.len()).unwrap_or(ULONG::MAX)
+}
+
+unsafe extern "system" fn number_of_entries_of_type(
+    this: *mut c_void,
+    kind: CM_RESOURCE_TYPE,
+) -> ULONG {
+    // SAFETY: this vtable is only installed in resource list objects.
+    let r = unsafe { resources(this) };
+    let n = r.entries.iter().filter(|e| e.kind() == kind).count();
+    ULONG::try_from(n).unwrap_or(ULONG::MAX)
+}
+
+unsafe extern "system" fn find_entry(
+    this: *mut c_void,
+    kind: CM_RESOURCE_TYPE,
+    index: ULONG,
+) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR {
+    // SAFETY: this vtable is only installed in resource list objects.
+    let r = unsafe { resources(this) };
+    r.entries
+        .iter()
+        .filter(|e| e.kind() == kind)
+        .nth(index as usize)
+        .map_or(ptr::null_mut(), |e| ptr::from_ref(e).cast_mut().cast())
+}
+
+unsafe extern "system" fn add_entry(
+    _this: *mut c_void,
+    _translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+    _untranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+) -> NTSTATUS {
+    STATUS_NOT_IMPLEMENTED
+}
+
+unsafe extern "system" fn add_entry_from_parent(
+    _this: *mut c_void,
+    _parent: PRESOURCELIST,
+    _kind: CM_RESOURCE_TYPE,
+    _index: ULONG,
+) -> NTSTATUS {
+    STATUS_NOT_IMPLEMENTED
+}
+
+unsafe extern "system" fn resource_list(_this: *mut c_void) -> PCM_RESOURCE_LIST {
+    // The emulator builds no CM_RESOURCE_LIST: drivers use the Find* slots.
+    ptr::null_mut()
+}
+
+/// `PcNewResourceList` over the given descriptors (translated = untranslated).
+#[must_use]
+pub fn new_resource_list(
+    machine: &Arc<Machine>,
+    entries: &[ResourceDescriptor],
+) -> ComPtr<IResourceList> {
+    create(ResourceListValue {
+        machine: Arc::clone(machine),
+        entries: entries.into(),
+    })
+}

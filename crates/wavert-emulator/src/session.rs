@@ -1,0 +1,199 @@
+//! A whole loopback session: play a signal through the render endpoint in
+//! event-driven mode while recording the capture endpoint.
+
+use std::sync::Arc;
+
+use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
+use wavert_com::ComPtr;
+use wavert_core::format::AudioFormat;
+
+use crate::engine::{
+    negotiate_format, streaming_pin, EngineError, FormatRequest, PositionSample, Stream,
+    StreamStats,
+};
+use crate::machine::{Machine, QPC_PER_MS};
+
+/// How to run a loopback session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoopbackConfig {
+    /// Requested format.
+    pub format: FormatRequest,
+    /// Engine period (one packet) in milliseconds.
+    pub period_ms: u32,
+    /// Notifications per buffer (1 or 2).
+    pub notification_count: u32,
+    /// How often the engine wakes to read positions, in QPC ticks.
+    pub poll_qpc: u64,
+}
+
+impl Default for LoopbackConfig {
+    fn default() -> Self {
+        Self {
+            format: FormatRequest::default(),
+            period_ms: 10,
+            notification_count: 2,
+            poll_qpc: QPC_PER_MS,
+        }
+    }
+}
+
+/// What a loopback session produced.
+#[derive(Debug)]
+pub struct LoopbackResult {
+    /// The negotiated format.
+    pub format: AudioFormat,
+    /// Granted render buffer bytes.
+    pub render_buffer: u32,
+    /// Granted capture buffer bytes.
+    pub capture_buffer: u32,
+    /// Pages of RAM in use at the peak.
+    pub peak_pages: usize,
+    /// Render counters.
+    pub render: StreamStats,
+    /// Capture counters.
+    pub capture: StreamStats,
+    /// Whether the streams offered the packet interfaces.
+    pub packet_mode: bool,
+    /// Everything captured, in order.
+    pub captured: Vec<u8>,
+    /// Render position reads.
+    pub render_trace: Vec<PositionSample>,
+    /// QPC at which render entered RUN.
+    pub render_run_qpc: u64,
+    /// Hardware latency the render stream reported, in bytes (FIFO) and 100 ns.
+    pub reported_latency_ms: f64,
+}
+
+/// The wave filter to stream through.
+#[derive(Clone, Copy)]
+pub struct WaveFilter<'a> {
+    /// The wave miniport.
+    pub miniport: &'a ComPtr<IMiniportWaveRT>,
+    /// Its descriptor.
+    pub description: &'static PCFILTER_DESCRIPTOR,
+}
+
+/// Plays `signal` (whole frames of the negotiated format, produced by
+/// `make_signal` once the format is known) and records the capture pin
+/// until the signal plus one buffer has come back.
+/// `progress` gets the fraction done now and then.
+///
+/// # Errors
+///
+/// The first engine error.
+#[allow(clippy::too_many_lines, reason = "one sequence, read top to bottom")]
+pub fn run_loopback(
+    machine: &Arc<Machine>,
+    render_filter: WaveFilter<'_>,
+    capture_filter: WaveFilter<'_>,
+    config: &LoopbackConfig,
+    make_signal: &mut dyn FnMut(&AudioFormat) -> Vec<u8>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<LoopbackResult, EngineError> {
+    let no_pin = |what| EngineError::Protocol(format!("no {what} streaming pin"));
+    let render_pin =
+        streaming_pin(render_filter.description, false).ok_or_else(|| no_pin("render"))?;
+    let capture_pin =
+        streaming_pin(capture_filter.description, true).ok_or_else(|| no_pin("capture"))?;
+    let (format, render_bytes) = negotiate_format(
+        render_filter.miniport,
+        render_filter.description,
+        render_pin,
+        &config.format,
+    )?;
+    let (_, capture_bytes) = negotiate_format(
+        capture_filter.miniport,
+        capture_filter.description,
+        capture_pin,
+        &config.format,
+    )?;
+    let signal = make_signal(&format);
+    let block = format.block_align();
+    let period_frames = u64::from(format.sample_rate()) * u64::from(config.period_ms) / 1000;
+    let requested = u32::try_from(period_frames * u64::from(block) * 2).unwrap_or(u32::MAX);
+
+    let mut capture = Stream::open(
+        machine,
+        capture_filter.miniport,
+        capture_pin,
+        true,
+        &capture_bytes,
+    )?;
+    let mut render = Stream::open(
+        machine,
+        render_filter.miniport,
+        render_pin,
+        false,
+        &render_bytes,
+    )?;
+    let packet_mode = render.supports_packets() && capture.supports_packets();
+    let render_buffer = render.allocate(requested, Some(config.notification_count))?;
+    let capture_buffer = capture.allocate(requested, Some(config.notification_count))?;
+    render.register_event()?;
+    capture.register_event()?;
+    let latency = render.hw_latency()?;
+    let reported_latency_ms = f64::from(latency.FifoSize) * 1000.0
+        / f64::from(format.bytes_per_second().max(1))
+        + f64::from(latency.ChipsetDelay + latency.CodecDelay) / 10_000.0;
+
+    let mut source_at = 0usize;
+    let mut source = |out: &mut [u8]| {
+        for byte in out.iter_mut() {
+            *byte = signal.get(source_at).copied().unwrap_or(0);
+            source_at += 1;
+        }
+    };
+    render.prefill(&mut source);
+    capture.set_state(KSSTATE_RUN)?;
+    render.set_state(KSSTATE_RUN)?;
+
+    let target = signal.len() as u64 + u64::from(render_buffer) * 2;
+    let mut captured = Vec::with_capacity(usize::try_from(target).unwrap_or(0));
+    let mut last_report = 0.0;
+    // A stuck device must not hang the session: give up after twice the time.
+    let deadline = machine.qpc()
+        + 2 * target * crate::machine::QPC_FREQUENCY / u64::from(format.bytes_per_second().max(1))
+        + crate::machine::QPC_FREQUENCY;
+    while (captured.len() as u64) < target {
+        if machine.qpc() > deadline {
+            return Err(EngineError::Protocol(format!(
+                "capture stalled: {} of {target} bytes after the deadline",
+                captured.len()
+            )));
+        }
+        machine.advance(config.poll_qpc);
+        let play = render.position()?;
+        for _ in 0..render.take_notifications() {
+            let play = render.position()?;
+            render.write_packet(play, &mut source)?;
+        }
+        let recorded = capture.position()?;
+        for _ in 0..capture.take_notifications() {
+            capture.read_packet(recorded, &mut captured)?;
+        }
+        let _ = play;
+        let done = captured.len() as f64 / target as f64;
+        if done - last_report >= 0.01 {
+            progress(done.min(1.0));
+            last_report = done;
+        }
+    }
+    let peak_pages = machine.memory.peak_pages_in_use();
+    let render_trace = render.trace.clone();
+    let render_run_qpc = render.run_qpc;
+    let render_stats = render.close()?;
+    let capture_stats = capture.close()?;
+    Ok(LoopbackResult {
+        format,
+        render_buffer,
+        capture_buffer,
+        peak_pages,
+        render: render_stats,
+        capture: capture_stats,
+        packet_mode,
+        captured,
+        render_trace,
+        render_run_qpc,
+        reported_latency_ms,
+    })
+}
