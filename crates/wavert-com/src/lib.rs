@@ -25,7 +25,8 @@ mod ptr;
 mod stream;
 
 pub use miniport::{
-    new_topology_miniport, new_wave_rt_miniport, Miniport, MiniportTopology, MiniportWaveRt,
+    new_topology_miniport, new_wave_rt_miniport, topology_miniport_value, Miniport,
+    MiniportTopology, MiniportWaveRt,
 };
 pub use object::ComClass;
 pub use ptr::{ComPtr, Interface};

@@ -381,3 +381,22 @@ pub fn new_topology_miniport<T: MiniportTopology>(value: T) -> NtResult<ComPtr<I
     // SAFETY: a new object's first interface is IMiniportTopology, with one reference for us.
     unsafe { ComPtr::from_raw(raw.as_ptr().cast()) }.ok_or(crate::NtStatus::INSUFFICIENT_RESOURCES)
 }
+
+/// The topology miniport value behind the `IUnknown` pointer PortCls passes
+/// as `MajorTarget` in a `PCPROPERTY_REQUEST` addressed to one of its
+/// filter's pins or nodes.
+///
+/// Property handlers are plain `extern "system"` functions listed in static
+/// automation tables; this is how they reach the miniport's state.
+///
+/// # Safety
+///
+/// `unknown` must be an interface pointer of a live object made by
+/// [`new_topology_miniport`] with this very `T`, valid for `'a` (PortCls
+/// holds its miniport for as long as it dispatches requests to it).
+pub unsafe fn topology_miniport_value<'a, T: MiniportTopology>(unknown: *mut c_void) -> &'a T {
+    // SAFETY: a topology miniport object has its only interface at offset 0 (caller).
+    &unsafe { ComObject::<TopologyMiniport<T>>::from_this::<0>(unknown) }
+        .value()
+        .0
+}

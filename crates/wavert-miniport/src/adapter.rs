@@ -1,0 +1,224 @@
+//! The adapter logic: ports, miniports, subdevices, physical connections.
+//!
+//! It creates the ports and miniports and registers the four subdevices and
+//! their physical connections. Runs at `PASSIVE_LEVEL` from
+//! the driver's `StartDevice`, over a [`PortClsServices`] implementation
+//! (the real PortCls in the driver, a fake in tests and the emulator).
+
+use alloc::sync::Arc;
+
+use portcls_sys::{
+    CLSID_PortTopology, CLSID_PortWaveRT, IPort, IUnknown, GUID, KSCATEGORY_AUDIO,
+    KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
+};
+use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult};
+
+use crate::cable::{Direction, VirtualCable};
+use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
+use crate::platform::{LogLevel, Platform};
+use crate::topology::CableTopology;
+use crate::wave::CableWave;
+
+/// The PortCls calls the adapter logic makes.
+pub trait PortClsServices {
+    /// `PcNewPort(&port, class_id)`.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    fn new_port(&self, class_id: &GUID) -> NtResult<ComPtr<IPort>>;
+    /// `port->Init(DeviceObject, Irp, miniport, NULL, ResourceList)`.
+    ///
+    /// # Errors
+    ///
+    /// The port's status (it calls the miniport's `Init` and
+    /// `GetDescription` from here).
+    fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()>;
+    /// `PcRegisterSubdevice(DeviceObject, name, port)`; `name` is
+    /// NUL-terminated UTF-16.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()>;
+    /// `PcRegisterPhysicalConnection(DeviceObject, from, from_pin, to, to_pin)`.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    fn register_physical_connection(
+        &self,
+        from: &ComPtr<IPort>,
+        from_pin: u32,
+        to: &ComPtr<IPort>,
+        to_pin: u32,
+    ) -> NtResult<()>;
+}
+
+/// What kind of filter a subdevice is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubdeviceKind {
+    /// WaveRT port + [`CableWave`].
+    Wave(Direction),
+    /// Topology port + [`CableTopology`].
+    Topology(Direction),
+}
+
+/// One subdevice of the cable.
+///
+/// The name is both the `PcRegisterSubdevice` name and the INF
+/// `AddInterface` reference string; the categories are the interfaces
+/// the INF must add for it (the filter descriptor lists the same ones).
+#[derive(Clone, Copy, Debug)]
+pub struct Subdevice {
+    /// Reference string.
+    pub name: &'static str,
+    /// The same, NUL-terminated UTF-16, for PortCls.
+    pub name_utf16: &'static [u16],
+    /// Interface categories.
+    pub categories: &'static [GUID],
+    /// Filter kind.
+    pub kind: SubdeviceKind,
+}
+
+/// ASCII to NUL-terminated UTF-16 at compile time; `N` = length + 1.
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time for `static`s only: a bad index fails the build"
+)]
+const fn utf16z<const N: usize>(s: &str) -> [u16; N] {
+    let bytes = s.as_bytes();
+    assert!(bytes.len() + 1 == N, "N must be the length plus the NUL");
+    let mut out = [0u16; N];
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii(), "subdevice names are ASCII");
+        out[i] = bytes[i] as u16;
+        i += 1;
+    }
+    out
+}
+
+static WAVE_RENDER_W: [u16; 11] = utf16z("WaveRender");
+static TOPOLOGY_RENDER_W: [u16; 15] = utf16z("TopologyRender");
+static WAVE_CAPTURE_W: [u16; 12] = utf16z("WaveCapture");
+static TOPOLOGY_CAPTURE_W: [u16; 16] = utf16z("TopologyCapture");
+
+/// The four subdevices, in registration order.
+pub const SUBDEVICES: [Subdevice; 4] = [
+    Subdevice {
+        name: "WaveRender",
+        name_utf16: &WAVE_RENDER_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_REALTIME],
+        kind: SubdeviceKind::Wave(Direction::Render),
+    },
+    Subdevice {
+        name: "TopologyRender",
+        name_utf16: &TOPOLOGY_RENDER_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
+        kind: SubdeviceKind::Topology(Direction::Render),
+    },
+    Subdevice {
+        name: "WaveCapture",
+        name_utf16: &WAVE_CAPTURE_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME],
+        kind: SubdeviceKind::Wave(Direction::Capture),
+    },
+    Subdevice {
+        name: "TopologyCapture",
+        name_utf16: &TOPOLOGY_CAPTURE_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
+        kind: SubdeviceKind::Topology(Direction::Capture),
+    },
+];
+
+/// One physical connection, by index into [`SUBDEVICES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhysicalConnection {
+    /// Source subdevice index.
+    pub from: usize,
+    /// Its pin.
+    pub from_pin: u32,
+    /// Sink subdevice index.
+    pub to: usize,
+    /// Its pin.
+    pub to_pin: u32,
+}
+
+/// Render: wave bridge pin to topology; capture: topology to wave bridge pin.
+pub const PHYSICAL_CONNECTIONS: [PhysicalConnection; 2] = [
+    PhysicalConnection {
+        from: 0,
+        from_pin: WAVE_BRIDGE_PIN,
+        to: 1,
+        to_pin: TOPO_RENDER_FROM_WAVE_PIN,
+    },
+    PhysicalConnection {
+        from: 3,
+        from_pin: TOPO_CAPTURE_TO_WAVE_PIN,
+        to: 2,
+        to_pin: WAVE_BRIDGE_PIN,
+    },
+];
+
+/// Creates the port and miniport of `subdevice`, initialises the port with
+/// it and registers it. The port is returned for the connections.
+fn install_one<S: PortClsServices, P: Platform>(
+    services: &S,
+    cable: &Arc<VirtualCable<P>>,
+    subdevice: &Subdevice,
+) -> NtResult<ComPtr<IPort>> {
+    let port = match subdevice.kind {
+        SubdeviceKind::Wave(direction) => {
+            let miniport = new_wave_rt_miniport(CableWave::new(cable.clone(), direction))?;
+            let port = services.new_port(&CLSID_PortWaveRT)?;
+            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
+            port
+        }
+        SubdeviceKind::Topology(direction) => {
+            let miniport = new_topology_miniport(CableTopology::new(direction))?;
+            let port = services.new_port(&CLSID_PortTopology)?;
+            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
+            port
+        }
+    };
+    // The port holds its own reference to the miniport from here on; ours
+    // goes when `miniport` drops above.
+    services.register_subdevice(subdevice.name_utf16, &port)?;
+    Ok(port)
+}
+
+/// Registers the whole cable. PortCls keeps the ports (and through them the
+/// miniports and the cable) alive; the references taken here are released
+/// on return, as Microsoft's samples do.
+///
+/// # Errors
+///
+/// The first failing PortCls call's status (subdevices registered before it
+/// stay registered: PortCls tears them down with the device).
+pub fn install<S: PortClsServices, P: Platform>(
+    services: &S,
+    cable: &Arc<VirtualCable<P>>,
+) -> NtResult<()> {
+    let mut ports: [Option<ComPtr<IPort>>; 4] = [None, None, None, None];
+    for (subdevice, slot) in SUBDEVICES.iter().zip(ports.iter_mut()) {
+        match install_one(services, cable, subdevice) {
+            Ok(port) => *slot = Some(port),
+            Err(e) => {
+                cable.log(
+                    LogLevel::Error,
+                    format_args!("subdevice {} failed: {:#x}", subdevice.name, e.0),
+                );
+                return Err(e);
+            }
+        }
+    }
+    for c in &PHYSICAL_CONNECTIONS {
+        let (Some(Some(from)), Some(Some(to))) = (ports.get(c.from), ports.get(c.to)) else {
+            return Err(wavert_com::NtStatus::INVALID_PARAMETER);
+        };
+        services.register_physical_connection(from, c.from_pin, to, c.to_pin)?;
+    }
+    cable.log(LogLevel::Info, format_args!("virtual cable registered"));
+    Ok(())
+}

@@ -1,0 +1,628 @@
+//! The virtual cable: the shared state of one render and one capture
+//! stream, and the virtual DMA engines that move render audio into the
+//! capture buffer.
+//!
+//! Everything here runs under the platform's spinlock and may run at
+//! `DISPATCH_LEVEL` (timer callback, `GetPosition`): no allocation (every
+//! `Vec` is made at buffer allocation, at `PASSIVE_LEVEL`, and moved in),
+//! no blocking, no panic, no floating point.
+//!
+//! Data path per service (timer tick or position query), at QPC `now`:
+//! 1. the render engine moves what the render clock says it has consumed
+//!    since the last service (nominal rate);
+//! 2. the capture engine moves what the capture clock says, and each piece
+//!    it moves is filled from the render buffer at the cable's read pointer
+//!    (one copy, render mapping to capture mapping, split at the pages of
+//!    both buffers), or with silence when there is nothing to read: no render
+//!    stream, render paused, formats differ, or the reader caught up;
+//! 3. notification events fall due at packet ends and are signalled.
+//!
+//! The read pointer is a render linear byte position. It starts where the
+//! render stream was at the start of the first service that sees both
+//! streams running, so two streams started at the same QPC see the same
+//! bytes, in order, with no offset (the bit-exact tests rely on this).
+
+use alloc::vec::Vec;
+
+use portcls_sys::{KSAUDIO_POSITION, KSSTATE, PKEVENT};
+use wavert_com::{NtResult, NtStatus};
+use wavert_core::format::AudioFormat;
+use wavert_core::geometry::CyclicBuffer;
+use wavert_core::sg::Descriptor;
+use wavert_core::state::{transition, KsState, StreamPosition, TimedStream, Transition};
+
+use crate::engine::{DmaMode, Engine};
+use crate::memory::{Mapping, Mdl, NotificationEvent};
+use crate::platform::{LogLevel, Platform, SpinLock};
+
+/// Period of the virtual engine's timer: 1 ms, in 100 ns units. Notification
+/// events are signalled at most this late after their packet end.
+pub const TIMER_PERIOD_100NS: u32 = 10_000;
+
+/// Most notification events one stream may register.
+pub const MAX_EVENTS: usize = 4;
+
+/// Which side of the cable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The render (speaker) side.
+    Render,
+    /// The capture (microphone) side.
+    Capture,
+}
+
+impl Direction {
+    const fn index(self) -> usize {
+        match self {
+            Self::Render => 0,
+            Self::Capture => 1,
+        }
+    }
+}
+
+/// A stream's cyclic buffer as the engine sees it.
+#[derive(Debug)]
+pub struct Buffer {
+    /// The MDL from `AllocatePagesForMdl`.
+    pub mdl: Mdl,
+    /// The kernel mapping.
+    pub mapping: Mapping,
+    /// Physical address of each page, in buffer order.
+    pub pages: Vec<u64>,
+    /// The engine's descriptor list.
+    pub descriptors: Vec<Descriptor>,
+    /// Buffer size in bytes.
+    pub size: u32,
+    /// Notifications per cycle (0: the buffer was allocated without).
+    pub notification_count: u32,
+    /// State, clock and notification schedule.
+    pub timed: TimedStream,
+    /// The virtual DMA engine.
+    pub engine: Engine,
+    /// Linear bytes the engine has moved since STOP.
+    pub moved: u64,
+    /// Whether the engine runs (first RUN after STOP until STOP).
+    pub started: bool,
+    /// Registered events.
+    pub events: [Option<NotificationEvent>; MAX_EVENTS],
+}
+
+#[derive(Debug)]
+struct End {
+    format: Option<AudioFormat>,
+    state: KsState,
+    buffer: Option<Buffer>,
+}
+
+impl End {
+    const fn closed() -> Self {
+        Self {
+            format: None,
+            state: KsState::Stop,
+            buffer: None,
+        }
+    }
+}
+
+/// Counters for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CableStats {
+    /// Capture bytes filled with silence.
+    pub silence_bytes: u64,
+    /// Capture bytes copied from render.
+    pub copied_bytes: u64,
+    /// Bytes skipped because a service came more than a buffer late.
+    pub skipped_bytes: u64,
+    /// Engine failures (each treated as an underrun).
+    pub dma_errors: u64,
+    /// Notification events signalled.
+    pub signals: u64,
+}
+
+/// The cable's lock-protected state.
+#[derive(Debug)]
+pub struct CableState {
+    ends: [End; 2],
+    read_ptr: Option<u64>,
+    running: u32,
+    stats: CableStats,
+}
+
+/// A virtual loopback cable: what is rendered comes out of capture.
+///
+/// Shared (in an `Arc`) by the wave miniports, their streams and the
+/// driver's timer. The platform comes first so that it is dropped first:
+/// the driver's platform deletes its timer there, before the state goes.
+pub struct VirtualCable<P: Platform> {
+    platform: P,
+    mode: DmaMode,
+    state: P::Lock<CableState>,
+}
+
+/// What a state change asks of the timer.
+#[derive(Clone, Copy)]
+enum TimerChange {
+    None,
+    Start,
+    Stop,
+}
+
+impl<P: Platform> VirtualCable<P> {
+    /// A cable with no stream open. IRQL: `PASSIVE_LEVEL`.
+    pub fn new(platform: P, mode: DmaMode) -> Self {
+        Self {
+            platform,
+            mode,
+            state: P::Lock::new(CableState {
+                ends: [End::closed(), End::closed()],
+                read_ptr: None,
+                running: 0,
+                stats: CableStats::default(),
+            }),
+        }
+    }
+
+    /// The platform.
+    pub const fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The DMA mode chosen at construction.
+    pub const fn mode(&self) -> DmaMode {
+        self.mode
+    }
+
+    /// The timer routine: services both engines at QPC `now` (moves data,
+    /// signals events). IRQL: `<= DISPATCH_LEVEL` (the timer callback runs
+    /// at DISPATCH).
+    pub fn on_timer(&self, now: u64) {
+        self.state.with(|s| service(s, &self.platform, now));
+    }
+
+    /// Diagnostics counters.
+    pub fn stats(&self) -> CableStats {
+        self.state.with(|s| s.stats)
+    }
+
+    /// Streams in RUN (the timer runs while this is not 0).
+    pub fn running_streams(&self) -> u32 {
+        self.state.with(|s| s.running)
+    }
+
+    /// Opens one side for a stream of `format`. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn open(&self, direction: Direction, format: AudioFormat) -> NtResult<()> {
+        self.state.with(|s| {
+            let end = s
+                .ends
+                .get_mut(direction.index())
+                .ok_or(NtStatus::INVALID_PARAMETER)?;
+            if end.format.is_some() {
+                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            }
+            *end = End {
+                format: Some(format),
+                state: KsState::Stop,
+                buffer: None,
+            };
+            Ok(())
+        })
+    }
+
+    /// Closes one side (stream release) and hands back its buffer, if any,
+    /// for the stream to free. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn close(&self, direction: Direction) -> Option<Buffer> {
+        let (buffer, change) = self.state.with(|s| {
+            let now = self.platform.qpc();
+            service(s, &self.platform, now);
+            let was_running = s
+                .ends
+                .get(direction.index())
+                .is_some_and(|e| e.state == KsState::Run);
+            let buffer = s
+                .ends
+                .get_mut(direction.index())
+                .and_then(|e| core::mem::replace(e, End::closed()).buffer);
+            if direction == Direction::Render {
+                s.read_ptr = None;
+            }
+            let change = if was_running {
+                s.running = s.running.saturating_sub(1);
+                if s.running == 0 {
+                    TimerChange::Stop
+                } else {
+                    TimerChange::None
+                }
+            } else {
+                TimerChange::None
+            };
+            (buffer, change)
+        });
+        self.apply(change);
+        buffer
+    }
+
+    /// Whether a buffer may be allocated now: side open, in STOP, no buffer.
+    pub(crate) fn check_can_allocate(&self, direction: Direction) -> NtResult<()> {
+        self.state.with(|s| match s.ends.get(direction.index()) {
+            Some(e) if e.buffer.is_some() => {
+                Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST))
+            }
+            Some(e) if e.state != KsState::Stop => {
+                Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))
+            }
+            Some(_) => Ok(()),
+            None => Err(NtStatus::INVALID_PARAMETER),
+        })
+    }
+
+    /// Installs a new buffer; gives it back if one appeared meanwhile.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the buffer comes back by value so that it is freed at PASSIVE, outside the lock; it is moved once"
+    )]
+    pub(crate) fn install_buffer(
+        &self,
+        direction: Direction,
+        buffer: Buffer,
+    ) -> Result<(), Buffer> {
+        self.state
+            .with(|s| match s.ends.get_mut(direction.index()) {
+                Some(e) if e.buffer.is_none() && e.state == KsState::Stop => {
+                    e.buffer = Some(buffer);
+                    Ok(())
+                }
+                _ => Err(buffer),
+            })
+    }
+
+    /// Takes the buffer out if its MDL is `mdl` (a free of anything else,
+    /// e.g. a second free, gets `None`).
+    pub(crate) fn take_buffer(
+        &self,
+        direction: Direction,
+        mdl: *mut portcls_sys::MDL,
+    ) -> Option<Buffer> {
+        self.state.with(|s| {
+            let now = self.platform.qpc();
+            service(s, &self.platform, now);
+            if direction == Direction::Render {
+                s.read_ptr = None;
+            }
+            let end = s.ends.get_mut(direction.index())?;
+            if end.buffer.as_ref().is_some_and(|b| b.mdl.as_raw() == mdl) {
+                end.buffer.take()
+            } else {
+                None
+            }
+        })
+    }
+
+    /// `SetState`: one step at a time. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn set_state(&self, direction: Direction, raw: KSSTATE) -> NtResult<()> {
+        let now = self.platform.qpc();
+        let (result, change) = self.state.with(|s| {
+            service(s, &self.platform, now);
+            match change_state(s, direction, raw, now) {
+                Ok(change) => (Ok(()), change),
+                Err(e) => (Err(e), TimerChange::None),
+            }
+        });
+        self.apply(change);
+        result
+    }
+
+    fn apply(&self, change: TimerChange) {
+        match change {
+            TimerChange::None => {}
+            TimerChange::Start => self.platform.start_timer(TIMER_PERIOD_100NS),
+            TimerChange::Stop => self.platform.stop_timer(),
+        }
+    }
+
+    /// `GetPosition`: services the engines up to now first, so the position
+    /// never runs ahead of the data. IRQL: `<= DISPATCH_LEVEL`.
+    pub(crate) fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
+        let now = self.platform.qpc();
+        self.state.with(|s| {
+            service(s, &self.platform, now);
+            s.ends
+                .get_mut(direction.index())
+                .and_then(|e| e.buffer.as_mut())
+                .map_or_else(KSAUDIO_POSITION::default, |b| {
+                    let offset = u64::from(b.timed.position(now).cyclic_offset);
+                    KSAUDIO_POSITION {
+                        PlayOffset: offset,
+                        WriteOffset: offset,
+                    }
+                })
+        })
+    }
+
+    /// The full position of one side as of now (after servicing the
+    /// engines), `None` without a buffer. IRQL: `<= DISPATCH_LEVEL`.
+    pub fn stream_position(&self, direction: Direction) -> Option<StreamPosition> {
+        let now = self.platform.qpc();
+        self.state.with(|s| {
+            service(s, &self.platform, now);
+            let b = s.ends.get_mut(direction.index())?.buffer.as_mut()?;
+            Some(b.timed.position(now))
+        })
+    }
+
+    /// `RegisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+        self.state.with(|s| {
+            let buffer = s
+                .ends
+                .get_mut(direction.index())
+                .and_then(|e| e.buffer.as_mut())
+                .filter(|b| b.notification_count != 0)
+                .ok_or(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
+            if buffer.events.contains(&Some(event)) {
+                return Ok(());
+            }
+            let free = buffer
+                .events
+                .iter_mut()
+                .find(|e| e.is_none())
+                .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+            *free = Some(event);
+            Ok(())
+        })
+    }
+
+    /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+        self.state.with(|s| {
+            let slot = s
+                .ends
+                .get_mut(direction.index())
+                .and_then(|e| e.buffer.as_mut())
+                .and_then(|b| b.events.iter_mut().find(|e| **e == Some(event)))
+                .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?;
+            *slot = None;
+            Ok(())
+        })
+    }
+
+    /// Logs through the platform.
+    pub(crate) fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
+        self.platform.log(level, message);
+    }
+}
+
+fn change_state(
+    s: &mut CableState,
+    direction: Direction,
+    raw: KSSTATE,
+    now: u64,
+) -> NtResult<TimerChange> {
+    let end = s
+        .ends
+        .get_mut(direction.index())
+        .ok_or(NtStatus::INVALID_PARAMETER)?;
+    let to = KsState::from_raw(u32::from_ne_bytes(raw.to_ne_bytes()))
+        .map_err(|_| NtStatus::INVALID_PARAMETER)?;
+    let step = transition(end.state, to)
+        .map_err(|_| NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
+    if to == KsState::Run && end.buffer.is_none() {
+        return Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE));
+    }
+    if let Some(b) = end.buffer.as_mut() {
+        // Same machine, same state: this cannot fail after `transition` did not.
+        b.timed
+            .set_state(u32::from_ne_bytes(raw.to_ne_bytes()), now)
+            .map_err(|_| NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
+        match step {
+            Transition::Run if !b.started => {
+                b.engine.start(&b.descriptors);
+                b.started = true;
+            }
+            Transition::Stop => {
+                b.engine.stop();
+                b.started = false;
+                b.moved = 0;
+            }
+            _ => {}
+        }
+    }
+    end.state = to;
+    if direction == Direction::Render && step == Transition::Stop {
+        s.read_ptr = None;
+    }
+    Ok(match step {
+        Transition::Run => {
+            s.running = s.running.saturating_add(1);
+            if s.running == 1 {
+                TimerChange::Start
+            } else {
+                TimerChange::None
+            }
+        }
+        Transition::PauseFromRun => {
+            s.running = s.running.saturating_sub(1);
+            if s.running == 0 {
+                TimerChange::Stop
+            } else {
+                TimerChange::None
+            }
+        }
+        _ => TimerChange::None,
+    })
+}
+
+/// Bytes the engine must move now, after skipping whole buffer cycles when
+/// the service came more than a buffer late (the engine's place in the
+/// buffer is the same after whole cycles, so the walk stays consistent).
+fn due_bytes(b: &mut Buffer, now: u64, stats: &mut CableStats) -> u32 {
+    if !b.started {
+        return 0;
+    }
+    let target = b.timed.position(now).linear_bytes;
+    let mut need = target.saturating_sub(b.moved);
+    let size = u64::from(b.size);
+    if need > size {
+        let whole = (need / size).saturating_sub(1).saturating_mul(size);
+        b.moved = b.moved.saturating_add(whole);
+        stats.skipped_bytes = stats.skipped_bytes.saturating_add(whole);
+        need -= whole;
+    }
+    // need < 2 * size <= 2 * 2 MiB fits in u32.
+    u32::try_from(need).unwrap_or(0)
+}
+
+/// Where the capture side reads render data.
+struct Source<'a> {
+    mapping: &'a Mapping,
+    geometry: CyclicBuffer<'a>,
+    read: u64,
+    end: u64,
+}
+
+fn same_stream_format(a: &AudioFormat, b: &AudioFormat) -> bool {
+    a.sample_type() == b.sample_type()
+        && a.channels() == b.channels()
+        && a.sample_rate() == b.sample_rate()
+        && a.container_bits() == b.container_bits()
+        && a.valid_bits() == b.valid_bits()
+}
+
+/// Signals the buffer's events when a packet end passed since the last poll
+/// (once, however many passed: the event is a level, not a counter).
+fn signal<P: Platform>(b: &mut Buffer, platform: &P, now: u64, stats: &mut CableStats) {
+    let due = b.timed.poll_notifications(now);
+    if due.count == 0 || b.notification_count == 0 {
+        return;
+    }
+    for event in b.events.iter().flatten() {
+        platform.signal_event(event.as_raw());
+        stats.signals = stats.signals.saturating_add(1);
+    }
+}
+
+/// Bytes to account for an engine step: what it moved, or (when the engine
+/// broke down) the whole step, so that the position keeps the nominal rate
+/// and the next step starts clean.
+fn account(
+    moved: Result<u32, wavert_core::dma::DmaError>,
+    need: u32,
+    stats: &mut CableStats,
+) -> u32 {
+    moved.unwrap_or_else(|_| {
+        stats.dma_errors = stats.dma_errors.saturating_add(1);
+        need
+    })
+}
+
+/// One service of both engines at `now` (see the module docs).
+fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
+    let CableState {
+        ends,
+        read_ptr,
+        stats,
+        ..
+    } = s;
+    let [render, capture] = ends;
+
+    // 1. Render: the engine consumes what the clock says.
+    let mut render_span = None;
+    if let Some(rb) = render.buffer.as_mut() {
+        let before = rb.moved;
+        let need = due_bytes(rb, now, stats);
+        if need > 0 {
+            let moved = rb.engine.advance(need, &rb.descriptors, &mut |_, _| {});
+            rb.moved = rb
+                .moved
+                .saturating_add(u64::from(account(moved, need, stats)));
+        }
+        if rb.started {
+            render_span = Some((before, rb.moved));
+        }
+        signal(rb, platform, now, stats);
+    }
+
+    // 2. Capture: filled from the render buffer, or with silence.
+    let Some(cb) = capture.buffer.as_mut() else {
+        return;
+    };
+    let formats_match = match (&render.format, &capture.format) {
+        (Some(r), Some(c)) => same_stream_format(r, c),
+        _ => false,
+    };
+    let mut source = match (render.buffer.as_ref(), render_span) {
+        (Some(rb), Some((before, after))) if formats_match => {
+            CyclicBuffer::new(&rb.pages, 0, rb.size)
+                .ok()
+                .map(|geometry| {
+                    let mut read = match *read_ptr {
+                        Some(p) if p <= after => p,
+                        _ => before,
+                    };
+                    // Fell more than a buffer behind: the oldest bytes are
+                    // gone (the client rewrote them); restart near the head.
+                    if after - read > u64::from(rb.size) {
+                        read = after.saturating_sub(u64::from(rb.size / 2));
+                    }
+                    Source {
+                        mapping: &rb.mapping,
+                        geometry,
+                        read,
+                        end: after,
+                    }
+                })
+        }
+        _ => None,
+    };
+    let need = due_bytes(cb, now, stats);
+    if need > 0 {
+        let capture_map = &cb.mapping;
+        let mut fill = |offset: u32, len: u32| {
+            let copied = source
+                .as_mut()
+                .map_or(0, |src| copy_from_render(src, capture_map, offset, len));
+            stats.copied_bytes = stats.copied_bytes.saturating_add(u64::from(copied));
+            let rest = len - copied;
+            if rest > 0 {
+                // In bounds: the engine's pieces lie inside the buffer.
+                let _zeroed = capture_map.zero(offset + copied, rest);
+                stats.silence_bytes = stats.silence_bytes.saturating_add(u64::from(rest));
+            }
+        };
+        let moved = cb.engine.advance(need, &cb.descriptors, &mut fill);
+        cb.moved = cb
+            .moved
+            .saturating_add(u64::from(account(moved, need, stats)));
+    }
+    *read_ptr = source.map(|src| src.read);
+    signal(cb, platform, now, stats);
+}
+
+/// Copies up to `len` render bytes from the read pointer to `capture[offset..]`,
+/// split at the render buffer's page ends. Returns the bytes copied.
+fn copy_from_render(src: &mut Source<'_>, capture: &Mapping, offset: u32, len: u32) -> u32 {
+    let available = src.end.saturating_sub(src.read);
+    let want = u32::try_from(available.min(u64::from(len))).unwrap_or(0);
+    if want == 0 {
+        return 0;
+    }
+    let size = u64::from(src.geometry.size());
+    // The remainder is below the buffer size, itself a u32.
+    let start = u32::try_from(src.read % size).unwrap_or(0);
+    let Ok(runs) = src.geometry.runs(start, want) else {
+        return 0;
+    };
+    let mut done = 0u32;
+    for run in runs {
+        if !src
+            .mapping
+            .copy_to(run.buffer_offset, capture, offset + done, run.len)
+        {
+            break;
+        }
+        done += run.len;
+    }
+    src.read = src.read.saturating_add(u64::from(done));
+    done
+}

@@ -1,0 +1,460 @@
+//! The four filters of the cable as static descriptor data.
+//!
+//! Layout (pin numbers are the indices in each filter's pin table):
+//!
+//! ```text
+//! WaveRender                         TopologyRender
+//!  pin 0 host (IN, SINK) -> DAC ->  pin 1 bridge ==phys==> pin 0 bridge -> volume -> mute -> pin 1 speaker
+//!
+//! TopologyCapture                                           WaveCapture
+//!  pin 0 microphone -> volume -> mute -> pin 1 bridge ==phys==> pin 1 bridge -> ADC -> pin 0 host (OUT, SINK)
+//! ```
+//!
+//! Why one wave filter per direction (and one topology filter per
+//! direction): each wave filter is one KS filter interface with its own
+//! category set (RENDER or CAPTURE, plus AUDIO and REALTIME), and the audio
+//! endpoint builder makes one endpoint per topology bridge pin reached
+//! through a physical connection. Separate filters keep each endpoint's
+//! path trivial to follow (host pin, one node, bridge pin, one physical
+//! connection, topology), give each direction its own friendly name in the
+//! INF, and mirror Microsoft's SYSVAD layout, which is what the endpoint
+//! builder is tested with. The cable couples the two directions below the
+//! filters (in [`crate::VirtualCable`]), not in KS topology.
+
+use core::mem::size_of;
+use core::ptr;
+
+use portcls_sys::{
+    KSPROPSETID_Audio, KSPROPSETID_Jack, GUID, KSAUDFNAME_MASTER_VOLUME, KSCATEGORY_AUDIO,
+    KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
+    KSDATAFORMAT_SPECIFIER_NONE, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_SUBTYPE_ANALOG,
+    KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_SUBTYPE_PCM, KSDATAFORMAT_TYPE_AUDIO,
+    KSDATARANGE, KSDATARANGE_AUDIO, KSNODETYPE_ADC, KSNODETYPE_DAC, KSNODETYPE_MICROPHONE,
+    KSNODETYPE_MUTE, KSNODETYPE_SPEAKER, KSNODETYPE_VOLUME, KSPIN_COMMUNICATION,
+    KSPIN_COMMUNICATION_NONE, KSPIN_COMMUNICATION_SINK, KSPIN_DATAFLOW, KSPIN_DATAFLOW_IN,
+    KSPIN_DATAFLOW_OUT, KSPIN_DESCRIPTOR, KSPROPERTY_AUDIO_MUTE, KSPROPERTY_AUDIO_VOLUMELEVEL,
+    KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2, PCAUTOMATION_TABLE,
+    PCCONNECTION_DESCRIPTOR, PCEVENT_ITEM, PCFILTER_DESCRIPTOR, PCFILTER_NODE, PCMETHOD_ITEM,
+    PCNODE_DESCRIPTOR, PCPFNPROPERTY_HANDLER, PCPIN_DESCRIPTOR, PCPROPERTY_ITEM,
+    PCPROPERTY_ITEM_FLAG_BASICSUPPORT, PCPROPERTY_ITEM_FLAG_GET, PCPROPERTY_ITEM_FLAG_SET,
+    PKSDATARANGE, ULONG,
+};
+use wavert_core::format::SampleType;
+use wavert_core::range::DeviceRange;
+
+use crate::topology::{jack_handler, mute_handler, volume_handler};
+
+/// Host pin (the stream pin the audio engine instantiates) of both wave filters.
+pub const WAVE_HOST_PIN: u32 = 0;
+/// Bridge pin of both wave filters (physically connected to topology).
+pub const WAVE_BRIDGE_PIN: u32 = 1;
+/// Topology render: bridge pin coming from the wave filter.
+pub const TOPO_RENDER_FROM_WAVE_PIN: u32 = 0;
+/// Topology render: the speaker bridge pin (the endpoint's jack).
+pub const TOPO_RENDER_SPEAKER_PIN: u32 = 1;
+/// Topology capture: the microphone bridge pin (the endpoint's jack).
+pub const TOPO_CAPTURE_MIC_PIN: u32 = 0;
+/// Topology capture: bridge pin going to the wave filter.
+pub const TOPO_CAPTURE_TO_WAVE_PIN: u32 = 1;
+/// Volume node of both topology filters.
+pub const TOPO_VOLUME_NODE: u32 = 0;
+/// Mute node of both topology filters.
+pub const TOPO_MUTE_NODE: u32 = 1;
+
+/// `KSNODEPIN_STANDARD_IN` (ksmedia.h): a node's input pin.
+const NODE_IN: ULONG = 1;
+/// `KSNODEPIN_STANDARD_OUT` (ksmedia.h): a node's output pin.
+const NODE_OUT: ULONG = 0;
+
+/// Lowest sample rate the cable offers.
+pub const MIN_RATE: u32 = 44_100;
+/// Highest sample rate the cable offers.
+pub const MAX_RATE: u32 = 192_000;
+/// Most channels the cable offers.
+pub const MAX_CHANNELS: u16 = 8;
+
+/// The PCM range: 16, 24 (packed in 3 bytes) and 32 bits, 1 to 8 channels,
+/// 44.1 to 192 kHz.
+pub const PCM_RANGE: DeviceRange = DeviceRange {
+    sample_type: SampleType::Pcm,
+    max_channels: MAX_CHANNELS,
+    min_bits: 16,
+    max_bits: 32,
+    min_rate: MIN_RATE,
+    max_rate: MAX_RATE,
+    container_for_24: 24,
+};
+
+/// The float range: 32-bit IEEE float, 1 to 8 channels, 44.1 to 192 kHz.
+pub const FLOAT_RANGE: DeviceRange = DeviceRange {
+    sample_type: SampleType::Float,
+    max_channels: MAX_CHANNELS,
+    min_bits: 32,
+    max_bits: 32,
+    min_rate: MIN_RATE,
+    max_rate: MAX_RATE,
+    container_for_24: 24,
+};
+
+/// The host pins' device ranges, in the order of their data-range table.
+pub const HOST_RANGES: [DeviceRange; 2] = [PCM_RANGE, FLOAT_RANGE];
+
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "descriptor sizes are a few dozen bytes"
+)]
+const fn size32<T>() -> ULONG {
+    size_of::<T>() as ULONG
+}
+
+const fn audio_range(sub_format: GUID, range: &DeviceRange) -> KSDATARANGE_AUDIO {
+    KSDATARANGE_AUDIO {
+        DataRange: KSDATARANGE {
+            Alignment: [],
+            FormatSize: size32::<KSDATARANGE_AUDIO>(),
+            Flags: 0,
+            SampleSize: 0,
+            Reserved: 0,
+            MajorFormat: KSDATAFORMAT_TYPE_AUDIO,
+            SubFormat: sub_format,
+            Specifier: KSDATAFORMAT_SPECIFIER_WAVEFORMATEX,
+        },
+        MaximumChannels: range.max_channels as ULONG,
+        MinimumBitsPerSample: range.min_bits as ULONG,
+        MaximumBitsPerSample: range.max_bits as ULONG,
+        MinimumSampleFrequency: range.min_rate,
+        MaximumSampleFrequency: range.max_rate,
+    }
+}
+
+static PCM_KSRANGE: KSDATARANGE_AUDIO = audio_range(KSDATAFORMAT_SUBTYPE_PCM, &PCM_RANGE);
+static FLOAT_KSRANGE: KSDATARANGE_AUDIO =
+    audio_range(KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, &FLOAT_RANGE);
+
+/// Bridge pins carry analog audio: no format, just the major type.
+static BRIDGE_KSRANGE: KSDATARANGE = KSDATARANGE {
+    Alignment: [],
+    FormatSize: size32::<KSDATARANGE>(),
+    Flags: 0,
+    SampleSize: 0,
+    Reserved: 0,
+    MajorFormat: KSDATAFORMAT_TYPE_AUDIO,
+    SubFormat: KSDATAFORMAT_SUBTYPE_ANALOG,
+    Specifier: KSDATAFORMAT_SPECIFIER_NONE,
+};
+
+/// A static table of data-range pointers (`KSPIN_DESCRIPTOR::DataRanges`).
+#[repr(transparent)]
+pub struct DataRangeTable<const N: usize>(pub [PKSDATARANGE; N]);
+
+// SAFETY: the pointers lead to immutable statics that PortCls only reads.
+unsafe impl<const N: usize> Sync for DataRangeTable<N> {}
+
+static HOST_KSRANGES: DataRangeTable<2> = DataRangeTable([
+    ptr::addr_of!(PCM_KSRANGE).cast_mut().cast::<KSDATARANGE>(),
+    ptr::addr_of!(FLOAT_KSRANGE)
+        .cast_mut()
+        .cast::<KSDATARANGE>(),
+]);
+static BRIDGE_KSRANGES: DataRangeTable<1> =
+    DataRangeTable([ptr::addr_of!(BRIDGE_KSRANGE).cast_mut()]);
+
+const fn pin(
+    instances: ULONG,
+    automation: *const PCAUTOMATION_TABLE,
+    ranges_count: ULONG,
+    ranges: *const PKSDATARANGE,
+    flow: KSPIN_DATAFLOW,
+    communication: KSPIN_COMMUNICATION,
+    category: *const GUID,
+) -> PCPIN_DESCRIPTOR {
+    PCPIN_DESCRIPTOR {
+        MaxGlobalInstanceCount: instances,
+        MaxFilterInstanceCount: instances,
+        MinFilterInstanceCount: 0,
+        AutomationTable: automation,
+        KsPinDescriptor: KSPIN_DESCRIPTOR {
+            InterfacesCount: 0,
+            Interfaces: ptr::null(),
+            MediumsCount: 0,
+            Mediums: ptr::null(),
+            DataRangesCount: ranges_count,
+            DataRanges: ranges,
+            DataFlow: flow,
+            Communication: communication,
+            Category: category,
+            Name: ptr::null(),
+            ConstrainedDataRangesCount: 0,
+            ConstrainedDataRanges: ptr::null_mut(),
+        },
+    }
+}
+
+const fn host_pin(flow: KSPIN_DATAFLOW) -> PCPIN_DESCRIPTOR {
+    // One stream per direction: the cable couples exactly one render and
+    // one capture stream.
+    pin(
+        1,
+        ptr::null(),
+        2,
+        ptr::addr_of!(HOST_KSRANGES).cast::<PKSDATARANGE>(),
+        flow,
+        KSPIN_COMMUNICATION_SINK,
+        &KSCATEGORY_AUDIO,
+    )
+}
+
+const fn bridge_pin(
+    flow: KSPIN_DATAFLOW,
+    category: *const GUID,
+    automation: *const PCAUTOMATION_TABLE,
+) -> PCPIN_DESCRIPTOR {
+    pin(
+        0,
+        automation,
+        1,
+        ptr::addr_of!(BRIDGE_KSRANGES).cast::<PKSDATARANGE>(),
+        flow,
+        KSPIN_COMMUNICATION_NONE,
+        category,
+    )
+}
+
+const fn automation(properties: &'static [PCPROPERTY_ITEM]) -> PCAUTOMATION_TABLE {
+    PCAUTOMATION_TABLE {
+        PropertyItemSize: size32::<PCPROPERTY_ITEM>(),
+        #[allow(clippy::cast_possible_truncation, reason = "two items at most")]
+        PropertyCount: properties.len() as ULONG,
+        Properties: properties.as_ptr(),
+        MethodItemSize: size32::<PCMETHOD_ITEM>(),
+        MethodCount: 0,
+        Methods: ptr::null(),
+        EventItemSize: size32::<PCEVENT_ITEM>(),
+        EventCount: 0,
+        Events: ptr::null(),
+        Reserved: 0,
+    }
+}
+
+const fn property(
+    set: &'static GUID,
+    id: ULONG,
+    flags: ULONG,
+    handler: PCPFNPROPERTY_HANDLER,
+) -> PCPROPERTY_ITEM {
+    PCPROPERTY_ITEM {
+        Set: set,
+        Id: id,
+        Flags: flags,
+        Handler: handler,
+    }
+}
+
+const GET_SET_BASIC: ULONG =
+    PCPROPERTY_ITEM_FLAG_GET | PCPROPERTY_ITEM_FLAG_SET | PCPROPERTY_ITEM_FLAG_BASICSUPPORT;
+const GET_BASIC: ULONG = PCPROPERTY_ITEM_FLAG_GET | PCPROPERTY_ITEM_FLAG_BASICSUPPORT;
+
+static VOLUME_PROPERTIES: [PCPROPERTY_ITEM; 1] = [property(
+    &KSPROPSETID_Audio,
+    KSPROPERTY_AUDIO_VOLUMELEVEL,
+    GET_SET_BASIC,
+    Some(volume_handler),
+)];
+static MUTE_PROPERTIES: [PCPROPERTY_ITEM; 1] = [property(
+    &KSPROPSETID_Audio,
+    KSPROPERTY_AUDIO_MUTE,
+    GET_SET_BASIC,
+    Some(mute_handler),
+)];
+static JACK_PROPERTIES: [PCPROPERTY_ITEM; 2] = [
+    property(
+        &KSPROPSETID_Jack,
+        KSPROPERTY_JACK_DESCRIPTION,
+        GET_BASIC,
+        Some(jack_handler),
+    ),
+    property(
+        &KSPROPSETID_Jack,
+        KSPROPERTY_JACK_DESCRIPTION2,
+        GET_BASIC,
+        Some(jack_handler),
+    ),
+];
+
+static VOLUME_AUTOMATION: PCAUTOMATION_TABLE = automation(&VOLUME_PROPERTIES);
+static MUTE_AUTOMATION: PCAUTOMATION_TABLE = automation(&MUTE_PROPERTIES);
+static JACK_AUTOMATION: PCAUTOMATION_TABLE = automation(&JACK_PROPERTIES);
+
+const fn node(
+    kind: &'static GUID,
+    name: *const GUID,
+    automation: *const PCAUTOMATION_TABLE,
+) -> PCNODE_DESCRIPTOR {
+    PCNODE_DESCRIPTOR {
+        Flags: 0,
+        AutomationTable: automation,
+        Type: kind,
+        Name: name,
+    }
+}
+
+const fn edge(
+    from_node: ULONG,
+    from_pin: ULONG,
+    to_node: ULONG,
+    to_pin: ULONG,
+) -> PCCONNECTION_DESCRIPTOR {
+    PCCONNECTION_DESCRIPTOR {
+        FromNode: from_node,
+        FromNodePin: from_pin,
+        ToNode: to_node,
+        ToNodePin: to_pin,
+    }
+}
+
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "tables of a handful of entries"
+)]
+const fn filter(
+    pins: &'static [PCPIN_DESCRIPTOR],
+    nodes: &'static [PCNODE_DESCRIPTOR],
+    connections: &'static [PCCONNECTION_DESCRIPTOR],
+    categories: &'static [GUID],
+) -> PCFILTER_DESCRIPTOR {
+    PCFILTER_DESCRIPTOR {
+        Version: 0,
+        AutomationTable: ptr::null(),
+        PinSize: size32::<PCPIN_DESCRIPTOR>(),
+        PinCount: pins.len() as ULONG,
+        Pins: pins.as_ptr(),
+        NodeSize: size32::<PCNODE_DESCRIPTOR>(),
+        NodeCount: nodes.len() as ULONG,
+        Nodes: nodes.as_ptr(),
+        ConnectionCount: connections.len() as ULONG,
+        Connections: connections.as_ptr(),
+        CategoryCount: categories.len() as ULONG,
+        Categories: categories.as_ptr(),
+    }
+}
+
+// ---- Wave render -----------------------------------------------------------
+
+/// Interface categories of the wave render filter.
+pub static WAVE_RENDER_CATEGORIES: [GUID; 3] =
+    [KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_REALTIME];
+static WAVE_RENDER_PINS: [PCPIN_DESCRIPTOR; 2] = [
+    host_pin(KSPIN_DATAFLOW_IN),
+    bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO, ptr::null()),
+];
+static WAVE_RENDER_NODES: [PCNODE_DESCRIPTOR; 1] =
+    [node(&KSNODETYPE_DAC, ptr::null(), ptr::null())];
+static WAVE_RENDER_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 2] = [
+    edge(PCFILTER_NODE, WAVE_HOST_PIN, 0, NODE_IN),
+    edge(0, NODE_OUT, PCFILTER_NODE, WAVE_BRIDGE_PIN),
+];
+/// The wave render filter.
+pub static WAVE_RENDER_FILTER: PCFILTER_DESCRIPTOR = filter(
+    &WAVE_RENDER_PINS,
+    &WAVE_RENDER_NODES,
+    &WAVE_RENDER_CONNECTIONS,
+    &WAVE_RENDER_CATEGORIES,
+);
+
+// ---- Wave capture ----------------------------------------------------------
+
+/// Interface categories of the wave capture filter.
+pub static WAVE_CAPTURE_CATEGORIES: [GUID; 3] =
+    [KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME];
+static WAVE_CAPTURE_PINS: [PCPIN_DESCRIPTOR; 2] = [
+    host_pin(KSPIN_DATAFLOW_OUT),
+    bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO, ptr::null()),
+];
+static WAVE_CAPTURE_NODES: [PCNODE_DESCRIPTOR; 1] =
+    [node(&KSNODETYPE_ADC, ptr::null(), ptr::null())];
+static WAVE_CAPTURE_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 2] = [
+    edge(PCFILTER_NODE, WAVE_BRIDGE_PIN, 0, NODE_IN),
+    edge(0, NODE_OUT, PCFILTER_NODE, WAVE_HOST_PIN),
+];
+/// The wave capture filter.
+pub static WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR = filter(
+    &WAVE_CAPTURE_PINS,
+    &WAVE_CAPTURE_NODES,
+    &WAVE_CAPTURE_CONNECTIONS,
+    &WAVE_CAPTURE_CATEGORIES,
+);
+
+// ---- Topology --------------------------------------------------------------
+
+/// Interface categories of both topology filters.
+pub static TOPOLOGY_CATEGORIES: [GUID; 2] = [KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY];
+static TOPO_NODES: [PCNODE_DESCRIPTOR; 2] = [
+    node(
+        &KSNODETYPE_VOLUME,
+        &KSAUDFNAME_MASTER_VOLUME,
+        &raw const VOLUME_AUTOMATION,
+    ),
+    node(&KSNODETYPE_MUTE, ptr::null(), &raw const MUTE_AUTOMATION),
+];
+
+static TOPO_RENDER_PINS: [PCPIN_DESCRIPTOR; 2] = [
+    bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO, ptr::null()),
+    bridge_pin(
+        KSPIN_DATAFLOW_OUT,
+        &KSNODETYPE_SPEAKER,
+        &raw const JACK_AUTOMATION,
+    ),
+];
+static TOPO_RENDER_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 3] = [
+    edge(
+        PCFILTER_NODE,
+        TOPO_RENDER_FROM_WAVE_PIN,
+        TOPO_VOLUME_NODE,
+        NODE_IN,
+    ),
+    edge(TOPO_VOLUME_NODE, NODE_OUT, TOPO_MUTE_NODE, NODE_IN),
+    edge(
+        TOPO_MUTE_NODE,
+        NODE_OUT,
+        PCFILTER_NODE,
+        TOPO_RENDER_SPEAKER_PIN,
+    ),
+];
+/// The speaker topology filter.
+pub static TOPOLOGY_RENDER_FILTER: PCFILTER_DESCRIPTOR = filter(
+    &TOPO_RENDER_PINS,
+    &TOPO_NODES,
+    &TOPO_RENDER_CONNECTIONS,
+    &TOPOLOGY_CATEGORIES,
+);
+
+static TOPO_CAPTURE_PINS: [PCPIN_DESCRIPTOR; 2] = [
+    bridge_pin(
+        KSPIN_DATAFLOW_IN,
+        &KSNODETYPE_MICROPHONE,
+        &raw const JACK_AUTOMATION,
+    ),
+    bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO, ptr::null()),
+];
+static TOPO_CAPTURE_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 3] = [
+    edge(
+        PCFILTER_NODE,
+        TOPO_CAPTURE_MIC_PIN,
+        TOPO_VOLUME_NODE,
+        NODE_IN,
+    ),
+    edge(TOPO_VOLUME_NODE, NODE_OUT, TOPO_MUTE_NODE, NODE_IN),
+    edge(
+        TOPO_MUTE_NODE,
+        NODE_OUT,
+        PCFILTER_NODE,
+        TOPO_CAPTURE_TO_WAVE_PIN,
+    ),
+];
+/// The microphone topology filter.
+pub static TOPOLOGY_CAPTURE_FILTER: PCFILTER_DESCRIPTOR = filter(
+    &TOPO_CAPTURE_PINS,
+    &TOPO_NODES,
+    &TOPO_CAPTURE_CONNECTIONS,
+    &TOPOLOGY_CATEGORIES,
+);

@@ -1,0 +1,187 @@
+//! The boundary to the memory and services the port stream gives a stream:
+//! the mapped cyclic buffer, its MDL, the notification events, and calls
+//! through the `IPortWaveRTStream` vtable.
+
+use core::ptr::NonNull;
+
+use portcls_sys::{
+    IPortWaveRTStream, KEVENT, MDL, MEMORY_CACHING_TYPE, PHYSICAL_ADDRESS, PKEVENT, PMDL,
+};
+use wavert_com::ComPtr;
+
+/// The memory descriptor list of an allocated buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mdl(NonNull<MDL>);
+
+// SAFETY: an MDL pointer is an opaque handle the miniport only hands back to
+// the port stream that made it; the port serialises its own use of it.
+unsafe impl Send for Mdl {}
+// SAFETY: as above; `&Mdl` gives no access to the MDL's contents.
+unsafe impl Sync for Mdl {}
+
+impl Mdl {
+    /// The raw pointer, for the port.
+    #[must_use]
+    pub const fn as_raw(self) -> PMDL {
+        self.0.as_ptr()
+    }
+}
+
+/// A registered notification event (a `KEVENT` the port owns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotificationEvent(NonNull<KEVENT>);
+
+// SAFETY: the pointer is only passed back to the platform's `KeSetEvent`,
+// which any thread may call; the port keeps the event alive until it
+// unregisters it (or frees the buffer), after which it is forgotten.
+unsafe impl Send for NotificationEvent {}
+// SAFETY: as above; `&NotificationEvent` gives no access to the event.
+unsafe impl Sync for NotificationEvent {}
+
+impl NotificationEvent {
+    /// `None` for a null pointer.
+    #[must_use]
+    pub fn new(event: PKEVENT) -> Option<Self> {
+        NonNull::new(event).map(Self)
+    }
+    /// The raw pointer, for `KeSetEvent`.
+    #[must_use]
+    pub const fn as_raw(self) -> PKEVENT {
+        self.0.as_ptr()
+    }
+}
+
+/// The kernel mapping of a stream's cyclic buffer (`MapAllocatedPages`).
+///
+/// The port maps the same pages for the client, who reads or writes them at
+/// any time: the bytes are shared with another party, like any DMA buffer,
+/// so they are only ever touched through raw pointer copies, never through
+/// Rust references.
+#[derive(Debug)]
+pub struct Mapping {
+    base: NonNull<u8>,
+    len: u32,
+}
+
+// SAFETY: the mapping is kernel virtual memory valid on every processor; all
+// accesses are raw copies bounded by `len` (see `copy_to` and `zero`).
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Wraps a mapping of `len` bytes at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be valid for reads and writes of `len` bytes until the
+    /// `Mapping` is dropped (the owner unmaps only after dropping it).
+    #[must_use]
+    pub const unsafe fn new(base: NonNull<u8>, len: u32) -> Self {
+        Self { base, len }
+    }
+
+    /// Gives up the mapping and returns its base address, for
+    /// `UnmapAllocatedPages`: consuming it guarantees nothing here can reach
+    /// the pages after they are unmapped.
+    #[must_use]
+    pub const fn into_base(self) -> NonNull<u8> {
+        self.base
+    }
+
+    fn range(&self, offset: u32, len: u32) -> Option<NonNull<u8>> {
+        let end = offset.checked_add(len)?;
+        if end > self.len {
+            return None;
+        }
+        // SAFETY: offset + len <= self.len, so the result stays inside the mapping.
+        Some(unsafe { self.base.add(offset as usize) })
+    }
+
+    /// Copies `len` bytes from `self[src_offset..]` to `dst[dst_offset..]`.
+    /// Returns `false` (copying nothing) when either range is out of bounds.
+    #[must_use]
+    pub fn copy_to(&self, src_offset: u32, dst: &Self, dst_offset: u32, len: u32) -> bool {
+        let (Some(src), Some(dst)) = (self.range(src_offset, len), dst.range(dst_offset, len))
+        else {
+            return false;
+        };
+        // SAFETY: both ranges lie inside live mappings (checked above); `copy`
+        // tolerates overlap should a caller ever pass the same buffer.
+        unsafe { core::ptr::copy(src.as_ptr(), dst.as_ptr(), len as usize) };
+        true
+    }
+
+    /// Writes `len` zero bytes (silence for every supported format) at
+    /// `offset`. Returns `false` (writing nothing) when out of bounds.
+    #[must_use]
+    pub fn zero(&self, offset: u32, len: u32) -> bool {
+        let Some(dst) = self.range(offset, len) else {
+            return false;
+        };
+        // SAFETY: the range lies inside the live mapping (checked above).
+        unsafe { core::ptr::write_bytes(dst.as_ptr(), 0, len as usize) };
+        true
+    }
+}
+
+/// The calls the miniport makes on its `IPortWaveRTStream`. All at
+/// `PASSIVE_LEVEL`, as PortCls requires.
+pub struct PortStream<'a>(pub &'a ComPtr<IPortWaveRTStream>);
+
+impl PortStream<'_> {
+    /// `AllocatePagesForMdl(HighAddress = all memory, bytes)`: non-contiguous
+    /// pages (the cyclic buffer never needs contiguous memory). `None` when
+    /// the port could not allocate anything.
+    #[must_use]
+    pub fn allocate_pages(&self, bytes: u32) -> Option<Mdl> {
+        let high = PHYSICAL_ADDRESS { QuadPart: -1 };
+        let f = self.0.vtbl().AllocatePagesForMdl;
+        // SAFETY: the port stream is live (we hold a reference); by-value arguments.
+        let mdl = unsafe { f(self.0.this(), high, bytes as usize) };
+        NonNull::new(mdl).map(Mdl)
+    }
+
+    /// `GetPhysicalPagesCount`.
+    #[must_use]
+    pub fn page_count(&self, mdl: Mdl) -> u32 {
+        let f = self.0.vtbl().GetPhysicalPagesCount;
+        // SAFETY: live port stream; the MDL came from this port stream.
+        unsafe { f(self.0.this(), mdl.as_raw()) }
+    }
+
+    /// `GetPhysicalPageAddress(mdl, index)` through its hidden-return-pointer
+    /// slot (see `portcls_sys::IPortWaveRTStreamVtbl::GetPhysicalPageAddress`).
+    #[must_use]
+    pub fn page_address(&self, mdl: Mdl, index: u32) -> u64 {
+        let mut result = PHYSICAL_ADDRESS::default();
+        let f = self.0.vtbl().GetPhysicalPageAddress;
+        // SAFETY: live port stream, its own MDL; `result` outlives the call.
+        unsafe { f(self.0.this(), &raw mut result, mdl.as_raw(), index) };
+        // Physical addresses are never negative; this reinterprets the bits.
+        u64::from_ne_bytes(result.QuadPart.to_ne_bytes())
+    }
+
+    /// `MapAllocatedPages(mdl, cache)`: the kernel mapping, or `None`.
+    #[must_use]
+    pub fn map(&self, mdl: Mdl, cache: MEMORY_CACHING_TYPE) -> Option<NonNull<u8>> {
+        let f = self.0.vtbl().MapAllocatedPages;
+        // SAFETY: live port stream, its own MDL.
+        let va = unsafe { f(self.0.this(), mdl.as_raw(), cache) };
+        NonNull::new(va.cast::<u8>())
+    }
+
+    /// `UnmapAllocatedPages(base, mdl)`.
+    pub fn unmap(&self, base: NonNull<u8>, mdl: Mdl) {
+        let f = self.0.vtbl().UnmapAllocatedPages;
+        // SAFETY: live port stream; `base` is the mapping `map` returned for this MDL.
+        unsafe { f(self.0.this(), base.as_ptr().cast(), mdl.as_raw()) };
+    }
+
+    /// `FreePagesFromMdl(mdl)`.
+    pub fn free_pages(&self, mdl: Mdl) {
+        let f = self.0.vtbl().FreePagesFromMdl;
+        // SAFETY: live port stream; the MDL came from it and is freed once (the caller forgets it).
+        unsafe { f(self.0.this(), mdl.as_raw()) };
+    }
+}

@@ -1,0 +1,62 @@
+//! The kernel services the miniport needs, as a trait.
+//!
+//! The driver implements [`Platform`] over `wdk-sys`; tests and the emulator
+//! implement it over `std`. Each method states the IRQL it may be called at
+//! and the IRQL it is called at by this crate.
+
+use core::fmt;
+
+use portcls_sys::PKEVENT;
+
+/// A spinlock guarding a value (a `KSPIN_LOCK` in the kernel).
+///
+/// `with` raises to `DISPATCH_LEVEL` for the closure (kernel) and must not be
+/// re-entered on the same lock. The closure must be short, must not block,
+/// must not allocate and must not call back into the same lock.
+pub trait SpinLock<T>: Send + Sync {
+    /// A lock around `value`. IRQL: `PASSIVE_LEVEL` (it may allocate nothing,
+    /// but it is only ever called while building objects).
+    fn new(value: T) -> Self;
+    /// Runs `f` with exclusive access to the value. IRQL: `<= DISPATCH_LEVEL`;
+    /// `f` runs at `DISPATCH_LEVEL`.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+}
+
+/// How loud a log line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Something refused or failed (bad input from a client, no memory).
+    Error,
+    /// Worth knowing in normal operation (streams, buffers, states).
+    Info,
+}
+
+/// The services the virtual cable needs from the kernel.
+///
+/// The platform also owns a periodic timer whose callback (at
+/// `DISPATCH_LEVEL`) calls [`crate::VirtualCable::on_timer`] of the cable
+/// that owns the platform: how the callback finds the cable is the
+/// platform's business (the driver gives the timer a pointer to the cable).
+pub trait Platform: Send + Sync + 'static {
+    /// The spinlock type.
+    type Lock<T: Send>: SpinLock<T>;
+
+    /// The performance counter (`KeQueryPerformanceCounter`). IRQL: any.
+    fn qpc(&self) -> u64;
+    /// Its frequency in ticks per second (constant). IRQL: any.
+    fn qpc_frequency(&self) -> u64;
+    /// Signals a notification event (`KeSetEvent(event, 0, FALSE)`).
+    /// IRQL: `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under the cable
+    /// lock.
+    fn signal_event(&self, event: PKEVENT);
+    /// Starts (or restarts) the periodic timer with a period of
+    /// `period_100ns` hundred-nanosecond units. IRQL: `<= DISPATCH_LEVEL`;
+    /// called at `PASSIVE_LEVEL` from `SetState`, outside the cable lock.
+    fn start_timer(&self, period_100ns: u32);
+    /// Stops the periodic timer; a callback already running may finish.
+    /// IRQL: `<= DISPATCH_LEVEL`; called at `PASSIVE_LEVEL` outside the lock.
+    fn stop_timer(&self);
+    /// Writes a log line. IRQL: `<= DISPATCH_LEVEL` (`DbgPrint` is fine at
+    /// DISPATCH); must not allocate.
+    fn log(&self, level: LogLevel, message: fmt::Arguments<'_>);
+}
