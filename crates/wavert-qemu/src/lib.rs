@@ -1,0 +1,21 @@
+//! Runs wavert-core's AC'97 back-end against QEMU's AC'97 device model.
+//!
+//! QEMU runs with the qtest accelerator: no guest CPU executes; this
+//! process plays firmware and driver. It answers QEMU's qtest connection,
+//! programs PCI configuration space, reads and writes the card's I/O ports
+//! with qtest commands, writes descriptors and audio straight into guest RAM
+//! (a shared file), advances virtual time deterministically with
+//! `clock_step`, and calls the driver's ISR when the interrupt line rises.
+//!
+//! - [`setup`]: install QEMU and build the qtest accelerator module
+//!   ([`setup::ensure_qemu`]).
+//! - [`qtest`]: the line protocol.
+//! - [`machine`]: the PC with an AC'97: process, guest RAM, firmware, port
+//!   windows ([`wavert_core::ac97::RegisterBus`]), interrupt delivery.
+
+pub mod machine;
+pub mod qtest;
+pub mod setup;
+
+pub use machine::{Audiodev, GuestRam, Machine, PortWindow};
+pub use setup::{ensure_qemu, QemuInstall};

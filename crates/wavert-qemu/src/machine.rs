@@ -1,0 +1,486 @@
+//! A QEMU PC with an AC'97 card, driven over qtest: process, guest RAM,
+//! the firmware's PCI work, port windows and interrupt delivery.
+
+use std::cell::{Cell, RefCell};
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wavert_core::ac97::{DmaMemory, RegisterBus};
+
+use crate::qtest::Qtest;
+use crate::setup::QemuInstall;
+
+/// Guest RAM size.
+pub const RAM_BYTES: u64 = 128 << 20;
+/// I/O base given to the AC'97 mixer (BAR0, 1 KiB).
+pub const MIXER_PORT: u16 = 0xC000;
+/// I/O base given to the AC'97 bus master (BAR1, 256 bytes).
+pub const BUS_MASTER_PORT: u16 = 0xC400;
+/// The interrupt the AC'97 is routed to (through PIIX3 PIRQB).
+pub const AC97_IRQ: u8 = 10;
+
+const PCI_ADDRESS_PORT: u16 = 0xCF8;
+const PCI_DATA_PORT: u16 = 0xCFC;
+/// AC'97 at 00:02.0 (the first device after the host bridge and PIIX3).
+const AC97_SLOT: u8 = 2;
+/// PIIX3 ISA bridge at 00:01.0.
+const PIIX3_SLOT: u8 = 1;
+const AC97_VENDOR_DEVICE: u32 = 0x2415_8086;
+/// PIIX3 register routing PIRQB; AC'97 INTA on slot 2 lands on PIRQB.
+const PIIX3_PIRQB_ROUTE: u8 = 0x61;
+/// Most interrupt services in a row before the line is declared stuck.
+const MAX_SERVICES_PER_STEP: u32 = 16;
+
+/// How QEMU's audio back-end for the card is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audiodev {
+    /// Output to a WAV file (16-bit stereo at `frequency`); no input.
+    Wav {
+        /// The file QEMU writes.
+        path: PathBuf,
+        /// Output rate: the DAC rate, so QEMU does not resample.
+        frequency: u32,
+    },
+    /// Silence in, nothing out, paced by virtual time.
+    None {
+        /// Input and output rate.
+        frequency: u32,
+    },
+}
+
+impl Audiodev {
+    fn argument(&self) -> String {
+        match self {
+            Self::Wav { path, frequency } => format!(
+                "wav,id=snd0,path={},out.frequency={frequency},out.channels=2,out.format=s16",
+                path.display()
+            ),
+            Self::None { frequency } => format!(
+                "none,id=snd0,in.frequency={frequency},in.channels=2,in.format=s16,\
+                 out.frequency={frequency},out.channels=2,out.format=s16"
+            ),
+        }
+    }
+}
+
+/// Guest RAM: a shared file QEMU maps as the guest's memory. Guest physical
+/// address = offset in the file. Accessed with positioned reads and writes
+/// on the same page-cache pages QEMU maps, so no mapping (and no `unsafe`)
+/// is needed on this side.
+#[derive(Debug)]
+pub struct GuestRam {
+    file: File,
+    path: PathBuf,
+}
+
+impl GuestRam {
+    fn create(path: &Path) -> Result<Self, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| format!("cannot create guest RAM {}: {e}", path.display()))?;
+        file.set_len(RAM_BYTES)
+            .map_err(|e| format!("cannot size guest RAM: {e}"))?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Writes `bytes` at guest physical address `physical`.
+    ///
+    /// # Errors
+    /// Outside guest RAM or an I/O error.
+    pub fn write_bytes(&self, physical: u64, bytes: &[u8]) -> Result<(), String> {
+        if physical.saturating_add(bytes.len() as u64) > RAM_BYTES {
+            return Err(format!("guest write at {physical:#x} beyond RAM"));
+        }
+        self.file
+            .write_all_at(bytes, physical)
+            .map_err(|e| format!("guest write at {physical:#x}: {e}"))
+    }
+
+    /// Reads guest physical memory at `physical` into `out`.
+    ///
+    /// # Errors
+    /// Outside guest RAM or an I/O error.
+    pub fn read_bytes(&self, physical: u64, out: &mut [u8]) -> Result<(), String> {
+        if physical.saturating_add(out.len() as u64) > RAM_BYTES {
+            return Err(format!("guest read at {physical:#x} beyond RAM"));
+        }
+        self.file
+            .read_exact_at(out, physical)
+            .map_err(|e| format!("guest read at {physical:#x}: {e}"))
+    }
+}
+
+impl DmaMemory for &GuestRam {
+    fn write(&mut self, physical: u64, bytes: &[u8]) {
+        // The back-end's memory view cannot fail; a bad address here is a
+        // harness bug the tests see as wrong descriptors.
+        let _ = self.write_bytes(physical, bytes);
+    }
+}
+
+/// One I/O window of the card (BAR0 or BAR1) over qtest port commands.
+/// Transport failures read as all ones and are kept by the qtest session
+/// ([`Machine::check`]).
+#[derive(Debug)]
+pub struct PortWindow<'a> {
+    qtest: &'a RefCell<Qtest>,
+    base: u16,
+    accesses: &'a Cell<u64>,
+}
+
+impl PortWindow<'_> {
+    fn read(&self, op: &str, offset: u16, all_ones: u32) -> u32 {
+        self.accesses.set(self.accesses.get() + 1);
+        let port = self.base.wrapping_add(offset);
+        self.qtest
+            .borrow_mut()
+            .command_value(&format!("{op} {port:#x}"))
+            .ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(all_ones)
+    }
+
+    fn write(&self, op: &str, offset: u16, value: u32) {
+        self.accesses.set(self.accesses.get() + 1);
+        let port = self.base.wrapping_add(offset);
+        let _ = self
+            .qtest
+            .borrow_mut()
+            .command(&format!("{op} {port:#x} {value:#x}"));
+    }
+}
+
+impl RegisterBus for PortWindow<'_> {
+    fn read8(&mut self, offset: u16) -> u8 {
+        u8::try_from(self.read("inb", offset, 0xFF)).unwrap_or(u8::MAX)
+    }
+    fn read16(&mut self, offset: u16) -> u16 {
+        u16::try_from(self.read("inw", offset, 0xFFFF)).unwrap_or(u16::MAX)
+    }
+    fn read32(&mut self, offset: u16) -> u32 {
+        self.read("inl", offset, u32::MAX)
+    }
+    fn write8(&mut self, offset: u16, value: u8) {
+        self.write("outb", offset, u32::from(value));
+    }
+    fn write16(&mut self, offset: u16, value: u16) {
+        self.write("outw", offset, u32::from(value));
+    }
+    fn write32(&mut self, offset: u16, value: u32) {
+        self.write("outl", offset, value);
+    }
+}
+
+static INSTANCE: AtomicU32 = AtomicU32::new(0);
+
+/// A running QEMU with an AC'97 card, its qtest session and guest RAM.
+/// Dropping it kills QEMU (without finalising a WAV file: call
+/// [`Machine::shutdown`] for that) and removes its files.
+#[derive(Debug)]
+pub struct Machine {
+    child: Child,
+    qtest: RefCell<Qtest>,
+    ram: GuestRam,
+    workdir: PathBuf,
+    port_accesses: Cell<u64>,
+    virtual_ns: Cell<u64>,
+}
+
+fn qemu_log(workdir: &Path) -> String {
+    fs::read_to_string(workdir.join("qemu.log")).unwrap_or_default()
+}
+
+impl Machine {
+    /// Starts QEMU (qtest accelerator, 128 MiB shared guest RAM, an AC'97
+    /// card on `audiodev`) and accepts its qtest connection.
+    ///
+    /// # Errors
+    /// QEMU failed to start or to connect; its log is included.
+    pub fn start(install: &QemuInstall, audiodev: &Audiodev) -> Result<Self, String> {
+        let name = format!(
+            "wavert-qemu-{}-{}",
+            std::process::id(),
+            INSTANCE.fetch_add(1, Ordering::Relaxed)
+        );
+        let workdir = std::env::temp_dir().join(&name);
+        fs::create_dir_all(&workdir)
+            .map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
+        let ram_path = Path::new("/dev/shm").join(&name);
+        let ram = GuestRam::create(&ram_path)?;
+        let socket = workdir.join("qtest.sock");
+        let listener =
+            UnixListener::bind(&socket).map_err(|e| format!("cannot listen on qtest socket: {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("qtest socket: {e}"))?;
+        let log = File::create(workdir.join("qemu.log"))
+            .map_err(|e| format!("cannot create QEMU log: {e}"))?;
+        let log_err = log.try_clone().map_err(|e| format!("QEMU log: {e}"))?;
+        let mut child = Command::new(&install.binary)
+            .env("QEMU_MODULE_DIR", &install.module_dir)
+            .args(["-machine", "pc,accel=qtest,memory-backend=ram0"])
+            .args(["-qtest", &format!("unix:{}", socket.display())])
+            .args(["-qtest-log", "/dev/null"])
+            .args(["-display", "none", "-nodefaults", "-m", "128M"])
+            .args([
+                "-object",
+                &format!(
+                    "memory-backend-file,id=ram0,size=128M,mem-path={},share=on",
+                    ram_path.display()
+                ),
+            ])
+            .args(["-device", "AC97,audiodev=snd0"])
+            .args(["-audiodev", &audiodev.argument()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", install.binary.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let _ = fs::remove_file(&ram_path);
+                        return Err(format!("QEMU exited ({status}): {}", qemu_log(&workdir)));
+                    }
+                    if Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        let _ = fs::remove_file(&ram_path);
+                        return Err(format!("QEMU never connected: {}", qemu_log(&workdir)));
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(format!("qtest accept: {e}")),
+            }
+        };
+        stream
+            .set_nonblocking(false)
+            .map_err(|e| format!("qtest socket: {e}"))?;
+        Ok(Self {
+            child,
+            qtest: RefCell::new(Qtest::new(stream)?),
+            ram,
+            workdir,
+            port_accesses: Cell::new(0),
+            virtual_ns: Cell::new(0),
+        })
+    }
+
+    fn io(&self, command: &str) -> Result<u64, String> {
+        let mut qtest = self.qtest.borrow_mut();
+        if command.starts_with("in") {
+            qtest.command_value(command)
+        } else {
+            qtest.command(command).map(|_| 0)
+        }
+    }
+
+    fn config_address(slot: u8, register: u8) -> u32 {
+        0x8000_0000 | u32::from(slot) << 11 | u32::from(register & 0xFC)
+    }
+
+    fn config_read32(&self, slot: u8, register: u8) -> Result<u32, String> {
+        let address = Self::config_address(slot, register);
+        self.io(&format!("outl {PCI_ADDRESS_PORT:#x} {address:#x}"))?;
+        let value = self.io(&format!("inl {PCI_DATA_PORT:#x}"))?;
+        u32::try_from(value).map_err(|_| format!("config read {value:#x}"))
+    }
+
+    fn config_write(&self, slot: u8, register: u8, width: u8, value: u32) -> Result<(), String> {
+        let address = Self::config_address(slot, register);
+        self.io(&format!("outl {PCI_ADDRESS_PORT:#x} {address:#x}"))?;
+        let port = PCI_DATA_PORT + u16::from(register & 3);
+        let op = match width {
+            1 => "outb",
+            2 => "outw",
+            _ => "outl",
+        };
+        self.io(&format!("{op} {port:#x} {value:#x}")).map(|_| ())
+    }
+
+    /// The firmware's part: finds the AC'97 at 00:02.0, assigns its two I/O
+    /// BARs, enables I/O decoding and bus mastering, routes PIRQB to
+    /// [`AC97_IRQ`] in the PIIX3, and intercepts the I/O APIC's inputs so
+    /// interrupt level changes are reported.
+    ///
+    /// # Errors
+    /// A different device at 00:02.0, BARs that did not take, qtest errors.
+    pub fn firmware_setup(&self) -> Result<(), String> {
+        let id = self.config_read32(AC97_SLOT, 0)?;
+        if id != AC97_VENDOR_DEVICE {
+            return Err(format!("00:02.0 is {id:#010x}, not the AC'97 (8086:2415)"));
+        }
+        self.config_write(AC97_SLOT, 0x10, 4, u32::from(MIXER_PORT))?;
+        self.config_write(AC97_SLOT, 0x14, 4, u32::from(BUS_MASTER_PORT))?;
+        for (register, base) in [(0x10, MIXER_PORT), (0x14, BUS_MASTER_PORT)] {
+            let bar = self.config_read32(AC97_SLOT, register)?;
+            if bar != u32::from(base) | 1 {
+                return Err(format!("BAR {register:#x} reads {bar:#x} after writing {base:#x}"));
+            }
+        }
+        // Command register: I/O space and bus master.
+        self.config_write(AC97_SLOT, 0x04, 2, 0x0005)?;
+        self.config_write(PIIX3_SLOT, PIIX3_PIRQB_ROUTE, 1, u32::from(AC97_IRQ))?;
+        self.qtest
+            .borrow_mut()
+            .command("irq_intercept_in ioapic")
+            .map(|_| ())
+    }
+
+    /// The mixer window (BAR0).
+    #[must_use]
+    pub const fn mixer(&self) -> PortWindow<'_> {
+        PortWindow {
+            qtest: &self.qtest,
+            base: MIXER_PORT,
+            accesses: &self.port_accesses,
+        }
+    }
+
+    /// The bus-master window (BAR1).
+    #[must_use]
+    pub const fn bus_master(&self) -> PortWindow<'_> {
+        PortWindow {
+            qtest: &self.qtest,
+            base: BUS_MASTER_PORT,
+            accesses: &self.port_accesses,
+        }
+    }
+
+    /// Guest RAM.
+    #[must_use]
+    pub const fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// Register accesses made through the windows so far.
+    #[must_use]
+    pub fn register_accesses(&self) -> u64 {
+        self.port_accesses.get()
+    }
+
+    /// Times the AC'97 interrupt line was raised.
+    #[must_use]
+    pub fn interrupts_raised(&self) -> u64 {
+        self.qtest.borrow().irq_raises(AC97_IRQ)
+    }
+
+    /// Whether the AC'97 interrupt line is asserted now.
+    #[must_use]
+    pub fn interrupt_pending(&self) -> bool {
+        self.qtest.borrow().irq_level(AC97_IRQ)
+    }
+
+    /// Virtual time advanced so far.
+    #[must_use]
+    pub fn virtual_ns(&self) -> u64 {
+        self.virtual_ns.get()
+    }
+
+    /// The first transport or protocol failure, as an error.
+    ///
+    /// # Errors
+    /// That failure.
+    pub fn check(&self) -> Result<(), String> {
+        self.qtest
+            .borrow()
+            .error()
+            .map_or(Ok(()), |e| Err(e.to_owned()))
+    }
+
+    /// Advances virtual time by `ns` (deterministically: timers, DMA ticks).
+    ///
+    /// # Errors
+    /// qtest errors.
+    pub fn clock_step(&self, ns: u64) -> Result<(), String> {
+        self.qtest.borrow_mut().command(&format!("clock_step {ns}"))?;
+        self.virtual_ns.set(self.virtual_ns.get() + ns);
+        Ok(())
+    }
+
+    /// Advances virtual time by `ns`, then delivers the AC'97 interrupt:
+    /// while the line is asserted, calls `isr` (a level-triggered line
+    /// re-enters until the device drops it). Returns the services made.
+    ///
+    /// # Errors
+    /// qtest errors, the ISR's error, or a line that stays asserted.
+    pub fn step_and_deliver(
+        &self,
+        ns: u64,
+        isr: &mut impl FnMut(&Self) -> Result<(), String>,
+    ) -> Result<u32, String> {
+        self.clock_step(ns)?;
+        self.deliver(isr)
+    }
+
+    /// Calls `isr` while the AC'97 line is asserted.
+    ///
+    /// # Errors
+    /// As [`Self::step_and_deliver`].
+    pub fn deliver(&self, isr: &mut impl FnMut(&Self) -> Result<(), String>) -> Result<u32, String> {
+        let mut services = 0;
+        while self.interrupt_pending() {
+            if services == MAX_SERVICES_PER_STEP {
+                return Err(format!("IRQ {AC97_IRQ} still asserted after {services} services"));
+            }
+            isr(self)?;
+            services += 1;
+        }
+        self.check()?;
+        Ok(services)
+    }
+
+    /// Stops QEMU with SIGTERM (so the WAV back-end finalises its header)
+    /// and waits for it.
+    ///
+    /// # Errors
+    /// QEMU did not exit within 20 s (it is then killed).
+    pub fn shutdown(mut self) -> Result<(), String> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("QEMU ignored SIGTERM: {}", qemu_log(&self.workdir)));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// QEMU's own log (stdout and stderr).
+    #[must_use]
+    pub fn log(&self) -> String {
+        qemu_log(&self.workdir)
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = fs::remove_file(&self.ram.path);
+        let _ = fs::remove_dir_all(&self.workdir);
+    }
+}
