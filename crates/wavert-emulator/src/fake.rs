@@ -254,6 +254,7 @@ unsafe impl Send for EventPtr {}
 struct StreamState {
     capture: bool,
     block_align: u32,
+    bytes_per_second: u32,
     buffer: Option<Buffer>,
     schedule: Option<NotificationSchedule>,
     events: Vec<EventPtr>,
@@ -427,7 +428,10 @@ impl FakeStream {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         let unit = st.block_align * notifications;
-        let mut size = (requested.min(MAX_BUFFER) / unit).max(1) * unit;
+        // At least 4 ms: a shorter cyclic buffer wraps between two position
+        // reads of a client that polls every millisecond.
+        let min = (st.bytes_per_second / 250).div_ceil(unit) * unit;
+        let mut size = ((requested.min(MAX_BUFFER) / unit) * unit).max(min);
         let vtbl = self.port_stream.vtbl();
         let this = self.port_stream.this();
         let high = PHYSICAL_ADDRESS { QuadPart: i64::MAX };
@@ -748,6 +752,7 @@ impl MiniportWaveRt for FakeWave {
         let state = Arc::new(Mutex::new(StreamState {
             capture,
             block_align: parsed.block_align(),
+            bytes_per_second: parsed.bytes_per_second(),
             buffer: None,
             schedule: None,
             events: Vec::new(),

@@ -1,0 +1,315 @@
+//! The memory model and the port objects, driven through their vtables.
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    reason = "test code"
+)]
+
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use portcls_sys::*;
+use wavert_com::ComPtr;
+use wavert_emulator::machine::{ClockMode, Machine};
+use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory, PAGE_SIZE};
+use wavert_emulator::port::{
+    new_resource_list, InterruptLine, Port, PortKind, PortStream, ResourceDescriptor,
+};
+
+fn memory(fragmentation: Fragmentation) -> PhysicalMemory {
+    PhysicalMemory::anonymous(MemoryConfig {
+        size_bytes: 4 << 20,
+        fragmentation,
+        ..MemoryConfig::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn shuffled_pages_are_scattered_and_the_view_maps_each_at_its_place() {
+    let mem = memory(Fragmentation::Shuffled(7));
+    let mdl = mem.allocate_pages(u64::MAX, 16 * PAGE_SIZE).unwrap();
+    let pages = mem.page_addresses(mdl).unwrap();
+    assert_eq!(pages.len(), 16);
+    assert!(
+        pages.windows(2).any(|w| w[1] != w[0] + PAGE_SIZE as u64),
+        "pages came out contiguous"
+    );
+    assert!(
+        pages.iter().all(|&p| p >= 1 << 20),
+        "low memory must stay reserved"
+    );
+    let base = mem.map(mdl).unwrap();
+    // SAFETY: the mapping covers 16 pages and is ours until unmapped.
+    let view = unsafe { std::slice::from_raw_parts_mut(base, 16 * PAGE_SIZE) };
+    for (i, chunk) in view.chunks_mut(PAGE_SIZE).enumerate() {
+        chunk.fill(i as u8 + 1);
+    }
+    for (i, &address) in pages.iter().enumerate() {
+        let mut page = vec![0; PAGE_SIZE];
+        mem.read_physical(address, &mut page).unwrap();
+        assert!(
+            page.iter().all(|&b| b == i as u8 + 1),
+            "page {i} holds another page's data"
+        );
+    }
+    mem.unmap(base, mdl);
+    mem.free(mdl);
+    assert_eq!(
+        (mem.pages_in_use(), mem.live_mdls(), mem.live_mappings()),
+        (0, 0, 0)
+    );
+    assert!(mem.violations().is_empty());
+}
+
+#[test]
+fn contiguous_allocation_is_contiguous_and_fragmentation_off_gives_ascending_pages() {
+    let mem = memory(Fragmentation::Contiguous);
+    let a = mem.allocate_pages(u64::MAX, 4 * PAGE_SIZE).unwrap();
+    let pages = mem.page_addresses(a).unwrap();
+    assert!(pages.windows(2).all(|w| w[1] == w[0] + PAGE_SIZE as u64));
+    let shuffled = memory(Fragmentation::Shuffled(3));
+    let b = shuffled
+        .allocate_contiguous(0, u64::MAX, 8 * PAGE_SIZE)
+        .unwrap();
+    let pages = shuffled.page_addresses(b).unwrap();
+    assert!(pages.windows(2).all(|w| w[1] == w[0] + PAGE_SIZE as u64));
+}
+
+#[test]
+fn misuse_is_recorded_not_crashed_on() {
+    let mem = memory(Fragmentation::Shuffled(1));
+    let mdl = mem.allocate_pages(u64::MAX, PAGE_SIZE).unwrap();
+    let base = mem.map(mdl).unwrap();
+    mem.free(mdl);
+    assert!(mem.violations().iter().any(|v| v.contains("still mapped")));
+    mem.free(mdl);
+    assert!(mem.violations().iter().any(|v| v.contains("unknown")));
+    mem.unmap(base, mdl);
+    assert_eq!(mem.live_mappings(), 0);
+}
+
+#[test]
+fn injected_faults_all_or_nothing_and_partial_and_the_budget() {
+    let mem = memory(Fragmentation::Shuffled(2));
+    mem.inject(0, Fault::Fail);
+    mem.inject(1, Fault::Partial { pages: 3 });
+    mem.inject(3, Fault::Fail);
+    assert!(mem.allocate_pages(u64::MAX, 8 * PAGE_SIZE).is_none());
+    let partial = mem.allocate_pages(u64::MAX, 8 * PAGE_SIZE).unwrap();
+    assert_eq!(mem.page_count(partial), Some(3));
+    let whole = mem.allocate_pages(u64::MAX, 2 * PAGE_SIZE).unwrap();
+    assert!(mem.map(whole).is_none(), "call 3 (a map) was told to fail");
+    mem.free(partial);
+    mem.free(whole);
+    mem.set_page_budget(Some(4));
+    let capped = mem.allocate_pages(u64::MAX, 8 * PAGE_SIZE).unwrap();
+    assert_eq!(mem.page_count(capped), Some(4));
+    assert!(mem.allocate_contiguous(0, u64::MAX, PAGE_SIZE).is_none());
+    mem.free(capped);
+    assert_eq!(mem.pages_in_use(), 0);
+    assert_eq!(mem.allocation_calls().len(), 6);
+}
+
+#[test]
+fn high_address_limit_is_respected() {
+    let mem = memory(Fragmentation::Shuffled(9));
+    let limit = (2 << 20) - 1;
+    let mdl = mem.allocate_pages(limit, 32 * PAGE_SIZE).unwrap();
+    assert!(mem
+        .page_addresses(mdl)
+        .unwrap()
+        .iter()
+        .all(|&p| p + PAGE_SIZE as u64 - 1 <= limit));
+}
+
+#[test]
+fn a_file_backed_ram_is_addressed_by_file_offset() {
+    let path = std::env::temp_dir().join(format!("wavert-emu-ram-{}", std::process::id()));
+    let mem = PhysicalMemory::with_file(
+        &path,
+        MemoryConfig {
+            size_bytes: 2 << 20,
+            ..MemoryConfig::default()
+        },
+    )
+    .unwrap();
+    mem.write_physical(0x10_0000, b"guest").unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len(), 2 << 20);
+    assert_eq!(&bytes[0x10_0000..0x10_0005], b"guest");
+    assert!(mem.write_physical((2 << 20) - 2, b"xyz").is_err());
+    drop(mem);
+    std::fs::remove_file(path).unwrap();
+}
+
+fn machine() -> Arc<Machine> {
+    Machine::new(memory(Fragmentation::Shuffled(5)), ClockMode::Virtual)
+}
+
+/// Calls a raw slot.
+macro_rules! call {
+    ($f:expr $(, $a:expr)* $(,)?) => {{
+        let f = $f;
+        // SAFETY: the test's objects are live and each argument is valid for the slot.
+        unsafe { f($($a),*) }
+    }};
+}
+
+#[test]
+fn port_stream_refcount_query_interface_and_the_hidden_return_pointer() {
+    let machine = machine();
+    let stream = PortStream::new(&machine);
+    let iface = stream.interface();
+    let vt = iface.vtbl();
+    let this = iface.this();
+    assert_eq!(call!(vt.base__.AddRef, this), 2);
+    assert_eq!(call!(vt.base__.Release, this), 1);
+    let mut out: PVOID = ptr::dangling_mut();
+    assert_eq!(
+        call!(
+            vt.base__.QueryInterface,
+            this,
+            &IID_IPortWaveRTStream,
+            &raw mut out
+        ),
+        STATUS_SUCCESS
+    );
+    assert_eq!(out, this);
+    assert_eq!(call!(vt.base__.Release, this), 1);
+    assert_eq!(
+        call!(vt.base__.QueryInterface, this, &IID_IPort, &raw mut out),
+        STATUS_NOINTERFACE
+    );
+    assert!(out.is_null());
+
+    let mdl = call!(
+        vt.AllocatePagesForMdl,
+        this,
+        PHYSICAL_ADDRESS { QuadPart: i64::MAX },
+        3 * PAGE_SIZE
+    );
+    assert!(!mdl.is_null());
+    assert_eq!(call!(vt.GetPhysicalPagesCount, this, mdl), 3);
+    for index in 0..3 {
+        let mut result = PHYSICAL_ADDRESS { QuadPart: -1 };
+        let returned = call!(vt.GetPhysicalPageAddress, this, &raw mut result, mdl, index);
+        assert_eq!(
+            returned, &raw mut result,
+            "the result slot must come back in RAX"
+        );
+        let expected = machine
+            .memory
+            .page_address(mdl.addr(), index as usize)
+            .unwrap();
+        assert_eq!(result.QuadPart, expected as i64);
+    }
+    let base = call!(vt.MapAllocatedPages, this, mdl, MmCached);
+    assert!(!base.is_null());
+    assert_eq!((stream.live_mdls(), stream.live_mappings()), (1, 1));
+    call!(vt.UnmapAllocatedPages, this, base, mdl);
+    call!(vt.FreePagesFromMdl, this, mdl);
+    assert_eq!(
+        (
+            stream.live_mdls(),
+            stream.live_mappings(),
+            machine.memory.pages_in_use()
+        ),
+        (0, 0, 0)
+    );
+    drop(stream);
+    assert_eq!(machine.live_objects(), 0);
+    assert!(machine.violations().is_empty());
+}
+
+#[test]
+fn ports_answer_their_interfaces_and_refuse_init_without_a_miniport() {
+    let machine = machine();
+    let wave = Port::new(&machine, PortKind::WaveRt);
+    let topology = Port::new(&machine, PortKind::Topology);
+    assert!(wave.interface().query::<IPortWaveRT>().is_ok());
+    assert!(wave.interface().query::<IPortTopology>().is_err());
+    assert!(topology.interface().query::<IPortTopology>().is_ok());
+    let init = wave.interface().vtbl().Init;
+    let status = call!(
+        init,
+        wave.interface().this(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+        ptr::null_mut(),
+        ptr::null_mut()
+    );
+    assert_eq!(status, STATUS_INVALID_PARAMETER);
+    drop((wave, topology));
+    assert_eq!(machine.live_objects(), 0);
+}
+
+static ISR_CALLS: AtomicU32 = AtomicU32::new(0);
+
+unsafe extern "system" fn isr(_sync: *mut IInterruptSync, context: PVOID) -> NTSTATUS {
+    ISR_CALLS.fetch_add(1, Ordering::SeqCst);
+    if context.is_null() {
+        STATUS_UNSUCCESSFUL
+    } else {
+        STATUS_SUCCESS
+    }
+}
+
+#[test]
+fn interrupt_sync_runs_registered_isrs_when_the_device_interrupts() {
+    let machine = machine();
+    let line = InterruptLine::new(&machine);
+    let vt = line.interface().vtbl();
+    let this = line.interface().this();
+    assert!(!line.raise(), "not connected yet");
+    assert_eq!(
+        call!(vt.Connect, this),
+        STATUS_INVALID_DEVICE_REQUEST,
+        "no ISR registered"
+    );
+    let mut context = 1u8;
+    let ctx: PVOID = (&raw mut context).cast::<c_void>();
+    assert_eq!(
+        call!(vt.RegisterServiceRoutine, this, Some(isr), ctx, 0),
+        STATUS_SUCCESS
+    );
+    assert_eq!(call!(vt.Connect, this), STATUS_SUCCESS);
+    let before = ISR_CALLS.load(Ordering::SeqCst);
+    assert!(line.raise());
+    assert_eq!(
+        call!(vt.CallSynchronizedRoutine, this, Some(isr), ctx),
+        STATUS_SUCCESS
+    );
+    assert_eq!(ISR_CALLS.load(Ordering::SeqCst), before + 2);
+    call!(vt.Disconnect, this);
+    assert!(!line.raise());
+    assert_eq!(line.delivered(), 1);
+}
+
+#[test]
+fn resource_list_finds_entries_by_type() {
+    let machine = machine();
+    let list: ComPtr<IResourceList> = new_resource_list(
+        &machine,
+        &[
+            ResourceDescriptor::port(0xC000, 256),
+            ResourceDescriptor::interrupt(10, 10, 1),
+            ResourceDescriptor::port(0xC100, 64),
+        ],
+    );
+    let vt = list.vtbl();
+    assert_eq!(call!(vt.NumberOfEntries, list.this()), 3);
+    assert_eq!(
+        call!(vt.NumberOfEntriesOfType, list.this(), CmResourceTypePort),
+        2
+    );
+    let second_port = call!(vt.FindTranslatedEntry, list.this(), CmResourceTypePort, 1);
+    assert!(!second_port.is_null());
+    // SAFETY: the descriptor is 20 bytes owned by the live list.
+    let bytes = unsafe { std::slice::from_raw_parts(second_port.cast::<u8>(), 20) };
+    assert_eq!(u64::from_le_bytes(bytes[4..12].try_into().unwrap()), 0xC100);
+    assert!(call!(vt.FindTranslatedEntry, list.this(), CmResourceTypeDma, 0).is_null());
+}
