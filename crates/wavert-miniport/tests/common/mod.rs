@@ -1,0 +1,539 @@
+//! Test doubles: a platform with a manual clock, and a fake
+//! `IPortWaveRTStream` reached only through its vtable, handing out
+//! shuffled fake physical pages, with failure injection and leak counters.
+#![allow(dead_code, reason = "each test binary uses a different part")]
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc, reason = "test code")]
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::fmt;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use portcls_sys::{
+    IID_IPortWaveRTStream, IID_IUnknown, IPortWaveRTStream, IPortWaveRTStreamVtbl, IUnknownVtbl,
+    KEVENT, MEMORY_CACHING_TYPE, NTSTATUS, PHYSICAL_ADDRESS, PKEVENT, PMDL, PVOID, REFIID, SIZE_T,
+    STATUS_NOINTERFACE, STATUS_SUCCESS, ULONG,
+};
+use portcls_sys::{
+    IMiniportWaveRT, IMiniportWaveRTStreamNotification, KSAUDIO_POSITION, KSRTAUDIO_HWREGISTER,
+    KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP,
+};
+use wavert_com::{new_wave_rt_miniport, ComPtr};
+use wavert_miniport::{CableWave, Direction, DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
+
+/// 10 MHz, as on current Windows.
+pub const QPC_FREQUENCY: u64 = 10_000_000;
+
+/// A `std` mutex as the spinlock.
+pub struct TestLock<T>(Mutex<T>);
+
+impl<T: Send> SpinLock<T> for TestLock<T> {
+    fn new(value: T) -> Self {
+        Self(Mutex::new(value))
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.lock().unwrap())
+    }
+}
+
+/// Shared view of the test platform (the cable owns the platform itself).
+#[derive(Default)]
+pub struct PlatformLog {
+    pub qpc: AtomicU64,
+    pub signals: Mutex<Vec<usize>>,
+    pub timer_running: AtomicBool,
+    pub timer_starts: AtomicU32,
+    pub lines: Mutex<Vec<String>>,
+}
+
+/// The test platform: manual clock, recording event signaller.
+pub struct TestPlatform(pub Arc<PlatformLog>);
+
+impl Platform for TestPlatform {
+    type Lock<T: Send> = TestLock<T>;
+    fn qpc(&self) -> u64 {
+        self.0.qpc.load(Ordering::SeqCst)
+    }
+    fn qpc_frequency(&self) -> u64 {
+        QPC_FREQUENCY
+    }
+    fn signal_event(&self, event: PKEVENT) {
+        self.0.signals.lock().unwrap().push(event as usize);
+    }
+    fn start_timer(&self, period_100ns: u32) {
+        assert!(period_100ns > 0);
+        self.0.timer_running.store(true, Ordering::SeqCst);
+        self.0.timer_starts.fetch_add(1, Ordering::SeqCst);
+    }
+    fn stop_timer(&self) {
+        self.0.timer_running.store(false, Ordering::SeqCst);
+    }
+    fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
+        self.0
+            .lines
+            .lock()
+            .unwrap()
+            .push(format!("{level:?}: {message}"));
+    }
+}
+
+impl PlatformLog {
+    pub fn advance(&self, ticks: u64) -> u64 {
+        self.qpc.fetch_add(ticks, Ordering::SeqCst) + ticks
+    }
+    pub fn now(&self) -> u64 {
+        self.qpc.load(Ordering::SeqCst)
+    }
+    pub fn signals_for(&self, event: PKEVENT) -> usize {
+        self.signals
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|&&e| e == event as usize)
+            .count()
+    }
+}
+
+/// A fake event object (only its address matters).
+pub fn fake_event(n: usize) -> PKEVENT {
+    ptr::without_provenance_mut::<KEVENT>(0x1_0000 + n * 64)
+}
+
+/// One allocation of the fake port stream.
+pub struct FakeAllocation {
+    pub memory: Vec<u8>,
+    pub pages: Vec<u64>,
+    pub mapped: bool,
+}
+
+/// Failure injection and counters.
+#[derive(Default)]
+pub struct FakeState {
+    pub allocations: HashMap<usize, FakeAllocation>,
+    /// Fail this many `AllocatePagesForMdl` calls.
+    pub fail_allocs: u32,
+    /// Give at most this many pages.
+    pub max_pages: Option<u32>,
+    /// Fail `MapAllocatedPages`.
+    pub fail_map: bool,
+    pub next_mdl: usize,
+    pub next_frame: u64,
+    pub alloc_calls: u32,
+    pub bad_calls: Vec<String>,
+}
+
+/// The fake port stream object: vtable pointer first, as COM lays it out.
+#[repr(C)]
+pub struct FakePortStream {
+    vtbl: *const IPortWaveRTStreamVtbl,
+    refs: AtomicU32,
+    pub state: Mutex<FakeState>,
+}
+
+// SAFETY: the state is behind a mutex; the vtable is a static.
+unsafe impl Send for FakePortStream {}
+// SAFETY: as above.
+unsafe impl Sync for FakePortStream {}
+
+fn fake<'a>(this: *mut c_void) -> &'a FakePortStream {
+    // SAFETY: tests only install this vtable on FakePortStream objects.
+    unsafe { &*this.cast::<FakePortStream>() }
+}
+
+unsafe extern "system" fn qi(this: *mut c_void, iid: REFIID, out: *mut PVOID) -> NTSTATUS {
+    // SAFETY: caller passes valid pointers.
+    let iid = unsafe { &*iid };
+    if *iid == IID_IUnknown || *iid == IID_IPortWaveRTStream {
+        fake(this).refs.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: caller passes a writable out pointer.
+        unsafe { out.write(this) };
+        STATUS_SUCCESS
+    } else {
+        // SAFETY: as above.
+        unsafe { out.write(ptr::null_mut()) };
+        STATUS_NOINTERFACE
+    }
+}
+unsafe extern "system" fn add_ref(this: *mut c_void) -> ULONG {
+    fake(this).refs.fetch_add(1, Ordering::SeqCst) + 1
+}
+unsafe extern "system" fn release(this: *mut c_void) -> ULONG {
+    // Never freed here: the test keeps the Box and checks the count.
+    fake(this).refs.fetch_sub(1, Ordering::SeqCst) - 1
+}
+
+/// A scrambled page frame: distinct, page aligned, far from 0 and not in
+/// ascending order.
+fn shuffled_frame(n: u64) -> u64 {
+    let scrambled = (n.wrapping_mul(0x9E37_79B9) ^ (n << 7)) & 0xF_FFFF;
+    (0x10_0000 + scrambled * 64 + n % 64) * 4096
+}
+
+unsafe extern "system" fn allocate_pages(
+    this: *mut c_void,
+    _high: PHYSICAL_ADDRESS,
+    bytes: SIZE_T,
+) -> PMDL {
+    let mut s = fake(this).state.lock().unwrap();
+    s.alloc_calls += 1;
+    if s.fail_allocs > 0 {
+        s.fail_allocs -= 1;
+        return ptr::null_mut();
+    }
+    let mut pages = u32::try_from(bytes.div_ceil(4096)).unwrap();
+    if let Some(max) = s.max_pages {
+        pages = pages.min(max);
+    }
+    if pages == 0 {
+        return ptr::null_mut();
+    }
+    s.next_mdl += 1;
+    let id = 0x5000_0000 + s.next_mdl * 0x100;
+    let mut frames = Vec::new();
+    for _ in 0..pages {
+        s.next_frame += 1;
+        frames.push(shuffled_frame(s.next_frame));
+    }
+    s.allocations.insert(
+        id,
+        FakeAllocation {
+            memory: vec![0xAA; pages as usize * 4096],
+            pages: frames,
+            mapped: false,
+        },
+    );
+    ptr::without_provenance_mut(id)
+}
+unsafe extern "system" fn allocate_contiguous(
+    this: *mut c_void,
+    _low: PHYSICAL_ADDRESS,
+    _high: PHYSICAL_ADDRESS,
+    _bytes: SIZE_T,
+) -> PMDL {
+    fake(this)
+        .state
+        .lock()
+        .unwrap()
+        .bad_calls
+        .push("AllocateContiguousPagesForMdl".into());
+    ptr::null_mut()
+}
+unsafe extern "system" fn map(this: *mut c_void, mdl: PMDL, _cache: MEMORY_CACHING_TYPE) -> PVOID {
+    let mut s = fake(this).state.lock().unwrap();
+    if s.fail_map {
+        return ptr::null_mut();
+    }
+    let Some(a) = s.allocations.get_mut(&(mdl as usize)) else {
+        s.bad_calls.push("map unknown".into());
+        return ptr::null_mut();
+    };
+    a.mapped = true;
+    a.memory.as_mut_ptr().cast()
+}
+unsafe extern "system" fn unmap(this: *mut c_void, base: PVOID, mdl: PMDL) {
+    let mut s = fake(this).state.lock().unwrap();
+    match s.allocations.get_mut(&(mdl as usize)) {
+        Some(a) if a.mapped && a.memory.as_ptr().cast::<c_void>() == base.cast_const() => {
+            a.mapped = false
+        }
+        _ => s.bad_calls.push("unmap of something not mapped".into()),
+    }
+}
+unsafe extern "system" fn free_pages(this: *mut c_void, mdl: PMDL) {
+    let mut s = fake(this).state.lock().unwrap();
+    match s.allocations.remove(&(mdl as usize)) {
+        Some(a) if !a.mapped => {}
+        Some(_) => s.bad_calls.push("free of mapped pages".into()),
+        None => s.bad_calls.push("free of unknown MDL".into()),
+    }
+}
+unsafe extern "system" fn page_count(this: *mut c_void, mdl: PMDL) -> ULONG {
+    let s = fake(this).state.lock().unwrap();
+    s.allocations
+        .get(&(mdl as usize))
+        .map_or(0, |a| u32::try_from(a.pages.len()).unwrap())
+}
+/// The hidden-return-pointer shape: result pointer right after `this`.
+unsafe extern "system" fn page_address(
+    this: *mut c_void,
+    result: *mut PHYSICAL_ADDRESS,
+    mdl: PMDL,
+    index: ULONG,
+) -> *mut PHYSICAL_ADDRESS {
+    let s = fake(this).state.lock().unwrap();
+    let address = s
+        .allocations
+        .get(&(mdl as usize))
+        .and_then(|a| a.pages.get(index as usize))
+        .copied()
+        .unwrap_or(0);
+    // SAFETY: the caller passes a writable result slot.
+    unsafe {
+        result.write(PHYSICAL_ADDRESS {
+            QuadPart: i64::try_from(address).unwrap(),
+        });
+    }
+    result
+}
+
+static FAKE_VTBL: IPortWaveRTStreamVtbl = IPortWaveRTStreamVtbl {
+    base__: IUnknownVtbl {
+        QueryInterface: qi,
+        AddRef: add_ref,
+        Release: release,
+    },
+    AllocatePagesForMdl: allocate_pages,
+    AllocateContiguousPagesForMdl: allocate_contiguous,
+    MapAllocatedPages: map,
+    UnmapAllocatedPages: unmap,
+    FreePagesFromMdl: free_pages,
+    GetPhysicalPagesCount: page_count,
+    GetPhysicalPageAddress: page_address,
+};
+
+impl FakePortStream {
+    pub fn new() -> Box<Self> {
+        Box::new(Self {
+            vtbl: &FAKE_VTBL,
+            refs: AtomicU32::new(1),
+            state: Mutex::new(FakeState::default()),
+        })
+    }
+    /// The interface pointer PortCls would pass to `NewStream`.
+    pub fn as_port_stream(&self) -> *mut IPortWaveRTStream {
+        ptr::from_ref(self).cast_mut().cast()
+    }
+    /// A counted reference (as `NewStream` gives the miniport).
+    pub fn com_ptr(&self) -> ComPtr<IPortWaveRTStream> {
+        // SAFETY: a live fake object.
+        unsafe { ComPtr::from_raw_borrowed(self.as_port_stream()) }.unwrap()
+    }
+    pub fn refs(&self) -> u32 {
+        self.refs.load(Ordering::SeqCst)
+    }
+    pub fn outstanding(&self) -> usize {
+        self.state.lock().unwrap().allocations.len()
+    }
+    pub fn bad_calls(&self) -> Vec<String> {
+        self.state.lock().unwrap().bad_calls.clone()
+    }
+    /// The buffer bytes behind an MDL (the client's view).
+    pub fn memory(&self, mdl: PMDL) -> *mut u8 {
+        let mut s = self.state.lock().unwrap();
+        s.allocations
+            .get_mut(&(mdl as usize))
+            .unwrap()
+            .memory
+            .as_mut_ptr()
+    }
+    pub fn pages(&self, mdl: PMDL) -> Vec<u64> {
+        self.state.lock().unwrap().allocations[&(mdl as usize)]
+            .pages
+            .clone()
+    }
+}
+
+/// `KSDATAFORMAT` + `WAVEFORMATEXTENSIBLE` bytes for a format.
+pub fn ks_format(float: bool, channels: u16, rate: u32, container: u16, valid: u16) -> Vec<u8> {
+    use wavert_core::format::{AudioFormat, SampleType};
+    let sample_type = if float {
+        SampleType::Float
+    } else {
+        SampleType::Pcm
+    };
+    let f = AudioFormat::extensible(sample_type, channels, rate, container, valid).unwrap();
+    let mut out = vec![0u8; wavert_core::range::ks_data_format_len(&f)];
+    wavert_core::range::write_ks_data_format(&f, &mut out).unwrap();
+    out
+}
+
+/// Pointer of a byte vector as a `KSDATAFORMAT` (8-byte aligned copy).
+pub struct AlignedFormat(Vec<u64>);
+
+impl AlignedFormat {
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        // SAFETY: words has at least bytes.len() bytes.
+        unsafe {
+            ptr::copy_nonoverlapping(bytes.as_ptr(), words.as_mut_ptr().cast::<u8>(), bytes.len());
+        }
+        Self(words)
+    }
+    pub fn ptr(&mut self) -> *mut portcls_sys::KSDATAFORMAT {
+        self.0.as_mut_ptr().cast()
+    }
+}
+
+/// A cable with both wave miniports, driven through their vtables.
+pub struct Rig {
+    pub log: Arc<PlatformLog>,
+    pub cable: Arc<VirtualCable<TestPlatform>>,
+    pub render: ComPtr<IMiniportWaveRT>,
+    pub capture: ComPtr<IMiniportWaveRT>,
+}
+
+impl Rig {
+    pub fn new(mode: DmaMode) -> Self {
+        let log = Arc::new(PlatformLog::default());
+        log.qpc
+            .store(1_000_000, std::sync::atomic::Ordering::SeqCst);
+        let cable = Arc::new(VirtualCable::new(TestPlatform(log.clone()), mode));
+        let render =
+            new_wave_rt_miniport(CableWave::new(cable.clone(), Direction::Render)).unwrap();
+        let capture =
+            new_wave_rt_miniport(CableWave::new(cable.clone(), Direction::Capture)).unwrap();
+        Self {
+            log,
+            cable,
+            render,
+            capture,
+        }
+    }
+
+    /// `NewStream` through the vtable.
+    pub fn new_stream(
+        &self,
+        direction: Direction,
+        port: &FakePortStream,
+        pin: u32,
+        format: &[u8],
+    ) -> Result<Stream, NTSTATUS> {
+        let miniport = match direction {
+            Direction::Render => &self.render,
+            Direction::Capture => &self.capture,
+        };
+        let mut out = ptr::null_mut();
+        let mut format = AlignedFormat::new(format);
+        let new_stream = miniport.vtbl().NewStream;
+        // SAFETY: live miniport; valid pointers for the call.
+        let status = unsafe {
+            new_stream(
+                miniport.this(),
+                &raw mut out,
+                port.as_port_stream(),
+                pin,
+                u8::from(direction == Direction::Capture),
+                format.ptr(),
+            )
+        };
+        if status != STATUS_SUCCESS {
+            assert!(out.is_null());
+            return Err(status);
+        }
+        // SAFETY: the stream's first interface is the notification one; we own its reference.
+        let stream = unsafe { ComPtr::from_raw(out.cast::<IMiniportWaveRTStreamNotification>()) };
+        Ok(Stream(stream.unwrap()))
+    }
+}
+
+/// A stream called through its vtable.
+pub struct Stream(pub ComPtr<IMiniportWaveRTStreamNotification>);
+
+pub struct Allocation {
+    pub mdl: PMDL,
+    pub size: u32,
+    pub offset: u32,
+    pub cache: MEMORY_CACHING_TYPE,
+}
+
+impl Stream {
+    fn v(&self) -> &portcls_sys::IMiniportWaveRTStreamNotificationVtbl {
+        self.0.vtbl()
+    }
+    pub fn allocate(
+        &self,
+        notifications: Option<u32>,
+        requested: u32,
+    ) -> Result<Allocation, NTSTATUS> {
+        let mut mdl = ptr::null_mut();
+        let (mut size, mut offset, mut cache) = (0, 0, 0);
+        let status = match notifications {
+            // SAFETY: live stream, writable out-parameters.
+            Some(n) => unsafe {
+                (self.v().AllocateBufferWithNotification)(
+                    self.0.this(),
+                    n,
+                    requested,
+                    &raw mut mdl,
+                    &raw mut size,
+                    &raw mut offset,
+                    &raw mut cache,
+                )
+            },
+            // SAFETY: as above.
+            None => unsafe {
+                (self.v().base__.AllocateAudioBuffer)(
+                    self.0.this(),
+                    requested,
+                    &raw mut mdl,
+                    &raw mut size,
+                    &raw mut offset,
+                    &raw mut cache,
+                )
+            },
+        };
+        if status == STATUS_SUCCESS {
+            Ok(Allocation {
+                mdl,
+                size,
+                offset,
+                cache,
+            })
+        } else {
+            Err(status)
+        }
+    }
+    pub fn free(&self, notifications: bool, mdl: PMDL, size: u32) {
+        if notifications {
+            // SAFETY: live stream.
+            unsafe { (self.v().FreeBufferWithNotification)(self.0.this(), mdl, size) };
+        } else {
+            // SAFETY: live stream.
+            unsafe { (self.v().base__.FreeAudioBuffer)(self.0.this(), mdl, size) };
+        }
+    }
+    pub fn set_state(&self, state: KSSTATE) -> NTSTATUS {
+        // SAFETY: live stream.
+        unsafe { (self.v().base__.SetState)(self.0.this(), state) }
+    }
+    pub fn run(&self) {
+        for s in [KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN] {
+            assert_eq!(self.set_state(s), STATUS_SUCCESS);
+        }
+    }
+    pub fn stop(&self) {
+        for s in [KSSTATE_PAUSE, KSSTATE_ACQUIRE, KSSTATE_STOP] {
+            assert_eq!(self.set_state(s), STATUS_SUCCESS);
+        }
+    }
+    pub fn position(&self) -> KSAUDIO_POSITION {
+        let mut p = KSAUDIO_POSITION::default();
+        // SAFETY: live stream, writable position.
+        let status = unsafe { (self.v().base__.GetPosition)(self.0.this(), &raw mut p) };
+        assert_eq!(status, STATUS_SUCCESS);
+        p
+    }
+    pub fn register(&self, event: portcls_sys::PKEVENT) -> NTSTATUS {
+        // SAFETY: live stream.
+        unsafe { (self.v().RegisterNotificationEvent)(self.0.this(), event) }
+    }
+    pub fn unregister(&self, event: portcls_sys::PKEVENT) -> NTSTATUS {
+        // SAFETY: live stream.
+        unsafe { (self.v().UnregisterNotificationEvent)(self.0.this(), event) }
+    }
+    pub fn set_format(&self, format: &[u8]) -> NTSTATUS {
+        let mut f = AlignedFormat::new(format);
+        // SAFETY: live stream, a whole format.
+        unsafe { (self.v().base__.SetFormat)(self.0.this(), f.ptr()) }
+    }
+    pub fn registers(&self) -> (NTSTATUS, NTSTATUS) {
+        let mut r = std::mem::MaybeUninit::<KSRTAUDIO_HWREGISTER>::zeroed();
+        // SAFETY: live stream, writable register.
+        let a = unsafe { (self.v().base__.GetPositionRegister)(self.0.this(), r.as_mut_ptr()) };
+        // SAFETY: as above.
+        let b = unsafe { (self.v().base__.GetClockRegister)(self.0.this(), r.as_mut_ptr()) };
+        (a, b)
+    }
+}
