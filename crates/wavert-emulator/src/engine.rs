@@ -51,7 +51,7 @@ impl std::fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
-fn check(call: &'static str, status: NTSTATUS) -> Result<(), EngineError> {
+const fn check(call: &'static str, status: NTSTATUS) -> Result<(), EngineError> {
     if NT_SUCCESS(status) {
         Ok(())
     } else {
@@ -109,7 +109,7 @@ impl FormatRequest {
 
 /// The pins of a filter descriptor.
 #[must_use]
-pub fn pins(description: &'static PCFILTER_DESCRIPTOR) -> &'static [PCPIN_DESCRIPTOR] {
+pub const fn pins(description: &'static PCFILTER_DESCRIPTOR) -> &'static [PCPIN_DESCRIPTOR] {
     if description.Pins.is_null() || description.PinCount == 0 {
         return &[];
     }

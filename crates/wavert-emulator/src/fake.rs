@@ -52,7 +52,7 @@ pub struct FakeOptions {
     pub no_notifications: bool,
     /// Forgets to free the buffer's pages when asked.
     pub leak_buffer: bool,
-    /// Position keeps moving in PAUSE (breaks the WaveTest rule).
+    /// Position keeps moving in PAUSE (breaks the `WaveTest` rule).
     pub run_in_pause: bool,
     /// Timer period in QPC ticks (0: 1 ms).
     pub timer_period: u64,

@@ -1,7 +1,7 @@
 //! Position rules of the HLK audio tests, written from their published
 //! rules (not from Microsoft's code).
 //!
-//! * WaveTest: in RUN the position changes at least every 50 ms; in PAUSE it
+//! * `WaveTest`: in RUN the position changes at least every 50 ms; in PAUSE it
 //!   stays put; after STOP it is 0; every advertised format opens and
 //!   streams; the smallest and largest periods work.
 //! * KS position test: about 100 QPC-stamped samples; measured sample rate
@@ -44,7 +44,7 @@ fn ms(qpc: u64) -> f64 {
     qpc as f64 * 1000.0 / QPC_FREQUENCY as f64
 }
 
-/// WaveTest: in RUN, the position changes at least every [`MAX_STILL_MS`].
+/// `WaveTest`: in RUN, the position changes at least every [`MAX_STILL_MS`].
 ///
 /// # Errors
 ///
@@ -65,7 +65,7 @@ pub fn position_moves_in_run(samples: &[PositionSample]) -> Result<(), String> {
     Ok(())
 }
 
-/// WaveTest: in PAUSE, the position does not move.
+/// `WaveTest`: in PAUSE, the position does not move.
 ///
 /// # Errors
 ///
@@ -86,7 +86,7 @@ pub fn position_frozen_in_pause(samples: &[PositionSample]) -> Result<(), String
     Ok(())
 }
 
-/// WaveTest: after STOP the position is 0.
+/// `WaveTest`: after STOP the position is 0.
 ///
 /// # Errors
 ///
@@ -255,7 +255,7 @@ fn poll(
     Ok(())
 }
 
-/// The WaveTest position rules on one stream: RUN 300 ms, PAUSE 100 ms,
+/// The `WaveTest` position rules on one stream: RUN 300 ms, PAUSE 100 ms,
 /// RUN 100 ms, STOP.
 ///
 /// # Errors
@@ -344,7 +344,7 @@ pub fn advertised_formats(
     out
 }
 
-/// WaveTest: every advertised format opens and streams (position moves
+/// `WaveTest`: every advertised format opens and streams (position moves
 /// within 50 ms of RUN), and the smallest and largest buffers work.
 ///
 /// # Errors

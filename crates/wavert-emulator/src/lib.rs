@@ -9,7 +9,7 @@
 //!   `IPortWaveRTStream`, `IInterruptSync`, `IResourceList`).
 //! * [`engine`]: the audio engine's sequence: intersection, pin creation,
 //!   buffer, events, stepwise states, event-driven pumping, packets, close.
-//! * [`hlk`]: position rules of the HLK WaveTest and KS position tests.
+//! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`fake`]: a small reference loopback cable (a miniport built on
 //!   `wavert-com`) used to test the emulator itself.
 //! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.

@@ -127,7 +127,7 @@ unsafe impl Send for PhysicalMemory {}
 // SAFETY: as above.
 unsafe impl Sync for PhysicalMemory {}
 
-/// A small deterministic generator (SplitMix64) for the page shuffle.
+/// A small deterministic generator (`SplitMix64`) for the page shuffle.
 const fn split_mix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
@@ -571,9 +571,10 @@ impl PhysicalMemory {
         let at = self
             .check_range(address, out.len())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "outside RAM"))?;
+        let from = self.whole.wrapping_add(at);
         // SAFETY: `at..at+len` lies inside the whole-file mapping (checked above)
         // and `out` is a distinct Rust buffer.
-        unsafe { ptr::copy_nonoverlapping(self.whole.add(at), out.as_mut_ptr(), out.len()) };
+        unsafe { ptr::copy_nonoverlapping(from, out.as_mut_ptr(), out.len()) };
         Ok(())
     }
 
@@ -586,9 +587,10 @@ impl PhysicalMemory {
         let at = self
             .check_range(address, data.len())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "outside RAM"))?;
+        let to = self.whole.wrapping_add(at);
         // SAFETY: `at..at+len` lies inside the whole-file mapping (checked above)
         // and `data` is a distinct Rust buffer.
-        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.whole.add(at), data.len()) };
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), to, data.len()) };
         Ok(())
     }
 }

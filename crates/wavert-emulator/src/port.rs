@@ -281,7 +281,7 @@ unsafe extern "system" fn port_init<T: PortInit>(
     port.value.bind(this, &miniport, adapter, resources)
 }
 
-unsafe extern "system" fn port_get_device_property(
+const unsafe extern "system" fn port_get_device_property(
     _this: *mut c_void,
     _property: DEVICE_REGISTRY_PROPERTY,
     _len: ULONG,
@@ -296,7 +296,7 @@ unsafe extern "system" fn port_get_device_property(
 }
 
 #[allow(clippy::too_many_arguments, reason = "the slot's C signature")]
-unsafe extern "system" fn port_new_registry_key(
+const unsafe extern "system" fn port_new_registry_key(
     _this: *mut c_void,
     out: *mut PREGISTRYKEY,
     _outer: PUNKNOWN,
@@ -475,7 +475,7 @@ const unsafe fn port_stream<'a>(this: *mut c_void) -> &'a PortStreamValue {
     &unsafe { object::<PortStreamValue>(this) }.value
 }
 
-fn mdl_handle(key: usize) -> PMDL {
+const fn mdl_handle(key: usize) -> PMDL {
     ptr::without_provenance_mut(key)
 }
 
@@ -689,7 +689,7 @@ unsafe extern "system" fn call_synchronized_routine(
     unsafe { routine(this.cast(), context) }
 }
 
-unsafe extern "system" fn get_kinterrupt(_this: *mut c_void) -> PKINTERRUPT {
+const unsafe extern "system" fn get_kinterrupt(_this: *mut c_void) -> PKINTERRUPT {
     ptr::null_mut()
 }
 
@@ -768,6 +768,7 @@ impl InterruptLine {
 
     /// The device raises the line: runs the registered ISRs (if connected)
     /// under the interrupt lock. Returns whether one claimed it.
+    #[must_use]
     pub fn raise(&self) -> bool {
         if !self.state.connected.load(Ordering::Acquire) {
             return false;
@@ -898,7 +899,7 @@ unsafe extern "system" fn find_entry(
         .map_or(ptr::null_mut(), |e| ptr::from_ref(e).cast_mut().cast())
 }
 
-unsafe extern "system" fn add_entry(
+const unsafe extern "system" fn add_entry(
     _this: *mut c_void,
     _translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
     _untranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
@@ -906,7 +907,7 @@ unsafe extern "system" fn add_entry(
     STATUS_NOT_IMPLEMENTED
 }
 
-unsafe extern "system" fn add_entry_from_parent(
+const unsafe extern "system" fn add_entry_from_parent(
     _this: *mut c_void,
     _parent: PRESOURCELIST,
     _kind: CM_RESOURCE_TYPE,
@@ -915,7 +916,7 @@ unsafe extern "system" fn add_entry_from_parent(
     STATUS_NOT_IMPLEMENTED
 }
 
-unsafe extern "system" fn resource_list(_this: *mut c_void) -> PCM_RESOURCE_LIST {
+const unsafe extern "system" fn resource_list(_this: *mut c_void) -> PCM_RESOURCE_LIST {
     // The emulator builds no CM_RESOURCE_LIST: drivers use the Find* slots.
     ptr::null_mut()
 }

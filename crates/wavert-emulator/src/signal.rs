@@ -233,8 +233,8 @@ pub fn position_plot_svg(
         .collect();
     let max_t = points.iter().map(|p| p.0).fold(1.0, f64::max);
     let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max);
-    let x = |t: f64| m + t / max_t * (w - 2.0 * m);
-    let y = |v: f64| h - m - v / max_y * (h - 2.0 * m);
+    let x = |t: f64| (t / max_t).mul_add(2.0f64.mul_add(-m, w), m);
+    let y = |v: f64| (v / max_y).mul_add(-2.0f64.mul_add(-m, h), h - m);
     let mut svg = String::new();
     let _ = writeln!(
         svg,

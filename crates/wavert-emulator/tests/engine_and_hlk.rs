@@ -235,7 +235,7 @@ fn a_stream_that_keeps_its_pages_is_reported() {
     assert!(machine.memory.pages_in_use() > 0);
 }
 
-fn sample(ms: u64, frames: u64, state: i32) -> PositionSample {
+const fn sample(ms: u64, frames: u64, state: i32) -> PositionSample {
     PositionSample {
         qpc_before: ms * QPC_PER_MS,
         qpc_after: ms * QPC_PER_MS,
