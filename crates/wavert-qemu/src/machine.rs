@@ -70,10 +70,11 @@ impl Audiodev {
     }
 }
 
-/// Guest RAM: a shared file QEMU maps as the guest's memory. Guest physical
-/// address = offset in the file. Accessed with positioned reads and writes
-/// on the same page-cache pages QEMU maps, so no mapping (and no `unsafe`)
-/// is needed on this side.
+/// Guest RAM: a shared file QEMU maps as the guest's memory.
+///
+/// Guest physical address = offset in the file. It is accessed with
+/// positioned reads and writes, which land on the same page-cache pages QEMU
+/// maps, so no mapping (and no `unsafe`) is needed on this side.
 #[derive(Debug)]
 pub struct GuestRam {
     file: File,
@@ -222,8 +223,8 @@ impl Machine {
         let ram_path = Path::new("/dev/shm").join(&name);
         let ram = GuestRam::create(&ram_path)?;
         let socket = workdir.join("qtest.sock");
-        let listener =
-            UnixListener::bind(&socket).map_err(|e| format!("cannot listen on qtest socket: {e}"))?;
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| format!("cannot listen on qtest socket: {e}"))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("qtest socket: {e}"))?;
@@ -332,7 +333,9 @@ impl Machine {
         for (register, base) in [(0x10, MIXER_PORT), (0x14, BUS_MASTER_PORT)] {
             let bar = self.config_read32(AC97_SLOT, register)?;
             if bar != u32::from(base) | 1 {
-                return Err(format!("BAR {register:#x} reads {bar:#x} after writing {base:#x}"));
+                return Err(format!(
+                    "BAR {register:#x} reads {bar:#x} after writing {base:#x}"
+                ));
             }
         }
         // Command register: I/O space and bus master.
@@ -410,7 +413,9 @@ impl Machine {
     /// # Errors
     /// qtest errors.
     pub fn clock_step(&self, ns: u64) -> Result<(), String> {
-        self.qtest.borrow_mut().command(&format!("clock_step {ns}"))?;
+        self.qtest
+            .borrow_mut()
+            .command(&format!("clock_step {ns}"))?;
         self.virtual_ns.set(self.virtual_ns.get() + ns);
         Ok(())
     }
@@ -434,11 +439,16 @@ impl Machine {
     ///
     /// # Errors
     /// As [`Self::step_and_deliver`].
-    pub fn deliver(&self, isr: &mut impl FnMut(&Self) -> Result<(), String>) -> Result<u32, String> {
+    pub fn deliver(
+        &self,
+        isr: &mut impl FnMut(&Self) -> Result<(), String>,
+    ) -> Result<u32, String> {
         let mut services = 0;
         while self.interrupt_pending() {
             if services == MAX_SERVICES_PER_STEP {
-                return Err(format!("IRQ {AC97_IRQ} still asserted after {services} services"));
+                return Err(format!(
+                    "IRQ {AC97_IRQ} still asserted after {services} services"
+                ));
             }
             isr(self)?;
             services += 1;
@@ -476,7 +486,7 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

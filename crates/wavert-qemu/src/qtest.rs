@@ -1,5 +1,7 @@
-//! The qtest protocol: one text line per command, one `OK [value]` (or
-//! `FAIL ...`) line per answer. Interrupt level changes of intercepted
+//! The qtest protocol.
+//!
+//! One text line per command, one `OK [value]` (or `FAIL ...`) line per
+//! answer. Interrupt level changes of intercepted
 //! lines arrive as `IRQ raise N` / `IRQ lower N` lines before the answer of
 //! the command that caused them.
 
@@ -30,7 +32,9 @@ impl Qtest {
         stream
             .set_read_timeout(Some(ANSWER_TIMEOUT))
             .map_err(|e| format!("qtest socket: {e}"))?;
-        let writer = stream.try_clone().map_err(|e| format!("qtest socket: {e}"))?;
+        let writer = stream
+            .try_clone()
+            .map_err(|e| format!("qtest socket: {e}"))?;
         Ok(Self {
             reader: BufReader::new(stream),
             writer,
@@ -89,7 +93,11 @@ impl Qtest {
         let (Some(kind), Some(number)) = (words.next(), words.next()) else {
             return;
         };
-        let Some(line) = number.parse::<usize>().ok().filter(|&n| n < self.irq_levels.len()) else {
+        let Some(line) = number
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n < self.irq_levels.len())
+        else {
             return;
         };
         let raised = kind == "raise";
@@ -119,7 +127,10 @@ impl Qtest {
     /// Whether intercepted interrupt line `line` is asserted.
     #[must_use]
     pub fn irq_level(&self, line: u8) -> bool {
-        self.irq_levels.get(usize::from(line)).copied().unwrap_or(false)
+        self.irq_levels
+            .get(usize::from(line))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Times line `line` went from low to high.

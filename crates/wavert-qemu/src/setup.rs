@@ -75,7 +75,8 @@ fn command_output(program: &str, args: &[&str]) -> Result<String, String> {
 }
 
 fn run_logged(command: &mut Command, log: &Path) -> Result<(), String> {
-    let file = fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let file =
+        fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let err = file
         .try_clone()
         .map_err(|e| format!("cannot reuse {}: {e}", log.display()))?;
@@ -89,7 +90,10 @@ fn run_logged(command: &mut Command, log: &Path) -> Result<(), String> {
     } else {
         let text = fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        let mut message = format!("{command:?} failed ({status}); last lines of {}:", log.display());
+        let mut message = format!(
+            "{command:?} failed ({status}); last lines of {}:",
+            log.display()
+        );
         for line in tail.iter().rev() {
             let _ = write!(message, "\n  {line}");
         }
@@ -163,7 +167,8 @@ fn deb_src_stanzas(sources_dir: &Path) -> String {
         .map(|e| e.path())
         .filter(|p| {
             p.extension().is_some_and(|x| x == "sources")
-                && p.file_name().is_some_and(|n| n != "rswavert-qemu-src.sources")
+                && p.file_name()
+                    .is_some_and(|n| n != "rswavert-qemu-src.sources")
         })
         .collect();
     paths.sort();
@@ -216,7 +221,9 @@ fn ensure_deb_src(source: &str, log_dir: &Path) -> Result<(), String> {
     if known {
         Ok(())
     } else {
-        Err(format!("apt has no source for {wanted} even with {SOURCES_FILE}"))
+        Err(format!(
+            "apt has no source for {wanted} even with {SOURCES_FILE}"
+        ))
     }
 }
 
@@ -255,24 +262,32 @@ fn build_module(
     if !tree.join("configure").is_file() {
         ensure_deb_src(source, &logs)?;
         run_logged(
-            Command::new("apt-get")
-                .current_dir(cache)
-                .args(["source", "--only-source", &format!("qemu={source}")]),
+            Command::new("apt-get").current_dir(cache).args([
+                "source",
+                "--only-source",
+                &format!("qemu={source}"),
+            ]),
             &logs.join("apt-source.log"),
         )?;
     }
     if !tree.join("configure").is_file() {
-        return Err(format!("apt-get source left no {}", tree.join("configure").display()));
+        return Err(format!(
+            "apt-get source left no {}",
+            tree.join("configure").display()
+        ));
     }
     let build = cache.join("build");
     if !build.join("build.ninja").is_file() {
-        fs::create_dir_all(&build).map_err(|e| format!("cannot create {}: {e}", build.display()))?;
+        fs::create_dir_all(&build)
+            .map_err(|e| format!("cannot create {}: {e}", build.display()))?;
         run_logged(
-            Command::new(tree.join("configure")).current_dir(&build).args([
-                "--enable-modules",
-                "--target-list=x86_64-softmmu",
-                &format!("--with-pkgversion={pkgversion}"),
-            ]),
+            Command::new(tree.join("configure"))
+                .current_dir(&build)
+                .args([
+                    "--enable-modules",
+                    "--target-list=x86_64-softmmu",
+                    &format!("--with-pkgversion={pkgversion}"),
+                ]),
             &logs.join("configure.log"),
         )?;
     }
@@ -295,9 +310,10 @@ fn build_module(
     Ok(seconds)
 }
 
-/// Makes sure QEMU and its qtest accelerator module are usable, installing
-/// and building what is missing. Idempotent: a second call finds the cached
-/// module for the installed package version and returns at once.
+/// Makes sure QEMU and its qtest accelerator module are usable.
+///
+/// Installs and builds what is missing. Idempotent: a second call finds the
+/// cached module for the installed package version and returns at once.
 ///
 /// # Errors
 /// Why QEMU cannot be set up (not Debian, not root for a missing package,
@@ -306,21 +322,29 @@ pub fn ensure_qemu() -> Result<QemuInstall, String> {
     let cache_base = cache_root();
     fs::create_dir_all(&cache_base)
         .map_err(|e| format!("cannot create {}: {e}", cache_base.display()))?;
-    let version = match installed_version() {
-        Some(version) => version,
-        None => {
-            apt_install(&[PACKAGE], &cache_base.join("install-qemu.log"))?;
-            installed_version().ok_or_else(|| format!("{PACKAGE} still not installed"))?
-        }
+    let version = if let Some(version) = installed_version() {
+        version
+    } else {
+        apt_install(&[PACKAGE], &cache_base.join("install-qemu.log"))?;
+        installed_version().ok_or_else(|| format!("{PACKAGE} still not installed"))?
     };
     let binary = PathBuf::from("/usr/bin/qemu-system-x86_64");
     if !binary.is_file() {
-        return Err(format!("{PACKAGE} {version} installed but {} missing", binary.display()));
+        return Err(format!(
+            "{PACKAGE} {version} installed but {} missing",
+            binary.display()
+        ));
     }
     let pkgversion = pkgversion_of(&binary)?;
     let key: String = version
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "+.-~".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+.-~".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let cache = cache_base.join(key);
     let module_dir = cache.join("modules");
@@ -330,7 +354,8 @@ pub fn ensure_qemu() -> Result<QemuInstall, String> {
             .ok()
             .and_then(|s| s.trim().parse().ok())
     } else {
-        fs::create_dir_all(&cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+        fs::create_dir_all(&cache)
+            .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
         built_now = true;
         Some(build_module(&cache, &version, &pkgversion, &module_dir)?)
     };
@@ -350,8 +375,14 @@ mod tests {
 
     #[test]
     fn binary_rebuilds_map_to_their_source_version() {
-        assert_eq!(source_version("1:7.2+dfsg-7+deb12u18+b3"), "1:7.2+dfsg-7+deb12u18");
-        assert_eq!(source_version("1:7.2+dfsg-7+deb12u15"), "1:7.2+dfsg-7+deb12u15");
+        assert_eq!(
+            source_version("1:7.2+dfsg-7+deb12u18+b3"),
+            "1:7.2+dfsg-7+deb12u18"
+        );
+        assert_eq!(
+            source_version("1:7.2+dfsg-7+deb12u15"),
+            "1:7.2+dfsg-7+deb12u15"
+        );
         assert_eq!(source_version("1:8.0+bigversion-1"), "1:8.0+bigversion-1");
     }
 
@@ -367,7 +398,9 @@ mod tests {
         .unwrap();
         let text = deb_src_stanzas(&dir);
         fs::remove_dir_all(&dir).unwrap();
-        assert!(text.contains("Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n"));
+        assert!(
+            text.contains("Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n")
+        );
         assert!(!text.contains("example.invalid"));
     }
 }

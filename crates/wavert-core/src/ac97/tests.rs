@@ -111,7 +111,7 @@ fn bring_up_failures_are_reported() {
     let mut stalled_us = 0u64;
     let (mut mixer, mut bus_master) = absent.windows(&memory);
     let result = Codec::bring_up(&mut mixer, &mut bus_master, 48_000, 48_000, &mut |us| {
-        stalled_us += u64::from(us)
+        stalled_us += u64::from(us);
     });
     assert_eq!(result, Err(Ac97Error::CodecNotReady));
     // It waited for the codec (about 600 ms) rather than giving up at once.
