@@ -352,6 +352,42 @@ fn late_interrupt_halts_then_recovers_in_order() {
     assert!(next > u64::from(rate) * 3, "{next} frames");
 }
 
+/// The whole cyclic buffer, in buffer order.
+fn read_buffer(m: &Machine, pages: &[u64], first_page_offset: u32) -> Vec<u8> {
+    let mut out = vec![0u8; BUFFER_BYTES as usize];
+    let mut offset = 0u32;
+    while offset < BUFFER_BYTES {
+        let in_page =
+            (PAGE_SIZE - (first_page_offset + offset) % PAGE_SIZE).min(BUFFER_BYTES - offset);
+        let at = physical(pages, first_page_offset, offset);
+        m.ram()
+            .read_bytes(at, &mut out[offset as usize..(offset + in_page) as usize])
+            .unwrap();
+        offset += in_page;
+    }
+    out
+}
+
+/// Fills linear buffer bytes `from..to` with [`POISON`], as a capture
+/// client marks what it has consumed.
+fn poison(m: &Machine, pages: &[u64], first_page_offset: u32, from: u64, to: u64) {
+    let mut linear = from;
+    while linear < to {
+        // One write per piece that stays inside a page and the buffer.
+        let offset = u32::try_from(linear % u64::from(BUFFER_BYTES)).unwrap();
+        let in_page =
+            (PAGE_SIZE - (first_page_offset + offset) % PAGE_SIZE).min(BUFFER_BYTES - offset);
+        let len = u64::from(in_page).min(to - linear);
+        m.ram()
+            .write_bytes(
+                physical(pages, first_page_offset, offset),
+                &vec![POISON; usize::try_from(len).unwrap()],
+            )
+            .unwrap();
+        linear += len;
+    }
+}
+
 #[test]
 fn capture_lands_where_positions_say() {
     let started = Instant::now();
@@ -372,38 +408,13 @@ fn capture_lands_where_positions_say() {
     let first_page_offset = 0x400;
     let pages = pages();
     let segments = segments(&pages, first_page_offset);
-    let read_buffer = |m: &Machine| -> Vec<u8> {
-        let mut out = vec![0u8; BUFFER_BYTES as usize];
-        let mut offset = 0u32;
-        while offset < BUFFER_BYTES {
-            let in_page =
-                (PAGE_SIZE - (first_page_offset + offset) % PAGE_SIZE).min(BUFFER_BYTES - offset);
-            let at = physical(&pages, first_page_offset, offset);
-            m.ram()
-                .read_bytes(at, &mut out[offset as usize..(offset + in_page) as usize])
-                .unwrap();
-            offset += in_page;
-        }
-        out
-    };
-    let poison = |m: &Machine, from: u64, to: u64| {
-        let mut linear = from;
-        while linear < to {
-            // One write per piece that stays inside a page and the buffer.
-            let offset = u32::try_from(linear % u64::from(BUFFER_BYTES)).unwrap();
-            let in_page =
-                (PAGE_SIZE - (first_page_offset + offset) % PAGE_SIZE).min(BUFFER_BYTES - offset);
-            let len = u64::from(in_page).min(to - linear);
-            m.ram()
-                .write_bytes(
-                    physical(&pages, first_page_offset, offset),
-                    &vec![POISON; usize::try_from(len).unwrap()],
-                )
-                .unwrap();
-            linear += len;
-        }
-    };
-    poison(&machine, 0, u64::from(BUFFER_BYTES));
+    poison(
+        &machine,
+        &pages,
+        first_page_offset,
+        0,
+        u64::from(BUFFER_BYTES),
+    );
     let mut channel = Channel::new(ChannelKind::PcmIn, PCM_IN_LIST).unwrap();
     channel
         .start(&mut machine.bus_master(), &mut machine.ram(), &segments)
@@ -422,7 +433,7 @@ fn capture_lands_where_positions_say() {
             position - consumed <= u64::from(BUFFER_BYTES),
             "overrun: the test reads every tick"
         );
-        let buffer = read_buffer(&machine);
+        let buffer = read_buffer(&machine, &pages, first_page_offset);
         for (offset, &byte) in buffer.iter().enumerate() {
             // Linear distance of this byte ahead of what was consumed.
             let size = u64::from(BUFFER_BYTES);
@@ -434,7 +445,7 @@ fn capture_lands_where_positions_say() {
                 "buffer offset {offset}: consumed {consumed}, position {position}"
             );
         }
-        poison(&machine, consumed, position);
+        poison(&machine, &pages, first_page_offset, consumed, position);
         consumed = position;
     }
     let register_accesses = machine.register_accesses() - accesses_at_start;
