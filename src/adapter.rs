@@ -5,10 +5,19 @@
 //! functional device object and remembers our `StartDevice`, which PortCls
 //! calls with the device's resources on `IRP_MN_START_DEVICE`.
 
+use alloc::sync::Arc;
+
 use portcls_sys::{
     PcAddAdapterDevice, PcInitializeAdapterDriver, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS,
-    PRESOURCELIST, STATUS_SUCCESS, ULONG, UNICODE_STRING,
+    PRESOURCELIST, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, ULONG, UNICODE_STRING,
 };
+use wavert_miniport::adapter::install;
+use wavert_miniport::{DmaMode, VirtualCable};
+use wdk_sys::ntddk::ExAllocateTimer;
+use wdk_sys::EX_TIMER_HIGH_RESOLUTION;
+
+use crate::platform::{timer_callback, KernelPlatform};
+use crate::services::KernelServices;
 
 /// How many subdevices the adapter may register with PortCls: the virtual
 /// cable's wave and topology filters for render and for capture.
@@ -63,23 +72,41 @@ unsafe extern "system" fn add_device(
     }
 }
 
-/// Starts the adapter (`PASSIVE_LEVEL`, on `IRP_MN_START_DEVICE`).
-///
-/// The virtual cable issue fills this in: it creates the WaveRT and topology
-/// ports and miniports and registers them as subdevices.
+/// Starts the adapter (`PASSIVE_LEVEL`, on `IRP_MN_START_DEVICE`): makes the
+/// virtual cable, gives it its high-resolution timer, and registers its four
+/// subdevices and two physical connections (`wavert_miniport::adapter`).
 ///
 /// # Safety
 ///
 /// Called by PortCls with the functional device object, the start IRP and the
 /// device's resource list, all valid for this call.
-#[allow(
-    clippy::missing_const_for_fn,
-    reason = "a PortCls callback that will create ports and miniports; const would mislead"
-)]
 unsafe extern "system" fn start_device(
-    _device_object: *mut DEVICE_OBJECT,
-    _irp: *mut IRP,
-    _resource_list: PRESOURCELIST,
+    device_object: *mut DEVICE_OBJECT,
+    irp: *mut IRP,
+    resource_list: PRESOURCELIST,
 ) -> NTSTATUS {
-    STATUS_SUCCESS
+    let cable = Arc::new(VirtualCable::new(KernelPlatform::new(), DmaMode::Looping));
+    // SAFETY: the callback matches EXT_CALLBACK; its context is the cable,
+    // which owns the timer and deletes it (waiting) before its state goes.
+    let timer = unsafe {
+        ExAllocateTimer(
+            Some(timer_callback),
+            Arc::as_ptr(&cable).cast_mut().cast(),
+            EX_TIMER_HIGH_RESOLUTION,
+        )
+    };
+    if timer.is_null() {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    cable.platform().attach_timer(timer);
+    let services = KernelServices {
+        device: device_object,
+        irp,
+        resources: resource_list,
+    };
+    // The miniports keep the cable alive; our reference goes on return.
+    match install(&services, &cable) {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => status.0,
+    }
 }

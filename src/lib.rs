@@ -10,7 +10,11 @@
 //! `cargo xtask cross` on Linux.
 #![no_std]
 
+extern crate alloc;
+
 mod adapter;
+mod platform;
+mod services;
 
 // A panic in the kernel must stop the machine cleanly: wdk-panic bugchecks.
 // (`panic = "abort"` in both profiles means no unwinding ever crosses our
