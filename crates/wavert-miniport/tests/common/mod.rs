@@ -2,7 +2,14 @@
 //! `IPortWaveRTStream` reached only through its vtable, handing out
 //! shuffled fake physical pages, with failure injection and leak counters.
 #![allow(dead_code, reason = "each test binary uses a different part")]
-#![allow(clippy::unwrap_used, clippy::missing_panics_doc, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::missing_const_for_fn,
+    clippy::significant_drop_tightening,
+    clippy::borrow_as_ptr,
+    reason = "test doubles: clarity over micro-optimisation"
+)]
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -236,7 +243,7 @@ unsafe extern "system" fn unmap(this: *mut c_void, base: PVOID, mdl: PMDL) {
     let mut s = fake(this).state.lock().unwrap();
     match s.allocations.get_mut(&(mdl as usize)) {
         Some(a) if a.mapped && a.memory.as_ptr().cast::<c_void>() == base.cast_const() => {
-            a.mapped = false
+            a.mapped = false;
         }
         _ => s.bad_calls.push("unmap of something not mapped".into()),
     }
