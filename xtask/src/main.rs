@@ -16,6 +16,7 @@ mod inf;
 mod miri;
 mod pe_check;
 mod prereq;
+mod qemu;
 mod util;
 mod wdk_host;
 
@@ -37,6 +38,8 @@ tasks:
   bench [--quick]
           run the hot-path benchmarks and write docs/performance.md
           (--quick: build them and run each once)
+  qemu    set up QEMU with the qtest accelerator and run the AC'97 tests on
+          QEMU's device model
   test    run every test stage (format, lints, tests, cross build + image checks)
   help    show this text";
 
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         ),
         ["bench"] => report(&[run_stage("bench", || bench::run_bench(false))]),
         ["bench", "--quick"] => report(&[run_stage("bench", || bench::run_bench(true))]),
+        ["qemu"] => report(&[run_stage("qemu", qemu::run)]),
         ["test"] => report(&test_stages()),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
@@ -139,6 +143,7 @@ fn test_stages() -> Vec<StageOutcome> {
         ("cross", cross::run_cross),
         ("abi-conformance", abi_check::run),
         ("miri", miri::run),
+        ("qemu-ac97", qemu::run),
         ("fuzz", stage_fuzz),
         ("bench-smoke", || bench::run_bench(true)),
     ];

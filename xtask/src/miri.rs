@@ -8,32 +8,10 @@
 
 use std::process::Command;
 
-use crate::util::workspace_root;
+use crate::util::{passed_tests, run_captured, workspace_root};
 
 const TOOLCHAIN: &str = "nightly";
 const PACKAGES: &[&str] = &["wavert-com", "portcls-sys"];
-
-fn step(what: &str, cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot run: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() {
-        Ok(format!("{stdout}{stderr}"))
-    } else {
-        Err(format!("{what} failed ({}):\n{stdout}{stderr}", out.status))
-    }
-}
-
-/// Counts the `test result: ok. N passed` lines of a libtest run.
-fn passed(output: &str) -> usize {
-    output
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("test result: ok. "))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
-        .sum()
-}
 
 /// Runs the COM layer's and the ABI crate's tests under Miri.
 ///
@@ -43,7 +21,7 @@ fn passed(output: &str) -> usize {
 /// behaviour (the output says which).
 pub fn run() -> Result<String, String> {
     crate::prereq::ensure_nightly()?;
-    step(
+    run_captured(
         "rustup component add miri",
         Command::new("rustup").args([
             "component",
@@ -57,7 +35,7 @@ pub fn run() -> Result<String, String> {
     let root = workspace_root();
     // Miri builds into its own target directory, away from everyone else's.
     let target = root.join("target").join("miri");
-    step(
+    run_captured(
         "cargo miri setup",
         Command::new("cargo")
             .current_dir(&root)
@@ -70,25 +48,13 @@ pub fn run() -> Result<String, String> {
     for p in PACKAGES {
         test.args(["-p", p]);
     }
-    let out = step("cargo miri test", &mut test)?;
+    let out = run_captured("cargo miri test", &mut test)?;
     if out.contains("Undefined Behavior") {
         return Err(format!("Miri reported undefined behaviour:\n{out}"));
     }
     Ok(format!(
         "Miri: {} tests passed in {} with no undefined behaviour",
-        passed(&out),
+        passed_tests(&out),
         PACKAGES.join(", ")
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::passed;
-
-    #[test]
-    fn counts_passed_tests() {
-        let out =
-            "test result: ok. 12 passed; 0 failed\nnoise\ntest result: ok. 3 passed; 0 failed";
-        assert_eq!(passed(out), 15);
-    }
 }

@@ -11,32 +11,9 @@
 //! xtask shells out instead of depending on wavert-qemu, so the task runner
 //! builds without the harness.
 
-use std::process::Command;
 use std::time::Instant;
 
-use crate::util::{cargo, workspace_root};
-
-fn step(what: &str, cmd: &mut Command) -> Result<String, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("{what}: cannot run: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() {
-        Ok(format!("{stdout}{stderr}"))
-    } else {
-        Err(format!("{what} failed ({}):\n{stdout}{stderr}", out.status))
-    }
-}
-
-/// Counts the `test result: ok. N passed` lines of a libtest run.
-fn passed(output: &str) -> usize {
-    output
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("test result: ok. "))
-        .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
-        .sum()
-}
+use crate::util::{cargo, passed_tests, run_captured, workspace_root};
 
 /// The `wavert-qemu figures:` lines the tests print, without the prefix.
 fn figures(output: &str) -> Vec<&str> {
@@ -54,7 +31,7 @@ fn figures(output: &str) -> Vec<&str> {
 pub fn run() -> Result<String, String> {
     let root = workspace_root();
     let target = root.join("target").join("qemu");
-    let setup = step(
+    let setup = run_captured(
         "QEMU setup (cargo run -p wavert-qemu --bin wavert-qemu-setup)",
         cargo()
             .current_dir(&root)
@@ -69,7 +46,7 @@ pub fn run() -> Result<String, String> {
             ]),
     )?;
     let started = Instant::now();
-    let output = step(
+    let output = run_captured(
         "cargo test -p wavert-qemu",
         cargo()
             .current_dir(&root)
@@ -87,7 +64,7 @@ pub fn run() -> Result<String, String> {
     let seconds = started.elapsed().as_secs_f64();
     let mut summary = format!(
         "{} QEMU tests passed in {seconds:.1} s (build included); {}",
-        passed(&output),
+        passed_tests(&output),
         setup.lines().last().unwrap_or("QEMU ready").trim()
     );
     for line in figures(&output) {

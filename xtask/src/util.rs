@@ -86,3 +86,42 @@ pub fn on_path(program: impl AsRef<OsStr>) -> bool {
         env::split_paths(&paths).any(|directory| directory.join(program).is_file())
     })
 }
+
+/// Runs a command and captures standard output and error together; on failure
+/// the error carries both, so a stage can show why.
+pub fn run_captured(what: &str, command: &mut Command) -> Result<String, String> {
+    let result = command
+        .output()
+        .map_err(|error| format!("{what}: cannot run: {error}"))?;
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    if result.status.success() {
+        Ok(format!("{stdout}{stderr}"))
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{stdout}{stderr}",
+            result.status
+        ))
+    }
+}
+
+/// Sums the `test result: ok. N passed` lines of libtest output.
+pub fn passed_tests(output: &str) -> usize {
+    output
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("test result: ok. "))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passed_tests;
+
+    #[test]
+    fn counts_passed_tests() {
+        let output =
+            "test result: ok. 12 passed; 0 failed\nnoise\ntest result: ok. 3 passed; 0 failed";
+        assert_eq!(passed_tests(output), 15);
+    }
+}
