@@ -21,7 +21,7 @@ use portcls_sys::{
 use wavert_com::ComPtr;
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::position::LinearFromCyclic;
-use wavert_core::range::{DeviceRange, KSDATARANGE_AUDIO_SIZE};
+use wavert_core::range::DeviceRange;
 
 use crate::machine::{EmuEvent, Machine};
 use crate::port::PortStream;
@@ -84,7 +84,10 @@ impl Default for FormatRequest {
 }
 
 impl FormatRequest {
-    /// The request as a `KSDATARANGE_AUDIO` (minimum = maximum), as bytes.
+    /// The request as a `KSDATARANGE_AUDIO` (minimum = maximum), as bytes,
+    /// with `FormatSize` = `sizeof(KSDATARANGE_AUDIO)` on x64 (88: the 84
+    /// bytes of fields padded to `KSDATARANGE`'s 8-byte alignment), as the
+    /// audio engine sends it.
     #[must_use]
     pub fn ks_data_range(&self) -> Vec<u8> {
         let range = DeviceRange {
@@ -100,9 +103,11 @@ impl FormatRequest {
             max_rate: self.rate,
             container_for_24: 32,
         };
-        let mut bytes = vec![0; KSDATARANGE_AUDIO_SIZE];
-        // The buffer is exactly the size the writer needs.
+        let mut bytes = vec![0; size_of::<portcls_sys::KSDATARANGE_AUDIO>()];
+        // The buffer holds at least the 84 bytes the writer needs.
         let _ = range.write_ks_data_range(&mut bytes);
+        let size = u32::try_from(bytes.len()).unwrap_or(0);
+        bytes[..4].copy_from_slice(&size.to_le_bytes());
         bytes
     }
 }
@@ -383,6 +388,16 @@ impl Stream {
     #[must_use]
     pub fn buffer_size(&self) -> u32 {
         self.buffer.as_ref().map_or(0, |b| b.size)
+    }
+
+    /// Physical address of each page of the buffer, in buffer order
+    /// (empty before allocation).
+    #[must_use]
+    pub fn buffer_pages(&self) -> Vec<u64> {
+        self.buffer
+            .as_ref()
+            .and_then(|b| self.machine.memory.page_addresses(b.mdl.addr()))
+            .unwrap_or_default()
     }
 
     /// Bytes per packet (buffer / notification count).

@@ -9,14 +9,20 @@
 //!   `IPortWaveRTStream`, `IInterruptSync`, `IResourceList`).
 //! * [`engine`]: the audio engine's sequence: intersection, pin creation,
 //!   buffer, events, stepwise states, event-driven pumping, packets, close.
+//! * [`cable`]: the product's virtual cable (`wavert-miniport`) loaded as
+//!   PortCls loads it: its `Platform` over the machine, its
+//!   `PortClsServices` over the port objects, `StartDevice`, and the wave
+//!   filters found by their registered subdevice names.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`fake`]: a small reference loopback cable (a miniport built on
-//!   `wavert-com`) used to test the emulator itself.
+//!   `wavert-com`) that can be told to misbehave: the test double that
+//!   shows the emulator's own checks fail when they should.
 //! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.
 //!
 //! `unsafe` lives in the memory model and the port objects (they are the
 //! boundary the miniport calls across), one `// SAFETY:` per operation.
 
+pub mod cable;
 pub mod engine;
 pub mod fake;
 pub mod hlk;

@@ -1,26 +1,40 @@
-//! `wavert-emulator`: plays a test signal through the driver's loopback
-//! cable in the emulator, records it back and checks it bit for bit.
+//! `wavert-emulator`: loads the driver's virtual loopback cable
+//! (`wavert-miniport`) through the emulated PortCls, plays a test signal
+//! through its render endpoint, records its capture endpoint and checks it
+//! bit for bit, then runs the HLK position rules on both endpoints.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use wavert_core::format::SampleType;
-use wavert_emulator::engine::{streaming_pin, FormatRequest};
-use wavert_emulator::fake::{start_fake_adapter, FakeOptions};
-use wavert_emulator::hlk::{ks_position_check, run_wavetest_positions};
+use wavert_emulator::cable::{start_cable_adapter, CableOptions, RegisteredWaveFilter};
+use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest};
+use wavert_emulator::hlk::{ks_position_check, run_wavetest_positions, Finding, KsPositionReport};
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
-use wavert_emulator::session::{run_loopback, LoopbackConfig, WaveFilter};
+use wavert_emulator::session::{run_loopback, LoopbackConfig};
 use wavert_emulator::signal;
+use wavert_miniport::DmaMode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Device {
-    /// The virtual loopback cable.
+    /// The virtual loopback cable (`wavert-miniport`), loaded through the
+    /// emulated PortCls.
     Virtual,
     /// The Intel ICH AC'97 back-end.
     Ac97,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Dma {
+    /// The engine loops over its descriptor list by itself (HD Audio style).
+    Looping,
+    /// A 32-slot ring that halts at its last valid index, refilled from the
+    /// timer routine (AC'97 style).
+    Refill,
 }
 
 /// Plays a signal through the WaveRT miniport's render endpoint in the
@@ -37,15 +51,23 @@ struct Args {
     /// Format as RATE,BITS,CHANNELS[,float], e.g. 48000,16,2 or 96000,32,2,float.
     #[arg(long, value_name = "RATE,BITS,CHANNELS[,float]", value_parser = parse_format)]
     format: Option<FormatRequest>,
-    /// Engine period in milliseconds.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Engine period (one packet) in milliseconds; the buffer holds two.
+    /// 20 ms at 48 kHz 16-bit stereo is a 7680-byte buffer: two scattered
+    /// pages, with a page boundary inside the second packet.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
     period: u32,
+    /// Notification events per buffer (1: at the end; 2: middle and end).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+    notifications: u32,
     /// Seconds of generated signal.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Which device back-end.
     #[arg(long, value_enum, default_value_t = Device::Virtual)]
     device: Device,
+    /// How the virtual cable's DMA engine walks its descriptors.
+    #[arg(long, value_enum, default_value_t = Dma::Looping)]
+    dma: Dma,
     /// Run in real time instead of on the virtual clock.
     #[arg(long)]
     real_time: bool,
@@ -89,7 +111,74 @@ fn main() -> ExitCode {
     }
 }
 
-#[allow(clippy::too_many_lines, reason = "the report, in order")]
+/// Pages as physical frame numbers, and whether any two in a row are adjacent.
+fn describe_pages(pages: &[u64]) -> String {
+    let page = wavert_emulator::memory::PAGE_SIZE as u64;
+    let frames: Vec<String> = pages.iter().map(|p| format!("{:#x}", p / page)).collect();
+    let contiguous = pages.windows(2).filter(|w| w[1] == w[0] + page).count();
+    format!(
+        "frames [{}], {} of {} page steps contiguous",
+        frames.join(", "),
+        contiguous,
+        pages.len().saturating_sub(1)
+    )
+}
+
+fn outcome_text(outcome: &Result<(), String>) -> String {
+    outcome
+        .as_ref()
+        .map_or_else(|e| format!("FAIL: {e}"), |()| "pass".to_owned())
+}
+
+fn ks_text(ks: &KsPositionReport) -> String {
+    format!(
+        "{} (rate {:.2} Hz, {:.4} % off; jitter std-dev {:.4} ms, max {:.4} ms; first move {:.1} ms; {} samples){}",
+        if ks.passed() {
+            "pass".to_owned()
+        } else {
+            format!("FAIL: {}", ks.failures.join("; "))
+        },
+        ks.measured_rate,
+        ks.rate_error_percent,
+        ks.jitter_std_ms,
+        ks.jitter_max_ms,
+        ks.first_nonzero_ms.unwrap_or(f64::NAN),
+        ks.used,
+        if ks.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" (warning: {})", ks.warnings.join("; "))
+        }
+    )
+}
+
+/// The HLK position rules on one endpoint, after the loopback session.
+fn wavetest_on(
+    machine: &Arc<Machine>,
+    filter: &RegisteredWaveFilter,
+    capture: bool,
+    request: &FormatRequest,
+    block_align: u32,
+) -> Result<Vec<Finding>, String> {
+    let pin = streaming_pin(filter.description, capture)
+        .ok_or_else(|| format!("{}: no streaming pin", filter.name))?;
+    let (_, format_bytes) = negotiate_format(&filter.miniport, filter.description, pin, request)
+        .map_err(|e| e.to_string())?;
+    run_wavetest_positions(
+        machine,
+        &filter.miniport,
+        pin,
+        capture,
+        &format_bytes,
+        block_align * 960,
+    )
+    .map_err(|e| e.to_string())
+}
+
+#[allow(
+    clippy::too_many_lines,
+    reason = "the session and its report, in order"
+)]
 fn run(args: &Args) -> Result<bool, String> {
     if args.device == Device::Ac97 {
         return Err(
@@ -113,23 +202,29 @@ fn run(args: &Args) -> Result<bool, String> {
         ClockMode::Virtual
     };
     let machine = Machine::new(memory, mode);
-    let adapter = start_fake_adapter(&machine, FakeOptions::default())
-        .map_err(|e| format!("adapter start failed: {:#010x}", e.0))?;
-    let wave = adapter
-        .wave
-        .wave_miniport()
-        .ok_or("the wave port has no miniport")?;
-    let description = adapter
-        .wave
-        .description()
-        .ok_or("the wave miniport gave no descriptor")?;
-    let filter = WaveFilter {
-        miniport: &wave,
-        description,
+    let dma = match args.dma {
+        Dma::Looping => DmaMode::Looping,
+        Dma::Refill => DmaMode::Refill,
     };
+    let adapter = start_cable_adapter(
+        &machine,
+        CableOptions {
+            dma,
+            ..CableOptions::default()
+        },
+    )
+    .map_err(|e| format!("StartDevice failed: {:#010x}", e.0))?;
+    let registrations = machine.registrations();
+    let render_filter = adapter
+        .wave_filter("WaveRender")
+        .ok_or("no wave filter registered as WaveRender")?;
+    let capture_filter = adapter
+        .wave_filter("WaveCapture")
+        .ok_or("no wave filter registered as WaveCapture")?;
     let config = LoopbackConfig {
         format: request,
         period_ms: args.period,
+        notification_count: args.notifications,
         ..LoopbackConfig::default()
     };
 
@@ -147,8 +242,8 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut read_error = None;
     let result = run_loopback(
         &machine,
-        filter,
-        filter,
+        render_filter.as_filter(),
+        capture_filter.as_filter(),
         &config,
         &mut |format| {
             let data = match &input {
@@ -182,27 +277,39 @@ fn run(args: &Args) -> Result<bool, String> {
     let (mismatches, first_bad) = lag.map_or((rendered.len() / block, Some(0)), |l| {
         signal::mismatched_frames(&rendered, &result.captured, block, l)
     });
+    let reported_frames = (result.reported_latency_ms * f64::from(format.sample_rate()) / 1000.0)
+        .round()
+        .max(0.0);
 
-    let ks = ks_position_check(
+    let ks_render = ks_position_check(
         &result.render_trace,
         result.render_run_qpc,
         format.sample_rate(),
         format.block_align(),
         Some(result.reported_latency_ms),
     );
-    let render_pin = streaming_pin(description, false).unwrap_or(0);
-    let (_, format_bytes) =
-        wavert_emulator::engine::negotiate_format(&wave, description, render_pin, &request)
-            .map_err(|e| e.to_string())?;
-    let wavetest = run_wavetest_positions(
+    let ks_capture = ks_position_check(
+        &result.capture_trace,
+        result.capture_run_qpc,
+        format.sample_rate(),
+        format.block_align(),
+        Some(result.reported_latency_ms),
+    );
+    let stats = adapter.cable().map(|c| c.stats()).unwrap_or_default();
+    let wavetest_render = wavetest_on(
         &machine,
-        &wave,
-        render_pin,
+        &render_filter,
         false,
-        &format_bytes,
-        format.block_align() * 960,
-    )
-    .map_err(|e| e.to_string())?;
+        &request,
+        format.block_align(),
+    )?;
+    let wavetest_capture = wavetest_on(
+        &machine,
+        &capture_filter,
+        true,
+        &request,
+        format.block_align(),
+    )?;
 
     let wav_path = args.output.join("captured.wav");
     signal::write_wav(&wav_path, &format, &result.captured)
@@ -216,10 +323,11 @@ fn run(args: &Args) -> Result<bool, String> {
     );
     std::fs::write(&plot_path, svg).map_err(|e| format!("{}: {e}", plot_path.display()))?;
 
-    drop(wave);
+    drop((render_filter, capture_filter));
     adapter.remove();
     let leaks = machine.memory.pages_in_use();
     let violations = machine.violations();
+    let timers = machine.running_timers();
 
     let kind = match format.sample_type() {
         SampleType::Float => "float",
@@ -230,12 +338,34 @@ fn run(args: &Args) -> Result<bool, String> {
     #[allow(clippy::cast_precision_loss, reason = "report")]
     let lag_ms = frames_lag as f64 * 1000.0 / f64::from(format.sample_rate());
     println!(
-        "device           : virtual loopback cable (emulator reference miniport), {} clock",
+        "device           : virtual loopback cable (wavert-miniport, {} DMA) through the emulated PortCls, {} clock",
+        match args.dma {
+            Dma::Looping => "looping",
+            Dma::Refill => "refill",
+        },
         if args.real_time {
             "real-time"
         } else {
             "virtual"
         }
+    );
+    println!(
+        "subdevices       : {}",
+        registrations
+            .subdevices
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "connections      : {}",
+        registrations
+            .connections
+            .iter()
+            .map(|c| format!("{} pin {} -> {} pin {}", c.from, c.from_pin, c.to, c.to_pin))
+            .collect::<Vec<_>>()
+            .join("; ")
     );
     println!(
         "format           : {} Hz, {} bit ({} in {}) {kind}, {} ch, {} bytes/frame",
@@ -247,12 +377,21 @@ fn run(args: &Args) -> Result<bool, String> {
         block
     );
     println!(
-        "buffers          : render {} bytes ({} pages), capture {} bytes ({} pages), peak {} pages in use",
+        "buffers          : render {} bytes ({} pages), capture {} bytes ({} pages), {} notifications each, peak {} pages in use",
         result.render_buffer,
         (result.render_buffer as usize).div_ceil(page),
         result.capture_buffer,
         (result.capture_buffer as usize).div_ceil(page),
+        args.notifications,
         result.peak_pages
+    );
+    println!(
+        "render pages     : {}",
+        describe_pages(&result.render_pages)
+    );
+    println!(
+        "capture pages    : {}",
+        describe_pages(&result.capture_pages)
     );
     println!(
         "notifications    : render {}, capture {}",
@@ -270,49 +409,48 @@ fn run(args: &Args) -> Result<bool, String> {
         result.render.glitches, result.capture.glitches
     );
     println!(
-        "latency          : measured {frames_lag} frames ({lag_ms:.3} ms), reported {:.3} ms",
+        "cable            : {} bytes copied, {} bytes of silence, {} skipped, {} DMA errors, {} events signalled",
+        stats.copied_bytes,
+        stats.silence_bytes,
+        stats.skipped_bytes,
+        stats.dma_errors,
+        stats.signals
+    );
+    println!(
+        "latency          : measured {frames_lag} frames ({lag_ms:.3} ms), reported {:.3} ms ({reported_frames} frames)",
         result.reported_latency_ms
     );
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "a frame count compared with a rounded latency"
+    )]
+    let lag_as_reported = lag.is_some_and(|l| l as f64 == reported_frames);
+    let bit_exact = lag_as_reported && mismatches == 0;
     println!(
-        "position         : rate {:.2} Hz ({:.4} % off), jitter std-dev {:.4} ms, max {:.4} ms, first move {:.1} ms",
-        ks.measured_rate,
-        ks.rate_error_percent,
-        ks.jitter_std_ms,
-        ks.jitter_max_ms,
-        ks.first_nonzero_ms.unwrap_or(f64::NAN)
-    );
-    let bit_exact = lag.is_some() && mismatches == 0;
-    println!(
-        "bit-exact        : {} ({} of {} frames differ{})",
+        "bit-exact        : {} ({} of {} frames differ{}{})",
         if bit_exact { "yes" } else { "NO" },
         mismatches,
         rendered.len() / block,
-        first_bad.map_or_else(String::new, |f| format!(", first at frame {f}"))
-    );
-    for f in &wavetest {
-        println!(
-            "hlk wavetest     : {:<28} {}",
-            f.rule,
-            f.outcome
-                .as_ref()
-                .map_or_else(|e| format!("FAIL: {e}"), |()| "pass".to_owned())
-        );
-    }
-    println!(
-        "hlk ks position  : {}{}",
-        if ks.passed() {
-            "pass".to_owned()
+        first_bad.map_or_else(String::new, |f| format!(", first at frame {f}")),
+        if lag.is_some() && !lag_as_reported {
+            ", measured latency differs from the reported one"
         } else {
-            format!("FAIL: {}", ks.failures.join("; "))
-        },
-        if ks.warnings.is_empty() {
-            String::new()
-        } else {
-            format!(" (warning: {})", ks.warnings.join("; "))
+            ""
         }
     );
+    for (endpoint, findings) in [("render", &wavetest_render), ("capture", &wavetest_capture)] {
+        for f in findings {
+            println!(
+                "hlk wavetest     : {endpoint:<8} {:<26} {}",
+                f.rule,
+                outcome_text(&f.outcome)
+            );
+        }
+    }
+    println!("hlk ks position  : render   {}", ks_text(&ks_render));
+    println!("hlk ks position  : capture  {}", ks_text(&ks_capture));
     println!(
-        "leaks            : {leaks} pages, {} MDLs, {} port objects alive",
+        "leaks            : {leaks} pages, {} MDLs, {} port objects alive, {timers} timers running",
         machine.memory.live_mdls(),
         machine.live_objects()
     );
@@ -332,9 +470,15 @@ fn run(args: &Args) -> Result<bool, String> {
     let ok = bit_exact
         && result.render.glitches == 0
         && result.capture.glitches == 0
-        && ks.passed()
-        && wavetest.iter().all(|f| f.outcome.is_ok())
+        && ks_render.passed()
+        && ks_capture.passed()
+        && wavetest_render
+            .iter()
+            .chain(&wavetest_capture)
+            .all(|f| f.outcome.is_ok())
         && leaks == 0
+        && machine.live_objects() == 0
+        && timers == 0
         && violations.is_empty();
     Ok(ok)
 }

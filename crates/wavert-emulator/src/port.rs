@@ -380,15 +380,38 @@ impl Port {
         miniport: &ComPtr<IUnknown>,
         resources: Option<&ComPtr<IResourceList>>,
     ) -> Result<(), NTSTATUS> {
-        let init = self.interface.vtbl().Init;
         let resources = resources.map_or(ptr::null_mut(), ComPtr::as_raw);
-        // SAFETY: the port and miniport are live for the call.
+        // SAFETY: the port is ours and live; the caller holds the miniport
+        // and the resource list for the call.
+        unsafe { Self::init_raw(&self.interface, miniport.as_raw(), resources) }
+    }
+
+    /// `IPort::Init` through `port`'s vtable with raw pointers, as an
+    /// adapter's `StartDevice` calls it (no device object or IRP: the
+    /// emulated port needs neither).
+    ///
+    /// # Errors
+    ///
+    /// The status the port (and so the miniport's `Init`) returned.
+    ///
+    /// # Safety
+    ///
+    /// `miniport` must be null or a live COM object, and `resources` null or
+    /// a live `IResourceList`, both for the duration of the call.
+    pub unsafe fn init_raw(
+        port: &ComPtr<IPort>,
+        miniport: PUNKNOWN,
+        resources: PRESOURCELIST,
+    ) -> Result<(), NTSTATUS> {
+        let init = port.vtbl().Init;
+        // SAFETY: the port is live (`port` holds a reference); the pointers
+        // are valid by the caller's contract.
         let status = unsafe {
             init(
-                self.interface.this(),
+                port.this(),
                 ptr::null_mut(),
                 ptr::null_mut(),
-                miniport.as_raw(),
+                miniport,
                 ptr::null_mut(),
                 resources,
             )
@@ -479,8 +502,12 @@ const fn mdl_handle(key: usize) -> PMDL {
     ptr::without_provenance_mut(key)
 }
 
-fn limit(address: PHYSICAL_ADDRESS) -> u64 {
-    u64::try_from(address.QuadPart).unwrap_or(0)
+/// A `PHYSICAL_ADDRESS` limit as an address. The type is a signed
+/// `LONGLONG`, but it holds an unsigned address: drivers pass `-1`
+/// (`MAXULONG64`) for "any page", so the bits are reinterpreted, not
+/// converted.
+const fn limit(address: PHYSICAL_ADDRESS) -> u64 {
+    u64::from_ne_bytes(address.QuadPart.to_ne_bytes())
 }
 
 unsafe extern "system" fn allocate_pages_for_mdl(

@@ -30,7 +30,7 @@ impl Default for LoopbackConfig {
     fn default() -> Self {
         Self {
             format: FormatRequest::default(),
-            period_ms: 10,
+            period_ms: 20,
             notification_count: 2,
             poll_qpc: QPC_PER_MS,
         }
@@ -56,10 +56,18 @@ pub struct LoopbackResult {
     pub packet_mode: bool,
     /// Everything captured, in order.
     pub captured: Vec<u8>,
+    /// Physical page addresses of the render buffer, in buffer order.
+    pub render_pages: Vec<u64>,
+    /// Physical page addresses of the capture buffer, in buffer order.
+    pub capture_pages: Vec<u64>,
     /// Render position reads.
     pub render_trace: Vec<PositionSample>,
     /// QPC at which render entered RUN.
     pub render_run_qpc: u64,
+    /// Capture position reads.
+    pub capture_trace: Vec<PositionSample>,
+    /// QPC at which capture entered RUN.
+    pub capture_run_qpc: u64,
     /// Hardware latency the render stream reported, in bytes (FIFO) and 100 ns.
     pub reported_latency_ms: f64,
 }
@@ -73,10 +81,12 @@ pub struct WaveFilter<'a> {
     pub description: &'static PCFILTER_DESCRIPTOR,
 }
 
-/// Plays `signal` (whole frames of the negotiated format, produced by
-/// `make_signal` once the format is known) and records the capture pin
-/// until the signal plus one buffer has come back.
-/// `progress` gets the fraction done now and then.
+/// Plays a signal through the render pin and records the capture pin.
+///
+/// The signal (whole frames of the negotiated format) comes from
+/// `make_signal` once the format is known; recording goes on until the
+/// signal plus two buffers have come back. `progress` gets the fraction
+/// done now and then.
 ///
 /// # Errors
 ///
@@ -172,6 +182,10 @@ pub fn run_loopback(
             capture.read_packet(recorded, &mut captured)?;
         }
         let _ = play;
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a progress fraction: 52 bits of mantissa are plenty"
+        )]
         let done = captured.len() as f64 / target as f64;
         if done - last_report >= 0.01 {
             progress(done.min(1.0));
@@ -179,8 +193,12 @@ pub fn run_loopback(
         }
     }
     let peak_pages = machine.memory.peak_pages_in_use();
-    let render_trace = render.trace.clone();
+    let render_pages = render.buffer_pages();
+    let capture_pages = capture.buffer_pages();
+    let render_trace = std::mem::take(&mut render.trace);
     let render_run_qpc = render.run_qpc;
+    let capture_trace = std::mem::take(&mut capture.trace);
+    let capture_run_qpc = capture.run_qpc;
     let render_stats = render.close()?;
     let capture_stats = capture.close()?;
     Ok(LoopbackResult {
@@ -192,8 +210,12 @@ pub fn run_loopback(
         capture: capture_stats,
         packet_mode,
         captured,
+        render_pages,
+        capture_pages,
         render_trace,
         render_run_qpc,
+        capture_trace,
+        capture_run_qpc,
         reported_latency_ms,
     })
 }

@@ -1,0 +1,468 @@
+//! The product's virtual loopback cable (`wavert-miniport`) loaded the way
+//! PortCls loads it.
+//!
+//! * [`EmuPlatform`] is the miniport's [`Platform`] over the [`Machine`]:
+//!   QPC, a mutex as the spinlock, `KeSetEvent` on the machine's events
+//!   (an event the engine never made is a protocol violation), a periodic
+//!   machine timer whose callback calls [`VirtualCable::on_timer`], and the
+//!   driver log.
+//! * [`EmuPortCls`] is the adapter's [`PortClsServices`] over [`Port`]:
+//!   `PcNewPort` makes a port object, `IPort::Init` is called through the
+//!   port's vtable (which calls the miniport's `Init` and `GetDescription`
+//!   through theirs), and `PcRegisterSubdevice` / `PcRegisterPhysicalConnection`
+//!   are recorded on the machine.
+//! * [`start_cable_adapter`] is `StartDevice`: it runs the miniport crate's
+//!   own [`adapter::install`]. The engine then finds the wave filters only by
+//!   their registered subdevice names ([`CableAdapter::wave_filter`]) and
+//!   drives them through their vtables.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+
+use portcls_sys::{
+    CLSID_PortTopology, CLSID_PortWaveRT, IMiniportTopology, IMiniportWaveRT, IPort, IUnknown,
+    GUID, PCFILTER_DESCRIPTOR, PKEVENT, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST,
+};
+use wavert_com::{ComPtr, NtResult, NtStatus};
+use wavert_miniport::adapter::{self, PortClsServices};
+use wavert_miniport::{DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
+
+use crate::engine::pins;
+use crate::machine::{Machine, TimerCallback, QPC_FREQUENCY};
+use crate::port::{Port, PortKind};
+use crate::session::WaveFilter;
+
+/// `STATUS_OBJECT_NAME_COLLISION` (`ntstatus.h`): a second subdevice with
+/// the same name.
+#[allow(
+    clippy::cast_possible_wrap,
+    reason = "NTSTATUS values are written as their unsigned hex"
+)]
+const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32 as i32;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The kernel spinlock as a `std` mutex (the emulator runs the timer and
+/// the engine on one thread, so the lock only ever meets itself when the
+/// miniport re-enters it, which the platform contract forbids).
+#[derive(Debug)]
+pub struct EmuLock<T>(Mutex<T>);
+
+impl<T: Send> SpinLock<T> for EmuLock<T> {
+    fn new(value: T) -> Self {
+        Self(Mutex::new(value))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut lock(&self.0))
+    }
+}
+
+/// Counters of what the cable asked of its platform.
+#[derive(Debug, Default)]
+pub struct PlatformCounters {
+    /// `start_timer` calls.
+    pub timer_starts: AtomicU64,
+    /// `stop_timer` calls.
+    pub timer_stops: AtomicU64,
+    /// Timer callbacks delivered to the cable.
+    pub timer_ticks: AtomicU64,
+    /// `KeSetEvent` calls.
+    pub signals: AtomicU64,
+    /// Error log lines.
+    pub errors: AtomicU64,
+}
+
+/// Where the timer callback finds the cable that owns the platform.
+type CableSlot = Arc<OnceLock<Weak<VirtualCable<EmuPlatform>>>>;
+
+/// The miniport's [`Platform`] over the emulated machine.
+pub struct EmuPlatform {
+    machine: Arc<Machine>,
+    cable: CableSlot,
+    timer: Mutex<Option<u64>>,
+    counters: Arc<PlatformCounters>,
+}
+
+impl fmt::Debug for EmuPlatform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmuPlatform")
+            .field("timer", &*lock(&self.timer))
+            .field("counters", &self.counters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmuPlatform {
+    /// The machine.
+    #[must_use]
+    pub const fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+
+    /// The counters.
+    #[must_use]
+    pub fn counters(&self) -> Arc<PlatformCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Whether the periodic timer is running.
+    #[must_use]
+    pub fn timer_running(&self) -> bool {
+        lock(&self.timer).is_some()
+    }
+
+    fn cancel(&self) {
+        if let Some(id) = lock(&self.timer).take() {
+            self.machine.cancel_timer(id);
+        }
+    }
+}
+
+impl Drop for EmuPlatform {
+    /// The driver deletes its timer when the cable goes; so does the emulator.
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+impl Platform for EmuPlatform {
+    type Lock<T: Send> = EmuLock<T>;
+
+    fn qpc(&self) -> u64 {
+        self.machine.qpc()
+    }
+
+    fn qpc_frequency(&self) -> u64 {
+        QPC_FREQUENCY
+    }
+
+    fn signal_event(&self, event: PKEVENT) {
+        self.counters.signals.fetch_add(1, Ordering::Relaxed);
+        self.machine.set_event(event);
+    }
+
+    fn start_timer(&self, period_100ns: u32) {
+        self.cancel();
+        self.counters.timer_starts.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::clone(&self.cable);
+        let counters = Arc::clone(&self.counters);
+        let callback: TimerCallback = Arc::new(move |now| {
+            if let Some(cable) = slot.get().and_then(Weak::upgrade) {
+                counters.timer_ticks.fetch_add(1, Ordering::Relaxed);
+                cable.on_timer(now);
+            }
+        });
+        // 100 ns units to QPC ticks.
+        let period = u64::from(period_100ns) * QPC_FREQUENCY / 10_000_000;
+        let id = self.machine.start_timer(period, callback);
+        *lock(&self.timer) = Some(id);
+    }
+
+    fn stop_timer(&self) {
+        self.counters.timer_stops.fetch_add(1, Ordering::Relaxed);
+        self.cancel();
+    }
+
+    fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
+        if level == LogLevel::Error {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.machine.log(format!("{level:?}: {message}"));
+    }
+}
+
+/// The PortCls calls of `StartDevice`, over the emulator's port objects.
+#[derive(Debug)]
+pub struct EmuPortCls {
+    machine: Arc<Machine>,
+    ports: Mutex<Vec<Port>>,
+    calls: AtomicUsize,
+    fail_call: Option<usize>,
+}
+
+/// Reads a NUL-terminated UTF-16 name (the whole slice if it has no NUL).
+fn name_of(name: &[u16]) -> String {
+    let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+    String::from_utf16_lossy(name.get(..end).unwrap_or(name))
+}
+
+impl EmuPortCls {
+    /// Services on `machine`; `fail_call` makes the PortCls call with that
+    /// index (0-based, in call order) fail with
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    #[must_use]
+    pub const fn new(machine: Arc<Machine>, fail_call: Option<usize>) -> Self {
+        Self {
+            machine,
+            ports: Mutex::new(Vec::new()),
+            calls: AtomicUsize::new(0),
+            fail_call,
+        }
+    }
+
+    /// PortCls calls made so far.
+    #[must_use]
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The ports made, handed over (as PortCls keeps them with the device).
+    #[must_use]
+    pub fn into_ports(self) -> Vec<Port> {
+        self.ports
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn call(&self) -> NtResult<()> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.fail_call == Some(n) {
+            Err(NtStatus(STATUS_INSUFFICIENT_RESOURCES))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The port object behind an `IPort` pointer, if we made it.
+    fn find<R>(&self, port: &ComPtr<IPort>, f: impl FnOnce(&Port) -> R) -> Option<R> {
+        let address = port.as_raw().addr();
+        lock(&self.ports)
+            .iter()
+            .find(|p| p.address() == address)
+            .map(f)
+    }
+
+    /// The pin count of an initialised port's filter.
+    fn pin_count(&self, port: &ComPtr<IPort>) -> NtResult<usize> {
+        self.find(port, |p| p.description().map(|d| pins(d).len()))
+            .flatten()
+            .ok_or(NtStatus::INVALID_PARAMETER)
+    }
+}
+
+impl PortClsServices for EmuPortCls {
+    fn new_port(&self, class_id: &GUID) -> NtResult<ComPtr<IPort>> {
+        self.call()?;
+        let kind = if *class_id == CLSID_PortWaveRT {
+            PortKind::WaveRt
+        } else if *class_id == CLSID_PortTopology {
+            PortKind::Topology
+        } else {
+            return Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST));
+        };
+        let port = Port::new(&self.machine, kind);
+        let interface = port.interface().clone();
+        lock(&self.ports).push(port);
+        Ok(interface)
+    }
+
+    fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()> {
+        self.call()?;
+        if self.find(port, |_| ()).is_none() {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        // SAFETY: the port is live (the caller holds it) and ours; the
+        // adapter holds the miniport for the duration of the call.
+        unsafe { Port::init_raw(port, miniport, std::ptr::null_mut()) }.map_err(NtStatus)
+    }
+
+    fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
+        self.call()?;
+        // PortCls builds the filter factory from the descriptor `Init` got.
+        let described = self.find(port, |p| p.description().is_some());
+        if described != Some(true) {
+            return Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST));
+        }
+        let name = name_of(name);
+        if self
+            .machine
+            .registrations()
+            .subdevices
+            .iter()
+            .any(|(n, _)| *n == name)
+        {
+            return Err(NtStatus(STATUS_OBJECT_NAME_COLLISION));
+        }
+        self.machine.register_subdevice(&name, port.as_raw().addr());
+        Ok(())
+    }
+
+    fn register_physical_connection(
+        &self,
+        from: &ComPtr<IPort>,
+        from_pin: u32,
+        to: &ComPtr<IPort>,
+        to_pin: u32,
+    ) -> NtResult<()> {
+        self.call()?;
+        let registered = self.machine.registrations();
+        for (port, pin) in [(from, from_pin), (to, to_pin)] {
+            if registered.name_of(port.as_raw().addr()).is_none() {
+                return Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST));
+            }
+            if pin as usize >= self.pin_count(port)? {
+                return Err(NtStatus::INVALID_PARAMETER);
+            }
+        }
+        self.machine.register_physical_connection(
+            from.as_raw().addr(),
+            from_pin,
+            to.as_raw().addr(),
+            to_pin,
+        );
+        Ok(())
+    }
+}
+
+/// A wave filter found by its subdevice name: its miniport and descriptor.
+#[derive(Debug, Clone)]
+pub struct RegisteredWaveFilter {
+    /// The subdevice name.
+    pub name: String,
+    /// The miniport the port was initialised with.
+    pub miniport: ComPtr<IMiniportWaveRT>,
+    /// Its filter descriptor (from `GetDescription`).
+    pub description: &'static PCFILTER_DESCRIPTOR,
+}
+
+impl RegisteredWaveFilter {
+    /// The session's view.
+    #[must_use]
+    pub const fn as_filter(&self) -> WaveFilter<'_> {
+        WaveFilter {
+            miniport: &self.miniport,
+            description: self.description,
+        }
+    }
+}
+
+/// What `StartDevice` left behind: the ports PortCls keeps, and the cable.
+pub struct CableAdapter {
+    machine: Arc<Machine>,
+    ports: Vec<Port>,
+    cable: Option<Arc<VirtualCable<EmuPlatform>>>,
+}
+
+impl fmt::Debug for CableAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CableAdapter")
+            .field("ports", &self.ports)
+            .field("cable", &self.cable.as_ref().map(|c| c.platform()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl CableAdapter {
+    /// The port registered under `name`.
+    fn port(&self, name: &str) -> Option<&Port> {
+        let registrations = self.machine.registrations();
+        let address = registrations
+            .subdevices
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)?;
+        self.ports.iter().find(|p| p.address() == address)
+    }
+
+    /// The wave filter registered as `name` (e.g. `"WaveRender"`).
+    #[must_use]
+    pub fn wave_filter(&self, name: &str) -> Option<RegisteredWaveFilter> {
+        let port = self.port(name)?;
+        Some(RegisteredWaveFilter {
+            name: name.to_owned(),
+            miniport: port.wave_miniport()?,
+            description: port.description()?,
+        })
+    }
+
+    /// The topology miniport registered as `name`, with its descriptor.
+    #[must_use]
+    pub fn topology_filter(
+        &self,
+        name: &str,
+    ) -> Option<(ComPtr<IMiniportTopology>, &'static PCFILTER_DESCRIPTOR)> {
+        let port = self.port(name)?;
+        Some((port.topology_miniport()?, port.description()?))
+    }
+
+    /// The cable (for its counters), until [`CableAdapter::remove`].
+    #[must_use]
+    pub fn cable(&self) -> Option<&Arc<VirtualCable<EmuPlatform>>> {
+        self.cable.as_ref()
+    }
+
+    /// The ports PortCls holds for the device.
+    #[must_use]
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// Device removal: PortCls releases the miniports and the ports; the
+    /// last miniport reference takes the cable (and its timer) with it.
+    pub fn remove(mut self) {
+        self.cable = None;
+        for port in &self.ports {
+            port.unbind();
+        }
+        self.ports.clear();
+    }
+}
+
+/// Options of [`start_cable_adapter`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CableOptions {
+    /// How the virtual DMA engine walks its descriptors.
+    pub dma: DmaMode,
+    /// Fail this PortCls call (0-based) of `StartDevice`.
+    pub fail_portcls_call: Option<usize>,
+}
+
+impl Default for CableOptions {
+    fn default() -> Self {
+        Self {
+            dma: DmaMode::Looping,
+            fail_portcls_call: None,
+        }
+    }
+}
+
+/// `StartDevice` of the real driver, in the emulator: makes the cable over
+/// [`EmuPlatform`] and runs [`adapter::install`] over [`EmuPortCls`].
+///
+/// # Errors
+///
+/// The status `install` returned; everything it made is torn down first.
+pub fn start_cable_adapter(
+    machine: &Arc<Machine>,
+    options: CableOptions,
+) -> Result<CableAdapter, NtStatus> {
+    let slot: CableSlot = Arc::new(OnceLock::new());
+    let platform = EmuPlatform {
+        machine: Arc::clone(machine),
+        cable: Arc::clone(&slot),
+        timer: Mutex::new(None),
+        counters: Arc::new(PlatformCounters::default()),
+    };
+    let cable = Arc::new(VirtualCable::new(platform, options.dma));
+    // The slot is new: it cannot be set already.
+    let _ = slot.set(Arc::downgrade(&cable));
+    let services = EmuPortCls::new(Arc::clone(machine), options.fail_portcls_call);
+    let installed = adapter::install(&services, &cable);
+    let adapter = CableAdapter {
+        machine: Arc::clone(machine),
+        ports: services.into_ports(),
+        cable: Some(cable),
+    };
+    match installed {
+        Ok(()) => Ok(adapter),
+        Err(status) => {
+            adapter.remove();
+            Err(status)
+        }
+    }
+}
