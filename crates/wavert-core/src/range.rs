@@ -31,9 +31,10 @@ use crate::guid::{Guid, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_TYPE_A
 pub const KSDATAFORMAT_SIZE: usize = 64;
 /// Size of `KSDATARANGE_AUDIO`.
 pub const KSDATARANGE_AUDIO_SIZE: usize = 84;
-/// `sizeof(KSDATARANGE_AUDIO)` on x64: 84 bytes of fields padded to 88 by
-/// the 8-byte alignment of `KSDATARANGE` (its `LONGLONG Alignment` member).
-/// Drivers' static ranges and the audio engine's requests use this as
+/// `sizeof(KSDATARANGE_AUDIO)` on x64.
+///
+/// 84 bytes of fields padded to 88 by the 8-byte alignment of `KSDATARANGE`
+/// (its `LONGLONG Alignment` member). Drivers' static ranges and the audio engine's requests use this as
 /// `FormatSize`; it is parsed like [`KSDATARANGE_AUDIO_SIZE`].
 pub const KSDATARANGE_AUDIO_PADDED_SIZE: usize = 88;
 /// Size of `KSDATAFORMAT` + `WAVEFORMATEXTENSIBLE`, the largest result

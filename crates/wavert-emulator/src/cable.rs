@@ -117,7 +117,8 @@ impl EmuPlatform {
     }
 
     fn cancel(&self) {
-        if let Some(id) = lock(&self.timer).take() {
+        let running = lock(&self.timer).take();
+        if let Some(id) = running {
             self.machine.cancel_timer(id);
         }
     }
@@ -261,6 +262,10 @@ impl PortClsServices for EmuPortCls {
         Ok(interface)
     }
 
+    #[allow(
+        clippy::not_unsafe_ptr_arg_deref,
+        reason = "the trait (wavert-miniport's) passes the miniport as a raw COM pointer; its contract is that the adapter holds it live for the call, as PortCls' IPort::Init requires"
+    )]
     fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()> {
         self.call()?;
         if self.find(port, |_| ()).is_none() {
@@ -392,7 +397,7 @@ impl CableAdapter {
 
     /// The cable (for its counters), until [`CableAdapter::remove`].
     #[must_use]
-    pub fn cable(&self) -> Option<&Arc<VirtualCable<EmuPlatform>>> {
+    pub const fn cable(&self) -> Option<&Arc<VirtualCable<EmuPlatform>>> {
         self.cable.as_ref()
     }
 

@@ -270,8 +270,10 @@ struct ClientBuffer {
 #[derive(Debug)]
 pub struct Stream {
     machine: Arc<Machine>,
-    port_stream: PortStream,
-    stream: Option<ComPtr<IMiniportWaveRTStream>>,
+    /// The port's `IPortWaveRTStream` handed to `NewStream`.
+    port: PortStream,
+    /// The miniport's stream (released at `close`).
+    miniport: Option<ComPtr<IMiniportWaveRTStream>>,
     notification: Option<ComPtr<IMiniportWaveRTStreamNotification>>,
     output: Option<ComPtr<IMiniportWaveRTOutputStream>>,
     input: Option<ComPtr<IMiniportWaveRTInputStream>>,
@@ -332,8 +334,8 @@ impl Stream {
         let input = stream.query::<IMiniportWaveRTInputStream>().ok();
         Ok(Self {
             machine: Arc::clone(machine),
-            port_stream,
-            stream: Some(stream),
+            port: port_stream,
+            miniport: Some(stream),
             notification,
             output,
             input,
@@ -351,7 +353,7 @@ impl Stream {
     }
 
     fn stream(&self) -> Result<&ComPtr<IMiniportWaveRTStream>, EngineError> {
-        self.stream
+        self.miniport
             .as_ref()
             .ok_or_else(|| EngineError::Protocol("stream already released".to_owned()))
     }
@@ -381,7 +383,7 @@ impl Stream {
     /// The port stream (for leak checks).
     #[must_use]
     pub const fn port_stream(&self) -> &PortStream {
-        &self.port_stream
+        &self.port
     }
 
     /// The granted buffer size in bytes (0 before allocation).
@@ -607,6 +609,10 @@ impl Stream {
         Ok(pos)
     }
 
+    #[allow(
+        clippy::needless_pass_by_ref_mut,
+        reason = "the slice is made from a raw pointer: the `&mut` receiver is what keeps it exclusive"
+    )]
     fn view(&mut self) -> Option<&mut [u8]> {
         let b = self.buffer.as_ref()?;
         // SAFETY: the client mapping covers `size` bytes from `view` and stays
@@ -747,7 +753,8 @@ impl Stream {
             let unregister = n.vtbl().UnregisterNotificationEvent;
             // SAFETY: the stream is live; the event was registered on it.
             let status = unsafe { unregister(n.this(), event.as_pkevent()) };
-            first_error = first_error.or(check("UnregisterNotificationEvent", status).err());
+            first_error =
+                first_error.or_else(|| check("UnregisterNotificationEvent", status).err());
             self.machine.delete_event(&event);
         }
         if let Some(b) = self.buffer.take() {
@@ -758,7 +765,7 @@ impl Stream {
                     // SAFETY: the stream is live; the MDL is the buffer it gave.
                     unsafe { free(n.this(), b.mdl, b.size) };
                 }
-            } else if let Some(s) = self.stream.as_ref() {
+            } else if let Some(s) = self.miniport.as_ref() {
                 let free = s.vtbl().FreeAudioBuffer;
                 // SAFETY: the stream is live; the MDL is the buffer it gave.
                 unsafe { free(s.this(), b.mdl, b.size) };
@@ -768,13 +775,13 @@ impl Stream {
         self.output = None;
         self.input = None;
         self.notification = None;
-        self.stream = None;
-        if self.port_stream.live_mdls() != 0 || self.port_stream.live_mappings() != 0 {
+        self.miniport = None;
+        if self.port.live_mdls() != 0 || self.port.live_mappings() != 0 {
             first_error = first_error.or_else(|| {
                 Some(EngineError::Protocol(format!(
                     "stream closed with {} MDL(s) and {} mapping(s) still held",
-                    self.port_stream.live_mdls(),
-                    self.port_stream.live_mappings()
+                    self.port.live_mdls(),
+                    self.port.live_mappings()
                 )))
             });
         }

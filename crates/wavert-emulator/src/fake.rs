@@ -44,6 +44,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Ways to make the fake misbehave (all off by default).
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent fault switches, used in any combination: a state enum would not fit"
+)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FakeOptions {
     /// DMA walks the buffer's pages in reverse order (a page-order bug).
@@ -199,6 +203,10 @@ static TOPOLOGY_PINS: [PCPIN_DESCRIPTOR; 4] = [
 ];
 static CATEGORIES: [GUID; 1] = [KSCATEGORY_AUDIO];
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "evaluated at compile time: a pin descriptor is a few dozen bytes"
+)]
 const fn filter(pins: &'static [PCPIN_DESCRIPTOR; 4]) -> PCFILTER_DESCRIPTOR {
     PCFILTER_DESCRIPTOR {
         Version: 0,
@@ -279,16 +287,20 @@ struct Cable {
 }
 
 impl Cable {
-    fn cable_frame(&self, state: &CableState, qpc: u64) -> u64 {
+    fn cable_frame(state: &CableState, qpc: u64) -> u64 {
         let ticks = u128::from(qpc.saturating_sub(state.origin));
         u64::try_from(ticks * u128::from(state.rate) / u128::from(QPC_FREQUENCY))
             .unwrap_or(u64::MAX)
     }
 
     /// Moves every running stream up to `qpc` and signals due notifications.
+    #[allow(
+        clippy::significant_drop_tightening,
+        reason = "the cable lock is the device's DMA lock: it is held for the whole move on purpose, and `scratch` borrows from it to the end"
+    )]
     fn advance(&self, qpc: u64) {
         let mut cable = lock(&self.state);
-        let target = self.cable_frame(&cable, qpc);
+        let target = Self::cable_frame(&cable, qpc);
         let delta = target.saturating_sub(cable.last_frame);
         cable.last_frame = target;
         cable.streams.retain(|w| w.strong_count() > 0);
@@ -481,6 +493,7 @@ impl FakeStream {
             pages: addresses,
             notifications,
         });
+        drop(st);
         Ok(AudioBuffer {
             mdl,
             actual_size: size,
@@ -498,6 +511,7 @@ impl FakeStream {
                 .violation("FreeAudioBuffer with an MDL the stream did not hand out".to_owned());
         }
         st.schedule = None;
+        drop(st);
         if self.cable.options.leak_buffer {
             return;
         }
@@ -610,6 +624,7 @@ impl MiniportWaveRtStream for FakeStream {
             return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
         }
         st.events.push(EventPtr(event));
+        drop(st);
         Ok(())
     }
 
@@ -617,10 +632,13 @@ impl MiniportWaveRtStream for FakeStream {
         let mut st = lock(&self.state);
         let before = st.events.len();
         st.events.retain(|e| e.0 != event);
-        if st.events.len() == before {
-            return Err(NtStatus(portcls_sys::STATUS_NOT_FOUND));
+        let removed = st.events.len() != before;
+        drop(st);
+        if removed {
+            Ok(())
+        } else {
+            Err(NtStatus(portcls_sys::STATUS_NOT_FOUND))
         }
-        Ok(())
     }
 
     fn set_write_packet(&self, _packet: u32, _flags: u32, _eos: u32) -> NtResult<()> {

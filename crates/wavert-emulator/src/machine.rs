@@ -127,11 +127,10 @@ impl EmuEvent {
     #[must_use]
     pub fn wait(&self, timeout: Duration) -> bool {
         let seen = self.consumed.load(Ordering::Acquire);
-        let guard = lock(&self.record.signals);
         let (guard, _) = self
             .record
             .ready
-            .wait_timeout_while(guard, timeout, |n| *n <= seen)
+            .wait_timeout_while(lock(&self.record.signals), timeout, |n| *n <= seen)
             .unwrap_or_else(PoisonError::into_inner);
         *guard > seen
     }
@@ -262,7 +261,9 @@ impl Machine {
             };
             let at = entry.next_due;
             entry.next_due += entry.period;
-            (at, Arc::clone(&entry.callback))
+            let due = (at, Arc::clone(&entry.callback));
+            drop(timers);
+            due
         };
         if self.clock.mode == ClockMode::Virtual {
             self.clock.set_virtual(due.0);

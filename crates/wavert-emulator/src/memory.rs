@@ -344,7 +344,9 @@ impl PhysicalMemory {
         if frames.is_empty() {
             return None;
         }
-        Some(Self::take_frames(&mut state, frames))
+        let handle = Self::take_frames(&mut state, frames);
+        drop(state);
+        Some(handle)
     }
 
     /// `AllocateContiguousPagesForMdl`: all pages physically contiguous
@@ -386,7 +388,9 @@ impl PhysicalMemory {
         state
             .free
             .retain(|f| !(start..start + wanted as u64).contains(f));
-        Some(Self::take_frames(&mut state, frames))
+        let handle = Self::take_frames(&mut state, frames);
+        drop(state);
+        Some(handle)
     }
 
     /// Pages of an MDL, `None` (and a violation) for an unknown handle.
@@ -399,6 +403,7 @@ impl PhysicalMemory {
                 .violations
                 .push(format!("page count of unknown MDL {mdl:#x}"));
         }
+        drop(state);
         count
     }
 
@@ -416,6 +421,7 @@ impl PhysicalMemory {
                 .violations
                 .push(format!("page {index} of MDL {mdl:#x} does not exist"));
         }
+        drop(state);
         address
     }
 
@@ -451,7 +457,8 @@ impl PhysicalMemory {
                 .push(format!("map of unknown MDL {mdl:#x}"));
             return None;
         };
-        match self.map_frames(&frames) {
+        let mapped = self.map_frames(&frames);
+        let base = match mapped {
             Ok(base) => {
                 state.mappings.insert(
                     base as usize,
@@ -466,7 +473,9 @@ impl PhysicalMemory {
                 state.violations.push(format!("mapping failed: {e}"));
                 None
             }
-        }
+        };
+        drop(state);
+        base
     }
 
     fn map_frames(&self, frames: &[u64]) -> io::Result<*mut u8> {
@@ -527,6 +536,7 @@ impl PhysicalMemory {
             ));
         }
         state.mappings.remove(&(base as usize));
+        drop(state);
         // SAFETY: `base..base+len` is a mapping this model made and nobody
         // may use after UnmapAllocatedPages (the caller's contract).
         unsafe { libc::munmap(base.cast(), mapping.len) };

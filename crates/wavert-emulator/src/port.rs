@@ -517,13 +517,13 @@ unsafe extern "system" fn allocate_pages_for_mdl(
 ) -> PMDL {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
-    match s.machine.memory.allocate_pages(limit(high), bytes) {
-        Some(mdl) => {
+    s.machine
+        .memory
+        .allocate_pages(limit(high), bytes)
+        .map_or(ptr::null_mut(), |mdl| {
             lock(&s.state.mdls).insert(mdl);
             mdl_handle(mdl)
-        }
-        None => ptr::null_mut(),
-    }
+        })
 }
 
 unsafe extern "system" fn allocate_contiguous_pages_for_mdl(
@@ -534,17 +534,13 @@ unsafe extern "system" fn allocate_contiguous_pages_for_mdl(
 ) -> PMDL {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
-    match s
-        .machine
+    s.machine
         .memory
         .allocate_contiguous(limit(low), limit(high), bytes)
-    {
-        Some(mdl) => {
+        .map_or(ptr::null_mut(), |mdl| {
             lock(&s.state.mdls).insert(mdl);
             mdl_handle(mdl)
-        }
-        None => ptr::null_mut(),
-    }
+        })
 }
 
 unsafe extern "system" fn map_allocated_pages(
@@ -554,13 +550,13 @@ unsafe extern "system" fn map_allocated_pages(
 ) -> PVOID {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
-    match s.machine.memory.map(mdl.addr()) {
-        Some(base) => {
+    s.machine
+        .memory
+        .map(mdl.addr())
+        .map_or(ptr::null_mut(), |base| {
             lock(&s.state.mappings).insert(base.addr());
             base.cast()
-        }
-        None => ptr::null_mut(),
-    }
+        })
 }
 
 unsafe extern "system" fn unmap_allocated_pages(this: *mut c_void, base: PVOID, mdl: PMDL) {

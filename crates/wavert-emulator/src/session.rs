@@ -68,8 +68,12 @@ pub struct LoopbackResult {
     pub capture_trace: Vec<PositionSample>,
     /// QPC at which capture entered RUN.
     pub capture_run_qpc: u64,
-    /// Hardware latency the render stream reported, in bytes (FIFO) and 100 ns.
+    /// Hardware latency the render stream reported (FIFO, chipset and
+    /// codec delay), in milliseconds.
     pub reported_latency_ms: f64,
+    /// The same in whole frames (rounded down): where the capture should
+    /// repeat the render data.
+    pub reported_latency_frames: u64,
 }
 
 /// The wave filter to stream through.
@@ -145,6 +149,10 @@ pub fn run_loopback(
     let reported_latency_ms = f64::from(latency.FifoSize) * 1000.0
         / f64::from(format.bytes_per_second().max(1))
         + f64::from(latency.ChipsetDelay + latency.CodecDelay) / 10_000.0;
+    let reported_latency_frames = u64::from(latency.FifoSize) / u64::from(block.max(1))
+        + (u64::from(latency.ChipsetDelay) + u64::from(latency.CodecDelay))
+            * u64::from(format.sample_rate())
+            / 10_000_000;
 
     let mut source_at = 0usize;
     let mut source = |out: &mut [u8]| {
@@ -217,5 +225,6 @@ pub fn run_loopback(
         capture_trace,
         capture_run_qpc,
         reported_latency_ms,
+        reported_latency_frames,
     })
 }

@@ -153,7 +153,8 @@ pub fn write_wav(path: &Path, format: &AudioFormat, data: &[u8]) -> io::Result<(
         } else {
             let mut word = [0u8; 4];
             word[4 - bytes..].copy_from_slice(sample);
-            let v = i32::from_le_bytes(word) >> (32 - 8 * bytes as u32) >> shift;
+            let unused_bits = 32 - 8 * u32::try_from(bytes).unwrap_or(4);
+            let v = i32::from_le_bytes(word) >> unused_bits >> shift;
             writer.write_sample(v).map_err(io::Error::other)?;
         }
     }
@@ -222,7 +223,7 @@ pub fn position_plot_svg(
     block_align: u32,
     title: &str,
 ) -> String {
-    let (w, h, m) = (800.0_f64, 480.0_f64, 60.0_f64);
+    let (width, height, margin) = (800.0_f64, 480.0_f64, 60.0_f64);
     #[allow(clippy::cast_precision_loss, reason = "plot coordinates")]
     let points: Vec<(f64, f64)> = trace
         .iter()
@@ -233,36 +234,39 @@ pub fn position_plot_svg(
         .collect();
     let max_t = points.iter().map(|p| p.0).fold(1.0, f64::max);
     let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max);
-    let x = |t: f64| (t / max_t).mul_add(2.0f64.mul_add(-m, w), m);
-    let y = |v: f64| (v / max_y).mul_add(-2.0f64.mul_add(-m, h), h - m);
+    let to_x = |t: f64| (t / max_t).mul_add(2.0f64.mul_add(-margin, width), margin);
+    let to_y = |v: f64| (v / max_y).mul_add(-2.0f64.mul_add(-margin, height), height - margin);
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(svg, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+    );
     let _ = writeln!(
         svg,
         r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#,
-        w / 2.0
+        width / 2.0
     );
     let _ = writeln!(
         svg,
-        r#"<line x1="{m}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{b}" stroke="black"/>"#,
-        b = h - m,
-        r = w - m
+        r#"<line x1="{margin}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{margin}" y1="{margin}" x2="{margin}" y2="{b}" stroke="black"/>"#,
+        b = height - margin,
+        r = width - margin
     );
     let _ = writeln!(
         svg,
         r#"<text x="{}" y="{}" text-anchor="middle">time since RUN (ms), 0 .. {max_t:.0}</text>"#,
-        w / 2.0,
-        h - 20.0
+        width / 2.0,
+        height - 20.0
     );
     let _ = writeln!(
         svg,
         r#"<text x="15" y="{}" transform="rotate(-90 15 {})" text-anchor="middle">position (frames), 0 .. {max_y:.0}</text>"#,
-        h / 2.0,
-        h / 2.0
+        height / 2.0,
+        height / 2.0
     );
     let mut path = String::new();
     for (i, &(t, v)) in points.iter().enumerate() {
@@ -270,8 +274,8 @@ pub fn position_plot_svg(
             path,
             "{}{:.1},{:.1} ",
             if i == 0 { "M" } else { "L" },
-            x(t),
-            y(v)
+            to_x(t),
+            to_y(v)
         );
     }
     let _ = writeln!(

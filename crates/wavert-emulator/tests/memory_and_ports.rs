@@ -204,7 +204,7 @@ fn port_stream_refcount_query_interface_and_the_hidden_return_pointer() {
             .memory
             .page_address(mdl.addr(), index as usize)
             .unwrap();
-        assert_eq!(result.QuadPart, expected as i64);
+        assert_eq!(result.QuadPart, i64::try_from(expected).unwrap());
     }
     let base = call!(vt.MapAllocatedPages, this, mdl, MmCached);
     assert!(!base.is_null());
