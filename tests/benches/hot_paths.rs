@@ -12,6 +12,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use wavert_core::ac97::{nabm, Channel, ChannelKind, DmaMemory, RegisterBus};
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::geometry::CyclicBuffer;
 use wavert_core::range::{intersect, DeviceRange, KSDATARANGE_AUDIO_SIZE};
@@ -89,5 +90,132 @@ fn format_intersection(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, descriptor_lists, format_intersection);
+/// An in-memory AC'97 bus-master window that plays the engine: before each
+/// interrupt one more entry has completed (CIV moves on, BCIS set). It counts
+/// every access, so the ISR's register traffic is measured, not assumed.
+#[derive(Default)]
+struct CountingBusMaster {
+    current_index: u8,
+    last_valid_index: u8,
+    status: u16,
+    accesses: u64,
+}
+
+impl CountingBusMaster {
+    const OUT_CIV: u16 = nabm::PCM_OUT + nabm::CIV;
+    const OUT_LVI: u16 = nabm::PCM_OUT + nabm::LVI;
+    const OUT_SR: u16 = nabm::PCM_OUT + nabm::SR;
+
+    /// The engine finished the current entry and raised its interrupt.
+    const fn complete_entry(&mut self) {
+        self.current_index = (self.current_index + 1) % 32;
+        self.status |= nabm::SR_COMPLETION;
+    }
+}
+
+impl RegisterBus for CountingBusMaster {
+    fn read8(&mut self, offset: u16) -> u8 {
+        self.accesses += 1;
+        match offset {
+            Self::OUT_CIV => self.current_index,
+            Self::OUT_LVI => self.last_valid_index,
+            _ => 0,
+        }
+    }
+    fn read16(&mut self, offset: u16) -> u16 {
+        self.accesses += 1;
+        if offset == Self::OUT_SR {
+            self.status
+        } else {
+            0
+        }
+    }
+    fn read32(&mut self, offset: u16) -> u32 {
+        self.accesses += 1;
+        if offset == Self::OUT_CIV {
+            u32::from(self.current_index)
+                | u32::from(self.last_valid_index) << 8
+                | u32::from(self.status) << 16
+        } else {
+            0
+        }
+    }
+    fn write8(&mut self, offset: u16, value: u8) {
+        self.accesses += 1;
+        if offset == Self::OUT_LVI {
+            self.last_valid_index = value;
+        }
+    }
+    fn write16(&mut self, offset: u16, value: u16) {
+        self.accesses += 1;
+        if offset == Self::OUT_SR {
+            self.status &= !value;
+        }
+    }
+    fn write32(&mut self, _offset: u16, _value: u32) {
+        self.accesses += 1;
+    }
+}
+
+/// Descriptor memory that keeps nothing: the benchmark measures the ISR's
+/// logic and register traffic, not memory writes.
+struct DiscardingMemory;
+
+impl DmaMemory for DiscardingMemory {
+    fn write(&mut self, _physical: u64, _bytes: &[u8]) {}
+}
+
+/// The AC'97 interrupt service for PCM out in steady state. Writes the
+/// register accesses per interrupt to `target/bench-figures/` for
+/// `cargo xtask bench`.
+fn ac97_interrupt(c: &mut Criterion) {
+    // 64 KiB of 16-bit stereo in 2 KiB entries: 32 segments, as the ring.
+    let pages = shuffled_pages(16);
+    let buffer = CyclicBuffer::new(&pages, 0, 65_536).expect("valid buffer");
+    let mut segments = vec![Descriptor::default(); 64];
+    let count = build(&buffer, &SgProfile::AC97, 2_048, &mut segments).expect("builds");
+    segments.truncate(count);
+
+    let mut bus = CountingBusMaster::default();
+    let mut channel = Channel::new(ChannelKind::PcmOut, 0x10_0000).expect("list address");
+    channel
+        .start(&mut bus, &mut DiscardingMemory, &segments)
+        .expect("starts");
+    let before = channel.stats();
+    c.bench_function("ac97/isr_pcm_out", |b| {
+        b.iter(|| {
+            bus.complete_entry();
+            channel
+                .service_interrupt(&mut bus, &mut DiscardingMemory, black_box(&segments))
+                .expect("services")
+        });
+    });
+    let after = channel.stats();
+    let interrupts = after.interrupts - before.interrupts;
+    let accesses = after.interrupt_register_accesses - before.interrupt_register_accesses;
+    if interrupts > 0 {
+        #[allow(clippy::cast_precision_loss, reason = "a ratio of counts for a report")]
+        let per_interrupt = accesses as f64 / interrupts as f64;
+        record_figure("ac97_isr_accesses_per_interrupt", per_interrupt);
+    }
+}
+
+/// Writes a counted (not timed) figure where `cargo xtask bench` reads it.
+fn record_figure(name: &str, value: f64) {
+    // Benchmarks run in the package directory; a relative CARGO_TARGET_DIR
+    // is relative to the workspace root, where cargo was started.
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let directory = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace.join("target"), |dir| workspace.join(dir));
+    let directory = directory.join("bench-figures");
+    std::fs::create_dir_all(&directory).expect("figure directory");
+    std::fs::write(directory.join(name), format!("{value}\n")).expect("figure written");
+}
+
+criterion_group!(
+    benches,
+    descriptor_lists,
+    format_intersection,
+    ac97_interrupt
+);
 criterion_main!(benches);
