@@ -407,11 +407,13 @@ impl CableAdapter {
         &self.ports
     }
 
-    /// Device removal: PortCls releases the miniports and the ports; the
-    /// last miniport reference takes the cable (and its timer) with it.
+    /// Device removal: PortCls unregisters the subdevices and releases the
+    /// miniports and the ports; the last miniport reference takes the cable
+    /// (and its timer) with it.
     pub fn remove(mut self) {
         self.cable = None;
         for port in &self.ports {
+            self.machine.unregister_port(port.address());
             port.unbind();
         }
         self.ports.clear();

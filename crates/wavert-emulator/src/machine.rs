@@ -375,6 +375,17 @@ impl Machine {
         r.connections.push(connection);
     }
 
+    /// Device removal: forgets the subdevices registered with the port
+    /// object at `port` and every connection that names them.
+    pub fn unregister_port(&self, port: usize) {
+        let mut r = lock(&self.registrations);
+        let Some(name) = r.name_of(port).map(ToOwned::to_owned) else {
+            return;
+        };
+        r.subdevices.retain(|(_, p)| *p != port);
+        r.connections.retain(|c| c.from != name && c.to != name);
+    }
+
     /// Everything registered so far.
     #[must_use]
     pub fn registrations(&self) -> Registrations {

@@ -1,0 +1,601 @@
+//! The product's virtual cable (`wavert-miniport`) loaded by the emulator as
+//! PortCls loads it (`StartDevice` through the miniport crate's own
+//! `adapter::install`), found by its registered subdevice names and driven
+//! only through its vtables by the emulated audio engine.
+#![allow(
+    clippy::unwrap_used,
+    clippy::missing_panics_doc,
+    clippy::cast_possible_truncation,
+    reason = "test code: byte counts far below 2^32"
+)]
+
+use std::sync::Arc;
+
+use wavert_emulator::cable::{start_cable_adapter, CableAdapter, CableOptions};
+use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest, Stream};
+use wavert_emulator::hlk;
+use wavert_emulator::machine::{ClockMode, Machine};
+use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory, PAGE_SIZE};
+use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
+use wavert_emulator::signal;
+use wavert_miniport::adapter::{PHYSICAL_CONNECTIONS, SUBDEVICES};
+use wavert_miniport::DmaMode;
+
+const PAGE: u64 = PAGE_SIZE as u64;
+
+fn machine_with(config: MemoryConfig) -> Arc<Machine> {
+    Machine::new(
+        PhysicalMemory::anonymous(config).unwrap(),
+        ClockMode::Virtual,
+    )
+}
+
+fn new_machine() -> Arc<Machine> {
+    machine_with(MemoryConfig {
+        size_bytes: 32 << 20,
+        ..MemoryConfig::default()
+    })
+}
+
+fn start(machine: &Arc<Machine>, dma: DmaMode) -> CableAdapter {
+    start_cable_adapter(
+        machine,
+        CableOptions {
+            dma,
+            ..CableOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Nothing left behind: pages, MDLs, mappings, port objects, timers,
+/// protocol violations.
+fn assert_clean(machine: &Machine, what: &str) {
+    assert_eq!(machine.memory.pages_in_use(), 0, "{what}: pages leaked");
+    assert_eq!(machine.memory.live_mdls(), 0, "{what}: MDLs leaked");
+    assert_eq!(machine.memory.live_mappings(), 0, "{what}: mappings leaked");
+    assert_eq!(machine.live_objects(), 0, "{what}: port objects leaked");
+    assert_eq!(machine.running_timers(), 0, "{what}: timer still running");
+    assert!(
+        machine.violations().is_empty(),
+        "{what}: {:?}",
+        machine.violations()
+    );
+}
+
+/// Whether a page list is scattered: no page directly follows the one
+/// before it (trivially true for one page).
+fn scattered(pages: &[u64]) -> bool {
+    pages.windows(2).all(|w| w[1] != w[0] + PAGE)
+}
+
+/// One render-to-capture session through the registered wave filters.
+fn loopback(
+    machine: &Arc<Machine>,
+    adapter: &CableAdapter,
+    config: &LoopbackConfig,
+    seconds: f64,
+) -> (LoopbackResult, Vec<u8>) {
+    let render = adapter.wave_filter("WaveRender").unwrap();
+    let capture = adapter.wave_filter("WaveCapture").unwrap();
+    let mut rendered = Vec::new();
+    let result = run_loopback(
+        machine,
+        render.as_filter(),
+        capture.as_filter(),
+        config,
+        &mut |format| {
+            rendered = signal::test_signal(format, seconds);
+            rendered.clone()
+        },
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{config:?}: {e}"));
+    (result, rendered)
+}
+
+/// Every rendered frame comes back, at exactly the reported latency, with
+/// no glitch on either side, and the event and packet counts agree.
+fn assert_bit_exact(result: &LoopbackResult, rendered: &[u8], config: &LoopbackConfig) {
+    let what = format!("{config:?}");
+    let format = result.format;
+    assert_eq!(format.sample_rate(), config.format.rate, "{what}");
+    assert_eq!(format.channels(), config.format.channels, "{what}");
+    assert_eq!(format.valid_bits(), config.format.bits, "{what}");
+    let block = format.block_align() as usize;
+    let lag = signal::find_alignment(rendered, &result.captured, block, 96_000)
+        .unwrap_or_else(|| panic!("{what}: rendered signal not found in the capture"));
+    assert_eq!(
+        lag as u64, result.reported_latency_frames,
+        "{what}: capture repeats render {lag} frames late, the stream reported {}",
+        result.reported_latency_frames
+    );
+    let (mismatches, first) = signal::mismatched_frames(rendered, &result.captured, block, lag);
+    assert_eq!(mismatches, 0, "{what}: first differing frame {first:?}");
+    assert_eq!(result.render.glitches, 0, "{what}: render glitches");
+    assert_eq!(result.capture.glitches, 0, "{what}: capture glitches");
+    // One packet per notification, a packet being buffer / count.
+    let packet = result.capture_buffer / config.notification_count;
+    assert_eq!(
+        result.captured.len() as u64,
+        result.capture.packets * u64::from(packet),
+        "{what}"
+    );
+    assert_eq!(
+        result.capture.notifications, result.capture.packets,
+        "{what}"
+    );
+    assert_eq!(result.render.notifications, result.render.packets, "{what}");
+    assert!(
+        result
+            .render
+            .notifications
+            .abs_diff(result.capture.notifications)
+            <= 1,
+        "{what}: render {} and capture {} notifications at the same rate",
+        result.render.notifications,
+        result.capture.notifications
+    );
+    // Each granted buffer is whole frames per packet, on scattered pages.
+    for (size, pages) in [
+        (result.render_buffer, &result.render_pages),
+        (result.capture_buffer, &result.capture_pages),
+    ] {
+        assert_eq!(size % config.notification_count, 0, "{what}");
+        assert_eq!(
+            (size / config.notification_count) as usize % block,
+            0,
+            "{what}"
+        );
+        assert_eq!(pages.len(), (size as usize).div_ceil(PAGE_SIZE), "{what}");
+        assert!(scattered(pages), "{what}: contiguous pages {pages:x?}");
+    }
+}
+
+fn request(rate: u32, bits: u16, channels: u16, float: bool) -> FormatRequest {
+    FormatRequest {
+        rate,
+        bits,
+        channels,
+        float,
+    }
+}
+
+#[test]
+fn start_device_registers_four_subdevices_and_two_connections() {
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let r = machine.registrations();
+    let names: Vec<&str> = r.subdevices.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "WaveRender",
+            "TopologyRender",
+            "WaveCapture",
+            "TopologyCapture"
+        ]
+    );
+    assert_eq!(
+        names,
+        SUBDEVICES.iter().map(|s| s.name).collect::<Vec<_>>(),
+        "the registration order is the adapter table's"
+    );
+    // Four distinct port objects.
+    let mut ports: Vec<usize> = r.subdevices.iter().map(|(_, p)| *p).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 4);
+    let connections: Vec<(&str, u32, &str, u32)> = r
+        .connections
+        .iter()
+        .map(|c| (c.from.as_str(), c.from_pin, c.to.as_str(), c.to_pin))
+        .collect();
+    assert_eq!(
+        connections,
+        [
+            ("WaveRender", 1, "TopologyRender", 0),
+            ("TopologyCapture", 1, "WaveCapture", 1)
+        ]
+    );
+    for (c, table) in r.connections.iter().zip(PHYSICAL_CONNECTIONS) {
+        assert_eq!(c.from, SUBDEVICES[table.from].name);
+        assert_eq!(c.to, SUBDEVICES[table.to].name);
+    }
+    // The engine finds wave filters (and only those) by name, each with a
+    // render or capture streaming pin as its direction says.
+    let render = adapter.wave_filter("WaveRender").unwrap();
+    let capture = adapter.wave_filter("WaveCapture").unwrap();
+    assert_eq!(streaming_pin(render.description, false), Some(0));
+    assert_eq!(streaming_pin(render.description, true), None);
+    assert_eq!(streaming_pin(capture.description, true), Some(0));
+    assert_eq!(streaming_pin(capture.description, false), None);
+    assert!(adapter.wave_filter("TopologyRender").is_none());
+    assert!(adapter.wave_filter("Wave").is_none());
+    assert!(adapter.topology_filter("TopologyRender").is_some());
+    assert!(adapter.topology_filter("TopologyCapture").is_some());
+    assert!(adapter.topology_filter("WaveRender").is_none());
+    // The timer only runs while a stream runs.
+    assert_eq!(machine.running_timers(), 0);
+    let log = machine.log_lines();
+    assert!(
+        log.iter().any(|l| l.contains("virtual cable registered")),
+        "{log:?}"
+    );
+    drop((render, capture));
+    adapter.remove();
+    assert_clean(&machine, "after removal");
+    let r = machine.registrations();
+    assert!(r.subdevices.is_empty() && r.connections.is_empty(), "{r:?}");
+    // The same machine starts the device again.
+    let adapter = start(&machine, DmaMode::Refill);
+    assert_eq!(machine.registrations().subdevices.len(), 4);
+    adapter.remove();
+    assert_clean(&machine, "after the second removal");
+}
+
+#[test]
+fn a_failing_portcls_call_during_start_device_leaves_nothing_behind() {
+    // A clean start makes 14 PortCls calls: PcNewPort, IPort::Init and
+    // PcRegisterSubdevice per subdevice, then two physical connections.
+    let machine = new_machine();
+    let services_calls = {
+        let adapter = start(&machine, DmaMode::Looping);
+        let r = machine.registrations();
+        adapter.remove();
+        assert_clean(&machine, "clean start");
+        r.subdevices.len() * 3 + r.connections.len()
+    };
+    assert_eq!(services_calls, 14);
+    for call in 0..services_calls {
+        let machine = new_machine();
+        let status = start_cable_adapter(
+            &machine,
+            CableOptions {
+                fail_portcls_call: Some(call),
+                ..CableOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            status.0,
+            portcls_sys::STATUS_INSUFFICIENT_RESOURCES,
+            "call {call}"
+        );
+        // The failed device's subdevices are gone with it.
+        let r = machine.registrations();
+        assert!(
+            r.subdevices.is_empty() && r.connections.is_empty(),
+            "call {call}: {r:?}"
+        );
+        assert_clean(&machine, &format!("PortCls call {call} failed"));
+        // The log says which subdevice failed (connections come after all four).
+        let failed = machine
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("failed"));
+        if call < 12 {
+            let name = SUBDEVICES[call / 3].name;
+            assert!(
+                failed.as_deref().is_some_and(|l| l.contains(name)),
+                "call {call}: {failed:?}"
+            );
+        } else {
+            assert_eq!(failed, None, "call {call}");
+        }
+    }
+}
+
+#[test]
+fn format_sweep_is_bit_exact() {
+    // Every bit depth and float at every rate class, stereo; then 1, 6 and
+    // 8 channels. 24-bit frames (6, 18, 24 bytes) straddle page ends.
+    let mut requests = Vec::new();
+    for rate in [44_100, 48_000, 96_000, 192_000] {
+        for (bits, float) in [(16, false), (24, false), (32, false), (32, true)] {
+            requests.push(request(rate, bits, 2, float));
+        }
+    }
+    requests.extend([
+        request(48_000, 16, 1, false),
+        request(44_100, 24, 1, false),
+        request(48_000, 24, 6, false),
+        request(96_000, 32, 6, true),
+        request(48_000, 16, 8, false),
+        request(192_000, 24, 8, false),
+        request(44_100, 32, 8, true),
+    ]);
+    for format in requests {
+        let machine = new_machine();
+        let adapter = start(&machine, DmaMode::Looping);
+        let config = LoopbackConfig {
+            format,
+            period_ms: 10,
+            notification_count: 2,
+            ..LoopbackConfig::default()
+        };
+        let (result, rendered) = loopback(&machine, &adapter, &config, 0.25);
+        assert_bit_exact(&result, &rendered, &config);
+        let stats = adapter.cable().unwrap().stats();
+        assert_eq!(stats.dma_errors, 0, "{format:?}");
+        assert_eq!(stats.skipped_bytes, 0, "{format:?}");
+        adapter.remove();
+        assert_clean(&machine, &format!("{format:?}"));
+    }
+}
+
+#[test]
+fn both_dma_modes_and_notification_counts_are_bit_exact() {
+    for dma in [DmaMode::Looping, DmaMode::Refill] {
+        for notification_count in [1, 2] {
+            for (format, period_ms) in [
+                (request(48_000, 16, 2, false), 20),
+                // Buffers of whole milliseconds (the cable's timer period):
+                // with one notification the client rewrites the whole
+                // buffer at the event, so the event must not come late.
+                (request(44_100, 24, 2, false), 20),
+                (request(96_000, 32, 8, true), 10),
+            ] {
+                let machine = new_machine();
+                let adapter = start(&machine, dma);
+                let config = LoopbackConfig {
+                    format,
+                    period_ms,
+                    notification_count,
+                    ..LoopbackConfig::default()
+                };
+                let (result, rendered) = loopback(&machine, &adapter, &config, 0.4);
+                assert_bit_exact(&result, &rendered, &config);
+                assert!(
+                    result.render_pages.len() >= 2,
+                    "{config:?}: buffer on one page shows no scatter"
+                );
+                let stats = adapter.cable().unwrap().stats();
+                assert_eq!(stats.dma_errors, 0, "{dma:?} {config:?}");
+                assert_eq!(stats.skipped_bytes, 0, "{dma:?} {config:?}");
+                // Every event the cable signalled reached the engine.
+                assert!(
+                    stats.signals >= result.render.notifications + result.capture.notifications,
+                    "{dma:?} {config:?}: {stats:?}"
+                );
+                adapter.remove();
+                assert_clean(&machine, &format!("{dma:?} {config:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn fragmented_memory_gives_isolated_pages_and_stays_bit_exact() {
+    // Contiguous RAM, then every page taken and every other one given
+    // back: each free page is alone, so every buffer is all page breaks.
+    let machine = machine_with(MemoryConfig {
+        size_bytes: 4 << 20,
+        fragmentation: Fragmentation::Contiguous,
+        ..MemoryConfig::default()
+    });
+    let mut held = Vec::new();
+    while let Some(mdl) = machine.memory.allocate_pages(u64::MAX, PAGE_SIZE) {
+        held.push(mdl);
+    }
+    assert!(held.len() > 500, "{} pages", held.len());
+    for (i, &mdl) in held.iter().enumerate() {
+        if i % 2 == 0 {
+            machine.memory.free(mdl);
+        }
+    }
+    let in_use = machine.memory.pages_in_use();
+    for dma in [DmaMode::Looping, DmaMode::Refill] {
+        let adapter = start(&machine, dma);
+        let config = LoopbackConfig {
+            format: request(96_000, 24, 6, false),
+            period_ms: 20,
+            notification_count: 2,
+            ..LoopbackConfig::default()
+        };
+        let (result, rendered) = loopback(&machine, &adapter, &config, 0.3);
+        assert_bit_exact(&result, &rendered, &config);
+        assert!(
+            result.render_pages.len() >= 16,
+            "{}",
+            result.render_pages.len()
+        );
+        for pages in [&result.render_pages, &result.capture_pages] {
+            // Not merely out of order: no two buffer pages are neighbours.
+            let mut sorted = pages.clone();
+            sorted.sort_unstable();
+            assert!(scattered(&sorted), "{dma:?}: {pages:x?}");
+        }
+        adapter.remove();
+        assert_eq!(
+            machine.memory.pages_in_use(),
+            in_use,
+            "{dma:?}: pages leaked"
+        );
+    }
+    for (i, &mdl) in held.iter().enumerate() {
+        if i % 2 == 1 {
+            machine.memory.free(mdl);
+        }
+    }
+    assert_clean(&machine, "fragmented");
+}
+
+/// Opens render and capture, asks each for a 20 ms x 2 buffer, then
+/// streams a little when both got one; closes everything. Returns the
+/// granted sizes.
+fn open_allocate_stream_close(
+    machine: &Arc<Machine>,
+    adapter: &CableAdapter,
+) -> Result<(u32, u32), String> {
+    let format = request(48_000, 16, 2, false);
+    let mut streams = Vec::new();
+    for (name, capture) in [("WaveRender", false), ("WaveCapture", true)] {
+        let filter = adapter.wave_filter(name).unwrap();
+        let pin = streaming_pin(filter.description, capture).unwrap();
+        let (_, bytes) =
+            negotiate_format(&filter.miniport, filter.description, pin, &format).unwrap();
+        streams.push(Stream::open(machine, &filter.miniport, pin, capture, &bytes).unwrap());
+    }
+    let mut granted = Vec::new();
+    let mut outcome = Ok(());
+    for stream in &mut streams {
+        match stream.allocate(7680, Some(2)) {
+            Ok(size) => granted.push(size),
+            Err(e) => outcome = outcome.and(Err(e.to_string())),
+        }
+    }
+    if outcome.is_ok() {
+        for stream in &mut streams {
+            stream.register_event().map_err(|e| e.to_string())?;
+            stream
+                .set_state(portcls_sys::KSSTATE_RUN)
+                .map_err(|e| e.to_string())?;
+        }
+        machine.advance(50 * wavert_emulator::machine::QPC_PER_MS);
+        for stream in &mut streams {
+            let moved = stream.position().map_err(|e| e.to_string())?;
+            if moved == 0 {
+                outcome = Err("position did not move".to_owned());
+            }
+        }
+    }
+    for stream in streams {
+        stream.close().map_err(|e| e.to_string())?;
+    }
+    outcome.map(|()| (granted[0], granted[1]))
+}
+
+#[test]
+fn an_allocation_failure_at_every_point_leaks_nothing() {
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    assert_eq!(
+        open_allocate_stream_close(&machine, &adapter).unwrap(),
+        (7680, 7680)
+    );
+    adapter.remove();
+    assert_clean(&machine, "no fault");
+    let points = machine.memory.allocation_calls();
+    // Pages and a mapping per stream (the client's own view is no fault point).
+    assert_eq!(points.len(), 4, "{points:?}");
+
+    for call in 0..points.len() as u64 {
+        // One failure: the miniport halves its wish and retries (pages), or
+        // gives up cleanly (mapping).
+        let machine = new_machine();
+        let adapter = start(&machine, DmaMode::Looping);
+        machine.memory.inject(call, Fault::Fail);
+        match open_allocate_stream_close(&machine, &adapter) {
+            Ok((render, capture)) => {
+                assert!(render <= 7680 && capture <= 7680, "call {call}");
+                assert!(
+                    render < 7680 || capture < 7680,
+                    "call {call}: fault unnoticed"
+                );
+                assert_eq!(render % 8, 0, "call {call}: whole frames per packet");
+                assert_eq!(capture % 8, 0, "call {call}: whole frames per packet");
+            }
+            Err(e) => assert!(e.contains("0xc000009a"), "call {call}: {e}"),
+        }
+        adapter.remove();
+        assert_clean(&machine, &format!("fault at call {call}"));
+
+        // Every call from here on fails: the allocation must fail, cleanly.
+        let machine = new_machine();
+        let adapter = start(&machine, DmaMode::Looping);
+        for later in call..call + 64 {
+            machine.memory.inject(later, Fault::Fail);
+        }
+        let e = open_allocate_stream_close(&machine, &adapter).unwrap_err();
+        assert!(e.contains("0xc000009a"), "calls {call}..: {e}");
+        adapter.remove();
+        assert_clean(&machine, &format!("faults from call {call}"));
+
+        // Fewer pages than asked: a smaller buffer, still whole packets.
+        let machine = new_machine();
+        let adapter = start(&machine, DmaMode::Looping);
+        machine.memory.inject(call, Fault::Partial { pages: 1 });
+        match open_allocate_stream_close(&machine, &adapter) {
+            Ok((render, capture)) => {
+                assert!(render % 8 == 0 && capture % 8 == 0, "call {call}");
+                assert!(render <= 7680 && capture <= 7680, "call {call}");
+            }
+            Err(e) => assert!(e.contains("0xc000009a"), "call {call}: {e}"),
+        }
+        adapter.remove();
+        assert_clean(&machine, &format!("partial at call {call}"));
+    }
+
+    // A page budget too small for both buffers: capture settles for less,
+    // and the cable still streams.
+    let machine = new_machine();
+    machine.memory.set_page_budget(Some(3));
+    let adapter = start(&machine, DmaMode::Refill);
+    let (render, capture) = open_allocate_stream_close(&machine, &adapter).unwrap();
+    assert_eq!(render, 7680);
+    assert!(capture <= 4096 && capture % 8 == 0, "capture {capture}");
+    adapter.remove();
+    assert_clean(&machine, "page budget");
+}
+
+#[test]
+fn hlk_wavetest_and_ks_position_pass_on_render_and_capture() {
+    for dma in [DmaMode::Looping, DmaMode::Refill] {
+        let machine = new_machine();
+        let adapter = start(&machine, dma);
+        for (name, capture) in [("WaveRender", false), ("WaveCapture", true)] {
+            let filter = adapter.wave_filter(name).unwrap();
+            let pin = streaming_pin(filter.description, capture).unwrap();
+            let what = format!("{dma:?} {name}");
+
+            // Every advertised format opens and streams; smallest and
+            // largest buffers work.
+            let formats = hlk::advertised_formats(filter.description, pin);
+            assert!(formats.len() >= 20, "{what}: {} formats", formats.len());
+            let findings = hlk::run_wavetest_formats(
+                &machine,
+                &filter.miniport,
+                filter.description,
+                pin,
+                capture,
+            )
+            .unwrap();
+            assert_eq!(findings.len(), formats.len() + 2, "{what}");
+            for f in &findings {
+                assert_eq!(f.outcome, Ok(()), "{what}: {}", f.rule);
+            }
+
+            for format in [request(48_000, 16, 2, false), request(192_000, 32, 8, true)] {
+                let (_, bytes) =
+                    negotiate_format(&filter.miniport, filter.description, pin, &format).unwrap();
+                // RUN moves, PAUSE freezes, STOP rewinds.
+                let findings = hlk::run_wavetest_positions(
+                    &machine,
+                    &filter.miniport,
+                    pin,
+                    capture,
+                    &bytes,
+                    // 20 ms: longer than the 5 ms poll step, or the
+                    // position would alias to the same offset.
+                    u32::from(format.channels) * u32::from(format.bits / 8) * (format.rate / 50),
+                )
+                .unwrap();
+                assert_eq!(findings.len(), 3, "{what}");
+                for f in &findings {
+                    assert_eq!(f.outcome, Ok(()), "{what} {format:?}: {}", f.rule);
+                }
+                // KS position: rate within 1 %, jitter, first move.
+                let report =
+                    hlk::run_ks_position_test(&machine, &filter.miniport, pin, capture, &bytes)
+                        .unwrap();
+                assert!(report.passed(), "{what} {format:?}: {:?}", report.failures);
+                assert!(report.used >= 90, "{what}: {} samples", report.used);
+                assert!(report.rate_error_percent < 0.1, "{what}: {report:?}");
+                assert!(report.warnings.is_empty(), "{what}: {:?}", report.warnings);
+            }
+        }
+        adapter.remove();
+        assert_clean(&machine, &format!("{dma:?} HLK runs"));
+    }
+}
