@@ -8,11 +8,14 @@
 use alloc::sync::Arc;
 
 use portcls_sys::{
-    CLSID_PortTopology, CLSID_PortWaveRT, IPort, IUnknown, GUID, KSCATEGORY_AUDIO,
-    KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
+    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IPort, IResourceList, IUnknown, GUID,
+    KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER,
+    KSCATEGORY_TOPOLOGY,
 };
 use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult};
 
+use crate::ac97::interrupt::InterruptSync;
+use crate::ac97::{Ac97Device, Ac97Resources, Ac97Wave, MixerNode, PortIo};
 use crate::cable::{Direction, VirtualCable};
 use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
 use crate::platform::{LogLevel, Platform};
@@ -53,6 +56,22 @@ pub trait PortClsServices {
         to: &ComPtr<IPort>,
         to_pin: u32,
     ) -> NtResult<()>;
+    /// `PcNewInterruptSync(&sync, NULL, resources, index,
+    /// InterruptSyncModeNormal)`: the interrupt object over the `index`-th
+    /// interrupt of `resources`. The default (for services that never start
+    /// real hardware, like the cable's) refuses with `STATUS_NOT_SUPPORTED`.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    fn new_interrupt_sync(
+        &self,
+        resources: &ComPtr<IResourceList>,
+        index: u32,
+    ) -> NtResult<ComPtr<IInterruptSync>> {
+        let _ = (resources, index);
+        Err(wavert_com::NtStatus::NOT_SUPPORTED)
+    }
 }
 
 /// What kind of filter a subdevice is.
@@ -221,4 +240,121 @@ pub fn install<S: PortClsServices, P: Platform>(
     }
     cable.log(LogLevel::Info, format_args!("virtual cable registered"));
     Ok(())
+}
+
+// ---- AC'97 ----------------------------------------------------------------
+
+static AC97_WAVE_RENDER_W: [u16; 15] = utf16z("Ac97WaveRender");
+static AC97_TOPOLOGY_RENDER_W: [u16; 19] = utf16z("Ac97TopologyRender");
+static AC97_WAVE_CAPTURE_W: [u16; 16] = utf16z("Ac97WaveCapture");
+static AC97_TOPOLOGY_CAPTURE_W: [u16; 20] = utf16z("Ac97TopologyCapture");
+
+/// The AC'97's four subdevices, in registration order (the same order and
+/// filter shapes as [`SUBDEVICES`], so [`PHYSICAL_CONNECTIONS`] applies).
+pub const AC97_SUBDEVICES: [Subdevice; 4] = [
+    Subdevice {
+        name: "Ac97WaveRender",
+        name_utf16: &AC97_WAVE_RENDER_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_REALTIME],
+        kind: SubdeviceKind::Wave(Direction::Render),
+    },
+    Subdevice {
+        name: "Ac97TopologyRender",
+        name_utf16: &AC97_TOPOLOGY_RENDER_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
+        kind: SubdeviceKind::Topology(Direction::Render),
+    },
+    Subdevice {
+        name: "Ac97WaveCapture",
+        name_utf16: &AC97_WAVE_CAPTURE_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME],
+        kind: SubdeviceKind::Wave(Direction::Capture),
+    },
+    Subdevice {
+        name: "Ac97TopologyCapture",
+        name_utf16: &AC97_TOPOLOGY_CAPTURE_W,
+        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
+        kind: SubdeviceKind::Topology(Direction::Capture),
+    },
+];
+
+fn install_ac97_one<S: PortClsServices, P: Platform, IO: PortIo>(
+    services: &S,
+    device: &Arc<Ac97Device<P, IO>>,
+    subdevice: &Subdevice,
+) -> NtResult<ComPtr<IPort>> {
+    let port = match subdevice.kind {
+        SubdeviceKind::Wave(direction) => {
+            let miniport = new_wave_rt_miniport(Ac97Wave::new(device.clone(), direction))?;
+            let port = services.new_port(&CLSID_PortWaveRT)?;
+            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
+            port
+        }
+        SubdeviceKind::Topology(direction) => {
+            let hardware = Arc::new(MixerNode::new(device.clone(), direction));
+            let miniport =
+                new_topology_miniport(CableTopology::with_hardware(direction, hardware))?;
+            let port = services.new_port(&CLSID_PortTopology)?;
+            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
+            port
+        }
+    };
+    services.register_subdevice(subdevice.name_utf16, &port)?;
+    Ok(port)
+}
+
+/// `StartDevice` for a PCI AC'97: reads the two I/O windows and the
+/// interrupt from `resources`, makes the interrupt sync, brings the codec
+/// up, connects the ISR, and registers the four subdevices and their two
+/// physical connections. `io` is the platform's port I/O. Returns the
+/// device (PortCls' references keep it alive; the caller may drop its own).
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+///
+/// `STATUS_DEVICE_CONFIGURATION_ERROR` for resources that are not an
+/// AC'97's, `STATUS_DEVICE_NOT_READY` when the codec does not answer, or
+/// the first failing PortCls call's status.
+pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
+    services: &S,
+    platform: P,
+    io: IO,
+    resources: &ComPtr<IResourceList>,
+) -> NtResult<Arc<Ac97Device<P, IO>>> {
+    let windows = Ac97Resources::from_list(resources)?;
+    let sync = services.new_interrupt_sync(resources, 0)?;
+    let device = Arc::new(Ac97Device::new(
+        platform,
+        io,
+        windows,
+        InterruptSync::new(sync),
+    )?);
+    device.connect()?;
+    let mut ports: [Option<ComPtr<IPort>>; 4] = [None, None, None, None];
+    for (subdevice, slot) in AC97_SUBDEVICES.iter().zip(ports.iter_mut()) {
+        match install_ac97_one(services, &device, subdevice) {
+            Ok(port) => *slot = Some(port),
+            Err(e) => {
+                device.log(
+                    LogLevel::Error,
+                    format_args!("subdevice {} failed: {:#x}", subdevice.name, e.0),
+                );
+                return Err(e);
+            }
+        }
+    }
+    for c in &PHYSICAL_CONNECTIONS {
+        let (Some(Some(from)), Some(Some(to))) = (ports.get(c.from), ports.get(c.to)) else {
+            return Err(wavert_com::NtStatus::INVALID_PARAMETER);
+        };
+        services.register_physical_connection(from, c.from_pin, to, c.to_pin)?;
+    }
+    device.log(
+        LogLevel::Info,
+        format_args!(
+            "AC'97 registered (mixer {:#x}, bus master {:#x})",
+            windows.mixer_port, windows.bus_master_port
+        ),
+    );
+    Ok(device)
 }

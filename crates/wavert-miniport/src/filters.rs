@@ -62,9 +62,9 @@ pub const TOPO_VOLUME_NODE: u32 = 0;
 pub const TOPO_MUTE_NODE: u32 = 1;
 
 /// `KSNODEPIN_STANDARD_IN` (ksmedia.h): a node's input pin.
-const NODE_IN: ULONG = 1;
+pub(crate) const NODE_IN: ULONG = 1;
 /// `KSNODEPIN_STANDARD_OUT` (ksmedia.h): a node's output pin.
-const NODE_OUT: ULONG = 0;
+pub(crate) const NODE_OUT: ULONG = 0;
 
 /// Lowest sample rate the cable offers.
 pub const MIN_RATE: u32 = 44_100;
@@ -107,7 +107,7 @@ const fn size32<T>() -> ULONG {
     size_of::<T>() as ULONG
 }
 
-const fn audio_range(sub_format: GUID, range: &DeviceRange) -> KSDATARANGE_AUDIO {
+pub(crate) const fn audio_range(sub_format: GUID, range: &DeviceRange) -> KSDATARANGE_AUDIO {
     KSDATARANGE_AUDIO {
         DataRange: KSDATARANGE {
             Alignment: [],
@@ -156,10 +156,10 @@ static HOST_KSRANGES: DataRangeTable<2> = DataRangeTable([
         .cast_mut()
         .cast::<KSDATARANGE>(),
 ]);
-static BRIDGE_KSRANGES: DataRangeTable<1> =
+pub(crate) static BRIDGE_KSRANGES: DataRangeTable<1> =
     DataRangeTable([ptr::addr_of!(BRIDGE_KSRANGE).cast_mut()]);
 
-const fn pin(
+pub(crate) const fn pin(
     instances: ULONG,
     automation: *const PCAUTOMATION_TABLE,
     ranges_count: ULONG,
@@ -204,7 +204,7 @@ const fn host_pin(flow: KSPIN_DATAFLOW) -> PCPIN_DESCRIPTOR {
     )
 }
 
-const fn bridge_pin(
+pub(crate) const fn bridge_pin(
     flow: KSPIN_DATAFLOW,
     category: *const GUID,
     automation: *const PCAUTOMATION_TABLE,
@@ -285,7 +285,7 @@ static VOLUME_AUTOMATION: PCAUTOMATION_TABLE = automation(&VOLUME_PROPERTIES);
 static MUTE_AUTOMATION: PCAUTOMATION_TABLE = automation(&MUTE_PROPERTIES);
 static JACK_AUTOMATION: PCAUTOMATION_TABLE = automation(&JACK_PROPERTIES);
 
-const fn node(
+pub(crate) const fn node(
     kind: &'static GUID,
     name: *const GUID,
     automation: *const PCAUTOMATION_TABLE,
@@ -298,7 +298,7 @@ const fn node(
     }
 }
 
-const fn edge(
+pub(crate) const fn edge(
     from_node: ULONG,
     from_pin: ULONG,
     to_node: ULONG,
@@ -316,7 +316,7 @@ const fn edge(
     clippy::cast_possible_truncation,
     reason = "tables of a handful of entries"
 )]
-const fn filter(
+pub(crate) const fn filter(
     pins: &'static [PCPIN_DESCRIPTOR],
     nodes: &'static [PCNODE_DESCRIPTOR],
     connections: &'static [PCCONNECTION_DESCRIPTOR],

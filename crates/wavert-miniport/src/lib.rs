@@ -48,6 +48,7 @@
 
 extern crate alloc;
 
+pub mod ac97;
 pub mod adapter;
 pub mod cable;
 pub mod engine;

@@ -112,6 +112,34 @@ impl Mapping {
         true
     }
 
+    /// Copies `bytes` into the mapping at `offset`. Returns `false`
+    /// (writing nothing) when out of bounds.
+    #[must_use]
+    pub fn write(&self, offset: u32, bytes: &[u8]) -> bool {
+        let Ok(len) = u32::try_from(bytes.len()) else {
+            return false;
+        };
+        let Some(dst) = self.range(offset, len) else {
+            return false;
+        };
+        // SAFETY: the range lies inside the live mapping (checked above) and
+        // `bytes` is a distinct Rust slice, so the two cannot overlap.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_ptr(), bytes.len()) };
+        true
+    }
+
+    /// Mapping length in bytes.
+    #[must_use]
+    pub const fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether the mapping is empty.
+    #[must_use]
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Writes `len` zero bytes (silence for every supported format) at
     /// `offset`. Returns `false` (writing nothing) when out of bounds.
     #[must_use]
@@ -139,6 +167,35 @@ impl PortStream<'_> {
         let f = self.0.vtbl().AllocatePagesForMdl;
         // SAFETY: the port stream is live (we hold a reference); by-value arguments.
         let mdl = unsafe { f(self.0.this(), high, bytes as usize) };
+        NonNull::new(mdl).map(Mdl)
+    }
+
+    /// `AllocatePagesForMdl(HighAddress = high, bytes)`: non-contiguous
+    /// pages at or below `high` (a 32-bit bus master passes `0xFFFF_FFFF`).
+    #[must_use]
+    pub fn allocate_pages_below(&self, high: u64, bytes: u32) -> Option<Mdl> {
+        let high = PHYSICAL_ADDRESS {
+            QuadPart: i64::try_from(high).unwrap_or(i64::MAX),
+        };
+        let f = self.0.vtbl().AllocatePagesForMdl;
+        // SAFETY: the port stream is live (we hold a reference); by-value arguments.
+        let mdl = unsafe { f(self.0.this(), high, bytes as usize) };
+        NonNull::new(mdl).map(Mdl)
+    }
+
+    /// `AllocateContiguousPagesForMdl(low, high, bytes)`: physically
+    /// contiguous pages between `low` and `high` (a descriptor list).
+    #[must_use]
+    pub fn allocate_contiguous(&self, low: u64, high: u64, bytes: u32) -> Option<Mdl> {
+        let low = PHYSICAL_ADDRESS {
+            QuadPart: i64::try_from(low).unwrap_or(0),
+        };
+        let high = PHYSICAL_ADDRESS {
+            QuadPart: i64::try_from(high).unwrap_or(i64::MAX),
+        };
+        let f = self.0.vtbl().AllocateContiguousPagesForMdl;
+        // SAFETY: the port stream is live (we hold a reference); by-value arguments.
+        let mdl = unsafe { f(self.0.this(), low, high, bytes as usize) };
         NonNull::new(mdl).map(Mdl)
     }
 

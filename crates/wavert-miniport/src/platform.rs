@@ -56,6 +56,23 @@ pub trait Platform: Send + Sync + 'static {
     /// Stops the periodic timer; a callback already running may finish.
     /// IRQL: `<= DISPATCH_LEVEL`; called at `PASSIVE_LEVEL` outside the lock.
     fn stop_timer(&self);
+    /// Queues the platform's deferred procedure call, whose routine (at
+    /// `DISPATCH_LEVEL`) calls [`crate::ac97::Ac97Device::on_dpc`] of the
+    /// device that owns the platform (how the routine finds the device is
+    /// the platform's business, as for the timer). Queuing an already
+    /// queued DPC is a no-op (`KeInsertQueueDpc` returns `FALSE`).
+    /// IRQL: any, up to DIRQL: the AC'97 ISR calls it under the interrupt
+    /// lock, so it must not take any lock itself.
+    ///
+    /// Returns whether a DPC was queued. The default queues nothing and
+    /// returns `false`: the device then runs its deferred step at the next
+    /// `GetPosition` or state change (at `<= DISPATCH_LEVEL`), which keeps
+    /// platforms that never drive an interrupting device (the virtual
+    /// cable's) compiling unchanged. A platform serving real hardware
+    /// overrides it.
+    fn queue_dpc(&self) -> bool {
+        false
+    }
     /// Writes a log line. IRQL: `<= DISPATCH_LEVEL` (`DbgPrint` is fine at
     /// DISPATCH); must not allocate.
     fn log(&self, level: LogLevel, message: fmt::Arguments<'_>);

@@ -18,6 +18,8 @@
 
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use alloc::sync::Arc;
+
 use portcls_sys::{
     eConnTypeUnknown, eGenLocInternal, eGeoLocFront, ePortConnIntegratedDevice, IPortTopology,
     IResourceList, IUnknown, KSPROPTYPESETID_General, KSAUDIO_SPEAKER_STEREO,
@@ -43,7 +45,6 @@ pub const VOLUME_MIN: i32 = -96 * 65536;
 pub const VOLUME_MAX: i32 = 0;
 /// Volume step: 0.5 dB in 1/65536 dB.
 pub const VOLUME_STEP: i32 = 32768;
-const VOLUME_STEP_U32: u32 = 32768;
 /// `KSNODEPROPERTY_AUDIO_CHANNEL` value meaning every channel (master).
 pub const MASTER_CHANNEL: i32 = -1;
 
@@ -85,11 +86,41 @@ const _: () = assert!(
     core::mem::size_of::<portcls_sys::KSJACK_DESCRIPTION2>() == JACK_DESCRIPTION2_SIZE as usize
 );
 
-/// The topology miniport of one side: volume per channel and mute.
+/// A volume node's range in 1/65536 dB: `min..=max` in steps of `step`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeRange {
+    /// Lowest level.
+    pub min: i32,
+    /// Highest level.
+    pub max: i32,
+    /// Step (> 0).
+    pub step: i32,
+}
+
+/// The cable's range: -96..0 dB in 0.5 dB steps.
+pub const CABLE_VOLUME_RANGE: VolumeRange = VolumeRange {
+    min: VOLUME_MIN,
+    max: VOLUME_MAX,
+    step: VOLUME_STEP,
+};
+
+/// Hardware behind a topology filter's volume and mute nodes (the AC'97
+/// codec's mixer registers). IRQL: `PASSIVE_LEVEL` (property handlers).
+pub trait TopologyHardware: Send + Sync {
+    /// The volume node's range.
+    fn volume_range(&self) -> VolumeRange;
+    /// Applies left/right levels (snapped into the range) and the mute state.
+    fn apply(&self, left: i32, right: i32, muted: bool);
+}
+
+/// The topology miniport of one side: volume per channel and mute, stored,
+/// and applied to hardware when there is some.
 pub struct CableTopology {
     direction: Direction,
     levels: [AtomicI32; VOLUME_CHANNELS],
     muted: AtomicBool,
+    range: VolumeRange,
+    hardware: Option<Arc<dyn TopologyHardware>>,
 }
 
 impl CableTopology {
@@ -100,6 +131,44 @@ impl CableTopology {
             direction,
             levels: [const { AtomicI32::new(VOLUME_MAX) }; VOLUME_CHANNELS],
             muted: AtomicBool::new(false),
+            range: CABLE_VOLUME_RANGE,
+            hardware: None,
+        }
+    }
+
+    /// A topology whose volume and mute drive `hardware` (at 0 dB, or the
+    /// nearest level in its range, not muted; the hardware is told so at
+    /// once).
+    #[must_use]
+    pub fn with_hardware(direction: Direction, hardware: Arc<dyn TopologyHardware>) -> Self {
+        let range = hardware.volume_range();
+        let topology = Self {
+            direction,
+            levels: [const { AtomicI32::new(VOLUME_MAX) }; VOLUME_CHANNELS],
+            muted: AtomicBool::new(false),
+            range,
+            hardware: Some(hardware),
+        };
+        // 0 dB, or the range end nearest to it.
+        let unity = snap_level(range, 0);
+        for level in &topology.levels {
+            level.store(unity, Ordering::Relaxed);
+        }
+        topology.apply();
+        topology
+    }
+
+    /// The volume node's range.
+    #[must_use]
+    pub const fn volume_range(&self) -> VolumeRange {
+        self.range
+    }
+
+    fn apply(&self) {
+        if let Some(hardware) = &self.hardware {
+            let left = self.level(0).unwrap_or(self.range.max);
+            let right = self.level(1).unwrap_or(left);
+            hardware.apply(left, right, self.is_muted());
         }
     }
 
@@ -375,16 +444,17 @@ fn basic_support(
 const GET_SET_BASIC: u32 = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_SET | KSPROPERTY_TYPE_BASICSUPPORT;
 
 /// Snaps a level into the range, on a step.
-const fn snap_level(level: i32) -> i32 {
-    let clamped = if level < VOLUME_MIN {
-        VOLUME_MIN
-    } else if level > VOLUME_MAX {
-        VOLUME_MAX
+const fn snap_level(range: VolumeRange, level: i32) -> i32 {
+    let clamped = if level < range.min {
+        range.min
+    } else if level > range.max {
+        range.max
     } else {
         level
     };
-    // Steps are counted from the minimum; clamped - MIN is in 0..=96 dB.
-    clamped - (clamped - VOLUME_MIN) % VOLUME_STEP
+    let step = if range.step > 0 { range.step } else { 1 };
+    // Steps are counted from the minimum; clamped - min is non-negative.
+    clamped - (clamped - range.min) % step
 }
 
 /// The channel index list a request addresses.
@@ -410,7 +480,11 @@ fn volume(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Rep
             call.value,
             GET_SET_BASIC,
             VT_I4,
-            Some((VOLUME_STEP_U32, VOLUME_MIN, VOLUME_MAX)),
+            Some((
+                topology.range.step.unsigned_abs(),
+                topology.range.min,
+                topology.range.max,
+            )),
         ),
         KSPROPERTY_TYPE_GET => {
             let range = channels(call.instance)?;
@@ -430,12 +504,13 @@ fn volume(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Rep
         KSPROPERTY_TYPE_SET => {
             let range = channels(call.instance)?;
             let level = read_u32(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
-            let level = snap_level(i32::from_ne_bytes(level.to_ne_bytes()));
+            let level = snap_level(topology.range, i32::from_ne_bytes(level.to_ne_bytes()));
             for channel in range {
                 if let Some(slot) = topology.levels.get(channel) {
                     slot.store(level, Ordering::Relaxed);
                 }
             }
+            topology.apply();
             Ok(Reply::Done(4))
         }
         _ => Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST)),
@@ -466,6 +541,7 @@ fn mute(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Reply
             channels(call.instance)?;
             let muted = read_u32(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
             topology.muted.store(muted != 0, Ordering::Relaxed);
+            topology.apply();
             Ok(Reply::Done(4))
         }
         _ => Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST)),

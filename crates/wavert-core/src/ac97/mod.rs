@@ -580,6 +580,37 @@ impl Channel {
         self.stats.control_register_accesses += u64::from(bus.accesses);
     }
 
+    /// Pauses a running channel: clears the run bit (the engine stops
+    /// fetching and keeps CIV and PICB, so [`Self::position`] stays where it
+    /// was) and leaves the refill state as it is for [`Self::resume`].
+    ///
+    /// # Errors
+    /// [`Ac97Error::NotRunning`].
+    pub fn pause(&mut self, bus_master: &mut impl RegisterBus) -> Result<(), Ac97Error> {
+        if self.dma.is_none() {
+            return Err(Ac97Error::NotRunning);
+        }
+        let mut bus = Counted::new(bus_master);
+        bus.write8(self.register(nabm::CR), RUN_CONTROL & !nabm::CR_RUN);
+        self.stats.control_register_accesses += u64::from(bus.accesses);
+        Ok(())
+    }
+
+    /// Resumes a paused channel where it stopped: sets the run bit again.
+    ///
+    /// # Errors
+    /// [`Ac97Error::NotRunning`] when the channel was never started (or
+    /// stopped since).
+    pub fn resume(&mut self, bus_master: &mut impl RegisterBus) -> Result<(), Ac97Error> {
+        if self.dma.is_none() {
+            return Err(Ac97Error::NotRunning);
+        }
+        let mut bus = Counted::new(bus_master);
+        bus.write8(self.register(nabm::CR), RUN_CONTROL);
+        self.stats.control_register_accesses += u64::from(bus.accesses);
+        Ok(())
+    }
+
     /// The interrupt service for this channel: read CIV/LVI/SR in one
     /// access, acknowledge exactly the status bits seen, account the
     /// completed segments and refill the ring, restarting the engine if it

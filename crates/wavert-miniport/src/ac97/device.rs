@@ -1,0 +1,892 @@
+//! [`Ac97Device`]: the card as every filter and stream of it sees it.
+//!
+//! Two kinds of state, two locks, as on Windows:
+//!
+//! * **Interrupt-lock state** (`HwState`): each channel's
+//!   `wavert_core::ac97::Channel`, its segment list and the mapping of its
+//!   descriptor list. The ISR owns it while it runs (PortCls holds the
+//!   interrupt spin lock around service routines); everything else reaches
+//!   it only through `IInterruptSync::CallSynchronizedRoutine`
+//!   ([`InterruptSync::synchronized`]), at DIRQL. Nothing in there
+//!   allocates or frees: vectors and mappings are moved in and out, and
+//!   dropped or unmapped by the caller at `PASSIVE_LEVEL`.
+//! * **Spin-lock state** (`SoftState`, the platform's `DISPATCH_LEVEL` lock):
+//!   stream states, notification events and packet counters, touched by
+//!   the property paths and the deferred step.
+//!
+//! The ISR passes the deferred step its results through atomics (completed
+//! bytes per channel) and asks the platform for a DPC
+//! ([`Platform::queue_dpc`]); the DPC ([`Ac97Device::on_dpc`], at
+//! `DISPATCH_LEVEL`) signals the events of every packet end crossed. Events
+//! are never signalled from the ISR: `KeSetEvent` is not callable at DIRQL.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use portcls_sys::{IInterruptSync, NTSTATUS, PKEVENT, STATUS_SUCCESS, STATUS_UNSUCCESSFUL};
+use wavert_com::{NtResult, NtStatus};
+use wavert_core::ac97::{
+    nam, Ac97Error, Channel, ChannelKind, ChannelStats, Codec, DmaMemory, MAX_RATE,
+};
+use wavert_core::sg::Descriptor;
+use wavert_core::state::{transition, KsState, Transition};
+
+use super::interrupt::InterruptSync;
+use super::resources::Ac97Resources;
+use super::{PortIo, Window};
+use crate::cable::{Direction, MAX_EVENTS};
+use crate::memory::{Mapping, NotificationEvent};
+use crate::platform::{LogLevel, Platform, SpinLock};
+use crate::topology::{TopologyHardware, VolumeRange};
+
+/// `STATUS_DEVICE_NOT_READY` (`ntstatus.h`): the codec did not come up.
+#[allow(
+    clippy::cast_possible_wrap,
+    reason = "NTSTATUS values are written as their unsigned hex"
+)]
+pub const STATUS_DEVICE_NOT_READY: NTSTATUS = 0xC000_00A3_u32 as NTSTATUS;
+
+const fn index(direction: Direction) -> usize {
+    match direction {
+        Direction::Render => 0,
+        Direction::Capture => 1,
+    }
+}
+
+const fn kind(direction: Direction) -> ChannelKind {
+    match direction {
+        Direction::Render => ChannelKind::PcmOut,
+        Direction::Capture => ChannelKind::PcmIn,
+    }
+}
+
+/// The descriptor list as `DmaMemory`: physical addresses inside the
+/// list's one contiguous page map to offsets in its kernel mapping.
+struct ListMemory<'a> {
+    mapping: &'a Mapping,
+    physical: u64,
+}
+
+impl DmaMemory for ListMemory<'_> {
+    fn write(&mut self, physical: u64, bytes: &[u8]) {
+        let offset = physical
+            .checked_sub(self.physical)
+            .and_then(|o| u32::try_from(o).ok());
+        // Out of range cannot happen (the channel only writes its 32
+        // slots); a failed write leaves the old entry, which the tests see.
+        if let Some(offset) = offset {
+            let _written = self.mapping.write(offset, bytes);
+        }
+    }
+}
+
+/// One bus-master channel's interrupt-lock state.
+#[derive(Debug, Default)]
+struct HwChannel {
+    channel: Option<Channel>,
+    segments: Vec<Descriptor>,
+    list: Option<Mapping>,
+    list_physical: u64,
+    size: u32,
+    last_position: u64,
+}
+
+#[derive(Debug, Default)]
+struct HwState {
+    channels: [HwChannel; 2],
+}
+
+/// One channel's spin-lock state.
+#[derive(Debug)]
+struct SoftChannel {
+    open: bool,
+    state: KsState,
+    has_buffer: bool,
+    started: bool,
+    packet_bytes: u64,
+    notified_packets: u64,
+    events: [Option<NotificationEvent>; MAX_EVENTS],
+}
+
+impl SoftChannel {
+    const fn closed() -> Self {
+        Self {
+            open: false,
+            state: KsState::Stop,
+            has_buffer: false,
+            started: false,
+            packet_bytes: 0,
+            notified_packets: 0,
+            events: [None; MAX_EVENTS],
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SoftState {
+    channels: [SoftChannel; 2],
+    signals: u64,
+}
+
+/// The codec and the mixer values the topology asked for.
+#[derive(Debug)]
+struct MixerState {
+    codec: Codec,
+    master: u16,
+    record_gain: u16,
+}
+
+/// Counters for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ac97Stats {
+    /// Interrupts the ISR claimed.
+    pub interrupts: u64,
+    /// Interrupts that were not the card's (shared line).
+    pub not_mine: u64,
+    /// ISR channel services that failed (bookkeeping disagreed with CIV).
+    pub service_errors: u64,
+    /// DPCs queued through the platform.
+    pub dpcs_queued: u64,
+    /// Deferred steps run (queued DPCs and the fallback).
+    pub deferred_runs: u64,
+    /// Notification events signalled.
+    pub signals: u64,
+}
+
+/// The AC'97 card: codec, both channels, ISR and deferred step.
+///
+/// Shared (in an `Arc`) by the wave and topology miniports and the streams.
+/// The interrupt sync's context pointer is this object's address; it is
+/// disconnected in `Drop` before anything else goes.
+pub struct Ac97Device<P: Platform, IO: PortIo> {
+    interrupt: InterruptSync,
+    platform: P,
+    io: IO,
+    resources: Ac97Resources,
+    hw: UnsafeCell<HwState>,
+    soft: P::Lock<SoftState>,
+    mixer: P::Lock<MixerState>,
+    completed_bytes: [AtomicU64; 2],
+    deferred_pending: AtomicBool,
+    interrupts: AtomicU64,
+    not_mine: AtomicU64,
+    service_errors: AtomicU64,
+    dpcs_queued: AtomicU64,
+    deferred_runs: AtomicU64,
+}
+
+// SAFETY: `hw` is only reached by the ISR (which PortCls runs under the
+// interrupt spin lock) or inside `CallSynchronizedRoutine` (the same lock),
+// so never by two processors at once; everything else is Sync on its own.
+unsafe impl<P: Platform, IO: PortIo> Sync for Ac97Device<P, IO> {}
+// SAFETY: as above; the raw pointers inside (mappings) are Send.
+unsafe impl<P: Platform, IO: PortIo> Send for Ac97Device<P, IO> {}
+
+/// The service routine registered with `IInterruptSync` (at DIRQL, under
+/// the interrupt lock): `STATUS_SUCCESS` when the interrupt was the card's.
+///
+/// # Safety
+///
+/// `context` is the address of a live `Ac97Device<P, IO>` that stays alive
+/// until the interrupt is disconnected (its `Drop` disconnects first).
+pub unsafe extern "system" fn service_routine<P: Platform, IO: PortIo>(
+    _sync: *mut IInterruptSync,
+    context: *mut c_void,
+) -> NTSTATUS {
+    // SAFETY: see the function's contract.
+    let device = unsafe { &*context.cast::<Ac97Device<P, IO>>() };
+    // SAFETY: PortCls runs service routines under the interrupt lock.
+    if unsafe { device.service_interrupt() } {
+        STATUS_SUCCESS
+    } else {
+        STATUS_UNSUCCESSFUL
+    }
+}
+
+const fn hw_error(e: Ac97Error) -> NtStatus {
+    match e {
+        Ac97Error::CodecNotReady | Ac97Error::NoVariableRate => NtStatus(STATUS_DEVICE_NOT_READY),
+        Ac97Error::RateOutOfRange(_) | Ac97Error::RateNotTaken { .. } => NtStatus::NOT_SUPPORTED,
+        _ => NtStatus(STATUS_UNSUCCESSFUL),
+    }
+}
+
+/// Linear byte position at the start of segment number `done` (counted
+/// from the start of the stream).
+fn completed_bytes(done: u64, segments: &[Descriptor], size: u32) -> u64 {
+    let count = segments.len() as u64;
+    if count == 0 {
+        return 0;
+    }
+    let offset = usize::try_from(done % count)
+        .ok()
+        .and_then(|i| segments.get(i))
+        .map_or(0, |s| s.buffer_offset);
+    done / count * u64::from(size) + u64::from(offset)
+}
+
+impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
+    /// Brings the codec up (cold reset, variable rate audio, 48 kHz both
+    /// ways, unity gain) and makes the device. The interrupt is not
+    /// connected yet: call [`Self::connect`] once the device is in its
+    /// `Arc`. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_DEVICE_NOT_READY` when the codec does not come up.
+    pub fn new(
+        platform: P,
+        io: IO,
+        resources: Ac97Resources,
+        interrupt: InterruptSync,
+    ) -> NtResult<Self> {
+        let codec = Codec::bring_up(
+            &mut Window::new(&io, resources.mixer_port),
+            &mut Window::new(&io, resources.bus_master_port),
+            MAX_RATE,
+            MAX_RATE,
+            &mut |us| io.stall_us(us),
+        )
+        .map_err(hw_error)?;
+        Ok(Self {
+            interrupt,
+            platform,
+            io,
+            resources,
+            hw: UnsafeCell::new(HwState::default()),
+            soft: P::Lock::new(SoftState {
+                channels: [SoftChannel::closed(), SoftChannel::closed()],
+                signals: 0,
+            }),
+            mixer: P::Lock::new(MixerState {
+                codec,
+                master: nam::UNITY_GAIN,
+                record_gain: nam::UNITY_GAIN,
+            }),
+            completed_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+            deferred_pending: AtomicBool::new(false),
+            interrupts: AtomicU64::new(0),
+            not_mine: AtomicU64::new(0),
+            service_errors: AtomicU64::new(0),
+            dpcs_queued: AtomicU64::new(0),
+            deferred_runs: AtomicU64::new(0),
+        })
+    }
+
+    /// Registers [`service_routine`] with this device as its context and
+    /// connects the interrupt. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    pub fn connect(self: &Arc<Self>) -> NtResult<()> {
+        let context = Arc::as_ptr(self).cast_mut().cast::<c_void>();
+        // SAFETY: the context is this device, which disconnects in `Drop`
+        // before its memory goes.
+        unsafe {
+            self.interrupt
+                .register(Some(service_routine::<P, IO>), context)?;
+        }
+        self.interrupt.connect()
+    }
+
+    /// The platform.
+    pub const fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// The I/O windows.
+    pub const fn resources(&self) -> Ac97Resources {
+        self.resources
+    }
+
+    /// Writes a log line through the platform.
+    pub fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
+        self.platform.log(level, message);
+    }
+
+    fn bus_master(&self) -> Window<'_, IO> {
+        Window::new(&self.io, self.resources.bus_master_port)
+    }
+
+    fn mixer_window(&self) -> Window<'_, IO> {
+        Window::new(&self.io, self.resources.mixer_port)
+    }
+
+    /// Runs `f` on the interrupt-lock state, under the interrupt lock.
+    fn with_hw<R>(&self, f: impl FnOnce(&mut HwState, &mut Window<'_, IO>) -> R) -> NtResult<R> {
+        self.interrupt.synchronized(|| {
+            // SAFETY: CallSynchronizedRoutine holds the interrupt lock, so
+            // neither the ISR nor another synchronized call touches `hw`.
+            let hw = unsafe { &mut *self.hw.get() };
+            f(hw, &mut self.bus_master())
+        })
+    }
+
+    /// The interrupt service: services every started channel (three
+    /// register accesses each when it has status), refills its ring, and
+    /// queues the deferred step. Returns whether the interrupt was ours.
+    /// IRQL: DIRQL.
+    ///
+    /// # Safety
+    ///
+    /// Only with the interrupt lock held (PortCls' service routine call).
+    pub unsafe fn service_interrupt(&self) -> bool {
+        // SAFETY: the caller holds the interrupt lock (contract).
+        let hw = unsafe { &mut *self.hw.get() };
+        let mut bus = self.bus_master();
+        let mut claimed = false;
+        for (slot, done) in hw.channels.iter_mut().zip(&self.completed_bytes) {
+            let HwChannel {
+                channel,
+                segments,
+                list,
+                list_physical,
+                size,
+                ..
+            } = slot;
+            let (Some(channel), Some(list)) = (channel.as_mut(), list.as_ref()) else {
+                continue;
+            };
+            if !channel.is_running() {
+                continue;
+            }
+            let mut memory = ListMemory {
+                mapping: list,
+                physical: *list_physical,
+            };
+            match channel.service_interrupt(&mut bus, &mut memory, segments) {
+                Ok(report) if report.acknowledged != 0 => {
+                    claimed = true;
+                    let bytes = completed_bytes(report.completed_segments, segments, *size);
+                    done.store(bytes, Ordering::Release);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    // The status was acknowledged; the ring is refilled at
+                    // the next interrupt.
+                    claimed = true;
+                    self.service_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if claimed {
+            self.interrupts.fetch_add(1, Ordering::Relaxed);
+            if self.platform.queue_dpc() {
+                self.dpcs_queued.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.deferred_pending.store(true, Ordering::Release);
+            }
+        } else {
+            self.not_mine.fetch_add(1, Ordering::Relaxed);
+        }
+        claimed
+    }
+
+    /// The deferred step (the DPC routine's body): signals the events of
+    /// every running stream that crossed a packet end since the last run.
+    /// IRQL: `<= DISPATCH_LEVEL`; no allocation.
+    pub fn on_dpc(&self) {
+        self.deferred_pending.store(false, Ordering::Release);
+        self.deferred_runs.fetch_add(1, Ordering::Relaxed);
+        self.soft.with(|s| {
+            let mut signals = 0;
+            for (channel, done) in s.channels.iter_mut().zip(&self.completed_bytes) {
+                if channel.state != KsState::Run || channel.packet_bytes == 0 {
+                    continue;
+                }
+                let packets = done.load(Ordering::Acquire) / channel.packet_bytes;
+                if packets <= channel.notified_packets {
+                    continue;
+                }
+                channel.notified_packets = packets;
+                for event in channel.events.iter().flatten() {
+                    self.platform.signal_event(event.as_raw());
+                    signals += 1;
+                }
+            }
+            s.signals += signals;
+        });
+    }
+
+    /// Runs a deferred step the platform could not queue as a DPC.
+    fn run_deferred(&self) {
+        if self.deferred_pending.load(Ordering::Acquire) {
+            self.on_dpc();
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Ac97Stats {
+        Ac97Stats {
+            interrupts: self.interrupts.load(Ordering::Relaxed),
+            not_mine: self.not_mine.load(Ordering::Relaxed),
+            service_errors: self.service_errors.load(Ordering::Relaxed),
+            dpcs_queued: self.dpcs_queued.load(Ordering::Relaxed),
+            deferred_runs: self.deferred_runs.load(Ordering::Relaxed),
+            signals: self.soft.with(|s| s.signals),
+        }
+    }
+
+    /// The back-end's counters of one channel (`None` without a buffer).
+    /// IRQL: `<= DISPATCH_LEVEL`.
+    pub fn channel_stats(&self, direction: Direction) -> Option<ChannelStats> {
+        self.with_hw(|hw, _| {
+            hw.channels
+                .get(index(direction))
+                .and_then(|c| c.channel.as_ref())
+                .map(Channel::stats)
+        })
+        .ok()
+        .flatten()
+    }
+
+    // ---- streams ------------------------------------------------------
+
+    /// Opens one direction for a stream at `rate` (sets the converter
+    /// rate). IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn open(&self, direction: Direction, rate: u32) -> NtResult<()> {
+        self.soft.with(|s| {
+            let channel = s
+                .channels
+                .get_mut(index(direction))
+                .ok_or(NtStatus::INVALID_PARAMETER)?;
+            if channel.open {
+                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            }
+            channel.open = true;
+            Ok(())
+        })?;
+        let result = self.set_rate(direction, rate);
+        if result.is_err() {
+            self.close(direction);
+        }
+        result
+    }
+
+    /// Closes one direction (after its buffer is gone). `PASSIVE_LEVEL`.
+    pub(crate) fn close(&self, direction: Direction) {
+        self.soft.with(|s| {
+            if let Some(channel) = s.channels.get_mut(index(direction)) {
+                *channel = SoftChannel::closed();
+            }
+        });
+    }
+
+    fn set_rate(&self, direction: Direction, rate: u32) -> NtResult<()> {
+        self.mixer.with(|m| {
+            let mut mixer = self.mixer_window();
+            match direction {
+                Direction::Render if m.codec.render_rate() != rate => {
+                    m.codec
+                        .set_render_rate(&mut mixer, rate)
+                        .map_err(hw_error)?;
+                    // The back-end rewrote unity gain (a rate change may
+                    // reset the volume on some codecs): restore the
+                    // topology's choice.
+                    wavert_core::ac97::RegisterBus::write16(
+                        &mut mixer,
+                        nam::MASTER_VOLUME,
+                        m.master,
+                    );
+                }
+                Direction::Capture if m.codec.capture_rate() != rate => {
+                    m.codec
+                        .set_capture_rate(&mut mixer, rate)
+                        .map_err(hw_error)?;
+                    wavert_core::ac97::RegisterBus::write16(
+                        &mut mixer,
+                        nam::RECORD_GAIN,
+                        m.record_gain,
+                    );
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes a mixer volume register (master or record gain).
+    fn set_mixer(&self, direction: Direction, value: u16) {
+        self.mixer.with(|m| {
+            let register = match direction {
+                Direction::Render => {
+                    m.master = value;
+                    nam::MASTER_VOLUME
+                }
+                Direction::Capture => {
+                    m.record_gain = value;
+                    nam::RECORD_GAIN
+                }
+            };
+            wavert_core::ac97::RegisterBus::write16(&mut self.mixer_window(), register, value);
+        });
+    }
+
+    /// Reads a codec register (16-bit). IRQL: `<= DISPATCH_LEVEL`.
+    pub fn read_mixer(&self, register: u16) -> u16 {
+        self.mixer
+            .with(|_| wavert_core::ac97::RegisterBus::read16(&mut self.mixer_window(), register))
+    }
+
+    /// Hands a built buffer to the channel: its segment list and the
+    /// mapping of its descriptor list at `list_physical`. On failure the
+    /// pieces come back for the caller to free. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn install_buffer(
+        &self,
+        direction: Direction,
+        segments: Vec<Descriptor>,
+        list: Mapping,
+        list_physical: u64,
+        size: u32,
+        packet_bytes: u32,
+    ) -> Result<(), (Vec<Descriptor>, Mapping, NtStatus)> {
+        let channel = match Channel::new(kind(direction), list_physical) {
+            Ok(c) => c,
+            Err(e) => return Err((segments, list, hw_error(e))),
+        };
+        let busy = self.soft.with(|s| {
+            s.channels
+                .get(index(direction))
+                .is_none_or(|c| c.has_buffer || !c.open)
+        });
+        if busy {
+            return Err((
+                segments,
+                list,
+                NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST),
+            ));
+        }
+        let mut parts = Some((segments, list));
+        let installed = self.with_hw(|hw, _| {
+            let Some(slot) = hw.channels.get_mut(index(direction)) else {
+                return false;
+            };
+            let Some((segments, list)) = parts.take() else {
+                return false;
+            };
+            slot.channel = Some(channel);
+            slot.segments = segments;
+            slot.list = Some(list);
+            slot.list_physical = list_physical;
+            slot.size = size;
+            slot.last_position = 0;
+            true
+        });
+        if installed != Ok(true) {
+            let status = installed.err().unwrap_or(NtStatus(STATUS_UNSUCCESSFUL));
+            return match parts {
+                Some((segments, list)) => Err((segments, list, status)),
+                // Installed after all (cannot happen): keep it.
+                None => Ok(()),
+            };
+        }
+        self.soft.with(|s| {
+            if let Some(c) = s.channels.get_mut(index(direction)) {
+                c.has_buffer = true;
+                c.packet_bytes = u64::from(packet_bytes);
+                c.notified_packets = 0;
+            }
+        });
+        Ok(())
+    }
+
+    /// Takes the buffer back (stopping the engine if it runs): the segment
+    /// list and the descriptor list's mapping, for the caller to drop and
+    /// unmap at `PASSIVE_LEVEL`. Events registered on it are forgotten.
+    pub(crate) fn take_buffer(&self, direction: Direction) -> Option<(Vec<Descriptor>, Mapping)> {
+        let taken = self
+            .with_hw(|hw, bus| {
+                let slot = hw.channels.get_mut(index(direction))?;
+                let mut channel = slot.channel.take()?;
+                if channel.is_running() {
+                    channel.stop(bus);
+                }
+                let list = slot.list.take()?;
+                Some((core::mem::take(&mut slot.segments), list))
+            })
+            .ok()
+            .flatten();
+        self.completed_bytes
+            .get(index(direction))
+            .into_iter()
+            .for_each(|c| c.store(0, Ordering::Release));
+        self.soft.with(|s| {
+            if let Some(c) = s.channels.get_mut(index(direction)) {
+                c.has_buffer = false;
+                c.started = false;
+                c.packet_bytes = 0;
+                c.notified_packets = 0;
+                c.events = [None; MAX_EVENTS];
+            }
+        });
+        taken
+    }
+
+    /// `SetState`: RUN starts the engine (first time after STOP) or
+    /// resumes it; RUN -> PAUSE clears the run bit (position kept);
+    /// ACQUIRE -> STOP resets the channel (position back to 0).
+    /// IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn set_state(&self, direction: Direction, raw: u32) -> NtResult<()> {
+        let to = KsState::from_raw(raw).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        let (from, has_buffer, started) = self.soft.with(|s| {
+            s.channels
+                .get(index(direction))
+                .map_or((KsState::Stop, false, false), |c| {
+                    (c.state, c.has_buffer, c.started)
+                })
+        });
+        let change =
+            transition(from, to).map_err(|_| NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
+        match change {
+            Transition::Run => {
+                if !has_buffer {
+                    return Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE));
+                }
+                // Events count packets from the start of this run of DMA.
+                self.update(direction, |c| c.state = KsState::Run);
+                let result = self.with_hw(|hw, bus| {
+                    let slot = hw
+                        .channels
+                        .get_mut(index(direction))
+                        .ok_or(Ac97Error::NotRunning)?;
+                    let HwChannel {
+                        channel,
+                        segments,
+                        list,
+                        list_physical,
+                        ..
+                    } = slot;
+                    let (Some(channel), Some(list)) = (channel.as_mut(), list.as_ref()) else {
+                        return Err(Ac97Error::NotRunning);
+                    };
+                    if started {
+                        channel.resume(bus)
+                    } else {
+                        let mut memory = ListMemory {
+                            mapping: list,
+                            physical: *list_physical,
+                        };
+                        channel.start(bus, &mut memory, segments)
+                    }
+                })?;
+                if let Err(e) = result {
+                    self.update(direction, |c| c.state = KsState::Pause);
+                    return Err(hw_error(e));
+                }
+                self.update(direction, |c| c.started = true);
+            }
+            Transition::PauseFromRun => {
+                self.update(direction, |c| c.state = KsState::Pause);
+                self.with_hw(|hw, bus| {
+                    if let Some(channel) = hw
+                        .channels
+                        .get_mut(index(direction))
+                        .and_then(|s| s.channel.as_mut())
+                    {
+                        let _ = channel.pause(bus);
+                    }
+                })?;
+            }
+            Transition::Stop => {
+                self.with_hw(|hw, bus| {
+                    if let Some(slot) = hw.channels.get_mut(index(direction)) {
+                        if let Some(channel) = slot.channel.as_mut() {
+                            if channel.is_running() {
+                                channel.stop(bus);
+                            }
+                        }
+                        slot.last_position = 0;
+                    }
+                })?;
+                self.completed_bytes
+                    .get(index(direction))
+                    .into_iter()
+                    .for_each(|c| c.store(0, Ordering::Release));
+                self.update(direction, |c| {
+                    c.state = KsState::Stop;
+                    c.started = false;
+                    c.notified_packets = 0;
+                });
+            }
+            _ => self.update(direction, |c| c.state = to),
+        }
+        self.log(
+            LogLevel::Info,
+            format_args!("AC'97 {direction:?}: {from:?} -> {to:?}"),
+        );
+        Ok(())
+    }
+
+    fn update(&self, direction: Direction, f: impl FnOnce(&mut SoftChannel)) {
+        self.soft.with(|s| {
+            if let Some(c) = s.channels.get_mut(index(direction)) {
+                f(c);
+            }
+        });
+    }
+
+    /// The engine's linear byte position: CIV and PICB read as a
+    /// consistent pair under the interrupt lock (0 when stopped). Runs a
+    /// pending deferred step first. IRQL: `<= DISPATCH_LEVEL`.
+    pub(crate) fn position(&self, direction: Direction) -> u64 {
+        self.run_deferred();
+        self.with_hw(|hw, bus| {
+            let Some(slot) = hw.channels.get_mut(index(direction)) else {
+                return 0;
+            };
+            let HwChannel {
+                channel,
+                segments,
+                size,
+                last_position,
+                ..
+            } = slot;
+            match channel.as_mut() {
+                Some(channel) if channel.is_running() => {
+                    // A read that never settles keeps the last good one.
+                    if let Ok(position) = channel.position(bus, segments, *size) {
+                        *last_position = position;
+                    }
+                    *last_position
+                }
+                _ => 0,
+            }
+        })
+        .unwrap_or(0)
+    }
+
+    /// `RegisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn register_event(
+        &self,
+        direction: Direction,
+        event: PKEVENT,
+        with_notification: bool,
+    ) -> NtResult<()> {
+        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+        self.soft.with(|s| {
+            let c = s
+                .channels
+                .get_mut(index(direction))
+                .ok_or(NtStatus::INVALID_PARAMETER)?;
+            if !c.has_buffer || !with_notification {
+                return Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE));
+            }
+            if c.events.contains(&Some(event)) {
+                return Ok(());
+            }
+            let slot = c
+                .events
+                .iter_mut()
+                .find(|e| e.is_none())
+                .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+            *slot = Some(event);
+            Ok(())
+        })
+    }
+
+    /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
+    pub(crate) fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+        self.soft.with(|s| {
+            let slot = s
+                .channels
+                .get_mut(index(direction))
+                .and_then(|c| c.events.iter_mut().find(|e| **e == Some(event)))
+                .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?;
+            *slot = None;
+            Ok(())
+        })
+    }
+}
+
+impl<P: Platform, IO: PortIo> Drop for Ac97Device<P, IO> {
+    fn drop(&mut self) {
+        // No ISR may run on a device being dropped.
+        self.interrupt.disconnect();
+    }
+}
+
+// ---- topology ---------------------------------------------------------------
+
+/// 1.5 dB in 1/65536 dB: the step of every AC'97 volume register (AC'97
+/// 2.3 specification, registers 02h and 1Ch).
+pub const MIXER_STEP: i32 = 98_304;
+/// Master volume: 5-bit attenuation per side (0 = 0 dB .. 31 = -46.5 dB).
+const MASTER_STEPS: i32 = 31;
+/// Record gain: 4-bit gain per side (0 = 0 dB .. 15 = +22.5 dB).
+const RECORD_STEPS: i32 = 15;
+
+/// A topology filter's volume and mute nodes on the codec: render on the
+/// master volume register (02h), capture on the record gain register (1Ch).
+/// The PCM-out register (18h) stays at the back-end's unity setting.
+pub struct MixerNode<P: Platform, IO: PortIo> {
+    device: Arc<Ac97Device<P, IO>>,
+    direction: Direction,
+}
+
+impl<P: Platform, IO: PortIo> MixerNode<P, IO> {
+    /// The node for `direction` of `device`.
+    #[must_use]
+    pub const fn new(device: Arc<Ac97Device<P, IO>>, direction: Direction) -> Self {
+        Self { device, direction }
+    }
+}
+
+/// Level in 1/65536 dB to a register step count (attenuation for master,
+/// gain for record), clamped.
+const fn steps(level: i32, direction: Direction) -> u16 {
+    let (raw, max) = match direction {
+        Direction::Render => (-(level / MIXER_STEP), MASTER_STEPS),
+        Direction::Capture => (level / MIXER_STEP, RECORD_STEPS),
+    };
+    let clamped = if raw < 0 {
+        0
+    } else if raw > max {
+        max
+    } else {
+        raw
+    };
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "clamped to 0..=31 above"
+    )]
+    let s = clamped as u16;
+    s
+}
+
+/// The register value for left/right levels and mute.
+#[must_use]
+pub const fn mixer_value(direction: Direction, left: i32, right: i32, muted: bool) -> u16 {
+    let mute = if muted { nam::MUTE } else { 0 };
+    mute | steps(left, direction) << 8 | steps(right, direction)
+}
+
+impl<P: Platform, IO: PortIo> TopologyHardware for MixerNode<P, IO> {
+    fn volume_range(&self) -> VolumeRange {
+        match self.direction {
+            Direction::Render => VolumeRange {
+                min: -MASTER_STEPS * MIXER_STEP,
+                max: 0,
+                step: MIXER_STEP,
+            },
+            Direction::Capture => VolumeRange {
+                min: 0,
+                max: RECORD_STEPS * MIXER_STEP,
+                step: MIXER_STEP,
+            },
+        }
+    }
+
+    fn apply(&self, left: i32, right: i32, muted: bool) {
+        self.device.set_mixer(
+            self.direction,
+            mixer_value(self.direction, left, right, muted),
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! The `IInterruptSync` boundary: registering the ISR, connecting, and
+//! running code under the interrupt lock (`CallSynchronizedRoutine`).
+//!
+//! IRQL: `register`/`connect`/`disconnect` at `PASSIVE_LEVEL`;
+//! [`InterruptSync::synchronized`] at `<= DISPATCH_LEVEL` (the closure runs
+//! at DIRQL with the interrupt spin lock held: it must not allocate, block
+//! or take another lock the ISR could take).
+
+use core::ffi::c_void;
+
+use portcls_sys::{IInterruptSync, NTSTATUS, NT_SUCCESS, PINTERRUPTSYNCROUTINE, STATUS_SUCCESS};
+use wavert_com::{ComPtr, NtResult, NtStatus};
+
+/// PortCls' interrupt object for the device.
+pub struct InterruptSync(ComPtr<IInterruptSync>);
+
+/// What a synchronized call carries across the C routine.
+struct Call<F, R> {
+    f: Option<F>,
+    result: Option<R>,
+}
+
+/// The routine `CallSynchronizedRoutine` runs: takes the closure out of the
+/// context and runs it.
+///
+/// # Safety
+///
+/// `context` is a live `Call<F, R>` owned by [`InterruptSync::synchronized`]'s
+/// frame, reached only through this pointer for the call.
+unsafe extern "system" fn run_call<F: FnOnce() -> R, R>(
+    _sync: *mut IInterruptSync,
+    context: *mut c_void,
+) -> NTSTATUS {
+    // SAFETY: see the function's contract.
+    let call = unsafe { &mut *context.cast::<Call<F, R>>() };
+    if let Some(f) = call.f.take() {
+        call.result = Some(f());
+    }
+    STATUS_SUCCESS
+}
+
+impl InterruptSync {
+    /// Wraps the object `PcNewInterruptSync` made.
+    #[must_use]
+    pub const fn new(sync: ComPtr<IInterruptSync>) -> Self {
+        Self(sync)
+    }
+
+    /// `RegisterServiceRoutine(routine, context, First = FALSE)`.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    ///
+    /// # Safety
+    ///
+    /// `context` must stay valid for `routine` until [`Self::disconnect`]
+    /// has returned.
+    pub unsafe fn register(
+        &self,
+        routine: PINTERRUPTSYNCROUTINE,
+        context: *mut c_void,
+    ) -> NtResult<()> {
+        let f = self.0.vtbl().RegisterServiceRoutine;
+        // SAFETY: a live interrupt sync; the context's lifetime is the caller's contract.
+        let status = unsafe { f(self.0.this(), routine, context, 0) };
+        check(status)
+    }
+
+    /// `Connect`: from here on the ISR runs when the line fires.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    pub fn connect(&self) -> NtResult<()> {
+        let f = self.0.vtbl().Connect;
+        // SAFETY: a live interrupt sync.
+        check(unsafe { f(self.0.this()) })
+    }
+
+    /// `Disconnect`: no ISR runs (or is still running) after it returns.
+    pub fn disconnect(&self) {
+        let f = self.0.vtbl().Disconnect;
+        // SAFETY: a live interrupt sync; disconnecting twice is allowed.
+        unsafe { f(self.0.this()) };
+    }
+
+    /// Runs `f` under the interrupt lock (`CallSynchronizedRoutine`), so it
+    /// never overlaps the ISR. IRQL: `<= DISPATCH_LEVEL`; `f` runs at DIRQL.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status when the routine could not be run.
+    pub fn synchronized<R>(&self, f: impl FnOnce() -> R) -> NtResult<R> {
+        self.run(f)
+    }
+
+    fn run<F: FnOnce() -> R, R>(&self, f: F) -> NtResult<R> {
+        let mut call = Call {
+            f: Some(f),
+            result: None,
+        };
+        let routine = self.0.vtbl().CallSynchronizedRoutine;
+        // SAFETY: a live interrupt sync; `call` outlives the synchronous
+        // call and matches `run_call::<F, R>`'s context type.
+        let status = unsafe {
+            routine(
+                self.0.this(),
+                Some(run_call::<F, R>),
+                (&raw mut call).cast::<c_void>(),
+            )
+        };
+        match call.result {
+            Some(result) => Ok(result),
+            None if NT_SUCCESS(status) => Err(NtStatus(portcls_sys::STATUS_UNSUCCESSFUL)),
+            None => Err(NtStatus(status)),
+        }
+    }
+}
+
+const fn check(status: NTSTATUS) -> NtResult<()> {
+    if NT_SUCCESS(status) {
+        Ok(())
+    } else {
+        Err(NtStatus(status))
+    }
+}
