@@ -152,7 +152,7 @@ fn assert_bit_exact(result: &LoopbackResult, rendered: &[u8], config: &LoopbackC
     }
 }
 
-fn request(rate: u32, bits: u16, channels: u16, float: bool) -> FormatRequest {
+const fn request(rate: u32, bits: u16, channels: u16, float: bool) -> FormatRequest {
     FormatRequest {
         rate,
         bits,
@@ -442,7 +442,12 @@ fn open_allocate_stream_close(
     for stream in &mut streams {
         match stream.allocate(7680, Some(2)) {
             Ok(size) => granted.push(size),
-            Err(e) => outcome = outcome.and(Err(e.to_string())),
+            Err(e) => {
+                // The first failure is the one reported.
+                if outcome.is_ok() {
+                    outcome = Err(e.to_string());
+                }
+            }
         }
     }
     if outcome.is_ok() {
