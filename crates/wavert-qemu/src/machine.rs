@@ -1,14 +1,14 @@
 //! A QEMU PC with an AC'97 card, driven over qtest: process, guest RAM,
 //! the firmware's PCI work, port windows and interrupt delivery.
 
-use std::cell::{Cell, RefCell};
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,14 @@ impl GuestRam {
         })
     }
 
+    /// The file backing guest RAM (guest physical address = offset), for
+    /// another process-local view such as the emulator's
+    /// `PhysicalMemory::with_file`.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Writes `bytes` at guest physical address `physical`.
     ///
     /// # Errors
@@ -138,17 +146,16 @@ impl DmaMemory for &GuestRam {
 /// ([`Machine::check`]).
 #[derive(Debug)]
 pub struct PortWindow<'a> {
-    qtest: &'a RefCell<Qtest>,
+    qtest: &'a Mutex<Qtest>,
     base: u16,
-    accesses: &'a Cell<u64>,
+    accesses: &'a AtomicU64,
 }
 
 impl PortWindow<'_> {
     fn read(&self, op: &str, offset: u16, all_ones: u32) -> u32 {
-        self.accesses.set(self.accesses.get() + 1);
+        self.accesses.fetch_add(1, Ordering::Relaxed);
         let port = self.base.wrapping_add(offset);
-        self.qtest
-            .borrow_mut()
+        lock(self.qtest)
             .command_value(&format!("{op} {port:#x}"))
             .ok()
             .and_then(|v| u32::try_from(v).ok())
@@ -156,12 +163,9 @@ impl PortWindow<'_> {
     }
 
     fn write(&self, op: &str, offset: u16, value: u32) {
-        self.accesses.set(self.accesses.get() + 1);
+        self.accesses.fetch_add(1, Ordering::Relaxed);
         let port = self.base.wrapping_add(offset);
-        let _ = self
-            .qtest
-            .borrow_mut()
-            .command(&format!("{op} {port:#x} {value:#x}"));
+        let _ = lock(self.qtest).command(&format!("{op} {port:#x} {value:#x}"));
     }
 }
 
@@ -188,17 +192,21 @@ impl RegisterBus for PortWindow<'_> {
 
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
+fn lock(qtest: &Mutex<Qtest>) -> MutexGuard<'_, Qtest> {
+    qtest.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A running QEMU with an AC'97 card, its qtest session and guest RAM.
 /// Dropping it kills QEMU (without finalising a WAV file: call
 /// [`Machine::shutdown`] for that) and removes its files.
 #[derive(Debug)]
 pub struct Machine {
-    child: Child,
-    qtest: RefCell<Qtest>,
+    child: Mutex<Child>,
+    qtest: Mutex<Qtest>,
     ram: GuestRam,
     workdir: PathBuf,
-    port_accesses: Cell<u64>,
-    virtual_ns: Cell<u64>,
+    port_accesses: AtomicU64,
+    virtual_ns: AtomicU64,
 }
 
 fn qemu_log(workdir: &Path) -> String {
@@ -275,17 +283,17 @@ impl Machine {
             .set_nonblocking(false)
             .map_err(|e| format!("qtest socket: {e}"))?;
         Ok(Self {
-            child,
-            qtest: RefCell::new(Qtest::new(stream)?),
+            child: Mutex::new(child),
+            qtest: Mutex::new(Qtest::new(stream)?),
             ram,
             workdir,
-            port_accesses: Cell::new(0),
-            virtual_ns: Cell::new(0),
+            port_accesses: AtomicU64::new(0),
+            virtual_ns: AtomicU64::new(0),
         })
     }
 
     fn io(&self, command: &str) -> Result<u64, String> {
-        let mut qtest = self.qtest.borrow_mut();
+        let mut qtest = lock(&self.qtest);
         if command.starts_with("in") {
             qtest.command_value(command)
         } else {
@@ -341,8 +349,7 @@ impl Machine {
         // Command register: I/O space and bus master.
         self.config_write(AC97_SLOT, 0x04, 2, 0x0005)?;
         self.config_write(PIIX3_SLOT, PIIX3_PIRQB_ROUTE, 1, u32::from(AC97_IRQ))?;
-        self.qtest
-            .borrow_mut()
+        lock(&self.qtest)
             .command("irq_intercept_in ioapic")
             .map(|_| ())
     }
@@ -367,6 +374,17 @@ impl Machine {
         }
     }
 
+    /// The whole I/O port space (base 0: offsets are port numbers), for a
+    /// driver that programs absolute ports as the Windows glue does.
+    #[must_use]
+    pub const fn io_ports(&self) -> PortWindow<'_> {
+        PortWindow {
+            qtest: &self.qtest,
+            base: 0,
+            accesses: &self.port_accesses,
+        }
+    }
+
     /// Guest RAM.
     #[must_use]
     pub const fn ram(&self) -> &GuestRam {
@@ -376,25 +394,25 @@ impl Machine {
     /// Register accesses made through the windows so far.
     #[must_use]
     pub fn register_accesses(&self) -> u64 {
-        self.port_accesses.get()
+        self.port_accesses.load(Ordering::Relaxed)
     }
 
     /// Times the AC'97 interrupt line was raised.
     #[must_use]
     pub fn interrupts_raised(&self) -> u64 {
-        self.qtest.borrow().irq_raises(AC97_IRQ)
+        lock(&self.qtest).irq_raises(AC97_IRQ)
     }
 
     /// Whether the AC'97 interrupt line is asserted now.
     #[must_use]
     pub fn interrupt_pending(&self) -> bool {
-        self.qtest.borrow().irq_level(AC97_IRQ)
+        lock(&self.qtest).irq_level(AC97_IRQ)
     }
 
     /// Virtual time advanced so far.
     #[must_use]
     pub fn virtual_ns(&self) -> u64 {
-        self.virtual_ns.get()
+        self.virtual_ns.load(Ordering::Relaxed)
     }
 
     /// The first transport or protocol failure, as an error.
@@ -402,8 +420,7 @@ impl Machine {
     /// # Errors
     /// That failure.
     pub fn check(&self) -> Result<(), String> {
-        self.qtest
-            .borrow()
+        lock(&self.qtest)
             .error()
             .map_or(Ok(()), |e| Err(e.to_owned()))
     }
@@ -413,10 +430,8 @@ impl Machine {
     /// # Errors
     /// qtest errors.
     pub fn clock_step(&self, ns: u64) -> Result<(), String> {
-        self.qtest
-            .borrow_mut()
-            .command(&format!("clock_step {ns}"))?;
-        self.virtual_ns.set(self.virtual_ns.get() + ns);
+        lock(&self.qtest).command(&format!("clock_step {ns}"))?;
+        self.virtual_ns.fetch_add(ns, Ordering::Relaxed);
         Ok(())
     }
 
@@ -462,12 +477,22 @@ impl Machine {
     ///
     /// # Errors
     /// QEMU did not exit within 20 s (it is then killed).
-    pub fn shutdown(mut self) -> Result<(), String> {
-        let pid = self.child.id().to_string();
+    pub fn shutdown(self) -> Result<(), String> {
+        self.terminate()
+    }
+
+    /// As [`Self::shutdown`], for a machine shared with others (the files
+    /// stay until the last reference drops).
+    ///
+    /// # Errors
+    /// QEMU did not exit within 20 s (it is then killed).
+    pub fn terminate(&self) -> Result<(), String> {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        let pid = child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -486,9 +511,10 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         let _ = fs::remove_file(&self.ram.path);
         let _ = fs::remove_dir_all(&self.workdir);

@@ -1,0 +1,640 @@
+//! The AC'97 WaveRT miniport (`wavert_miniport::ac97`) through its COM
+//! vtables on QEMU's AC'97: the full path Windows takes.
+//!
+//! The emulator plays PortCls and the audio engine (`wavert_emulator`:
+//! port objects, `IInterruptSync`, `IResourceList`, the engine's stream
+//! sequence and the HLK position checks); its physical memory is QEMU's
+//! guest RAM file, so the buffers and descriptor lists the miniport
+//! allocates through `IPortWaveRTStream` are where QEMU's DMA reads and
+//! writes. The miniport's port I/O goes over qtest. A 1 ms emulator timer
+//! couples the clocks: it steps QEMU by 1 ms, raises the emulator's
+//! interrupt line while QEMU's IRQ 10 is asserted (running the miniport's
+//! ISR), then runs the DPC the ISR queued.
+//!
+//! Tests fail (never skip) when QEMU cannot be set up.
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "figures for the report: byte and interrupt counts stay far below 2^52"
+)]
+
+use std::f64::consts::PI;
+use std::fmt;
+use std::fs;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use portcls_sys::{
+    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IPort, IResourceList, IUnknown, GUID,
+    KSSTATE_RUN, PKEVENT,
+};
+use wavert_com::{ComPtr, NtResult, NtStatus};
+use wavert_core::ac97::ChannelStats;
+use wavert_emulator::engine::{negotiate_format, FormatRequest, Stream};
+use wavert_emulator::hlk;
+use wavert_emulator::machine::{ClockMode, Machine as Emu, QPC_PER_MS};
+use wavert_emulator::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
+use wavert_emulator::port::{new_resource_list, InterruptLine, Port, PortKind, ResourceDescriptor};
+use wavert_miniport::ac97::{Ac97Device, PortIo};
+use wavert_miniport::adapter::{install_ac97, PortClsServices, AC97_SUBDEVICES};
+use wavert_miniport::{Direction, LogLevel, Platform, SpinLock};
+use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT, RAM_BYTES};
+use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu, QemuInstall};
+
+const MS_NS: u64 = 1_000_000;
+const FRAME_BYTES: u32 = 4;
+
+fn install() -> &'static QemuInstall {
+    static INSTALL: OnceLock<Result<QemuInstall, String>> = OnceLock::new();
+    match INSTALL.get_or_init(ensure_qemu) {
+        Ok(install) => install,
+        Err(reason) => panic!("QEMU could not be set up, so the AC'97 tests cannot run: {reason}"),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// ---- platform, port I/O and PortCls services over emulator + QEMU ---------
+
+struct TestLock<T>(Mutex<T>);
+
+impl<T: Send> SpinLock<T> for TestLock<T> {
+    fn new(value: T) -> Self {
+        Self(Mutex::new(value))
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut lock(&self.0))
+    }
+}
+
+/// The kernel services: the emulator's QPC and events, and a DPC that the
+/// coupling timer runs right after the interrupt (as the kernel runs a DPC
+/// when the processor drops below DISPATCH).
+struct TestPlatform {
+    emu: Arc<Emu>,
+    dpc_queued: AtomicBool,
+}
+
+impl Platform for TestPlatform {
+    type Lock<T: Send> = TestLock<T>;
+    fn qpc(&self) -> u64 {
+        self.emu.qpc()
+    }
+    fn qpc_frequency(&self) -> u64 {
+        wavert_emulator::machine::QPC_FREQUENCY
+    }
+    fn signal_event(&self, event: PKEVENT) {
+        self.emu.set_event(event);
+    }
+    fn start_timer(&self, _period_100ns: u32) {}
+    fn stop_timer(&self) {}
+    fn queue_dpc(&self) -> bool {
+        self.dpc_queued.store(true, Ordering::Release);
+        true
+    }
+    fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
+        self.emu.log(format!("{level:?}: {message}"));
+    }
+}
+
+/// Port I/O over qtest; a stall steps QEMU's clock.
+struct QemuIo(Arc<Qemu>);
+
+impl PortIo for QemuIo {
+    fn read8(&self, port: u16) -> u8 {
+        wavert_core::ac97::RegisterBus::read8(&mut self.0.io_ports(), port)
+    }
+    fn read16(&self, port: u16) -> u16 {
+        wavert_core::ac97::RegisterBus::read16(&mut self.0.io_ports(), port)
+    }
+    fn read32(&self, port: u16) -> u32 {
+        wavert_core::ac97::RegisterBus::read32(&mut self.0.io_ports(), port)
+    }
+    fn write8(&self, port: u16, value: u8) {
+        wavert_core::ac97::RegisterBus::write8(&mut self.0.io_ports(), port, value);
+    }
+    fn write16(&self, port: u16, value: u16) {
+        wavert_core::ac97::RegisterBus::write16(&mut self.0.io_ports(), port, value);
+    }
+    fn write32(&self, port: u16, value: u32) {
+        wavert_core::ac97::RegisterBus::write32(&mut self.0.io_ports(), port, value);
+    }
+    fn stall_us(&self, us: u32) {
+        let _ = self.0.clock_step(u64::from(us) * 1_000);
+    }
+}
+
+/// `StartDevice`'s PortCls calls over the emulator's port objects.
+struct Services {
+    emu: Arc<Emu>,
+    line: Arc<InterruptLine>,
+    ports: Mutex<Vec<Port>>,
+}
+
+impl PortClsServices for Services {
+    fn new_port(&self, class_id: &GUID) -> NtResult<ComPtr<IPort>> {
+        let kind = if *class_id == CLSID_PortWaveRT {
+            PortKind::WaveRt
+        } else if *class_id == CLSID_PortTopology {
+            PortKind::Topology
+        } else {
+            return Err(NtStatus::INVALID_PARAMETER);
+        };
+        let port = Port::new(&self.emu, kind);
+        let interface = port.interface().clone();
+        lock(&self.ports).push(port);
+        Ok(interface)
+    }
+    fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()> {
+        // SAFETY: a live port we made; the adapter holds the miniport.
+        unsafe { Port::init_raw(port, miniport, std::ptr::null_mut()) }.map_err(NtStatus)
+    }
+    fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
+        let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+        self.emu.register_subdevice(
+            &String::from_utf16_lossy(&name[..end]),
+            port.as_raw().addr(),
+        );
+        Ok(())
+    }
+    fn register_physical_connection(
+        &self,
+        from: &ComPtr<IPort>,
+        from_pin: u32,
+        to: &ComPtr<IPort>,
+        to_pin: u32,
+    ) -> NtResult<()> {
+        self.emu.register_physical_connection(
+            from.as_raw().addr(),
+            from_pin,
+            to.as_raw().addr(),
+            to_pin,
+        );
+        Ok(())
+    }
+    fn new_interrupt_sync(
+        &self,
+        _resources: &ComPtr<IResourceList>,
+        index: u32,
+    ) -> NtResult<ComPtr<IInterruptSync>> {
+        assert_eq!(index, 0);
+        Ok(self.line.interface().clone())
+    }
+}
+
+type Device = Ac97Device<TestPlatform, QemuIo>;
+
+/// QEMU + emulator + the miniport installed from a PCI resource list.
+struct Rig {
+    qemu: Arc<Qemu>,
+    emu: Arc<Emu>,
+    device: Arc<Device>,
+    ports: Vec<Port>,
+    timer: u64,
+    /// While set, the coupling timer steps QEMU without running the ISR.
+    hold_isr: Arc<AtomicBool>,
+    services_per_step: Arc<AtomicU64>,
+}
+
+impl Rig {
+    fn start(audiodev: &Audiodev) -> Self {
+        let qemu = Arc::new(Qemu::start(install(), audiodev).unwrap());
+        qemu.firmware_setup().unwrap();
+        let memory = PhysicalMemory::with_file(
+            qemu.ram().path(),
+            MemoryConfig {
+                size_bytes: RAM_BYTES,
+                reserved_low_bytes: 1 << 20,
+                fragmentation: Fragmentation::Shuffled(0xAC97),
+                page_budget: None,
+            },
+        )
+        .unwrap();
+        let emu = Emu::new(memory, ClockMode::Virtual);
+        let line = Arc::new(InterruptLine::new(&emu));
+        let services = Services {
+            emu: Arc::clone(&emu),
+            line: Arc::clone(&line),
+            ports: Mutex::new(Vec::new()),
+        };
+        let resources = new_resource_list(
+            &emu,
+            &[
+                ResourceDescriptor::port(u64::from(MIXER_PORT), 1024),
+                ResourceDescriptor::port(u64::from(BUS_MASTER_PORT), 256),
+                ResourceDescriptor::interrupt(u16::from(AC97_IRQ), u32::from(AC97_IRQ), 1),
+            ],
+        );
+        let platform = TestPlatform {
+            emu: Arc::clone(&emu),
+            dpc_queued: AtomicBool::new(false),
+        };
+        let device =
+            install_ac97(&services, platform, QemuIo(Arc::clone(&qemu)), &resources).unwrap();
+        let registered = emu.registrations();
+        let names: Vec<&str> = registered
+            .subdevices
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let expected: Vec<&str> = AC97_SUBDEVICES.iter().map(|s| s.name).collect();
+        assert_eq!(names, expected);
+        assert_eq!(registered.connections.len(), 2);
+
+        let hold_isr = Arc::new(AtomicBool::new(false));
+        let services_per_step = Arc::new(AtomicU64::new(0));
+        let timer = {
+            let qemu = Arc::clone(&qemu);
+            let device = Arc::clone(&device);
+            let line = Arc::clone(&line);
+            let hold = Arc::clone(&hold_isr);
+            let max = Arc::clone(&services_per_step);
+            emu.start_timer(
+                QPC_PER_MS,
+                Arc::new(move |_now| {
+                    qemu.clock_step(MS_NS).unwrap();
+                    if hold.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let mut services = 0;
+                    while qemu.interrupt_pending() {
+                        assert!(services < 16, "IRQ {AC97_IRQ} stuck");
+                        assert!(
+                            line.raise(),
+                            "the miniport's ISR did not claim its interrupt"
+                        );
+                        services += 1;
+                    }
+                    max.fetch_max(services, Ordering::Relaxed);
+                    if device.platform().dpc_queued.swap(false, Ordering::AcqRel) {
+                        device.on_dpc();
+                    }
+                }),
+            )
+        };
+        let ports = services.ports.into_inner().unwrap();
+        Self {
+            qemu,
+            emu,
+            device,
+            ports,
+            timer,
+            hold_isr,
+            services_per_step,
+        }
+    }
+
+    /// The wave miniport and its descriptor for `direction`.
+    fn wave(
+        &self,
+        direction: Direction,
+    ) -> (
+        ComPtr<portcls_sys::IMiniportWaveRT>,
+        &'static portcls_sys::PCFILTER_DESCRIPTOR,
+    ) {
+        let port = match direction {
+            Direction::Render => &self.ports[0],
+            Direction::Capture => &self.ports[2],
+        };
+        (port.wave_miniport().unwrap(), port.description().unwrap())
+    }
+
+    fn format(&self, direction: Direction, rate: u32) -> Vec<u8> {
+        let (wave, description) = self.wave(direction);
+        let request = FormatRequest {
+            rate,
+            bits: 16,
+            channels: 2,
+            float: false,
+        };
+        negotiate_format(&wave, description, 0, &request).unwrap().1
+    }
+
+    fn shutdown(self) -> Arc<Qemu> {
+        self.emu.cancel_timer(self.timer);
+        for port in &self.ports {
+            port.unbind();
+        }
+        drop(self.ports);
+        assert!(
+            self.emu.violations().is_empty(),
+            "{:?}",
+            self.emu.violations()
+        );
+        self.qemu
+    }
+}
+
+/// Frame `k` of the test signal: left a counter from 1, right a 997 Hz sine.
+fn frame(k: u64, rate: u32) -> [u8; 4] {
+    #[allow(clippy::cast_possible_truncation, reason = "the counter wraps")]
+    let left = (k + 1) as u16;
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_precision_loss,
+        reason = "a test tone: amplitude 12000 fits"
+    )]
+    let right = ((2.0 * PI * 997.0 * k as f64 / f64::from(rate)).sin() * 12_000.0).round() as i16;
+    let [l0, l1] = left.to_le_bytes();
+    let [r0, r1] = right.to_le_bytes();
+    [l0, l1, r0, r1]
+}
+
+/// The application: fills what it is given with the next frames.
+struct Signal {
+    rate: u32,
+    next: u64,
+}
+
+impl Signal {
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_exact_mut(4) {
+            chunk.copy_from_slice(&frame(self.next, self.rate));
+            self.next += 1;
+        }
+    }
+}
+
+fn wav_data(file: &[u8]) -> Vec<u8> {
+    assert_eq!(&file[0..4], b"RIFF");
+    let mut at = 12;
+    while at + 8 <= file.len() {
+        let len = u32::from_le_bytes(file[at + 4..at + 8].try_into().unwrap()) as usize;
+        if &file[at..at + 4] == b"data" {
+            return file[at + 8..].to_vec();
+        }
+        at += 8 + len;
+    }
+    panic!("no data chunk");
+}
+
+fn leading_silence(pcm: &[u8]) -> usize {
+    pcm.chunks_exact(4)
+        .take_while(|f| f == &[0, 0, 0, 0])
+        .count()
+        * 4
+}
+
+struct RenderRun {
+    pcm: Vec<u8>,
+    channel: ChannelStats,
+    device: wavert_miniport::ac97::Ac97Stats,
+    glitches: u64,
+    notifications: u64,
+    final_position: u64,
+    register_accesses: u64,
+    wall_seconds: f64,
+    monotonic: bool,
+}
+
+/// Plays the signal through the miniport for `ms` of virtual time with a
+/// buffer of `buffer_ms`; `late` = (at ms, for ms) holds the ISR off.
+fn render(rate: u32, ms: u64, buffer_ms: u32, late: Option<(u64, u64)>) -> RenderRun {
+    let started = Instant::now();
+    let wav = std::env::temp_dir().join(format!(
+        "wavert-qemu-miniport-{}-{rate}-{}.wav",
+        std::process::id(),
+        late.map_or(0, |l| l.0)
+    ));
+    let rig = Rig::start(&Audiodev::Wav {
+        path: wav.clone(),
+        frequency: rate,
+    });
+    let bytes = rig.format(Direction::Render, rate);
+    let (wave, _) = rig.wave(Direction::Render);
+    let mut stream = Stream::open(&rig.emu, &wave, 0, false, &bytes).unwrap();
+    let granted = stream
+        .allocate(rate * FRAME_BYTES * buffer_ms / 1000, Some(2))
+        .unwrap();
+    assert!(granted > 0);
+    stream.register_event().unwrap();
+    let latency = stream.hw_latency().unwrap();
+    assert_eq!(latency.FifoSize, wavert_miniport::ac97::stream::FIFO_BYTES);
+    let mut signal = Signal { rate, next: 0 };
+    stream.prefill(&mut |out| signal.fill(out));
+    let accesses_at_start = rig.qemu.register_accesses();
+    stream.set_state(KSSTATE_RUN).unwrap();
+    let mut last = 0;
+    let mut monotonic = true;
+    for t in 0..ms {
+        if let Some((at, len)) = late {
+            rig.hold_isr
+                .store(t >= at && t < at + len, Ordering::Release);
+        }
+        rig.emu.advance(QPC_PER_MS);
+        for _ in 0..stream.take_notifications() {
+            let play = stream.position().unwrap();
+            monotonic &= play >= last;
+            last = play;
+            stream
+                .write_packet(play, &mut |out| signal.fill(out))
+                .unwrap();
+        }
+    }
+    let final_position = stream.position().unwrap();
+    let register_accesses = rig.qemu.register_accesses() - accesses_at_start;
+    let channel = rig.device.channel_stats(Direction::Render).unwrap();
+    let device = rig.device.stats();
+    let glitches = stream.stats.glitches;
+    let notifications = stream.stats.notifications;
+    stream.close().unwrap();
+    let qemu = rig.shutdown();
+    qemu.check().unwrap();
+    qemu.terminate().unwrap();
+    let file = fs::read(&wav).unwrap();
+    fs::remove_file(&wav).unwrap();
+    RenderRun {
+        pcm: wav_data(&file),
+        channel,
+        device,
+        glitches,
+        notifications,
+        final_position,
+        register_accesses,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        monotonic,
+    }
+}
+
+fn figures(name: &str, r: &RenderRun, rate: u32) {
+    let seconds = r.final_position as f64 / f64::from(rate * FRAME_BYTES);
+    println!(
+        "wavert-qemu figures: miniport {name}: {seconds:.1} s audio in {:.2} s wall; \
+         {:.1} interrupts/s, {:.1} register accesses/s (ISR {:.2}/interrupt, {} halts); \
+         {} notifications, {} DPCs",
+        r.wall_seconds,
+        r.channel.interrupts as f64 / seconds,
+        r.register_accesses as f64 / seconds,
+        r.channel.interrupt_register_accesses as f64 / r.channel.interrupts.max(1) as f64,
+        r.channel.halts,
+        r.notifications,
+        r.device.dpcs_queued,
+    );
+}
+
+fn assert_byte_exact(rate: u32, name: &str) {
+    let r = render(rate, 10_500, 100, None);
+    figures(name, &r, rate);
+    let played = &r.pcm[leading_silence(&r.pcm)..];
+    let expected: Vec<u8> = (0..played.len() as u64 / 4)
+        .flat_map(|k| frame(k, rate))
+        .collect();
+    assert_eq!(
+        played.iter().zip(&expected).position(|(a, b)| a != b),
+        None,
+        "QEMU's output differs from the signal"
+    );
+    let seconds = played.len() as f64 / f64::from(rate * FRAME_BYTES);
+    assert!(seconds >= 10.0, "only {seconds:.2} s reached the WAV file");
+    assert_eq!(r.glitches, 0, "the engine wrote behind the play position");
+    assert!(r.monotonic);
+    assert_eq!(
+        r.channel.halts, 0,
+        "steady state must never starve the engine"
+    );
+    assert_eq!(r.channel.fifo_errors, 0);
+    assert_eq!(
+        r.channel.interrupt_register_accesses,
+        3 * r.channel.interrupts
+    );
+    assert_eq!(r.device.service_errors, 0);
+    // Two notifications per 100 ms buffer.
+    let expected_notifications = r.final_position * 2 / u64::from(rate * FRAME_BYTES / 10);
+    assert!(
+        r.notifications.abs_diff(expected_notifications) <= 2,
+        "{} notifications, expected about {expected_notifications}",
+        r.notifications
+    );
+    // Events come only from the DPC, never from the ISR.
+    assert!(r.device.dpcs_queued >= r.notifications);
+}
+
+#[test]
+fn miniport_render_48k_is_byte_exact_without_halts() {
+    assert_byte_exact(48_000, "render 48 kHz");
+}
+
+#[test]
+fn miniport_render_44k1_is_byte_exact_without_halts() {
+    assert_byte_exact(44_100, "render 44.1 kHz");
+}
+
+#[test]
+fn miniport_late_interrupt_halts_then_recovers_in_order() {
+    let rate = 48_000;
+    // A 1 s buffer: the 31 queued segments (~660 ms) run out during a
+    // 1.5 s hold, and the client still has data ahead when it resumes.
+    let r = render(rate, 4_000, 1_000, Some((2_000, 1_500)));
+    figures("render 48 kHz, late ISR", &r, rate);
+    assert_eq!(r.channel.halts, 1, "exactly the induced halt");
+    assert!(r.monotonic, "position went back");
+    assert_eq!(r.glitches, 0);
+    let pcm = &r.pcm[leading_silence(&r.pcm)..];
+    let mut next = 0u64;
+    let mut filler = 0u64;
+    for f in pcm.chunks_exact(4) {
+        if f == frame(next, rate) {
+            next += 1;
+        } else if next > 0 && (f == frame(next - 1, rate) || f == [0, 0, 0, 0]) {
+            filler += 1;
+        } else {
+            panic!("frame {next}: got {f:?}, want {:?}", frame(next, rate));
+        }
+    }
+    assert!(filler > 0, "the halt must be audible as filler");
+    assert!(next > u64::from(rate) * 2, "{next} frames");
+}
+
+#[test]
+fn miniport_capture_positions_and_notifications() {
+    let started = Instant::now();
+    let rate = 48_000;
+    let rig = Rig::start(&Audiodev::None { frequency: rate });
+    let bytes = rig.format(Direction::Capture, rate);
+    let (wave, _) = rig.wave(Direction::Capture);
+    let mut stream = Stream::open(&rig.emu, &wave, 0, true, &bytes).unwrap();
+    let size = stream.allocate(rate * FRAME_BYTES / 10, Some(2)).unwrap();
+    stream.register_event().unwrap();
+    let accesses_at_start = rig.qemu.register_accesses();
+    stream.set_state(KSSTATE_RUN).unwrap();
+    let mut sink = Vec::new();
+    let mut last = 0;
+    for _ in 0..10_500 {
+        rig.emu.advance(QPC_PER_MS);
+        for _ in 0..stream.take_notifications() {
+            let recorded = stream.position().unwrap();
+            assert!(recorded >= last, "position went back");
+            last = recorded;
+            stream.read_packet(recorded, &mut sink).unwrap();
+        }
+    }
+    let channel = rig.device.channel_stats(Direction::Capture).unwrap();
+    let register_accesses = rig.qemu.register_accesses() - accesses_at_start;
+    let seconds = last as f64 / f64::from(rate * FRAME_BYTES);
+    println!(
+        "wavert-qemu figures: miniport capture 48 kHz: {seconds:.1} s audio in {:.2} s wall; \
+         {:.1} interrupts/s, {:.1} register accesses/s (ISR {:.2}/interrupt, {} halts); \
+         {} notifications",
+        started.elapsed().as_secs_f64(),
+        channel.interrupts as f64 / seconds,
+        register_accesses as f64 / seconds,
+        channel.interrupt_register_accesses as f64 / channel.interrupts.max(1) as f64,
+        channel.halts,
+        stream.stats.notifications,
+    );
+    assert!(seconds >= 10.0, "captured only {seconds:.2} s");
+    assert_eq!(stream.stats.glitches, 0);
+    let expected = last * 2 / u64::from(size);
+    assert!(stream.stats.notifications.abs_diff(expected) <= 2);
+    assert_eq!(
+        sink.len() as u64,
+        stream.stats.notifications * u64::from(size / 2)
+    );
+    assert!(
+        sink.iter().all(|&b| b == 0),
+        "the none backend records silence"
+    );
+    assert_eq!(channel.halts, 0);
+    assert_eq!(channel.interrupt_register_accesses, 3 * channel.interrupts);
+    stream.close().unwrap();
+    let qemu = rig.shutdown();
+    qemu.check().unwrap();
+}
+
+fn hlk_on(direction: Direction) {
+    let rate = 48_000;
+    let rig = Rig::start(&Audiodev::None { frequency: rate });
+    let bytes = rig.format(direction, rate);
+    let (wave, _) = rig.wave(direction);
+    let capture = direction == Direction::Capture;
+    let findings =
+        hlk::run_wavetest_positions(&rig.emu, &wave, 0, capture, &bytes, rate * FRAME_BYTES / 10)
+            .unwrap();
+    for f in &findings {
+        println!("HLK {direction:?} {}: {:?}", f.rule, f.outcome);
+    }
+    let report = hlk::run_ks_position_test(&rig.emu, &wave, 0, capture, &bytes).unwrap();
+    println!("HLK {direction:?} KS position: {report:?}");
+    println!(
+        "wavert-qemu figures: miniport HLK {direction:?}: WaveTest {}/{} rules, KS position {}",
+        findings.iter().filter(|f| f.outcome.is_ok()).count(),
+        findings.len(),
+        if report.passed() { "passed" } else { "FAILED" }
+    );
+    assert!(findings.iter().all(|f| f.outcome.is_ok()), "{findings:?}");
+    assert!(report.passed(), "{report:?}");
+    assert!(rig.services_per_step.load(Ordering::Relaxed) >= 1);
+    rig.shutdown().check().unwrap();
+}
+
+#[test]
+fn miniport_hlk_positions_render() {
+    hlk_on(Direction::Render);
+}
+
+#[test]
+fn miniport_hlk_positions_capture() {
+    hlk_on(Direction::Capture);
+}
