@@ -11,16 +11,19 @@ use portcls_sys::{
     PcAddAdapterDevice, PcInitializeAdapterDriver, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS,
     PRESOURCELIST, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, ULONG, UNICODE_STRING,
 };
-use wavert_miniport::adapter::install;
+use wavert_com::ComPtr;
+use wavert_miniport::ac97::DeviceKind;
+use wavert_miniport::adapter::{install, install_ac97};
 use wavert_miniport::{DmaMode, VirtualCable};
 use wdk_sys::ntddk::ExAllocateTimer;
 use wdk_sys::EX_TIMER_HIGH_RESOLUTION;
 
+use crate::io::KernelPortIo;
 use crate::platform::{timer_callback, KernelPlatform};
 use crate::services::KernelServices;
 
-/// How many subdevices the adapter may register with PortCls: the virtual
-/// cable's wave and topology filters for render and for capture.
+/// How many subdevices the adapter may register with PortCls: a wave and a
+/// topology filter for render and for capture (the cable's or the AC'97's).
 const MAX_SUBDEVICES: ULONG = 4;
 
 /// Device extension size for `PcAddAdapterDevice`; 0 lets PortCls use its own
@@ -85,6 +88,44 @@ unsafe extern "system" fn start_device(
     irp: *mut IRP,
     resource_list: PRESOURCELIST,
 ) -> NTSTATUS {
+    let services = KernelServices {
+        device: device_object,
+        irp,
+        resources: resource_list,
+    };
+    // One binary serves both hardware IDs; the resources tell them apart:
+    // the root-enumerated cable has none, a PCI AC'97 has two I/O ranges
+    // and an interrupt. (No registry or hardware-ID lookup needed, and a
+    // device with the wrong resources is refused instead of guessed at.)
+    // SAFETY: PortCls passes a live resource list (or NULL) for this call;
+    // the borrowed pointer is AddRef'd for as long as we hold it.
+    let resources = unsafe { ComPtr::from_raw_borrowed(resource_list) };
+    match DeviceKind::of(resources.as_ref()) {
+        DeviceKind::VirtualCable => start_cable(&services),
+        DeviceKind::Ac97 => resources.map_or(STATUS_INSUFFICIENT_RESOURCES, |resources| {
+            start_ac97(&services, &resources)
+        }),
+        DeviceKind::Unknown => wavert_miniport::ac97::resources::STATUS_DEVICE_CONFIGURATION_ERROR,
+    }
+}
+
+/// `StartDevice` for a PCI AC'97: port I/O, interrupt sync, codec, ISR,
+/// the four subdevices; then the DPC is pointed at the device.
+fn start_ac97(
+    services: &KernelServices,
+    resources: &ComPtr<portcls_sys::IResourceList>,
+) -> NTSTATUS {
+    match install_ac97(services, KernelPlatform::new(), KernelPortIo, resources) {
+        Ok(device) => {
+            device.platform().attach_dpc(Arc::as_ptr(&device));
+            STATUS_SUCCESS
+        }
+        Err(status) => status.0,
+    }
+}
+
+/// `StartDevice` for the root-enumerated virtual cable.
+fn start_cable(services: &KernelServices) -> NTSTATUS {
     let cable = Arc::new(VirtualCable::new(KernelPlatform::new(), DmaMode::Looping));
     // SAFETY: the callback matches EXT_CALLBACK; its context is the cable,
     // which owns the timer and deletes it (waiting) before its state goes.
@@ -99,13 +140,8 @@ unsafe extern "system" fn start_device(
         return STATUS_INSUFFICIENT_RESOURCES;
     }
     cable.platform().attach_timer(timer);
-    let services = KernelServices {
-        device: device_object,
-        irp,
-        resources: resource_list,
-    };
     // The miniports keep the cable alive; our reference goes on return.
-    match install(&services, &cable) {
+    match install(services, &cable) {
         Ok(()) => STATUS_SUCCESS,
         Err(status) => status.0,
     }

@@ -13,6 +13,7 @@
 extern crate alloc;
 
 mod adapter;
+mod io;
 mod platform;
 mod services;
 

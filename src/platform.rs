@@ -6,15 +6,19 @@
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write as _};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use portcls_sys::PKEVENT;
+use wavert_miniport::ac97::Ac97Device;
 use wavert_miniport::{LogLevel, Platform, SpinLock, VirtualCable};
 use wdk_sys::ntddk::{
     DbgPrint, ExCancelTimer, ExDeleteTimer, ExSetTimer, KeAcquireSpinLockRaiseToDpc,
-    KeQueryPerformanceCounter, KeReleaseSpinLock, KeSetEvent,
+    KeFlushQueuedDpcs, KeInitializeDpc, KeInsertQueueDpc, KeQueryPerformanceCounter,
+    KeReleaseSpinLock, KeRemoveQueueDpc, KeSetEvent,
 };
-use wdk_sys::{KSPIN_LOCK, LARGE_INTEGER, PEX_TIMER, PVOID};
+use wdk_sys::{KDPC, KSPIN_LOCK, LARGE_INTEGER, PEX_TIMER, PKDPC, PVOID};
+
+use crate::io::KernelPortIo;
 
 /// A value guarded by a `KSPIN_LOCK` (`KeAcquireSpinLockRaiseToDpc`).
 pub struct KernelSpinLock<T> {
@@ -48,13 +52,31 @@ impl<T: Send> SpinLock<T> for KernelSpinLock<T> {
     }
 }
 
-/// The kernel services of the virtual cable.
+/// The kernel services of the virtual cable and of the AC'97.
 pub struct KernelPlatform {
     frequency: u64,
     /// The cable's high-resolution timer (`ExAllocateTimer`), attached once
     /// the cable exists (its callback needs the cable's address).
     timer: AtomicPtr<wdk_sys::_EX_TIMER>,
+    /// The AC'97's DPC (non-paged: the platform lives inside the device's
+    /// pool block), initialised once the device exists.
+    dpc: KernelDpc,
+    dpc_ready: AtomicBool,
 }
+
+/// A `KDPC` in the platform's non-paged block.
+struct KernelDpc(UnsafeCell<KDPC>);
+
+// SAFETY: the KDPC is only touched by the kernel's DPC routines
+// (KeInitializeDpc once, before `dpc_ready`; KeInsertQueueDpc and
+// KeRemoveQueueDpc are multiprocessor-safe).
+unsafe impl Sync for KernelDpc {}
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "the KDPC's raw pointers belong to the kernel's DPC queue, which any processor may use"
+)]
+// SAFETY: as above; the KDPC's pointers are the kernel's and ours.
+unsafe impl Send for KernelDpc {}
 
 impl KernelPlatform {
     /// Reads the performance counter frequency. IRQL: any.
@@ -67,7 +89,23 @@ impl KernelPlatform {
         Self {
             frequency: u64::try_from(quad).unwrap_or(0),
             timer: AtomicPtr::new(ptr::null_mut()),
+            dpc: KernelDpc(UnsafeCell::new(KDPC::default())),
+            dpc_ready: AtomicBool::new(false),
         }
+    }
+
+    /// Points the DPC at the AC'97 device that owns this platform; until
+    /// then `queue_dpc` answers `false` and the device runs its deferred
+    /// step at the next position query. IRQL: `PASSIVE_LEVEL`, once.
+    pub fn attach_dpc(&self, device: *const Ac97Device<Self, KernelPortIo>) {
+        if self.dpc_ready.load(Ordering::Acquire) {
+            return;
+        }
+        // SAFETY: our KDPC, initialised once before anyone can queue it;
+        // the context is the device owning this platform, which removes
+        // and flushes the DPC (in `Drop`) before its memory goes.
+        unsafe { KeInitializeDpc(self.dpc.0.get(), Some(dpc_routine), device.cast_mut().cast()) };
+        self.dpc_ready.store(true, Ordering::Release);
     }
 
     /// Hands the platform the timer it owns from now on (deleted on drop).
@@ -81,6 +119,13 @@ impl Drop for KernelPlatform {
     /// IRQL: `PASSIVE_LEVEL` (the last reference to the cable goes with the
     /// last miniport or stream, which PortCls releases at PASSIVE).
     fn drop(&mut self) {
+        if self.dpc_ready.swap(false, Ordering::AcqRel) {
+            // SAFETY: our initialised KDPC; dequeue it, then wait for a
+            // routine already running on another processor to finish.
+            unsafe { KeRemoveQueueDpc(self.dpc.0.get()) };
+            // SAFETY: PASSIVE_LEVEL (see above).
+            unsafe { KeFlushQueuedDpcs() };
+        }
         let timer = self.timer.swap(ptr::null_mut(), Ordering::AcqRel);
         if !timer.is_null() {
             // SAFETY: our timer, deleted once; cancel and wait so that no
@@ -155,6 +200,17 @@ impl Platform for KernelPlatform {
         }
     }
 
+    /// IRQL: any (the AC'97 ISR calls it at DIRQL); `KeInsertQueueDpc` is
+    /// callable at any IRQL and takes no lock of ours.
+    fn queue_dpc(&self) -> bool {
+        if !self.dpc_ready.load(Ordering::Acquire) {
+            return false;
+        }
+        // SAFETY: our initialised KDPC; a DPC already queued stays queued once.
+        unsafe { KeInsertQueueDpc(self.dpc.0.get(), ptr::null_mut(), ptr::null_mut()) };
+        true
+    }
+
     /// IRQL: `<= DISPATCH_LEVEL`; no allocation.
     fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
         let mut line = LineBuffer {
@@ -180,4 +236,17 @@ pub unsafe extern "C" fn timer_callback(_timer: PEX_TIMER, context: PVOID) {
     // SAFETY: see the function's contract.
     let cable = unsafe { &*context.cast::<VirtualCable<KernelPlatform>>() };
     cable.on_timer(cable.platform().qpc());
+}
+
+/// The AC'97's DPC routine (`KDEFERRED_ROUTINE`), at `DISPATCH_LEVEL`: the
+/// deferred half of the interrupt (notification events).
+///
+/// # Safety
+///
+/// `context` is the address of the `Ac97Device` that owns the DPC; it
+/// removes and flushes the DPC before its state is dropped.
+unsafe extern "C" fn dpc_routine(_dpc: PKDPC, context: PVOID, _arg1: PVOID, _arg2: PVOID) {
+    // SAFETY: see the function's contract.
+    let device = unsafe { &*context.cast::<Ac97Device<KernelPlatform, KernelPortIo>>() };
+    device.on_dpc();
 }

@@ -5,8 +5,9 @@
 use core::ptr;
 
 use portcls_sys::{
-    IPort, IUnknown, PcNewPort, PcRegisterPhysicalConnection, PcRegisterSubdevice, DEVICE_OBJECT,
-    GUID, IRP, NT_SUCCESS, PRESOURCELIST,
+    IInterruptSync, IPort, IResourceList, IUnknown, InterruptSyncModeNormal, PcNewInterruptSync,
+    PcNewPort, PcRegisterPhysicalConnection, PcRegisterSubdevice, DEVICE_OBJECT, GUID, IRP,
+    NT_SUCCESS, PRESOURCELIST,
 };
 use wavert_com::{ComPtr, NtResult, NtStatus};
 use wavert_miniport::adapter::PortClsServices;
@@ -57,6 +58,27 @@ impl PortClsServices for KernelServices {
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
         // SAFETY: `name` is NUL-terminated (SUBDEVICES); the port is live.
         check(unsafe { PcRegisterSubdevice(self.device, name.as_ptr(), port.as_raw().cast()) })
+    }
+
+    fn new_interrupt_sync(
+        &self,
+        resources: &ComPtr<IResourceList>,
+        index: u32,
+    ) -> NtResult<ComPtr<IInterruptSync>> {
+        let mut sync = ptr::null_mut();
+        // SAFETY: `sync` is writable; the resource list is live (the
+        // caller holds it); no outer unknown.
+        check(unsafe {
+            PcNewInterruptSync(
+                &raw mut sync,
+                ptr::null_mut(),
+                resources.as_raw(),
+                index,
+                InterruptSyncModeNormal,
+            )
+        })?;
+        // SAFETY: a successful PcNewInterruptSync hands us one reference.
+        unsafe { ComPtr::from_raw(sync) }.ok_or(NtStatus::INSUFFICIENT_RESOURCES)
     }
 
     fn register_physical_connection(

@@ -303,8 +303,9 @@ fn install_ac97_one<S: PortClsServices, P: Platform, IO: PortIo>(
     Ok(port)
 }
 
-/// `StartDevice` for a PCI AC'97: reads the two I/O windows and the
-/// interrupt from `resources`, makes the interrupt sync, brings the codec
+/// `StartDevice` for a PCI AC'97.
+///
+/// Reads the two I/O windows and the interrupt from `resources`, makes the interrupt sync, brings the codec
 /// up, connects the ISR, and registers the four subdevices and their two
 /// physical connections. `io` is the platform's port I/O. Returns the
 /// device (PortCls' references keep it alive; the caller may drop its own).

@@ -486,6 +486,10 @@ impl Machine {
     ///
     /// # Errors
     /// QEMU did not exit within 20 s (it is then killed).
+    #[allow(
+        clippy::significant_drop_tightening,
+        reason = "the child is held while it is polled until it exits"
+    )]
     pub fn terminate(&self) -> Result<(), String> {
         let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
         let pid = child.id().to_string();

@@ -309,11 +309,11 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
         self.platform.log(level, message);
     }
 
-    fn bus_master(&self) -> Window<'_, IO> {
+    const fn bus_master(&self) -> Window<'_, IO> {
         Window::new(&self.io, self.resources.bus_master_port)
     }
 
-    fn mixer_window(&self) -> Window<'_, IO> {
+    const fn mixer_window(&self) -> Window<'_, IO> {
         Window::new(&self.io, self.resources.mixer_port)
     }
 
@@ -821,9 +821,11 @@ const MASTER_STEPS: i32 = 31;
 /// Record gain: 4-bit gain per side (0 = 0 dB .. 15 = +22.5 dB).
 const RECORD_STEPS: i32 = 15;
 
-/// A topology filter's volume and mute nodes on the codec: render on the
-/// master volume register (02h), capture on the record gain register (1Ch).
-/// The PCM-out register (18h) stays at the back-end's unity setting.
+/// A topology filter's volume and mute nodes on the codec.
+///
+/// Render drives the master volume register (02h), capture the record gain
+/// register (1Ch); the PCM-out register (18h) stays at the back-end's unity
+/// setting.
 pub struct MixerNode<P: Platform, IO: PortIo> {
     device: Arc<Ac97Device<P, IO>>,
     direction: Direction,

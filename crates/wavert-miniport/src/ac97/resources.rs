@@ -70,8 +70,8 @@ pub const STATUS_DEVICE_CONFIGURATION_ERROR: i32 = 0xC000_0182_u32 as i32;
 const MIN_MIXER_LENGTH: u32 = 0x80;
 /// Smallest bus-master window: registers up to `GLOB_STA` (0x30..0x33).
 const MIN_BUS_MASTER_LENGTH: u32 = 0x34;
-/// `sizeof(CM_PARTIAL_RESOURCE_DESCRIPTOR)` on x64: Type, ShareDisposition,
-/// Flags, then a 16-byte union packed to 4 (`u.Port.Start` at 4, 8 bytes;
+/// `sizeof(CM_PARTIAL_RESOURCE_DESCRIPTOR)` on x64: `Type`,
+/// `ShareDisposition`, `Flags`, then a 16-byte union packed to 4 (`u.Port.Start` at 4, 8 bytes;
 /// `u.Port.Length` at 12).
 const DESCRIPTOR_BYTES: usize = 20;
 

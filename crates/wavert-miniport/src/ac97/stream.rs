@@ -59,8 +59,9 @@ pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
 /// model has no FIFO.
 pub const FIFO_BYTES: u32 = 64;
 
-/// Codec group delay in frames: the DAC's and the ADC's interpolation and
-/// decimation filters. The AC'97 2.3 specification leaves it to the codec;
+/// Codec group delay in frames.
+///
+/// The DAC's and the ADC's interpolation and decimation filters. The AC'97 2.3 specification leaves it to the codec;
 /// sigma-delta AC'97 codecs typically state about 12 to 20 sample periods
 /// in their datasheets. We report 16 frames at the stream's rate.
 pub const CODEC_DELAY_FRAMES: u32 = 16;
