@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use portcls_sys::GUID;
-use wavert_miniport::adapter::{SubdeviceKind, SUBDEVICES};
+use wavert_miniport::adapter::{Subdevice, SubdeviceKind, AC97_SUBDEVICES, SUBDEVICES};
 use wavert_miniport::filters;
 use wavert_miniport::Direction;
 
@@ -66,8 +66,9 @@ fn guid_text(g: &GUID) -> String {
     )
 }
 
-/// reference string -> set of category GUID texts, from the INF.
-fn inf_interfaces() -> BTreeMap<String, BTreeSet<String>> {
+/// reference string -> set of category GUID texts, from the INF's
+/// `[<model>.NT.Interfaces]` section (`model` lower case).
+fn inf_interfaces(model: &str) -> BTreeMap<String, BTreeSet<String>> {
     let sections = sections(INX);
     let strings: BTreeMap<String, String> = sections["strings"]
         .iter()
@@ -80,8 +81,8 @@ fn inf_interfaces() -> BTreeMap<String, BTreeSet<String>> {
         })
         .collect();
     let interfaces = sections
-        .get("cable.nt.interfaces")
-        .expect("[Cable.NT.Interfaces] section");
+        .get(&format!("{model}.nt.interfaces"))
+        .unwrap_or_else(|| panic!("[{model}.NT.Interfaces] section"));
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in interfaces {
         let (key, value) = line.split_once('=').unwrap();
@@ -119,10 +120,8 @@ fn inf_interfaces() -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-#[test]
-fn every_subdevice_has_its_interfaces_and_nothing_else() {
-    let inf = inf_interfaces();
-    let ours: BTreeMap<String, BTreeSet<String>> = SUBDEVICES
+fn table(subdevices: &[Subdevice]) -> BTreeMap<String, BTreeSet<String>> {
+    subdevices
         .iter()
         .map(|s| {
             (
@@ -130,8 +129,49 @@ fn every_subdevice_has_its_interfaces_and_nothing_else() {
                 s.categories.iter().map(guid_text).collect(),
             )
         })
-        .collect();
-    assert_eq!(inf, ours);
+        .collect()
+}
+
+#[test]
+fn every_subdevice_has_its_interfaces_and_nothing_else() {
+    assert_eq!(inf_interfaces("cable"), table(&SUBDEVICES));
+}
+
+#[test]
+fn every_ac97_subdevice_has_its_interfaces_and_nothing_else() {
+    assert_eq!(inf_interfaces("ac97"), table(&AC97_SUBDEVICES));
+    let sections = sections(INX);
+    let models = sections
+        .iter()
+        .find(|(k, _)| k.starts_with("models.nt"))
+        .map(|(_, v)| v)
+        .expect("[Models...] section");
+    assert!(models
+        .iter()
+        .any(|l| l.ends_with("= Ac97, PCI\\VEN_8086&DEV_2415")));
+    assert!(sections["ac97.nt.services"]
+        .iter()
+        .any(|l| l.starts_with("AddService = rswavert,")));
+}
+
+#[test]
+fn ac97_subdevice_categories_are_the_filter_descriptors_categories() {
+    use wavert_miniport::ac97::filters as ac97;
+    for s in &AC97_SUBDEVICES {
+        let descriptor = match s.kind {
+            SubdeviceKind::Wave(Direction::Render) => &ac97::AC97_WAVE_RENDER_FILTER,
+            SubdeviceKind::Wave(Direction::Capture) => &ac97::AC97_WAVE_CAPTURE_FILTER,
+            SubdeviceKind::Topology(Direction::Render) => &filters::TOPOLOGY_RENDER_FILTER,
+            SubdeviceKind::Topology(Direction::Capture) => &filters::TOPOLOGY_CAPTURE_FILTER,
+        };
+        // SAFETY: the descriptor's category table has CategoryCount entries.
+        let categories = unsafe {
+            std::slice::from_raw_parts(descriptor.Categories, descriptor.CategoryCount as usize)
+        };
+        assert_eq!(categories, s.categories, "{}", s.name);
+        let utf16: Vec<u16> = s.name.encode_utf16().chain([0]).collect();
+        assert_eq!(utf16, s.name_utf16, "{}", s.name);
+    }
 }
 
 #[test]
@@ -159,6 +199,8 @@ fn topology_interfaces_carry_the_endpoint_properties() {
     for name in [
         "cable.i.topologyrender.addreg",
         "cable.i.topologycapture.addreg",
+        "ac97.i.topologyrender.addreg",
+        "ac97.i.topologycapture.addreg",
     ] {
         let reg = &sections[name];
         assert!(reg
