@@ -104,7 +104,13 @@ impl KernelPlatform {
         // SAFETY: our KDPC, initialised once before anyone can queue it;
         // the context is the device owning this platform, which removes
         // and flushes the DPC (in `Drop`) before its memory goes.
-        unsafe { KeInitializeDpc(self.dpc.0.get(), Some(dpc_routine), device.cast_mut().cast()) };
+        unsafe {
+            KeInitializeDpc(
+                self.dpc.0.get(),
+                Some(dpc_routine),
+                device.cast_mut().cast(),
+            )
+        };
         self.dpc_ready.store(true, Ordering::Release);
     }
 
