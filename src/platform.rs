@@ -109,7 +109,7 @@ impl KernelPlatform {
                 self.dpc.0.get(),
                 Some(dpc_routine),
                 device.cast_mut().cast(),
-            )
+            );
         };
         self.dpc_ready.store(true, Ordering::Release);
     }
