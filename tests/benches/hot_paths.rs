@@ -278,14 +278,16 @@ fn get_position(c: &mut Criterion) {
     let adapter = cable_adapter(&machine);
     let stream = running_stream(&machine, &adapter, false, FormatRequest::default(), 10);
     let reference = AtomicU64::new(0x1234);
-    let mut group = c.benchmark_group("position");
-    group.bench_function("get_position_vtable", |b| {
-        b.iter(|| black_box(stream.raw_position().expect("position")));
-    });
-    group.bench_function("reference_atomic_load", |b| {
-        b.iter(|| black_box(black_box(&reference).load(Ordering::Acquire)));
-    });
-    group.finish();
+    {
+        let mut group = c.benchmark_group("position");
+        group.bench_function("get_position_vtable", |b| {
+            b.iter(|| black_box(stream.raw_position().expect("position")));
+        });
+        group.bench_function("reference_atomic_load", |b| {
+            b.iter(|| black_box(black_box(&reference).load(Ordering::Acquire)));
+        });
+        group.finish();
+    }
     close(stream);
     adapter.remove();
 }
@@ -334,6 +336,7 @@ fn loopback_copy(c: &mut Criterion) {
             group.bench_function(format!("reference_{format_name}_{period_ms}ms"), |b| {
                 b.iter(|| destination.copy_from_slice(black_box(&source)));
             });
+            black_box(&destination);
             drop(cable);
             close(render);
             close(capture);
@@ -361,18 +364,20 @@ fn allocate_audio_buffer(c: &mut Criterion) {
     };
     let (_, bytes) =
         negotiate_format(&filter.miniport, filter.description, pin, &format).expect("format");
-    let mut group = c.benchmark_group("allocate");
-    group.throughput(Throughput::Elements(512));
-    group.bench_function("buffer_2mib_192k_8ch_32bit", |b| {
-        b.iter(|| {
-            let mut stream =
-                Stream::open(&machine, &filter.miniport, pin, false, &bytes).expect("NewStream");
-            let granted = stream.allocate(6_144_000, Some(2)).expect("buffer");
-            assert_eq!(granted, 2 << 20, "the device maximum is granted");
-            stream.close().expect("clean close")
+    {
+        let mut group = c.benchmark_group("allocate");
+        group.throughput(Throughput::Elements(512));
+        group.bench_function("buffer_2mib_192k_8ch_32bit", |b| {
+            b.iter(|| {
+                let mut stream = Stream::open(&machine, &filter.miniport, pin, false, &bytes)
+                    .expect("NewStream");
+                let granted = stream.allocate(6_144_000, Some(2)).expect("buffer");
+                assert_eq!(granted, 2 << 20, "the device maximum is granted");
+                stream.close().expect("clean close")
+            });
         });
-    });
-    group.finish();
+        group.finish();
+    }
     adapter.remove();
 }
 
