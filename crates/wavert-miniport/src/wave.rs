@@ -67,16 +67,7 @@ impl<P: Platform> Miniport for CableWave<P> {
         }
         let device = device_range_of(matching_range).ok_or(NtStatus::NO_MATCH)?;
         let format = intersect(data_range, &device).map_err(|_| NtStatus::NO_MATCH)?;
-        // At most 104 bytes.
-        let needed = u32::try_from(ks_data_format_len(&format)).unwrap_or(u32::MAX);
-        *result_len = needed;
-        if result.is_empty() {
-            return Err(NtStatus::BUFFER_OVERFLOW);
-        }
-        let written =
-            write_ks_data_format(&format, result).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
-        *result_len = u32::try_from(written).unwrap_or(needed);
-        Ok(())
+        write_intersection(&format, result, result_len)
     }
 }
 
@@ -131,4 +122,23 @@ impl<P: Platform> MiniportWaveRt for CableWave<P> {
         };
         Ok(())
     }
+}
+
+/// Answers `DataRangeIntersection` with `format` as a `KSDATAFORMAT` +
+/// `WAVEFORMATEX(TENSIBLE)` (at most 104 bytes), following PortCls's size
+/// protocol: an empty `result` is a size query (`STATUS_BUFFER_OVERFLOW` with
+/// `*result_len` = the size needed), a short one is `STATUS_BUFFER_TOO_SMALL`.
+pub(crate) fn write_intersection(
+    format: &wavert_core::format::AudioFormat,
+    result: &mut [u8],
+    result_len: &mut u32,
+) -> NtResult<()> {
+    let needed = u32::try_from(ks_data_format_len(format)).unwrap_or(u32::MAX);
+    *result_len = needed;
+    if result.is_empty() {
+        return Err(NtStatus::BUFFER_OVERFLOW);
+    }
+    let written = write_ks_data_format(format, result).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+    *result_len = u32::try_from(written).unwrap_or(needed);
+    Ok(())
 }

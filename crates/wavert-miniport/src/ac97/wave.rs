@@ -9,9 +9,7 @@ use portcls_sys::{
     DEVICE_DESCRIPTION_VERSION, PCFILTER_DESCRIPTOR,
 };
 use wavert_com::{ComPtr, Miniport, MiniportWaveRt, NtResult, NtStatus};
-use wavert_core::range::{
-    intersect, ks_data_format_len, parse_client_request, write_ks_data_format, ClientRequest,
-};
+use wavert_core::range::{intersect, parse_client_request, ClientRequest};
 
 use super::device::Ac97Device;
 use super::filters::{AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS};
@@ -68,15 +66,7 @@ impl<P: Platform, IO: PortIo> Miniport for Ac97Wave<P, IO> {
             // the audio engine, never handed to the device.
             return Err(NtStatus::NO_MATCH);
         }
-        let needed = u32::try_from(ks_data_format_len(&format)).unwrap_or(u32::MAX);
-        *result_len = needed;
-        if result.is_empty() {
-            return Err(NtStatus::BUFFER_OVERFLOW);
-        }
-        let written =
-            write_ks_data_format(&format, result).map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
-        *result_len = u32::try_from(written).unwrap_or(needed);
-        Ok(())
+        crate::wave::write_intersection(&format, result, result_len)
     }
 }
 
