@@ -36,11 +36,11 @@ pub enum LogLevel {
 /// The platform also owns a timer whose callback (at `DISPATCH_LEVEL`)
 /// calls [`crate::VirtualCable::on_timer`] of the cable that owns the
 /// platform: how the callback finds the cable is the platform's business
-/// (the driver gives the timer a pointer to the cable). The cable arms it
-/// as a one-shot ([`Platform::arm_timer`]) for the next packet end of its
-/// running streams (and at most [`crate::TIMER_PERIOD_100NS`] ahead), and
-/// re-arms it from the callback, so notification events are signalled at
-/// their packet end rather than up to a timer period after it.
+/// (the driver gives the timer a pointer to the cable). The cable starts it
+/// as a periodic timer of [`crate::TIMER_PERIOD_100NS`] while a stream runs,
+/// so a notification event is signalled up to one period after its packet
+/// end (see `docs/testing.md`; a one-shot armed for the next packet end is
+/// the planned fix).
 pub trait Platform: Send + Sync + 'static {
     /// The spinlock type.
     type Lock<T: Send>: SpinLock<T>;
@@ -55,31 +55,8 @@ pub trait Platform: Send + Sync + 'static {
     fn signal_event(&self, event: PKEVENT);
     /// Starts (or restarts) the timer as a periodic one with a period of
     /// `period_100ns` hundred-nanosecond units. IRQL: `<= DISPATCH_LEVEL`.
-    ///
-    /// The cable no longer calls it directly: only the default
-    /// [`Platform::arm_timer`] does, for a platform that has no one-shot
-    /// timer (events then come up to a period late).
     fn start_timer(&self, period_100ns: u32);
-    /// Arms the timer to fire once, at the first instant the performance
-    /// counter reads `due_qpc` or more (as close to it as the platform can,
-    /// never before it), replacing any earlier arming (periodic or not).
-    /// A `due_qpc` already past fires as soon as possible.
-    ///
-    /// IRQL: `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under the cable
-    /// lock (from the timer callback, `SetState`, `GetPosition` and stream
-    /// release), so it must not block, allocate or take the cable lock. The
-    /// callback may run on another processor meanwhile; the cable copes with
-    /// a spurious or early callback (it services and arms again).
-    ///
-    /// The default starts the periodic timer with
-    /// [`crate::TIMER_PERIOD_100NS`] (the contract before one-shots, kept
-    /// for platforms that never serve the cable); the driver's and the
-    /// emulator's platforms override it.
-    fn arm_timer(&self, due_qpc: u64) {
-        let _ = due_qpc;
-        self.start_timer(crate::cable::TIMER_PERIOD_100NS);
-    }
-    /// Stops the timer (periodic or armed); a callback already running may
+    /// Stops the timer; a callback already running may
     /// finish. IRQL: `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under
     /// the cable lock.
     fn stop_timer(&self);
