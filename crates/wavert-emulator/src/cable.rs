@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use portcls_sys::{
-    CLSID_PortTopology, CLSID_PortWaveRT, IMiniportTopology, IMiniportWaveRT, IPort, IUnknown,
-    GUID, PCFILTER_DESCRIPTOR, PKEVENT, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_DEVICE_REQUEST,
+    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
+    IPort, IResourceList, IUnknown, GUID, PCFILTER_DESCRIPTOR, PKEVENT,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST,
 };
 use wavert_com::{ComPtr, NtResult, NtStatus};
 use wavert_miniport::adapter::{self, PortClsServices};
@@ -31,7 +31,7 @@ use wavert_miniport::{DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
 
 use crate::engine::pins;
 use crate::machine::{Machine, TimerCallback, QPC_FREQUENCY};
-use crate::port::{Port, PortKind};
+use crate::port::{InterruptLine, Port, PortKind};
 use crate::session::WaveFilter;
 
 /// `STATUS_OBJECT_NAME_COLLISION` (`ntstatus.h`): a second subdevice with
@@ -184,6 +184,8 @@ pub struct EmuPortCls {
     ports: Mutex<Vec<Port>>,
     calls: AtomicUsize,
     fail_call: Option<usize>,
+    /// The line `PcNewInterruptSync` hands out (interrupting devices only).
+    interrupt: Option<Arc<InterruptLine>>,
 }
 
 /// Reads a NUL-terminated UTF-16 name (the whole slice if it has no NUL).
@@ -203,7 +205,16 @@ impl EmuPortCls {
             ports: Mutex::new(Vec::new()),
             calls: AtomicUsize::new(0),
             fail_call,
+            interrupt: None,
         }
+    }
+
+    /// The same services for a device with an interrupt:
+    /// `PcNewInterruptSync` (resource index 0) hands out `line`.
+    #[must_use]
+    pub fn with_interrupt_line(mut self, line: Arc<InterruptLine>) -> Self {
+        self.interrupt = Some(line);
+        self
     }
 
     /// PortCls calls made so far.
@@ -321,6 +332,18 @@ impl PortClsServices for EmuPortCls {
             to_pin,
         );
         Ok(())
+    }
+
+    fn new_interrupt_sync(
+        &self,
+        _resources: &ComPtr<IResourceList>,
+        index: u32,
+    ) -> NtResult<ComPtr<IInterruptSync>> {
+        self.call()?;
+        match (&self.interrupt, index) {
+            (Some(line), 0) => Ok(line.interface().clone()),
+            _ => Err(NtStatus::NOT_SUPPORTED),
+        }
     }
 }
 

@@ -13,6 +13,9 @@
 //!   PortCls loads it: its `Platform` over the machine, its
 //!   `PortClsServices` over the port objects, `StartDevice`, and the wave
 //!   filters found by their registered subdevice names.
+//! * [`ac97`]: the product's AC'97 miniport on QEMU's AC'97 (`wavert-qemu`):
+//!   `StartDevice` from a PCI resource list, an event-driven render stream,
+//!   QEMU's WAV output compared with the input.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`fake`]: a small reference loopback cable (a miniport built on
 //!   `wavert-com`) that can be told to misbehave: the test double that
@@ -22,6 +25,7 @@
 //! `unsafe` lives in the memory model and the port objects (they are the
 //! boundary the miniport calls across), one `// SAFETY:` per operation.
 
+pub mod ac97;
 pub mod cable;
 pub mod engine;
 pub mod fake;

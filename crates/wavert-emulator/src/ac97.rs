@@ -1,0 +1,697 @@
+//! The product's AC'97 miniport (`wavert_miniport::ac97`) on QEMU's Intel
+//! ICH AC'97 device model (`wavert-qemu`), loaded and driven the way
+//! Windows does it.
+//!
+//! * QEMU runs with the qtest accelerator and a `wav` audiodev; the
+//!   emulator's [`PhysicalMemory`] is QEMU's guest-RAM file, so the buffer
+//!   and descriptor list the miniport allocates through
+//!   `IPortWaveRTStream` are where QEMU's DMA reads.
+//! * `StartDevice` is the miniport crate's own [`install_ac97`] over
+//!   [`EmuPortCls`], with an `IResourceList` of the two I/O BARs (mixer
+//!   and bus master) and the interrupt, and an [`InterruptLine`] as its
+//!   `IInterruptSync`. The miniport's port I/O goes over qtest.
+//! * A 1 ms machine timer couples the clocks: it steps QEMU by 1 ms, raises
+//!   the interrupt line while QEMU's IRQ is asserted (the miniport's ISR
+//!   claims it), then runs the DPC the ISR queued.
+//! * The engine ([`Stream`]) opens the render pin through the vtables and
+//!   streams event-driven; afterwards QEMU's WAV output is compared with
+//!   the input byte for byte after its leading silence.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR, PKEVENT};
+use wavert_com::ComPtr;
+use wavert_core::ac97::{ChannelStats, RegisterBus};
+use wavert_core::format::AudioFormat;
+use wavert_miniport::ac97::{Ac97Device, Ac97Stats, PortIo};
+use wavert_miniport::adapter::{install_ac97, AC97_SUBDEVICES};
+use wavert_miniport::{Direction, LogLevel, Platform};
+use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT, RAM_BYTES};
+use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu};
+
+use crate::cable::{EmuLock, EmuPortCls};
+use crate::engine::{negotiate_format, FormatRequest, Stream};
+use crate::machine::{ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
+use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
+use crate::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
+use crate::signal;
+
+/// The file QEMU's `wav` audiodev writes, in the output folder.
+pub const OUTPUT_WAV: &str = "ac97-qemu.wav";
+
+/// Bytes per frame of the only format the session plays (16-bit stereo).
+const FRAME_BYTES: u32 = 4;
+/// One coupling step.
+const MS_NS: u64 = 1_000_000;
+/// Most interrupt services in one step before the line counts as stuck.
+const MAX_SERVICES_PER_STEP: u32 = 16;
+/// Virtual time run past the end of the input, beyond one buffer, so the
+/// last of it leaves QEMU's mixing buffer (two 10 ms audio ticks).
+const TAIL_MS: u64 = 100;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Checks that the AC'97 session can play `request`: 16-bit stereo PCM at
+/// 8 to 48 kHz (the codec's variable-rate DAC, QEMU's `wav` back-end at
+/// the same rate).
+///
+/// # Errors
+///
+/// One line saying what is supported.
+pub fn check_format(request: &FormatRequest) -> Result<(), String> {
+    if request.float
+        || request.bits != 16
+        || request.channels != 2
+        || !(8_000..=48_000).contains(&request.rate)
+    {
+        return Err(format!(
+            "the AC'97 device plays 16-bit stereo PCM at 8000 to 48000 Hz only, not {} Hz {}-bit {}{} channel(s)",
+            request.rate,
+            request.bits,
+            if request.float { "float " } else { "" },
+            request.channels
+        ));
+    }
+    Ok(())
+}
+
+/// What to play.
+#[derive(Clone, Debug)]
+pub struct Ac97Options {
+    /// The WAV file to play (`None`: the generated test signal).
+    pub input: Option<PathBuf>,
+    /// The format (the input file's own when there is one).
+    pub format: FormatRequest,
+    /// Seconds of generated signal.
+    pub seconds: f64,
+    /// One period (packet) in milliseconds; the buffer holds two.
+    pub period_ms: u32,
+    /// Notification events per buffer (1 or 2).
+    pub notifications: u32,
+    /// Where QEMU's WAV output ([`OUTPUT_WAV`]) goes.
+    pub output_dir: PathBuf,
+}
+
+/// What the session saw.
+#[derive(Clone, Debug)]
+pub struct Ac97Report {
+    /// The negotiated format.
+    pub format: AudioFormat,
+    /// Registered subdevices, in order.
+    pub subdevices: Vec<String>,
+    /// Physical connections registered.
+    pub connections: usize,
+    /// The render buffer granted, in bytes.
+    pub buffer_bytes: u32,
+    /// Its pages (physical addresses in QEMU's guest RAM).
+    pub buffer_pages: Vec<u64>,
+    /// Notification events per buffer.
+    pub notification_count: u32,
+    /// Bytes of input played.
+    pub input_bytes: usize,
+    /// Bytes of audio in QEMU's WAV output.
+    pub output_bytes: usize,
+    /// Bytes of silence QEMU wrote before the first sound.
+    pub leading_silence_bytes: usize,
+    /// Bytes of the input (after its own leading silence) that reached the
+    /// output unchanged before the first difference or the end.
+    pub matched_bytes: usize,
+    /// Bytes of the input after its own leading silence.
+    pub expected_bytes: usize,
+    /// Byte offset (in the input) of the first byte that differs.
+    pub first_difference: Option<usize>,
+    /// The render channel's counters.
+    pub channel: ChannelStats,
+    /// The device's counters.
+    pub device: Ac97Stats,
+    /// Notification events the engine handled.
+    pub notifications: u64,
+    /// Packets the engine wrote behind the play position.
+    pub glitches: u64,
+    /// AC'97 register accesses while running.
+    pub register_accesses: u64,
+    /// Virtual time run, in milliseconds.
+    pub virtual_ms: u64,
+    /// Wall time of the whole session, in seconds.
+    pub wall_seconds: f64,
+    /// Pages still allocated after the stream closed.
+    pub leaked_pages: usize,
+    /// Port objects still alive after removal.
+    pub live_objects: usize,
+    /// Protocol violations the machine recorded.
+    pub violations: Vec<String>,
+    /// QEMU's WAV output.
+    pub wav_path: PathBuf,
+}
+
+impl Ac97Report {
+    /// Whether the whole input reached QEMU's output unchanged, after the
+    /// leading silence.
+    #[must_use]
+    pub const fn byte_exact(&self) -> bool {
+        self.first_difference.is_none() && self.matched_bytes == self.expected_bytes
+    }
+
+    /// Byte-exact, no halts, FIFO errors, service errors, glitches, leaks or
+    /// protocol violations.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.byte_exact()
+            && self.channel.halts == 0
+            && self.channel.fifo_errors == 0
+            && self.device.service_errors == 0
+            && self.glitches == 0
+            && self.leaked_pages == 0
+            && self.live_objects == 0
+            && self.violations.is_empty()
+    }
+
+    /// The report, one line per figure.
+    #[must_use]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "figures for the report: counts stay far below 2^52"
+    )]
+    pub fn lines(&self) -> Vec<String> {
+        let f = &self.format;
+        let rate = f64::from(f.sample_rate());
+        let frame = f64::from(f.block_align());
+        let page = crate::memory::PAGE_SIZE;
+        let audio_s = self.input_bytes as f64 / frame / rate;
+        let interrupts = self.channel.interrupts;
+        let per_interrupt =
+            self.channel.interrupt_register_accesses as f64 / interrupts.max(1) as f64;
+        vec![
+            format!(
+                "device           : AC'97 miniport (wavert-miniport) on QEMU's ICH AC'97 over qtest, through the emulated PortCls, virtual clock"
+            ),
+            format!("subdevices       : {} ({} connections)", self.subdevices.join(", "), self.connections),
+            format!(
+                "format           : {} Hz, {} bit, {} ch, {} bytes/frame",
+                f.sample_rate(),
+                f.valid_bits(),
+                f.channels(),
+                f.block_align()
+            ),
+            format!(
+                "buffer           : {} bytes ({:.1} ms, {} pages, {} notifications per buffer)",
+                self.buffer_bytes,
+                f64::from(self.buffer_bytes) / frame / rate * 1000.0,
+                (self.buffer_bytes as usize).div_ceil(page),
+                self.notification_count
+            ),
+            format!(
+                "played           : {audio_s:.3} s of audio in {:.3} s virtual, {:.2} s wall",
+                self.virtual_ms as f64 / 1000.0,
+                self.wall_seconds
+            ),
+            format!(
+                "interrupts       : {interrupts} ({:.1}/s), ISR {per_interrupt:.2} register accesses per interrupt, {} not ours, {} DPCs",
+                interrupts as f64 / (self.virtual_ms.max(1) as f64 / 1000.0),
+                self.channel.not_mine,
+                self.device.dpcs_queued
+            ),
+            format!(
+                "register accesses: {} while running",
+                self.register_accesses
+            ),
+            format!(
+                "halts            : {} ({} FIFO errors, {} run-bit restarts, {} service errors)",
+                self.channel.halts,
+                self.channel.fifo_errors,
+                self.channel.run_bit_restarts,
+                self.device.service_errors
+            ),
+            format!(
+                "notifications    : {} (glitches {})",
+                self.notifications, self.glitches
+            ),
+            format!(
+                "byte-exact       : {} ({} of {} bytes match after {} bytes ({:.1} ms) of leading silence{})",
+                if self.byte_exact() { "yes" } else { "NO" },
+                self.matched_bytes,
+                self.expected_bytes,
+                self.leading_silence_bytes,
+                self.leading_silence_bytes as f64 / frame / rate * 1000.0,
+                self.first_difference
+                    .map_or_else(String::new, |d| format!(", first difference at input byte {d}"))
+            ),
+            format!(
+                "leaks            : {} pages, {} port objects alive",
+                self.leaked_pages, self.live_objects
+            ),
+            format!(
+                "violations       : {}",
+                if self.violations.is_empty() {
+                    "none".to_owned()
+                } else {
+                    self.violations.join("; ")
+                }
+            ),
+            format!("output           : {} ({} bytes of audio)", self.wav_path.display(), self.output_bytes),
+        ]
+    }
+}
+
+// ---- the kernel services and port I/O over emulator + QEMU ----------------
+
+/// The miniport's [`Platform`]: the machine's QPC, events and log, and a
+/// DPC the coupling timer runs right after the interrupt (as the kernel runs
+/// a DPC when the processor drops below `DISPATCH_LEVEL`).
+pub struct Ac97Platform {
+    machine: Arc<Machine>,
+    dpc_queued: AtomicBool,
+}
+
+impl fmt::Debug for Ac97Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ac97Platform")
+            .field("dpc_queued", &self.dpc_queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Platform for Ac97Platform {
+    type Lock<T: Send> = EmuLock<T>;
+
+    fn qpc(&self) -> u64 {
+        self.machine.qpc()
+    }
+
+    fn qpc_frequency(&self) -> u64 {
+        QPC_FREQUENCY
+    }
+
+    fn signal_event(&self, event: PKEVENT) {
+        self.machine.set_event(event);
+    }
+
+    // The AC'97 device is interrupt-driven: no periodic timer.
+    fn start_timer(&self, _period_100ns: u32) {}
+
+    fn stop_timer(&self) {}
+
+    fn queue_dpc(&self) -> bool {
+        self.dpc_queued.store(true, Ordering::Release);
+        true
+    }
+
+    fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
+        self.machine.log(format!("{level:?}: {message}"));
+    }
+}
+
+/// The miniport's port I/O over qtest; a stall steps QEMU's clock.
+pub struct QemuIo(Arc<Qemu>);
+
+impl fmt::Debug for QemuIo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QemuIo").finish_non_exhaustive()
+    }
+}
+
+impl PortIo for QemuIo {
+    fn read8(&self, port: u16) -> u8 {
+        self.0.io_ports().read8(port)
+    }
+    fn read16(&self, port: u16) -> u16 {
+        self.0.io_ports().read16(port)
+    }
+    fn read32(&self, port: u16) -> u32 {
+        self.0.io_ports().read32(port)
+    }
+    fn write8(&self, port: u16, value: u8) {
+        self.0.io_ports().write8(port, value);
+    }
+    fn write16(&self, port: u16, value: u16) {
+        self.0.io_ports().write16(port, value);
+    }
+    fn write32(&self, port: u16, value: u32) {
+        self.0.io_ports().write32(port, value);
+    }
+    fn stall_us(&self, us: u32) {
+        let _ = self.0.clock_step(u64::from(us) * 1_000);
+    }
+}
+
+type Device = Ac97Device<Ac97Platform, QemuIo>;
+
+/// One coupling step: QEMU 1 ms on, the interrupt delivered while the line
+/// is up, then the queued DPC.
+fn couple(qemu: &Qemu, line: &InterruptLine, device: &Device) -> Result<(), String> {
+    qemu.clock_step(MS_NS)?;
+    let mut services = 0;
+    while qemu.interrupt_pending() {
+        if services == MAX_SERVICES_PER_STEP {
+            return Err(format!("QEMU's IRQ {AC97_IRQ} stays asserted"));
+        }
+        if !line.raise() {
+            return Err("the miniport's ISR did not claim its interrupt".to_owned());
+        }
+        services += 1;
+    }
+    if device.platform().dpc_queued.swap(false, Ordering::AcqRel) {
+        device.on_dpc();
+    }
+    Ok(())
+}
+
+/// QEMU, the machine over its RAM, and the installed device. Dropping it
+/// stops the coupling timer and removes the device (PortCls unregisters
+/// the subdevices and releases the ports); QEMU goes with the last
+/// reference.
+struct Rig {
+    qemu: Arc<Qemu>,
+    machine: Arc<Machine>,
+    device: Option<Arc<Device>>,
+    ports: Vec<Port>,
+    timer: Option<u64>,
+    fault: Arc<Mutex<Option<String>>>,
+}
+
+impl Rig {
+    fn start(wav: &Path, rate: u32) -> Result<Self, String> {
+        let install = ensure_qemu().map_err(|e| {
+            let reason: Vec<&str> = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            format!("QEMU could not be set up: {}", reason.join("; "))
+        })?;
+        let qemu = Arc::new(
+            Qemu::start(
+                &install,
+                &Audiodev::Wav {
+                    path: wav.to_path_buf(),
+                    frequency: rate,
+                },
+            )
+            .map_err(|e| format!("QEMU did not start: {e}"))?,
+        );
+        qemu.firmware_setup()
+            .map_err(|e| format!("QEMU firmware setup failed: {e}"))?;
+        let memory = PhysicalMemory::with_file(
+            qemu.ram().path(),
+            MemoryConfig {
+                size_bytes: RAM_BYTES,
+                reserved_low_bytes: 1 << 20,
+                fragmentation: Fragmentation::Shuffled(0xAC97),
+                page_budget: None,
+            },
+        )
+        .map_err(|e| format!("{}: {e}", qemu.ram().path().display()))?;
+        let machine = Machine::new(memory, ClockMode::Virtual);
+        let line = Arc::new(InterruptLine::new(&machine));
+        let services =
+            EmuPortCls::new(Arc::clone(&machine), None).with_interrupt_line(Arc::clone(&line));
+        // The PCI resources of the card: the two I/O BARs and the IRQ.
+        let resources = new_resource_list(
+            &machine,
+            &[
+                ResourceDescriptor::port(u64::from(MIXER_PORT), 1024),
+                ResourceDescriptor::port(u64::from(BUS_MASTER_PORT), 256),
+                ResourceDescriptor::interrupt(u16::from(AC97_IRQ), u32::from(AC97_IRQ), 1),
+            ],
+        );
+        let platform = Ac97Platform {
+            machine: Arc::clone(&machine),
+            dpc_queued: AtomicBool::new(false),
+        };
+        let installed = install_ac97(&services, platform, QemuIo(Arc::clone(&qemu)), &resources);
+        let mut rig = Self {
+            qemu: Arc::clone(&qemu),
+            machine: Arc::clone(&machine),
+            device: None,
+            ports: services.into_ports(),
+            timer: None,
+            fault: Arc::new(Mutex::new(None)),
+        };
+        let device = installed.map_err(|e| format!("StartDevice failed: {:#010x}", e.0))?;
+        rig.device = Some(Arc::clone(&device));
+        let fault = Arc::clone(&rig.fault);
+        let callback: TimerCallback = Arc::new(move |_now| {
+            let mut fault = lock(&fault);
+            if fault.is_none() {
+                *fault = couple(&qemu, &line, &device).err();
+            }
+        });
+        rig.timer = Some(machine.start_timer(QPC_PER_MS, callback));
+        Ok(rig)
+    }
+
+    /// The wave filter registered as `name`.
+    fn wave(&self, name: &str) -> Option<(ComPtr<IMiniportWaveRT>, &'static PCFILTER_DESCRIPTOR)> {
+        let registrations = self.machine.registrations();
+        let address = registrations
+            .subdevices
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)?;
+        let port = self.ports.iter().find(|p| p.address() == address)?;
+        Some((port.wave_miniport()?, port.description()?))
+    }
+
+    /// A failure the coupling timer recorded.
+    fn fault(&self) -> Option<String> {
+        lock(&self.fault).clone()
+    }
+
+    /// Stops the timer and removes the device.
+    fn remove(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            self.machine.cancel_timer(timer);
+        }
+        for port in self.ports.drain(..) {
+            self.machine.unregister_port(port.address());
+            port.unbind();
+        }
+        self.device = None;
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The `data` chunk of a WAV file QEMU wrote (to the end of the file: QEMU
+/// may not have fixed the sizes up when it was stopped).
+fn wav_data(file: &[u8]) -> Result<&[u8], String> {
+    if file.get(0..4) != Some(b"RIFF".as_slice()) {
+        return Err("QEMU's output is not a RIFF file".to_owned());
+    }
+    let mut at = 12;
+    while let Some(header) = file.get(at..at + 8) {
+        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        if &header[0..4] == b"data" {
+            return Ok(file.get(at + 8..).unwrap_or(&[]));
+        }
+        at += 8 + len;
+    }
+    Err("QEMU's output has no data chunk".to_owned())
+}
+
+/// Bytes of whole silent frames at the start.
+fn leading_silence(pcm: &[u8], block: usize) -> usize {
+    pcm.chunks_exact(block)
+        .take_while(|f| f.iter().all(|&b| b == 0))
+        .count()
+        * block
+}
+
+/// Plays the input through the AC'97 miniport on QEMU and compares QEMU's
+/// output with it.
+///
+/// # Errors
+///
+/// An unsupported format, QEMU that cannot be set up or started, a failing
+/// miniport call or coupling step, or unreadable/unwritable files.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the session in Windows' order: start, stream, stop, remove, compare"
+)]
+pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
+    let started = Instant::now();
+    check_format(&options.format)?;
+    if !(options.seconds > 0.0 && options.seconds <= 600.0) {
+        return Err(format!("--seconds {} is outside 0 .. 600", options.seconds));
+    }
+    let rate = options.format.rate;
+    std::fs::create_dir_all(&options.output_dir)
+        .map_err(|e| format!("{}: {e}", options.output_dir.display()))?;
+    let dir = std::path::absolute(&options.output_dir)
+        .map_err(|e| format!("{}: {e}", options.output_dir.display()))?;
+    let wav_path = dir.join(OUTPUT_WAV);
+    let _ = std::fs::remove_file(&wav_path);
+
+    let mut rig = Rig::start(&wav_path, rate)?;
+    let registrations = rig.machine.registrations();
+    let render_name = AC97_SUBDEVICES
+        .iter()
+        .find(|s| {
+            matches!(
+                s.kind,
+                wavert_miniport::adapter::SubdeviceKind::Wave(Direction::Render)
+            )
+        })
+        .map_or("Ac97WaveRender", |s| s.name);
+    let (wave, description) = rig
+        .wave(render_name)
+        .ok_or_else(|| format!("no wave filter registered as {render_name}"))?;
+    let (format, format_bytes) =
+        negotiate_format(&wave, description, 0, &options.format).map_err(|e| e.to_string())?;
+    let block = format.block_align() as usize;
+    let input = options.input.as_ref().map_or_else(
+        || Ok(signal::test_signal(&format, options.seconds)),
+        |path| signal::read_wav(path, &format),
+    )?;
+
+    let mut stream =
+        Stream::open(&rig.machine, &wave, 0, false, &format_bytes).map_err(|e| e.to_string())?;
+    let period_bytes =
+        u64::from(rate) * u64::from(options.period_ms) / 1000 * u64::from(FRAME_BYTES);
+    let requested = u32::try_from(period_bytes * 2).unwrap_or(u32::MAX);
+    let buffer_bytes = stream
+        .allocate(requested, Some(options.notifications))
+        .map_err(|e| e.to_string())?;
+    let buffer_pages = stream.buffer_pages();
+    stream.register_event().map_err(|e| e.to_string())?;
+
+    let mut next = 0usize;
+    let mut source = |out: &mut [u8]| {
+        let rest = input.get(next..).unwrap_or(&[]);
+        let n = rest.len().min(out.len());
+        out[..n].copy_from_slice(&rest[..n]);
+        out[n..].fill(0);
+        next += out.len();
+    };
+    stream.prefill(&mut source);
+    let accesses_at_start = rig.qemu.register_accesses();
+    stream.set_state(KSSTATE_RUN).map_err(|e| e.to_string())?;
+    let input_ms = input.len() as u64 * 1000 / (u64::from(rate) * u64::from(FRAME_BYTES));
+    let buffer_ms = u64::from(buffer_bytes) * 1000 / (u64::from(rate) * u64::from(FRAME_BYTES));
+    let run_ms = input_ms + buffer_ms + TAIL_MS;
+    for _ in 0..run_ms {
+        rig.machine.advance(QPC_PER_MS);
+        if let Some(fault) = rig.fault() {
+            return Err(fault);
+        }
+        for _ in 0..stream.take_notifications() {
+            let play = stream.position().map_err(|e| e.to_string())?;
+            stream
+                .write_packet(play, &mut source)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let register_accesses = rig.qemu.register_accesses() - accesses_at_start;
+    let device = rig.device.as_ref().ok_or("the device is gone")?;
+    let channel = device
+        .channel_stats(Direction::Render)
+        .ok_or("the render channel has no counters")?;
+    let device_stats = device.stats();
+    let glitches = stream.stats.glitches;
+    let notifications = stream.stats.notifications;
+    stream.close().map_err(|e| e.to_string())?;
+    let leaked_pages = rig.machine.memory.pages_in_use();
+    // The engine lets go of the filter before PortCls removes the device.
+    drop(wave);
+    rig.remove();
+    let live_objects = rig.machine.live_objects();
+    let violations = rig.machine.violations();
+    rig.qemu.check()?;
+    rig.qemu.terminate()?;
+    drop(rig);
+
+    let file = std::fs::read(&wav_path).map_err(|e| format!("{}: {e}", wav_path.display()))?;
+    let output = wav_data(&file)?;
+    let output = &output[..output.len() / block * block];
+    // A clean header for other tools: QEMU was stopped, not closed.
+    signal::write_wav(&wav_path, &format, output)
+        .map_err(|e| format!("{}: {e}", wav_path.display()))?;
+    let leading = leading_silence(output, block);
+    let played = &output[leading..];
+    let expected = &input[leading_silence(&input, block)..];
+    let matched = played
+        .iter()
+        .zip(expected)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let first_difference = (matched < expected.len() && matched < played.len())
+        .then_some(input.len() - expected.len() + matched);
+
+    Ok(Ac97Report {
+        format,
+        subdevices: registrations
+            .subdevices
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect(),
+        connections: registrations.connections.len(),
+        buffer_bytes,
+        buffer_pages,
+        notification_count: options.notifications,
+        input_bytes: input.len(),
+        output_bytes: output.len(),
+        leading_silence_bytes: leading,
+        matched_bytes: matched,
+        expected_bytes: expected.len(),
+        first_difference,
+        channel,
+        device: device_stats,
+        notifications,
+        glitches,
+        register_accesses,
+        virtual_ms: run_ms,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        leaked_pages,
+        live_objects,
+        violations,
+        wav_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_formats_are_refused_in_one_line() {
+        for (rate, bits, channels, float) in [
+            (96_000, 16, 2, false),
+            (48_000, 24, 2, false),
+            (48_000, 16, 1, false),
+            (48_000, 32, 2, true),
+            (4_000, 16, 2, false),
+        ] {
+            let request = FormatRequest {
+                rate,
+                bits,
+                channels,
+                float,
+            };
+            let error = check_format(&request).unwrap_err();
+            assert!(error.contains("16-bit stereo"), "{error}");
+            assert!(!error.contains('\n'));
+        }
+        for rate in [8_000, 44_100, 48_000] {
+            let request = FormatRequest {
+                rate,
+                ..FormatRequest::default()
+            };
+            assert!(check_format(&request).is_ok());
+        }
+    }
+
+    #[test]
+    fn wav_data_reads_to_the_end_of_the_file() {
+        let mut file = b"RIFF\0\0\0\0WAVEfmt \x02\0\0\0abdata\0\0\0\0".to_vec();
+        file.extend_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(wav_data(&file), Ok([1, 2, 3, 4].as_slice()));
+        assert!(wav_data(b"RIFX").is_err());
+        assert_eq!(leading_silence(&[0, 0, 0, 0, 0, 1, 0, 0], 4), 4);
+    }
+}
