@@ -238,7 +238,11 @@ fn evaluate(row: &Row) -> Result<(String, bool), String> {
         _ => "—".to_owned(),
     };
     let ratio_text = ratio.map_or_else(|| "—".to_owned(), |ratio| format!("{ratio:.2}"));
-    let verdict = if met { "met" } else { "**missed**" };
+    let verdict = match (row.target, met) {
+        (Target::None, _) => "reported",
+        (_, true) => "met",
+        (_, false) => "**missed**",
+    };
     Ok((
         format!(
             "| {} | {measured:.1} ns/{} (`{}`) | {reference_text} | {ratio_text} | {target_text} | {verdict} |",
