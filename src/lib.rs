@@ -9,6 +9,18 @@
 //! It is built only for `x86_64-pc-windows-msvc`: `cargo make` on Windows, or
 //! `cargo xtask cross` on Linux.
 #![no_std]
+// Every path here runs in the kernel: a panic is a bugcheck, and floating
+// point state is not saved at raised IRQL. Same rules as the portable crates.
+#![deny(
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::float_arithmetic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented
+)]
 
 extern crate alloc;
 
