@@ -6,6 +6,7 @@
 //! calls with the device's resources on `IRP_MN_START_DEVICE`.
 
 use alloc::sync::Arc;
+use portcls_sys::windows_abi;
 
 use portcls_sys::{
     PcAddAdapterDevice, PcInitializeAdapterDriver, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS,
@@ -37,6 +38,7 @@ const DEVICE_EXTENSION_SIZE: ULONG = 0;
 /// Only the I/O manager calls this, with a valid driver object and registry
 /// path that stay valid for the duration of the call.
 #[unsafe(export_name = "DriverEntry")]
+#[windows_abi]
 pub unsafe extern "system" fn driver_entry(
     driver_object: *mut wdk_sys::DRIVER_OBJECT,
     registry_path: *const wdk_sys::UNICODE_STRING,
@@ -58,6 +60,7 @@ pub unsafe extern "system" fn driver_entry(
 ///
 /// Called by PortCls's AddDevice dispatch with the driver object and the
 /// physical device object of the enumerated device.
+#[windows_abi]
 unsafe extern "system" fn add_device(
     driver_object: *mut DRIVER_OBJECT,
     physical_device_object: *mut DEVICE_OBJECT,
@@ -83,6 +86,7 @@ unsafe extern "system" fn add_device(
 ///
 /// Called by PortCls with the functional device object, the start IRP and the
 /// device's resource list, all valid for this call.
+#[windows_abi]
 unsafe extern "system" fn start_device(
     device_object: *mut DEVICE_OBJECT,
     irp: *mut IRP,

@@ -46,13 +46,10 @@ interface!(
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct IUnknownVtbl {
-    pub QueryInterface: unsafe extern "system" fn(
-        This: THIS,
-        InterfaceId: REFIID,
-        Interface: *mut PVOID,
-    ) -> NTSTATUS,
-    pub AddRef: unsafe extern "system" fn(This: THIS) -> ULONG,
-    pub Release: unsafe extern "system" fn(This: THIS) -> ULONG,
+    pub QueryInterface:
+        windows_fn!(unsafe fn(This: THIS, InterfaceId: REFIID, Interface: *mut PVOID) -> NTSTATUS),
+    pub AddRef: windows_fn!(unsafe fn(This: THIS) -> ULONG),
+    pub Release: windows_fn!(unsafe fn(This: THIS) -> ULONG),
 }
 
 interface!(
@@ -69,32 +66,39 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IResourceListVtbl {
     pub base__: IUnknownVtbl,
-    pub NumberOfEntries: unsafe extern "system" fn(This: THIS) -> ULONG,
-    pub NumberOfEntriesOfType:
-        unsafe extern "system" fn(This: THIS, Type: CM_RESOURCE_TYPE) -> ULONG,
-    pub FindTranslatedEntry: unsafe extern "system" fn(
-        This: THIS,
-        Type: CM_RESOURCE_TYPE,
-        Index: ULONG,
-    ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR,
-    pub FindUntranslatedEntry: unsafe extern "system" fn(
-        This: THIS,
-        Type: CM_RESOURCE_TYPE,
-        Index: ULONG,
-    ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR,
-    pub AddEntry: unsafe extern "system" fn(
-        This: THIS,
-        Translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
-        Untranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
-    ) -> NTSTATUS,
-    pub AddEntryFromParent: unsafe extern "system" fn(
-        This: THIS,
-        Parent: PRESOURCELIST,
-        Type: CM_RESOURCE_TYPE,
-        Index: ULONG,
-    ) -> NTSTATUS,
-    pub TranslatedList: unsafe extern "system" fn(This: THIS) -> PCM_RESOURCE_LIST,
-    pub UntranslatedList: unsafe extern "system" fn(This: THIS) -> PCM_RESOURCE_LIST,
+    pub NumberOfEntries: windows_fn!(unsafe fn(This: THIS) -> ULONG),
+    pub NumberOfEntriesOfType: windows_fn!(unsafe fn(This: THIS, Type: CM_RESOURCE_TYPE) -> ULONG),
+    pub FindTranslatedEntry: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Type: CM_RESOURCE_TYPE,
+            Index: ULONG,
+        ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR
+    ),
+    pub FindUntranslatedEntry: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Type: CM_RESOURCE_TYPE,
+            Index: ULONG,
+        ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR
+    ),
+    pub AddEntry: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+            Untranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+        ) -> NTSTATUS
+    ),
+    pub AddEntryFromParent: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Parent: PRESOURCELIST,
+            Type: CM_RESOURCE_TYPE,
+            Index: ULONG,
+        ) -> NTSTATUS
+    ),
+    pub TranslatedList: windows_fn!(unsafe fn(This: THIS) -> PCM_RESOURCE_LIST),
+    pub UntranslatedList: windows_fn!(unsafe fn(This: THIS) -> PCM_RESOURCE_LIST),
 }
 
 interface!(
@@ -106,20 +110,20 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IInterruptSyncVtbl {
     pub base__: IUnknownVtbl,
-    pub CallSynchronizedRoutine: unsafe extern "system" fn(
-        This: THIS,
-        Routine: PINTERRUPTSYNCROUTINE,
-        DynamicContext: PVOID,
-    ) -> NTSTATUS,
-    pub GetKInterrupt: unsafe extern "system" fn(This: THIS) -> PKINTERRUPT,
-    pub Connect: unsafe extern "system" fn(This: THIS) -> NTSTATUS,
-    pub Disconnect: unsafe extern "system" fn(This: THIS),
-    pub RegisterServiceRoutine: unsafe extern "system" fn(
-        This: THIS,
-        Routine: PINTERRUPTSYNCROUTINE,
-        DynamicContext: PVOID,
-        First: BOOLEAN,
-    ) -> NTSTATUS,
+    pub CallSynchronizedRoutine: windows_fn!(
+        unsafe fn(This: THIS, Routine: PINTERRUPTSYNCROUTINE, DynamicContext: PVOID) -> NTSTATUS
+    ),
+    pub GetKInterrupt: windows_fn!(unsafe fn(This: THIS) -> PKINTERRUPT),
+    pub Connect: windows_fn!(unsafe fn(This: THIS) -> NTSTATUS),
+    pub Disconnect: windows_fn!(unsafe fn(This: THIS)),
+    pub RegisterServiceRoutine: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Routine: PINTERRUPTSYNCROUTINE,
+            DynamicContext: PVOID,
+            First: BOOLEAN,
+        ) -> NTSTATUS
+    ),
 }
 
 interface!(
@@ -131,31 +135,37 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IPortVtbl {
     pub base__: IUnknownVtbl,
-    pub Init: unsafe extern "system" fn(
-        This: THIS,
-        DeviceObject: PDEVICE_OBJECT,
-        Irp: PIRP,
-        UnknownMiniport: PUNKNOWN,
-        UnknownAdapter: PUNKNOWN,
-        ResourceList: PRESOURCELIST,
-    ) -> NTSTATUS,
-    pub GetDeviceProperty: unsafe extern "system" fn(
-        This: THIS,
-        DeviceProperty: DEVICE_REGISTRY_PROPERTY,
-        BufferLength: ULONG,
-        PropertyBuffer: PVOID,
-        ResultLength: *mut ULONG,
-    ) -> NTSTATUS,
-    pub NewRegistryKey: unsafe extern "system" fn(
-        This: THIS,
-        OutRegistryKey: *mut PREGISTRYKEY,
-        OuterUnknown: PUNKNOWN,
-        RegistryKeyType: ULONG,
-        DesiredAccess: ACCESS_MASK,
-        ObjectAttributes: POBJECT_ATTRIBUTES,
-        CreateOptions: ULONG,
-        Disposition: *mut ULONG,
-    ) -> NTSTATUS,
+    pub Init: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            DeviceObject: PDEVICE_OBJECT,
+            Irp: PIRP,
+            UnknownMiniport: PUNKNOWN,
+            UnknownAdapter: PUNKNOWN,
+            ResourceList: PRESOURCELIST,
+        ) -> NTSTATUS
+    ),
+    pub GetDeviceProperty: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            DeviceProperty: DEVICE_REGISTRY_PROPERTY,
+            BufferLength: ULONG,
+            PropertyBuffer: PVOID,
+            ResultLength: *mut ULONG,
+        ) -> NTSTATUS
+    ),
+    pub NewRegistryKey: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            OutRegistryKey: *mut PREGISTRYKEY,
+            OuterUnknown: PUNKNOWN,
+            RegistryKeyType: ULONG,
+            DesiredAccess: ACCESS_MASK,
+            ObjectAttributes: POBJECT_ATTRIBUTES,
+            CreateOptions: ULONG,
+            Disposition: *mut ULONG,
+        ) -> NTSTATUS
+    ),
 }
 
 interface!(
@@ -190,27 +200,25 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IPortWaveRTStreamVtbl {
     pub base__: IUnknownVtbl,
-    pub AllocatePagesForMdl: unsafe extern "system" fn(
-        This: THIS,
-        HighAddress: PHYSICAL_ADDRESS,
-        TotalBytes: SIZE_T,
-    ) -> PMDL,
-    pub AllocateContiguousPagesForMdl: unsafe extern "system" fn(
-        This: THIS,
-        LowAddress: PHYSICAL_ADDRESS,
-        HighAddress: PHYSICAL_ADDRESS,
-        TotalBytes: SIZE_T,
-    ) -> PMDL,
-    pub MapAllocatedPages: unsafe extern "system" fn(
-        This: THIS,
-        MemoryDescriptorList: PMDL,
-        CacheType: MEMORY_CACHING_TYPE,
-    ) -> PVOID,
+    pub AllocatePagesForMdl: windows_fn!(
+        unsafe fn(This: THIS, HighAddress: PHYSICAL_ADDRESS, TotalBytes: SIZE_T) -> PMDL
+    ),
+    pub AllocateContiguousPagesForMdl: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            LowAddress: PHYSICAL_ADDRESS,
+            HighAddress: PHYSICAL_ADDRESS,
+            TotalBytes: SIZE_T,
+        ) -> PMDL
+    ),
+    pub MapAllocatedPages: windows_fn!(
+        unsafe fn(This: THIS, MemoryDescriptorList: PMDL, CacheType: MEMORY_CACHING_TYPE) -> PVOID
+    ),
     pub UnmapAllocatedPages:
-        unsafe extern "system" fn(This: THIS, BaseAddress: PVOID, MemoryDescriptorList: PMDL),
-    pub FreePagesFromMdl: unsafe extern "system" fn(This: THIS, MemoryDescriptorList: PMDL),
+        windows_fn!(unsafe fn(This: THIS, BaseAddress: PVOID, MemoryDescriptorList: PMDL)),
+    pub FreePagesFromMdl: windows_fn!(unsafe fn(This: THIS, MemoryDescriptorList: PMDL)),
     pub GetPhysicalPagesCount:
-        unsafe extern "system" fn(This: THIS, MemoryDescriptorList: PMDL) -> ULONG,
+        windows_fn!(unsafe fn(This: THIS, MemoryDescriptorList: PMDL) -> ULONG),
     /// C++: `PHYSICAL_ADDRESS GetPhysicalPageAddress(PMDL, ULONG)`.
     ///
     /// A C++ member function returning a structure or union by value passes
@@ -220,12 +228,14 @@ pub struct IPortWaveRTStreamVtbl {
     /// slot is `(this, *mut PHYSICAL_ADDRESS, PMDL, ULONG) ->
     /// *mut PHYSICAL_ADDRESS`; the C view of the header (result in RAX,
     /// `PMDL` in RDX) would read garbage from PortCls.
-    pub GetPhysicalPageAddress: unsafe extern "system" fn(
-        This: THIS,
-        Result: *mut PHYSICAL_ADDRESS,
-        MemoryDescriptorList: PMDL,
-        Index: ULONG,
-    ) -> *mut PHYSICAL_ADDRESS,
+    pub GetPhysicalPageAddress: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Result: *mut PHYSICAL_ADDRESS,
+            MemoryDescriptorList: PMDL,
+            Index: ULONG,
+        ) -> *mut PHYSICAL_ADDRESS
+    ),
 }
 
 interface!(
@@ -238,16 +248,18 @@ interface!(
 pub struct IMiniportVtbl {
     pub base__: IUnknownVtbl,
     pub GetDescription:
-        unsafe extern "system" fn(This: THIS, Description: *mut PPCFILTER_DESCRIPTOR) -> NTSTATUS,
-    pub DataRangeIntersection: unsafe extern "system" fn(
-        This: THIS,
-        PinId: ULONG,
-        DataRange: PKSDATARANGE,
-        MatchingDataRange: PKSDATARANGE,
-        OutputBufferLength: ULONG,
-        ResultantFormat: PVOID,
-        ResultantFormatLength: *mut ULONG,
-    ) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, Description: *mut PPCFILTER_DESCRIPTOR) -> NTSTATUS),
+    pub DataRangeIntersection: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            PinId: ULONG,
+            DataRange: PKSDATARANGE,
+            MatchingDataRange: PKSDATARANGE,
+            OutputBufferLength: ULONG,
+            ResultantFormat: PVOID,
+            ResultantFormatLength: *mut ULONG,
+        ) -> NTSTATUS
+    ),
 }
 
 interface!(
@@ -259,12 +271,14 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IMiniportTopologyVtbl {
     pub base__: IMiniportVtbl,
-    pub Init: unsafe extern "system" fn(
-        This: THIS,
-        UnknownAdapter: PUNKNOWN,
-        ResourceList: PRESOURCELIST,
-        Port: PPORTTOPOLOGY,
-    ) -> NTSTATUS,
+    pub Init: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            UnknownAdapter: PUNKNOWN,
+            ResourceList: PRESOURCELIST,
+            Port: PPORTTOPOLOGY,
+        ) -> NTSTATUS
+    ),
 }
 
 interface!(
@@ -276,22 +290,26 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IMiniportWaveRTVtbl {
     pub base__: IMiniportVtbl,
-    pub Init: unsafe extern "system" fn(
-        This: THIS,
-        UnknownAdapter: PUNKNOWN,
-        ResourceList: PRESOURCELIST,
-        Port: PPORTWAVERT,
-    ) -> NTSTATUS,
-    pub NewStream: unsafe extern "system" fn(
-        This: THIS,
-        Stream: *mut PMINIPORTWAVERTSTREAM,
-        PortStream: PPORTWAVERTSTREAM,
-        Pin: ULONG,
-        Capture: BOOLEAN,
-        DataFormat: PKSDATAFORMAT,
-    ) -> NTSTATUS,
+    pub Init: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            UnknownAdapter: PUNKNOWN,
+            ResourceList: PRESOURCELIST,
+            Port: PPORTWAVERT,
+        ) -> NTSTATUS
+    ),
+    pub NewStream: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Stream: *mut PMINIPORTWAVERTSTREAM,
+            PortStream: PPORTWAVERTSTREAM,
+            Pin: ULONG,
+            Capture: BOOLEAN,
+            DataFormat: PKSDATAFORMAT,
+        ) -> NTSTATUS
+    ),
     pub GetDeviceDescription:
-        unsafe extern "system" fn(This: THIS, DeviceDescription: PDEVICE_DESCRIPTION) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, DeviceDescription: PDEVICE_DESCRIPTION) -> NTSTATUS),
 }
 
 interface!(
@@ -303,24 +321,26 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IMiniportWaveRTStreamVtbl {
     pub base__: IUnknownVtbl,
-    pub SetFormat: unsafe extern "system" fn(This: THIS, DataFormat: PKSDATAFORMAT) -> NTSTATUS,
-    pub SetState: unsafe extern "system" fn(This: THIS, State: KSSTATE) -> NTSTATUS,
-    pub GetPosition: unsafe extern "system" fn(This: THIS, Position: PKSAUDIO_POSITION) -> NTSTATUS,
-    pub AllocateAudioBuffer: unsafe extern "system" fn(
-        This: THIS,
-        RequestedSize: ULONG,
-        AudioBufferMdl: *mut PMDL,
-        ActualSize: *mut ULONG,
-        OffsetFromFirstPage: *mut ULONG,
-        CacheType: *mut MEMORY_CACHING_TYPE,
-    ) -> NTSTATUS,
+    pub SetFormat: windows_fn!(unsafe fn(This: THIS, DataFormat: PKSDATAFORMAT) -> NTSTATUS),
+    pub SetState: windows_fn!(unsafe fn(This: THIS, State: KSSTATE) -> NTSTATUS),
+    pub GetPosition: windows_fn!(unsafe fn(This: THIS, Position: PKSAUDIO_POSITION) -> NTSTATUS),
+    pub AllocateAudioBuffer: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            RequestedSize: ULONG,
+            AudioBufferMdl: *mut PMDL,
+            ActualSize: *mut ULONG,
+            OffsetFromFirstPage: *mut ULONG,
+            CacheType: *mut MEMORY_CACHING_TYPE,
+        ) -> NTSTATUS
+    ),
     pub FreeAudioBuffer:
-        unsafe extern "system" fn(This: THIS, AudioBufferMdl: PMDL, BufferSize: ULONG),
-    pub GetHWLatency: unsafe extern "system" fn(This: THIS, hwLatency: *mut KSRTAUDIO_HWLATENCY),
+        windows_fn!(unsafe fn(This: THIS, AudioBufferMdl: PMDL, BufferSize: ULONG)),
+    pub GetHWLatency: windows_fn!(unsafe fn(This: THIS, hwLatency: *mut KSRTAUDIO_HWLATENCY)),
     pub GetPositionRegister:
-        unsafe extern "system" fn(This: THIS, Register: *mut KSRTAUDIO_HWREGISTER) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, Register: *mut KSRTAUDIO_HWREGISTER) -> NTSTATUS),
     pub GetClockRegister:
-        unsafe extern "system" fn(This: THIS, Register: *mut KSRTAUDIO_HWREGISTER) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, Register: *mut KSRTAUDIO_HWREGISTER) -> NTSTATUS),
 }
 
 interface!(
@@ -333,21 +353,23 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IMiniportWaveRTStreamNotificationVtbl {
     pub base__: IMiniportWaveRTStreamVtbl,
-    pub AllocateBufferWithNotification: unsafe extern "system" fn(
-        This: THIS,
-        NotificationCount: ULONG,
-        RequestedSize: ULONG,
-        AudioBufferMdl: *mut PMDL,
-        ActualSize: *mut ULONG,
-        OffsetFromFirstPage: *mut ULONG,
-        CacheType: *mut MEMORY_CACHING_TYPE,
-    ) -> NTSTATUS,
+    pub AllocateBufferWithNotification: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            NotificationCount: ULONG,
+            RequestedSize: ULONG,
+            AudioBufferMdl: *mut PMDL,
+            ActualSize: *mut ULONG,
+            OffsetFromFirstPage: *mut ULONG,
+            CacheType: *mut MEMORY_CACHING_TYPE,
+        ) -> NTSTATUS
+    ),
     pub FreeBufferWithNotification:
-        unsafe extern "system" fn(This: THIS, AudioBufferMdl: PMDL, BufferSize: ULONG),
+        windows_fn!(unsafe fn(This: THIS, AudioBufferMdl: PMDL, BufferSize: ULONG)),
     pub RegisterNotificationEvent:
-        unsafe extern "system" fn(This: THIS, NotificationEvent: PKEVENT) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, NotificationEvent: PKEVENT) -> NTSTATUS),
     pub UnregisterNotificationEvent:
-        unsafe extern "system" fn(This: THIS, NotificationEvent: PKEVENT) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, NotificationEvent: PKEVENT) -> NTSTATUS),
 }
 
 interface!(
@@ -360,13 +382,15 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IMiniportWaveRTInputStreamVtbl {
     pub base__: IUnknownVtbl,
-    pub GetReadPacket: unsafe extern "system" fn(
-        This: THIS,
-        PacketNumber: *mut ULONG,
-        Flags: *mut DWORD,
-        PerformanceCounterValue: *mut ULONG64,
-        MoreData: *mut BOOL,
-    ) -> NTSTATUS,
+    pub GetReadPacket: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            PacketNumber: *mut ULONG,
+            Flags: *mut DWORD,
+            PerformanceCounterValue: *mut ULONG64,
+            MoreData: *mut BOOL,
+        ) -> NTSTATUS
+    ),
 }
 
 interface!(
@@ -379,17 +403,21 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IMiniportWaveRTOutputStreamVtbl {
     pub base__: IUnknownVtbl,
-    pub SetWritePacket: unsafe extern "system" fn(
-        This: THIS,
-        PacketNumber: ULONG,
-        Flags: DWORD,
-        EosPacketLength: ULONG,
-    ) -> NTSTATUS,
-    pub GetOutputStreamPresentationPosition: unsafe extern "system" fn(
-        This: THIS,
-        pPresentationPosition: *mut KSAUDIO_PRESENTATION_POSITION,
-    ) -> NTSTATUS,
-    pub GetPacketCount: unsafe extern "system" fn(This: THIS, pPacketCount: *mut ULONG) -> NTSTATUS,
+    pub SetWritePacket: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            PacketNumber: ULONG,
+            Flags: DWORD,
+            EosPacketLength: ULONG,
+        ) -> NTSTATUS
+    ),
+    pub GetOutputStreamPresentationPosition: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            pPresentationPosition: *mut KSAUDIO_PRESENTATION_POSITION,
+        ) -> NTSTATUS
+    ),
+    pub GetPacketCount: windows_fn!(unsafe fn(This: THIS, pPacketCount: *mut ULONG) -> NTSTATUS),
 }
 
 interface!(
@@ -401,11 +429,11 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IAdapterPowerManagementVtbl {
     pub base__: IUnknownVtbl,
-    pub PowerChangeState: unsafe extern "system" fn(This: THIS, NewState: POWER_STATE),
+    pub PowerChangeState: windows_fn!(unsafe fn(This: THIS, NewState: POWER_STATE)),
     pub QueryPowerChangeState:
-        unsafe extern "system" fn(This: THIS, NewStateQuery: POWER_STATE) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, NewStateQuery: POWER_STATE) -> NTSTATUS),
     pub QueryDeviceCapabilities:
-        unsafe extern "system" fn(This: THIS, PowerDeviceCaps: PDEVICE_CAPABILITIES) -> NTSTATUS,
+        windows_fn!(unsafe fn(This: THIS, PowerDeviceCaps: PDEVICE_CAPABILITIES) -> NTSTATUS),
 }
 
 interface!(
@@ -417,7 +445,7 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IPowerNotifyVtbl {
     pub base__: IUnknownVtbl,
-    pub PowerChangeNotify: unsafe extern "system" fn(This: THIS, PowerState: POWER_STATE),
+    pub PowerChangeNotify: windows_fn!(unsafe fn(This: THIS, PowerState: POWER_STATE)),
 }
 
 interface!(
@@ -429,11 +457,9 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IUnregisterSubdeviceVtbl {
     pub base__: IUnknownVtbl,
-    pub UnregisterSubdevice: unsafe extern "system" fn(
-        This: THIS,
-        DeviceObject: PDEVICE_OBJECT,
-        Unknown: PUNKNOWN,
-    ) -> NTSTATUS,
+    pub UnregisterSubdevice: windows_fn!(
+        unsafe fn(This: THIS, DeviceObject: PDEVICE_OBJECT, Unknown: PUNKNOWN) -> NTSTATUS
+    ),
 }
 
 interface!(
@@ -445,28 +471,34 @@ interface!(
 #[derive(Clone, Copy)]
 pub struct IUnregisterPhysicalConnectionVtbl {
     pub base__: IUnknownVtbl,
-    pub UnregisterPhysicalConnection: unsafe extern "system" fn(
-        This: THIS,
-        DeviceObject: PDEVICE_OBJECT,
-        FromUnknown: PUNKNOWN,
-        FromPin: ULONG,
-        ToUnknown: PUNKNOWN,
-        ToPin: ULONG,
-    ) -> NTSTATUS,
-    pub UnregisterPhysicalConnectionToExternal: unsafe extern "system" fn(
-        This: THIS,
-        DeviceObject: PDEVICE_OBJECT,
-        FromUnknown: PUNKNOWN,
-        FromPin: ULONG,
-        ToString: PUNICODE_STRING,
-        ToPin: ULONG,
-    ) -> NTSTATUS,
-    pub UnregisterPhysicalConnectionFromExternal: unsafe extern "system" fn(
-        This: THIS,
-        DeviceObject: PDEVICE_OBJECT,
-        FromString: PUNICODE_STRING,
-        FromPin: ULONG,
-        ToUnknown: PUNKNOWN,
-        ToPin: ULONG,
-    ) -> NTSTATUS,
+    pub UnregisterPhysicalConnection: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            DeviceObject: PDEVICE_OBJECT,
+            FromUnknown: PUNKNOWN,
+            FromPin: ULONG,
+            ToUnknown: PUNKNOWN,
+            ToPin: ULONG,
+        ) -> NTSTATUS
+    ),
+    pub UnregisterPhysicalConnectionToExternal: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            DeviceObject: PDEVICE_OBJECT,
+            FromUnknown: PUNKNOWN,
+            FromPin: ULONG,
+            ToString: PUNICODE_STRING,
+            ToPin: ULONG,
+        ) -> NTSTATUS
+    ),
+    pub UnregisterPhysicalConnectionFromExternal: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            DeviceObject: PDEVICE_OBJECT,
+            FromString: PUNICODE_STRING,
+            FromPin: ULONG,
+            ToUnknown: PUNKNOWN,
+            ToPin: ULONG,
+        ) -> NTSTATUS
+    ),
 }

@@ -5,8 +5,14 @@
 //! exports. It holds no logic. It does not depend on `wdk-sys`: kernel
 //! objects the miniport only passes along (`DEVICE_OBJECT`, `IRP`, `MDL`,
 //! `KEVENT`, ...) are opaque types here, so the crate builds on any host and
-//! the same vtables run in the user-mode emulator (`extern "system"` is the C
-//! ABI on Linux x86-64).
+//! the same vtables run in the user-mode emulator.
+//!
+//! Every vtable slot, PortCls callback and kernel callback uses the Windows
+//! x64 calling convention on every x86_64 target, Linux included: slot types
+//! are written with [`windows_fn!`] and the functions that fill them with
+//! [`macro@windows_abi`]. That is what lets the emulator's port objects serve
+//! both the host-built miniport and the shipped `.sys` image, and makes every
+//! host test speak the driver's real convention.
 //!
 //! Layouts, vtable slots, GUIDs and enumerator values are checked against
 //! the MinGW-w64 headers by `cargo xtask` (`abi_check`); the few items those
@@ -22,6 +28,36 @@
 // would add nothing. Public items that are not self-describing have docs.
 #![allow(missing_docs)]
 #![allow(clippy::upper_case_acronyms)]
+
+/// The Windows calling convention for a function definition: see
+/// [`windows_fn!`] for function-pointer types.
+pub use portcls_sys_macros::windows_abi;
+
+/// A function-pointer type with the Windows calling convention:
+/// `extern "win64"` on x86_64 targets (which on Windows x64 is
+/// `extern "system"`), `extern "system"` elsewhere.
+///
+/// ```
+/// type Release = portcls_sys::windows_fn!(unsafe fn(This: *mut core::ffi::c_void) -> u32);
+/// ```
+///
+/// Functions stored in such a slot are defined with
+/// [`#[windows_abi]`](macro@windows_abi), which makes the same choice.
+#[cfg(target_arch = "x86_64")]
+#[macro_export]
+macro_rules! windows_fn {
+    (unsafe fn $($signature:tt)*) => { unsafe extern "win64" fn $($signature)* };
+    (fn $($signature:tt)*) => { extern "win64" fn $($signature)* };
+}
+
+/// A function-pointer type with the Windows calling convention (this target
+/// is not x86_64: `extern "system"`).
+#[cfg(not(target_arch = "x86_64"))]
+#[macro_export]
+macro_rules! windows_fn {
+    (unsafe fn $($signature:tt)*) => { unsafe extern "system" fn $($signature)* };
+    (fn $($signature:tt)*) => { extern "system" fn $($signature)* };
+}
 
 pub mod documented_only;
 pub mod guids;

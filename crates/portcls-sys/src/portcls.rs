@@ -25,13 +25,13 @@ pub const PCEVENT_VERB_SUPPORT: ULONG = 4;
 
 /// Property handler: `NTSTATUS Handler(PPCPROPERTY_REQUEST)`.
 pub type PCPFNPROPERTY_HANDLER =
-    Option<unsafe extern "system" fn(PropertyRequest: *mut PCPROPERTY_REQUEST) -> NTSTATUS>;
+    Option<windows_fn!(unsafe fn(PropertyRequest: *mut PCPROPERTY_REQUEST) -> NTSTATUS)>;
 /// Event handler: `NTSTATUS Handler(PPCEVENT_REQUEST)`.
 pub type PCPFNEVENT_HANDLER =
-    Option<unsafe extern "system" fn(EventRequest: *mut PCEVENT_REQUEST) -> NTSTATUS>;
+    Option<windows_fn!(unsafe fn(EventRequest: *mut PCEVENT_REQUEST) -> NTSTATUS)>;
 /// Method handler: `NTSTATUS Handler(PPCMETHOD_REQUEST)`.
 pub type PCPFNMETHOD_HANDLER =
-    Option<unsafe extern "system" fn(MethodRequest: *mut PCMETHOD_REQUEST) -> NTSTATUS>;
+    Option<windows_fn!(unsafe fn(MethodRequest: *mut PCMETHOD_REQUEST) -> NTSTATUS)>;
 
 /// `PCPROPERTY_ITEM`: one property a filter, pin or node supports.
 #[repr(C)]
@@ -178,19 +178,14 @@ pub const InterruptSyncModeRepeat: INTERRUPTSYNCMODE = 3;
 
 /// Routine run under the interrupt lock: `NTSTATUS (IInterruptSync*, PVOID)`.
 pub type PINTERRUPTSYNCROUTINE = Option<
-    unsafe extern "system" fn(
-        InterruptSync: *mut IInterruptSync,
-        DynamicContext: PVOID,
-    ) -> NTSTATUS,
+    windows_fn!(unsafe fn(InterruptSync: *mut IInterruptSync, DynamicContext: PVOID) -> NTSTATUS),
 >;
 
 /// The adapter's `StartDevice` callback given to [`PcAddAdapterDevice`].
 pub type PCPFNSTARTDEVICE = Option<
-    unsafe extern "system" fn(
-        DeviceObject: PDEVICE_OBJECT,
-        Irp: PIRP,
-        ResourceList: PRESOURCELIST,
-    ) -> NTSTATUS,
+    windows_fn!(
+        unsafe fn(DeviceObject: PDEVICE_OBJECT, Irp: PIRP, ResourceList: PRESOURCELIST) -> NTSTATUS
+    ),
 >;
 
 // The PortCls exports. Only the Windows build links `portcls.lib`; on other

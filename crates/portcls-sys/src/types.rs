@@ -230,9 +230,8 @@ pub type PDEVICE_DESCRIPTION = *mut DEVICE_DESCRIPTION;
 
 /// `DRIVER_ADD_DEVICE` routine pointer (`NULL` allowed).
 pub type PDRIVER_ADD_DEVICE = Option<
-    unsafe extern "system" fn(
-        DriverObject: PDRIVER_OBJECT,
-        PhysicalDeviceObject: PDEVICE_OBJECT,
-    ) -> NTSTATUS,
+    windows_fn!(
+        unsafe fn(DriverObject: PDRIVER_OBJECT, PhysicalDeviceObject: PDEVICE_OBJECT) -> NTSTATUS
+    ),
 >;
 pub type UINT64 = u64;

@@ -2,7 +2,14 @@
 
 use portcls_sys::{IPortWaveRTStreamVtbl, PHYSICAL_ADDRESS, PMDL, THIS, ULONG};
 
-/// The ABI shape: hidden result pointer right after `this`, returned in RAX.
+/// The ABI shape: hidden result pointer right after `this`, returned in RAX,
+/// in the Windows x64 convention on every x86_64 target (spelled out here
+/// rather than through `windows_fn!`, so that a change of what the macro
+/// means fails this test).
+#[cfg(target_arch = "x86_64")]
+type HiddenReturn =
+    unsafe extern "win64" fn(THIS, *mut PHYSICAL_ADDRESS, PMDL, ULONG) -> *mut PHYSICAL_ADDRESS;
+#[cfg(not(target_arch = "x86_64"))]
 type HiddenReturn =
     unsafe extern "system" fn(THIS, *mut PHYSICAL_ADDRESS, PMDL, ULONG) -> *mut PHYSICAL_ADDRESS;
 

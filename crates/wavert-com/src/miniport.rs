@@ -2,6 +2,7 @@
 
 use core::ffi::c_void;
 use core::ptr;
+use portcls_sys::windows_abi;
 
 use portcls_sys::{
     IID_IMiniport, IID_IMiniportTopology, IID_IMiniportWaveRT, IID_IUnknown, IMiniportTopology,
@@ -111,6 +112,7 @@ const unsafe fn ks_bytes<'a>(p: *const KSDATAFORMAT) -> Option<&'a [u8]> {
     Some(unsafe { core::slice::from_raw_parts(p.cast::<u8>(), size) })
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_description<C: ComClass + AsMiniport, const OFF: usize>(
     this: *mut c_void,
     out: *mut PPCFILTER_DESCRIPTOR,
@@ -126,6 +128,7 @@ unsafe extern "system" fn get_description<C: ComClass + AsMiniport, const OFF: u
     portcls_sys::STATUS_SUCCESS
 }
 
+#[windows_abi]
 unsafe extern "system" fn data_range_intersection<C: ComClass + AsMiniport, const OFF: usize>(
     this: *mut c_void,
     pin_id: ULONG,
@@ -233,6 +236,7 @@ unsafe fn wave<'a, T: MiniportWaveRt>(this: *mut c_void) -> &'a T {
         .0
 }
 
+#[windows_abi]
 unsafe extern "system" fn wave_init<T: MiniportWaveRt>(
     this: *mut c_void,
     adapter: PUNKNOWN,
@@ -251,6 +255,7 @@ unsafe extern "system" fn wave_init<T: MiniportWaveRt>(
     status_of(unsafe { wave::<T>(this) }.init(adapter, resources, port))
 }
 
+#[windows_abi]
 unsafe extern "system" fn wave_new_stream<T: MiniportWaveRt>(
     this: *mut c_void,
     out: *mut PMINIPORTWAVERTSTREAM,
@@ -286,6 +291,7 @@ unsafe extern "system" fn wave_new_stream<T: MiniportWaveRt>(
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn wave_device_description<T: MiniportWaveRt>(
     this: *mut c_void,
     description: PDEVICE_DESCRIPTION,
@@ -352,6 +358,7 @@ unsafe impl<T: MiniportTopology> ComClass for TopologyMiniport<T> {
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn topology_init<T: MiniportTopology>(
     this: *mut c_void,
     adapter: PUNKNOWN,

@@ -4,6 +4,7 @@ use alloc::alloc::{alloc, dealloc, Layout};
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{fence, AtomicU32, Ordering};
+use portcls_sys::windows_abi;
 
 use portcls_sys::{
     IUnknownVtbl, GUID, NTSTATUS, PVOID, REFIID, STATUS_INVALID_PARAMETER, STATUS_NOINTERFACE,
@@ -113,6 +114,7 @@ impl<C: ComClass> ComObject<C> {
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn query_interface<C: ComClass, const OFF: usize>(
     this: *mut c_void,
     iid: REFIID,
@@ -151,11 +153,13 @@ unsafe extern "system" fn query_interface<C: ComClass, const OFF: usize>(
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn add_ref<C: ComClass, const OFF: usize>(this: *mut c_void) -> ULONG {
     // SAFETY: this vtable is only installed at offset OFF of a `ComObject<C>`.
     unsafe { ComObject::<C>::from_this::<OFF>(this) }.add_ref()
 }
 
+#[windows_abi]
 unsafe extern "system" fn release<C: ComClass, const OFF: usize>(this: *mut c_void) -> ULONG {
     // SAFETY: this vtable is only installed at offset OFF of a `ComObject<C>`.
     let obj = unsafe { ComObject::<C>::raw_from_this::<OFF>(this) };

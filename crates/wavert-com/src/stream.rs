@@ -3,6 +3,7 @@
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
+use portcls_sys::windows_abi;
 
 use portcls_sys::{
     IID_IMiniportWaveRTInputStream, IID_IMiniportWaveRTOutputStream, IID_IMiniportWaveRTStream,
@@ -223,6 +224,7 @@ unsafe fn put<V>(out: *mut V, r: NtResult<V>) -> NTSTATUS {
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn set_format<T: MiniportWaveRtStream>(
     this: *mut c_void,
     format: PKSDATAFORMAT,
@@ -241,6 +243,7 @@ unsafe extern "system" fn set_format<T: MiniportWaveRtStream>(
     status_of(unsafe { stream::<T, 0>(this) }.set_format(bytes))
 }
 
+#[windows_abi]
 unsafe extern "system" fn set_state<T: MiniportWaveRtStream>(
     this: *mut c_void,
     state: KSSTATE,
@@ -249,6 +252,7 @@ unsafe extern "system" fn set_state<T: MiniportWaveRtStream>(
     status_of(unsafe { stream::<T, 0>(this) }.set_state(state))
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_position<T: MiniportWaveRtStream>(
     this: *mut c_void,
     out: PKSAUDIO_POSITION,
@@ -290,6 +294,7 @@ const unsafe fn put_buffer(
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn allocate_audio_buffer<T: MiniportWaveRtStream>(
     this: *mut c_void,
     requested: ULONG,
@@ -304,6 +309,7 @@ unsafe extern "system" fn allocate_audio_buffer<T: MiniportWaveRtStream>(
     unsafe { put_buffer(r, mdl, size, offset, cache) }
 }
 
+#[windows_abi]
 unsafe extern "system" fn free_audio_buffer<T: MiniportWaveRtStream>(
     this: *mut c_void,
     mdl: PMDL,
@@ -313,6 +319,7 @@ unsafe extern "system" fn free_audio_buffer<T: MiniportWaveRtStream>(
     unsafe { stream::<T, 0>(this) }.free_audio_buffer(mdl, size);
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_hw_latency<T: MiniportWaveRtStream>(
     this: *mut c_void,
     out: *mut KSRTAUDIO_HWLATENCY,
@@ -325,6 +332,7 @@ unsafe extern "system" fn get_hw_latency<T: MiniportWaveRtStream>(
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_position_register<T: MiniportWaveRtStream>(
     this: *mut c_void,
     out: *mut KSRTAUDIO_HWREGISTER,
@@ -335,6 +343,7 @@ unsafe extern "system" fn get_position_register<T: MiniportWaveRtStream>(
     unsafe { put(out, r) }
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_clock_register<T: MiniportWaveRtStream>(
     this: *mut c_void,
     out: *mut KSRTAUDIO_HWREGISTER,
@@ -345,6 +354,7 @@ unsafe extern "system" fn get_clock_register<T: MiniportWaveRtStream>(
     unsafe { put(out, r) }
 }
 
+#[windows_abi]
 unsafe extern "system" fn allocate_buffer_with_notification<T: MiniportWaveRtStream>(
     this: *mut c_void,
     count: ULONG,
@@ -360,6 +370,7 @@ unsafe extern "system" fn allocate_buffer_with_notification<T: MiniportWaveRtStr
     unsafe { put_buffer(r, mdl, size, offset, cache) }
 }
 
+#[windows_abi]
 unsafe extern "system" fn free_buffer_with_notification<T: MiniportWaveRtStream>(
     this: *mut c_void,
     mdl: PMDL,
@@ -369,6 +380,7 @@ unsafe extern "system" fn free_buffer_with_notification<T: MiniportWaveRtStream>
     unsafe { stream::<T, 0>(this) }.free_buffer_with_notification(mdl, size);
 }
 
+#[windows_abi]
 unsafe extern "system" fn register_notification_event<T: MiniportWaveRtStream>(
     this: *mut c_void,
     event: PKEVENT,
@@ -377,6 +389,7 @@ unsafe extern "system" fn register_notification_event<T: MiniportWaveRtStream>(
     status_of(unsafe { stream::<T, 0>(this) }.register_notification_event(event))
 }
 
+#[windows_abi]
 unsafe extern "system" fn unregister_notification_event<T: MiniportWaveRtStream>(
     this: *mut c_void,
     event: PKEVENT,
@@ -385,6 +398,7 @@ unsafe extern "system" fn unregister_notification_event<T: MiniportWaveRtStream>
     status_of(unsafe { stream::<T, 0>(this) }.unregister_notification_event(event))
 }
 
+#[windows_abi]
 unsafe extern "system" fn set_write_packet<T: MiniportWaveRtStream>(
     this: *mut c_void,
     packet: ULONG,
@@ -395,6 +409,7 @@ unsafe extern "system" fn set_write_packet<T: MiniportWaveRtStream>(
     status_of(unsafe { stream::<T, OUTPUT>(this) }.set_write_packet(packet, flags, eos))
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_presentation_position<T: MiniportWaveRtStream>(
     this: *mut c_void,
     out: *mut KSAUDIO_PRESENTATION_POSITION,
@@ -405,6 +420,7 @@ unsafe extern "system" fn get_presentation_position<T: MiniportWaveRtStream>(
     unsafe { put(out, r) }
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_packet_count<T: MiniportWaveRtStream>(
     this: *mut c_void,
     out: *mut ULONG,
@@ -415,6 +431,7 @@ unsafe extern "system" fn get_packet_count<T: MiniportWaveRtStream>(
     unsafe { put(out, r) }
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_read_packet<T: MiniportWaveRtStream>(
     this: *mut c_void,
     packet: *mut ULONG,

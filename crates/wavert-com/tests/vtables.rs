@@ -24,6 +24,7 @@ fn vt<V>(p: *mut c_void) -> &'static V {
 
 use core::ffi::c_void;
 use core::ptr;
+use portcls_sys::windows_abi;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -282,15 +283,18 @@ fn stream_refcount_qi_matrix_and_calls() {
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
 
+#[windows_abi]
 unsafe extern "system" fn fake_qi(_: *mut c_void, _: REFIID, out: *mut PVOID) -> NTSTATUS {
     // SAFETY: callers pass a writable out pointer.
     unsafe { *out = ptr::null_mut() };
     STATUS_NOINTERFACE
 }
 static FAKE_REFS: AtomicUsize = AtomicUsize::new(1);
+#[windows_abi]
 unsafe extern "system" fn fake_add_ref(_: *mut c_void) -> u32 {
     (FAKE_REFS.fetch_add(1, Ordering::SeqCst) + 1) as u32
 }
+#[windows_abi]
 unsafe extern "system" fn fake_release(_: *mut c_void) -> u32 {
     (FAKE_REFS.fetch_sub(1, Ordering::SeqCst) - 1) as u32
 }

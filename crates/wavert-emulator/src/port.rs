@@ -6,6 +6,7 @@
 //! interface pointers; the emulator keeps Rust handles ([`Port`],
 //! [`PortStream`], [`InterruptLine`]) onto the shared state behind them.
 
+use portcls_sys::{windows_abi, windows_fn};
 use std::collections::HashSet;
 use std::ffi::c_void;
 use std::ptr;
@@ -78,6 +79,7 @@ const unsafe fn object<'a, T: PortClass>(this: *mut c_void) -> &'a PortObject<T>
     unsafe { &*this.cast::<PortObject<T>>() }
 }
 
+#[windows_abi]
 unsafe extern "system" fn query_interface<T: PortClass>(
     this: *mut c_void,
     iid: REFIID,
@@ -108,12 +110,14 @@ unsafe extern "system" fn query_interface<T: PortClass>(
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn add_ref<T: PortClass>(this: *mut c_void) -> ULONG {
     // SAFETY: this vtable is only installed in `PortObject<T>`.
     let obj = unsafe { object::<T>(this) };
     obj.refs.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
 }
 
+#[windows_abi]
 unsafe extern "system" fn release<T: PortClass>(this: *mut c_void) -> ULONG {
     // SAFETY: this vtable is only installed in `PortObject<T>`; the caller owns a reference.
     let before = unsafe { object::<T>(this) }
@@ -203,7 +207,7 @@ trait PortInit: PortClass {
 
 /// Asks the miniport for its filter descriptor through its vtable.
 fn description_of(
-    get: unsafe extern "system" fn(*mut c_void, *mut PPCFILTER_DESCRIPTOR) -> NTSTATUS,
+    get: windows_fn!(unsafe fn(*mut c_void, *mut PPCFILTER_DESCRIPTOR) -> NTSTATUS),
     this: *mut c_void,
 ) -> Option<usize> {
     let mut desc: PPCFILTER_DESCRIPTOR = ptr::null_mut();
@@ -264,6 +268,7 @@ impl PortInit for PortValue<false> {
     }
 }
 
+#[windows_abi]
 unsafe extern "system" fn port_init<T: PortInit>(
     this: *mut c_void,
     _device: PDEVICE_OBJECT,
@@ -281,6 +286,7 @@ unsafe extern "system" fn port_init<T: PortInit>(
     port.value.bind(this, &miniport, adapter, resources)
 }
 
+#[windows_abi]
 const unsafe extern "system" fn port_get_device_property(
     _this: *mut c_void,
     _property: DEVICE_REGISTRY_PROPERTY,
@@ -296,6 +302,7 @@ const unsafe extern "system" fn port_get_device_property(
 }
 
 #[allow(clippy::too_many_arguments, reason = "the slot's C signature")]
+#[windows_abi]
 const unsafe extern "system" fn port_new_registry_key(
     _this: *mut c_void,
     out: *mut PREGISTRYKEY,
@@ -510,6 +517,7 @@ const fn limit(address: PHYSICAL_ADDRESS) -> u64 {
     u64::from_ne_bytes(address.QuadPart.to_ne_bytes())
 }
 
+#[windows_abi]
 unsafe extern "system" fn allocate_pages_for_mdl(
     this: *mut c_void,
     high: PHYSICAL_ADDRESS,
@@ -526,6 +534,7 @@ unsafe extern "system" fn allocate_pages_for_mdl(
         })
 }
 
+#[windows_abi]
 unsafe extern "system" fn allocate_contiguous_pages_for_mdl(
     this: *mut c_void,
     low: PHYSICAL_ADDRESS,
@@ -543,6 +552,7 @@ unsafe extern "system" fn allocate_contiguous_pages_for_mdl(
         })
 }
 
+#[windows_abi]
 unsafe extern "system" fn map_allocated_pages(
     this: *mut c_void,
     mdl: PMDL,
@@ -559,6 +569,7 @@ unsafe extern "system" fn map_allocated_pages(
         })
 }
 
+#[windows_abi]
 unsafe extern "system" fn unmap_allocated_pages(this: *mut c_void, base: PVOID, mdl: PMDL) {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
@@ -566,6 +577,7 @@ unsafe extern "system" fn unmap_allocated_pages(this: *mut c_void, base: PVOID, 
     s.machine.memory.unmap(base.cast(), mdl.addr());
 }
 
+#[windows_abi]
 unsafe extern "system" fn free_pages_from_mdl(this: *mut c_void, mdl: PMDL) {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
@@ -573,6 +585,7 @@ unsafe extern "system" fn free_pages_from_mdl(this: *mut c_void, mdl: PMDL) {
     s.machine.memory.free(mdl.addr());
 }
 
+#[windows_abi]
 unsafe extern "system" fn get_physical_pages_count(this: *mut c_void, mdl: PMDL) -> ULONG {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
@@ -585,6 +598,7 @@ unsafe extern "system" fn get_physical_pages_count(this: *mut c_void, mdl: PMDL)
 
 /// The C++ method returns `PHYSICAL_ADDRESS` by value: at the ABI level the
 /// caller's result slot arrives right after `this` and goes back in RAX.
+#[windows_abi]
 unsafe extern "system" fn get_physical_page_address(
     this: *mut c_void,
     result: *mut PHYSICAL_ADDRESS,
@@ -651,7 +665,7 @@ impl PortStream {
 
 #[derive(Clone, Copy)]
 struct ServiceRoutine {
-    routine: unsafe extern "system" fn(*mut IInterruptSync, PVOID) -> NTSTATUS,
+    routine: windows_fn!(unsafe fn(*mut IInterruptSync, PVOID) -> NTSTATUS),
     context: PVOID,
 }
 // SAFETY: the context is the driver's, which PortCls passes to its ISR from
@@ -697,6 +711,7 @@ const unsafe fn interrupt<'a>(this: *mut c_void) -> &'a InterruptValue {
     &unsafe { object::<InterruptValue>(this) }.value
 }
 
+#[windows_abi]
 unsafe extern "system" fn call_synchronized_routine(
     this: *mut c_void,
     routine: PINTERRUPTSYNCROUTINE,
@@ -712,10 +727,12 @@ unsafe extern "system" fn call_synchronized_routine(
     unsafe { routine(this.cast(), context) }
 }
 
+#[windows_abi]
 const unsafe extern "system" fn get_kinterrupt(_this: *mut c_void) -> PKINTERRUPT {
     ptr::null_mut()
 }
 
+#[windows_abi]
 unsafe extern "system" fn connect(this: *mut c_void) -> NTSTATUS {
     // SAFETY: this vtable is only installed in interrupt sync objects.
     let i = unsafe { interrupt(this) };
@@ -726,12 +743,14 @@ unsafe extern "system" fn connect(this: *mut c_void) -> NTSTATUS {
     STATUS_SUCCESS
 }
 
+#[windows_abi]
 unsafe extern "system" fn disconnect(this: *mut c_void) {
     // SAFETY: this vtable is only installed in interrupt sync objects.
     let i = unsafe { interrupt(this) };
     i.state.connected.store(false, Ordering::Release);
 }
 
+#[windows_abi]
 unsafe extern "system" fn register_service_routine(
     this: *mut c_void,
     routine: PINTERRUPTSYNCROUTINE,
@@ -892,12 +911,14 @@ const unsafe fn resources<'a>(this: *mut c_void) -> &'a ResourceListValue {
     &unsafe { object::<ResourceListValue>(this) }.value
 }
 
+#[windows_abi]
 unsafe extern "system" fn number_of_entries(this: *mut c_void) -> ULONG {
     // SAFETY: this vtable is only installed in resource list objects.
     let r = unsafe { resources(this) };
     ULONG::try_from(r.entries.len()).unwrap_or(ULONG::MAX)
 }
 
+#[windows_abi]
 unsafe extern "system" fn number_of_entries_of_type(
     this: *mut c_void,
     kind: CM_RESOURCE_TYPE,
@@ -908,6 +929,7 @@ unsafe extern "system" fn number_of_entries_of_type(
     ULONG::try_from(n).unwrap_or(ULONG::MAX)
 }
 
+#[windows_abi]
 unsafe extern "system" fn find_entry(
     this: *mut c_void,
     kind: CM_RESOURCE_TYPE,
@@ -922,6 +944,7 @@ unsafe extern "system" fn find_entry(
         .map_or(ptr::null_mut(), |e| ptr::from_ref(e).cast_mut().cast())
 }
 
+#[windows_abi]
 const unsafe extern "system" fn add_entry(
     _this: *mut c_void,
     _translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
@@ -930,6 +953,7 @@ const unsafe extern "system" fn add_entry(
     STATUS_NOT_IMPLEMENTED
 }
 
+#[windows_abi]
 const unsafe extern "system" fn add_entry_from_parent(
     _this: *mut c_void,
     _parent: PRESOURCELIST,
@@ -939,6 +963,7 @@ const unsafe extern "system" fn add_entry_from_parent(
     STATUS_NOT_IMPLEMENTED
 }
 
+#[windows_abi]
 const unsafe extern "system" fn resource_list(_this: *mut c_void) -> PCM_RESOURCE_LIST {
     // The emulator builds no CM_RESOURCE_LIST: drivers use the Find* slots.
     ptr::null_mut()

@@ -5,6 +5,7 @@
     reason = "test code"
 )]
 
+use portcls_sys::windows_abi;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -249,6 +250,7 @@ fn ports_answer_their_interfaces_and_refuse_init_without_a_miniport() {
 
 static ISR_CALLS: AtomicU32 = AtomicU32::new(0);
 
+#[windows_abi]
 unsafe extern "system" fn isr(_sync: *mut IInterruptSync, context: PVOID) -> NTSTATUS {
     ISR_CALLS.fetch_add(1, Ordering::SeqCst);
     if context.is_null() {

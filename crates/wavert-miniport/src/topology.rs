@@ -17,6 +17,7 @@
 //! IRQL: PortCls calls property handlers at `PASSIVE_LEVEL`.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use portcls_sys::windows_abi;
 
 use alloc::sync::Arc;
 
@@ -325,6 +326,7 @@ pub unsafe fn dispatch(
 /// # Safety
 ///
 /// Called by PortCls only (see [`dispatch`]).
+#[windows_abi]
 pub unsafe extern "system" fn volume_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
     // SAFETY: PortCls passes a request for this table's CableTopology filter.
     unsafe { dispatch(request, volume) }
@@ -335,6 +337,7 @@ pub unsafe extern "system" fn volume_handler(request: *mut PCPROPERTY_REQUEST) -
 /// # Safety
 ///
 /// Called by PortCls only (see [`dispatch`]).
+#[windows_abi]
 pub unsafe extern "system" fn mute_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
     // SAFETY: PortCls passes a request for this table's CableTopology filter.
     unsafe { dispatch(request, mute) }
@@ -345,6 +348,7 @@ pub unsafe extern "system" fn mute_handler(request: *mut PCPROPERTY_REQUEST) -> 
 /// # Safety
 ///
 /// Called by PortCls only (see [`dispatch`]).
+#[windows_abi]
 pub unsafe extern "system" fn jack_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
     // SAFETY: PortCls passes a request for this table's CableTopology filter.
     unsafe { dispatch(request, jack) }

@@ -10,6 +10,7 @@
 
 mod common;
 
+use portcls_sys::windows_fn;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -298,7 +299,7 @@ struct Prop {
 impl Prop {
     fn call(
         &self,
-        handler: unsafe extern "system" fn(*mut PCPROPERTY_REQUEST) -> NTSTATUS,
+        handler: windows_fn!(unsafe fn(*mut PCPROPERTY_REQUEST) -> NTSTATUS),
         id: u32,
         node: u32,
         verb: u32,
@@ -346,9 +347,9 @@ fn volume_mute_and_jack_properties() {
     let ch0 = 0u32.to_le_bytes();
     let master = (-1i32).to_le_bytes();
     let (vol, mute, jack) = (
-        volume_handler as unsafe extern "system" fn(_) -> _,
-        mute_handler as unsafe extern "system" fn(_) -> _,
-        jack_handler as unsafe extern "system" fn(_) -> _,
+        volume_handler as windows_fn!(unsafe fn(_) -> _),
+        mute_handler as windows_fn!(unsafe fn(_) -> _),
+        jack_handler as windows_fn!(unsafe fn(_) -> _),
     );
     let v = KSPROPERTY_AUDIO_VOLUMELEVEL;
     let get = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_TOPOLOGY;

@@ -23,6 +23,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use portcls_sys::windows_abi;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -193,6 +194,7 @@ unsafe impl<P: Platform, IO: PortIo> Send for Ac97Device<P, IO> {}
 ///
 /// `context` is the address of a live `Ac97Device<P, IO>` that stays alive
 /// until the interrupt is disconnected (its `Drop` disconnects first).
+#[windows_abi]
 pub unsafe extern "system" fn service_routine<P: Platform, IO: PortIo>(
     _sync: *mut IInterruptSync,
     context: *mut c_void,

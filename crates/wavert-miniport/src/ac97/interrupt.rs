@@ -7,6 +7,7 @@
 //! or take another lock the ISR could take).
 
 use core::ffi::c_void;
+use portcls_sys::windows_abi;
 
 use portcls_sys::{IInterruptSync, NTSTATUS, NT_SUCCESS, PINTERRUPTSYNCROUTINE, STATUS_SUCCESS};
 use wavert_com::{ComPtr, NtResult, NtStatus};
@@ -27,6 +28,7 @@ struct Call<F, R> {
 ///
 /// `context` is a live `Call<F, R>` owned by [`InterruptSync::synchronized`]'s
 /// frame, reached only through this pointer for the call.
+#[windows_abi]
 unsafe extern "system" fn run_call<F: FnOnce() -> R, R>(
     _sync: *mut IInterruptSync,
     context: *mut c_void,

@@ -11,6 +11,7 @@
     reason = "test doubles: clarity over micro-optimisation"
 )]
 
+use portcls_sys::windows_abi;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::fmt;
@@ -149,6 +150,7 @@ fn fake<'a>(this: *mut c_void) -> &'a FakePortStream {
     unsafe { &*this.cast::<FakePortStream>() }
 }
 
+#[windows_abi]
 unsafe extern "system" fn qi(this: *mut c_void, iid: REFIID, out: *mut PVOID) -> NTSTATUS {
     // SAFETY: caller passes valid pointers.
     let iid = unsafe { &*iid };
@@ -163,9 +165,11 @@ unsafe extern "system" fn qi(this: *mut c_void, iid: REFIID, out: *mut PVOID) ->
         STATUS_NOINTERFACE
     }
 }
+#[windows_abi]
 unsafe extern "system" fn add_ref(this: *mut c_void) -> ULONG {
     fake(this).refs.fetch_add(1, Ordering::SeqCst) + 1
 }
+#[windows_abi]
 unsafe extern "system" fn release(this: *mut c_void) -> ULONG {
     // Never freed here: the test keeps the Box and checks the count.
     fake(this).refs.fetch_sub(1, Ordering::SeqCst) - 1
@@ -178,6 +182,7 @@ fn shuffled_frame(n: u64) -> u64 {
     (0x10_0000 + scrambled * 64 + n % 64) * 4096
 }
 
+#[windows_abi]
 unsafe extern "system" fn allocate_pages(
     this: *mut c_void,
     _high: PHYSICAL_ADDRESS,
@@ -213,6 +218,7 @@ unsafe extern "system" fn allocate_pages(
     );
     ptr::without_provenance_mut(id)
 }
+#[windows_abi]
 unsafe extern "system" fn allocate_contiguous(
     this: *mut c_void,
     _low: PHYSICAL_ADDRESS,
@@ -227,6 +233,7 @@ unsafe extern "system" fn allocate_contiguous(
         .push("AllocateContiguousPagesForMdl".into());
     ptr::null_mut()
 }
+#[windows_abi]
 unsafe extern "system" fn map(this: *mut c_void, mdl: PMDL, _cache: MEMORY_CACHING_TYPE) -> PVOID {
     let mut s = fake(this).state.lock().unwrap();
     if s.fail_map {
@@ -239,6 +246,7 @@ unsafe extern "system" fn map(this: *mut c_void, mdl: PMDL, _cache: MEMORY_CACHI
     a.mapped = true;
     a.memory.as_mut_ptr().cast()
 }
+#[windows_abi]
 unsafe extern "system" fn unmap(this: *mut c_void, base: PVOID, mdl: PMDL) {
     let mut s = fake(this).state.lock().unwrap();
     match s.allocations.get_mut(&(mdl as usize)) {
@@ -248,6 +256,7 @@ unsafe extern "system" fn unmap(this: *mut c_void, base: PVOID, mdl: PMDL) {
         _ => s.bad_calls.push("unmap of something not mapped".into()),
     }
 }
+#[windows_abi]
 unsafe extern "system" fn free_pages(this: *mut c_void, mdl: PMDL) {
     let mut s = fake(this).state.lock().unwrap();
     match s.allocations.remove(&(mdl as usize)) {
@@ -256,6 +265,7 @@ unsafe extern "system" fn free_pages(this: *mut c_void, mdl: PMDL) {
         None => s.bad_calls.push("free of unknown MDL".into()),
     }
 }
+#[windows_abi]
 unsafe extern "system" fn page_count(this: *mut c_void, mdl: PMDL) -> ULONG {
     let s = fake(this).state.lock().unwrap();
     s.allocations
@@ -263,6 +273,7 @@ unsafe extern "system" fn page_count(this: *mut c_void, mdl: PMDL) -> ULONG {
         .map_or(0, |a| u32::try_from(a.pages.len()).unwrap())
 }
 /// The hidden-return-pointer shape: result pointer right after `this`.
+#[windows_abi]
 unsafe extern "system" fn page_address(
     this: *mut c_void,
     result: *mut PHYSICAL_ADDRESS,
