@@ -15,6 +15,7 @@ mod fuzz;
 mod inf;
 mod miri;
 mod pe_check;
+mod pe_checksum;
 mod prereq;
 mod qemu;
 mod util;
