@@ -30,6 +30,7 @@ use wavert_miniport::adapter::{self, PortClsServices};
 use wavert_miniport::{DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
 
 use crate::engine::pins;
+use crate::image::ImageDriver;
 use crate::machine::{Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{InterruptLine, Port, PortKind};
 use crate::session::WaveFilter;
@@ -231,6 +232,13 @@ impl EmuPortCls {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The ports made so far, handed over (for services shared with the
+    /// image's PortCls stand-ins).
+    #[must_use]
+    pub fn take_ports(&self) -> Vec<Port> {
+        std::mem::take(&mut *lock(&self.ports))
+    }
+
     fn call(&self) -> NtResult<()> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         if self.fail_call == Some(n) {
@@ -374,6 +382,9 @@ pub struct CableAdapter {
     machine: Arc<Machine>,
     ports: Vec<Port>,
     cable: Option<Arc<VirtualCable<EmuPlatform>>>,
+    /// The shipped image, when it is the driver that runs (unloaded by
+    /// [`CableAdapter::remove`]).
+    driver: Option<ImageDriver>,
 }
 
 impl fmt::Debug for CableAdapter {
@@ -430,9 +441,31 @@ impl CableAdapter {
         &self.ports
     }
 
+    /// The adapter of a started driver image (see [`crate::image`]).
+    #[must_use]
+    pub(crate) fn from_image(
+        machine: &Arc<Machine>,
+        ports: Vec<Port>,
+        driver: ImageDriver,
+    ) -> Self {
+        Self {
+            machine: Arc::clone(machine),
+            ports,
+            cable: None,
+            driver: Some(driver),
+        }
+    }
+
+    /// The shipped image, if it is what runs (`None` for the host build).
+    #[must_use]
+    pub const fn image(&self) -> Option<&ImageDriver> {
+        self.driver.as_ref()
+    }
+
     /// Device removal: PortCls unregisters the subdevices and releases the
     /// miniports and the ports; the last miniport reference takes the cable
-    /// (and its timer) with it.
+    /// (and its timer) with it. For the shipped image, the driver is then
+    /// unloaded and whatever it left behind is reported as a violation.
     pub fn remove(mut self) {
         self.cable = None;
         for port in &self.ports {
@@ -440,6 +473,9 @@ impl CableAdapter {
             port.unbind();
         }
         self.ports.clear();
+        if let Some(driver) = self.driver.take() {
+            let _leaks = driver.unload();
+        }
     }
 }
 
@@ -487,6 +523,7 @@ pub fn start_cable_adapter(
         machine: Arc::clone(machine),
         ports: services.into_ports(),
         cable: Some(cable),
+        driver: None,
     };
     match installed {
         Ok(()) => Ok(adapter),

@@ -16,6 +16,10 @@
 //! * [`ac97`]: the product's AC'97 miniport on QEMU's AC'97 (`wavert-qemu`):
 //!   `StartDevice` from a PCI resource list, an event-driven render stream,
 //!   QEMU's WAV output compared with the input.
+//! * [`image`]: the shipped `rswavert.sys` executed: a PE loader, kernel
+//!   and PortCls stand-ins with Driver Verifier's rules, and the Windows
+//!   life cycle (`DriverEntry`, `AddDevice`, `StartDevice`, removal, unload).
+//! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`fake`]: a small reference loopback cable (a miniport built on
 //!   `wavert-com`) that can be told to misbehave: the test double that
@@ -30,6 +34,8 @@ pub mod cable;
 pub mod engine;
 pub mod fake;
 pub mod hlk;
+pub mod image;
+pub mod irql;
 pub mod machine;
 pub mod memory;
 pub mod port;

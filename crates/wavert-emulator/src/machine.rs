@@ -221,13 +221,24 @@ impl Machine {
 
     /// Starts a periodic timer (first due one period from now); returns its id.
     pub fn start_timer(&self, period_qpc: u64, callback: TimerCallback) -> u64 {
-        let id = self.next_timer.fetch_add(1, Ordering::Relaxed);
         let period = period_qpc.max(1);
+        self.start_timer_due(period, period, callback)
+    }
+
+    /// Starts a timer first due `due_in_qpc` from now, then every
+    /// `period_qpc` (0: once, as `ExSetTimer` with no period); returns its id.
+    pub fn start_timer_due(
+        &self,
+        due_in_qpc: u64,
+        period_qpc: u64,
+        callback: TimerCallback,
+    ) -> u64 {
+        let id = self.next_timer.fetch_add(1, Ordering::Relaxed);
         lock(&self.timers).insert(
             id,
             TimerEntry {
-                period,
-                next_due: self.qpc() + period,
+                period: period_qpc,
+                next_due: self.qpc() + due_in_qpc,
                 callback,
             },
         );
@@ -262,6 +273,9 @@ impl Machine {
             let at = entry.next_due;
             entry.next_due += entry.period;
             let due = (at, Arc::clone(&entry.callback));
+            if entry.period == 0 {
+                timers.remove(&id);
+            }
             drop(timers);
             due
         };

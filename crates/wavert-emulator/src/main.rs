@@ -14,6 +14,7 @@ use wavert_emulator::ac97::{run_ac97_session, Ac97Options};
 use wavert_emulator::cable::{start_cable_adapter, CableOptions, RegisteredWaveFilter};
 use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest};
 use wavert_emulator::hlk::{ks_position_check, run_wavetest_positions, Finding, KsPositionReport};
+use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver};
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::session::{run_loopback, LoopbackConfig};
@@ -44,6 +45,7 @@ struct Args {
     device: Device,
     dma: DmaMode,
     real_time: bool,
+    image: Option<PathBuf>,
 }
 
 fn command() -> Command {
@@ -123,6 +125,17 @@ fn command() -> Command {
                 ),
         )
         .arg(
+            Arg::new("image")
+                .long("image")
+                .value_name("RSWAVERT.SYS")
+                .value_parser(value_parser!(PathBuf))
+                .help(
+                    "Run the shipped driver image (e.g. target/package/rswavert/rswavert.sys, \
+                     from `cargo xtask cross`) instead of the host-built miniport: loaded, \
+                     relocated and bound to kernel and PortCls stand-ins with Driver Verifier's rules",
+                ),
+        )
+        .arg(
             Arg::new("real-time")
                 .long("real-time")
                 .action(ArgAction::SetTrue)
@@ -155,6 +168,7 @@ impl Args {
                 DmaMode::Looping
             },
             real_time: m.get_flag("real-time"),
+            image: m.get_one::<PathBuf>("image").cloned(),
         }
     }
 }
@@ -312,14 +326,31 @@ fn run(args: &Args) -> Result<bool, String> {
     };
     let machine = Machine::new(memory, mode);
     let dma = args.dma;
-    let adapter = start_cable_adapter(
-        &machine,
-        CableOptions {
-            dma,
-            ..CableOptions::default()
-        },
-    )
-    .map_err(|e| format!("StartDevice failed: {:#010x}", e.0))?;
+    let adapter = match &args.image {
+        Some(path) => {
+            if dma != DmaMode::Looping {
+                return Err(
+                    "--dma refill is a test mode of the host build; the image's cable runs looping DMA"
+                        .to_owned(),
+                );
+            }
+            start_image_adapter(&machine, path, ImageDevice::default())
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => start_cable_adapter(
+            &machine,
+            CableOptions {
+                dma,
+                ..CableOptions::default()
+            },
+        )
+        .map_err(|e| format!("StartDevice failed: {:#010x}", e.0))?,
+    };
+    let build = adapter.image().map_or_else(
+        || "host build of wavert-miniport (cargo run -p wavert-emulator)".to_owned(),
+        ImageDriver::describe,
+    );
+    let kernel = adapter.image().map(|driver| Arc::clone(driver.kernel()));
     let registrations = machine.registrations();
     let render_filter = adapter
         .wave_filter("WaveRender")
@@ -447,6 +478,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let frames_lag = lag.unwrap_or(0);
     #[allow(clippy::cast_precision_loss, reason = "report")]
     let lag_ms = frames_lag as f64 * 1000.0 / f64::from(format.sample_rate());
+    println!("build            : {build}");
     println!(
         "device           : virtual loopback cable (wavert-miniport, {} DMA) through the emulated PortCls, {} clock",
         match args.dma {
@@ -518,14 +550,32 @@ fn run(args: &Args) -> Result<bool, String> {
         "glitches         : render {}, capture {}",
         result.render.glitches, result.capture.glitches
     );
-    println!(
-        "cable            : {} bytes copied, {} bytes of silence, {} skipped, {} DMA errors, {} events signalled",
-        stats.copied_bytes,
-        stats.silence_bytes,
-        stats.skipped_bytes,
-        stats.dma_errors,
-        stats.signals
-    );
+    if let Some(kernel) = &kernel {
+        let c = kernel.counters();
+        println!(
+            "kernel           : {} pool allocations, {} frees, {} timer callbacks, {} DPCs, {} events signalled, {} spinlock acquisitions, {} debug prints",
+            c.pool_allocations,
+            c.pool_frees,
+            c.timer_callbacks,
+            c.dpcs_run,
+            c.events_signalled,
+            c.spinlock_acquisitions,
+            c.debug_prints
+        );
+        println!(
+            "driver verifier  : {} violation(s) by the image (IRQL, pool, spinlock, timer, DPC, unload rules)",
+            kernel.violation_count()
+        );
+    } else {
+        println!(
+            "cable            : {} bytes copied, {} bytes of silence, {} skipped, {} DMA errors, {} events signalled",
+            stats.copied_bytes,
+            stats.silence_bytes,
+            stats.skipped_bytes,
+            stats.dma_errors,
+            stats.signals
+        );
+    }
     println!(
         "latency          : measured {frames_lag} frames ({lag_ms:.3} ms), reported {:.3} ms ({reported_frames} frames)",
         result.reported_latency_ms

@@ -27,6 +27,7 @@ use portcls_sys::{
 };
 use wavert_com::{ComPtr, Interface};
 
+use crate::irql;
 use crate::machine::Machine;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -723,8 +724,19 @@ unsafe extern "system" fn call_synchronized_routine(
     // SAFETY: this vtable is only installed in interrupt sync objects.
     let i = unsafe { interrupt(this) };
     let _held = lock(&i.state.spin);
-    // SAFETY: the driver's routine, called with its own context as PortCls would.
-    unsafe { routine(this.cast(), context) }
+    // The routine runs at the device's IRQL, as under the interrupt spinlock.
+    let (status, left) = irql::run_at(irql::DEVICE_IRQL, || {
+        // SAFETY: the driver's routine, called with its own context as PortCls would.
+        unsafe { routine(this.cast(), context) }
+    });
+    if left != irql::DEVICE_IRQL {
+        i.machine.violation(format!(
+            "a CallSynchronizedRoutine routine returned at {} (entered at {})",
+            irql::name(left),
+            irql::name(irql::DEVICE_IRQL)
+        ));
+    }
+    status
 }
 
 #[windows_abi]
@@ -776,6 +788,7 @@ unsafe extern "system" fn register_service_routine(
 pub struct InterruptLine {
     interface: ComPtr<IInterruptSync>,
     state: Arc<InterruptState>,
+    machine: Arc<Machine>,
 }
 
 impl std::fmt::Debug for InterruptLine {
@@ -799,7 +812,11 @@ impl InterruptLine {
         state
             .this
             .store(interface.as_raw().addr(), Ordering::Release);
-        Self { interface, state }
+        Self {
+            interface,
+            state,
+            machine: Arc::clone(machine),
+        }
     }
 
     /// The interface handed to the driver.
@@ -820,8 +837,18 @@ impl InterruptLine {
         self.state.delivered.fetch_add(1, Ordering::Relaxed);
         let this = self.interface.as_raw();
         routines.iter().any(|r| {
-            // SAFETY: the driver registered this routine and context for its ISR.
-            let status = unsafe { (r.routine)(this, r.context) };
+            // ISRs run at the line's device IRQL.
+            let (status, left) = irql::run_at(irql::DEVICE_IRQL, || {
+                // SAFETY: the driver registered this routine and context for its ISR.
+                unsafe { (r.routine)(this, r.context) }
+            });
+            if left != irql::DEVICE_IRQL {
+                self.machine.violation(format!(
+                    "an interrupt service routine returned at {} (entered at {})",
+                    irql::name(left),
+                    irql::name(irql::DEVICE_IRQL)
+                ));
+            }
             NT_SUCCESS(status)
         })
     }

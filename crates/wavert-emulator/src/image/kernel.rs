@@ -1,0 +1,1199 @@
+//! The kernel stand-ins the driver image imports from `ntoskrnl.exe` and
+//! `hal.dll`, with Driver Verifier's discipline.
+//!
+//! Each stand-in is an `extern "win64"` function (the image's convention)
+//! that does what the kernel documents and checks what Driver Verifier
+//! checks: the caller's IRQL against the routine's documented limit, paged
+//! pool at `DISPATCH_LEVEL` or above, executable pool, pool blocks freed
+//! twice or never allocated, spinlocks released that were not held or at the
+//! wrong IRQL, and at unload every pool block, timer and DPC left behind.
+//! A violation names the rule and the call site as an offset in the image
+//! (the first return address inside it on the caller's stack) and lands in
+//! the machine's violation list, which every report prints and every test
+//! requires empty.
+//!
+//! There is one kernel per process at a time ([`Kernel::install`]): the
+//! image's imports carry no context, exactly like the real ones.
+
+#![allow(
+    non_snake_case,
+    reason = "the kernel's export names, as the image imports them"
+)]
+#![allow(
+    clippy::must_use_candidate,
+    clippy::missing_const_for_fn,
+    reason = "the stand-ins are called by the image through its import table, where attributes mean nothing"
+)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ffi::{c_char, c_void, CStr};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use portcls_sys::{windows_abi, windows_fn, NTSTATUS, PKEVENT, STATUS_SUCCESS};
+
+use crate::irql::{self, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
+use crate::machine::{Machine, TimerCallback, QPC_FREQUENCY};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `POOL_FLAG_UNINITIALIZED` (`wdm.h`, `ExAllocatePool2`).
+pub const POOL_FLAG_UNINITIALIZED: u64 = 0x2;
+/// `POOL_FLAG_NON_PAGED`.
+pub const POOL_FLAG_NON_PAGED: u64 = 0x40;
+/// `POOL_FLAG_NON_PAGED_EXECUTE`: executable pool, refused under memory integrity.
+pub const POOL_FLAG_NON_PAGED_EXECUTE: u64 = 0x80;
+/// `POOL_FLAG_PAGED`.
+pub const POOL_FLAG_PAGED: u64 = 0x100;
+
+/// What uninitialised pool is filled with, so that reading it shows.
+const POOL_POISON: u8 = 0xA5;
+/// What freed pool is filled with before it goes back to the host.
+const FREED_POISON: u8 = 0xDF;
+/// Pool alignment on x64 Windows (16 bytes; page-sized blocks are page aligned there).
+const POOL_ALIGN: usize = 16;
+
+/// The process exit code after a bugcheck (the machine stopped).
+pub const BUGCHECK_EXIT_CODE: i32 = 86;
+
+/// `KeBugCheckEx`'s arguments and where it was called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bugcheck {
+    /// The bugcheck code.
+    pub code: u32,
+    /// The four parameters.
+    pub parameters: [usize; 4],
+    /// The call site in the image.
+    pub call_site: String,
+}
+
+struct PoolBlock {
+    size: usize,
+    tag: u32,
+    call_site: String,
+}
+
+/// The signature of an `EXT_CALLBACK` (`ExAllocateTimer`).
+pub type ExtCallback = windows_fn!(unsafe fn(timer: *mut c_void, context: *mut c_void));
+/// The signature of a `KDEFERRED_ROUTINE` (`KeInitializeDpc`).
+pub type DeferredRoutine = windows_fn!(
+    unsafe fn(dpc: *mut c_void, context: *mut c_void, arg1: *mut c_void, arg2: *mut c_void)
+);
+
+struct TimerRecord {
+    callback: ExtCallback,
+    context: usize,
+    armed: Option<u64>,
+    call_site: String,
+}
+
+struct DpcRecord {
+    routine: DeferredRoutine,
+    context: usize,
+    arguments: (usize, usize),
+    queued: bool,
+}
+
+/// What the kernel saw over a run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KernelCounters {
+    /// Pool allocations.
+    pub pool_allocations: u64,
+    /// Pool frees.
+    pub pool_frees: u64,
+    /// Timer callbacks delivered.
+    pub timer_callbacks: u64,
+    /// DPCs run.
+    pub dpcs_run: u64,
+    /// `KeSetEvent` calls.
+    pub events_signalled: u64,
+    /// Spinlock acquisitions.
+    pub spinlock_acquisitions: u64,
+    /// `DbgPrint` lines.
+    pub debug_prints: u64,
+}
+
+/// The emulated kernel of one image run.
+pub struct Kernel {
+    machine: Arc<Machine>,
+    this: Weak<Self>,
+    image_name: String,
+    image_range: Mutex<Option<(usize, usize)>>,
+    pool: Mutex<HashMap<usize, PoolBlock>>,
+    freed: Mutex<HashSet<usize>>,
+    timers: Mutex<HashMap<usize, TimerRecord>>,
+    dpcs: Mutex<HashMap<usize, DpcRecord>>,
+    dpc_queue: Mutex<VecDeque<usize>>,
+    debug_output: Mutex<Vec<String>>,
+    stall: Mutex<Option<StallHook>>,
+    counters: Mutex<KernelCounters>,
+    violations: AtomicUsize,
+    pub(super) portcls: super::portcls::PortClsState,
+}
+
+/// What `KeStallExecutionProcessor` also does (e.g. run a device model's clock).
+pub type StallHook = Box<dyn Fn(u32) + Send + Sync>;
+
+static CURRENT: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
+/// Serialises image runs within one process (one kernel at a time).
+static RUN: Mutex<()> = Mutex::new(());
+static NEXT_SPINLOCK_OWNER: AtomicU64 = AtomicU64::new(1);
+
+/// The kernel the image's imports reach. Returns `None` outside a run.
+#[must_use]
+pub fn current() -> Option<Arc<Kernel>> {
+    lock(&CURRENT).clone()
+}
+
+/// The kernel, or the process stops: an import called with no kernel
+/// installed is a harness bug that must not pass silently.
+fn kernel() -> Arc<Kernel> {
+    current().unwrap_or_else(|| {
+        eprintln!("rswavert image: a kernel import was called with no kernel installed");
+        std::process::abort()
+    })
+}
+
+/// Held while a kernel is installed; uninstalls it on drop.
+pub struct Installed {
+    kernel: Arc<Kernel>,
+    _run: MutexGuard<'static, ()>,
+}
+
+impl Installed {
+    /// The kernel.
+    #[must_use]
+    pub const fn kernel(&self) -> &Arc<Kernel> {
+        &self.kernel
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        *lock(&CURRENT) = None;
+    }
+}
+
+impl std::fmt::Debug for Installed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Installed")
+            .field("image", &self.kernel.image_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Kernel {
+    /// A kernel over `machine` for the image called `image_name`, installed
+    /// as the process's kernel until the returned guard goes (waiting for a
+    /// run in another thread to finish first).
+    #[must_use]
+    pub fn install(
+        machine: &Arc<Machine>,
+        image_name: &str,
+        portcls: super::portcls::PortClsState,
+    ) -> Installed {
+        let run = RUN.lock().unwrap_or_else(PoisonError::into_inner);
+        let kernel = Arc::new_cyclic(|this| Self {
+            machine: Arc::clone(machine),
+            this: this.clone(),
+            image_name: image_name.to_owned(),
+            image_range: Mutex::new(None),
+            pool: Mutex::new(HashMap::new()),
+            freed: Mutex::new(HashSet::new()),
+            timers: Mutex::new(HashMap::new()),
+            dpcs: Mutex::new(HashMap::new()),
+            dpc_queue: Mutex::new(VecDeque::new()),
+            debug_output: Mutex::new(Vec::new()),
+            stall: Mutex::new(None),
+            counters: Mutex::new(KernelCounters::default()),
+            violations: AtomicUsize::new(0),
+            portcls,
+        });
+        *lock(&CURRENT) = Some(Arc::clone(&kernel));
+        Installed { kernel, _run: run }
+    }
+
+    /// The machine.
+    #[must_use]
+    pub const fn machine(&self) -> &Arc<Machine> {
+        &self.machine
+    }
+
+    /// Tells the kernel where the image lies (for call sites).
+    pub fn set_image_range(&self, base: usize, size: usize) {
+        *lock(&self.image_range) = Some((base, size));
+    }
+
+    /// What `KeStallExecutionProcessor` does besides returning (e.g. let a
+    /// device model's clock run for that long).
+    pub fn set_stall(&self, stall: Option<StallHook>) {
+        *lock(&self.stall) = stall;
+    }
+
+    /// The counters so far.
+    #[must_use]
+    pub fn counters(&self) -> KernelCounters {
+        lock(&self.counters).clone()
+    }
+
+    /// What the driver printed with `DbgPrint`.
+    #[must_use]
+    pub fn debug_output(&self) -> Vec<String> {
+        lock(&self.debug_output).clone()
+    }
+
+    /// Violations this kernel reported.
+    #[must_use]
+    pub fn violation_count(&self) -> usize {
+        self.violations.load(Ordering::Acquire)
+    }
+
+    /// Pool blocks allocated and not freed.
+    #[must_use]
+    pub fn live_pool_blocks(&self) -> usize {
+        lock(&self.pool).len()
+    }
+
+    /// The first return address inside the image on the current stack, as
+    /// `image+0xOFFSET`.
+    #[must_use]
+    pub fn call_site(&self) -> String {
+        let range = *lock(&self.image_range);
+        let Some((base, size)) = range else {
+            return "before the image was mapped".to_owned();
+        };
+        let mut found = None;
+        backtrace::trace(|frame| {
+            let ip = frame.ip().addr();
+            if ip >= base && ip - base < size {
+                found = Some(ip - base);
+                false
+            } else {
+                true
+            }
+        });
+        found.map_or_else(
+            || "outside the image".to_owned(),
+            |offset| format!("{}+{offset:#x}", self.image_name),
+        )
+    }
+
+    /// Reports a violation of `rule` at the current call site.
+    pub fn violation(&self, rule: &str, detail: &str) {
+        self.violations.fetch_add(1, Ordering::AcqRel);
+        self.machine.violation(format!(
+            "driver verifier: {rule}: {detail} (at {})",
+            self.call_site()
+        ));
+    }
+
+    /// Checks that the caller runs at or below `limit`.
+    fn require_irql_at_most(&self, routine: &str, limit: u8) {
+        let now = irql::current();
+        if now > limit {
+            self.violation(
+                "IRQL",
+                &format!(
+                    "{routine} called at {} (allowed up to {})",
+                    irql::name(now),
+                    irql::name(limit)
+                ),
+            );
+        }
+    }
+
+    fn count(&self, update: impl FnOnce(&mut KernelCounters)) {
+        update(&mut lock(&self.counters));
+    }
+
+    /// Runs the queued DPCs, at `DISPATCH_LEVEL`, if this processor is
+    /// below it (which is when Windows delivers them).
+    pub fn run_dpcs(&self) {
+        if irql::current() >= DISPATCH_LEVEL {
+            return;
+        }
+        loop {
+            let next = lock(&self.dpc_queue).pop_front();
+            let Some(address) = next else {
+                return;
+            };
+            let call = {
+                let mut dpcs = lock(&self.dpcs);
+                dpcs.get_mut(&address).and_then(|record| {
+                    record.queued.then(|| {
+                        record.queued = false;
+                        (record.routine, record.context, record.arguments)
+                    })
+                })
+            };
+            let Some((routine, context, (arg1, arg2))) = call else {
+                continue;
+            };
+            self.count(|c| c.dpcs_run += 1);
+            let ((), left) = irql::run_at(DISPATCH_LEVEL, || {
+                // SAFETY: the routine and context the image gave KeInitializeDpc,
+                // called as the kernel calls a KDEFERRED_ROUTINE, at DISPATCH_LEVEL.
+                unsafe {
+                    routine(
+                        address as *mut c_void,
+                        context as *mut c_void,
+                        arg1 as *mut c_void,
+                        arg2 as *mut c_void,
+                    );
+                };
+            });
+            if left != DISPATCH_LEVEL {
+                self.violation(
+                    "IRQL",
+                    &format!("a DPC routine returned at {}", irql::name(left)),
+                );
+            }
+        }
+    }
+
+    fn fire_timer(&self, timer: usize) {
+        let call = {
+            let mut timers = lock(&self.timers);
+            timers
+                .get_mut(&timer)
+                .map(|record| (record.callback, record.context))
+        };
+        let Some((callback, context)) = call else {
+            return;
+        };
+        self.count(|c| c.timer_callbacks += 1);
+        // Timer callbacks run from a DPC, at DISPATCH_LEVEL.
+        let ((), left) = irql::run_at(DISPATCH_LEVEL, || {
+            // SAFETY: the callback and context the image gave ExAllocateTimer,
+            // called as the kernel calls an EXT_CALLBACK.
+            unsafe { callback(timer as *mut c_void, context as *mut c_void) };
+        });
+        if left != DISPATCH_LEVEL {
+            self.violation(
+                "IRQL",
+                &format!("a timer callback returned at {}", irql::name(left)),
+            );
+        }
+        self.run_dpcs();
+    }
+
+    /// Driver unload: everything the driver still holds is a violation.
+    /// Returns the number of leaks found.
+    pub fn check_unload(&self) -> usize {
+        let mut leaks = 0;
+        let blocks: Vec<(usize, usize, u32, String)> = lock(&self.pool)
+            .iter()
+            .map(|(&a, b)| (a, b.size, b.tag, b.call_site.clone()))
+            .collect();
+        for (address, size, tag, site) in blocks {
+            leaks += 1;
+            self.machine.violation(format!(
+                "driver verifier: pool leak: {size} bytes with tag {} at {address:#x} still allocated at unload (allocated at {site})",
+                tag_text(tag)
+            ));
+        }
+        let timers: Vec<(usize, bool, String)> = lock(&self.timers)
+            .iter()
+            .map(|(&a, t)| (a, t.armed.is_some(), t.call_site.clone()))
+            .collect();
+        for (address, armed, site) in timers {
+            leaks += 1;
+            self.machine.violation(format!(
+                "driver verifier: timer {address:#x} (allocated at {site}) not deleted at unload{}",
+                if armed { ", and still set" } else { "" }
+            ));
+        }
+        let queued = lock(&self.dpcs).values().filter(|d| d.queued).count();
+        if queued > 0 {
+            leaks += queued;
+            self.machine.violation(format!(
+                "driver verifier: {queued} DPC(s) still queued at unload"
+            ));
+        }
+        self.violations.fetch_add(leaks, Ordering::AcqRel);
+        leaks
+    }
+}
+
+fn tag_text(tag: u32) -> String {
+    let bytes = tag.to_le_bytes();
+    if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("'{}'", String::from_utf8_lossy(&bytes))
+    } else {
+        format!("{tag:#010x}")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ntoskrnl.exe: pool
+
+/// `ExAllocatePool2`.
+///
+/// # Safety
+///
+/// Called by the image as the kernel routine; no pointer argument.
+#[windows_abi]
+pub unsafe extern "system" fn ExAllocatePool2(flags: u64, size: usize, tag: u32) -> *mut c_void {
+    let k = kernel();
+    k.require_irql_at_most("ExAllocatePool2", DISPATCH_LEVEL);
+    if flags & POOL_FLAG_PAGED != 0 && irql::current() >= DISPATCH_LEVEL {
+        k.violation(
+            "paged pool at raised IRQL",
+            &format!(
+                "ExAllocatePool2(POOL_FLAG_PAGED) at {}",
+                irql::name(irql::current())
+            ),
+        );
+    }
+    if flags & POOL_FLAG_NON_PAGED_EXECUTE != 0 {
+        k.violation(
+            "executable pool",
+            "ExAllocatePool2(POOL_FLAG_NON_PAGED_EXECUTE) is refused under memory integrity",
+        );
+        return std::ptr::null_mut();
+    }
+    if flags & (POOL_FLAG_NON_PAGED | POOL_FLAG_PAGED) == 0 {
+        k.violation(
+            "pool flags",
+            &format!("ExAllocatePool2 flags {flags:#x} name no pool type"),
+        );
+        return std::ptr::null_mut();
+    }
+    let Ok(layout) = std::alloc::Layout::from_size_align(size.max(1), POOL_ALIGN) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: a non-zero-sized layout.
+    let block = unsafe { std::alloc::alloc(layout) };
+    if block.is_null() {
+        return std::ptr::null_mut();
+    }
+    let fill = if flags & POOL_FLAG_UNINITIALIZED != 0 {
+        POOL_POISON
+    } else {
+        0
+    };
+    // SAFETY: `block` has `layout.size()` writable bytes.
+    unsafe { block.write_bytes(fill, layout.size()) };
+    lock(&k.pool).insert(
+        block.addr(),
+        PoolBlock {
+            size: layout.size(),
+            tag,
+            call_site: k.call_site(),
+        },
+    );
+    lock(&k.freed).remove(&block.addr());
+    k.count(|c| c.pool_allocations += 1);
+    block.cast()
+}
+
+/// `ExFreePool`.
+///
+/// # Safety
+///
+/// `block` is what the image got from `ExAllocatePool2`; anything else is
+/// reported, not freed.
+#[windows_abi]
+pub unsafe extern "system" fn ExFreePool(block: *mut c_void) {
+    let k = kernel();
+    k.require_irql_at_most("ExFreePool", DISPATCH_LEVEL);
+    if block.is_null() {
+        k.violation("pool free", "ExFreePool(NULL)");
+        return;
+    }
+    let Some(record) = lock(&k.pool).remove(&block.addr()) else {
+        let twice = lock(&k.freed).contains(&block.addr());
+        k.violation(
+            "pool free",
+            &format!(
+                "ExFreePool({block:p}): {}",
+                if twice {
+                    "freed twice"
+                } else {
+                    "never allocated"
+                }
+            ),
+        );
+        return;
+    };
+    lock(&k.freed).insert(block.addr());
+    k.count(|c| c.pool_frees += 1);
+    let block = block.cast::<u8>();
+    // SAFETY: a live block of `record.size` bytes we allocated; poisoned so a
+    // use after free reads garbage, not stale data.
+    unsafe { block.write_bytes(FREED_POISON, record.size) };
+    let Ok(layout) = std::alloc::Layout::from_size_align(record.size, POOL_ALIGN) else {
+        return;
+    };
+    // SAFETY: allocated in ExAllocatePool2 with this size and alignment.
+    unsafe { std::alloc::dealloc(block, layout) };
+}
+
+// ---------------------------------------------------------------------------
+// ntoskrnl.exe: spinlocks
+
+/// `KeAcquireSpinLockRaiseToDpc`.
+///
+/// # Safety
+///
+/// `spinlock` points to the image's `KSPIN_LOCK` (a pointer-sized word).
+#[windows_abi]
+pub unsafe extern "system" fn KeAcquireSpinLockRaiseToDpc(spinlock: *mut usize) -> u8 {
+    let k = kernel();
+    k.require_irql_at_most("KeAcquireSpinLockRaiseToDpc", DISPATCH_LEVEL);
+    // SAFETY: a KSPIN_LOCK is a naturally aligned pointer-sized word; all
+    // access to it goes through these atomics.
+    let word = unsafe { std::sync::atomic::AtomicUsize::from_ptr(spinlock) };
+    let owner = usize::try_from(NEXT_SPINLOCK_OWNER.fetch_add(1, Ordering::Relaxed)).unwrap_or(1);
+    if word
+        .compare_exchange(0, owner, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        // One processor runs the image here: a held lock can never be
+        // released by anyone else, so this is the deadlock a real machine hangs in.
+        k.violation(
+            "spinlock",
+            &format!("KeAcquireSpinLockRaiseToDpc({spinlock:p}) on a lock already held (deadlock)"),
+        );
+        word.store(owner, Ordering::Release);
+    }
+    k.count(|c| c.spinlock_acquisitions += 1);
+    irql::set(DISPATCH_LEVEL)
+}
+
+/// `KeReleaseSpinLock`.
+///
+/// # Safety
+///
+/// `spinlock` points to the image's `KSPIN_LOCK`.
+#[windows_abi]
+pub unsafe extern "system" fn KeReleaseSpinLock(spinlock: *mut usize, new_irql: u8) {
+    let k = kernel();
+    // SAFETY: as in KeAcquireSpinLockRaiseToDpc.
+    let word = unsafe { std::sync::atomic::AtomicUsize::from_ptr(spinlock) };
+    if word.swap(0, Ordering::Release) == 0 {
+        k.violation(
+            "spinlock",
+            &format!("KeReleaseSpinLock({spinlock:p}) on a lock that is not held"),
+        );
+    }
+    let now = irql::current();
+    if now != DISPATCH_LEVEL {
+        k.violation(
+            "spinlock",
+            &format!(
+                "KeReleaseSpinLock at {} (must be DISPATCH_LEVEL)",
+                irql::name(now)
+            ),
+        );
+    }
+    if new_irql > DISPATCH_LEVEL {
+        k.violation(
+            "spinlock",
+            &format!(
+                "KeReleaseSpinLock to {}, above DISPATCH_LEVEL",
+                irql::name(new_irql)
+            ),
+        );
+    }
+    irql::set(new_irql);
+    k.run_dpcs();
+}
+
+// ---------------------------------------------------------------------------
+// ntoskrnl.exe: events
+
+/// `KeSetEvent`.
+///
+/// # Safety
+///
+/// `event` is a `KEVENT` the image was given (the machine checks it is one
+/// the emulated port made).
+#[windows_abi]
+pub unsafe extern "system" fn KeSetEvent(event: PKEVENT, _increment: i32, wait: u8) -> i32 {
+    let k = kernel();
+    k.require_irql_at_most(
+        "KeSetEvent",
+        if wait == 0 { DISPATCH_LEVEL } else { APC_LEVEL },
+    );
+    k.count(|c| c.events_signalled += 1);
+    k.machine.set_event(event);
+    0
+}
+
+// ---------------------------------------------------------------------------
+// ntoskrnl.exe: high-resolution timers
+
+/// `ExAllocateTimer`.
+///
+/// # Safety
+///
+/// `callback`, if any, is an `EXT_CALLBACK` of the image.
+#[windows_abi]
+pub unsafe extern "system" fn ExAllocateTimer(
+    callback: Option<ExtCallback>,
+    context: *mut c_void,
+    _attributes: u32,
+) -> *mut c_void {
+    let k = kernel();
+    k.require_irql_at_most("ExAllocateTimer", DISPATCH_LEVEL);
+    let Some(callback) = callback else {
+        k.violation("timer", "ExAllocateTimer without a callback");
+        return std::ptr::null_mut();
+    };
+    // The timer object is a small block of our own; its address is the handle.
+    let handle = Box::into_raw(Box::new(0u64)).cast::<c_void>();
+    lock(&k.timers).insert(
+        handle.addr(),
+        TimerRecord {
+            callback,
+            context: context.addr(),
+            armed: None,
+            call_site: k.call_site(),
+        },
+    );
+    handle
+}
+
+fn timer_known(k: &Kernel, routine: &str, timer: *mut c_void) -> bool {
+    let known = lock(&k.timers).contains_key(&timer.addr());
+    if !known {
+        k.violation(
+            "timer",
+            &format!("{routine}({timer:p}) on a timer ExAllocateTimer did not return (or deleted)"),
+        );
+    }
+    known
+}
+
+/// Cancels a timer's machine schedule; whether it was set.
+fn disarm(k: &Kernel, timer: usize) -> bool {
+    let armed = lock(&k.timers).get_mut(&timer).and_then(|t| t.armed.take());
+    armed.is_some_and(|id| k.machine.cancel_timer(id))
+}
+
+/// `ExSetTimer`: a negative due time is relative (100 ns units), a positive
+/// one absolute system time (not used by drivers of this kind: refused);
+/// a period of 0 fires once.
+///
+/// # Safety
+///
+/// `timer` comes from `ExAllocateTimer`.
+#[windows_abi]
+pub unsafe extern "system" fn ExSetTimer(
+    timer: *mut c_void,
+    due_time: i64,
+    period: i64,
+    _parameters: *mut c_void,
+) -> u8 {
+    let k = kernel();
+    k.require_irql_at_most("ExSetTimer", DISPATCH_LEVEL);
+    if !timer_known(&k, "ExSetTimer", timer) {
+        return 0;
+    }
+    if due_time > 0 || period < 0 {
+        k.violation(
+            "timer",
+            &format!("ExSetTimer due time {due_time} / period {period}: only relative due times and non-negative periods are modelled"),
+        );
+        return 0;
+    }
+    let was_set = disarm(&k, timer.addr());
+    let to_qpc = |hundred_ns: u64| hundred_ns * QPC_FREQUENCY / 10_000_000;
+    let due = to_qpc(due_time.unsigned_abs());
+    let period = to_qpc(period.unsigned_abs());
+    let this = k.this.clone();
+    let address = timer.addr();
+    let callback: TimerCallback = Arc::new(move |_now| {
+        if let Some(k) = this.upgrade() {
+            if period == 0 {
+                // Fired once: no longer set.
+                if let Some(t) = lock(&k.timers).get_mut(&address) {
+                    t.armed = None;
+                }
+            }
+            k.fire_timer(address);
+        }
+    });
+    let id = k.machine.start_timer_due(due, period, callback);
+    if let Some(t) = lock(&k.timers).get_mut(&address) {
+        t.armed = Some(id);
+    }
+    u8::from(was_set)
+}
+
+/// `ExCancelTimer`.
+///
+/// # Safety
+///
+/// `timer` comes from `ExAllocateTimer`.
+#[windows_abi]
+pub unsafe extern "system" fn ExCancelTimer(timer: *mut c_void, _parameters: *mut c_void) -> u8 {
+    let k = kernel();
+    k.require_irql_at_most("ExCancelTimer", DISPATCH_LEVEL);
+    if !timer_known(&k, "ExCancelTimer", timer) {
+        return 0;
+    }
+    u8::from(disarm(&k, timer.addr()))
+}
+
+/// `ExDeleteTimer`: with `wait`, only below `DISPATCH_LEVEL`.
+///
+/// # Safety
+///
+/// `timer` comes from `ExAllocateTimer` and is not used again.
+#[windows_abi]
+pub unsafe extern "system" fn ExDeleteTimer(
+    timer: *mut c_void,
+    cancel: u8,
+    wait: u8,
+    _parameters: *mut c_void,
+) -> u8 {
+    let k = kernel();
+    k.require_irql_at_most(
+        "ExDeleteTimer",
+        if wait == 0 { DISPATCH_LEVEL } else { APC_LEVEL },
+    );
+    if !timer_known(&k, "ExDeleteTimer", timer) {
+        return 0;
+    }
+    let was_set = disarm(&k, timer.addr());
+    if was_set && cancel == 0 {
+        k.violation(
+            "timer",
+            "ExDeleteTimer(Cancel = FALSE) on a timer that is still set",
+        );
+    }
+    lock(&k.timers).remove(&timer.addr());
+    // SAFETY: the handle is the box ExAllocateTimer made, deleted once (it
+    // left the table above, so a second delete is reported, not freed).
+    drop(unsafe { Box::from_raw(timer.cast::<u64>()) });
+    u8::from(was_set)
+}
+
+// ---------------------------------------------------------------------------
+// ntoskrnl.exe: DPCs
+
+/// `KeInitializeDpc`.
+///
+/// # Safety
+///
+/// `dpc` is the image's `KDPC`; `routine` its `KDEFERRED_ROUTINE`.
+#[windows_abi]
+pub unsafe extern "system" fn KeInitializeDpc(
+    dpc: *mut c_void,
+    routine: Option<DeferredRoutine>,
+    context: *mut c_void,
+) {
+    let k = kernel();
+    let Some(routine) = routine else {
+        k.violation("DPC", "KeInitializeDpc without a routine");
+        return;
+    };
+    let previous = lock(&k.dpcs).insert(
+        dpc.addr(),
+        DpcRecord {
+            routine,
+            context: context.addr(),
+            arguments: (0, 0),
+            queued: false,
+        },
+    );
+    if previous.is_some_and(|p| p.queued) {
+        k.violation("DPC", &format!("KeInitializeDpc({dpc:p}) on a queued DPC"));
+    }
+}
+
+/// `KeInsertQueueDpc`: `TRUE` if queued, `FALSE` if it already was.
+///
+/// # Safety
+///
+/// `dpc` was initialised with `KeInitializeDpc`.
+#[windows_abi]
+pub unsafe extern "system" fn KeInsertQueueDpc(
+    dpc: *mut c_void,
+    arg1: *mut c_void,
+    arg2: *mut c_void,
+) -> u8 {
+    let k = kernel();
+    let queued = {
+        let mut dpcs = lock(&k.dpcs);
+        match dpcs.get_mut(&dpc.addr()) {
+            None => None,
+            Some(record) if record.queued => Some(false),
+            Some(record) => {
+                record.queued = true;
+                record.arguments = (arg1.addr(), arg2.addr());
+                Some(true)
+            }
+        }
+    };
+    match queued {
+        None => {
+            k.violation(
+                "DPC",
+                &format!("KeInsertQueueDpc({dpc:p}) on a DPC never initialised"),
+            );
+            0
+        }
+        Some(true) => {
+            lock(&k.dpc_queue).push_back(dpc.addr());
+            1
+        }
+        Some(false) => 0,
+    }
+}
+
+/// `KeRemoveQueueDpc`: `TRUE` if it was queued.
+///
+/// # Safety
+///
+/// `dpc` was initialised with `KeInitializeDpc`.
+#[windows_abi]
+pub unsafe extern "system" fn KeRemoveQueueDpc(dpc: *mut c_void) -> u8 {
+    let k = kernel();
+    let was = lock(&k.dpcs)
+        .get_mut(&dpc.addr())
+        .is_some_and(|record| std::mem::replace(&mut record.queued, false));
+    lock(&k.dpc_queue).retain(|&queued| queued != dpc.addr());
+    u8::from(was)
+}
+
+/// `KeFlushQueuedDpcs`: `PASSIVE_LEVEL` only; runs what is queued.
+///
+/// # Safety
+///
+/// No arguments; the queued DPCs are the image's own.
+#[windows_abi]
+pub unsafe extern "system" fn KeFlushQueuedDpcs() {
+    let k = kernel();
+    k.require_irql_at_most("KeFlushQueuedDpcs", PASSIVE_LEVEL);
+    k.run_dpcs();
+}
+
+// ---------------------------------------------------------------------------
+// ntoskrnl.exe: debugging and bugcheck
+
+/// `DbgPrint`: the line goes to the machine's driver log and the report.
+///
+/// Up to three arguments after the format (the driver's own calls pass
+/// one); `%s %c %d %i %u %x %X %p %%` with `l`, `ll`, `h`, `I64` and `z`
+/// size prefixes.
+///
+/// # Safety
+///
+/// `format` is a NUL-terminated string; the arguments are what its
+/// conversions say (strings NUL-terminated).
+#[windows_abi]
+pub unsafe extern "system" fn DbgPrint(
+    format: *const c_char,
+    arg1: usize,
+    arg2: usize,
+    arg3: usize,
+) -> NTSTATUS {
+    let k = kernel();
+    if format.is_null() {
+        k.violation("DbgPrint", "NULL format");
+        return STATUS_SUCCESS;
+    }
+    // SAFETY: the caller passes a NUL-terminated format.
+    let format = unsafe { CStr::from_ptr(format) }.to_bytes();
+    // SAFETY: the arguments match the conversions (the caller's contract).
+    let line = unsafe { format_print(format, &[arg1, arg2, arg3]) };
+    let line = line.trim_end_matches('\n').to_owned();
+    k.count(|c| c.debug_prints += 1);
+    k.machine.log(line.clone());
+    lock(&k.debug_output).push(line);
+    STATUS_SUCCESS
+}
+
+/// A small `printf` over register-passed arguments.
+///
+/// # Safety
+///
+/// `%s` arguments are NUL-terminated strings (or NULL).
+unsafe fn format_print(format: &[u8], arguments: &[usize]) -> String {
+    let mut out = String::new();
+    let mut next = arguments.iter().copied();
+    let mut bytes = format.iter().copied().peekable();
+    while let Some(byte) = bytes.next() {
+        if byte != b'%' {
+            out.push(char::from(byte));
+            continue;
+        }
+        // Flags and width are passed through as written; size prefixes skipped.
+        while let Some(&b) = bytes.peek() {
+            if b"lhzI64".contains(&b) {
+                bytes.next();
+            } else {
+                break;
+            }
+        }
+        let Some(conversion) = bytes.next() else {
+            break;
+        };
+        if conversion == b'%' {
+            out.push('%');
+            continue;
+        }
+        let Some(argument) = next.next() else {
+            out.push_str("<missing argument>");
+            continue;
+        };
+        match conversion {
+            b's' if argument == 0 => out.push_str("(null)"),
+            b's' => {
+                // SAFETY: a NUL-terminated string (the caller's contract).
+                let text = unsafe { CStr::from_ptr(argument as *const c_char) };
+                out.push_str(&text.to_string_lossy());
+            }
+            b'c' => out.push(char::from(u8::try_from(argument & 0xFF).unwrap_or(b'?'))),
+            b'd' | b'i' => {
+                #[allow(
+                    clippy::cast_possible_wrap,
+                    reason = "the C conversion reinterprets the bits"
+                )]
+                let value = argument as i64;
+                out.push_str(&value.to_string());
+            }
+            b'u' => out.push_str(&argument.to_string()),
+            b'x' => {
+                let _ = write!(out, "{argument:x}");
+            }
+            b'X' => {
+                let _ = write!(out, "{argument:X}");
+            }
+            b'p' => {
+                let _ = write!(out, "{argument:016X}");
+            }
+            other => {
+                out.push('%');
+                out.push(char::from(other));
+            }
+        }
+    }
+    out
+}
+
+/// `KeBugCheckEx`: the machine stops. The bugcheck is reported with its call
+/// site and the process exits with [`BUGCHECK_EXIT_CODE`].
+///
+/// # Safety
+///
+/// No pointer is dereferenced.
+#[windows_abi]
+pub unsafe extern "system" fn KeBugCheckEx(
+    code: u32,
+    p1: usize,
+    p2: usize,
+    p3: usize,
+    p4: usize,
+) -> ! {
+    let bugcheck = Bugcheck {
+        code,
+        parameters: [p1, p2, p3, p4],
+        call_site: current().map_or_else(|| "unknown".to_owned(), |k| k.call_site()),
+    };
+    if let Some(k) = current() {
+        k.violation(
+            "bugcheck",
+            &format!("KeBugCheckEx({code:#x}, {p1:#x}, {p2:#x}, {p3:#x}, {p4:#x})"),
+        );
+    }
+    eprintln!(
+        "*** BUGCHECK {:#010x} ({:#x}, {:#x}, {:#x}, {:#x}) at {}: the emulated machine stopped",
+        bugcheck.code,
+        bugcheck.parameters[0],
+        bugcheck.parameters[1],
+        bugcheck.parameters[2],
+        bugcheck.parameters[3],
+        bugcheck.call_site
+    );
+    std::process::exit(BUGCHECK_EXIT_CODE)
+}
+
+// ---------------------------------------------------------------------------
+// ntoskrnl.exe: the C runtime the compiler calls
+
+/// `memcpy`.
+///
+/// # Safety
+///
+/// As C's `memcpy`.
+#[windows_abi]
+pub unsafe extern "system" fn memcpy(
+    dst: *mut c_void,
+    src: *const c_void,
+    n: usize,
+) -> *mut c_void {
+    // SAFETY: the C contract: both ranges valid for `n` bytes, not overlapping.
+    unsafe { std::ptr::copy_nonoverlapping(src.cast::<u8>(), dst.cast::<u8>(), n) };
+    dst
+}
+
+/// `memmove`.
+///
+/// # Safety
+///
+/// As C's `memmove`.
+#[windows_abi]
+pub unsafe extern "system" fn memmove(
+    dst: *mut c_void,
+    src: *const c_void,
+    n: usize,
+) -> *mut c_void {
+    // SAFETY: the C contract: both ranges valid for `n` bytes (may overlap).
+    unsafe { std::ptr::copy(src.cast::<u8>(), dst.cast::<u8>(), n) };
+    dst
+}
+
+/// `memset`.
+///
+/// # Safety
+///
+/// As C's `memset`.
+#[windows_abi]
+pub unsafe extern "system" fn memset(dst: *mut c_void, value: i32, n: usize) -> *mut c_void {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "C converts the int to unsigned char"
+    )]
+    let byte = value as u8;
+    // SAFETY: the C contract: `dst` valid for `n` bytes.
+    unsafe { dst.cast::<u8>().write_bytes(byte, n) };
+    dst
+}
+
+// ---------------------------------------------------------------------------
+// hal.dll
+
+/// `KeQueryPerformanceCounter`.
+///
+/// # Safety
+///
+/// `frequency` is NULL or writable.
+#[windows_abi]
+pub unsafe extern "system" fn KeQueryPerformanceCounter(frequency: *mut i64) -> i64 {
+    let k = kernel();
+    if !frequency.is_null() {
+        // SAFETY: the caller's LARGE_INTEGER.
+        unsafe { frequency.write(i64::try_from(QPC_FREQUENCY).unwrap_or(i64::MAX)) };
+    }
+    i64::try_from(k.machine.qpc()).unwrap_or(i64::MAX)
+}
+
+/// `KeStallExecutionProcessor`.
+///
+/// # Safety
+///
+/// No pointer argument.
+#[windows_abi]
+pub unsafe extern "system" fn KeStallExecutionProcessor(microseconds: u32) {
+    let k = kernel();
+    if microseconds > 50 {
+        // The documentation asks for stalls of at most 50 µs.
+        k.violation(
+            "stall",
+            &format!("KeStallExecutionProcessor({microseconds}) exceeds the documented 50 µs"),
+        );
+    }
+    let stall = lock(&k.stall);
+    if let Some(stall) = stall.as_ref() {
+        stall(microseconds);
+    }
+}
+
+/// The kernel's exports this emulator implements, by module and name.
+#[must_use]
+pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
+    vec![
+        (
+            "ntoskrnl.exe",
+            "ExAllocatePool2",
+            ExAllocatePool2 as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "ExFreePool",
+            ExFreePool as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "KeAcquireSpinLockRaiseToDpc",
+            KeAcquireSpinLockRaiseToDpc as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "KeReleaseSpinLock",
+            KeReleaseSpinLock as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "KeSetEvent",
+            KeSetEvent as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "ExAllocateTimer",
+            ExAllocateTimer as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "ExSetTimer",
+            ExSetTimer as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "ExCancelTimer",
+            ExCancelTimer as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "ExDeleteTimer",
+            ExDeleteTimer as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "KeInitializeDpc",
+            KeInitializeDpc as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "KeInsertQueueDpc",
+            KeInsertQueueDpc as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "KeRemoveQueueDpc",
+            KeRemoveQueueDpc as *const () as usize,
+        ),
+        (
+            "ntoskrnl.exe",
+            "KeFlushQueuedDpcs",
+            KeFlushQueuedDpcs as *const () as usize,
+        ),
+        ("ntoskrnl.exe", "DbgPrint", DbgPrint as *const () as usize),
+        (
+            "ntoskrnl.exe",
+            "KeBugCheckEx",
+            KeBugCheckEx as *const () as usize,
+        ),
+        ("ntoskrnl.exe", "memcpy", memcpy as *const () as usize),
+        ("ntoskrnl.exe", "memmove", memmove as *const () as usize),
+        ("ntoskrnl.exe", "memset", memset as *const () as usize),
+        (
+            "hal.dll",
+            "KeQueryPerformanceCounter",
+            KeQueryPerformanceCounter as *const () as usize,
+        ),
+        (
+            "hal.dll",
+            "KeStallExecutionProcessor",
+            KeStallExecutionProcessor as *const () as usize,
+        ),
+    ]
+}

@@ -1,0 +1,342 @@
+//! The shipped driver image executed: `rswavert.sys` loaded into this
+//! process and run through the Windows life cycle, as the kernel and PortCls
+//! run it.
+//!
+//! * [`pe`] maps the PE32+ image (sections at their RVAs with their own
+//!   protections, base relocations, imports bound by module and name).
+//! * [`kernel`] implements the `ntoskrnl.exe` and `hal.dll` functions the
+//!   image imports, with Driver Verifier's rules and per-thread IRQL.
+//! * [`portcls`] implements its `portcls.sys` imports over the same
+//!   [`EmuPortCls`] the host-built driver's `StartDevice` uses.
+//! * [`ImageDriver`] walks the life cycle: `DriverEntry` with a driver
+//!   object and registry path, `AddDevice` with a physical device object,
+//!   `StartDevice` with the device's resource list, and at the end device
+//!   removal and driver unload with nothing left behind
+//!   ([`start_image_adapter`] does the first three and returns the same
+//!   [`CableAdapter`] the host build gives, so the engine, the sessions and
+//!   the HLK rules drive the image exactly as they drive the host build).
+//!
+//! Both builds share every vtable (the Windows x64 convention on x86_64
+//! hosts, `portcls_sys::windows_fn!`), so the port objects serve both.
+
+pub mod kernel;
+pub mod pe;
+pub mod portcls;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod io_trap;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use portcls_sys::{
+    windows_fn, IResourceList, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS, NT_SUCCESS,
+    UNICODE_STRING,
+};
+use wavert_com::ComPtr;
+
+use crate::cable::{CableAdapter, EmuPortCls};
+use crate::machine::Machine;
+use crate::port::{new_resource_list, InterruptLine, ResourceDescriptor};
+use kernel::{Installed, Kernel};
+use pe::{ImageError, LoadedImage};
+
+/// `DriverEntry` (`DRIVER_INITIALIZE`).
+type DriverEntry = windows_fn!(
+    unsafe fn(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> NTSTATUS
+);
+
+/// Bytes of a kernel object the driver only passes along to PortCls (whose
+/// stand-ins never read them): `sizeof(DRIVER_OBJECT)` and
+/// `sizeof(DEVICE_OBJECT)` on x64 are 0x150, `sizeof(IRP)` 0xD0; a block of
+/// the largest, zeroed, stands for each.
+const KERNEL_OBJECT_BYTES: usize = 0x150;
+
+/// Why an image run did not get as far as streaming.
+#[derive(Debug)]
+pub enum ImageRunError {
+    /// The file could not be read.
+    Read(String),
+    /// The loader refused the image.
+    Load(ImageError),
+    /// A life-cycle step returned a failure status.
+    Status {
+        /// `DriverEntry`, `AddDevice` or `StartDevice`.
+        step: &'static str,
+        /// What it returned.
+        status: NTSTATUS,
+    },
+    /// The driver skipped a step PortCls needs (e.g. never called
+    /// `PcInitializeAdapterDriver`).
+    Protocol(String),
+}
+
+impl std::fmt::Display for ImageRunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Read(why) | Self::Protocol(why) => f.write_str(why),
+            Self::Load(error) => error.fmt(f),
+            Self::Status { step, status } => {
+                write!(
+                    f,
+                    "{step} returned {:#010x}",
+                    u32::from_ne_bytes(status.to_ne_bytes())
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ImageRunError {}
+
+/// A zeroed block standing for a kernel object.
+struct KernelObject(Box<[u64]>);
+
+impl KernelObject {
+    fn new() -> Self {
+        Self(vec![0u64; KERNEL_OBJECT_BYTES / 8].into_boxed_slice())
+    }
+
+    fn as_ptr<T>(&mut self) -> *mut T {
+        self.0.as_mut_ptr().cast()
+    }
+}
+
+/// Finds the stand-in for an import (module names compare case-insensitively).
+#[must_use]
+pub fn resolve(module: &str, name: &str) -> Option<usize> {
+    kernel::exports()
+        .into_iter()
+        .chain(portcls::exports())
+        .find(|(m, n, _)| m.eq_ignore_ascii_case(module) && *n == name)
+        .map(|(_, _, address)| address)
+}
+
+/// The driver image, loaded and bound, with its kernel installed.
+pub struct ImageDriver {
+    path: PathBuf,
+    image: LoadedImage,
+    installed: Installed,
+    services: Arc<EmuPortCls>,
+    driver_object: KernelObject,
+    registry_path: KernelObject,
+    physical_device: KernelObject,
+    start_irp: KernelObject,
+}
+
+impl std::fmt::Debug for ImageDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageDriver")
+            .field("path", &self.path)
+            .field("base", &format_args!("{:#x}", self.image.base()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ImageDriver {
+    /// Reads and loads the image at `path`, with a kernel over `machine`
+    /// and PortCls over `services`. Nothing of the image runs yet.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or the loader refuses it (every missing
+    /// import is named).
+    pub fn load(
+        machine: &Arc<Machine>,
+        path: &Path,
+        services: Arc<EmuPortCls>,
+    ) -> Result<Self, ImageRunError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ImageRunError::Read(format!("{}: {e}", path.display())))?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "image".to_owned(), |n| n.to_string_lossy().into_owned());
+        let installed = Kernel::install(
+            machine,
+            &name,
+            portcls::PortClsState::new(Arc::clone(&services)),
+        );
+        let image = pe::load(&bytes, &resolve).map_err(ImageRunError::Load)?;
+        installed
+            .kernel()
+            .set_image_range(image.base(), image.size());
+        Ok(Self {
+            path: path.to_owned(),
+            image,
+            installed,
+            services,
+            driver_object: KernelObject::new(),
+            registry_path: KernelObject::new(),
+            physical_device: KernelObject::new(),
+            start_irp: KernelObject::new(),
+        })
+    }
+
+    /// The loaded image.
+    #[must_use]
+    pub const fn image(&self) -> &LoadedImage {
+        &self.image
+    }
+
+    /// The image file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The kernel it runs on.
+    #[must_use]
+    pub const fn kernel(&self) -> &Arc<Kernel> {
+        self.installed.kernel()
+    }
+
+    /// `DriverEntry`, as the I/O manager calls it at `PASSIVE_LEVEL`.
+    pub fn driver_entry(&mut self) -> NTSTATUS {
+        // SAFETY: the image's entry point is its DriverEntry (the image check
+        // requires entry == the exported DriverEntry), with this signature.
+        let entry: DriverEntry = unsafe { std::mem::transmute(self.image.entry()) };
+        let driver = self.driver_object.as_ptr();
+        let registry = self.registry_path.as_ptr();
+        // SAFETY: a driver object and a (zeroed, empty) registry path that
+        // live as long as the driver; the image is mapped and bound.
+        unsafe { entry(driver, registry) }
+    }
+
+    /// `AddDevice`, through the routine `PcInitializeAdapterDriver` was given.
+    ///
+    /// # Errors
+    ///
+    /// The driver never registered `AddDevice`.
+    pub fn add_device(&mut self) -> Result<NTSTATUS, ImageRunError> {
+        let add_device = self.kernel().portcls.add_device().ok_or_else(|| {
+            ImageRunError::Protocol("DriverEntry never called PcInitializeAdapterDriver".to_owned())
+        })?;
+        let driver = self.driver_object.as_ptr();
+        let pdo = self.physical_device.as_ptr::<DEVICE_OBJECT>();
+        // SAFETY: the image's AddDevice, with its driver object and a PDO
+        // that lives as long as the driver.
+        Ok(unsafe { add_device(driver, pdo) })
+    }
+
+    /// `StartDevice` with `resources`, as PortCls calls it on
+    /// `IRP_MN_START_DEVICE` (the functional device object is PortCls's; its
+    /// stand-ins never read it, so the PDO's block serves).
+    ///
+    /// # Errors
+    ///
+    /// The driver never registered `StartDevice`.
+    pub fn start_device(
+        &mut self,
+        resources: &ComPtr<IResourceList>,
+    ) -> Result<NTSTATUS, ImageRunError> {
+        let start = self.kernel().portcls.start_device().ok_or_else(|| {
+            ImageRunError::Protocol("AddDevice never called PcAddAdapterDevice".to_owned())
+        })?;
+        let device = self.physical_device.as_ptr::<DEVICE_OBJECT>();
+        let irp = self.start_irp.as_ptr::<IRP>();
+        // SAFETY: the image's StartDevice with a device object, an IRP and a
+        // live resource list (the caller holds it for the call).
+        Ok(unsafe { start(device, irp, resources.as_raw()) })
+    }
+
+    /// Driver unload (after device removal released every object): checks
+    /// that the image left no pool, timer or DPC behind; returns how many
+    /// it left (each reported as a violation).
+    #[must_use]
+    pub fn unload(self) -> usize {
+        self.kernel().run_dpcs();
+        self.kernel().check_unload()
+    }
+
+    /// The services the image's PortCls calls went to.
+    #[must_use]
+    pub const fn services(&self) -> &Arc<EmuPortCls> {
+        &self.services
+    }
+
+    /// One line for a report: which build ran.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        format!(
+            "shipped image {} (mapped at {:#x}, linked for {:#x}; stored checksum {:#010x}; {} imports bound; sections {})",
+            self.path.display(),
+            self.image.base(),
+            self.image.preferred_base(),
+            self.image.stored_checksum(),
+            self.image.imports().len(),
+            self.image
+                .sections()
+                .iter()
+                .map(|s| format!("{} {}", s.name, s.protection))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// What the image's device has: none (the root-enumerated cable) or the
+/// resources of a PCI device and its interrupt line.
+#[derive(Debug, Default)]
+pub struct ImageDevice {
+    /// The resource list `StartDevice` gets (empty for the cable).
+    pub resources: Vec<ResourceDescriptor>,
+    /// The line `PcNewInterruptSync` hands out, for an interrupting device.
+    pub interrupt: Option<Arc<InterruptLine>>,
+}
+
+/// `DriverEntry`, `AddDevice` and `StartDevice` of the shipped image on `machine`.
+///
+/// Returns the same [`CableAdapter`] the host build's `start_cable_adapter`
+/// returns, with the image inside: its [`CableAdapter::remove`] then also
+/// unloads the driver and checks it left nothing behind.
+///
+/// # Errors
+///
+/// The image could not be loaded, or a step failed (the status it
+/// returned); what was made is torn down and the driver unloaded first.
+pub fn start_image_adapter(
+    machine: &Arc<Machine>,
+    path: &Path,
+    device: ImageDevice,
+) -> Result<CableAdapter, ImageRunError> {
+    let mut services = EmuPortCls::new(Arc::clone(machine), None);
+    if let Some(line) = device.interrupt {
+        services = services.with_interrupt_line(line);
+    }
+    let services = Arc::new(services);
+    let mut driver = ImageDriver::load(machine, path, Arc::clone(&services))?;
+    let resources = new_resource_list(machine, &device.resources);
+    let started = (|| {
+        let status = driver.driver_entry();
+        if !NT_SUCCESS(status) {
+            return Err(ImageRunError::Status {
+                step: "DriverEntry",
+                status,
+            });
+        }
+        let status = driver.add_device()?;
+        if !NT_SUCCESS(status) {
+            return Err(ImageRunError::Status {
+                step: "AddDevice",
+                status,
+            });
+        }
+        let status = driver.start_device(&resources)?;
+        if !NT_SUCCESS(status) {
+            return Err(ImageRunError::Status {
+                step: "StartDevice",
+                status,
+            });
+        }
+        Ok(())
+    })();
+    drop(resources);
+    let adapter = CableAdapter::from_image(machine, services.take_ports(), driver);
+    match started {
+        Ok(()) => Ok(adapter),
+        Err(error) => {
+            adapter.remove();
+            Err(error)
+        }
+    }
+}
