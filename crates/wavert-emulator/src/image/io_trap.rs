@@ -963,6 +963,10 @@ mod tests {
             let rc = unsafe { libc::sigaction(libc::SIGSEGV, &raw const action, ptr::null_mut()) };
             assert_eq!(rc, 0);
         }
+        if case == "default" {
+            // A previous SIG_DFL instead of the Rust runtime's handler.
+            restore_default(libc::SIGSEGV);
+        }
         install().expect("install the trap");
         let handler: Option<Arc<dyn PortIoHandler>> = match case.as_str() {
             "no-handler" => None,
@@ -980,7 +984,7 @@ mod tests {
             "no-handler" | "panic" => {
                 live!("in al, dx", 0x10);
             }
-            "hlt" | "chain" => {
+            "hlt" | "chain" | "default" => {
                 // SAFETY: `hlt` faults in user mode; the trap must pass the
                 // fault on and the process dies (or, for `chain`, the previous
                 // handler exits).
@@ -1075,6 +1079,11 @@ mod tests {
     #[test]
     fn other_privileged_instruction_kills_the_process() {
         assert_dies_of_sigsegv("hlt");
+    }
+
+    #[test]
+    fn other_faults_with_a_default_previous_action_kill_the_process() {
+        assert_dies_of_sigsegv("default");
     }
 
     #[test]

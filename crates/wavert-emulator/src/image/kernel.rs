@@ -138,8 +138,9 @@ pub struct Kernel {
 pub type StallHook = Box<dyn Fn(u32) + Send + Sync>;
 
 static CURRENT: Mutex<Option<Arc<Kernel>>> = Mutex::new(None);
-/// Serialises image runs within one process (one kernel at a time).
-static RUN: Mutex<()> = Mutex::new(());
+/// Whether a kernel is installed: image runs within one process take turns.
+static BUSY: Mutex<bool> = Mutex::new(false);
+static BUSY_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
 static NEXT_SPINLOCK_OWNER: AtomicU64 = AtomicU64::new(1);
 
 /// The kernel the image's imports reach. Returns `None` outside a run.
@@ -160,7 +161,6 @@ fn kernel() -> Arc<Kernel> {
 /// Held while a kernel is installed; uninstalls it on drop.
 pub struct Installed {
     kernel: Arc<Kernel>,
-    _run: MutexGuard<'static, ()>,
 }
 
 impl Installed {
@@ -174,6 +174,8 @@ impl Installed {
 impl Drop for Installed {
     fn drop(&mut self) {
         *lock(&CURRENT) = None;
+        *lock(&BUSY) = false;
+        BUSY_CHANGED.notify_one();
     }
 }
 
@@ -195,7 +197,14 @@ impl Kernel {
         image_name: &str,
         portcls: super::portcls::PortClsState,
     ) -> Installed {
-        let run = RUN.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut busy = lock(&BUSY);
+        while *busy {
+            busy = BUSY_CHANGED
+                .wait(busy)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *busy = true;
+        drop(busy);
         let kernel = Arc::new_cyclic(|this| Self {
             machine: Arc::clone(machine),
             this: this.clone(),
@@ -213,7 +222,7 @@ impl Kernel {
             portcls,
         });
         *lock(&CURRENT) = Some(Arc::clone(&kernel));
-        Installed { kernel, _run: run }
+        Installed { kernel }
     }
 
     /// The machine.
@@ -1196,4 +1205,213 @@ pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
             KeStallExecutionProcessor as *const () as usize,
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each Driver Verifier rule, broken on purpose by calling the stand-ins
+    //! as a faulty driver would, must be reported.
+
+    use super::*;
+    use crate::cable::EmuPortCls;
+    use crate::image::portcls::PortClsState;
+    use crate::machine::ClockMode;
+    use crate::memory::{MemoryConfig, PhysicalMemory};
+
+    fn with_kernel(test: impl FnOnce(&Arc<Kernel>)) -> Vec<String> {
+        let memory = PhysicalMemory::anonymous(MemoryConfig::default()).expect("memory");
+        let machine = Machine::new(memory, ClockMode::Virtual);
+        let services = Arc::new(EmuPortCls::new(Arc::clone(&machine), None));
+        let installed = Kernel::install(&machine, "broken.sys", PortClsState::new(services));
+        test(installed.kernel());
+        drop(installed);
+        machine.violations()
+    }
+
+    fn reported(violations: &[String], what: &str) -> bool {
+        violations.iter().any(|v| v.contains(what))
+    }
+
+    #[test]
+    fn a_clean_sequence_reports_nothing() {
+        let violations = with_kernel(|k| {
+            // SAFETY: the stand-ins called as a correct driver calls them.
+            let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 64, 0x7472_7772) };
+            assert!(!block.is_null());
+            let mut spinlock = 0usize;
+            // SAFETY: as above.
+            let old = unsafe { KeAcquireSpinLockRaiseToDpc(&raw mut spinlock) };
+            assert_eq!((old, irql::current()), (PASSIVE_LEVEL, DISPATCH_LEVEL));
+            // SAFETY: as above.
+            unsafe { KeReleaseSpinLock(&raw mut spinlock, old) };
+            // SAFETY: as above.
+            unsafe { ExFreePool(block) };
+            assert_eq!(k.check_unload(), 0);
+        });
+        assert!(violations.is_empty(), "{violations:?}");
+        assert_eq!(irql::current(), PASSIVE_LEVEL);
+    }
+
+    #[test]
+    fn pool_freed_twice_or_never_allocated_is_reported() {
+        let violations = with_kernel(|_| {
+            // SAFETY: deliberately wrong frees; the stand-in reports them without freeing.
+            let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 16, 0) };
+            // SAFETY: as above.
+            unsafe { ExFreePool(block) };
+            // SAFETY: as above.
+            unsafe { ExFreePool(block) };
+            let mut local = 0u64;
+            // SAFETY: as above.
+            unsafe { ExFreePool((&raw mut local).cast()) };
+        });
+        assert!(reported(&violations, "freed twice"), "{violations:?}");
+        assert!(reported(&violations, "never allocated"), "{violations:?}");
+    }
+
+    #[test]
+    fn paged_pool_at_dispatch_and_irql_limits_are_reported() {
+        let violations = with_kernel(|_| {
+            let ((), _) = irql::run_at(DISPATCH_LEVEL, || {
+                // SAFETY: paged pool at DISPATCH_LEVEL, on purpose.
+                let block = unsafe { ExAllocatePool2(POOL_FLAG_PAGED, 16, 0) };
+                // SAFETY: our block.
+                unsafe { ExFreePool(block) };
+            });
+            let ((), _) = irql::run_at(crate::irql::DEVICE_IRQL, || {
+                // SAFETY: a pool call above DISPATCH_LEVEL, on purpose.
+                let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 16, 0) };
+                // SAFETY: our block.
+                unsafe { ExFreePool(block) };
+            });
+            let ((), _) = irql::run_at(DISPATCH_LEVEL, || {
+                // SAFETY: KeFlushQueuedDpcs above PASSIVE_LEVEL, on purpose.
+                unsafe { KeFlushQueuedDpcs() };
+            });
+            // SAFETY: executable pool, on purpose.
+            let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED_EXECUTE, 16, 0) };
+            assert!(block.is_null());
+        });
+        assert!(reported(&violations, "paged pool at raised IRQL"), "{violations:?}");
+        assert!(reported(&violations, "ExAllocatePool2 called at DIRQL"), "{violations:?}");
+        assert!(reported(&violations, "KeFlushQueuedDpcs called at DISPATCH_LEVEL"), "{violations:?}");
+        assert!(reported(&violations, "executable pool"), "{violations:?}");
+    }
+
+    #[test]
+    fn spinlock_misuse_is_reported() {
+        let violations = with_kernel(|_| {
+            let mut spinlock = 0usize;
+            // SAFETY: releasing a lock never acquired, on purpose.
+            unsafe { KeReleaseSpinLock(&raw mut spinlock, PASSIVE_LEVEL) };
+            // SAFETY: acquire, then release at the wrong IRQL, on purpose.
+            let old = unsafe { KeAcquireSpinLockRaiseToDpc(&raw mut spinlock) };
+            irql::set(PASSIVE_LEVEL);
+            // SAFETY: as above.
+            unsafe { KeReleaseSpinLock(&raw mut spinlock, old) };
+        });
+        assert!(reported(&violations, "not held"), "{violations:?}");
+        assert!(reported(&violations, "KeReleaseSpinLock at PASSIVE_LEVEL"), "{violations:?}");
+    }
+
+    #[windows_abi]
+    unsafe extern "system" fn ignore_timer(_timer: *mut c_void, _context: *mut c_void) {}
+
+    #[windows_abi]
+    unsafe extern "system" fn ignore_dpc(
+        _dpc: *mut c_void,
+        _context: *mut c_void,
+        _a: *mut c_void,
+        _b: *mut c_void,
+    ) {
+    }
+
+    #[test]
+    fn what_is_left_at_unload_is_reported() {
+        let violations = with_kernel(|k| {
+            // SAFETY: a block, a set timer and a queued DPC left behind, on purpose.
+            let _block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 24, 0x6b61_656c) };
+            // SAFETY: as above.
+            let timer =
+                unsafe { ExAllocateTimer(Some(ignore_timer), std::ptr::null_mut(), 0) };
+            // SAFETY: as above.
+            unsafe { ExSetTimer(timer, -10_000, 10_000, std::ptr::null_mut()) };
+            let mut dpc = [0u64; 8];
+            let dpc = dpc.as_mut_ptr().cast::<c_void>();
+            // SAFETY: as above.
+            unsafe { KeInitializeDpc(dpc, Some(ignore_dpc), std::ptr::null_mut()) };
+            let ((), _) = irql::run_at(DISPATCH_LEVEL, || {
+                // SAFETY: as above; queued at DISPATCH so that it stays queued.
+                unsafe { KeInsertQueueDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut()) };
+            });
+            assert_eq!(k.check_unload(), 3);
+        });
+        assert!(reported(&violations, "pool leak: 24 bytes with tag 'leak'"), "{violations:?}");
+        assert!(reported(&violations, "not deleted at unload, and still set"), "{violations:?}");
+        assert!(reported(&violations, "DPC(s) still queued at unload"), "{violations:?}");
+    }
+
+    #[test]
+    fn timers_fire_at_dispatch_on_the_machine_clock_and_dpcs_run_after() {
+        static FIRED_AT: AtomicU64 = AtomicU64::new(0);
+        #[windows_abi]
+        unsafe extern "system" fn record(_timer: *mut c_void, _context: *mut c_void) {
+            FIRED_AT.store(u64::from(irql::current()) + 1, Ordering::SeqCst);
+        }
+        let violations = with_kernel(|k| {
+            // SAFETY: a timer used as the cable uses it.
+            let timer = unsafe { ExAllocateTimer(Some(record), std::ptr::null_mut(), 0) };
+            // SAFETY: one-shot in 1 ms.
+            unsafe { ExSetTimer(timer, -10_000, 0, std::ptr::null_mut()) };
+            k.machine().advance(crate::machine::QPC_PER_MS / 2);
+            assert_eq!(FIRED_AT.load(Ordering::SeqCst), 0, "not due yet");
+            k.machine().advance(crate::machine::QPC_PER_MS);
+            assert_eq!(
+                FIRED_AT.load(Ordering::SeqCst),
+                u64::from(DISPATCH_LEVEL) + 1,
+                "fired once, at DISPATCH_LEVEL"
+            );
+            assert_eq!(k.machine().running_timers(), 0, "one-shot");
+            // SAFETY: our timer, deleted once.
+            unsafe { ExDeleteTimer(timer, 1, 1, std::ptr::null_mut()) };
+        });
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    #[test]
+    fn dbgprint_formats_its_arguments() {
+        let text = c"cable";
+        // SAFETY: `%s` gets a NUL-terminated string, `%x` and `%d` integers.
+        let line = unsafe {
+            format_print(b"rswavert: %s %x %d%%", &[text.as_ptr().addr(), 0xbeef, 7])
+        };
+        assert_eq!(line, "rswavert: cable beef 7%");
+    }
+
+    /// Set in the child process of the bugcheck test.
+    const BUGCHECK_CHILD: &str = "RSWAVERT_BUGCHECK_CHILD";
+
+    #[test]
+    fn a_bugcheck_stops_the_machine_with_its_code() {
+        if std::env::var_os(BUGCHECK_CHILD).is_some() {
+            let _ = with_kernel(|_| {
+                // SAFETY: the bugcheck the image's panic handler raises; it never returns.
+                unsafe { KeBugCheckEx(0xDEAD, 1, 2, 3, 4) }
+            });
+            return;
+        }
+        let exe = std::env::current_exe().expect("test binary");
+        let child = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "image::kernel::tests::a_bugcheck_stops_the_machine_with_its_code",
+                "--nocapture",
+            ])
+            .env(BUGCHECK_CHILD, "1")
+            .output()
+            .expect("child");
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert_eq!(child.status.code(), Some(BUGCHECK_EXIT_CODE), "{stderr}");
+        assert!(stderr.contains("BUGCHECK 0x0000dead (0x1, 0x2, 0x3, 0x4)"), "{stderr}");
+    }
 }

@@ -282,6 +282,9 @@ pub struct ImageDevice {
     pub resources: Vec<ResourceDescriptor>,
     /// The line `PcNewInterruptSync` hands out, for an interrupting device.
     pub interrupt: Option<Arc<InterruptLine>>,
+    /// Fail this PortCls call (0-based, in call order) of `StartDevice`
+    /// with `STATUS_INSUFFICIENT_RESOURCES`, as the host build's tests do.
+    pub fail_portcls_call: Option<usize>,
 }
 
 /// `DriverEntry`, `AddDevice` and `StartDevice` of the shipped image on `machine`.
@@ -299,7 +302,7 @@ pub fn start_image_adapter(
     path: &Path,
     device: ImageDevice,
 ) -> Result<CableAdapter, ImageRunError> {
-    let mut services = EmuPortCls::new(Arc::clone(machine), None);
+    let mut services = EmuPortCls::new(Arc::clone(machine), device.fail_portcls_call);
     if let Some(line) = device.interrupt {
         services = services.with_interrupt_line(line);
     }
