@@ -103,7 +103,10 @@ fn signals_and_dma_trouble(adapter: &CableAdapter) -> (u64, bool) {
         },
         |cable| {
             let stats = cable.stats();
-            (stats.signals, stats.dma_errors != 0 || stats.skipped_bytes != 0)
+            (
+                stats.signals,
+                stats.dma_errors != 0 || stats.skipped_bytes != 0,
+            )
         },
     )
 }

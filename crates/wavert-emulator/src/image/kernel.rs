@@ -1292,9 +1292,18 @@ mod tests {
             let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED_EXECUTE, 16, 0) };
             assert!(block.is_null());
         });
-        assert!(reported(&violations, "paged pool at raised IRQL"), "{violations:?}");
-        assert!(reported(&violations, "ExAllocatePool2 called at DIRQL"), "{violations:?}");
-        assert!(reported(&violations, "KeFlushQueuedDpcs called at DISPATCH_LEVEL"), "{violations:?}");
+        assert!(
+            reported(&violations, "paged pool at raised IRQL"),
+            "{violations:?}"
+        );
+        assert!(
+            reported(&violations, "ExAllocatePool2 called at DIRQL"),
+            "{violations:?}"
+        );
+        assert!(
+            reported(&violations, "KeFlushQueuedDpcs called at DISPATCH_LEVEL"),
+            "{violations:?}"
+        );
         assert!(reported(&violations, "executable pool"), "{violations:?}");
     }
 
@@ -1311,7 +1320,10 @@ mod tests {
             unsafe { KeReleaseSpinLock(&raw mut spinlock, old) };
         });
         assert!(reported(&violations, "not held"), "{violations:?}");
-        assert!(reported(&violations, "KeReleaseSpinLock at PASSIVE_LEVEL"), "{violations:?}");
+        assert!(
+            reported(&violations, "KeReleaseSpinLock at PASSIVE_LEVEL"),
+            "{violations:?}"
+        );
     }
 
     #[windows_abi]
@@ -1332,8 +1344,7 @@ mod tests {
             // SAFETY: a block, a set timer and a queued DPC left behind, on purpose.
             let _block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, 24, 0x6b61_656c) };
             // SAFETY: as above.
-            let timer =
-                unsafe { ExAllocateTimer(Some(ignore_timer), std::ptr::null_mut(), 0) };
+            let timer = unsafe { ExAllocateTimer(Some(ignore_timer), std::ptr::null_mut(), 0) };
             // SAFETY: as above.
             unsafe { ExSetTimer(timer, -10_000, 10_000, std::ptr::null_mut()) };
             let mut dpc = [0u64; 8];
@@ -1346,9 +1357,18 @@ mod tests {
             });
             assert_eq!(k.check_unload(), 3);
         });
-        assert!(reported(&violations, "pool leak: 24 bytes with tag 'leak'"), "{violations:?}");
-        assert!(reported(&violations, "not deleted at unload, and still set"), "{violations:?}");
-        assert!(reported(&violations, "DPC(s) still queued at unload"), "{violations:?}");
+        assert!(
+            reported(&violations, "pool leak: 24 bytes with tag 'leak'"),
+            "{violations:?}"
+        );
+        assert!(
+            reported(&violations, "not deleted at unload, and still set"),
+            "{violations:?}"
+        );
+        assert!(
+            reported(&violations, "DPC(s) still queued at unload"),
+            "{violations:?}"
+        );
     }
 
     #[test]
@@ -1382,9 +1402,8 @@ mod tests {
     fn dbgprint_formats_its_arguments() {
         let text = c"cable";
         // SAFETY: `%s` gets a NUL-terminated string, `%x` and `%d` integers.
-        let line = unsafe {
-            format_print(b"rswavert: %s %x %d%%", &[text.as_ptr().addr(), 0xbeef, 7])
-        };
+        let line =
+            unsafe { format_print(b"rswavert: %s %x %d%%", &[text.as_ptr().addr(), 0xbeef, 7]) };
         assert_eq!(line, "rswavert: cable beef 7%");
     }
 
@@ -1412,6 +1431,9 @@ mod tests {
             .expect("child");
         let stderr = String::from_utf8_lossy(&child.stderr);
         assert_eq!(child.status.code(), Some(BUGCHECK_EXIT_CODE), "{stderr}");
-        assert!(stderr.contains("BUGCHECK 0x0000dead (0x1, 0x2, 0x3, 0x4)"), "{stderr}");
+        assert!(
+            stderr.contains("BUGCHECK 0x0000dead (0x1, 0x2, 0x3, 0x4)"),
+            "{stderr}"
+        );
     }
 }

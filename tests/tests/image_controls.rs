@@ -1,0 +1,203 @@
+//! Negative controls for the image run: patched copies of the real
+//! `rswavert.sys` that the loader and the life cycle must refuse, and one
+//! that must not pass the bit-exact check.
+//!
+//! They need the cross-built image (`RSWAVERT_IMAGE`), so they are ignored
+//! in a plain `cargo test` and run by `cargo xtask test`'s image stage
+//! (`--include-ignored`), which fails if the image is missing.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc, reason = "test code")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use portcls_sys::STATUS_UNSUCCESSFUL;
+use wavert_emulator::cable::CableAdapter;
+use wavert_emulator::image::pe::{entry_file_offset, import_name_offset, ImageError};
+use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageRunError};
+use wavert_emulator::machine::{ClockMode, Machine};
+use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
+use wavert_emulator::session::{run_loopback, LoopbackConfig};
+use wavert_emulator::signal;
+
+const NEEDS_IMAGE: &str = "RSWAVERT_IMAGE";
+
+fn image_bytes() -> Vec<u8> {
+    let path = std::env::var_os(NEEDS_IMAGE)
+        .map(PathBuf::from)
+        .expect("RSWAVERT_IMAGE must name the cross-built rswavert.sys (cargo xtask cross)");
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn machine() -> Arc<Machine> {
+    Machine::new(
+        PhysicalMemory::anonymous(MemoryConfig::default()).unwrap(),
+        ClockMode::Virtual,
+    )
+}
+
+/// Writes a patched copy next to the test's other temporary files.
+fn patched(name: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rswavert-controls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn start(path: &Path) -> Result<CableAdapter, ImageRunError> {
+    start_image_adapter(&machine(), path, ImageDevice::default())
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn the_unpatched_image_starts() {
+    let path = patched("rswavert.sys", &image_bytes());
+    let adapter = start(&path).unwrap();
+    assert!(adapter.wave_filter("WaveRender").is_some());
+    adapter.remove();
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn an_import_nothing_exports_is_refused_before_driver_entry() {
+    let mut bytes = image_bytes();
+    let at = import_name_offset(&bytes, "KeSetEvent").unwrap();
+    bytes[at..at + 10].copy_from_slice(b"KeSetEvenX");
+    let machine = machine();
+    let error = start_image_adapter(
+        &machine,
+        &patched("renamed.sys", &bytes),
+        ImageDevice::default(),
+    )
+    .unwrap_err();
+    match error {
+        ImageRunError::Load(ImageError::MissingImports(names)) => {
+            assert_eq!(names, ["ntoskrnl.exe!KeSetEvenX"]);
+        }
+        other => panic!("expected a missing import, got {other}"),
+    }
+    // Nothing ran: no PortCls call, no debug print.
+    assert!(machine.registrations().subdevices.is_empty());
+    assert!(machine.log_lines().is_empty(), "{:?}", machine.log_lines());
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn a_driver_entry_that_fails_ends_the_run_with_its_status() {
+    let mut bytes = image_bytes();
+    let at = entry_file_offset(&bytes).unwrap();
+    // mov eax, STATUS_UNSUCCESSFUL; ret
+    let mut stub = vec![0xB8];
+    stub.extend_from_slice(&STATUS_UNSUCCESSFUL.to_le_bytes());
+    stub.push(0xC3);
+    bytes[at..at + stub.len()].copy_from_slice(&stub);
+    match start(&patched("entry-fails.sys", &bytes)) {
+        Err(ImageRunError::Status { step, status }) => {
+            assert_eq!((step, status), ("DriverEntry", STATUS_UNSUCCESSFUL));
+        }
+        Err(other) => panic!("expected DriverEntry's status, got {other}"),
+        Ok(_) => panic!("a failing DriverEntry started the device"),
+    }
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn malformed_images_are_errors_not_crashes() {
+    let bytes = image_bytes();
+    for (what, broken) in [
+        ("truncated", bytes[..bytes.len() / 3].to_vec()),
+        ("no MZ", {
+            let mut b = bytes.clone();
+            b[0] = b'X';
+            b
+        }),
+    ] {
+        match start(&patched(
+            &format!("{}.sys", what.replace(' ', "-")),
+            &broken,
+        )) {
+            Err(ImageRunError::Load(ImageError::Malformed(_))) => {}
+            Err(other) => panic!("{what}: expected a malformed image, got {other}"),
+            Ok(_) => panic!("{what}: a broken image started"),
+        }
+    }
+}
+
+/// Set in the child process of the swapped-imports control.
+const SWAPPED_CHILD: &str = "RSWAVERT_SWAPPED_CHILD";
+
+/// The child: streams through an image whose memcpy and memset imports
+/// trade names, and exits 0 only if the capture is bit-exact.
+fn swapped_child(path: &Path) -> ! {
+    let machine = machine();
+    let adapter = start_image_adapter(&machine, path, ImageDevice::default()).unwrap();
+    let render = adapter.wave_filter("WaveRender").unwrap();
+    let capture = adapter.wave_filter("WaveCapture").unwrap();
+    let mut rendered = Vec::new();
+    let result = run_loopback(
+        &machine,
+        render.as_filter(),
+        capture.as_filter(),
+        &LoopbackConfig::default(),
+        &mut |format| {
+            rendered = signal::test_signal(format, 0.2);
+            rendered.clone()
+        },
+        &mut |_| {},
+    );
+    let exact = match result {
+        Ok(r) => {
+            let block = r.format.block_align() as usize;
+            let lag = signal::find_alignment(&rendered, &r.captured, block, 48_000);
+            let differing =
+                lag.map(|lag| signal::mismatched_frames(&rendered, &r.captured, block, lag).0);
+            eprintln!("child: lag {lag:?}, {differing:?} frames differ");
+            differing == Some(0)
+        }
+        Err(e) => {
+            eprintln!("child: the session failed: {e}");
+            false
+        }
+    };
+    std::process::exit(i32::from(!exact));
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn swapped_memcpy_and_memset_never_pass() {
+    if let Some(path) = std::env::var_os(SWAPPED_CHILD) {
+        swapped_child(Path::new(&path));
+    }
+    let mut bytes = image_bytes();
+    let copy = import_name_offset(&bytes, "memcpy").unwrap();
+    let set = import_name_offset(&bytes, "memset").unwrap();
+    bytes[copy..copy + 6].copy_from_slice(b"memset");
+    bytes[set..set + 6].copy_from_slice(b"memcpy");
+    let run_child = |path: &Path| {
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "swapped_memcpy_and_memset_never_pass",
+                "--include-ignored",
+                "--nocapture",
+            ])
+            .env(SWAPPED_CHILD, path)
+            .output()
+            .unwrap()
+    };
+    // The same child on the unpatched image passes, so a failure below is
+    // the swap's doing.
+    let control = run_child(&patched("unswapped.sys", &image_bytes()));
+    assert!(
+        control.status.success(),
+        "the unpatched image failed the child's check: {}",
+        String::from_utf8_lossy(&control.stderr)
+    );
+    let child = run_child(&patched("swapped.sys", &bytes));
+    assert!(
+        !child.status.success(),
+        "an image with memcpy and memset swapped streamed bit-exact: {}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    eprintln!("swapped imports: the child ended with {}", child.status);
+}
