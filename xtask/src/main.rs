@@ -12,6 +12,7 @@ mod bench;
 mod cross;
 mod exports;
 mod fuzz;
+mod image;
 mod inf;
 mod miri;
 mod pe_check;
@@ -41,6 +42,11 @@ tasks:
           (--quick: build them and run each once)
   qemu    set up QEMU with the qtest accelerator and run the AC'97 tests on
           QEMU's device model
+  image   run the emulated-cable suite and the negative controls on the packaged
+          rswavert.sys (after cross)
+  play [ARGS...]
+          cross-build the driver and run the emulator's main job on the shipped
+          image (wavert-emulator --image target/package/rswavert/rswavert.sys ARGS)
   test    run every test stage (format, lints, tests, cross build + image checks)
   help    show this text";
 
@@ -68,6 +74,11 @@ fn main() -> ExitCode {
         ["bench", "--quick"] => report(&[run_stage("bench", || bench::run_bench(true))]),
         ["qemu"] => report(&[run_stage("qemu", qemu::run)]),
         ["test"] => report(&test_stages()),
+        ["image"] => report(&[run_stage("image", image::run_stage)]),
+        ["play", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
+            report(&[run_stage("play", || image::play(&rest))])
+        }
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -142,6 +153,7 @@ fn test_stages() -> Vec<StageOutcome> {
         ("clippy-driver", cross::run_driver_clippy),
         ("test", stage_test),
         ("cross", cross::run_cross),
+        ("image", image::run_stage),
         ("abi-conformance", abi_check::run),
         ("miri", miri::run),
         ("qemu-ac97", qemu::run),

@@ -1,0 +1,86 @@
+//! The image stage and `cargo xtask play`: the shipped `rswavert.sys` run
+//! by the emulator (`wavert_emulator::image`).
+//!
+//! The stage runs the emulated-cable suite with `RSWAVERT_IMAGE` naming the
+//! packaged image (every session, the format sweep, notification counts 1
+//! and 2, the HLK rules on both endpoints, fault injection at PortCls's
+//! exports) and the negative controls on patched copies of it; `play` is
+//! the main job over the image: cross-build, then the default loopback
+//! session with `--image`.
+
+use std::path::PathBuf;
+
+use crate::cross;
+use crate::util::{cargo, passed_tests, run, run_captured, workspace_root, StepResult};
+
+/// The packaged image `cargo xtask cross` writes.
+fn packaged_image() -> PathBuf {
+    cross::package_dir().join("rswavert.sys")
+}
+
+fn existing_image() -> Result<PathBuf, String> {
+    let image = packaged_image();
+    if image.is_file() {
+        Ok(image)
+    } else {
+        Err(format!(
+            "{} is missing: the cross stage (cargo xtask cross) builds it",
+            image.display()
+        ))
+    }
+}
+
+/// The image stage of `cargo xtask test` (after `cross`).
+///
+/// # Errors
+///
+/// The image is missing, or a test fails.
+pub fn run_stage() -> StepResult {
+    let image = existing_image()?;
+    let mut passed = 0;
+    for (suite, extra) in [
+        ("emulated_cable", None),
+        ("image_controls", Some("--include-ignored")),
+    ] {
+        let mut command = cargo();
+        command
+            .current_dir(workspace_root())
+            .env("RSWAVERT_IMAGE", &image)
+            .args(["test", "-p", "wavert-tests", "--test", suite, "--"]);
+        if let Some(extra) = extra {
+            command.arg(extra);
+        }
+        let output = run_captured(&format!("{suite} with the image"), &mut command)?;
+        let count = passed_tests(&output);
+        if count == 0 {
+            return Err(format!("{suite} ran no test with the image"));
+        }
+        passed += count;
+    }
+    Ok(format!(
+        "{passed} tests passed on the shipped image {} (cable sessions, sweep, HLK rules, fault injection, negative controls)",
+        image.display()
+    ))
+}
+
+/// `cargo xtask play [ARGS...]`: cross-builds the image and runs the
+/// emulator's main job on it, passing `ARGS` on (`--input`, `--format`, ...).
+///
+/// # Errors
+///
+/// The cross build fails, or the session's checks do.
+pub fn play(arguments: &[String]) -> StepResult {
+    let built = cross::run_cross()?;
+    println!("{built}");
+    let image = existing_image()?;
+    run(cargo()
+        .current_dir(workspace_root())
+        .args(["run", "--release", "-p", "wavert-emulator", "--"])
+        .arg("--image")
+        .arg(&image)
+        .args(arguments))?;
+    Ok(format!(
+        "the shipped image {} played and passed its checks",
+        image.display()
+    ))
+}
