@@ -60,6 +60,10 @@ fn dma_modes() -> Vec<DmaMode> {
 }
 
 /// `StartDevice` of the driver under test, failing PortCls call `fail`.
+#[allow(
+    clippy::option_if_let_else,
+    reason = "two drivers, two arms: clearer than map_or_else"
+)]
 fn try_start(
     machine: &Arc<Machine>,
     dma: DmaMode,
