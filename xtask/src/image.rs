@@ -4,7 +4,9 @@
 //! The stage runs the emulated-cable suite with `RSWAVERT_IMAGE` naming the
 //! packaged image (every session, the format sweep, notification counts 1
 //! and 2, the HLK rules on both endpoints, fault injection at PortCls's
-//! exports) and the negative controls on patched copies of it; `play` is
+//! exports), the negative controls on patched copies of it, and the
+//! emulator's AC'97 sessions on QEMU with the image's port I/O trapped and
+//! forwarded (after the QEMU stage, whose setup and build it reuses); `play` is
 //! the main job over the image: cross-build, then the default loopback
 //! session with `--image`.
 
@@ -38,15 +40,20 @@ fn existing_image() -> Result<PathBuf, String> {
 pub fn run_stage() -> StepResult {
     let image = existing_image()?;
     let mut passed = 0;
-    for (suite, extra) in [
-        ("emulated_cable", None),
-        ("image_controls", Some("--include-ignored")),
+    let qemu_target = workspace_root().join("target").join("qemu");
+    for (package, suite, extra) in [
+        ("wavert-tests", "emulated_cable", None),
+        ("wavert-tests", "image_controls", Some("--include-ignored")),
+        ("wavert-qemu", "emulator_ac97_session", None),
     ] {
         let mut command = cargo();
         command
             .current_dir(workspace_root())
             .env("RSWAVERT_IMAGE", &image)
-            .args(["test", "-p", "wavert-tests", "--test", suite, "--"]);
+            .args(["test", "-p", package, "--test", suite, "--"]);
+        if package == "wavert-qemu" {
+            command.env("CARGO_TARGET_DIR", &qemu_target);
+        }
         if let Some(extra) = extra {
             command.arg(extra);
         }
@@ -58,7 +65,7 @@ pub fn run_stage() -> StepResult {
         passed += count;
     }
     Ok(format!(
-        "{passed} tests passed on the shipped image {} (cable sessions, sweep, HLK rules, fault injection, negative controls)",
+        "{passed} tests passed on the shipped image {} (cable sessions, sweep, HLK rules, fault injection, negative controls, AC'97 on QEMU)",
         image.display()
     ))
 }

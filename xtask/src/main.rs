@@ -153,10 +153,10 @@ fn test_stages() -> Vec<StageOutcome> {
         ("clippy-driver", cross::run_driver_clippy),
         ("test", stage_test),
         ("cross", cross::run_cross),
-        ("image", image::run_stage),
         ("abi-conformance", abi_check::run),
         ("miri", miri::run),
         ("qemu-ac97", qemu::run),
+        ("image", image::run_stage),
         ("fuzz", stage_fuzz),
         ("bench-smoke", || bench::run_bench(true)),
     ];

@@ -33,8 +33,9 @@ use wavert_miniport::{Direction, LogLevel, Platform};
 use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT, RAM_BYTES};
 use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu};
 
-use crate::cable::{EmuLock, EmuPortCls};
+use crate::cable::{CableAdapter, EmuLock, EmuPortCls};
 use crate::engine::{negotiate_format, FormatRequest, Stream};
+use crate::image::{io_trap, start_image_adapter, ImageDevice};
 use crate::machine::{ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
 use crate::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
@@ -96,6 +97,9 @@ pub struct Ac97Options {
     pub notifications: u32,
     /// Where QEMU's WAV output ([`OUTPUT_WAV`]) goes.
     pub output_dir: PathBuf,
+    /// Run the shipped driver image instead of the host-built miniport
+    /// (its `in`/`out` instructions trapped and forwarded to QEMU).
+    pub image: Option<PathBuf>,
 }
 
 /// What the session saw.
@@ -126,10 +130,15 @@ pub struct Ac97Report {
     pub expected_bytes: usize,
     /// Byte offset (in the input) of the first byte that differs.
     pub first_difference: Option<usize>,
-    /// The render channel's counters.
-    pub channel: ChannelStats,
-    /// The device's counters.
-    pub device: Ac97Stats,
+    /// Which build ran.
+    pub build: String,
+    /// The render channel's counters (the host build's; the image keeps
+    /// its own inside).
+    pub channel: Option<ChannelStats>,
+    /// The device's counters (the host build's).
+    pub device: Option<Ac97Stats>,
+    /// Interrupts the emulated line delivered to the driver's ISR.
+    pub interrupts_delivered: u32,
     /// Notification events the engine handled.
     pub notifications: u64,
     /// Packets the engine wrote behind the play position.
@@ -163,9 +172,10 @@ impl Ac97Report {
     #[must_use]
     pub fn passed(&self) -> bool {
         self.byte_exact()
-            && self.channel.halts == 0
-            && self.channel.fifo_errors == 0
-            && self.device.service_errors == 0
+            && self
+                .channel
+                .is_none_or(|c| c.halts == 0 && c.fifo_errors == 0)
+            && self.device.is_none_or(|d| d.service_errors == 0)
             && self.glitches == 0
             && self.leaked_pages == 0
             && self.live_objects == 0
@@ -184,10 +194,32 @@ impl Ac97Report {
         let frame = f64::from(f.block_align());
         let page = crate::memory::PAGE_SIZE;
         let audio_s = self.input_bytes as f64 / frame / rate;
-        let interrupts = self.channel.interrupts;
-        let per_interrupt =
-            self.channel.interrupt_register_accesses as f64 / interrupts.max(1) as f64;
+        let interrupts = self
+            .channel
+            .map_or_else(|| u64::from(self.interrupts_delivered), |c| c.interrupts);
+        let isr = self.channel.map_or_else(
+            || "ISR inside the image".to_owned(),
+            |c| {
+                format!(
+                    "ISR {:.2} register accesses per interrupt, {} not ours",
+                    c.interrupt_register_accesses as f64 / interrupts.max(1) as f64,
+                    c.not_mine
+                )
+            },
+        );
+        let dpcs = self.device.map_or_else(
+            || "DPCs inside the image".to_owned(),
+            |d| format!("{} DPCs", d.dpcs_queued),
+        );
+        let halts = match (self.channel, self.device) {
+            (Some(c), Some(d)) => format!(
+                "{} ({} FIFO errors, {} run-bit restarts, {} service errors)",
+                c.halts, c.fifo_errors, c.run_bit_restarts, d.service_errors
+            ),
+            _ => "counted inside the image (the byte-exact check covers them)".to_owned(),
+        };
         vec![
+            format!("build            : {}", self.build),
             format!(
                 "device           : AC'97 miniport (wavert-miniport) on QEMU's ICH AC'97 over qtest, through the emulated PortCls, virtual clock"
             ),
@@ -212,22 +244,14 @@ impl Ac97Report {
                 self.wall_seconds
             ),
             format!(
-                "interrupts       : {interrupts} ({:.1}/s), ISR {per_interrupt:.2} register accesses per interrupt, {} not ours, {} DPCs",
+                "interrupts       : {interrupts} ({:.1}/s), {isr}, {dpcs}",
                 interrupts as f64 / (self.virtual_ms.max(1) as f64 / 1000.0),
-                self.channel.not_mine,
-                self.device.dpcs_queued
             ),
             format!(
                 "register accesses: {} while running",
                 self.register_accesses
             ),
-            format!(
-                "halts            : {} ({} FIFO errors, {} run-bit restarts, {} service errors)",
-                self.channel.halts,
-                self.channel.fifo_errors,
-                self.channel.run_bit_restarts,
-                self.device.service_errors
-            ),
+            format!("halts            : {halts}"),
             format!(
                 "notifications    : {} (glitches {})",
                 self.notifications, self.glitches
@@ -342,9 +366,44 @@ impl PortIo for QemuIo {
 
 type Device = Ac97Device<Ac97Platform, QemuIo>;
 
+/// The shipped image's port I/O: its trapped `in`/`out` instructions,
+/// forwarded to QEMU over qtest (the image programs absolute ports).
+struct QemuTrappedIo(Arc<Qemu>);
+
+impl io_trap::PortIoHandler for QemuTrappedIo {
+    fn read(&self, port: u16, width: io_trap::PortWidth) -> u32 {
+        let mut ports = self.0.io_ports();
+        match width {
+            io_trap::PortWidth::Byte => u32::from(ports.read8(port)),
+            io_trap::PortWidth::Word => u32::from(ports.read16(port)),
+            io_trap::PortWidth::Dword => ports.read32(port),
+        }
+    }
+
+    fn write(&self, port: u16, width: io_trap::PortWidth, value: u32) {
+        let mut ports = self.0.io_ports();
+        match width {
+            io_trap::PortWidth::Byte => ports.write8(port, u8::try_from(value & 0xFF).unwrap_or(0)),
+            io_trap::PortWidth::Word => {
+                ports.write16(port, u16::try_from(value & 0xFFFF).unwrap_or(0));
+            }
+            io_trap::PortWidth::Dword => ports.write32(port, value),
+        }
+    }
+}
+
+/// The driver on the card: the host-built miniport, or the shipped image.
+enum Ac97Driver {
+    Host {
+        device: Arc<Device>,
+        ports: Vec<Port>,
+    },
+    Image(CableAdapter),
+}
+
 /// One coupling step: QEMU 1 ms on, the interrupt delivered while the line
-/// is up, then the queued DPC.
-fn couple(qemu: &Qemu, line: &InterruptLine, device: &Device) -> Result<(), String> {
+/// is up, then the queued DPC (`run_dpc`).
+fn couple(qemu: &Qemu, line: &InterruptLine, run_dpc: &dyn Fn()) -> Result<(), String> {
     qemu.clock_step(MS_NS)?;
     let mut services = 0;
     while qemu.interrupt_pending() {
@@ -356,10 +415,81 @@ fn couple(qemu: &Qemu, line: &InterruptLine, device: &Device) -> Result<(), Stri
         }
         services += 1;
     }
-    if device.platform().dpc_queued.swap(false, Ordering::AcqRel) {
-        device.on_dpc();
-    }
+    run_dpc();
     Ok(())
+}
+
+/// What runs the driver's deferred step after the coupling's interrupts.
+type RunDpc = Box<dyn Fn() + Send + Sync>;
+
+/// `StartDevice` of the host-built AC'97 miniport on the card.
+fn install_host(
+    qemu: &Arc<Qemu>,
+    machine: &Arc<Machine>,
+    line: &Arc<InterruptLine>,
+    descriptors: &[ResourceDescriptor],
+) -> Result<(Ac97Driver, RunDpc), String> {
+    let services = EmuPortCls::new(Arc::clone(machine), None).with_interrupt_line(Arc::clone(line));
+    let resources = new_resource_list(machine, descriptors);
+    let platform = Ac97Platform {
+        machine: Arc::clone(machine),
+        dpc_queued: AtomicBool::new(false),
+    };
+    let installed = install_ac97(&services, platform, QemuIo(Arc::clone(qemu)), &resources);
+    let ports = services.into_ports();
+    let device = match installed {
+        Ok(device) => device,
+        Err(e) => {
+            for port in ports {
+                machine.unregister_port(port.address());
+                port.unbind();
+            }
+            return Err(format!("StartDevice failed: {:#010x}", e.0));
+        }
+    };
+    let driver = Ac97Driver::Host {
+        device: Arc::clone(&device),
+        ports,
+    };
+    let run_dpc: RunDpc = Box::new(move || {
+        if device.platform().dpc_queued.swap(false, Ordering::AcqRel) {
+            device.on_dpc();
+        }
+    });
+    Ok((driver, run_dpc))
+}
+
+/// `DriverEntry`, `AddDevice` and `StartDevice` of the shipped image on the
+/// card: its port I/O trapped and sent to QEMU, its stalls run QEMU's clock,
+/// its DPCs run by the kernel stand-in.
+fn install_image(
+    qemu: &Arc<Qemu>,
+    machine: &Arc<Machine>,
+    line: &Arc<InterruptLine>,
+    descriptors: &[ResourceDescriptor],
+    path: &Path,
+) -> Result<(Ac97Driver, RunDpc), String> {
+    let stepped = Arc::clone(qemu);
+    let device = ImageDevice {
+        resources: descriptors.to_vec(),
+        interrupt: Some(Arc::clone(line)),
+        fail_portcls_call: None,
+        // A busy wait lets QEMU's clock run as long.
+        stall: Some(Box::new(move |us| {
+            let _ = stepped.clock_step(u64::from(us) * 1_000);
+        })),
+        port_io: Some(Arc::new(QemuTrappedIo(Arc::clone(qemu)))),
+    };
+    let adapter = start_image_adapter(machine, path, device)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let kernel = adapter
+        .image()
+        .map(|driver| Arc::clone(driver.kernel()))
+        .ok_or("the image adapter has no image")?;
+    Ok((
+        Ac97Driver::Image(adapter),
+        Box::new(move || kernel.run_dpcs()),
+    ))
 }
 
 /// QEMU, the machine over its RAM, and the installed device. Dropping it
@@ -369,14 +499,15 @@ fn couple(qemu: &Qemu, line: &InterruptLine, device: &Device) -> Result<(), Stri
 struct Rig {
     qemu: Arc<Qemu>,
     machine: Arc<Machine>,
-    device: Option<Arc<Device>>,
-    ports: Vec<Port>,
+    driver: Option<Ac97Driver>,
+    /// The card's interrupt line (released at removal, like the rest).
+    line: Option<Arc<InterruptLine>>,
     timer: Option<u64>,
     fault: Arc<Mutex<Option<String>>>,
 }
 
 impl Rig {
-    fn start(wav: &Path, rate: u32) -> Result<Self, String> {
+    fn start(wav: &Path, rate: u32, image: Option<&Path>) -> Result<Self, String> {
         let install = ensure_qemu().map_err(|e| {
             let reason: Vec<&str> = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
             format!("QEMU could not be set up: {}", reason.join("; "))
@@ -405,52 +536,62 @@ impl Rig {
         .map_err(|e| format!("{}: {e}", qemu.ram().path().display()))?;
         let machine = Machine::new(memory, ClockMode::Virtual);
         let line = Arc::new(InterruptLine::new(&machine));
-        let services =
-            EmuPortCls::new(Arc::clone(&machine), None).with_interrupt_line(Arc::clone(&line));
         // The PCI resources of the card: the two I/O BARs and the IRQ.
-        let resources = new_resource_list(
-            &machine,
-            &[
-                ResourceDescriptor::port(u64::from(MIXER_PORT), 1024),
-                ResourceDescriptor::port(u64::from(BUS_MASTER_PORT), 256),
-                ResourceDescriptor::interrupt(u16::from(AC97_IRQ), u32::from(AC97_IRQ), 1),
-            ],
-        );
-        let platform = Ac97Platform {
-            machine: Arc::clone(&machine),
-            dpc_queued: AtomicBool::new(false),
-        };
-        let installed = install_ac97(&services, platform, QemuIo(Arc::clone(&qemu)), &resources);
+        let descriptors = [
+            ResourceDescriptor::port(u64::from(MIXER_PORT), 1024),
+            ResourceDescriptor::port(u64::from(BUS_MASTER_PORT), 256),
+            ResourceDescriptor::interrupt(u16::from(AC97_IRQ), u32::from(AC97_IRQ), 1),
+        ];
         let mut rig = Self {
             qemu: Arc::clone(&qemu),
             machine: Arc::clone(&machine),
-            device: None,
-            ports: services.into_ports(),
+            driver: None,
+            line: Some(Arc::clone(&line)),
             timer: None,
             fault: Arc::new(Mutex::new(None)),
         };
-        let device = installed.map_err(|e| format!("StartDevice failed: {:#010x}", e.0))?;
-        rig.device = Some(Arc::clone(&device));
+        let (driver, run_dpc) = match image {
+            None => install_host(&qemu, &machine, &line, &descriptors)?,
+            Some(path) => install_image(&qemu, &machine, &line, &descriptors, path)?,
+        };
+        rig.driver = Some(driver);
         let fault = Arc::clone(&rig.fault);
         let callback: TimerCallback = Arc::new(move |_now| {
             let mut fault = lock(&fault);
             if fault.is_none() {
-                *fault = couple(&qemu, &line, &device).err();
+                *fault = couple(&qemu, &line, &*run_dpc).err();
             }
         });
         rig.timer = Some(machine.start_timer(QPC_PER_MS, callback));
         Ok(rig)
     }
 
+    /// Which build runs.
+    fn build(&self) -> String {
+        match &self.driver {
+            Some(Ac97Driver::Image(adapter)) => adapter
+                .image()
+                .map_or_else(String::new, crate::image::ImageDriver::describe),
+            _ => "host build of wavert-miniport".to_owned(),
+        }
+    }
+
     /// The wave filter registered as `name`.
     fn wave(&self, name: &str) -> Option<(ComPtr<IMiniportWaveRT>, &'static PCFILTER_DESCRIPTOR)> {
+        let ports = match self.driver.as_ref()? {
+            Ac97Driver::Host { ports, .. } => ports,
+            Ac97Driver::Image(adapter) => {
+                let filter = adapter.wave_filter(name)?;
+                return Some((filter.miniport, filter.description));
+            }
+        };
         let registrations = self.machine.registrations();
         let address = registrations
             .subdevices
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, a)| *a)?;
-        let port = self.ports.iter().find(|p| p.address() == address)?;
+        let port = ports.iter().find(|p| p.address() == address)?;
         Some((port.wave_miniport()?, port.description()?))
     }
 
@@ -464,11 +605,17 @@ impl Rig {
         if let Some(timer) = self.timer.take() {
             self.machine.cancel_timer(timer);
         }
-        for port in self.ports.drain(..) {
-            self.machine.unregister_port(port.address());
-            port.unbind();
+        self.line = None;
+        match self.driver.take() {
+            Some(Ac97Driver::Host { ports, .. }) => {
+                for port in ports {
+                    self.machine.unregister_port(port.address());
+                    port.unbind();
+                }
+            }
+            Some(Ac97Driver::Image(adapter)) => adapter.remove(),
+            None => {}
         }
-        self.device = None;
     }
 }
 
@@ -528,7 +675,8 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
     let wav_path = dir.join(OUTPUT_WAV);
     let _ = std::fs::remove_file(&wav_path);
 
-    let mut rig = Rig::start(&wav_path, rate)?;
+    let mut rig = Rig::start(&wav_path, rate, options.image.as_deref())?;
+    let build = rig.build();
     let registrations = rig.machine.registrations();
     let render_name = AC97_SUBDEVICES
         .iter()
@@ -588,11 +736,18 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
         }
     }
     let register_accesses = rig.qemu.register_accesses() - accesses_at_start;
-    let device = rig.device.as_ref().ok_or("the device is gone")?;
-    let channel = device
-        .channel_stats(Direction::Render)
-        .ok_or("the render channel has no counters")?;
-    let device_stats = device.stats();
+    let (channel, device_stats) = match &rig.driver {
+        Some(Ac97Driver::Host { device, .. }) => (
+            Some(
+                device
+                    .channel_stats(Direction::Render)
+                    .ok_or("the render channel has no counters")?,
+            ),
+            Some(device.stats()),
+        ),
+        _ => (None, None),
+    };
+    let interrupts_delivered = rig.line.as_ref().map_or(0, |line| line.delivered());
     let glitches = stream.stats.glitches;
     let notifications = stream.stats.notifications;
     stream.close().map_err(|e| e.to_string())?;
@@ -640,8 +795,10 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
         matched_bytes: matched,
         expected_bytes: expected.len(),
         first_difference,
+        build,
         channel,
         device: device_stats,
+        interrupts_delivered,
         notifications,
         glitches,
         register_accesses,

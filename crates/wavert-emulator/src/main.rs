@@ -290,6 +290,7 @@ fn run_ac97(args: &Args) -> Result<bool, String> {
         period_ms: args.period,
         notifications: args.notifications,
         output_dir: args.output.clone(),
+        image: args.image.clone(),
     })?;
     for line in report.lines() {
         println!("{line}");

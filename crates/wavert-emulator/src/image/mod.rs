@@ -122,6 +122,18 @@ pub struct ImageDriver {
     registry_path: KernelObject,
     physical_device: KernelObject,
     start_irp: KernelObject,
+    /// Whether this run routes trapped port I/O (cleared on drop).
+    traps_port_io: bool,
+}
+
+impl Drop for ImageDriver {
+    /// The port I/O route goes before the kernel does (fields drop after this).
+    fn drop(&mut self) {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if self.traps_port_io {
+            let _ = io_trap::set_handler(None);
+        }
+    }
 }
 
 impl std::fmt::Debug for ImageDriver {
@@ -169,6 +181,7 @@ impl ImageDriver {
             registry_path: KernelObject::new(),
             physical_device: KernelObject::new(),
             start_irp: KernelObject::new(),
+            traps_port_io: false,
         })
     }
 
@@ -276,7 +289,7 @@ impl ImageDriver {
 
 /// What the image's device has: none (the root-enumerated cable) or the
 /// resources of a PCI device and its interrupt line.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ImageDevice {
     /// The resource list `StartDevice` gets (empty for the cable).
     pub resources: Vec<ResourceDescriptor>,
@@ -285,6 +298,25 @@ pub struct ImageDevice {
     /// Fail this PortCls call (0-based, in call order) of `StartDevice`
     /// with `STATUS_INSUFFICIENT_RESOURCES`, as the host build's tests do.
     pub fail_portcls_call: Option<usize>,
+    /// What `KeStallExecutionProcessor` also does (a device model's clock
+    /// runs for the stall), installed before `DriverEntry`.
+    pub stall: Option<kernel::StallHook>,
+    /// Where the image's `in`/`out` instructions go (trapped, see
+    /// [`io_trap`]), for a device with I/O ports; installed with the kernel
+    /// and removed with it, so that runs in other threads never share it.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    pub port_io: Option<Arc<dyn io_trap::PortIoHandler>>,
+}
+
+impl std::fmt::Debug for ImageDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageDevice")
+            .field("resources", &self.resources.len())
+            .field("interrupt", &self.interrupt.is_some())
+            .field("fail_portcls_call", &self.fail_portcls_call)
+            .field("stall", &self.stall.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `DriverEntry`, `AddDevice` and `StartDevice` of the shipped image on `machine`.
@@ -308,6 +340,13 @@ pub fn start_image_adapter(
     }
     let services = Arc::new(services);
     let mut driver = ImageDriver::load(machine, path, Arc::clone(&services))?;
+    driver.kernel().set_stall(device.stall);
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if let Some(port_io) = device.port_io {
+        io_trap::install().map_err(ImageRunError::Protocol)?;
+        let _ = io_trap::set_handler(Some(port_io));
+        driver.traps_port_io = true;
+    }
     let resources = new_resource_list(machine, &device.resources);
     let started = (|| {
         let status = driver.driver_entry();
