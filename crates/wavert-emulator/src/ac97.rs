@@ -35,6 +35,7 @@ use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu};
 
 use crate::cable::{CableAdapter, EmuLock, EmuPortCls};
 use crate::engine::{negotiate_format, FormatRequest, Stream};
+use crate::hlk::{Finding, KsPositionReport};
 use crate::image::{io_trap, start_image_adapter, ImageDevice};
 use crate::machine::{ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
@@ -507,20 +508,13 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(wav: &Path, rate: u32, image: Option<&Path>) -> Result<Self, String> {
+    fn start(audiodev: &Audiodev, image: Option<&Path>) -> Result<Self, String> {
         let install = ensure_qemu().map_err(|e| {
             let reason: Vec<&str> = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
             format!("QEMU could not be set up: {}", reason.join("; "))
         })?;
         let qemu = Arc::new(
-            Qemu::start(
-                &install,
-                &Audiodev::Wav {
-                    path: wav.to_path_buf(),
-                    frequency: rate,
-                },
-            )
-            .map_err(|e| format!("QEMU did not start: {e}"))?,
+            Qemu::start(&install, audiodev).map_err(|e| format!("QEMU did not start: {e}"))?,
         );
         qemu.firmware_setup()
             .map_err(|e| format!("QEMU firmware setup failed: {e}"))?;
@@ -675,7 +669,13 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
     let wav_path = dir.join(OUTPUT_WAV);
     let _ = std::fs::remove_file(&wav_path);
 
-    let mut rig = Rig::start(&wav_path, rate, options.image.as_deref())?;
+    let mut rig = Rig::start(
+        &Audiodev::Wav {
+            path: wav_path.clone(),
+            frequency: rate,
+        },
+        options.image.as_deref(),
+    )?;
     let build = rig.build();
     let registrations = rig.machine.registrations();
     let render_name = AC97_SUBDEVICES
@@ -808,6 +808,87 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
         live_objects,
         violations,
         wav_path,
+    })
+}
+
+/// The HLK position rules on one AC'97 endpoint (48 kHz, 16-bit stereo,
+/// 100 ms buffer) on QEMU with the `none` audiodev (paced silence in,
+/// nothing out): WaveTest's position rules and the KS position test.
+#[derive(Debug)]
+pub struct Ac97HlkReport {
+    /// Which build ran.
+    pub build: String,
+    /// WaveTest's position rules.
+    pub wavetest: Vec<Finding>,
+    /// The KS position test.
+    pub ks_position: KsPositionReport,
+    /// Protocol and Driver Verifier violations.
+    pub violations: Vec<String>,
+}
+
+impl Ac97HlkReport {
+    /// Every rule passed and nothing was violated.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.wavetest.iter().all(|f| f.outcome.is_ok())
+            && self.ks_position.passed()
+            && self.violations.is_empty()
+    }
+}
+
+/// Runs the HLK position rules on the AC'97's render or capture endpoint,
+/// with the host build or the shipped image.
+///
+/// # Errors
+///
+/// QEMU cannot be set up, the driver does not start, or an engine step fails.
+pub fn run_ac97_hlk(capture: bool, image: Option<&Path>) -> Result<Ac97HlkReport, String> {
+    const RATE: u32 = 48_000;
+    let mut rig = Rig::start(&Audiodev::None { frequency: RATE }, image)?;
+    let build = rig.build();
+    let direction = if capture {
+        Direction::Capture
+    } else {
+        Direction::Render
+    };
+    let name = AC97_SUBDEVICES
+        .iter()
+        .find(|s| s.kind == wavert_miniport::adapter::SubdeviceKind::Wave(direction))
+        .map(|s| s.name)
+        .ok_or("no AC'97 wave subdevice for that direction")?;
+    let (wave, description) = rig
+        .wave(name)
+        .ok_or_else(|| format!("no wave filter registered as {name}"))?;
+    let request = FormatRequest {
+        rate: RATE,
+        ..FormatRequest::default()
+    };
+    let (_, format_bytes) =
+        negotiate_format(&wave, description, 0, &request).map_err(|e| e.to_string())?;
+    let wavetest = crate::hlk::run_wavetest_positions(
+        &rig.machine,
+        &wave,
+        0,
+        capture,
+        &format_bytes,
+        RATE * FRAME_BYTES / 10,
+    )
+    .map_err(|e| e.to_string())?;
+    let ks_position =
+        crate::hlk::run_ks_position_test(&rig.machine, &wave, 0, capture, &format_bytes)
+            .map_err(|e| e.to_string())?;
+    if let Some(fault) = rig.fault() {
+        return Err(fault);
+    }
+    drop(wave);
+    rig.remove();
+    let violations = rig.machine.violations();
+    rig.qemu.check()?;
+    Ok(Ac97HlkReport {
+        build,
+        wavetest,
+        ks_position,
+        violations,
     })
 }
 

@@ -87,3 +87,37 @@ fn ac97_session_plays_ten_seconds_at_44k1() {
     let report = session("44k1", format, 10.0, 2);
     assert_eq!(report.format.sample_rate(), 44_100);
 }
+
+fn hlk_on(capture: bool) {
+    let report = wavert_emulator::ac97::run_ac97_hlk(capture, image().as_deref())
+        .unwrap_or_else(|e| panic!("the AC'97 HLK run failed: {e}"));
+    println!("{}", report.build);
+    for finding in &report.wavetest {
+        println!(
+            "HLK capture={capture} {}: {:?}",
+            finding.rule, finding.outcome
+        );
+    }
+    println!(
+        "HLK capture={capture} KS position: {:?}",
+        report.ks_position
+    );
+    if let Some(path) = image() {
+        assert!(
+            report.build.contains(&path.display().to_string()),
+            "{}",
+            report.build
+        );
+    }
+    assert!(report.passed(), "{report:?}");
+}
+
+#[test]
+fn ac97_hlk_wavetest_and_ks_position_on_render() {
+    hlk_on(false);
+}
+
+#[test]
+fn ac97_hlk_wavetest_and_ks_position_on_capture() {
+    hlk_on(true);
+}
