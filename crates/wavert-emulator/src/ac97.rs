@@ -811,14 +811,16 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
     })
 }
 
-/// The HLK position rules on one AC'97 endpoint (48 kHz, 16-bit stereo,
-/// 100 ms buffer) on QEMU with the `none` audiodev (paced silence in,
-/// nothing out): WaveTest's position rules and the KS position test.
+/// The HLK position rules on one AC'97 endpoint.
+///
+/// 48 kHz, 16-bit stereo, 100 ms buffer, on QEMU with the `none` audiodev
+/// (paced silence in, nothing out): `WaveTest`'s position rules and the KS
+/// position test.
 #[derive(Debug)]
 pub struct Ac97HlkReport {
     /// Which build ran.
     pub build: String,
-    /// WaveTest's position rules.
+    /// `WaveTest`'s position rules.
     pub wavetest: Vec<Finding>,
     /// The KS position test.
     pub ks_position: KsPositionReport,
