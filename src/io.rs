@@ -11,6 +11,9 @@ use core::arch::asm;
 use wavert_miniport::ac97::PortIo;
 use wdk_sys::ntddk::KeStallExecutionProcessor;
 
+/// The longest busy wait `KeStallExecutionProcessor` is documented for.
+const MAX_STALL_US: u32 = 50;
+
 /// Port I/O on the processor's I/O space. IRQL: any.
 pub struct KernelPortIo;
 
@@ -65,7 +68,15 @@ impl PortIo for KernelPortIo {
     }
 
     fn stall_us(&self, us: u32) {
-        // SAFETY: a busy wait, callable at any IRQL.
-        unsafe { KeStallExecutionProcessor(us) };
+        // KeStallExecutionProcessor is documented for waits of at most
+        // 50 µs per call; longer waits (the codec-ready poll asks for 1 ms)
+        // are made of such calls.
+        let mut left = us;
+        while left > 0 {
+            let step = left.min(MAX_STALL_US);
+            // SAFETY: a busy wait, callable at any IRQL.
+            unsafe { KeStallExecutionProcessor(step) };
+            left -= step;
+        }
     }
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use portcls_sys::STATUS_UNSUCCESSFUL;
 use wavert_emulator::cable::CableAdapter;
-use wavert_emulator::image::pe::{entry_file_offset, import_name_offset, ImageError};
+use wavert_emulator::image::pe::{
+    entry_file_offset, entry_rva, import_name_offset, import_slot_rva, ImageError,
+};
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageRunError};
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
@@ -98,6 +100,50 @@ fn a_driver_entry_that_fails_ends_the_run_with_its_status() {
         Err(other) => panic!("expected DriverEntry's status, got {other}"),
         Ok(_) => panic!("a failing DriverEntry started the device"),
     }
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn a_violation_names_its_call_site_in_the_image() {
+    // DriverEntry patched to call ExFreePool(NULL) through the image's own
+    // import slot, then fail: the verifier must report the call at the
+    // return address right after that `call`.
+    let mut bytes = image_bytes();
+    let at = entry_file_offset(&bytes).unwrap();
+    let entry = entry_rva(&bytes).unwrap();
+    let slot = import_slot_rva(&bytes, "ExFreePool").unwrap();
+    let mut code = vec![0x48, 0x83, 0xEC, 0x28, 0x31, 0xC9, 0xFF, 0x15]; // sub rsp,40; xor ecx,ecx; call [rip+d]
+    let after_call = entry + 12;
+    let displacement = i32::try_from(i64::from(slot) - i64::from(after_call)).unwrap();
+    code.extend_from_slice(&displacement.to_le_bytes());
+    code.extend_from_slice(&[0x48, 0x83, 0xC4, 0x28, 0xB8]); // add rsp,40; mov eax, imm32
+    code.extend_from_slice(&STATUS_UNSUCCESSFUL.to_le_bytes());
+    code.push(0xC3); // ret
+    bytes[at..at + code.len()].copy_from_slice(&code);
+    let machine = machine();
+    let error = start_image_adapter(
+        &machine,
+        &patched("frees-null.sys", &bytes),
+        ImageDevice::default(),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ImageRunError::Status {
+                step: "DriverEntry",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let expected = format!("ExFreePool(NULL) (at frees-null.sys+{after_call:#x})");
+    let violations = machine.violations();
+    assert!(
+        violations.iter().any(|v| v.contains(&expected)),
+        "expected {expected:?} in {violations:?}"
+    );
 }
 
 #[test]

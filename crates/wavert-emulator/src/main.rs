@@ -611,6 +611,9 @@ fn run(args: &Args) -> Result<bool, String> {
         machine.memory.live_mdls(),
         machine.live_objects()
     );
+    for line in machine.log_lines() {
+        println!("driver log       : {line}");
+    }
     println!(
         "violations       : {}",
         if violations.is_empty() {

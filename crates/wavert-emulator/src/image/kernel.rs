@@ -1308,6 +1308,21 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_longer_than_documented_is_reported() {
+        let violations = with_kernel(|_| {
+            // SAFETY: 50 µs is allowed, 51 µs is not (on purpose).
+            unsafe { KeStallExecutionProcessor(50) };
+            // SAFETY: as above.
+            unsafe { KeStallExecutionProcessor(51) };
+        });
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            reported(&violations, "KeStallExecutionProcessor(51)"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
     fn spinlock_misuse_is_reported() {
         let violations = with_kernel(|_| {
             let mut spinlock = 0usize;

@@ -562,3 +562,51 @@ pub fn entry_file_offset(file: &[u8]) -> Result<usize, ImageError> {
     }
     Err(malformed("the entry point lies in no section's raw data"))
 }
+
+/// The entry point's RVA, for tests that patch it.
+///
+/// # Errors
+///
+/// The image cannot be parsed.
+pub fn entry_rva(file: &[u8]) -> Result<u32, ImageError> {
+    let pe = PeFile64::parse(file).map_err(|e| malformed(format!("not a PE32+ image: {e}")))?;
+    Ok(pe.nt_headers().optional_header().address_of_entry_point())
+}
+
+/// The RVA of an import's IAT slot, for tests that patch code to call it.
+///
+/// # Errors
+///
+/// The image cannot be parsed or does not import `name`.
+pub fn import_slot_rva(file: &[u8], name: &str) -> Result<u32, ImageError> {
+    let pe = PeFile64::parse(file).map_err(|e| malformed(format!("not a PE32+ image: {e}")))?;
+    let table = pe
+        .import_table()
+        .map_err(|e| malformed(e.to_string()))?
+        .ok_or_else(|| malformed("no import table"))?;
+    let mut descriptors = table.descriptors().map_err(|e| malformed(e.to_string()))?;
+    while let Some(descriptor) = descriptors.next().map_err(|e| malformed(e.to_string()))? {
+        let first_thunk = descriptor.first_thunk.get(LE);
+        let lookup = match descriptor.original_first_thunk.get(LE) {
+            0 => first_thunk,
+            rva => rva,
+        };
+        let mut thunks = table.thunks(lookup).map_err(|e| malformed(e.to_string()))?;
+        let mut index = 0u32;
+        while let Some(thunk) = thunks
+            .next::<ImageNtHeaders64>()
+            .map_err(|e| malformed(e.to_string()))?
+        {
+            if let Import::Name(_, found) = table
+                .import::<ImageNtHeaders64>(thunk)
+                .map_err(|e| malformed(e.to_string()))?
+            {
+                if found == name.as_bytes() {
+                    return Ok(first_thunk + index * 8);
+                }
+            }
+            index += 1;
+        }
+    }
+    Err(malformed(format!("the image does not import {name}")))
+}
