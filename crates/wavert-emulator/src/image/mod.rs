@@ -158,8 +158,8 @@ impl ImageDriver {
         path: &Path,
         services: Arc<EmuPortCls>,
     ) -> Result<Self, ImageRunError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ImageRunError::Read(format!("{}: {e}", path.display())))?;
+        // The caller names the file; the error says what went wrong with it.
+        let bytes = std::fs::read(path).map_err(|e| ImageRunError::Read(e.to_string()))?;
         let name = path
             .file_name()
             .map_or_else(|| "image".to_owned(), |n| n.to_string_lossy().into_owned());
