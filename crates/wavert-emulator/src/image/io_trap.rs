@@ -843,17 +843,7 @@ mod tests {
             RAX_BEFORE,
             0x1122_3344_5566_77BE,
         ];
-        for (after, rax) in after.iter().zip(expected_rax) {
-            assert_eq!(
-                *after,
-                After {
-                    rax,
-                    rdx: RDX_BEFORE,
-                    rcx: RCX_BEFORE,
-                    marker: MARKER,
-                }
-            );
-        }
+        assert_registers(&after, &expected_rax);
         assert_eq!(
             log,
             [
@@ -867,6 +857,23 @@ mod tests {
             ]
         );
         assert_eq!(counted, 7);
+    }
+
+    /// Each live instruction left RAX as expected and RDX, RCX and the
+    /// marker (the instruction after it ran) as they were.
+    fn assert_registers(after: &[After], expected_rax: &[u64]) {
+        assert_eq!(after.len(), expected_rax.len());
+        for (after, &rax) in after.iter().zip(expected_rax) {
+            assert_eq!(
+                *after,
+                After {
+                    rax,
+                    rdx: RDX_BEFORE,
+                    rcx: RCX_BEFORE,
+                    marker: MARKER,
+                }
+            );
+        }
     }
 
     #[test]
@@ -889,17 +896,7 @@ mod tests {
             RAX_BEFORE,
             RAX_BEFORE,
         ];
-        for (after, rax) in after.iter().zip(expected_rax) {
-            assert_eq!(
-                *after,
-                After {
-                    rax,
-                    rdx: RDX_BEFORE,
-                    rcx: RCX_BEFORE,
-                    marker: MARKER,
-                }
-            );
-        }
+        assert_registers(&after, &expected_rax);
         assert_eq!(
             log,
             [

@@ -410,69 +410,27 @@ pub fn load(
     // Imports, by module and name, into the import address table.
     let mut imports = Vec::new();
     let mut missing = Vec::new();
-    if let Some(table) = pe
-        .import_table()
-        .map_err(|e| malformed(format!("import directory: {e}")))?
-    {
-        let mut descriptors = table
-            .descriptors()
-            .map_err(|e| malformed(format!("import descriptors: {e}")))?;
-        while let Some(descriptor) = descriptors
-            .next()
-            .map_err(|e| malformed(format!("import descriptor: {e}")))?
-        {
-            let module = String::from_utf8_lossy(
-                table
-                    .name(descriptor.name.get(LE))
-                    .map_err(|e| malformed(format!("import module name: {e}")))?,
-            )
-            .into_owned();
-            let first_thunk = descriptor.first_thunk.get(LE);
-            let lookup = match descriptor.original_first_thunk.get(LE) {
-                0 => first_thunk,
-                rva => rva,
-            };
-            let mut thunks = table
-                .thunks(lookup)
-                .map_err(|e| malformed(format!("{module}'s lookup table: {e}")))?;
-            let mut index = 0usize;
-            while let Some(thunk) = thunks
-                .next::<ImageNtHeaders64>()
-                .map_err(|e| malformed(format!("{module}'s lookup table: {e}")))?
-            {
-                let name = match table
-                    .import::<ImageNtHeaders64>(thunk)
-                    .map_err(|e| malformed(format!("{module} import {index}: {e}")))?
-                {
-                    Import::Name(_hint, name) => String::from_utf8_lossy(name).into_owned(),
-                    Import::Ordinal(ordinal) => {
-                        return Err(malformed(format!(
-                        "{module} import {index} is by ordinal ({ordinal}); drivers import by name"
-                    )))
-                    }
-                };
-                let slot_rva = (first_thunk as usize)
-                    .checked_add(index * 8)
-                    .filter(|&rva| rva + 8 <= size_of_image)
-                    .ok_or_else(|| {
-                        malformed(format!("{module}!{name}'s IAT slot lies outside the image"))
-                    })?;
-                match resolve(&module, &name) {
-                    Some(address) => {
-                        image
-                            .get_mut(slot_rva..slot_rva + 8)
-                            .ok_or_else(|| malformed("IAT slot outside the image"))?
-                            .copy_from_slice(&(address as u64).to_le_bytes());
-                        imports.push(BoundImport {
-                            module: module.clone(),
-                            name,
-                            address,
-                        });
-                    }
-                    None => missing.push(format!("{module}!{name}")),
-                }
-                index += 1;
+    for entry in import_entries(&pe)? {
+        let slot = entry.slot_rva as usize;
+        if slot + 8 > size_of_image {
+            return Err(malformed(format!(
+                "{}!{}'s IAT slot lies outside the image",
+                entry.module, entry.name
+            )));
+        }
+        match resolve(&entry.module, &entry.name) {
+            Some(address) => {
+                image
+                    .get_mut(slot..slot + 8)
+                    .ok_or_else(|| malformed("IAT slot outside the image"))?
+                    .copy_from_slice(&(address as u64).to_le_bytes());
+                imports.push(BoundImport {
+                    module: entry.module,
+                    name: entry.name,
+                    address,
+                });
             }
+            None => missing.push(format!("{}!{}", entry.module, entry.name)),
         }
     }
     if !missing.is_empty() {
@@ -508,6 +466,88 @@ pub fn load(
     })
 }
 
+/// One import-table entry, by name.
+struct ImportEntry<'data> {
+    module: String,
+    name: String,
+    /// The name's bytes, borrowed from the file (so their offset is known).
+    name_bytes: &'data [u8],
+    /// The RVA of its IAT slot.
+    slot_rva: u32,
+}
+
+/// Every import of the image, in table order. Imports by ordinal are refused
+/// (drivers import by name).
+fn import_entries<'data>(pe: &PeFile64<'data>) -> Result<Vec<ImportEntry<'data>>, ImageError> {
+    let mut entries = Vec::new();
+    let Some(table) = pe
+        .import_table()
+        .map_err(|e| malformed(format!("import directory: {e}")))?
+    else {
+        return Ok(entries);
+    };
+    let mut descriptors = table
+        .descriptors()
+        .map_err(|e| malformed(format!("import descriptors: {e}")))?;
+    while let Some(descriptor) = descriptors
+        .next()
+        .map_err(|e| malformed(format!("import descriptor: {e}")))?
+    {
+        let module = String::from_utf8_lossy(
+            table
+                .name(descriptor.name.get(LE))
+                .map_err(|e| malformed(format!("import module name: {e}")))?,
+        )
+        .into_owned();
+        let first_thunk = descriptor.first_thunk.get(LE);
+        let lookup = match descriptor.original_first_thunk.get(LE) {
+            0 => first_thunk,
+            rva => rva,
+        };
+        let mut thunks = table
+            .thunks(lookup)
+            .map_err(|e| malformed(format!("{module}'s lookup table: {e}")))?;
+        let mut index = 0u32;
+        while let Some(thunk) = thunks
+            .next::<ImageNtHeaders64>()
+            .map_err(|e| malformed(format!("{module}'s lookup table: {e}")))?
+        {
+            let name_bytes = match table
+                .import::<ImageNtHeaders64>(thunk)
+                .map_err(|e| malformed(format!("{module} import {index}: {e}")))?
+            {
+                Import::Name(_hint, name) => name,
+                Import::Ordinal(ordinal) => {
+                    return Err(malformed(format!(
+                        "{module} import {index} is by ordinal ({ordinal}); drivers import by name"
+                    )))
+                }
+            };
+            let slot_rva = index
+                .checked_mul(8)
+                .and_then(|offset| first_thunk.checked_add(offset))
+                .ok_or_else(|| malformed(format!("{module} import {index}: IAT slot overflows")))?;
+            entries.push(ImportEntry {
+                module: module.clone(),
+                name: String::from_utf8_lossy(name_bytes).into_owned(),
+                name_bytes,
+                slot_rva,
+            });
+            index += 1;
+        }
+    }
+    Ok(entries)
+}
+
+/// The import called `name`, for tests that patch a copy of the real image.
+fn find_import<'data>(file: &'data [u8], name: &str) -> Result<ImportEntry<'data>, ImageError> {
+    let pe = PeFile64::parse(file).map_err(|e| malformed(format!("not a PE32+ image: {e}")))?;
+    import_entries(&pe)?
+        .into_iter()
+        .find(|entry| entry.name == name)
+        .ok_or_else(|| malformed(format!("the image does not import {name}")))
+}
+
 /// Where an import's name (hint/name entry) lies in the file, for tests
 /// that patch a copy of the real image.
 ///
@@ -515,34 +555,18 @@ pub fn load(
 ///
 /// The image cannot be parsed or does not import `name`.
 pub fn import_name_offset(file: &[u8], name: &str) -> Result<usize, ImageError> {
-    let pe = PeFile64::parse(file).map_err(|e| malformed(format!("not a PE32+ image: {e}")))?;
-    let table = pe
-        .import_table()
-        .map_err(|e| malformed(e.to_string()))?
-        .ok_or_else(|| malformed("no import table"))?;
-    let mut descriptors = table.descriptors().map_err(|e| malformed(e.to_string()))?;
-    while let Some(descriptor) = descriptors.next().map_err(|e| malformed(e.to_string()))? {
-        let lookup = match descriptor.original_first_thunk.get(LE) {
-            0 => descriptor.first_thunk.get(LE),
-            rva => rva,
-        };
-        let mut thunks = table.thunks(lookup).map_err(|e| malformed(e.to_string()))?;
-        while let Some(thunk) = thunks
-            .next::<ImageNtHeaders64>()
-            .map_err(|e| malformed(e.to_string()))?
-        {
-            if let Import::Name(_, found) = table
-                .import::<ImageNtHeaders64>(thunk)
-                .map_err(|e| malformed(e.to_string()))?
-            {
-                if found == name.as_bytes() {
-                    // `found` borrows the file: its offset is the name's.
-                    return Ok(found.as_ptr().addr() - file.as_ptr().addr());
-                }
-            }
-        }
-    }
-    Err(malformed(format!("the image does not import {name}")))
+    let entry = find_import(file, name)?;
+    // The name borrows the file: its offset is the name's.
+    Ok(entry.name_bytes.as_ptr().addr() - file.as_ptr().addr())
+}
+
+/// The RVA of an import's IAT slot, for tests that patch code to call it.
+///
+/// # Errors
+///
+/// The image cannot be parsed or does not import `name`.
+pub fn import_slot_rva(file: &[u8], name: &str) -> Result<u32, ImageError> {
+    find_import(file, name).map(|entry| entry.slot_rva)
 }
 
 /// The file offset of the entry point, for tests that patch it.
@@ -571,42 +595,4 @@ pub fn entry_file_offset(file: &[u8]) -> Result<usize, ImageError> {
 pub fn entry_rva(file: &[u8]) -> Result<u32, ImageError> {
     let pe = PeFile64::parse(file).map_err(|e| malformed(format!("not a PE32+ image: {e}")))?;
     Ok(pe.nt_headers().optional_header().address_of_entry_point())
-}
-
-/// The RVA of an import's IAT slot, for tests that patch code to call it.
-///
-/// # Errors
-///
-/// The image cannot be parsed or does not import `name`.
-pub fn import_slot_rva(file: &[u8], name: &str) -> Result<u32, ImageError> {
-    let pe = PeFile64::parse(file).map_err(|e| malformed(format!("not a PE32+ image: {e}")))?;
-    let table = pe
-        .import_table()
-        .map_err(|e| malformed(e.to_string()))?
-        .ok_or_else(|| malformed("no import table"))?;
-    let mut descriptors = table.descriptors().map_err(|e| malformed(e.to_string()))?;
-    while let Some(descriptor) = descriptors.next().map_err(|e| malformed(e.to_string()))? {
-        let first_thunk = descriptor.first_thunk.get(LE);
-        let lookup = match descriptor.original_first_thunk.get(LE) {
-            0 => first_thunk,
-            rva => rva,
-        };
-        let mut thunks = table.thunks(lookup).map_err(|e| malformed(e.to_string()))?;
-        let mut index = 0u32;
-        while let Some(thunk) = thunks
-            .next::<ImageNtHeaders64>()
-            .map_err(|e| malformed(e.to_string()))?
-        {
-            if let Import::Name(_, found) = table
-                .import::<ImageNtHeaders64>(thunk)
-                .map_err(|e| malformed(e.to_string()))?
-            {
-                if found == name.as_bytes() {
-                    return Ok(first_thunk + index * 8);
-                }
-            }
-            index += 1;
-        }
-    }
-    Err(malformed(format!("the image does not import {name}")))
 }
