@@ -16,9 +16,11 @@ use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult};
 
 use crate::ac97::interrupt::InterruptSync;
 use crate::ac97::{Ac97Device, Ac97Resources, Ac97Wave, MixerNode, PortIo};
-use crate::cable::{Direction, VirtualCable};
+use crate::cable::VirtualCable;
+use crate::direction::Direction;
 use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
 use crate::platform::{LogLevel, Platform};
+use crate::stream::Backend as _;
 use crate::topology::CableTopology;
 use crate::wave::CableWave;
 

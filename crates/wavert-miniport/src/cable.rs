@@ -22,59 +22,59 @@
 //! streams running, so two streams started at the same QPC see the same
 //! bytes, in order, with no offset (the bit-exact tests rely on this).
 
-use alloc::vec::Vec;
-
-use portcls_sys::{KSAUDIO_POSITION, KSSTATE, PKEVENT};
+use portcls_sys::{
+    KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PKEVENT, PMDL, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_DEVICE_STATE, STATUS_UNSUCCESSFUL,
+};
 use wavert_com::{NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
-use wavert_core::sg::Descriptor;
+use wavert_core::negotiate::DeviceLimits;
+use wavert_core::notify::NotificationSchedule;
+use wavert_core::position::QpcClock;
+use wavert_core::sg::SgProfile;
 use wavert_core::state::{transition, KsState, StreamPosition, TimedStream, Transition};
 
+use crate::direction::{Direction, PerDirection};
 use crate::engine::{DmaMode, Engine};
-use crate::memory::{Mapping, Mdl, NotificationEvent};
-use crate::platform::{LogLevel, Platform, SpinLock};
+use crate::memory::{Mapping, NotificationEvents};
+use crate::platform::{Platform, SpinLock};
+use crate::stream::{same_format, Backend, DmaBuffer};
 
 /// Period of the virtual engine's timer: 1 ms, in 100 ns units. Notification
 /// events are signalled at most this late after their packet end.
 pub const TIMER_PERIOD_100NS: u32 = 10_000;
 
-/// Most notification events one stream may register.
-pub const MAX_EVENTS: usize = 4;
+/// The virtual device's buffer limits.
+///
+/// Requests above the maximum are clamped to it (a request is a wish, and the audio engine never asks for
+/// megabytes); the minimum keeps a buffer longer than a few timer ticks at
+/// the lowest rates.
+pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
+    min_bytes: 512,
+    max_bytes: 2 * 1024 * 1024,
+    granularity_bytes: 1,
+};
 
-/// Which side of the cable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// The render (speaker) side.
-    Render,
-    /// The capture (microphone) side.
-    Capture,
-}
-
-impl Direction {
-    const fn index(self) -> usize {
-        match self {
-            Self::Render => 0,
-            Self::Capture => 1,
-        }
-    }
-}
+/// What the virtual device reports for `KSPROPERTY_RTAUDIO_HWLATENCY`.
+///
+/// * `FifoSize` 0: the engine never reads ahead of the reported position
+///   (a position query services the engine first), so no audio sits in a
+///   device FIFO between the buffer and the "converter".
+/// * `ChipsetDelay` 0: there is no bus between memory and the device.
+/// * `CodecDelay` 0: render bytes reach the capture buffer in the same
+///   service that consumes them; there is no converter.
+pub const HW_LATENCY: KSRTAUDIO_HWLATENCY = KSRTAUDIO_HWLATENCY {
+    FifoSize: 0,
+    ChipsetDelay: 0,
+    CodecDelay: 0,
+};
 
 /// A stream's cyclic buffer as the engine sees it.
 #[derive(Debug)]
 pub struct Buffer {
-    /// The MDL from `AllocatePagesForMdl`.
-    pub mdl: Mdl,
-    /// The kernel mapping.
-    pub mapping: Mapping,
-    /// Physical address of each page, in buffer order.
-    pub pages: Vec<u64>,
-    /// The engine's descriptor list.
-    pub descriptors: Vec<Descriptor>,
-    /// Buffer size in bytes.
-    pub size: u32,
-    /// Notifications per cycle (0: the buffer was allocated without).
-    pub notification_count: u32,
+    /// The buffer the shared stream built.
+    pub dma: DmaBuffer,
     /// State, clock and notification schedule.
     pub timed: TimedStream,
     /// The virtual DMA engine.
@@ -84,7 +84,7 @@ pub struct Buffer {
     /// Whether the engine runs (first RUN after STOP until STOP).
     pub started: bool,
     /// Registered events.
-    pub events: [Option<NotificationEvent>; MAX_EVENTS],
+    pub events: NotificationEvents,
 }
 
 #[derive(Debug)]
@@ -122,7 +122,7 @@ pub struct CableStats {
 /// The cable's lock-protected state.
 #[derive(Debug)]
 pub struct CableState {
-    ends: [End; 2],
+    ends: PerDirection<End>,
     read_ptr: Option<u64>,
     running: u32,
     stats: CableStats,
@@ -154,7 +154,10 @@ impl<P: Platform> VirtualCable<P> {
             platform,
             mode,
             state: P::Lock::new(CableState {
-                ends: [End::closed(), End::closed()],
+                ends: PerDirection {
+                    render: End::closed(),
+                    capture: End::closed(),
+                },
                 read_ptr: None,
                 running: 0,
                 stats: CableStats::default(),
@@ -189,18 +192,93 @@ impl<P: Platform> VirtualCable<P> {
         self.state.with(|s| s.running)
     }
 
-    /// Opens one side for a stream of `format`. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn open(&self, direction: Direction, format: AudioFormat) -> NtResult<()> {
+    fn apply(&self, change: TimerChange) {
+        match change {
+            TimerChange::None => {}
+            TimerChange::Start => self.platform.start_timer(TIMER_PERIOD_100NS),
+            TimerChange::Stop => self.platform.stop_timer(),
+        }
+    }
+
+    /// The full position of one side as of now (after servicing the
+    /// engines), `None` without a buffer. IRQL: `<= DISPATCH_LEVEL`.
+    pub fn stream_position(&self, direction: Direction) -> Option<StreamPosition> {
+        let now = self.platform.qpc();
         self.state.with(|s| {
-            let end = s
-                .ends
-                .get_mut(direction.index())
-                .ok_or(NtStatus::INVALID_PARAMETER)?;
+            service(s, &self.platform, now);
+            let b = s.ends[direction].buffer.as_mut()?;
+            Some(b.timed.position(now))
+        })
+    }
+
+    /// A buffer built for `format` as this cable's engine needs it.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
+    )]
+    fn engine_buffer(
+        &self,
+        format: &AudioFormat,
+        dma: DmaBuffer,
+    ) -> Result<Buffer, (DmaBuffer, NtStatus)> {
+        let segments = u32::try_from(dma.descriptors.len()).unwrap_or(u32::MAX);
+        let Ok(engine) = Engine::new(self.mode, segments) else {
+            return Err((dma, NtStatus(STATUS_UNSUCCESSFUL)));
+        };
+        let clock = QpcClock::new(
+            self.platform.qpc_frequency(),
+            format.sample_rate(),
+            format.block_align(),
+            dma.size,
+            dma.packet_bytes,
+        );
+        let schedule = NotificationSchedule::new(dma.size, dma.notification_count.max(1));
+        let (Ok(clock), Ok(schedule)) = (clock, schedule) else {
+            return Err((dma, NtStatus::INVALID_PARAMETER));
+        };
+        Ok(Buffer {
+            dma,
+            timed: TimedStream::new(clock, schedule),
+            engine,
+            moved: 0,
+            started: false,
+            events: NotificationEvents::new(),
+        })
+    }
+}
+
+impl<P: Platform> Backend for VirtualCable<P> {
+    type Platform = P;
+
+    fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    fn buffer_limits(&self) -> DeviceLimits {
+        BUFFER_LIMITS
+    }
+
+    fn dma_reach(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn descriptor_profile(&self) -> SgProfile {
+        self.mode.profile()
+    }
+
+    fn hw_latency(&self, _format: &AudioFormat) -> KSRTAUDIO_HWLATENCY {
+        HW_LATENCY
+    }
+
+    /// Opens one side for a stream of `format`. IRQL: `PASSIVE_LEVEL`.
+    fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
+        self.state.with(|s| {
+            let end = &mut s.ends[direction];
             if end.format.is_some() {
                 return Err(NtStatus::INSUFFICIENT_RESOURCES);
             }
             *end = End {
-                format: Some(format),
+                format: Some(*format),
                 state: KsState::Stop,
                 buffer: None,
             };
@@ -210,22 +288,15 @@ impl<P: Platform> VirtualCable<P> {
 
     /// Closes one side (stream release) and hands back its buffer, if any,
     /// for the stream to free. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn close(&self, direction: Direction) -> Option<Buffer> {
+    fn close(&self, direction: Direction) -> Option<DmaBuffer> {
         let (buffer, change) = self.state.with(|s| {
             let now = self.platform.qpc();
             service(s, &self.platform, now);
-            let was_running = s
-                .ends
-                .get(direction.index())
-                .is_some_and(|e| e.state == KsState::Run);
-            let buffer = s
-                .ends
-                .get_mut(direction.index())
-                .and_then(|e| core::mem::replace(e, End::closed()).buffer);
+            let end = core::mem::replace(&mut s.ends[direction], End::closed());
             if direction == Direction::Render {
                 s.read_ptr = None;
             }
-            let change = if was_running {
+            let change = if end.state == KsState::Run {
                 s.running = s.running.saturating_sub(1);
                 if s.running == 0 {
                     TimerChange::Stop
@@ -235,62 +306,68 @@ impl<P: Platform> VirtualCable<P> {
             } else {
                 TimerChange::None
             };
-            (buffer, change)
+            (end.buffer, change)
         });
         self.apply(change);
-        buffer
+        buffer.map(|b| b.dma)
     }
 
     /// Whether a buffer may be allocated now: side open, in STOP, no buffer.
-    pub(crate) fn check_can_allocate(&self, direction: Direction) -> NtResult<()> {
-        self.state.with(|s| match s.ends.get(direction.index()) {
-            Some(e) if e.buffer.is_some() => {
-                Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST))
+    fn can_allocate(&self, direction: Direction) -> NtResult<()> {
+        self.state.with(|s| {
+            let end = &s.ends[direction];
+            if end.buffer.is_some() {
+                Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST))
+            } else if end.state != KsState::Stop {
+                Err(NtStatus(STATUS_INVALID_DEVICE_STATE))
+            } else {
+                Ok(())
             }
-            Some(e) if e.state != KsState::Stop => {
-                Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))
-            }
-            Some(_) => Ok(()),
-            None => Err(NtStatus::INVALID_PARAMETER),
         })
     }
 
     /// Installs a new buffer; gives it back if one appeared meanwhile.
     #[allow(
         clippy::result_large_err,
-        reason = "the buffer comes back by value so that it is freed at PASSIVE, outside the lock; it is moved once"
+        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
     )]
-    pub(crate) fn install_buffer(
+    fn install_buffer(
         &self,
         direction: Direction,
-        buffer: Buffer,
-    ) -> Result<(), Buffer> {
-        self.state
-            .with(|s| match s.ends.get_mut(direction.index()) {
-                Some(e) if e.buffer.is_none() && e.state == KsState::Stop => {
-                    e.buffer = Some(buffer);
-                    Ok(())
-                }
-                _ => Err(buffer),
-            })
+        dma: DmaBuffer,
+    ) -> Result<(), (DmaBuffer, NtStatus)> {
+        let format = self.state.with(|s| s.ends[direction].format);
+        let Some(format) = format else {
+            return Err((dma, NtStatus(STATUS_INVALID_DEVICE_STATE)));
+        };
+        let buffer = self.engine_buffer(&format, dma)?;
+        self.state.with(|s| {
+            let end = &mut s.ends[direction];
+            if end.buffer.is_none() && end.state == KsState::Stop {
+                end.buffer = Some(buffer);
+                Ok(())
+            } else {
+                Err((buffer.dma, NtStatus(STATUS_INVALID_DEVICE_REQUEST)))
+            }
+        })
     }
 
     /// Takes the buffer out if its MDL is `mdl` (a free of anything else,
     /// e.g. a second free, gets `None`).
-    pub(crate) fn take_buffer(
-        &self,
-        direction: Direction,
-        mdl: *mut portcls_sys::MDL,
-    ) -> Option<Buffer> {
+    fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
         self.state.with(|s| {
             let now = self.platform.qpc();
             service(s, &self.platform, now);
             if direction == Direction::Render {
                 s.read_ptr = None;
             }
-            let end = s.ends.get_mut(direction.index())?;
-            if end.buffer.as_ref().is_some_and(|b| b.mdl.as_raw() == mdl) {
-                end.buffer.take()
+            let end = &mut s.ends[direction];
+            if end
+                .buffer
+                .as_ref()
+                .is_some_and(|b| b.dma.mdl.as_raw() == mdl)
+            {
+                end.buffer.take().map(|b| b.dma)
             } else {
                 None
             }
@@ -298,7 +375,7 @@ impl<P: Platform> VirtualCable<P> {
     }
 
     /// `SetState`: one step at a time. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn set_state(&self, direction: Direction, raw: KSSTATE) -> NtResult<()> {
+    fn set_state(&self, direction: Direction, raw: KSSTATE) -> NtResult<()> {
         let now = self.platform.qpc();
         let (result, change) = self.state.with(|s| {
             service(s, &self.platform, now);
@@ -311,23 +388,15 @@ impl<P: Platform> VirtualCable<P> {
         result
     }
 
-    fn apply(&self, change: TimerChange) {
-        match change {
-            TimerChange::None => {}
-            TimerChange::Start => self.platform.start_timer(TIMER_PERIOD_100NS),
-            TimerChange::Stop => self.platform.stop_timer(),
-        }
-    }
-
     /// `GetPosition`: services the engines up to now first, so the position
     /// never runs ahead of the data. IRQL: `<= DISPATCH_LEVEL`.
-    pub(crate) fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
+    fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
         let now = self.platform.qpc();
         self.state.with(|s| {
             service(s, &self.platform, now);
-            s.ends
-                .get_mut(direction.index())
-                .and_then(|e| e.buffer.as_mut())
+            s.ends[direction]
+                .buffer
+                .as_mut()
                 .map_or_else(KSAUDIO_POSITION::default, |b| {
                     let offset = u64::from(b.timed.position(now).cyclic_offset);
                     KSAUDIO_POSITION {
@@ -338,58 +407,29 @@ impl<P: Platform> VirtualCable<P> {
         })
     }
 
-    /// The full position of one side as of now (after servicing the
-    /// engines), `None` without a buffer. IRQL: `<= DISPATCH_LEVEL`.
-    pub fn stream_position(&self, direction: Direction) -> Option<StreamPosition> {
-        let now = self.platform.qpc();
-        self.state.with(|s| {
-            service(s, &self.platform, now);
-            let b = s.ends.get_mut(direction.index())?.buffer.as_mut()?;
-            Some(b.timed.position(now))
-        })
-    }
-
     /// `RegisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
-        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+    fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
         self.state.with(|s| {
-            let buffer = s
-                .ends
-                .get_mut(direction.index())
-                .and_then(|e| e.buffer.as_mut())
-                .filter(|b| b.notification_count != 0)
-                .ok_or(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
-            if buffer.events.contains(&Some(event)) {
-                return Ok(());
-            }
-            let free = buffer
+            s.ends[direction]
+                .buffer
+                .as_mut()
+                .filter(|b| b.dma.notification_count != 0)
+                .ok_or(NtStatus(STATUS_INVALID_DEVICE_STATE))?
                 .events
-                .iter_mut()
-                .find(|e| e.is_none())
-                .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
-            *free = Some(event);
-            Ok(())
+                .register(event)
         })
     }
 
     /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
-        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+    fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
         self.state.with(|s| {
-            let slot = s
-                .ends
-                .get_mut(direction.index())
-                .and_then(|e| e.buffer.as_mut())
-                .and_then(|b| b.events.iter_mut().find(|e| **e == Some(event)))
-                .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?;
-            *slot = None;
-            Ok(())
+            s.ends[direction]
+                .buffer
+                .as_mut()
+                .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?
+                .events
+                .unregister(event)
         })
-    }
-
-    /// Logs through the platform.
-    pub(crate) fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
-        self.platform.log(level, message);
     }
 }
 
@@ -399,10 +439,7 @@ fn change_state(
     raw: KSSTATE,
     now: u64,
 ) -> NtResult<TimerChange> {
-    let end = s
-        .ends
-        .get_mut(direction.index())
-        .ok_or(NtStatus::INVALID_PARAMETER)?;
+    let end = &mut s.ends[direction];
     let to = KsState::from_raw(u32::from_ne_bytes(raw.to_ne_bytes()))
         .map_err(|_| NtStatus::INVALID_PARAMETER)?;
     let step = transition(end.state, to)
@@ -417,7 +454,7 @@ fn change_state(
             .map_err(|_| NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
         match step {
             Transition::Run if !b.started => {
-                b.engine.start(&b.descriptors);
+                b.engine.start(&b.dma.descriptors);
                 b.started = true;
             }
             Transition::Stop => {
@@ -462,7 +499,7 @@ fn due_bytes(b: &mut Buffer, now: u64, stats: &mut CableStats) -> u32 {
     }
     let target = b.timed.position(now).linear_bytes;
     let mut need = target.saturating_sub(b.moved);
-    let size = u64::from(b.size);
+    let size = u64::from(b.dma.size);
     if need > size {
         let whole = (need / size).saturating_sub(1).saturating_mul(size);
         b.moved = b.moved.saturating_add(whole);
@@ -481,22 +518,14 @@ struct Source<'a> {
     end: u64,
 }
 
-fn same_stream_format(a: &AudioFormat, b: &AudioFormat) -> bool {
-    a.sample_type() == b.sample_type()
-        && a.channels() == b.channels()
-        && a.sample_rate() == b.sample_rate()
-        && a.container_bits() == b.container_bits()
-        && a.valid_bits() == b.valid_bits()
-}
-
 /// Signals the buffer's events when a packet end passed since the last poll
 /// (once, however many passed: the event is a level, not a counter).
 fn signal<P: Platform>(b: &mut Buffer, platform: &P, now: u64, stats: &mut CableStats) {
     let due = b.timed.poll_notifications(now);
-    if due.count == 0 || b.notification_count == 0 {
+    if due.count == 0 || b.dma.notification_count == 0 {
         return;
     }
-    for event in b.events.iter().flatten() {
+    for event in b.events.iter() {
         platform.signal_event(event.as_raw());
         stats.signals = stats.signals.saturating_add(1);
     }
@@ -524,7 +553,7 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         stats,
         ..
     } = s;
-    let [render, capture] = ends;
+    let PerDirection { render, capture } = ends;
 
     // 1. Render: the engine consumes what the clock says.
     let mut render_span = None;
@@ -532,7 +561,7 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         let before = rb.moved;
         let need = due_bytes(rb, now, stats);
         if need > 0 {
-            let moved = rb.engine.advance(need, &rb.descriptors, &mut |_, _| {});
+            let moved = rb.engine.advance(need, &rb.dma.descriptors, &mut |_, _| {});
             rb.moved = rb
                 .moved
                 .saturating_add(u64::from(account(moved, need, stats)));
@@ -548,12 +577,12 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         return;
     };
     let formats_match = match (&render.format, &capture.format) {
-        (Some(r), Some(c)) => same_stream_format(r, c),
+        (Some(r), Some(c)) => same_format(r, c),
         _ => false,
     };
     let mut source = match (render.buffer.as_ref(), render_span) {
         (Some(rb), Some((before, after))) if formats_match => {
-            CyclicBuffer::new(&rb.pages, 0, rb.size)
+            CyclicBuffer::new(&rb.dma.pages, 0, rb.dma.size)
                 .ok()
                 .map(|geometry| {
                     let mut read = match *read_ptr {
@@ -562,11 +591,11 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
                     };
                     // Fell more than a buffer behind: the oldest bytes are
                     // gone (the client rewrote them); restart near the head.
-                    if after - read > u64::from(rb.size) {
-                        read = after.saturating_sub(u64::from(rb.size / 2));
+                    if after - read > u64::from(rb.dma.size) {
+                        read = after.saturating_sub(u64::from(rb.dma.size / 2));
                     }
                     Source {
-                        mapping: &rb.mapping,
+                        mapping: &rb.dma.mapping,
                         geometry,
                         read,
                         end: after,
@@ -577,7 +606,7 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
     };
     let need = due_bytes(cb, now, stats);
     if need > 0 {
-        let capture_map = &cb.mapping;
+        let capture_map = &cb.dma.mapping;
         let mut fill = |offset: u32, len: u32| {
             let copied = source
                 .as_mut()
@@ -590,7 +619,7 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
                 stats.silence_bytes = stats.silence_bytes.saturating_add(u64::from(rest));
             }
         };
-        let moved = cb.engine.advance(need, &cb.descriptors, &mut fill);
+        let moved = cb.engine.advance(need, &cb.dma.descriptors, &mut fill);
         cb.moved = cb
             .moved
             .saturating_add(u64::from(account(moved, need, stats)));

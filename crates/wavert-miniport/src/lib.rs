@@ -51,6 +51,7 @@ extern crate alloc;
 pub mod ac97;
 pub mod adapter;
 pub mod cable;
+pub mod direction;
 pub mod engine;
 pub mod filters;
 pub mod memory;
@@ -59,9 +60,13 @@ pub mod stream;
 pub mod topology;
 pub mod wave;
 
-pub use cable::{CableStats, Direction, VirtualCable, TIMER_PERIOD_100NS};
+pub use cable::{CableStats, VirtualCable, TIMER_PERIOD_100NS};
+pub use direction::{Direction, PerDirection};
 pub use engine::DmaMode;
 pub use platform::{LogLevel, Platform, SpinLock};
-pub use stream::CableStream;
+pub use stream::{Backend, WaveRtStream};
+
+/// A stream of the virtual cable: the shared WaveRT stream over the cable.
+pub type CableStream<P> = WaveRtStream<VirtualCable<P>>;
 pub use topology::CableTopology;
 pub use wave::CableWave;

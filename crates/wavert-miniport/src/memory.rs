@@ -7,7 +7,7 @@ use core::ptr::NonNull;
 use portcls_sys::{
     IPortWaveRTStream, KEVENT, MDL, MEMORY_CACHING_TYPE, PHYSICAL_ADDRESS, PKEVENT, PMDL,
 };
-use wavert_com::ComPtr;
+use wavert_com::{ComPtr, NtResult, NtStatus};
 
 /// The memory descriptor list of an allocated buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,64 @@ impl NotificationEvent {
     #[must_use]
     pub const fn as_raw(self) -> PKEVENT {
         self.0.as_ptr()
+    }
+}
+
+/// Most notification events one stream may register.
+pub const MAX_EVENTS: usize = 4;
+
+/// The notification events registered on one stream's buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NotificationEvents([Option<NotificationEvent>; MAX_EVENTS]);
+
+impl NotificationEvents {
+    /// No event registered.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self([None; MAX_EVENTS])
+    }
+
+    /// `RegisterNotificationEvent`: a second registration of the same event
+    /// is accepted once.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for a null event,
+    /// `STATUS_INSUFFICIENT_RESOURCES` when [`MAX_EVENTS`] are registered.
+    pub fn register(&mut self, event: PKEVENT) -> NtResult<()> {
+        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+        if self.0.contains(&Some(event)) {
+            return Ok(());
+        }
+        let free = self
+            .0
+            .iter_mut()
+            .find(|e| e.is_none())
+            .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        *free = Some(event);
+        Ok(())
+    }
+
+    /// `UnregisterNotificationEvent`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_PARAMETER` for a null event, `STATUS_NOT_FOUND` for
+    /// one that is not registered.
+    pub fn unregister(&mut self, event: PKEVENT) -> NtResult<()> {
+        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let slot = self
+            .0
+            .iter_mut()
+            .find(|e| **e == Some(event))
+            .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?;
+        *slot = None;
+        Ok(())
+    }
+
+    /// The registered events.
+    pub fn iter(&self) -> impl Iterator<Item = NotificationEvent> + '_ {
+        self.0.iter().flatten().copied()
     }
 }
 

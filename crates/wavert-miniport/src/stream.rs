@@ -1,4 +1,14 @@
-//! A WaveRT stream on one side of the cable.
+//! The one WaveRT stream every device shares, generic over a [`Backend`].
+//!
+//! What every device does the same way lives here once: format checks,
+//! buffer negotiation (whole frames, notification packets, the device's
+//! limits) and allocation through `IPortWaveRTStream` with the closest-size
+//! fallback, the page list and the scatter/gather descriptors, the kernel
+//! mapping, device memory next to the buffer (e.g. a descriptor list),
+//! zeroing, and freeing it all again exactly once. What really differs per
+//! device is the [`Backend`]: its limits, DMA reach and descriptor profile,
+//! its latency, and what happens when a buffer is installed, the state
+//! changes, the position is read or an event is registered.
 //!
 //! IRQL of each method (as PortCls calls them): `GetPosition` at
 //! `<= DISPATCH_LEVEL`; everything else at `PASSIVE_LEVEL`. Only the buffer
@@ -8,47 +18,19 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use portcls_sys::{
-    IPortWaveRTStream, MmCached, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PKEVENT, PMDL,
+    IPortWaveRTStream, MmCached, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE,
+    MEMORY_CACHING_TYPE, PKEVENT, PMDL, STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{AudioBuffer, ComPtr, MiniportWaveRtStream, NtResult, NtStatus, PacketMode};
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::{negotiate, BufferPlan, BufferRequest, DeviceLimits};
-use wavert_core::notify::NotificationSchedule;
-use wavert_core::position::QpcClock;
 use wavert_core::range::{parse_client_request, ClientRequest};
-use wavert_core::sg::{self, Descriptor};
-use wavert_core::state::TimedStream;
+use wavert_core::sg::{self, Descriptor, SgProfile};
 
-use crate::cable::{Buffer, Direction, VirtualCable, MAX_EVENTS};
-use crate::engine::Engine;
+use crate::direction::Direction;
 use crate::memory::{Mapping, Mdl, PortStream};
 use crate::platform::{LogLevel, Platform};
-
-/// The virtual device's buffer limits.
-///
-/// Requests above the maximum are clamped to it (a request is a wish, and the audio engine never asks for
-/// megabytes); the minimum keeps a buffer longer than a few timer ticks at
-/// the lowest rates.
-pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
-    min_bytes: 512,
-    max_bytes: 2 * 1024 * 1024,
-    granularity_bytes: 1,
-};
-
-/// What the virtual device reports for `KSPROPERTY_RTAUDIO_HWLATENCY`.
-///
-/// * `FifoSize` 0: the engine never reads ahead of the reported position
-///   (a position query services the engine first), so no audio sits in a
-///   device FIFO between the buffer and the "converter".
-/// * `ChipsetDelay` 0: there is no bus between memory and the device.
-/// * `CodecDelay` 0: render bytes reach the capture buffer in the same
-///   service that consumes them; there is no converter.
-pub const HW_LATENCY: KSRTAUDIO_HWLATENCY = KSRTAUDIO_HWLATENCY {
-    FifoSize: 0,
-    ChipsetDelay: 0,
-    CodecDelay: 0,
-};
 
 /// Parses a `KSDATAFORMAT` + `WAVEFORMATEX(TENSIBLE)` the port passes.
 ///
@@ -73,29 +55,182 @@ pub fn same_format(a: &AudioFormat, b: &AudioFormat) -> bool {
         && a.valid_bits() == b.valid_bits()
 }
 
-/// A stream of the cable (the value inside the COM stream object).
-pub struct CableStream<P: Platform> {
-    cable: Arc<VirtualCable<P>>,
+/// Memory a device needs beside the cyclic buffer (e.g. the AC'97's
+/// descriptor list): one physically contiguous block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemoryRequest {
+    /// Its size.
+    pub bytes: u32,
+    /// The highest physical address the device reaches.
+    pub max_physical: u64,
+    /// How it is mapped (uncached when the device reads it while the
+    /// driver writes it).
+    pub cache: MEMORY_CACHING_TYPE,
+}
+
+/// The device memory of a buffer, allocated and mapped (and zeroed).
+#[derive(Debug)]
+pub struct DeviceMemory {
+    /// Its MDL (from `AllocateContiguousPagesForMdl`).
+    pub mdl: Mdl,
+    /// The kernel mapping.
+    pub mapping: Mapping,
+    /// Its physical address.
+    pub physical: u64,
+}
+
+/// A stream's cyclic buffer as the shared stream built it.
+///
+/// Handed to the back-end by [`Backend::install_buffer`], handed back by
+/// [`Backend::take_buffer`] or [`Backend::close`] for the stream to unmap
+/// and free, at `PASSIVE_LEVEL`.
+#[derive(Debug)]
+pub struct DmaBuffer {
+    /// The MDL from `AllocatePagesForMdl`.
+    pub mdl: Mdl,
+    /// The kernel mapping.
+    pub mapping: Mapping,
+    /// Physical address of each page, in buffer order.
+    pub pages: Vec<u64>,
+    /// The scatter/gather list, in the back-end's descriptor profile.
+    pub descriptors: Vec<Descriptor>,
+    /// Buffer size in bytes.
+    pub size: u32,
+    /// Bytes per notification packet (the whole buffer without
+    /// notifications).
+    pub packet_bytes: u32,
+    /// Notifications per cycle (0: allocated without notification).
+    pub notification_count: u32,
+    /// The back-end's own memory for this buffer, if it asked for any.
+    pub device_memory: Option<DeviceMemory>,
+}
+
+/// What a device back-end provides to the shared [`WaveRtStream`].
+///
+/// A new back-end (HD Audio, say) implements this trait, describes its
+/// filters, and registers its subdevices through the adapter; everything
+/// about buffers, the page list, mappings and freeing comes from the stream.
+/// Methods that take a [`Direction`] act on that side's stream.
+pub trait Backend: Send + Sync + 'static {
+    /// The kernel services.
+    type Platform: Platform;
+
+    /// The platform (QPC, locks, events, logging).
+    fn platform(&self) -> &Self::Platform;
+
+    /// Buffer size limits and granularity.
+    fn buffer_limits(&self) -> DeviceLimits;
+
+    /// The highest physical address the DMA engine reaches (`u64::MAX`:
+    /// all memory).
+    fn dma_reach(&self) -> u64;
+
+    /// How descriptors are laid out for this DMA engine.
+    fn descriptor_profile(&self) -> SgProfile;
+
+    /// Memory the device needs beside each buffer (none by default).
+    fn device_memory(&self) -> Option<DeviceMemoryRequest> {
+        None
+    }
+
+    /// `KSPROPERTY_RTAUDIO_HWLATENCY` for a stream of `format`.
+    fn hw_latency(&self, format: &AudioFormat) -> KSRTAUDIO_HWLATENCY;
+
+    /// Opens `direction` for a stream of `format` (pin creation).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` when that side already has a
+    /// stream, or the device's own refusal of the format.
+    fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()>;
+
+    /// Closes `direction` (stream release), stopping its DMA, and hands
+    /// back its buffer if one is still installed.
+    fn close(&self, direction: Direction) -> Option<DmaBuffer>;
+
+    /// Whether a buffer may be allocated now (checked before allocating).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_REQUEST` when one is installed,
+    /// `STATUS_INVALID_DEVICE_STATE` outside STOP.
+    fn can_allocate(&self, direction: Direction) -> NtResult<()>;
+
+    /// Takes ownership of a built buffer. On failure it comes back with the
+    /// reason, for the stream to free.
+    ///
+    /// # Errors
+    ///
+    /// The buffer and why it was refused.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
+    )]
+    fn install_buffer(
+        &self,
+        direction: Direction,
+        buffer: DmaBuffer,
+    ) -> Result<(), (DmaBuffer, NtStatus)>;
+
+    /// Hands the buffer back if its MDL is `mdl` (a free of anything else,
+    /// e.g. a second free, gets `None`).
+    fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer>;
+
+    /// `SetState`, one step at a time.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` for a jump or a RUN without a buffer.
+    fn set_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()>;
+
+    /// `GetPosition` (`<= DISPATCH_LEVEL`): offsets inside the buffer.
+    fn position(&self, direction: Direction) -> KSAUDIO_POSITION;
+
+    /// `RegisterNotificationEvent`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` without a buffer allocated with
+    /// notification; the event set's own errors.
+    fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()>;
+
+    /// `UnregisterNotificationEvent`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_NOT_FOUND` for an event that is not registered.
+    fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()>;
+
+    /// A line for the driver log.
+    fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
+        self.platform().log(level, message);
+    }
+}
+
+/// A WaveRT stream of one direction of a device (the value inside the COM
+/// stream object).
+pub struct WaveRtStream<B: Backend> {
+    backend: Arc<B>,
     direction: Direction,
     port_stream: ComPtr<IPortWaveRTStream>,
     format: AudioFormat,
 }
 
-impl<P: Platform> CableStream<P> {
-    /// Opens `direction` of `cable` for a stream of `format`.
+impl<B: Backend> WaveRtStream<B> {
+    /// Opens `direction` of `backend` for a stream of `format`.
     ///
     /// # Errors
     ///
-    /// `STATUS_INSUFFICIENT_RESOURCES` when that side already has a stream.
+    /// What [`Backend::open`] refuses.
     pub fn new(
-        cable: Arc<VirtualCable<P>>,
+        backend: Arc<B>,
         direction: Direction,
         port_stream: ComPtr<IPortWaveRTStream>,
         format: AudioFormat,
     ) -> NtResult<Self> {
-        cable.open(direction, format)?;
+        backend.open(direction, &format)?;
         Ok(Self {
-            cable,
+            backend,
             direction,
             port_stream,
             format,
@@ -106,11 +241,18 @@ impl<P: Platform> CableStream<P> {
         PortStream(&self.port_stream)
     }
 
-    /// Gets pages for `plan`, settling for fewer when the port gives fewer
-    /// or fails (halving the wish each time), as the negotiation rules say.
+    /// Gets pages within the back-end's DMA reach for `plan`, settling for
+    /// fewer when the port gives fewer or fails (halving the wish each
+    /// time), as the negotiation rules say.
     fn allocate_pages(&self, mut plan: BufferPlan) -> NtResult<(Mdl, BufferPlan)> {
+        let reach = self.backend.dma_reach();
         loop {
-            if let Some(mdl) = self.port().allocate_pages(plan.size_bytes) {
+            let mdl = if reach == u64::MAX {
+                self.port().allocate_pages(plan.size_bytes)
+            } else {
+                self.port().allocate_pages_below(reach, plan.size_bytes)
+            };
+            if let Some(mdl) = mdl {
                 let got = self.port().page_count(mdl);
                 if got >= plan.pages() {
                     return Ok((mdl, plan));
@@ -128,19 +270,70 @@ impl<P: Platform> CableStream<P> {
         }
     }
 
+    /// The page list and the descriptors of a buffer.
+    fn page_list(&self, mdl: Mdl, plan: &BufferPlan) -> NtResult<(Vec<u64>, Vec<Descriptor>)> {
+        let no_memory = NtStatus::INSUFFICIENT_RESOURCES;
+        let mut pages: Vec<u64> = Vec::new();
+        pages
+            .try_reserve_exact(plan.pages() as usize)
+            .map_err(|_| no_memory)?;
+        for index in 0..plan.pages() {
+            pages.push(self.port().page_address(mdl, index));
+        }
+        // The port handed out unaligned or too few pages.
+        let geometry = CyclicBuffer::new(&pages, 0, plan.size_bytes)
+            .map_err(|_| NtStatus(STATUS_UNSUCCESSFUL))?;
+        let profile = self.backend.descriptor_profile();
+        let capacity = sg::max_entries_for(plan.size_bytes, 0, plan.notification_count, &profile);
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        let mut descriptors: Vec<Descriptor> = Vec::new();
+        descriptors
+            .try_reserve_exact(capacity)
+            .map_err(|_| no_memory)?;
+        descriptors.resize(capacity, Descriptor::default());
+        let count = sg::build(&geometry, &profile, plan.packet_bytes, &mut descriptors)
+            .map_err(|_| NtStatus(STATUS_UNSUCCESSFUL))?;
+        descriptors.truncate(count);
+        Ok((pages, descriptors))
+    }
+
+    /// The back-end's device memory: contiguous, within its reach, mapped
+    /// and zeroed.
+    fn allocate_device_memory(&self, request: DeviceMemoryRequest) -> NtResult<DeviceMemory> {
+        let mdl = self
+            .port()
+            .allocate_contiguous(0, request.max_physical, request.bytes)
+            .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        let Some(base) = self.port().map(mdl, request.cache) else {
+            self.port().free_pages(mdl);
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        };
+        // SAFETY: `base` maps the MDL's pages, at least `request.bytes`; it
+        // stays mapped until `release` unmaps it after taking this back.
+        let mapping = unsafe { Mapping::new(base, request.bytes) };
+        let physical = self.port().page_address(mdl, 0);
+        let _zeroed = mapping.zero(0, request.bytes);
+        Ok(DeviceMemory {
+            mdl,
+            mapping,
+            physical,
+        })
+    }
+
     /// Allocation shared by both `Allocate...` methods; `notifications` 0
     /// means none.
     fn allocate(&self, notifications: u32, requested: u32) -> NtResult<AudioBuffer> {
         if notifications > 2 || requested == 0 {
             return Err(NtStatus::INVALID_PARAMETER);
         }
-        self.cable.check_can_allocate(self.direction)?;
+        self.backend.can_allocate(self.direction)?;
+        let limits = self.backend.buffer_limits();
         let request = BufferRequest {
-            requested_bytes: requested.min(BUFFER_LIMITS.max_bytes),
+            requested_bytes: requested.min(limits.max_bytes),
             notification_count: notifications.max(1),
             block_align: self.format.block_align(),
         };
-        let plan = negotiate(&request, &BUFFER_LIMITS).map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        let plan = negotiate(&request, &limits).map_err(|_| NtStatus::INVALID_PARAMETER)?;
         let (mdl, plan) = self.allocate_pages(plan)?;
         let Some(base) = self.port().map(mdl, MmCached) else {
             self.port().free_pages(mdl);
@@ -148,118 +341,82 @@ impl<P: Platform> CableStream<P> {
         };
         // SAFETY: `base` maps the MDL's pages, at least `plan.pages()` pages,
         // so `size_bytes` bytes; it stays mapped until `release` unmaps it
-        // after dropping every `Mapping` of it.
+        // after the buffer comes back from the back-end.
         let mapping = unsafe { Mapping::new(base, plan.size_bytes) };
-        match self.build_buffer(mdl, mapping, &plan, notifications) {
-            Ok(buffer) => match self.cable.install_buffer(self.direction, buffer) {
-                Ok(()) => {
-                    self.cable.log(
-                        LogLevel::Info,
-                        format_args!(
-                            "{:?}: buffer {} bytes, {} notifications",
-                            self.direction, plan.size_bytes, notifications
-                        ),
-                    );
-                    Ok(AudioBuffer {
-                        mdl: mdl.as_raw(),
-                        actual_size: plan.size_bytes,
-                        offset_from_first_page: 0,
-                        cache_type: MmCached,
-                    })
-                }
-                Err(buffer) => {
-                    self.release(buffer);
-                    Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST))
-                }
-            },
-            Err((mapping, status)) => {
+        let parts = self.page_list(mdl, &plan).and_then(|lists| {
+            let memory = self
+                .backend
+                .device_memory()
+                .map(|request| self.allocate_device_memory(request))
+                .transpose()?;
+            Ok((lists, memory))
+        });
+        let ((pages, descriptors), device_memory) = match parts {
+            Ok(parts) => parts,
+            Err(status) => {
                 self.port().unmap(mapping.into_base(), mdl);
                 self.port().free_pages(mdl);
-                Err(status)
+                return Err(status);
             }
-        }
-    }
-
-    /// Page list, descriptors, clock and engine for a mapped buffer. On
-    /// failure the mapping comes back for the caller to release.
-    fn build_buffer(
-        &self,
-        mdl: Mdl,
-        mapping: Mapping,
-        plan: &BufferPlan,
-        notifications: u32,
-    ) -> Result<Buffer, (Mapping, NtStatus)> {
-        let no_memory = NtStatus::INSUFFICIENT_RESOURCES;
-        let mut pages: Vec<u64> = Vec::new();
-        if pages.try_reserve_exact(plan.pages() as usize).is_err() {
-            return Err((mapping, no_memory));
-        }
-        for index in 0..plan.pages() {
-            pages.push(self.port().page_address(mdl, index));
-        }
-        let Ok(geometry) = CyclicBuffer::new(&pages, 0, plan.size_bytes) else {
-            // The port handed out unaligned or too few pages.
-            return Err((mapping, NtStatus(portcls_sys::STATUS_UNSUCCESSFUL)));
-        };
-        let profile = self.cable.mode().profile();
-        let capacity = sg::max_entries_for(plan.size_bytes, 0, plan.notification_count, &profile);
-        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
-        let mut descriptors: Vec<Descriptor> = Vec::new();
-        if descriptors.try_reserve_exact(capacity).is_err() {
-            return Err((mapping, no_memory));
-        }
-        descriptors.resize(capacity, Descriptor::default());
-        let Ok(count) = sg::build(&geometry, &profile, plan.packet_bytes, &mut descriptors) else {
-            return Err((mapping, NtStatus(portcls_sys::STATUS_UNSUCCESSFUL)));
-        };
-        descriptors.truncate(count);
-        let segments = u32::try_from(count).unwrap_or(u32::MAX);
-        let Ok(engine) = Engine::new(self.cable.mode(), segments) else {
-            return Err((mapping, NtStatus(portcls_sys::STATUS_UNSUCCESSFUL)));
-        };
-        let frequency = self.cable.platform().qpc_frequency();
-        let clock = QpcClock::new(
-            frequency,
-            self.format.sample_rate(),
-            self.format.block_align(),
-            plan.size_bytes,
-            plan.packet_bytes,
-        );
-        let schedule = NotificationSchedule::new(plan.size_bytes, plan.notification_count);
-        let (Ok(clock), Ok(schedule)) = (clock, schedule) else {
-            return Err((mapping, NtStatus::INVALID_PARAMETER));
         };
         // Silence until the first byte moves (capture), and no stale data
         // from whoever had these pages before (both sides).
         let _zeroed = mapping.zero(0, plan.size_bytes);
-        Ok(Buffer {
+        let buffer = DmaBuffer {
             mdl,
             mapping,
             pages,
             descriptors,
             size: plan.size_bytes,
+            packet_bytes: plan.packet_bytes,
             notification_count: notifications,
-            timed: TimedStream::new(clock, schedule),
-            engine,
-            moved: 0,
-            started: false,
-            events: [None; MAX_EVENTS],
-        })
+            device_memory,
+        };
+        match self.backend.install_buffer(self.direction, buffer) {
+            Ok(()) => {
+                self.backend.log(
+                    LogLevel::Info,
+                    format_args!(
+                        "{:?}: buffer {} bytes, {} notifications",
+                        self.direction, plan.size_bytes, notifications
+                    ),
+                );
+                Ok(AudioBuffer {
+                    mdl: mdl.as_raw(),
+                    actual_size: plan.size_bytes,
+                    offset_from_first_page: 0,
+                    cache_type: MmCached,
+                })
+            }
+            Err((buffer, status)) => {
+                self.release(buffer);
+                Err(status)
+            }
+        }
     }
 
-    /// Unmaps and frees a buffer taken out of the cable (`PASSIVE_LEVEL`).
-    fn release(&self, buffer: Buffer) {
-        // The engine, page and descriptor lists drop here (PASSIVE_LEVEL);
-        // the mapping is consumed by the unmap.
-        let Buffer { mdl, mapping, .. } = buffer;
+    /// Unmaps and frees a buffer the back-end handed back (`PASSIVE_LEVEL`).
+    fn release(&self, buffer: DmaBuffer) {
+        // The page and descriptor lists drop here (PASSIVE_LEVEL); the
+        // mappings are consumed by the unmaps.
+        let DmaBuffer {
+            mdl,
+            mapping,
+            device_memory,
+            ..
+        } = buffer;
+        if let Some(memory) = device_memory {
+            self.port().unmap(memory.mapping.into_base(), memory.mdl);
+            self.port().free_pages(memory.mdl);
+        }
         self.port().unmap(mapping.into_base(), mdl);
         self.port().free_pages(mdl);
     }
 
     fn free(&self, mdl: PMDL, size: u32) {
-        match self.cable.take_buffer(self.direction, mdl) {
+        match self.backend.take_buffer(self.direction, mdl) {
             Some(buffer) => self.release(buffer),
-            None => self.cable.log(
+            None => self.backend.log(
                 LogLevel::Error,
                 format_args!(
                     "{:?}: free of an unknown buffer ({size} bytes) ignored",
@@ -270,17 +427,17 @@ impl<P: Platform> CableStream<P> {
     }
 }
 
-impl<P: Platform> Drop for CableStream<P> {
+impl<B: Backend> Drop for WaveRtStream<B> {
     fn drop(&mut self) {
         // The port releases a stream at PASSIVE_LEVEL; a buffer it never
         // freed is freed here, so nothing leaks.
-        if let Some(buffer) = self.cable.close(self.direction) {
+        if let Some(buffer) = self.backend.close(self.direction) {
             self.release(buffer);
         }
     }
 }
 
-impl<P: Platform> MiniportWaveRtStream for CableStream<P> {
+impl<B: Backend> MiniportWaveRtStream for WaveRtStream<B> {
     fn packet_mode(&self) -> PacketMode {
         // Packet mode (Windows 10 IMiniportWaveRTOutputStream/InputStream)
         // is not offered yet: the port then drives the stream in plain
@@ -298,11 +455,11 @@ impl<P: Platform> MiniportWaveRtStream for CableStream<P> {
     }
 
     fn set_state(&self, state: KSSTATE) -> NtResult<()> {
-        self.cable.set_state(self.direction, state)
+        self.backend.set_state(self.direction, state)
     }
 
     fn position(&self) -> NtResult<KSAUDIO_POSITION> {
-        Ok(self.cable.position(self.direction))
+        Ok(self.backend.position(self.direction))
     }
 
     fn allocate_audio_buffer(&self, requested_size: u32) -> NtResult<AudioBuffer> {
@@ -314,7 +471,7 @@ impl<P: Platform> MiniportWaveRtStream for CableStream<P> {
     }
 
     fn hw_latency(&self) -> KSRTAUDIO_HWLATENCY {
-        HW_LATENCY
+        self.backend.hw_latency(&self.format)
     }
 
     fn allocate_buffer_with_notification(
@@ -333,10 +490,10 @@ impl<P: Platform> MiniportWaveRtStream for CableStream<P> {
     }
 
     fn register_notification_event(&self, event: PKEVENT) -> NtResult<()> {
-        self.cable.register_event(self.direction, event)
+        self.backend.register_event(self.direction, event)
     }
 
     fn unregister_notification_event(&self, event: PKEVENT) -> NtResult<()> {
-        self.cable.unregister_event(self.direction, event)
+        self.backend.unregister_event(self.direction, event)
     }
 }

@@ -32,7 +32,7 @@ use portcls_sys::{
 };
 use wavert_com::{ComPtr, Miniport, MiniportTopology, NtResult, NtStatus};
 
-use crate::cable::Direction;
+use crate::direction::Direction;
 use crate::filters::{
     TOPOLOGY_CAPTURE_FILTER, TOPOLOGY_RENDER_FILTER, TOPO_CAPTURE_MIC_PIN, TOPO_MUTE_NODE,
     TOPO_RENDER_SPEAKER_PIN, TOPO_VOLUME_NODE,

@@ -14,10 +14,14 @@ use wavert_core::range::{
     DeviceRange,
 };
 
-use crate::cable::{Direction, VirtualCable};
+use crate::cable::VirtualCable;
+use crate::cable::BUFFER_LIMITS;
+use crate::direction::Direction;
 use crate::filters::{HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_HOST_PIN, WAVE_RENDER_FILTER};
 use crate::platform::{LogLevel, Platform};
-use crate::stream::{parse_format, CableStream, BUFFER_LIMITS};
+use crate::stream::parse_format;
+use crate::stream::Backend as _;
+use crate::CableStream;
 
 /// The wave miniport of one side of the cable.
 pub struct CableWave<P: Platform> {

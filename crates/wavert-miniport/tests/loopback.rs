@@ -350,5 +350,5 @@ fn registers_are_not_supported_and_latency_is_reported() {
     };
     // SAFETY: live stream, writable latency.
     unsafe { (s.0.vtbl().base__.GetHWLatency)(s.0.this(), &raw mut latency) };
-    assert_eq!(latency, wavert_miniport::stream::HW_LATENCY);
+    assert_eq!(latency, wavert_miniport::cable::HW_LATENCY);
 }

@@ -26,22 +26,30 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use portcls_sys::windows_abi;
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
-use portcls_sys::{IInterruptSync, NTSTATUS, PKEVENT, STATUS_SUCCESS, STATUS_UNSUCCESSFUL};
+use portcls_sys::{
+    IInterruptSync, MmNonCached, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, NTSTATUS, PKEVENT,
+    PMDL, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS,
+    STATUS_UNSUCCESSFUL,
+};
 use wavert_com::{NtResult, NtStatus};
 use wavert_core::ac97::{
     nam, Ac97Error, Channel, ChannelKind, ChannelStats, Codec, DmaMemory, MAX_RATE,
 };
-use wavert_core::sg::Descriptor;
+use wavert_core::format::AudioFormat;
+use wavert_core::geometry::PAGE_SIZE;
+use wavert_core::negotiate::DeviceLimits;
+use wavert_core::sg::{Descriptor, SgProfile};
 use wavert_core::state::{transition, KsState, Transition};
 
 use super::interrupt::InterruptSync;
 use super::resources::Ac97Resources;
+use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL};
 use super::{PortIo, Window};
-use crate::cable::{Direction, MAX_EVENTS};
-use crate::memory::{Mapping, NotificationEvent};
+use crate::direction::{Direction, PerDirection};
+use crate::memory::{Mapping, NotificationEvents};
 use crate::platform::{LogLevel, Platform, SpinLock};
+use crate::stream::{Backend, DeviceMemoryRequest, DmaBuffer};
 use crate::topology::{TopologyHardware, VolumeRange};
 
 /// `STATUS_DEVICE_NOT_READY` (`ntstatus.h`): the codec did not come up.
@@ -50,13 +58,6 @@ use crate::topology::{TopologyHardware, VolumeRange};
     reason = "NTSTATUS values are written as their unsigned hex"
 )]
 pub const STATUS_DEVICE_NOT_READY: NTSTATUS = 0xC000_00A3_u32 as NTSTATUS;
-
-const fn index(direction: Direction) -> usize {
-    match direction {
-        Direction::Render => 0,
-        Direction::Capture => 1,
-    }
-}
 
 const fn kind(direction: Direction) -> ChannelKind {
     match direction {
@@ -89,16 +90,33 @@ impl DmaMemory for ListMemory<'_> {
 #[derive(Debug, Default)]
 struct HwChannel {
     channel: Option<Channel>,
-    segments: Vec<Descriptor>,
-    list: Option<Mapping>,
-    list_physical: u64,
-    size: u32,
+    /// The installed buffer: its segment list and, as its device memory,
+    /// the descriptor list the bus master reads.
+    buffer: Option<DmaBuffer>,
     last_position: u64,
+}
+
+impl HwChannel {
+    /// The running channel with its segments and descriptor list.
+    fn parts(&mut self) -> Option<(&mut Channel, &[Descriptor], ListMemory<'_>, u32)> {
+        let buffer = self.buffer.as_ref()?;
+        let list = buffer.device_memory.as_ref()?;
+        let channel = self.channel.as_mut()?;
+        Some((
+            channel,
+            &buffer.descriptors,
+            ListMemory {
+                mapping: &list.mapping,
+                physical: list.physical,
+            },
+            buffer.size,
+        ))
+    }
 }
 
 #[derive(Debug, Default)]
 struct HwState {
-    channels: [HwChannel; 2],
+    channels: PerDirection<HwChannel>,
 }
 
 /// One channel's spin-lock state.
@@ -107,10 +125,12 @@ struct SoftChannel {
     open: bool,
     state: KsState,
     has_buffer: bool,
+    /// Notifications per cycle of the installed buffer (0: none).
+    notifications: u32,
     started: bool,
     packet_bytes: u64,
     notified_packets: u64,
-    events: [Option<NotificationEvent>; MAX_EVENTS],
+    events: NotificationEvents,
 }
 
 impl SoftChannel {
@@ -119,17 +139,18 @@ impl SoftChannel {
             open: false,
             state: KsState::Stop,
             has_buffer: false,
+            notifications: 0,
             started: false,
             packet_bytes: 0,
             notified_packets: 0,
-            events: [None; MAX_EVENTS],
+            events: NotificationEvents::new(),
         }
     }
 }
 
 #[derive(Debug)]
 struct SoftState {
-    channels: [SoftChannel; 2],
+    channels: PerDirection<SoftChannel>,
     signals: u64,
 }
 
@@ -171,7 +192,7 @@ pub struct Ac97Device<P: Platform, IO: PortIo> {
     hw: UnsafeCell<HwState>,
     soft: P::Lock<SoftState>,
     mixer: P::Lock<MixerState>,
-    completed_bytes: [AtomicU64; 2],
+    completed_bytes: PerDirection<AtomicU64>,
     deferred_pending: AtomicBool,
     interrupts: AtomicU64,
     not_mine: AtomicU64,
@@ -261,7 +282,7 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
             resources,
             hw: UnsafeCell::new(HwState::default()),
             soft: P::Lock::new(SoftState {
-                channels: [SoftChannel::closed(), SoftChannel::closed()],
+                channels: PerDirection::new_with(|_| SoftChannel::closed()),
                 signals: 0,
             }),
             mixer: P::Lock::new(MixerState {
@@ -269,7 +290,7 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
                 master: nam::UNITY_GAIN,
                 record_gain: nam::UNITY_GAIN,
             }),
-            completed_bytes: [AtomicU64::new(0), AtomicU64::new(0)],
+            completed_bytes: PerDirection::new_with(|_| AtomicU64::new(0)),
             deferred_pending: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),
             not_mine: AtomicU64::new(0),
@@ -342,29 +363,18 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
         let hw = unsafe { &mut *self.hw.get() };
         let mut bus = self.bus_master();
         let mut claimed = false;
-        for (slot, done) in hw.channels.iter_mut().zip(&self.completed_bytes) {
-            let HwChannel {
-                channel,
-                segments,
-                list,
-                list_physical,
-                size,
-                ..
-            } = slot;
-            let (Some(channel), Some(list)) = (channel.as_mut(), list.as_ref()) else {
+        for direction in Direction::BOTH {
+            let done = &self.completed_bytes[direction];
+            let Some((channel, segments, mut memory, size)) = hw.channels[direction].parts() else {
                 continue;
             };
             if !channel.is_running() {
                 continue;
             }
-            let mut memory = ListMemory {
-                mapping: list,
-                physical: *list_physical,
-            };
             match channel.service_interrupt(&mut bus, &mut memory, segments) {
                 Ok(report) if report.acknowledged != 0 => {
                     claimed = true;
-                    let bytes = completed_bytes(report.completed_segments, segments, *size);
+                    let bytes = completed_bytes(report.completed_segments, segments, size);
                     done.store(bytes, Ordering::Release);
                 }
                 Ok(_) => {}
@@ -397,7 +407,9 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
         self.deferred_runs.fetch_add(1, Ordering::Relaxed);
         self.soft.with(|s| {
             let mut signals = 0;
-            for (channel, done) in s.channels.iter_mut().zip(&self.completed_bytes) {
+            for direction in Direction::BOTH {
+                let channel = &mut s.channels[direction];
+                let done = &self.completed_bytes[direction];
                 if channel.state != KsState::Run || channel.packet_bytes == 0 {
                     continue;
                 }
@@ -406,7 +418,7 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
                     continue;
                 }
                 channel.notified_packets = packets;
-                for event in channel.events.iter().flatten() {
+                for event in channel.events.iter() {
                     self.platform.signal_event(event.as_raw());
                     signals += 1;
                 }
@@ -437,47 +449,12 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
     /// The back-end's counters of one channel (`None` without a buffer).
     /// IRQL: `<= DISPATCH_LEVEL`.
     pub fn channel_stats(&self, direction: Direction) -> Option<ChannelStats> {
-        self.with_hw(|hw, _| {
-            hw.channels
-                .get(index(direction))
-                .and_then(|c| c.channel.as_ref())
-                .map(Channel::stats)
-        })
-        .ok()
-        .flatten()
+        self.with_hw(|hw, _| hw.channels[direction].channel.as_ref().map(Channel::stats))
+            .ok()
+            .flatten()
     }
 
     // ---- streams ------------------------------------------------------
-
-    /// Opens one direction for a stream at `rate` (sets the converter
-    /// rate). IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn open(&self, direction: Direction, rate: u32) -> NtResult<()> {
-        self.soft.with(|s| {
-            let channel = s
-                .channels
-                .get_mut(index(direction))
-                .ok_or(NtStatus::INVALID_PARAMETER)?;
-            if channel.open {
-                return Err(NtStatus::INSUFFICIENT_RESOURCES);
-            }
-            channel.open = true;
-            Ok(())
-        })?;
-        let result = self.set_rate(direction, rate);
-        if result.is_err() {
-            self.close(direction);
-        }
-        result
-    }
-
-    /// Closes one direction (after its buffer is gone). `PASSIVE_LEVEL`.
-    pub(crate) fn close(&self, direction: Direction) {
-        self.soft.with(|s| {
-            if let Some(channel) = s.channels.get_mut(index(direction)) {
-                *channel = SoftChannel::closed();
-            }
-        });
-    }
 
     fn set_rate(&self, direction: Direction, rate: u32) -> NtResult<()> {
         self.mixer.with(|m| {
@@ -535,144 +512,247 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
             .with(|_| wavert_core::ac97::RegisterBus::read16(&mut self.mixer_window(), register))
     }
 
-    /// Hands a built buffer to the channel: its segment list and the
-    /// mapping of its descriptor list at `list_physical`. On failure the
-    /// pieces come back for the caller to free. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn install_buffer(
-        &self,
-        direction: Direction,
-        segments: Vec<Descriptor>,
-        list: Mapping,
-        list_physical: u64,
-        size: u32,
-        packet_bytes: u32,
-    ) -> Result<(), (Vec<Descriptor>, Mapping, NtStatus)> {
-        let channel = match Channel::new(kind(direction), list_physical) {
-            Ok(c) => c,
-            Err(e) => return Err((segments, list, hw_error(e))),
-        };
-        let busy = self.soft.with(|s| {
-            s.channels
-                .get(index(direction))
-                .is_none_or(|c| c.has_buffer || !c.open)
-        });
-        if busy {
-            return Err((
-                segments,
-                list,
-                NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST),
-            ));
-        }
-        let mut parts = Some((segments, list));
-        let installed = self.with_hw(|hw, _| {
-            let Some(slot) = hw.channels.get_mut(index(direction)) else {
-                return false;
-            };
-            let Some((segments, list)) = parts.take() else {
-                return false;
-            };
-            slot.channel = Some(channel);
-            slot.segments = segments;
-            slot.list = Some(list);
-            slot.list_physical = list_physical;
-            slot.size = size;
-            slot.last_position = 0;
-            true
-        });
-        if installed != Ok(true) {
-            let status = installed.err().unwrap_or(NtStatus(STATUS_UNSUCCESSFUL));
-            return match parts {
-                Some((segments, list)) => Err((segments, list, status)),
-                // Installed after all (cannot happen): keep it.
-                None => Ok(()),
-            };
-        }
-        self.soft.with(|s| {
-            if let Some(c) = s.channels.get_mut(index(direction)) {
-                c.has_buffer = true;
-                c.packet_bytes = u64::from(packet_bytes);
-                c.notified_packets = 0;
-            }
-        });
-        Ok(())
-    }
-
-    /// Takes the buffer back (stopping the engine if it runs): the segment
-    /// list and the descriptor list's mapping, for the caller to drop and
-    /// unmap at `PASSIVE_LEVEL`. Events registered on it are forgotten.
-    pub(crate) fn take_buffer(&self, direction: Direction) -> Option<(Vec<Descriptor>, Mapping)> {
+    /// Takes the buffer back (stopping the engine if it runs), for the
+    /// stream to unmap and free at `PASSIVE_LEVEL`. Events registered on it
+    /// are forgotten.
+    fn take_installed(&self, direction: Direction) -> Option<DmaBuffer> {
         let taken = self
             .with_hw(|hw, bus| {
-                let slot = hw.channels.get_mut(index(direction))?;
-                let mut channel = slot.channel.take()?;
-                if channel.is_running() {
-                    channel.stop(bus);
+                let slot = &mut hw.channels[direction];
+                if let Some(mut channel) = slot.channel.take() {
+                    if channel.is_running() {
+                        channel.stop(bus);
+                    }
                 }
-                let list = slot.list.take()?;
-                Some((core::mem::take(&mut slot.segments), list))
+                slot.buffer.take()
             })
             .ok()
             .flatten();
-        self.completed_bytes
-            .get(index(direction))
-            .into_iter()
-            .for_each(|c| c.store(0, Ordering::Release));
-        self.soft.with(|s| {
-            if let Some(c) = s.channels.get_mut(index(direction)) {
-                c.has_buffer = false;
-                c.started = false;
-                c.packet_bytes = 0;
-                c.notified_packets = 0;
-                c.events = [None; MAX_EVENTS];
-            }
+        self.completed_bytes[direction].store(0, Ordering::Release);
+        self.update(direction, |c| {
+            c.has_buffer = false;
+            c.notifications = 0;
+            c.started = false;
+            c.packet_bytes = 0;
+            c.notified_packets = 0;
+            c.events = NotificationEvents::default();
         });
         taken
+    }
+
+    fn update(&self, direction: Direction, f: impl FnOnce(&mut SoftChannel)) {
+        self.soft.with(|s| f(&mut s.channels[direction]));
+    }
+
+    /// The engine's linear byte position: CIV and PICB read as a
+    /// consistent pair under the interrupt lock (0 when stopped), and the
+    /// buffer size. Runs a pending deferred step first.
+    /// IRQL: `<= DISPATCH_LEVEL`.
+    fn linear_position(&self, direction: Direction) -> (u64, u32) {
+        self.run_deferred();
+        self.with_hw(|hw, bus| {
+            let slot = &mut hw.channels[direction];
+            let HwChannel {
+                channel,
+                buffer,
+                last_position,
+            } = slot;
+            let Some(buffer) = buffer.as_ref() else {
+                return (0, 0);
+            };
+            match channel.as_mut() {
+                Some(channel) if channel.is_running() => {
+                    // A read that never settles keeps the last good one.
+                    if let Ok(position) = channel.position(bus, &buffer.descriptors, buffer.size) {
+                        *last_position = position;
+                    }
+                    (*last_position, buffer.size)
+                }
+                _ => (0, buffer.size),
+            }
+        })
+        .unwrap_or((0, 0))
+    }
+}
+
+impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
+    type Platform = P;
+
+    fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    fn buffer_limits(&self) -> DeviceLimits {
+        BUFFER_LIMITS
+    }
+
+    /// The ICH takes 32-bit buffer and list addresses.
+    fn dma_reach(&self) -> u64 {
+        MAX_PHYSICAL
+    }
+
+    /// One segment per page piece, split at packet ends, lengths in 16-bit
+    /// samples, an interrupt on every segment.
+    fn descriptor_profile(&self) -> SgProfile {
+        SgProfile::AC97
+    }
+
+    /// The channel's 32-entry descriptor list (256 bytes) in one physically
+    /// contiguous page below 4 GiB, uncached (the bus master reads it while
+    /// the ISR writes it).
+    fn device_memory(&self) -> Option<DeviceMemoryRequest> {
+        Some(DeviceMemoryRequest {
+            bytes: PAGE_SIZE,
+            max_physical: MAX_PHYSICAL,
+            cache: MmNonCached,
+        })
+    }
+
+    fn hw_latency(&self, format: &AudioFormat) -> KSRTAUDIO_HWLATENCY {
+        hw_latency(format.sample_rate())
+    }
+
+    /// Opens one direction for a stream (sets the converter rate).
+    /// IRQL: `PASSIVE_LEVEL`.
+    fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
+        self.soft.with(|s| {
+            let channel = &mut s.channels[direction];
+            if channel.open {
+                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            }
+            channel.open = true;
+            Ok(())
+        })?;
+        let result = self.set_rate(direction, format.sample_rate());
+        if result.is_err() {
+            self.update(direction, |c| *c = SoftChannel::closed());
+        }
+        result
+    }
+
+    /// Closes one direction, taking its buffer back. `PASSIVE_LEVEL`.
+    fn close(&self, direction: Direction) -> Option<DmaBuffer> {
+        let buffer = self.take_installed(direction);
+        self.update(direction, |c| *c = SoftChannel::closed());
+        buffer
+    }
+
+    fn can_allocate(&self, direction: Direction) -> NtResult<()> {
+        let (open, has_buffer) = self
+            .soft
+            .with(|s| (s.channels[direction].open, s.channels[direction].has_buffer));
+        if has_buffer || !open {
+            Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Hands a built buffer to the channel: its segment list and the
+    /// descriptor list (its device memory). IRQL: `PASSIVE_LEVEL`.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
+    )]
+    fn install_buffer(
+        &self,
+        direction: Direction,
+        buffer: DmaBuffer,
+    ) -> Result<(), (DmaBuffer, NtStatus)> {
+        let Some(list_physical) = buffer.device_memory.as_ref().map(|m| m.physical) else {
+            return Err((buffer, NtStatus(STATUS_UNSUCCESSFUL)));
+        };
+        let channel = match Channel::new(kind(direction), list_physical) {
+            Ok(c) => c,
+            Err(e) => return Err((buffer, hw_error(e))),
+        };
+        if self.can_allocate(direction).is_err() {
+            return Err((buffer, NtStatus(STATUS_INVALID_DEVICE_REQUEST)));
+        }
+        let notifications = buffer.notification_count;
+        let packet_bytes = if notifications == 0 {
+            0
+        } else {
+            buffer.packet_bytes
+        };
+        let mut parts = Some(buffer);
+        let installed = self.with_hw(|hw, _| {
+            let slot = &mut hw.channels[direction];
+            slot.channel = Some(channel);
+            slot.buffer = parts.take();
+            slot.last_position = 0;
+        });
+        if let Err(status) = installed {
+            // `None`: installed after all (the routine ran): keep it.
+            return parts.map_or(Ok(()), |buffer| Err((buffer, status)));
+        }
+        self.update(direction, |c| {
+            c.has_buffer = true;
+            c.notifications = notifications;
+            c.packet_bytes = u64::from(packet_bytes);
+            c.notified_packets = 0;
+        });
+        if let Some(list) = self
+            .with_hw(|hw, _| {
+                hw.channels[direction]
+                    .buffer
+                    .as_ref()
+                    .and_then(|b| b.device_memory.as_ref().map(|m| m.physical))
+            })
+            .ok()
+            .flatten()
+        {
+            self.log(
+                LogLevel::Info,
+                format_args!("AC'97 {direction:?}: descriptor list at {list:#x}"),
+            );
+        }
+        Ok(())
+    }
+
+    fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
+        let ours = self
+            .with_hw(|hw, _| {
+                hw.channels[direction]
+                    .buffer
+                    .as_ref()
+                    .is_some_and(|b| b.mdl.as_raw() == mdl)
+            })
+            .unwrap_or(false);
+        if ours {
+            self.take_installed(direction)
+        } else {
+            None
+        }
     }
 
     /// `SetState`: RUN starts the engine (first time after STOP) or
     /// resumes it; RUN -> PAUSE clears the run bit (position kept);
     /// ACQUIRE -> STOP resets the channel (position back to 0).
     /// IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn set_state(&self, direction: Direction, raw: u32) -> NtResult<()> {
+    fn set_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()> {
+        let raw = u32::try_from(state).unwrap_or(u32::MAX);
         let to = KsState::from_raw(raw).map_err(|_| NtStatus::INVALID_PARAMETER)?;
         let (from, has_buffer, started) = self.soft.with(|s| {
-            s.channels
-                .get(index(direction))
-                .map_or((KsState::Stop, false, false), |c| {
-                    (c.state, c.has_buffer, c.started)
-                })
+            let c = &s.channels[direction];
+            (c.state, c.has_buffer, c.started)
         });
-        let change =
-            transition(from, to).map_err(|_| NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
+        let change = transition(from, to).map_err(|_| NtStatus(STATUS_INVALID_DEVICE_STATE))?;
         match change {
             Transition::Run => {
                 if !has_buffer {
-                    return Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE));
+                    return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
                 }
                 // Events count packets from the start of this run of DMA.
                 self.update(direction, |c| c.state = KsState::Run);
                 let result = self.with_hw(|hw, bus| {
-                    let slot = hw
-                        .channels
-                        .get_mut(index(direction))
-                        .ok_or(Ac97Error::NotRunning)?;
-                    let HwChannel {
-                        channel,
-                        segments,
-                        list,
-                        list_physical,
-                        ..
-                    } = slot;
-                    let (Some(channel), Some(list)) = (channel.as_mut(), list.as_ref()) else {
+                    let Some((channel, segments, mut memory, _)) = hw.channels[direction].parts()
+                    else {
                         return Err(Ac97Error::NotRunning);
                     };
                     if started {
                         channel.resume(bus)
                     } else {
-                        let mut memory = ListMemory {
-                            mapping: list,
-                            physical: *list_physical,
-                        };
                         channel.start(bus, &mut memory, segments)
                     }
                 })?;
@@ -685,30 +765,22 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
             Transition::PauseFromRun => {
                 self.update(direction, |c| c.state = KsState::Pause);
                 self.with_hw(|hw, bus| {
-                    if let Some(channel) = hw
-                        .channels
-                        .get_mut(index(direction))
-                        .and_then(|s| s.channel.as_mut())
-                    {
+                    if let Some(channel) = hw.channels[direction].channel.as_mut() {
                         let _ = channel.pause(bus);
                     }
                 })?;
             }
             Transition::Stop => {
                 self.with_hw(|hw, bus| {
-                    if let Some(slot) = hw.channels.get_mut(index(direction)) {
-                        if let Some(channel) = slot.channel.as_mut() {
-                            if channel.is_running() {
-                                channel.stop(bus);
-                            }
+                    let slot = &mut hw.channels[direction];
+                    if let Some(channel) = slot.channel.as_mut() {
+                        if channel.is_running() {
+                            channel.stop(bus);
                         }
-                        slot.last_position = 0;
                     }
+                    slot.last_position = 0;
                 })?;
-                self.completed_bytes
-                    .get(index(direction))
-                    .into_iter()
-                    .for_each(|c| c.store(0, Ordering::Release));
+                self.completed_bytes[direction].store(0, Ordering::Release);
                 self.update(direction, |c| {
                     c.state = KsState::Stop;
                     c.started = false;
@@ -724,85 +796,33 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
         Ok(())
     }
 
-    fn update(&self, direction: Direction, f: impl FnOnce(&mut SoftChannel)) {
-        self.soft.with(|s| {
-            if let Some(c) = s.channels.get_mut(index(direction)) {
-                f(c);
-            }
-        });
-    }
-
-    /// The engine's linear byte position: CIV and PICB read as a
-    /// consistent pair under the interrupt lock (0 when stopped). Runs a
-    /// pending deferred step first. IRQL: `<= DISPATCH_LEVEL`.
-    pub(crate) fn position(&self, direction: Direction) -> u64 {
-        self.run_deferred();
-        self.with_hw(|hw, bus| {
-            let Some(slot) = hw.channels.get_mut(index(direction)) else {
-                return 0;
-            };
-            let HwChannel {
-                channel,
-                segments,
-                size,
-                last_position,
-                ..
-            } = slot;
-            match channel.as_mut() {
-                Some(channel) if channel.is_running() => {
-                    // A read that never settles keeps the last good one.
-                    if let Ok(position) = channel.position(bus, segments, *size) {
-                        *last_position = position;
-                    }
-                    *last_position
-                }
-                _ => 0,
-            }
-        })
-        .unwrap_or(0)
+    fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
+        let (linear, size) = self.linear_position(direction);
+        if size == 0 {
+            return KSAUDIO_POSITION::default();
+        }
+        let offset = linear % u64::from(size);
+        KSAUDIO_POSITION {
+            PlayOffset: offset,
+            WriteOffset: offset,
+        }
     }
 
     /// `RegisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn register_event(
-        &self,
-        direction: Direction,
-        event: PKEVENT,
-        with_notification: bool,
-    ) -> NtResult<()> {
-        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+    fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
         self.soft.with(|s| {
-            let c = s
-                .channels
-                .get_mut(index(direction))
-                .ok_or(NtStatus::INVALID_PARAMETER)?;
-            if !c.has_buffer || !with_notification {
-                return Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE));
+            let c = &mut s.channels[direction];
+            if !c.has_buffer || c.notifications == 0 {
+                return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
             }
-            if c.events.contains(&Some(event)) {
-                return Ok(());
-            }
-            let slot = c
-                .events
-                .iter_mut()
-                .find(|e| e.is_none())
-                .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
-            *slot = Some(event);
-            Ok(())
+            c.events.register(event)
         })
     }
 
     /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    pub(crate) fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
-        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
-        self.soft.with(|s| {
-            let slot = s
-                .channels
-                .get_mut(index(direction))
-                .and_then(|c| c.events.iter_mut().find(|e| **e == Some(event)))
-                .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?;
-            *slot = None;
-            Ok(())
-        })
+    fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+        self.soft
+            .with(|s| s.channels[direction].events.unregister(event))
     }
 }
 

@@ -15,7 +15,7 @@ use super::device::Ac97Device;
 use super::filters::{AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS};
 use super::stream::{Ac97Stream, BUFFER_LIMITS};
 use super::PortIo;
-use crate::cable::Direction;
+use crate::direction::Direction;
 use crate::filters::WAVE_HOST_PIN;
 use crate::platform::{LogLevel, Platform};
 use crate::stream::parse_format;
