@@ -23,8 +23,8 @@
 //! bytes, in order, with no offset (the bit-exact tests rely on this).
 
 use portcls_sys::{
-    KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PKEVENT, PMDL, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_DEVICE_STATE, STATUS_UNSUCCESSFUL,
+    PNPBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PCFILTER_DESCRIPTOR,
+    PKEVENT, PMDL, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
@@ -32,11 +32,13 @@ use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::DeviceLimits;
 use wavert_core::notify::NotificationSchedule;
 use wavert_core::position::QpcClock;
+use wavert_core::range::{intersect, parse_client_request, ClientRequest};
 use wavert_core::sg::SgProfile;
 use wavert_core::state::{transition, KsState, StreamPosition, TimedStream, Transition};
 
 use crate::direction::{Direction, PerDirection};
 use crate::engine::{DmaMode, Engine};
+use crate::filters::{HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
 use crate::memory::{Mapping, NotificationEvents};
 use crate::platform::{Platform, SpinLock};
 use crate::stream::{same_format, Backend, DmaBuffer};
@@ -430,6 +432,41 @@ impl<P: Platform> Backend for VirtualCable<P> {
                 .events
                 .unregister(event)
         })
+    }
+
+    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR {
+        match direction {
+            Direction::Render => &WAVE_RENDER_FILTER,
+            Direction::Capture => &WAVE_CAPTURE_FILTER,
+        }
+    }
+
+    /// The host pin has one range per sample type ([`HOST_RANGES`]); the
+    /// matching range says which.
+    fn intersect(
+        &self,
+        _direction: Direction,
+        data_range: &[u8],
+        matching_range: &[u8],
+    ) -> NtResult<AudioFormat> {
+        let device = match parse_client_request(matching_range) {
+            Ok(ClientRequest::Range(range)) => HOST_RANGES
+                .iter()
+                .copied()
+                .find(|d| range.sample_type == Some(d.sample_type)),
+            _ => None,
+        }
+        .ok_or(NtStatus::NO_MATCH)?;
+        intersect(data_range, &device).map_err(|_| NtStatus::NO_MATCH)
+    }
+
+    fn accepts(&self, _direction: Direction, format: &AudioFormat) -> bool {
+        HOST_RANGES.iter().any(|range| range.contains(format))
+    }
+
+    /// Root-enumerated.
+    fn bus(&self) -> INTERFACE_TYPE {
+        PNPBus
     }
 }
 

@@ -69,4 +69,4 @@ pub use stream::{Backend, WaveRtStream};
 /// A stream of the virtual cable: the shared WaveRT stream over the cable.
 pub type CableStream<P> = WaveRtStream<VirtualCable<P>>;
 pub use topology::CableTopology;
-pub use wave::CableWave;
+pub use wave::{CableWave, WaveMiniport};

@@ -18,8 +18,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use portcls_sys::{
-    IPortWaveRTStream, MmCached, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE,
-    MEMORY_CACHING_TYPE, PKEVENT, PMDL, STATUS_UNSUCCESSFUL,
+    IPortWaveRTStream, MmCached, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE,
+    MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PKEVENT, PMDL, STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{AudioBuffer, ComPtr, MiniportWaveRtStream, NtResult, NtStatus, PacketMode};
 use wavert_core::format::AudioFormat;
@@ -205,6 +205,34 @@ pub trait Backend: Send + Sync + 'static {
     fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
         self.platform().log(level, message);
     }
+
+    /// How the device names itself in the log (`""` or `"AC'97 "`).
+    fn log_prefix(&self) -> &'static str {
+        ""
+    }
+
+    /// The wave filter of `direction`.
+    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR;
+
+    /// `DataRangeIntersection` on the host pin: the format both the
+    /// client's `data_range` and the pin's `matching_range` (one of this
+    /// device's own ranges, as the port passes it) allow.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_NO_MATCH` when there is none.
+    fn intersect(
+        &self,
+        direction: Direction,
+        data_range: &[u8],
+        matching_range: &[u8],
+    ) -> NtResult<AudioFormat>;
+
+    /// Whether a stream of `format` may open on `direction`'s host pin.
+    fn accepts(&self, direction: Direction, format: &AudioFormat) -> bool;
+
+    /// The bus the device sits on, for `GetDeviceDescription`.
+    fn bus(&self) -> INTERFACE_TYPE;
 }
 
 /// A WaveRT stream of one direction of a device (the value inside the COM

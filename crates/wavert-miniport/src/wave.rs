@@ -1,4 +1,5 @@
-//! The wave miniports (one per direction) of the cable.
+//! The wave miniport (one per direction) every back-end shares: its filter,
+//! intersection, stream acceptance and bus come from the [`Backend`].
 //!
 //! IRQL: every method at `PASSIVE_LEVEL`.
 
@@ -9,52 +10,34 @@ use portcls_sys::{
     DEVICE_DESCRIPTION_VERSION, PCFILTER_DESCRIPTOR,
 };
 use wavert_com::{ComPtr, Miniport, MiniportWaveRt, NtResult, NtStatus};
-use wavert_core::range::{
-    intersect, ks_data_format_len, parse_client_request, write_ks_data_format, ClientRequest,
-    DeviceRange,
-};
+use wavert_core::range::{ks_data_format_len, write_ks_data_format};
 
 use crate::cable::VirtualCable;
-use crate::cable::BUFFER_LIMITS;
 use crate::direction::Direction;
-use crate::filters::{HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_HOST_PIN, WAVE_RENDER_FILTER};
-use crate::platform::{LogLevel, Platform};
-use crate::stream::parse_format;
-use crate::stream::Backend as _;
-use crate::CableStream;
+use crate::filters::WAVE_HOST_PIN;
+use crate::platform::LogLevel;
+use crate::stream::{parse_format, Backend, WaveRtStream};
 
-/// The wave miniport of one side of the cable.
-pub struct CableWave<P: Platform> {
-    cable: Arc<VirtualCable<P>>,
+/// The wave miniport of one direction of a device, for every back-end.
+pub struct WaveMiniport<B: Backend> {
+    backend: Arc<B>,
     direction: Direction,
 }
 
-impl<P: Platform> CableWave<P> {
-    /// The wave miniport for `direction` of `cable`.
+impl<B: Backend> WaveMiniport<B> {
+    /// The wave miniport for `direction` of `backend`.
     #[must_use]
-    pub const fn new(cable: Arc<VirtualCable<P>>, direction: Direction) -> Self {
-        Self { cable, direction }
+    pub const fn new(backend: Arc<B>, direction: Direction) -> Self {
+        Self { backend, direction }
     }
 }
 
-/// The host pin's device range a matching range (one of our own data
-/// ranges, as the port passes it) stands for.
-fn device_range_of(matching: &[u8]) -> Option<DeviceRange> {
-    match parse_client_request(matching) {
-        Ok(ClientRequest::Range(range)) => HOST_RANGES
-            .iter()
-            .copied()
-            .find(|d| range.sample_type == Some(d.sample_type)),
-        _ => None,
-    }
-}
+/// The wave miniport of one side of the virtual cable.
+pub type CableWave<P> = WaveMiniport<VirtualCable<P>>;
 
-impl<P: Platform> Miniport for CableWave<P> {
+impl<B: Backend> Miniport for WaveMiniport<B> {
     fn description(&self) -> &'static PCFILTER_DESCRIPTOR {
-        match self.direction {
-            Direction::Render => &WAVE_RENDER_FILTER,
-            Direction::Capture => &WAVE_CAPTURE_FILTER,
-        }
+        self.backend.wave_filter(self.direction)
     }
 
     fn data_range_intersection(
@@ -69,14 +52,15 @@ impl<P: Platform> Miniport for CableWave<P> {
             // Bridge pins carry analog audio: the port's own intersection.
             return Err(NtStatus(portcls_sys::STATUS_NOT_IMPLEMENTED));
         }
-        let device = device_range_of(matching_range).ok_or(NtStatus::NO_MATCH)?;
-        let format = intersect(data_range, &device).map_err(|_| NtStatus::NO_MATCH)?;
+        let format = self
+            .backend
+            .intersect(self.direction, data_range, matching_range)?;
         write_intersection(&format, result, result_len)
     }
 }
 
-impl<P: Platform> MiniportWaveRt for CableWave<P> {
-    type Stream = CableStream<P>;
+impl<B: Backend> MiniportWaveRt for WaveMiniport<B> {
+    type Stream = WaveRtStream<B>;
 
     fn init(
         &self,
@@ -84,11 +68,16 @@ impl<P: Platform> MiniportWaveRt for CableWave<P> {
         _resources: Option<ComPtr<IResourceList>>,
         _port: ComPtr<IPortWaveRT>,
     ) -> NtResult<()> {
-        // A virtual device has no resources to claim; the port reference is
-        // not needed (no events to generate), so it is released right away.
-        self.cable.log(
+        // The adapter already claimed whatever resources the device has (it
+        // is shared by four filters); the port reference is not needed (no
+        // port events to generate), so it is released right away.
+        self.backend.log(
             LogLevel::Info,
-            format_args!("{:?} wave miniport initialised", self.direction),
+            format_args!(
+                "{}{:?} wave miniport initialised",
+                self.backend.log_prefix(),
+                self.direction
+            ),
         );
         Ok(())
     }
@@ -104,24 +93,24 @@ impl<P: Platform> MiniportWaveRt for CableWave<P> {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         let format = parse_format(format)?;
-        if !HOST_RANGES.iter().any(|range| range.contains(&format)) {
+        if !self.backend.accepts(self.direction, &format) {
             return Err(NtStatus::NOT_SUPPORTED);
         }
-        CableStream::new(self.cable.clone(), self.direction, port_stream, format)
+        WaveRtStream::new(self.backend.clone(), self.direction, port_stream, format)
     }
 
     fn device_description(&self, description: &mut DEVICE_DESCRIPTION) -> NtResult<()> {
-        // A bus master that can reach any page: PortCls only uses this to
-        // bound the pages it allocates for the buffer.
+        // A scatter/gather bus master: PortCls only uses this to bound the
+        // pages it allocates for the buffer.
         *description = DEVICE_DESCRIPTION {
             Version: DEVICE_DESCRIPTION_VERSION,
             Master: 1,
             ScatterGather: 1,
             Dma32BitAddresses: 1,
-            Dma64BitAddresses: 1,
-            InterfaceType: portcls_sys::PNPBus,
+            Dma64BitAddresses: u8::from(self.backend.dma_reach() > u64::from(u32::MAX)),
+            InterfaceType: self.backend.bus(),
             DmaWidth: Width32Bits,
-            MaximumLength: BUFFER_LIMITS.max_bytes,
+            MaximumLength: self.backend.buffer_limits().max_bytes,
             ..DEVICE_DESCRIPTION::default()
         };
         Ok(())

@@ -28,9 +28,9 @@ use portcls_sys::windows_abi;
 use alloc::sync::Arc;
 
 use portcls_sys::{
-    IInterruptSync, MmNonCached, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, NTSTATUS, PKEVENT,
-    PMDL, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS,
-    STATUS_UNSUCCESSFUL,
+    IInterruptSync, MmNonCached, PCIBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY,
+    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PKEVENT, PMDL, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{NtResult, NtStatus};
 use wavert_core::ac97::{
@@ -39,9 +39,11 @@ use wavert_core::ac97::{
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::PAGE_SIZE;
 use wavert_core::negotiate::DeviceLimits;
+use wavert_core::range::{intersect, parse_client_request, ClientRequest};
 use wavert_core::sg::{Descriptor, SgProfile};
 use wavert_core::state::{transition, KsState, Transition};
 
+use super::filters::{AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS};
 use super::interrupt::InterruptSync;
 use super::resources::Ac97Resources;
 use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL};
@@ -823,6 +825,49 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
     fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
         self.soft
             .with(|s| s.channels[direction].events.unregister(event))
+    }
+
+    fn log_prefix(&self) -> &'static str {
+        "AC'97 "
+    }
+
+    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR {
+        match direction {
+            Direction::Render => &AC97_WAVE_RENDER_FILTER,
+            Direction::Capture => &AC97_WAVE_CAPTURE_FILTER,
+        }
+    }
+
+    /// The host pin has one range; a mono client is mixed up by the audio
+    /// engine, never handed to the device (the engines run two channels).
+    fn intersect(
+        &self,
+        _direction: Direction,
+        data_range: &[u8],
+        matching_range: &[u8],
+    ) -> NtResult<AudioFormat> {
+        // The port passes our one range as the matching range.
+        if !matches!(
+            parse_client_request(matching_range),
+            Ok(ClientRequest::Range(_))
+        ) {
+            return Err(NtStatus::NO_MATCH);
+        }
+        let format = intersect(data_range, &AC97_RANGE).map_err(|_| NtStatus::NO_MATCH)?;
+        if format.channels() == CHANNELS {
+            Ok(format)
+        } else {
+            Err(NtStatus::NO_MATCH)
+        }
+    }
+
+    fn accepts(&self, _direction: Direction, format: &AudioFormat) -> bool {
+        AC97_RANGE.contains(format) && format.channels() == CHANNELS
+    }
+
+    /// A PCI function.
+    fn bus(&self) -> INTERFACE_TYPE {
+        PCIBus
     }
 }
 
