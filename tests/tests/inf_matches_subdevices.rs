@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portcls_sys::GUID;
 use wavert_miniport::adapter::{Subdevice, SubdeviceKind, AC97_SUBDEVICES, SUBDEVICES};
-use wavert_miniport::filters;
 use wavert_miniport::Direction;
+use wavert_miniport::{cable, filters};
 
 const INX: &str = include_str!("../../inf/rswavert.inx");
 
@@ -178,8 +178,8 @@ fn ac97_subdevice_categories_are_the_filter_descriptors_categories() {
 fn subdevice_categories_are_the_filter_descriptors_categories() {
     for s in &SUBDEVICES {
         let descriptor = match s.kind {
-            SubdeviceKind::Wave(Direction::Render) => &filters::WAVE_RENDER_FILTER,
-            SubdeviceKind::Wave(Direction::Capture) => &filters::WAVE_CAPTURE_FILTER,
+            SubdeviceKind::Wave(Direction::Render) => &cable::filters::WAVE_RENDER_FILTER,
+            SubdeviceKind::Wave(Direction::Capture) => &cable::filters::WAVE_CAPTURE_FILTER,
             SubdeviceKind::Topology(Direction::Render) => &filters::TOPOLOGY_RENDER_FILTER,
             SubdeviceKind::Topology(Direction::Capture) => &filters::TOPOLOGY_CAPTURE_FILTER,
         };

@@ -16,13 +16,13 @@ use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult};
 
 use crate::ac97::interrupt::InterruptSync;
 use crate::ac97::{Ac97Device, Ac97Resources, Ac97Wave, MixerNode, PortIo};
+use crate::cable::CableWave;
 use crate::cable::VirtualCable;
 use crate::direction::Direction;
 use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
 use crate::platform::{LogLevel, Platform};
 use crate::stream::Backend as _;
-use crate::topology::CableTopology;
-use crate::wave::CableWave;
+use crate::topology::TopologyMiniport;
 
 /// The PortCls calls the adapter logic makes.
 pub trait PortClsServices {
@@ -81,7 +81,7 @@ pub trait PortClsServices {
 pub enum SubdeviceKind {
     /// WaveRT port + [`CableWave`].
     Wave(Direction),
-    /// Topology port + [`CableTopology`].
+    /// Topology port + [`TopologyMiniport`].
     Topology(Direction),
 }
 
@@ -197,7 +197,7 @@ fn install_one<S: PortClsServices, P: Platform>(
             port
         }
         SubdeviceKind::Topology(direction) => {
-            let miniport = new_topology_miniport(CableTopology::new(direction))?;
+            let miniport = new_topology_miniport(TopologyMiniport::new(direction))?;
             let port = services.new_port(&CLSID_PortTopology)?;
             services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
             port
@@ -295,7 +295,7 @@ fn install_ac97_one<S: PortClsServices, P: Platform, IO: PortIo>(
         SubdeviceKind::Topology(direction) => {
             let hardware = Arc::new(MixerNode::new(device.clone(), direction));
             let miniport =
-                new_topology_miniport(CableTopology::with_hardware(direction, hardware))?;
+                new_topology_miniport(TopologyMiniport::with_hardware(direction, hardware))?;
             let port = services.new_port(&CLSID_PortTopology)?;
             services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
             port

@@ -1,4 +1,6 @@
-//! The four filters of the cable as static descriptor data.
+//! The filter descriptors every back-end shares, as static data: the wave
+//! filter shape (each back-end supplies its host pin's ranges), the two
+//! topology filters, and the builders.
 //!
 //! Layout (pin numbers are the indices in each filter's pin table):
 //!
@@ -28,20 +30,19 @@ use portcls_sys::{
     KSPROPSETID_Audio, KSPROPSETID_Jack, GUID, KSAUDFNAME_MASTER_VOLUME, KSCATEGORY_AUDIO,
     KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
     KSDATAFORMAT_SPECIFIER_NONE, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_SUBTYPE_ANALOG,
-    KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_SUBTYPE_PCM, KSDATAFORMAT_TYPE_AUDIO,
-    KSDATARANGE, KSDATARANGE_AUDIO, KSNODETYPE_ADC, KSNODETYPE_DAC, KSNODETYPE_MICROPHONE,
-    KSNODETYPE_MUTE, KSNODETYPE_SPEAKER, KSNODETYPE_VOLUME, KSPIN_COMMUNICATION,
-    KSPIN_COMMUNICATION_NONE, KSPIN_COMMUNICATION_SINK, KSPIN_DATAFLOW, KSPIN_DATAFLOW_IN,
-    KSPIN_DATAFLOW_OUT, KSPIN_DESCRIPTOR, KSPROPERTY_AUDIO_MUTE, KSPROPERTY_AUDIO_VOLUMELEVEL,
-    KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2, PCAUTOMATION_TABLE,
-    PCCONNECTION_DESCRIPTOR, PCEVENT_ITEM, PCFILTER_DESCRIPTOR, PCFILTER_NODE, PCMETHOD_ITEM,
-    PCNODE_DESCRIPTOR, PCPFNPROPERTY_HANDLER, PCPIN_DESCRIPTOR, PCPROPERTY_ITEM,
+    KSDATAFORMAT_TYPE_AUDIO, KSDATARANGE, KSDATARANGE_AUDIO, KSNODETYPE_ADC, KSNODETYPE_DAC,
+    KSNODETYPE_MICROPHONE, KSNODETYPE_MUTE, KSNODETYPE_SPEAKER, KSNODETYPE_VOLUME,
+    KSPIN_COMMUNICATION, KSPIN_COMMUNICATION_NONE, KSPIN_COMMUNICATION_SINK, KSPIN_DATAFLOW,
+    KSPIN_DATAFLOW_IN, KSPIN_DATAFLOW_OUT, KSPIN_DESCRIPTOR, KSPROPERTY_AUDIO_MUTE,
+    KSPROPERTY_AUDIO_VOLUMELEVEL, KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2,
+    PCAUTOMATION_TABLE, PCCONNECTION_DESCRIPTOR, PCEVENT_ITEM, PCFILTER_DESCRIPTOR, PCFILTER_NODE,
+    PCMETHOD_ITEM, PCNODE_DESCRIPTOR, PCPFNPROPERTY_HANDLER, PCPIN_DESCRIPTOR, PCPROPERTY_ITEM,
     PCPROPERTY_ITEM_FLAG_BASICSUPPORT, PCPROPERTY_ITEM_FLAG_GET, PCPROPERTY_ITEM_FLAG_SET,
     PKSDATARANGE, ULONG,
 };
-use wavert_core::format::SampleType;
 use wavert_core::range::DeviceRange;
 
+use crate::direction::Direction;
 use crate::topology::{jack_handler, mute_handler, volume_handler};
 
 /// Host pin (the stream pin the audio engine instantiates) of both wave filters.
@@ -65,39 +66,6 @@ pub const TOPO_MUTE_NODE: u32 = 1;
 pub(crate) const NODE_IN: ULONG = 1;
 /// `KSNODEPIN_STANDARD_OUT` (ksmedia.h): a node's output pin.
 pub(crate) const NODE_OUT: ULONG = 0;
-
-/// Lowest sample rate the cable offers.
-pub const MIN_RATE: u32 = 44_100;
-/// Highest sample rate the cable offers.
-pub const MAX_RATE: u32 = 192_000;
-/// Most channels the cable offers.
-pub const MAX_CHANNELS: u16 = 8;
-
-/// The PCM range: 16, 24 (packed in 3 bytes) and 32 bits, 1 to 8 channels,
-/// 44.1 to 192 kHz.
-pub const PCM_RANGE: DeviceRange = DeviceRange {
-    sample_type: SampleType::Pcm,
-    max_channels: MAX_CHANNELS,
-    min_bits: 16,
-    max_bits: 32,
-    min_rate: MIN_RATE,
-    max_rate: MAX_RATE,
-    container_for_24: 24,
-};
-
-/// The float range: 32-bit IEEE float, 1 to 8 channels, 44.1 to 192 kHz.
-pub const FLOAT_RANGE: DeviceRange = DeviceRange {
-    sample_type: SampleType::Float,
-    max_channels: MAX_CHANNELS,
-    min_bits: 32,
-    max_bits: 32,
-    min_rate: MIN_RATE,
-    max_rate: MAX_RATE,
-    container_for_24: 24,
-};
-
-/// The host pins' device ranges, in the order of their data-range table.
-pub const HOST_RANGES: [DeviceRange; 2] = [PCM_RANGE, FLOAT_RANGE];
 
 #[allow(
     clippy::cast_possible_truncation,
@@ -127,10 +95,6 @@ pub(crate) const fn audio_range(sub_format: GUID, range: &DeviceRange) -> KSDATA
     }
 }
 
-static PCM_KSRANGE: KSDATARANGE_AUDIO = audio_range(KSDATAFORMAT_SUBTYPE_PCM, &PCM_RANGE);
-static FLOAT_KSRANGE: KSDATARANGE_AUDIO =
-    audio_range(KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, &FLOAT_RANGE);
-
 /// Bridge pins carry analog audio: no format, just the major type.
 static BRIDGE_KSRANGE: KSDATARANGE = KSDATARANGE {
     Alignment: [],
@@ -150,12 +114,6 @@ pub struct DataRangeTable<const N: usize>(pub [PKSDATARANGE; N]);
 // SAFETY: the pointers lead to immutable statics that PortCls only reads.
 unsafe impl<const N: usize> Sync for DataRangeTable<N> {}
 
-static HOST_KSRANGES: DataRangeTable<2> = DataRangeTable([
-    ptr::addr_of!(PCM_KSRANGE).cast_mut().cast::<KSDATARANGE>(),
-    ptr::addr_of!(FLOAT_KSRANGE)
-        .cast_mut()
-        .cast::<KSDATARANGE>(),
-]);
 pub(crate) static BRIDGE_KSRANGES: DataRangeTable<1> =
     DataRangeTable([ptr::addr_of!(BRIDGE_KSRANGE).cast_mut()]);
 
@@ -188,20 +146,6 @@ pub(crate) const fn pin(
             ConstrainedDataRanges: ptr::null_mut(),
         },
     }
-}
-
-const fn host_pin(flow: KSPIN_DATAFLOW) -> PCPIN_DESCRIPTOR {
-    // One stream per direction: the cable couples exactly one render and
-    // one capture stream.
-    pin(
-        1,
-        ptr::null(),
-        2,
-        ptr::addr_of!(HOST_KSRANGES).cast::<PKSDATARANGE>(),
-        flow,
-        KSPIN_COMMUNICATION_SINK,
-        &KSCATEGORY_AUDIO,
-    )
 }
 
 pub(crate) const fn bridge_pin(
@@ -338,51 +282,88 @@ pub(crate) const fn filter(
     }
 }
 
-// ---- Wave render -----------------------------------------------------------
+// ---- Wave filters (every back-end) -----------------------------------------
 
-/// Interface categories of the wave render filter.
+/// A wave filter's host pin: one stream instance (the engines are not
+/// shared), the back-end's data ranges.
+pub(crate) const fn host_pin<const N: usize>(
+    flow: KSPIN_DATAFLOW,
+    ranges: &'static DataRangeTable<N>,
+) -> PCPIN_DESCRIPTOR {
+    #[allow(clippy::cast_possible_truncation, reason = "a handful of ranges")]
+    let count = N as ULONG;
+    pin(
+        1,
+        ptr::null(),
+        count,
+        ptr::addr_of!(ranges.0).cast::<PKSDATARANGE>(),
+        flow,
+        KSPIN_COMMUNICATION_SINK,
+        &KSCATEGORY_AUDIO,
+    )
+}
+
+/// The pins of `direction`'s wave filter: the host pin (the stream) and the
+/// bridge pin (physically connected to topology).
+pub(crate) const fn wave_pins<const N: usize>(
+    direction: Direction,
+    ranges: &'static DataRangeTable<N>,
+) -> [PCPIN_DESCRIPTOR; 2] {
+    match direction {
+        Direction::Render => [
+            host_pin(KSPIN_DATAFLOW_IN, ranges),
+            bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO, ptr::null()),
+        ],
+        Direction::Capture => [
+            host_pin(KSPIN_DATAFLOW_OUT, ranges),
+            bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO, ptr::null()),
+        ],
+    }
+}
+
+/// Interface categories of a wave render filter.
 pub static WAVE_RENDER_CATEGORIES: [GUID; 3] =
     [KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_REALTIME];
-static WAVE_RENDER_PINS: [PCPIN_DESCRIPTOR; 2] = [
-    host_pin(KSPIN_DATAFLOW_IN),
-    bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO, ptr::null()),
-];
 static WAVE_RENDER_NODES: [PCNODE_DESCRIPTOR; 1] =
     [node(&KSNODETYPE_DAC, ptr::null(), ptr::null())];
 static WAVE_RENDER_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 2] = [
     edge(PCFILTER_NODE, WAVE_HOST_PIN, 0, NODE_IN),
     edge(0, NODE_OUT, PCFILTER_NODE, WAVE_BRIDGE_PIN),
 ];
-/// The wave render filter.
-pub static WAVE_RENDER_FILTER: PCFILTER_DESCRIPTOR = filter(
-    &WAVE_RENDER_PINS,
-    &WAVE_RENDER_NODES,
-    &WAVE_RENDER_CONNECTIONS,
-    &WAVE_RENDER_CATEGORIES,
-);
 
-// ---- Wave capture ----------------------------------------------------------
-
-/// Interface categories of the wave capture filter.
+/// Interface categories of a wave capture filter.
 pub static WAVE_CAPTURE_CATEGORIES: [GUID; 3] =
     [KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME];
-static WAVE_CAPTURE_PINS: [PCPIN_DESCRIPTOR; 2] = [
-    host_pin(KSPIN_DATAFLOW_OUT),
-    bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO, ptr::null()),
-];
 static WAVE_CAPTURE_NODES: [PCNODE_DESCRIPTOR; 1] =
     [node(&KSNODETYPE_ADC, ptr::null(), ptr::null())];
 static WAVE_CAPTURE_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 2] = [
     edge(PCFILTER_NODE, WAVE_BRIDGE_PIN, 0, NODE_IN),
     edge(0, NODE_OUT, PCFILTER_NODE, WAVE_HOST_PIN),
 ];
-/// The wave capture filter.
-pub static WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR = filter(
-    &WAVE_CAPTURE_PINS,
-    &WAVE_CAPTURE_NODES,
-    &WAVE_CAPTURE_CONNECTIONS,
-    &WAVE_CAPTURE_CATEGORIES,
-);
+
+/// `direction`'s wave filter over `pins` (from [`wave_pins`]): host pin ->
+/// DAC (render) or ADC (capture) -> bridge pin, with the direction's
+/// categories. Every back-end's wave filters have this shape, so the
+/// topology filters and the physical connections serve them all.
+pub(crate) const fn wave_filter(
+    direction: Direction,
+    pins: &'static [PCPIN_DESCRIPTOR; 2],
+) -> PCFILTER_DESCRIPTOR {
+    match direction {
+        Direction::Render => filter(
+            pins,
+            &WAVE_RENDER_NODES,
+            &WAVE_RENDER_CONNECTIONS,
+            &WAVE_RENDER_CATEGORIES,
+        ),
+        Direction::Capture => filter(
+            pins,
+            &WAVE_CAPTURE_NODES,
+            &WAVE_CAPTURE_CONNECTIONS,
+            &WAVE_CAPTURE_CATEGORIES,
+        ),
+    }
+}
 
 // ---- Topology --------------------------------------------------------------
 

@@ -15,7 +15,7 @@
 //!    [`adapter::install`] over a [`adapter::PortClsServices`]
 //!    implementation, or build the COM objects directly:
 //!    `wavert_com::new_wave_rt_miniport(CableWave::new(cable.clone(), Direction::Render))`
-//!    and `wavert_com::new_topology_miniport(CableTopology::new(Direction::Render))`
+//!    and `wavert_com::new_topology_miniport(TopologyMiniport::new(Direction::Render))`
 //!    (the same for [`Direction::Capture`]) and drive their vtables.
 //! 4. Whenever the platform's timer fires (it is started and stopped by the
 //!    cable through [`Platform::start_timer`] / [`Platform::stop_timer`] as
@@ -48,11 +48,9 @@
 
 extern crate alloc;
 
-pub mod ac97;
 pub mod adapter;
-pub mod cable;
+pub mod backends;
 pub mod direction;
-pub mod engine;
 pub mod filters;
 pub mod memory;
 pub mod platform;
@@ -60,13 +58,11 @@ pub mod stream;
 pub mod topology;
 pub mod wave;
 
-pub use cable::{CableStats, VirtualCable, TIMER_PERIOD_100NS};
+pub use backends::{ac97, cable};
+pub use cable::engine::DmaMode;
+pub use cable::{CableStats, CableStream, CableWave, VirtualCable, TIMER_PERIOD_100NS};
 pub use direction::{Direction, PerDirection};
-pub use engine::DmaMode;
 pub use platform::{LogLevel, Platform, SpinLock};
 pub use stream::{Backend, WaveRtStream};
-
-/// A stream of the virtual cable: the shared WaveRT stream over the cable.
-pub type CableStream<P> = WaveRtStream<VirtualCable<P>>;
-pub use topology::CableTopology;
-pub use wave::{CableWave, WaveMiniport};
+pub use topology::TopologyMiniport;
+pub use wave::WaveMiniport;

@@ -98,8 +98,8 @@ pub struct VolumeRange {
     pub step: i32,
 }
 
-/// The cable's range: -96..0 dB in 0.5 dB steps.
-pub const CABLE_VOLUME_RANGE: VolumeRange = VolumeRange {
+/// A software volume node's range (the cable's): -96..0 dB in 0.5 dB steps.
+pub const SOFTWARE_VOLUME_RANGE: VolumeRange = VolumeRange {
     min: VOLUME_MIN,
     max: VOLUME_MAX,
     step: VOLUME_STEP,
@@ -114,9 +114,10 @@ pub trait TopologyHardware: Send + Sync {
     fn apply(&self, left: i32, right: i32, muted: bool);
 }
 
-/// The topology miniport of one side: volume per channel and mute, stored,
-/// and applied to hardware when there is some.
-pub struct CableTopology {
+/// The topology miniport of one direction, for every back-end: volume per
+/// channel and mute, stored, and applied to hardware when there is some
+/// ([`TopologyMiniport::with_hardware`]).
+pub struct TopologyMiniport {
     direction: Direction,
     levels: [AtomicI32; VOLUME_CHANNELS],
     muted: AtomicBool,
@@ -124,15 +125,15 @@ pub struct CableTopology {
     hardware: Option<Arc<dyn TopologyHardware>>,
 }
 
-impl CableTopology {
-    /// At 0 dB, not muted.
+impl TopologyMiniport {
+    /// Software nodes ([`SOFTWARE_VOLUME_RANGE`]) at 0 dB, not muted.
     #[must_use]
     pub const fn new(direction: Direction) -> Self {
         Self {
             direction,
             levels: [const { AtomicI32::new(VOLUME_MAX) }; VOLUME_CHANNELS],
             muted: AtomicBool::new(false),
-            range: CABLE_VOLUME_RANGE,
+            range: SOFTWARE_VOLUME_RANGE,
             hardware: None,
         }
     }
@@ -194,7 +195,7 @@ impl CableTopology {
     }
 }
 
-impl Miniport for CableTopology {
+impl Miniport for TopologyMiniport {
     fn description(&self) -> &'static PCFILTER_DESCRIPTOR {
         match self.direction {
             Direction::Render => &TOPOLOGY_RENDER_FILTER,
@@ -215,7 +216,7 @@ impl Miniport for CableTopology {
     }
 }
 
-impl MiniportTopology for CableTopology {
+impl MiniportTopology for TopologyMiniport {
     fn init(
         &self,
         _adapter: Option<ComPtr<IUnknown>>,
@@ -259,13 +260,13 @@ const INSTANCE_COPY: usize = 16;
 /// # Safety
 ///
 /// `request` must be null or a `PCPROPERTY_REQUEST` from PortCls for a
-/// property of a [`CableTopology`] filter: `MajorTarget` that miniport,
+/// property of a [`TopologyMiniport`] filter: `MajorTarget` that miniport,
 /// `PropertyItem` valid, `Instance`/`Value` null or valid for
 /// `InstanceSize`/`ValueSize` bytes, the value writable and not overlapping
 /// the instance.
 pub unsafe fn dispatch(
     request: *mut PCPROPERTY_REQUEST,
-    handle: impl FnOnce(&CableTopology, &mut PropertyCall<'_>) -> NtResult<Reply>,
+    handle: impl FnOnce(&TopologyMiniport, &mut PropertyCall<'_>) -> NtResult<Reply>,
 ) -> NTSTATUS {
     // SAFETY: null or a live request (caller).
     let Some(request) = (unsafe { request.as_mut() }) else {
@@ -298,9 +299,10 @@ pub unsafe fn dispatch(
         }
     };
     // SAFETY: the automation tables holding these handlers belong to
-    // CableTopology filters only, so MajorTarget is one (caller).
-    let topology =
-        unsafe { wavert_com::topology_miniport_value::<CableTopology>(request.MajorTarget.cast()) };
+    // TopologyMiniport filters only, so MajorTarget is one (caller).
+    let topology = unsafe {
+        wavert_com::topology_miniport_value::<TopologyMiniport>(request.MajorTarget.cast())
+    };
     let mut call = PropertyCall {
         node: request.Node,
         verb: request.Verb & !KSPROPERTY_TYPE_TOPOLOGY,
@@ -328,7 +330,7 @@ pub unsafe fn dispatch(
 /// Called by PortCls only (see [`dispatch`]).
 #[windows_abi]
 pub unsafe extern "system" fn volume_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
-    // SAFETY: PortCls passes a request for this table's CableTopology filter.
+    // SAFETY: PortCls passes a request for this table's TopologyMiniport filter.
     unsafe { dispatch(request, volume) }
 }
 
@@ -339,7 +341,7 @@ pub unsafe extern "system" fn volume_handler(request: *mut PCPROPERTY_REQUEST) -
 /// Called by PortCls only (see [`dispatch`]).
 #[windows_abi]
 pub unsafe extern "system" fn mute_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
-    // SAFETY: PortCls passes a request for this table's CableTopology filter.
+    // SAFETY: PortCls passes a request for this table's TopologyMiniport filter.
     unsafe { dispatch(request, mute) }
 }
 
@@ -350,7 +352,7 @@ pub unsafe extern "system" fn mute_handler(request: *mut PCPROPERTY_REQUEST) -> 
 /// Called by PortCls only (see [`dispatch`]).
 #[windows_abi]
 pub unsafe extern "system" fn jack_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
-    // SAFETY: PortCls passes a request for this table's CableTopology filter.
+    // SAFETY: PortCls passes a request for this table's TopologyMiniport filter.
     unsafe { dispatch(request, jack) }
 }
 
@@ -475,7 +477,7 @@ fn channels(instance: &[u8]) -> NtResult<core::ops::Range<usize>> {
     }
 }
 
-fn volume(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
+fn volume(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
     if call.node != TOPO_VOLUME_NODE {
         return Err(NtStatus::INVALID_PARAMETER);
     }
@@ -521,7 +523,7 @@ fn volume(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Rep
     }
 }
 
-fn mute(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
+fn mute(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
     if call.node != TOPO_MUTE_NODE {
         return Err(NtStatus::INVALID_PARAMETER);
     }
@@ -552,7 +554,7 @@ fn mute(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Reply
     }
 }
 
-fn jack(topology: &CableTopology, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
+fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
     let pin = read_u32(call.instance, 0).ok_or(NtStatus::INVALID_PARAMETER)?;
     if pin != topology.jack_pin() {
         return Err(NtStatus::INVALID_PARAMETER);

@@ -12,7 +12,6 @@ use portcls_sys::{
 use wavert_com::{ComPtr, Miniport, MiniportWaveRt, NtResult, NtStatus};
 use wavert_core::range::{ks_data_format_len, write_ks_data_format};
 
-use crate::cable::VirtualCable;
 use crate::direction::Direction;
 use crate::filters::WAVE_HOST_PIN;
 use crate::platform::LogLevel;
@@ -31,9 +30,6 @@ impl<B: Backend> WaveMiniport<B> {
         Self { backend, direction }
     }
 }
-
-/// The wave miniport of one side of the virtual cable.
-pub type CableWave<P> = WaveMiniport<VirtualCable<P>>;
 
 impl<B: Backend> Miniport for WaveMiniport<B> {
     fn description(&self) -> &'static PCFILTER_DESCRIPTOR {

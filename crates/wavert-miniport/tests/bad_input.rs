@@ -28,7 +28,7 @@ use portcls_sys::{
 use wavert_com::{new_topology_miniport, ComPtr, NtResult, NtStatus};
 use wavert_miniport::adapter::{install, PortClsServices, PHYSICAL_CONNECTIONS, SUBDEVICES};
 use wavert_miniport::topology::{jack_handler, mute_handler, volume_handler, VOLUME_MIN};
-use wavert_miniport::{CableTopology, Direction, DmaMode};
+use wavert_miniport::{Direction, DmaMode, TopologyMiniport};
 
 fn stereo16() -> Vec<u8> {
     ks_format(false, 2, 48_000, 16, 16)
@@ -333,7 +333,7 @@ impl Prop {
             },
             Irp: ptr::null_mut(),
         };
-        // SAFETY: a well-formed request for a CableTopology.
+        // SAFETY: a well-formed request for a TopologyMiniport.
         let status = unsafe { handler(&raw mut request) };
         (status, request.ValueSize)
     }
@@ -342,7 +342,7 @@ impl Prop {
 #[test]
 fn volume_mute_and_jack_properties() {
     let p = Prop {
-        topology: new_topology_miniport(CableTopology::new(Direction::Render)).unwrap(),
+        topology: new_topology_miniport(TopologyMiniport::new(Direction::Render)).unwrap(),
     };
     let ch0 = 0u32.to_le_bytes();
     let master = (-1i32).to_le_bytes();
@@ -553,7 +553,7 @@ impl PortClsServices for FakeServices {
             .borrow_mut()
             .push(format!("new_port {:08X}", class_id.Data1));
         // Any COM object will do as a port here: a topology miniport.
-        let object = new_topology_miniport(CableTopology::new(Direction::Render))?;
+        let object = new_topology_miniport(TopologyMiniport::new(Direction::Render))?;
         // SAFETY: we own this reference; only IUnknown slots are used on it.
         Ok(unsafe { ComPtr::from_raw(object.into_raw().cast::<IPort>()) }.unwrap())
     }

@@ -17,11 +17,13 @@
 //!   (three register accesses per channel interrupt, refilling the
 //!   32-entry ring so the non-looping engine never runs dry) and the
 //!   deferred step that signals notification events at `DISPATCH_LEVEL`.
-//! * [`wave`], [`stream`], [`filters`]: the WaveRT miniports and streams.
+//! * [`wave`], [`stream`], [`filters`]: the shared wave miniport and
+//!   stream over [`Ac97Device`] (its [`crate::Backend`]), its limits and
+//!   latency, and its host pins' range.
 //!
-//! The topology filters are the cable's ([`crate::CableTopology`] with
-//! [`crate::topology::TopologyHardware`] = [`device::MixerNode`]), so the
-//! property handlers and their bad-input checks are shared.
+//! The topology filters are the shared ones ([`crate::TopologyMiniport`]
+//! with [`crate::topology::TopologyHardware`] = [`device::MixerNode`]), so
+//! the property handlers and their bad-input checks are shared.
 
 pub mod device;
 pub mod filters;

@@ -22,6 +22,9 @@
 //! streams running, so two streams started at the same QPC see the same
 //! bytes, in order, with no offset (the bit-exact tests rely on this).
 
+pub mod engine;
+pub mod filters;
+
 use portcls_sys::{
     PNPBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PCFILTER_DESCRIPTOR,
     PKEVENT, PMDL, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_UNSUCCESSFUL,
@@ -36,12 +39,13 @@ use wavert_core::range::{intersect, parse_client_request, ClientRequest};
 use wavert_core::sg::SgProfile;
 use wavert_core::state::{transition, KsState, StreamPosition, TimedStream, Transition};
 
+use self::engine::{DmaMode, Engine};
+use self::filters::{HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
 use crate::direction::{Direction, PerDirection};
-use crate::engine::{DmaMode, Engine};
-use crate::filters::{HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
 use crate::memory::{Mapping, NotificationEvents};
 use crate::platform::{Platform, SpinLock};
-use crate::stream::{same_format, Backend, DmaBuffer};
+use crate::stream::{same_format, Backend, DmaBuffer, WaveRtStream};
+use crate::wave::WaveMiniport;
 
 /// Period of the virtual engine's timer: 1 ms, in 100 ns units. Notification
 /// events are signalled at most this late after their packet end.
@@ -71,6 +75,12 @@ pub const HW_LATENCY: KSRTAUDIO_HWLATENCY = KSRTAUDIO_HWLATENCY {
     ChipsetDelay: 0,
     CodecDelay: 0,
 };
+
+/// The wave miniport of one side of the cable.
+pub type CableWave<P> = WaveMiniport<VirtualCable<P>>;
+
+/// A stream of the cable: the shared WaveRT stream over the cable.
+pub type CableStream<P> = WaveRtStream<VirtualCable<P>>;
 
 /// A stream's cyclic buffer as the engine sees it.
 #[derive(Debug)]
