@@ -15,14 +15,14 @@ use portcls_sys::{
 use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult};
 
 use crate::ac97::interrupt::InterruptSync;
-use crate::ac97::{Ac97Device, Ac97Resources, Ac97Wave, MixerNode, PortIo};
-use crate::cable::CableWave;
+use crate::ac97::{Ac97Device, Ac97Resources, MixerNode, PortIo};
 use crate::cable::VirtualCable;
 use crate::direction::Direction;
 use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
 use crate::platform::{LogLevel, Platform};
-use crate::stream::Backend as _;
+use crate::stream::Backend;
 use crate::topology::TopologyMiniport;
+use crate::wave::WaveMiniport;
 
 /// The PortCls calls the adapter logic makes.
 pub trait PortClsServices {
@@ -79,7 +79,7 @@ pub trait PortClsServices {
 /// What kind of filter a subdevice is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubdeviceKind {
-    /// WaveRT port + [`CableWave`].
+    /// WaveRT port + [`WaveMiniport`].
     Wave(Direction),
     /// Topology port + [`TopologyMiniport`].
     Topology(Direction),
@@ -125,33 +125,47 @@ static TOPOLOGY_RENDER_W: [u16; 15] = utf16z("TopologyRender");
 static WAVE_CAPTURE_W: [u16; 12] = utf16z("WaveCapture");
 static TOPOLOGY_CAPTURE_W: [u16; 16] = utf16z("TopologyCapture");
 
-/// The four subdevices, in registration order.
-pub const SUBDEVICES: [Subdevice; 4] = [
-    Subdevice {
-        name: "WaveRender",
-        name_utf16: &WAVE_RENDER_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_REALTIME],
-        kind: SubdeviceKind::Wave(Direction::Render),
-    },
-    Subdevice {
-        name: "TopologyRender",
-        name_utf16: &TOPOLOGY_RENDER_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
-        kind: SubdeviceKind::Topology(Direction::Render),
-    },
-    Subdevice {
-        name: "WaveCapture",
-        name_utf16: &WAVE_CAPTURE_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME],
-        kind: SubdeviceKind::Wave(Direction::Capture),
-    },
-    Subdevice {
-        name: "TopologyCapture",
-        name_utf16: &TOPOLOGY_CAPTURE_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
-        kind: SubdeviceKind::Topology(Direction::Capture),
-    },
-];
+/// The four subdevices of a device with the shared filter layout (wave
+/// render, topology render, wave capture, topology capture), in
+/// registration order, under the names given (each as text and as
+/// NUL-terminated UTF-16).
+const fn four_subdevices(names: [(&'static str, &'static [u16]); 4]) -> [Subdevice; 4] {
+    let [wave_render, topology_render, wave_capture, topology_capture] = names;
+    [
+        Subdevice {
+            name: wave_render.0,
+            name_utf16: wave_render.1,
+            categories: &[KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_REALTIME],
+            kind: SubdeviceKind::Wave(Direction::Render),
+        },
+        Subdevice {
+            name: topology_render.0,
+            name_utf16: topology_render.1,
+            categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
+            kind: SubdeviceKind::Topology(Direction::Render),
+        },
+        Subdevice {
+            name: wave_capture.0,
+            name_utf16: wave_capture.1,
+            categories: &[KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME],
+            kind: SubdeviceKind::Wave(Direction::Capture),
+        },
+        Subdevice {
+            name: topology_capture.0,
+            name_utf16: topology_capture.1,
+            categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
+            kind: SubdeviceKind::Topology(Direction::Capture),
+        },
+    ]
+}
+
+/// The cable's four subdevices, in registration order.
+pub const SUBDEVICES: [Subdevice; 4] = four_subdevices([
+    ("WaveRender", &WAVE_RENDER_W),
+    ("TopologyRender", &TOPOLOGY_RENDER_W),
+    ("WaveCapture", &WAVE_CAPTURE_W),
+    ("TopologyCapture", &TOPOLOGY_CAPTURE_W),
+]);
 
 /// One physical connection, by index into [`SUBDEVICES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,20 +198,21 @@ pub const PHYSICAL_CONNECTIONS: [PhysicalConnection; 2] = [
 
 /// Creates the port and miniport of `subdevice`, initialises the port with
 /// it and registers it. The port is returned for the connections.
-fn install_one<S: PortClsServices, P: Platform>(
+fn install_one<S: PortClsServices, B: Backend>(
     services: &S,
-    cable: &Arc<VirtualCable<P>>,
+    backend: &Arc<B>,
     subdevice: &Subdevice,
+    topology: &dyn Fn(Direction) -> TopologyMiniport,
 ) -> NtResult<ComPtr<IPort>> {
     let port = match subdevice.kind {
         SubdeviceKind::Wave(direction) => {
-            let miniport = new_wave_rt_miniport(CableWave::new(cable.clone(), direction))?;
+            let miniport = new_wave_rt_miniport(WaveMiniport::new(backend.clone(), direction))?;
             let port = services.new_port(&CLSID_PortWaveRT)?;
             services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
             port
         }
         SubdeviceKind::Topology(direction) => {
-            let miniport = new_topology_miniport(TopologyMiniport::new(direction))?;
+            let miniport = new_topology_miniport(topology(direction))?;
             let port = services.new_port(&CLSID_PortTopology)?;
             services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
             port
@@ -209,24 +224,23 @@ fn install_one<S: PortClsServices, P: Platform>(
     Ok(port)
 }
 
-/// Registers the whole cable. PortCls keeps the ports (and through them the
-/// miniports and the cable) alive; the references taken here are released
-/// on return, as Microsoft's samples do.
-///
-/// # Errors
-///
-/// The first failing PortCls call's status (subdevices registered before it
-/// stay registered: PortCls tears them down with the device).
-pub fn install<S: PortClsServices, P: Platform>(
+/// Registers a device's four subdevices (wave miniports over `backend`,
+/// topology miniports from `topology`) and the two physical connections.
+/// PortCls keeps the ports (and through them the miniports and the device)
+/// alive; the references taken here are released on return, as
+/// Microsoft's samples do.
+fn register_subdevices<S: PortClsServices, B: Backend>(
     services: &S,
-    cable: &Arc<VirtualCable<P>>,
+    backend: &Arc<B>,
+    subdevices: &[Subdevice; 4],
+    topology: &dyn Fn(Direction) -> TopologyMiniport,
 ) -> NtResult<()> {
     let mut ports: [Option<ComPtr<IPort>>; 4] = [None, None, None, None];
-    for (subdevice, slot) in SUBDEVICES.iter().zip(ports.iter_mut()) {
-        match install_one(services, cable, subdevice) {
+    for (subdevice, slot) in subdevices.iter().zip(ports.iter_mut()) {
+        match install_one(services, backend, subdevice, topology) {
             Ok(port) => *slot = Some(port),
             Err(e) => {
-                cable.log(
+                backend.log(
                     LogLevel::Error,
                     format_args!("subdevice {} failed: {:#x}", subdevice.name, e.0),
                 );
@@ -240,6 +254,20 @@ pub fn install<S: PortClsServices, P: Platform>(
         };
         services.register_physical_connection(from, c.from_pin, to, c.to_pin)?;
     }
+    Ok(())
+}
+
+/// Registers the whole cable (its four subdevices and two connections).
+///
+/// # Errors
+///
+/// The first failing PortCls call's status (subdevices registered before it
+/// stay registered: PortCls tears them down with the device).
+pub fn install<S: PortClsServices, P: Platform>(
+    services: &S,
+    cable: &Arc<VirtualCable<P>>,
+) -> NtResult<()> {
+    register_subdevices(services, cable, &SUBDEVICES, &TopologyMiniport::new)?;
     cable.log(LogLevel::Info, format_args!("virtual cable registered"));
     Ok(())
 }
@@ -253,57 +281,12 @@ static AC97_TOPOLOGY_CAPTURE_W: [u16; 20] = utf16z("Ac97TopologyCapture");
 
 /// The AC'97's four subdevices, in registration order (the same order and
 /// filter shapes as [`SUBDEVICES`], so [`PHYSICAL_CONNECTIONS`] applies).
-pub const AC97_SUBDEVICES: [Subdevice; 4] = [
-    Subdevice {
-        name: "Ac97WaveRender",
-        name_utf16: &AC97_WAVE_RENDER_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_RENDER, KSCATEGORY_REALTIME],
-        kind: SubdeviceKind::Wave(Direction::Render),
-    },
-    Subdevice {
-        name: "Ac97TopologyRender",
-        name_utf16: &AC97_TOPOLOGY_RENDER_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
-        kind: SubdeviceKind::Topology(Direction::Render),
-    },
-    Subdevice {
-        name: "Ac97WaveCapture",
-        name_utf16: &AC97_WAVE_CAPTURE_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME],
-        kind: SubdeviceKind::Wave(Direction::Capture),
-    },
-    Subdevice {
-        name: "Ac97TopologyCapture",
-        name_utf16: &AC97_TOPOLOGY_CAPTURE_W,
-        categories: &[KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY],
-        kind: SubdeviceKind::Topology(Direction::Capture),
-    },
-];
-
-fn install_ac97_one<S: PortClsServices, P: Platform, IO: PortIo>(
-    services: &S,
-    device: &Arc<Ac97Device<P, IO>>,
-    subdevice: &Subdevice,
-) -> NtResult<ComPtr<IPort>> {
-    let port = match subdevice.kind {
-        SubdeviceKind::Wave(direction) => {
-            let miniport = new_wave_rt_miniport(Ac97Wave::new(device.clone(), direction))?;
-            let port = services.new_port(&CLSID_PortWaveRT)?;
-            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
-            port
-        }
-        SubdeviceKind::Topology(direction) => {
-            let hardware = Arc::new(MixerNode::new(device.clone(), direction));
-            let miniport =
-                new_topology_miniport(TopologyMiniport::with_hardware(direction, hardware))?;
-            let port = services.new_port(&CLSID_PortTopology)?;
-            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
-            port
-        }
-    };
-    services.register_subdevice(subdevice.name_utf16, &port)?;
-    Ok(port)
-}
+pub const AC97_SUBDEVICES: [Subdevice; 4] = four_subdevices([
+    ("Ac97WaveRender", &AC97_WAVE_RENDER_W),
+    ("Ac97TopologyRender", &AC97_TOPOLOGY_RENDER_W),
+    ("Ac97WaveCapture", &AC97_WAVE_CAPTURE_W),
+    ("Ac97TopologyCapture", &AC97_TOPOLOGY_CAPTURE_W),
+]);
 
 /// `StartDevice` for a PCI AC'97.
 ///
@@ -333,25 +316,12 @@ pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
         InterruptSync::new(sync),
     )?);
     device.connect()?;
-    let mut ports: [Option<ComPtr<IPort>>; 4] = [None, None, None, None];
-    for (subdevice, slot) in AC97_SUBDEVICES.iter().zip(ports.iter_mut()) {
-        match install_ac97_one(services, &device, subdevice) {
-            Ok(port) => *slot = Some(port),
-            Err(e) => {
-                device.log(
-                    LogLevel::Error,
-                    format_args!("subdevice {} failed: {:#x}", subdevice.name, e.0),
-                );
-                return Err(e);
-            }
-        }
-    }
-    for c in &PHYSICAL_CONNECTIONS {
-        let (Some(Some(from)), Some(Some(to))) = (ports.get(c.from), ports.get(c.to)) else {
-            return Err(wavert_com::NtStatus::INVALID_PARAMETER);
-        };
-        services.register_physical_connection(from, c.from_pin, to, c.to_pin)?;
-    }
+    // Volume and mute act on the codec's mixer registers.
+    let mixer = |direction| {
+        let hardware = Arc::new(MixerNode::new(device.clone(), direction));
+        TopologyMiniport::with_hardware(direction, hardware)
+    };
+    register_subdevices(services, &device, &AC97_SUBDEVICES, &mixer)?;
     device.log(
         LogLevel::Info,
         format_args!(
