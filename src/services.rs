@@ -39,16 +39,16 @@ impl PortClsServices for KernelServices {
         unsafe { ComPtr::from_raw(port) }.ok_or(NtStatus::INSUFFICIENT_RESOURCES)
     }
 
-    fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()> {
+    fn init_port(&self, port: &ComPtr<IPort>, miniport: &ComPtr<IUnknown>) -> NtResult<()> {
         let init = port.vtbl().Init;
         // SAFETY: a live port; the device, IRP and resources are StartDevice's,
-        // valid for this call; the miniport is live (the caller holds it).
+        // valid for this call; the miniport is live (we hold a reference).
         check(unsafe {
             init(
                 port.this(),
                 self.device,
                 self.irp,
-                miniport,
+                miniport.as_raw(),
                 ptr::null_mut(),
                 self.resources,
             )

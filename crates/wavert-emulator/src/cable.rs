@@ -281,18 +281,14 @@ impl PortClsServices for EmuPortCls {
         Ok(interface)
     }
 
-    #[allow(
-        clippy::not_unsafe_ptr_arg_deref,
-        reason = "the trait (wavert-miniport's) passes the miniport as a raw COM pointer; its contract is that the adapter holds it live for the call, as PortCls' IPort::Init requires"
-    )]
-    fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()> {
+    fn init_port(&self, port: &ComPtr<IPort>, miniport: &ComPtr<IUnknown>) -> NtResult<()> {
         self.call()?;
         if self.find(port, |_| ()).is_none() {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         // SAFETY: the port is live (the caller holds it) and ours; the
-        // adapter holds the miniport for the duration of the call.
-        unsafe { Port::init_raw(port, miniport, std::ptr::null_mut()) }.map_err(NtStatus)
+        // miniport is live (a reference is held for the call).
+        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }.map_err(NtStatus)
     }
 
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {

@@ -38,7 +38,7 @@ pub trait PortClsServices {
     ///
     /// The port's status (it calls the miniport's `Init` and
     /// `GetDescription` from here).
-    fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()>;
+    fn init_port(&self, port: &ComPtr<IPort>, miniport: &ComPtr<IUnknown>) -> NtResult<()>;
     /// `PcRegisterSubdevice(DeviceObject, name, port)`; `name` is
     /// NUL-terminated UTF-16.
     ///
@@ -208,13 +208,13 @@ fn install_one<S: PortClsServices, B: Backend>(
         SubdeviceKind::Wave(direction) => {
             let miniport = new_wave_rt_miniport(WaveMiniport::new(backend.clone(), direction))?;
             let port = services.new_port(&CLSID_PortWaveRT)?;
-            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
+            services.init_port(&port, &miniport.query::<IUnknown>()?)?;
             port
         }
         SubdeviceKind::Topology(direction) => {
             let miniport = new_topology_miniport(topology(direction))?;
             let port = services.new_port(&CLSID_PortTopology)?;
-            services.init_port(&port, miniport.as_raw().cast::<IUnknown>())?;
+            services.init_port(&port, &miniport.query::<IUnknown>()?)?;
             port
         }
     };

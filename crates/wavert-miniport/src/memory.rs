@@ -10,7 +10,13 @@ use portcls_sys::{
 use wavert_com::{ComPtr, NtResult, NtStatus};
 
 /// The memory descriptor list of an allocated buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// # Invariants
+///
+/// Owns one allocation of its port stream: it is neither `Copy` nor
+/// `Clone`, and [`PortStream::free_pages`] consumes it, so the pages are
+/// freed at most once and never used after.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Mdl(NonNull<MDL>);
 
 // SAFETY: an MDL pointer is an opaque handle the miniport only hands back to
@@ -22,7 +28,12 @@ unsafe impl Sync for Mdl {}
 impl Mdl {
     /// The raw pointer, for the port.
     #[must_use]
-    pub const fn as_raw(self) -> PMDL {
+    pub const fn as_raw(&self) -> PMDL {
+        self.0.as_ptr()
+    }
+
+    /// Gives the MDL up (to the port, which frees it).
+    const fn into_raw(self) -> PMDL {
         self.0.as_ptr()
     }
 }
@@ -259,7 +270,7 @@ impl PortStream<'_> {
 
     /// `GetPhysicalPagesCount`.
     #[must_use]
-    pub fn page_count(&self, mdl: Mdl) -> u32 {
+    pub fn page_count(&self, mdl: &Mdl) -> u32 {
         let f = self.0.vtbl().GetPhysicalPagesCount;
         // SAFETY: live port stream; the MDL came from this port stream.
         unsafe { f(self.0.this(), mdl.as_raw()) }
@@ -268,7 +279,7 @@ impl PortStream<'_> {
     /// `GetPhysicalPageAddress(mdl, index)` through its hidden-return-pointer
     /// slot (see `portcls_sys::IPortWaveRTStreamVtbl::GetPhysicalPageAddress`).
     #[must_use]
-    pub fn page_address(&self, mdl: Mdl, index: u32) -> u64 {
+    pub fn page_address(&self, mdl: &Mdl, index: u32) -> u64 {
         let mut result = PHYSICAL_ADDRESS::default();
         let f = self.0.vtbl().GetPhysicalPageAddress;
         // SAFETY: live port stream, its own MDL; `result` outlives the call.
@@ -279,7 +290,7 @@ impl PortStream<'_> {
 
     /// `MapAllocatedPages(mdl, cache)`: the kernel mapping, or `None`.
     #[must_use]
-    pub fn map(&self, mdl: Mdl, cache: MEMORY_CACHING_TYPE) -> Option<NonNull<u8>> {
+    pub fn map(&self, mdl: &Mdl, cache: MEMORY_CACHING_TYPE) -> Option<NonNull<u8>> {
         let f = self.0.vtbl().MapAllocatedPages;
         // SAFETY: live port stream, its own MDL.
         let va = unsafe { f(self.0.this(), mdl.as_raw(), cache) };
@@ -287,16 +298,17 @@ impl PortStream<'_> {
     }
 
     /// `UnmapAllocatedPages(base, mdl)`.
-    pub fn unmap(&self, base: NonNull<u8>, mdl: Mdl) {
+    pub fn unmap(&self, base: NonNull<u8>, mdl: &Mdl) {
         let f = self.0.vtbl().UnmapAllocatedPages;
         // SAFETY: live port stream; `base` is the mapping `map` returned for this MDL.
         unsafe { f(self.0.this(), base.as_ptr().cast(), mdl.as_raw()) };
     }
 
-    /// `FreePagesFromMdl(mdl)`.
+    /// `FreePagesFromMdl(mdl)`: consumes the MDL, so it is freed once.
     pub fn free_pages(&self, mdl: Mdl) {
         let f = self.0.vtbl().FreePagesFromMdl;
-        // SAFETY: live port stream; the MDL came from it and is freed once (the caller forgets it).
-        unsafe { f(self.0.this(), mdl.as_raw()) };
+        // SAFETY: live port stream; the MDL came from it and is freed once
+        // (it is moved in here, and `Mdl` cannot be copied).
+        unsafe { f(self.0.this(), mdl.into_raw()) };
     }
 }

@@ -281,7 +281,7 @@ impl<B: Backend> WaveRtStream<B> {
                 self.port().allocate_pages_below(reach, plan.size_bytes)
             };
             if let Some(mdl) = mdl {
-                let got = self.port().page_count(mdl);
+                let got = self.port().page_count(&mdl);
                 if got >= plan.pages() {
                     return Ok((mdl, plan));
                 }
@@ -299,7 +299,7 @@ impl<B: Backend> WaveRtStream<B> {
     }
 
     /// The page list and the descriptors of a buffer.
-    fn page_list(&self, mdl: Mdl, plan: &BufferPlan) -> NtResult<(Vec<u64>, Vec<Descriptor>)> {
+    fn page_list(&self, mdl: &Mdl, plan: &BufferPlan) -> NtResult<(Vec<u64>, Vec<Descriptor>)> {
         let no_memory = NtStatus::INSUFFICIENT_RESOURCES;
         let mut pages: Vec<u64> = Vec::new();
         pages
@@ -332,14 +332,14 @@ impl<B: Backend> WaveRtStream<B> {
             .port()
             .allocate_contiguous(0, request.max_physical, request.bytes)
             .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
-        let Some(base) = self.port().map(mdl, request.cache) else {
+        let Some(base) = self.port().map(&mdl, request.cache) else {
             self.port().free_pages(mdl);
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         };
         // SAFETY: `base` maps the MDL's pages, at least `request.bytes`; it
         // stays mapped until `release` unmaps it after taking this back.
         let mapping = unsafe { Mapping::new(base, request.bytes) };
-        let physical = self.port().page_address(mdl, 0);
+        let physical = self.port().page_address(&mdl, 0);
         let _zeroed = mapping.zero(0, request.bytes);
         Ok(DeviceMemory {
             mdl,
@@ -363,7 +363,7 @@ impl<B: Backend> WaveRtStream<B> {
         };
         let plan = negotiate(&request, &limits).map_err(|_| NtStatus::INVALID_PARAMETER)?;
         let (mdl, plan) = self.allocate_pages(plan)?;
-        let Some(base) = self.port().map(mdl, MmCached) else {
+        let Some(base) = self.port().map(&mdl, MmCached) else {
             self.port().free_pages(mdl);
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         };
@@ -371,7 +371,7 @@ impl<B: Backend> WaveRtStream<B> {
         // so `size_bytes` bytes; it stays mapped until `release` unmaps it
         // after the buffer comes back from the back-end.
         let mapping = unsafe { Mapping::new(base, plan.size_bytes) };
-        let parts = self.page_list(mdl, &plan).and_then(|lists| {
+        let parts = self.page_list(&mdl, &plan).and_then(|lists| {
             let memory = self
                 .backend
                 .device_memory()
@@ -382,7 +382,7 @@ impl<B: Backend> WaveRtStream<B> {
         let ((pages, descriptors), device_memory) = match parts {
             Ok(parts) => parts,
             Err(status) => {
-                self.port().unmap(mapping.into_base(), mdl);
+                self.port().unmap(mapping.into_base(), &mdl);
                 self.port().free_pages(mdl);
                 return Err(status);
             }
@@ -390,6 +390,7 @@ impl<B: Backend> WaveRtStream<B> {
         // Silence until the first byte moves (capture), and no stale data
         // from whoever had these pages before (both sides).
         let _zeroed = mapping.zero(0, plan.size_bytes);
+        let raw_mdl = mdl.as_raw();
         let buffer = DmaBuffer {
             mdl,
             mapping,
@@ -410,7 +411,7 @@ impl<B: Backend> WaveRtStream<B> {
                     ),
                 );
                 Ok(AudioBuffer {
-                    mdl: mdl.as_raw(),
+                    mdl: raw_mdl,
                     actual_size: plan.size_bytes,
                     offset_from_first_page: 0,
                     cache_type: MmCached,
@@ -434,10 +435,10 @@ impl<B: Backend> WaveRtStream<B> {
             ..
         } = buffer;
         if let Some(memory) = device_memory {
-            self.port().unmap(memory.mapping.into_base(), memory.mdl);
+            self.port().unmap(memory.mapping.into_base(), &memory.mdl);
             self.port().free_pages(memory.mdl);
         }
-        self.port().unmap(mapping.into_base(), mdl);
+        self.port().unmap(mapping.into_base(), &mdl);
         self.port().free_pages(mdl);
     }
 

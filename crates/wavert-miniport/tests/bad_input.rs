@@ -557,11 +557,9 @@ impl PortClsServices for FakeServices {
         // SAFETY: we own this reference; only IUnknown slots are used on it.
         Ok(unsafe { ComPtr::from_raw(object.into_raw().cast::<IPort>()) }.unwrap())
     }
-    fn init_port(&self, _port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()> {
+    fn init_port(&self, _port: &ComPtr<IPort>, miniport: &ComPtr<IUnknown>) -> NtResult<()> {
         // What the port does first: ask the miniport for its description.
-        // SAFETY: a live miniport; both kinds start with the IMiniport slots.
-        let m = unsafe { ComPtr::from_raw_borrowed(miniport.cast::<portcls_sys::IMiniport>()) }
-            .unwrap();
+        let m = miniport.query::<portcls_sys::IMiniport>()?;
         let mut d = ptr::null_mut();
         // SAFETY: live miniport, writable out pointer.
         let status = unsafe { (m.vtbl().GetDescription)(m.this(), &raw mut d) };

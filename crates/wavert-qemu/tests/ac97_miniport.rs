@@ -147,9 +147,9 @@ impl PortClsServices for Services {
         lock(&self.ports).push(port);
         Ok(interface)
     }
-    fn init_port(&self, port: &ComPtr<IPort>, miniport: *mut IUnknown) -> NtResult<()> {
-        // SAFETY: a live port we made; the adapter holds the miniport.
-        unsafe { Port::init_raw(port, miniport, std::ptr::null_mut()) }.map_err(NtStatus)
+    fn init_port(&self, port: &ComPtr<IPort>, miniport: &ComPtr<IUnknown>) -> NtResult<()> {
+        // SAFETY: a live port we made; the miniport reference is held.
+        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }.map_err(NtStatus)
     }
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
         let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
