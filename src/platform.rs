@@ -8,7 +8,7 @@ use core::fmt::{self, Write as _};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use portcls_sys::PKEVENT;
+use wavert_com::KernelEvent;
 use wavert_miniport::ac97::Ac97Device;
 use wavert_miniport::{LogLevel, Platform, SpinLock, VirtualCable};
 use wdk_sys::ntddk::{
@@ -180,10 +180,11 @@ impl Platform for KernelPlatform {
     }
 
     /// IRQL: `<= DISPATCH_LEVEL`.
-    fn signal_event(&self, event: PKEVENT) {
-        // SAFETY: a KEVENT the port registered and keeps alive until it
-        // unregisters it; no wait follows (Wait = FALSE), so DISPATCH is fine.
-        unsafe { KeSetEvent(event.cast(), 0, 0) };
+    fn signal_event(&self, event: KernelEvent) {
+        // SAFETY: a KEVENT the port registered and keeps alive until it is
+        // unregistered (`KernelEvent`'s invariant); no wait follows
+        // (Wait = FALSE), so DISPATCH is fine.
+        unsafe { KeSetEvent(event.as_raw().cast(), 0, 0) };
     }
 
     /// IRQL: `<= DISPATCH_LEVEL`.

@@ -19,11 +19,13 @@
 
 extern crate alloc;
 
+mod event;
 mod miniport;
 mod object;
 mod ptr;
 mod stream;
 
+pub use event::KernelEvent;
 pub use miniport::{
     new_topology_miniport, new_wave_rt_miniport, topology_miniport_value, Miniport,
     MiniportTopology, MiniportWaveRt,

@@ -16,7 +16,7 @@ use portcls_sys::{
 };
 
 use crate::object::{unknown_vtbl, ComClass, ComObject};
-use crate::{status_of, ComPtr, NtResult, NtStatus};
+use crate::{status_of, ComPtr, KernelEvent, NtResult, NtStatus};
 
 /// A cyclic buffer handed to the port.
 #[derive(Clone, Copy, Debug)]
@@ -125,13 +125,13 @@ pub trait MiniportWaveRtStream: Send + Sync + 'static {
     /// # Errors
     ///
     /// Any failure status.
-    fn register_notification_event(&self, event: PKEVENT) -> NtResult<()>;
+    fn register_notification_event(&self, event: KernelEvent) -> NtResult<()>;
     /// Removes a registered event.
     ///
     /// # Errors
     ///
     /// `NOT_FOUND` for an event never registered.
-    fn unregister_notification_event(&self, event: PKEVENT) -> NtResult<()>;
+    fn unregister_notification_event(&self, event: KernelEvent) -> NtResult<()>;
     /// Render packet mode: the client wrote packet `packet_number`.
     ///
     /// # Errors
@@ -385,6 +385,10 @@ unsafe extern "system" fn register_notification_event<T: MiniportWaveRtStream>(
     this: *mut c_void,
     event: PKEVENT,
 ) -> NTSTATUS {
+    // SAFETY: PortCls passes an event it keeps alive until it unregisters it.
+    let Some(event) = (unsafe { KernelEvent::from_raw(event) }) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     // SAFETY: installed at offset 0 of a `ComObject<WaveRtStream<T>>`.
     status_of(unsafe { stream::<T, 0>(this) }.register_notification_event(event))
 }
@@ -394,6 +398,10 @@ unsafe extern "system" fn unregister_notification_event<T: MiniportWaveRtStream>
     this: *mut c_void,
     event: PKEVENT,
 ) -> NTSTATUS {
+    // SAFETY: the same contract as for registration; the event is only compared.
+    let Some(event) = (unsafe { KernelEvent::from_raw(event) }) else {
+        return STATUS_INVALID_PARAMETER;
+    };
     // SAFETY: installed at offset 0 of a `ComObject<WaveRtStream<T>>`.
     status_of(unsafe { stream::<T, 0>(this) }.unregister_notification_event(event))
 }

@@ -99,10 +99,10 @@ impl MiniportWaveRtStream for Stream {
         self.allocate_audio_buffer(requested * count)
     }
     fn free_buffer_with_notification(&self, _: PMDL, _: u32) {}
-    fn register_notification_event(&self, _: PKEVENT) -> NtResult<()> {
+    fn register_notification_event(&self, _: wavert_com::KernelEvent) -> NtResult<()> {
         Ok(())
     }
-    fn unregister_notification_event(&self, _: PKEVENT) -> NtResult<()> {
+    fn unregister_notification_event(&self, _: wavert_com::KernelEvent) -> NtResult<()> {
         Ok(())
     }
     fn packet_count(&self) -> NtResult<u32> {

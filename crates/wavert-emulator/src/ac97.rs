@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR, PKEVENT};
-use wavert_com::ComPtr;
+use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
+use wavert_com::{ComPtr, KernelEvent};
 use wavert_core::ac97::{ChannelStats, RegisterBus};
 use wavert_core::format::AudioFormat;
 use wavert_miniport::ac97::{Ac97Device, Ac97Stats, PortIo};
@@ -313,8 +313,8 @@ impl Platform for Ac97Platform {
         QPC_FREQUENCY
     }
 
-    fn signal_event(&self, event: PKEVENT) {
-        self.machine.set_event(event);
+    fn signal_event(&self, event: KernelEvent) {
+        self.machine.set_event(event.as_raw());
     }
 
     // The AC'97 device is interrupt-driven: no periodic timer.

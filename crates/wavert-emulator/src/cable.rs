@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use portcls_sys::{
     CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
-    IPort, IResourceList, IUnknown, GUID, PCFILTER_DESCRIPTOR, PKEVENT,
-    STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_REQUEST,
+    IPort, IResourceList, IUnknown, GUID, PCFILTER_DESCRIPTOR, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST,
 };
-use wavert_com::{ComPtr, NtResult, NtStatus};
+use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
 use wavert_miniport::adapter::{self, PortClsServices};
 use wavert_miniport::{DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
 
@@ -143,9 +143,9 @@ impl Platform for EmuPlatform {
         QPC_FREQUENCY
     }
 
-    fn signal_event(&self, event: PKEVENT) {
+    fn signal_event(&self, event: KernelEvent) {
         self.counters.signals.fetch_add(1, Ordering::Relaxed);
-        self.machine.set_event(event);
+        self.machine.set_event(event.as_raw());
     }
 
     fn start_timer(&self, period_100ns: u32) {

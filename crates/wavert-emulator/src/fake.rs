@@ -28,8 +28,9 @@ use portcls_sys::{
     STATUS_INVALID_DEVICE_STATE,
 };
 use wavert_com::{
-    new_topology_miniport, new_wave_rt_miniport, AudioBuffer, ComPtr, Miniport, MiniportTopology,
-    MiniportWaveRt, MiniportWaveRtStream, NtResult, NtStatus, PacketMode, ReadPacket,
+    new_topology_miniport, new_wave_rt_miniport, AudioBuffer, ComPtr, KernelEvent, Miniport,
+    MiniportTopology, MiniportWaveRt, MiniportWaveRtStream, NtResult, NtStatus, PacketMode,
+    ReadPacket,
 };
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::notify::NotificationSchedule;
@@ -618,20 +619,20 @@ impl MiniportWaveRtStream for FakeStream {
         self.free(mdl);
     }
 
-    fn register_notification_event(&self, event: PKEVENT) -> NtResult<()> {
+    fn register_notification_event(&self, event: KernelEvent) -> NtResult<()> {
         let mut st = lock(&self.state);
         if st.buffer.is_none() {
             return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
         }
-        st.events.push(EventPtr(event));
+        st.events.push(EventPtr(event.as_raw()));
         drop(st);
         Ok(())
     }
 
-    fn unregister_notification_event(&self, event: PKEVENT) -> NtResult<()> {
+    fn unregister_notification_event(&self, event: KernelEvent) -> NtResult<()> {
         let mut st = lock(&self.state);
         let before = st.events.len();
-        st.events.retain(|e| e.0 != event);
+        st.events.retain(|e| e.0 != event.as_raw());
         let removed = st.events.len() != before;
         drop(st);
         if removed {

@@ -1,13 +1,11 @@
 //! The boundary to the memory and services the port stream gives a stream:
-//! the mapped cyclic buffer, its MDL, the notification events, and calls
-//! through the `IPortWaveRTStream` vtable.
+//! the mapped cyclic buffer, its MDL, the set of registered notification
+//! events, and calls through the `IPortWaveRTStream` vtable.
 
 use core::ptr::NonNull;
 
-use portcls_sys::{
-    IPortWaveRTStream, KEVENT, MDL, MEMORY_CACHING_TYPE, PHYSICAL_ADDRESS, PKEVENT, PMDL,
-};
-use wavert_com::{ComPtr, NtResult, NtStatus};
+use portcls_sys::{IPortWaveRTStream, MDL, MEMORY_CACHING_TYPE, PHYSICAL_ADDRESS, PMDL};
+use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
 
 /// The memory descriptor list of an allocated buffer.
 ///
@@ -38,36 +36,12 @@ impl Mdl {
     }
 }
 
-/// A registered notification event (a `KEVENT` the port owns).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NotificationEvent(NonNull<KEVENT>);
-
-// SAFETY: the pointer is only passed back to the platform's `KeSetEvent`,
-// which any thread may call; the port keeps the event alive until it
-// unregisters it (or frees the buffer), after which it is forgotten.
-unsafe impl Send for NotificationEvent {}
-// SAFETY: as above; `&NotificationEvent` gives no access to the event.
-unsafe impl Sync for NotificationEvent {}
-
-impl NotificationEvent {
-    /// `None` for a null pointer.
-    #[must_use]
-    pub fn new(event: PKEVENT) -> Option<Self> {
-        NonNull::new(event).map(Self)
-    }
-    /// The raw pointer, for `KeSetEvent`.
-    #[must_use]
-    pub const fn as_raw(self) -> PKEVENT {
-        self.0.as_ptr()
-    }
-}
-
 /// Most notification events one stream may register.
 pub const MAX_EVENTS: usize = 4;
 
 /// The notification events registered on one stream's buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NotificationEvents([Option<NotificationEvent>; MAX_EVENTS]);
+pub struct NotificationEvents([Option<KernelEvent>; MAX_EVENTS]);
 
 impl NotificationEvents {
     /// No event registered.
@@ -81,10 +55,8 @@ impl NotificationEvents {
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_PARAMETER` for a null event,
     /// `STATUS_INSUFFICIENT_RESOURCES` when [`MAX_EVENTS`] are registered.
-    pub fn register(&mut self, event: PKEVENT) -> NtResult<()> {
-        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+    pub fn register(&mut self, event: KernelEvent) -> NtResult<()> {
         if self.0.contains(&Some(event)) {
             return Ok(());
         }
@@ -101,10 +73,8 @@ impl NotificationEvents {
     ///
     /// # Errors
     ///
-    /// `STATUS_INVALID_PARAMETER` for a null event, `STATUS_NOT_FOUND` for
-    /// one that is not registered.
-    pub fn unregister(&mut self, event: PKEVENT) -> NtResult<()> {
-        let event = NotificationEvent::new(event).ok_or(NtStatus::INVALID_PARAMETER)?;
+    /// `STATUS_NOT_FOUND` for an event that is not registered.
+    pub fn unregister(&mut self, event: KernelEvent) -> NtResult<()> {
         let slot = self
             .0
             .iter_mut()
@@ -115,7 +85,7 @@ impl NotificationEvents {
     }
 
     /// The registered events.
-    pub fn iter(&self) -> impl Iterator<Item = NotificationEvent> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = KernelEvent> + '_ {
         self.0.iter().flatten().copied()
     }
 }

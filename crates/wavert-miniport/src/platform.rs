@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-use portcls_sys::PKEVENT;
+use wavert_com::KernelEvent;
 
 /// A spinlock guarding a value (a `KSPIN_LOCK` in the kernel).
 ///
@@ -52,7 +52,7 @@ pub trait Platform: Send + Sync + 'static {
     /// Signals a notification event (`KeSetEvent(event, 0, FALSE)`).
     /// IRQL: `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under the cable
     /// lock.
-    fn signal_event(&self, event: PKEVENT);
+    fn signal_event(&self, event: KernelEvent);
     /// Starts (or restarts) the timer as a periodic one with a period of
     /// `period_100ns` hundred-nanosecond units. IRQL: `<= DISPATCH_LEVEL`.
     fn start_timer(&self, period_100ns: u32);

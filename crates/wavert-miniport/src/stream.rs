@@ -19,9 +19,11 @@ use alloc::vec::Vec;
 
 use portcls_sys::{
     IPortWaveRTStream, MmCached, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE,
-    MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PKEVENT, PMDL, STATUS_UNSUCCESSFUL,
+    MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL, STATUS_UNSUCCESSFUL,
 };
-use wavert_com::{AudioBuffer, ComPtr, MiniportWaveRtStream, NtResult, NtStatus, PacketMode};
+use wavert_com::{
+    AudioBuffer, ComPtr, KernelEvent, MiniportWaveRtStream, NtResult, NtStatus, PacketMode,
+};
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::{negotiate, BufferPlan, BufferRequest, DeviceLimits};
@@ -192,14 +194,14 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// `STATUS_INVALID_DEVICE_STATE` without a buffer allocated with
     /// notification; the event set's own errors.
-    fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()>;
+    fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()>;
 
     /// `UnregisterNotificationEvent`.
     ///
     /// # Errors
     ///
     /// `STATUS_NOT_FOUND` for an event that is not registered.
-    fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()>;
+    fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()>;
 
     /// A line for the driver log.
     fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
@@ -518,11 +520,11 @@ impl<B: Backend> MiniportWaveRtStream for WaveRtStream<B> {
         self.free(mdl, size);
     }
 
-    fn register_notification_event(&self, event: PKEVENT) -> NtResult<()> {
+    fn register_notification_event(&self, event: KernelEvent) -> NtResult<()> {
         self.backend.register_event(self.direction, event)
     }
 
-    fn unregister_notification_event(&self, event: PKEVENT) -> NtResult<()> {
+    fn unregister_notification_event(&self, event: KernelEvent) -> NtResult<()> {
         self.backend.unregister_event(self.direction, event)
     }
 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use portcls_sys::{
     CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IPort, IResourceList, IUnknown, GUID,
-    KSSTATE_RUN, PKEVENT,
+    KSSTATE_RUN,
 };
 use wavert_com::{ComPtr, NtResult, NtStatus};
 use wavert_core::ac97::ChannelStats;
@@ -85,8 +85,8 @@ impl Platform for TestPlatform {
     fn qpc_frequency(&self) -> u64 {
         wavert_emulator::machine::QPC_FREQUENCY
     }
-    fn signal_event(&self, event: PKEVENT) {
-        self.emu.set_event(event);
+    fn signal_event(&self, event: wavert_com::KernelEvent) {
+        self.emu.set_event(event.as_raw());
     }
     fn start_timer(&self, _period_100ns: u32) {}
     fn stop_timer(&self) {}

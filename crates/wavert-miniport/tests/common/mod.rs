@@ -67,8 +67,8 @@ impl Platform for TestPlatform {
     fn qpc_frequency(&self) -> u64 {
         QPC_FREQUENCY
     }
-    fn signal_event(&self, event: PKEVENT) {
-        self.0.signals.lock().unwrap().push(event as usize);
+    fn signal_event(&self, event: wavert_com::KernelEvent) {
+        self.0.signals.lock().unwrap().push(event.as_raw() as usize);
     }
     fn start_timer(&self, period_100ns: u32) {
         assert!(period_100ns > 0);

@@ -29,10 +29,10 @@ use alloc::sync::Arc;
 
 use portcls_sys::{
     IInterruptSync, MmNonCached, PCIBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY,
-    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PKEVENT, PMDL, STATUS_INVALID_DEVICE_REQUEST,
+    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL, STATUS_INVALID_DEVICE_REQUEST,
     STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
-use wavert_com::{NtResult, NtStatus};
+use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::ac97::{
     nam, Ac97Error, Channel, ChannelKind, ChannelStats, Codec, DmaMemory, MAX_RATE,
 };
@@ -421,7 +421,7 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
                 }
                 channel.notified_packets = packets;
                 for event in channel.events.iter() {
-                    self.platform.signal_event(event.as_raw());
+                    self.platform.signal_event(event);
                     signals += 1;
                 }
             }
@@ -811,7 +811,7 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
     }
 
     /// `RegisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+    fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.soft.with(|s| {
             let c = &mut s.channels[direction];
             if !c.has_buffer || c.notifications == 0 {
@@ -822,7 +822,7 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
     }
 
     /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+    fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.soft
             .with(|s| s.channels[direction].events.unregister(event))
     }

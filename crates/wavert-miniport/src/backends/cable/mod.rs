@@ -27,9 +27,9 @@ pub mod filters;
 
 use portcls_sys::{
     PNPBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PCFILTER_DESCRIPTOR,
-    PKEVENT, PMDL, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_UNSUCCESSFUL,
+    PMDL, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_UNSUCCESSFUL,
 };
-use wavert_com::{NtResult, NtStatus};
+use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::DeviceLimits;
@@ -420,7 +420,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     }
 
     /// `RegisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    fn register_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+    fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.state.with(|s| {
             s.ends[direction]
                 .buffer
@@ -433,7 +433,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     }
 
     /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
-    fn unregister_event(&self, direction: Direction, event: PKEVENT) -> NtResult<()> {
+    fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.state.with(|s| {
             s.ends[direction]
                 .buffer
@@ -573,7 +573,7 @@ fn signal<P: Platform>(b: &mut Buffer, platform: &P, now: u64, stats: &mut Cable
         return;
     }
     for event in b.events.iter() {
-        platform.signal_event(event.as_raw());
+        platform.signal_event(event);
         stats.signals = stats.signals.saturating_add(1);
     }
 }
