@@ -20,7 +20,6 @@
 //! `DISPATCH_LEVEL`) signals the events of every packet end crossed. Events
 //! are never signalled from the ISR: `KeSetEvent` is not callable at DIRQL.
 
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use portcls_sys::windows_abi;
@@ -44,7 +43,7 @@ use wavert_core::sg::{Descriptor, SgProfile};
 use wavert_core::state::{transition, KsState, Transition};
 
 use super::filters::{AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS};
-use super::interrupt::InterruptSync;
+use super::interrupt::{InterruptLocked, InterruptSync};
 use super::resources::Ac97Resources;
 use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL};
 use super::{PortIo, Window};
@@ -187,11 +186,11 @@ pub struct Ac97Stats {
 /// The interrupt sync's context pointer is this object's address; it is
 /// disconnected in `Drop` before anything else goes.
 pub struct Ac97Device<P: Platform, IO: PortIo> {
-    interrupt: InterruptSync,
     platform: P,
     io: IO,
     resources: Ac97Resources,
-    hw: UnsafeCell<HwState>,
+    /// The interrupt object and the state only the interrupt lock guards.
+    hw: InterruptLocked<HwState>,
     soft: P::Lock<SoftState>,
     mixer: P::Lock<MixerState>,
     completed_bytes: PerDirection<AtomicU64>,
@@ -202,13 +201,6 @@ pub struct Ac97Device<P: Platform, IO: PortIo> {
     dpcs_queued: AtomicU64,
     deferred_runs: AtomicU64,
 }
-
-// SAFETY: `hw` is only reached by the ISR (which PortCls runs under the
-// interrupt spin lock) or inside `CallSynchronizedRoutine` (the same lock),
-// so never by two processors at once; everything else is Sync on its own.
-unsafe impl<P: Platform, IO: PortIo> Sync for Ac97Device<P, IO> {}
-// SAFETY: as above; the raw pointers inside (mappings) are Send.
-unsafe impl<P: Platform, IO: PortIo> Send for Ac97Device<P, IO> {}
 
 /// The service routine registered with `IInterruptSync` (at DIRQL, under
 /// the interrupt lock): `STATUS_SUCCESS` when the interrupt was the card's.
@@ -278,11 +270,10 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
         )
         .map_err(hw_error)?;
         Ok(Self {
-            interrupt,
             platform,
             io,
             resources,
-            hw: UnsafeCell::new(HwState::default()),
+            hw: InterruptLocked::new(interrupt, HwState::default()),
             soft: P::Lock::new(SoftState {
                 channels: PerDirection::new_with(|_| SoftChannel::closed()),
                 signals: 0,
@@ -313,10 +304,11 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
         // SAFETY: the context is this device, which disconnects in `Drop`
         // before its memory goes.
         unsafe {
-            self.interrupt
+            self.hw
+                .sync()
                 .register(Some(service_routine::<P, IO>), context)?;
         }
-        self.interrupt.connect()
+        self.hw.sync().connect()
     }
 
     /// The platform.
@@ -344,12 +336,7 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
 
     /// Runs `f` on the interrupt-lock state, under the interrupt lock.
     fn with_hw<R>(&self, f: impl FnOnce(&mut HwState, &mut Window<'_, IO>) -> R) -> NtResult<R> {
-        self.interrupt.synchronized(|| {
-            // SAFETY: CallSynchronizedRoutine holds the interrupt lock, so
-            // neither the ISR nor another synchronized call touches `hw`.
-            let hw = unsafe { &mut *self.hw.get() };
-            f(hw, &mut self.bus_master())
-        })
+        self.hw.with(|hw| f(hw, &mut self.bus_master()))
     }
 
     /// The interrupt service: services every started channel (three
@@ -361,8 +348,9 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
     ///
     /// Only with the interrupt lock held (PortCls' service routine call).
     pub unsafe fn service_interrupt(&self) -> bool {
-        // SAFETY: the caller holds the interrupt lock (contract).
-        let hw = unsafe { &mut *self.hw.get() };
+        // SAFETY: the caller holds the interrupt lock (contract); the
+        // reference ends with this call.
+        let hw = unsafe { self.hw.in_isr() };
         let mut bus = self.bus_master();
         let mut claimed = false;
         for direction in Direction::BOTH {
@@ -874,7 +862,7 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
 impl<P: Platform, IO: PortIo> Drop for Ac97Device<P, IO> {
     fn drop(&mut self) {
         // No ISR may run on a device being dropped.
-        self.interrupt.disconnect();
+        self.hw.sync().disconnect();
     }
 }
 

@@ -6,6 +6,7 @@
 //! at DIRQL with the interrupt spin lock held: it must not allocate, block
 //! or take another lock the ISR could take).
 
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use portcls_sys::windows_abi;
 
@@ -117,6 +118,74 @@ impl InterruptSync {
             None if NT_SUCCESS(status) => Err(NtStatus(portcls_sys::STATUS_UNSUCCESSFUL)),
             None => Err(NtStatus(status)),
         }
+    }
+}
+
+/// State that only code under the device's interrupt lock may touch.
+///
+/// That is its ISR (PortCls holds the interrupt spin lock around service
+/// routines) and routines run through `CallSynchronizedRoutine` on the same
+/// interrupt object, which this guard owns.
+///
+/// # Invariants
+///
+/// The value is reached only through [`InterruptLocked::with`] (which runs
+/// the closure under this object's interrupt lock) or
+/// [`InterruptLocked::in_isr`] (whose caller holds that lock), so never by
+/// two processors at once.
+pub struct InterruptLocked<T> {
+    sync: InterruptSync,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: every access to `value` is serialised by the interrupt lock (see
+// the invariants), so sharing the guard between processors is sound when
+// the value itself may move between them.
+unsafe impl<T: Send> Sync for InterruptLocked<T> {}
+
+impl<T> InterruptLocked<T> {
+    /// `value`, guarded by `sync`'s interrupt lock.
+    pub const fn new(sync: InterruptSync, value: T) -> Self {
+        Self {
+            sync,
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    /// The interrupt object (to register, connect and disconnect the ISR).
+    pub const fn sync(&self) -> &InterruptSync {
+        &self.sync
+    }
+
+    /// Runs `f` on the value under the interrupt lock. IRQL:
+    /// `<= DISPATCH_LEVEL`; `f` runs at DIRQL.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status when the routine could not be run.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> NtResult<R> {
+        self.sync.synchronized(|| {
+            // SAFETY: CallSynchronizedRoutine holds this object's interrupt
+            // lock, so neither the ISR nor another synchronized routine
+            // reaches the value meanwhile (the invariants).
+            f(unsafe { &mut *self.value.get() })
+        })
+    }
+
+    /// The value, from the ISR.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds this object's interrupt lock (PortCls' call of the
+    /// service routine registered on it), and does not let the reference
+    /// outlive that call.
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "the interrupt lock, not a borrow, makes the access exclusive"
+    )]
+    pub unsafe fn in_isr(&self) -> &mut T {
+        // SAFETY: the caller holds the interrupt lock (contract).
+        unsafe { &mut *self.value.get() }
     }
 }
 
