@@ -1,39 +1,41 @@
-//! The virtual loopback cable: WaveRT and topology miniports, the virtual
-//! DMA engine and the adapter logic, as portable code.
-//!
-//! What is rendered to the cable's speaker endpoint comes out of its
-//! microphone endpoint, byte for byte when both streams use the same format.
+//! The WaveRT miniport: one stream and one wave miniport shared by every
+//! device, generic over a [`Backend`], with the devices as sibling
+//! back-ends ([`backends::cable`], the virtual loopback cable, and
+//! [`backends::ac97`], the Intel ICH AC'97), as portable code.
 //!
 //! # Using it (driver, emulator, tests)
 //!
 //! 1. Implement [`Platform`] (QPC, a spinlock type, `KeSetEvent`, a periodic
-//!    timer, logging).
-//! 2. Make the cable: `Arc::new(VirtualCable::new(platform, DmaMode::Looping))`
+//!    timer, a DPC, logging).
+//! 2. The cable: `Arc::new(VirtualCable::new(platform, DmaMode::Looping))`
 //!    (or [`DmaMode::Refill`], the non-looping engine refilled from the timer
-//!    routine as an AC'97 ISR does).
-//! 3. Either register everything through PortCls with
+//!    routine as an AC'97 ISR does), registered through PortCls with
 //!    [`adapter::install`] over a [`adapter::PortClsServices`]
-//!    implementation, or build the COM objects directly:
-//!    `wavert_com::new_wave_rt_miniport(CableWave::new(cable.clone(), Direction::Render))`
-//!    and `wavert_com::new_topology_miniport(TopologyMiniport::new(Direction::Render))`
-//!    (the same for [`Direction::Capture`]) and drive their vtables.
-//! 4. Whenever the platform's timer fires (it is started and stopped by the
-//!    cable through [`Platform::start_timer`] / [`Platform::stop_timer`] as
-//!    streams enter and leave RUN), call [`VirtualCable::on_timer`] with the
-//!    current QPC. A test platform may instead call it whenever it likes.
+//!    implementation; whenever the platform's timer fires (started and
+//!    stopped by the cable as streams enter and leave RUN), call
+//!    [`VirtualCable::on_timer`] with the current QPC.
+//! 3. The AC'97: [`adapter::install_ac97`] from the device's resource list,
+//!    with the platform's port I/O ([`ac97::PortIo`]).
+//! 4. Or build the COM objects directly:
+//!    `wavert_com::new_wave_rt_miniport(WaveMiniport::new(backend, Direction::Render))`
+//!    and `wavert_com::new_topology_miniport(TopologyMiniport::new(Direction::Render))`,
+//!    and drive their vtables.
 //!
-//! The filters, pins and categories are in [`filters`]; the subdevice names
-//! and interface categories the INF must match are
-//! [`adapter::SUBDEVICES`].
+//! The shared filter shape and builders are in [`filters`]; the subdevice
+//! names and interface categories the INF must match are
+//! [`adapter::SUBDEVICES`] and [`adapter::AC97_SUBDEVICES`]. A new device
+//! implements [`Backend`] (see [`backends`]).
 //!
 //! # Rules
 //!
 //! `no_std` + `alloc`. Memory is allocated only at `PASSIVE_LEVEL` (objects,
-//! buffer page lists and descriptor lists); the timer and position paths
-//! run under the platform spinlock and never allocate, block or panic.
+//! buffer page lists and descriptor lists); the timer, ISR, DPC and position
+//! paths run under the platform's locks and never allocate, block or panic.
 //! `unsafe` lives only at the boundaries: calls through the port stream's
-//! vtable and the buffer mapping ([`memory`]), and the property handler
-//! entry ([`topology::dispatch`]).
+//! vtable and the buffer mapping ([`memory`]), the property handler entry
+//! ([`topology::dispatch`]), and the AC'97's interrupt boundary
+//! ([`ac97::interrupt`]: service routine registration, synchronized calls,
+//! and the `InterruptLocked` state guard).
 #![no_std]
 #![deny(
     clippy::panic,
