@@ -20,7 +20,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
@@ -37,7 +37,7 @@ use crate::cable::{CableAdapter, EmuLock, EmuPortCls};
 use crate::engine::{negotiate_format, FormatRequest, Stream};
 use crate::hlk::{Finding, KsPositionReport};
 use crate::image::{io_trap, start_image_adapter, ImageDevice};
-use crate::machine::{ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
+use crate::machine::{lock, ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
 use crate::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
 use crate::signal;
@@ -54,10 +54,6 @@ const MAX_SERVICES_PER_STEP: u32 = 16;
 /// Virtual time run past the end of the input, beyond one buffer, so the
 /// last of it leaves QEMU's mixing buffer (two 10 ms audio ticks).
 const TAIL_MS: u64 = 100;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Checks that the AC'97 session can play `request`: 16-bit stereo PCM at
 /// 8 to 48 kHz (the codec's variable-rate DAC, QEMU's `wav` back-end at

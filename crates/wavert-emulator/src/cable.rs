@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use portcls_sys::{
     CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
@@ -31,7 +31,7 @@ use wavert_miniport::{DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
 
 use crate::engine::pins;
 use crate::image::ImageDriver;
-use crate::machine::{Machine, TimerCallback, QPC_FREQUENCY};
+use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{InterruptLine, Port, PortKind};
 use crate::session::WaveFilter;
 
@@ -42,10 +42,6 @@ use crate::session::WaveFilter;
     reason = "NTSTATUS values are written as their unsigned hex"
 )]
 const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32 as i32;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// The kernel spinlock as a `std` mutex (the emulator runs the timer and
 /// the engine on one thread, so the lock only ever meets itself when the

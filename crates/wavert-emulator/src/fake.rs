@@ -13,7 +13,7 @@
 //! misbehave on purpose so the emulator's checks can be seen to fail.
 
 use std::ptr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use portcls_sys::{
     IMiniportTopology, IMiniportWaveRT, IPortTopology, IPortWaveRT, IPortWaveRTStream,
@@ -36,13 +36,9 @@ use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::notify::NotificationSchedule;
 use wavert_core::range::{intersect, ks_data_format_len, write_ks_data_format, DeviceRange};
 
-use crate::machine::{Machine, QPC_FREQUENCY, QPC_PER_MS};
+use crate::machine::{lock, Machine, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::PAGE_SIZE;
 use crate::port::{Port, PortKind};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// Ways to make the fake misbehave (all off by default).
 #[allow(

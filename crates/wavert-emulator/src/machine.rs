@@ -21,7 +21,9 @@ pub const QPC_FREQUENCY: u64 = 10_000_000;
 /// QPC ticks in one millisecond.
 pub const QPC_PER_MS: u64 = QPC_FREQUENCY / 1000;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`, and still hands its data over if a thread panicked while it
+/// held the lock (the crate's one lock helper).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

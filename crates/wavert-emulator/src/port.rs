@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use portcls_sys::{
     IID_IInterruptSync, IID_IPort, IID_IPortTopology, IID_IPortWaveRT, IID_IPortWaveRTStream,
@@ -28,11 +28,7 @@ use portcls_sys::{
 use wavert_com::{ComPtr, Interface};
 
 use crate::irql;
-use crate::machine::Machine;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::machine::{lock, Machine};
 
 /// A port-side object type: its vtable and the interfaces it answers.
 trait PortClass: Send + Sync + Sized + 'static {

@@ -29,16 +29,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{c_char, c_void, CStr};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use portcls_sys::{windows_abi, windows_fn, NTSTATUS, PKEVENT, STATUS_SUCCESS};
 
 use crate::irql::{self, APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
-use crate::machine::{Machine, TimerCallback, QPC_FREQUENCY};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 
 /// `POOL_FLAG_UNINITIALIZED` (`wdm.h`, `ExAllocatePool2`).
 pub const POOL_FLAG_UNINITIALIZED: u64 = 0x2;

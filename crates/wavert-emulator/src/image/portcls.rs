@@ -7,7 +7,7 @@
 //! registrations, the same checks.
 #![allow(non_snake_case, reason = "the PortCls export names")]
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use portcls_sys::{
     windows_abi, IInterruptSync, IPort, IResourceList, INTERRUPTSYNCMODE, NTSTATUS,
@@ -21,10 +21,7 @@ use wavert_miniport::adapter::PortClsServices;
 use super::kernel::{current, Kernel};
 use crate::cable::EmuPortCls;
 use crate::irql::{self, PASSIVE_LEVEL};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::machine::lock;
 
 /// What PortCls remembers of the driver between its calls.
 #[derive(Default)]
