@@ -615,21 +615,13 @@ impl Drop for Rig {
     }
 }
 
-/// The `data` chunk of a WAV file QEMU wrote (to the end of the file: QEMU
-/// may not have fixed the sizes up when it was stopped).
+/// The samples in a WAV file QEMU wrote, to the end of the file: QEMU may
+/// not have fixed the sizes up when it was stopped (see
+/// [`signal::wav_data`]).
 fn wav_data(file: &[u8]) -> Result<&[u8], String> {
-    if file.get(0..4) != Some(b"RIFF".as_slice()) {
-        return Err("QEMU's output is not a RIFF file".to_owned());
-    }
-    let mut at = 12;
-    while let Some(header) = file.get(at..at + 8) {
-        let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
-        if &header[0..4] == b"data" {
-            return Ok(file.get(at + 8..).unwrap_or(&[]));
-        }
-        at += 8 + len;
-    }
-    Err("QEMU's output has no data chunk".to_owned())
+    signal::wav_data(file)
+        .map(|wav| wav.data)
+        .map_err(|e| format!("QEMU's output: {e}"))
 }
 
 /// Bytes of whole silent frames at the start.
@@ -924,7 +916,11 @@ mod tests {
 
     #[test]
     fn wav_data_reads_to_the_end_of_the_file() {
-        let mut file = b"RIFF\0\0\0\0WAVEfmt \x02\0\0\0abdata\0\0\0\0".to_vec();
+        // The header QEMU writes on opening the file, its sizes still 0.
+        let mut file = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x02\0".to_vec();
+        file.extend_from_slice(&48_000_u32.to_le_bytes());
+        file.extend_from_slice(&192_000_u32.to_le_bytes());
+        file.extend_from_slice(b"\x04\0\x10\0data\0\0\0\0");
         file.extend_from_slice(&[1, 2, 3, 4]);
         assert_eq!(wav_data(&file), Ok([1, 2, 3, 4].as_slice()));
         assert!(wav_data(b"RIFX").is_err());

@@ -1,4 +1,5 @@
-//! Test signals, alignment and bit-exact comparison, WAV and SVG output.
+//! Test signals, alignment and bit-exact comparison, WAV files (hound) and
+//! the position plot (SVG).
 
 use std::fmt::Write as _;
 use std::io;
@@ -6,7 +7,7 @@ use std::path::Path;
 
 use wavert_core::format::{AudioFormat, SampleType};
 
-use crate::engine::PositionSample;
+use crate::engine::{FormatRequest, PositionSample};
 use crate::machine::QPC_FREQUENCY;
 
 /// Frequency of the test tone (a prime, so it never lines up with buffers).
@@ -115,14 +116,56 @@ pub fn read_wav(path: &Path, format: &AudioFormat) -> Result<Vec<u8>, String> {
 /// # Errors
 ///
 /// An unreadable file.
-pub fn wav_format_request(path: &Path) -> Result<crate::engine::FormatRequest, String> {
+pub fn wav_format_request(path: &Path) -> Result<FormatRequest, String> {
     let reader = hound::WavReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let spec = reader.spec();
-    Ok(crate::engine::FormatRequest {
+    Ok(format_request_of(reader.spec()))
+}
+
+/// The format a WAV header declares, as a request.
+fn format_request_of(spec: hound::WavSpec) -> FormatRequest {
+    FormatRequest {
         rate: spec.sample_rate,
         bits: spec.bits_per_sample,
         channels: spec.channels,
         float: spec.sample_format == hound::SampleFormat::Float,
+    }
+}
+
+/// A WAV file's header, read by hound, and its sample bytes as stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WavData<'a> {
+    /// The format the header declares.
+    pub format: FormatRequest,
+    /// Frames the `data` chunk's header declares.
+    pub declared_frames: u32,
+    /// The bytes from the start of the `data` chunk to the end of the file.
+    pub data: &'a [u8],
+}
+
+/// Reads a WAV file's header with hound and hands back the bytes from the
+/// start of its `data` chunk to the end of the file.
+///
+/// To the end of the file, not the declared length: a writer stopped before
+/// it closed the file leaves the declared sizes as they were when it
+/// opened it. QEMU's `wav` audio back-end writes 0 there and fixes the
+/// sizes up only when it exits, and hound counts samples by the declared
+/// length, so its sample reader would return none of them. hound still
+/// parses the header and the chunks before `data`; the cursor it reads
+/// from then stands at the first sample.
+///
+/// # Errors
+///
+/// A file hound cannot parse (no RIFF/WAVE header, no `fmt ` or `data`
+/// chunk).
+pub fn wav_data(file: &[u8]) -> Result<WavData<'_>, String> {
+    let reader = hound::WavReader::new(io::Cursor::new(file)).map_err(|e| e.to_string())?;
+    let format = format_request_of(reader.spec());
+    let declared_frames = reader.duration();
+    let start = usize::try_from(reader.into_inner().position()).unwrap_or(file.len());
+    Ok(WavData {
+        format,
+        declared_frames,
+        data: file.get(start..).unwrap_or_default(),
     })
 }
 
@@ -284,4 +327,51 @@ pub fn position_plot_svg(
     );
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 44-byte header QEMU's `wav` back-end writes when it opens the
+    /// file (16-bit stereo at 48 kHz), sizes still 0.
+    fn unfinished_qemu_header() -> Vec<u8> {
+        let mut file = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x02\0".to_vec();
+        file.extend_from_slice(&48_000_u32.to_le_bytes());
+        file.extend_from_slice(&192_000_u32.to_le_bytes());
+        file.extend_from_slice(b"\x04\0\x10\0data\0\0\0\0");
+        file
+    }
+
+    #[test]
+    fn wav_data_reads_an_unfinished_header_to_the_end_of_the_file() {
+        let mut file = unfinished_qemu_header();
+        file.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let wav = wav_data(&file).unwrap();
+        assert_eq!(wav.data, [1, 2, 3, 4, 5, 6, 7, 8].as_slice());
+        assert_eq!(wav.declared_frames, 0);
+        assert_eq!(
+            (
+                wav.format.rate,
+                wav.format.bits,
+                wav.format.channels,
+                wav.format.float
+            ),
+            (48_000, 16, 2, false)
+        );
+        assert!(wav_data(b"RIFX").is_err());
+    }
+
+    #[test]
+    fn wav_data_reads_what_write_wav_wrote() {
+        let stereo = wavert_core::format::KSAUDIO_SPEAKER_STEREO;
+        let format = AudioFormat::new(SampleType::Pcm, 2, 44_100, 16, 16, stereo, false).unwrap();
+        let path = std::env::temp_dir().join(format!("wavert-signal-{}.wav", std::process::id()));
+        let frames = [1, 0, 2, 0, 3, 0, 4, 0];
+        write_wav(&path, &format, &frames).unwrap();
+        let file = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let wav = wav_data(&file).unwrap();
+        assert_eq!((wav.data, wav.declared_frames), (frames.as_slice(), 2));
+    }
 }

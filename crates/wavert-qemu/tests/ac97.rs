@@ -218,26 +218,17 @@ fn render(rate: u32, first_page_offset: u32, ticks: u32, late: Option<(u32, u64)
     }
 }
 
-/// The `data` chunk of a RIFF/WAVE file, checking the header QEMU
-/// finalised on SIGTERM.
+/// The `data` chunk of a RIFF/WAVE file (read by hound), checking the
+/// header QEMU finalised on SIGTERM.
 fn wav_data(file: &[u8]) -> Vec<u8> {
-    assert_eq!(&file[0..4], b"RIFF");
-    assert_eq!(&file[8..12], b"WAVE");
-    let mut at = 12;
-    while at + 8 <= file.len() {
-        let id = &file[at..at + 4];
-        let len = u32::from_le_bytes(file[at + 4..at + 8].try_into().unwrap()) as usize;
-        if id == b"data" {
-            assert_eq!(
-                at + 8 + len,
-                file.len(),
-                "data chunk length matches the file"
-            );
-            return file[at + 8..].to_vec();
-        }
-        at += 8 + len;
-    }
-    panic!("no data chunk");
+    let wav = wavert_emulator::signal::wav_data(file).unwrap();
+    let frame_bytes = usize::from(wav.format.channels) * usize::from(wav.format.bits / 8);
+    assert_eq!(
+        wav.declared_frames as usize * frame_bytes,
+        wav.data.len(),
+        "data chunk length matches the file"
+    );
+    wav.data.to_vec()
 }
 
 /// Bytes QEMU's audio layer may hold between DMA and the WAV back-end:

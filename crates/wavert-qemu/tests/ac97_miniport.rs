@@ -357,17 +357,12 @@ impl Signal {
     }
 }
 
+/// The samples of QEMU's WAV output, to the end of the file (read by hound).
 fn wav_data(file: &[u8]) -> Vec<u8> {
-    assert_eq!(&file[0..4], b"RIFF");
-    let mut at = 12;
-    while at + 8 <= file.len() {
-        let len = u32::from_le_bytes(file[at + 4..at + 8].try_into().unwrap()) as usize;
-        if &file[at..at + 4] == b"data" {
-            return file[at + 8..].to_vec();
-        }
-        at += 8 + len;
-    }
-    panic!("no data chunk");
+    wavert_emulator::signal::wav_data(file)
+        .unwrap()
+        .data
+        .to_vec()
 }
 
 fn leading_silence(pcm: &[u8]) -> usize {
