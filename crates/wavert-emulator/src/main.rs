@@ -462,7 +462,7 @@ fn run(args: &Args) -> Result<bool, String> {
         result.render_run_qpc,
         format.block_align(),
         "render position (GetPosition) against time",
-    );
+    )?;
     std::fs::write(&plot_path, svg).map_err(|e| format!("{}: {e}", plot_path.display()))?;
 
     drop((render_filter, capture_filter));

@@ -1,10 +1,13 @@
 //! Test signals, alignment and bit-exact comparison, WAV files (hound) and
-//! the position plot (SVG).
+//! the position plot (plotters).
 
-use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
+use plotters::prelude::{
+    ChartBuilder, Color as _, DrawingAreaErrorKind, IntoDrawingArea as _, LineSeries, RGBColor,
+    SVGBackend, WHITE,
+};
 use wavert_core::format::{AudioFormat, SampleType};
 
 use crate::engine::{FormatRequest, PositionSample};
@@ -258,15 +261,21 @@ pub fn counter_at(format: &AudioFormat, data: &[u8], index: usize) -> Option<u16
     data.get(at..at + sample).map(|s| decode_counter(format, s))
 }
 
-/// An SVG plot of position (frames) against time (ms since RUN).
-#[must_use]
+/// An SVG plot of position (frames) against time (ms since RUN), with
+/// `title` above it and both axes labelled.
+///
+/// plotters' SVG back-end writes text as SVG `<text>` elements and, with
+/// its `ttf` feature off, lays it out by estimate: no font files are read.
+///
+/// # Errors
+///
+/// A drawing error from plotters.
 pub fn position_plot_svg(
     trace: &[PositionSample],
     run_qpc: u64,
     block_align: u32,
     title: &str,
-) -> String {
-    let (width, height, margin) = (800.0_f64, 480.0_f64, 60.0_f64);
+) -> Result<String, String> {
     #[allow(clippy::cast_precision_loss, reason = "plot coordinates")]
     let points: Vec<(f64, f64)> = trace
         .iter()
@@ -277,57 +286,36 @@ pub fn position_plot_svg(
         .collect();
     let max_t = points.iter().map(|p| p.0).fold(1.0, f64::max);
     let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max);
-    let to_x = |t: f64| (t / max_t).mul_add(2.0f64.mul_add(-margin, width), margin);
-    let to_y = |v: f64| (v / max_y).mul_add(-2.0f64.mul_add(-margin, height), height - margin);
     let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<rect width="{width}" height="{height}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="20" text-anchor="middle" font-size="14">{title}</text>"#,
-        width / 2.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<line x1="{margin}" y1="{b}" x2="{r}" y2="{b}" stroke="black"/><line x1="{margin}" y1="{margin}" x2="{margin}" y2="{b}" stroke="black"/>"#,
-        b = height - margin,
-        r = width - margin
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{}" y="{}" text-anchor="middle">time since RUN (ms), 0 .. {max_t:.0}</text>"#,
-        width / 2.0,
-        height - 20.0
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="15" y="{}" transform="rotate(-90 15 {})" text-anchor="middle">position (frames), 0 .. {max_y:.0}</text>"#,
-        height / 2.0,
-        height / 2.0
-    );
-    let mut path = String::new();
-    for (i, &(t, v)) in points.iter().enumerate() {
-        let _ = write!(
-            path,
-            "{}{:.1},{:.1} ",
-            if i == 0 { "M" } else { "L" },
-            to_x(t),
-            to_y(v)
-        );
+    {
+        let plot_error = |e: DrawingAreaErrorKind<_>| format!("position plot: {e}");
+        let root = SVGBackend::with_string(&mut svg, (800, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..max_t, 0.0..max_y)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("time since RUN (ms)")
+            .y_desc("position (frames)")
+            .x_label_formatter(&|t| format!("{t:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new(points, STEEL_BLUE.stroke_width(2)))
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
     }
-    let _ = writeln!(
-        svg,
-        r#"<path d="{path}" fill="none" stroke="steelblue" stroke-width="1.5"/>"#
-    );
-    svg.push_str("</svg>\n");
-    svg
+    Ok(svg)
 }
+
+/// Steel blue, the line's colour.
+const STEEL_BLUE: RGBColor = RGBColor(70, 130, 180);
 
 #[cfg(test)]
 mod tests {
@@ -373,5 +361,28 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let wav = wav_data(&file).unwrap();
         assert_eq!((wav.data, wav.declared_frames), (frames.as_slice(), 2));
+    }
+
+    #[test]
+    fn the_position_plot_is_an_svg_with_title_and_axis_labels() {
+        let trace: Vec<PositionSample> = (0..50_u64)
+            .map(|i| PositionSample {
+                qpc_before: i * QPC_FREQUENCY / 100,
+                qpc_after: i * QPC_FREQUENCY / 100 + 1,
+                linear_bytes: i * 1920,
+                state: portcls_sys::KSSTATE_RUN,
+            })
+            .collect();
+        let svg = position_plot_svg(&trace, 0, 4, "render position").unwrap();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"));
+        for text in [
+            "render position",
+            "time since RUN (ms)",
+            "position (frames)",
+            "<polyline",
+        ] {
+            assert!(svg.contains(text), "no {text} in the plot");
+        }
     }
 }
