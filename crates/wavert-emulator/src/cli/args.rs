@@ -1,0 +1,167 @@
+//! The command line: what can be asked for, parsed by clap.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use wavert_emulator::engine::FormatRequest;
+use wavert_miniport::DmaMode;
+
+/// The command line, parsed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wavert-emulator",
+    version,
+    about = "Loads the virtual loopback cable through the user-mode PortCls emulator, plays a \
+             signal through its render endpoint, records its capture endpoint and verifies it"
+)]
+pub struct Args {
+    /// Play this WAV file instead of the generated 997 Hz tone + counter
+    #[arg(long, value_name = "FILE.wav")]
+    pub input: Option<PathBuf>,
+
+    /// Folder for the captured WAV and the position plot
+    #[arg(long, value_name = "DIR", default_value = "out")]
+    pub output: PathBuf,
+
+    /// Format, e.g. 48000,16,2 or 96000,32,2,float
+    #[arg(long, value_name = "RATE,BITS,CHANNELS[,float]", value_parser = parse_format)]
+    pub format: Option<FormatRequest>,
+
+    /// Engine period (one packet) in milliseconds; the buffer holds two
+    /// (20 ms at 48 kHz 16-bit stereo: 7680 bytes on two scattered pages)
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub period: u32,
+
+    /// Notification events per buffer (1: at the end; 2: middle and end)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..=2)
+    )]
+    pub notifications: u32,
+
+    /// Seconds of generated signal
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    pub seconds: f64,
+
+    /// Device back-end: virtual (the loopback cable) or ac97 (the AC'97
+    /// miniport on QEMU's AC'97, 16-bit stereo 8-48 kHz; writes ac97-qemu.wav)
+    #[arg(long, value_enum, value_name = "device", default_value_t = Device::Virtual)]
+    pub device: Device,
+
+    /// Virtual DMA engine: looping (wraps by itself) or refill (AC'97-style
+    /// 32-slot ring refilled from the timer routine)
+    #[arg(long, value_enum, value_name = "dma", default_value_t = DmaEngine::Looping)]
+    pub dma: DmaEngine,
+
+    /// Run the shipped driver image (e.g. target/package/rswavert/rswavert.sys,
+    /// from `cargo xtask cross`) instead of the host-built miniport: loaded,
+    /// relocated and bound to kernel and PortCls stand-ins with Driver
+    /// Verifier's rules
+    #[arg(long, value_name = "RSWAVERT.SYS")]
+    pub image: Option<PathBuf>,
+
+    /// Run in real time instead of on the virtual clock
+    #[arg(long)]
+    pub real_time: bool,
+}
+
+// The variants carry plain comments, not doc comments: clap would show a
+// doc comment as the value's own help and change `--help`.
+
+/// The device back-end `--device` picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    // The virtual loopback cable (`wavert-miniport`), loaded through the
+    // emulated PortCls.
+    Virtual,
+    // The Intel ICH AC'97 back-end on QEMU's AC'97.
+    Ac97,
+}
+
+/// The virtual cable's DMA engine `--dma` picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DmaEngine {
+    // A buffer the engine wraps around by itself.
+    Looping,
+    // An AC'97-style 32-slot ring refilled from the timer routine.
+    Refill,
+}
+
+impl From<DmaEngine> for DmaMode {
+    fn from(engine: DmaEngine) -> Self {
+        match engine {
+            DmaEngine::Looping => Self::Looping,
+            DmaEngine::Refill => Self::Refill,
+        }
+    }
+}
+
+/// Parses `--format RATE,BITS,CHANNELS[,float]`.
+fn parse_format(text: &str) -> Result<FormatRequest, String> {
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    if !(3..=4).contains(&parts.len()) {
+        return Err("expected RATE,BITS,CHANNELS[,float]".to_owned());
+    }
+    let number = |s: &str, what: &str| {
+        s.parse::<u32>()
+            .map_err(|_| format!("{what} '{s}' is not a number"))
+    };
+    let rate = number(parts[0], "rate")?;
+    let bits = u16::try_from(number(parts[1], "bits")?).map_err(|_| "bits too large".to_owned())?;
+    let channels =
+        u16::try_from(number(parts[2], "channels")?).map_err(|_| "too many channels".to_owned())?;
+    let float = match parts.get(3) {
+        None => false,
+        Some(&"float") => true,
+        Some(other) => return Err(format!("unknown sample type '{other}' (only 'float')")),
+    };
+    Ok(FormatRequest {
+        rate,
+        bits,
+        channels,
+        float,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Args as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_those_documented() {
+        let args = Args::try_parse_from(["wavert-emulator"]).unwrap();
+        assert_eq!(args.output, PathBuf::from("out"));
+        assert_eq!((args.period, args.notifications), (20, 2));
+        assert!((args.seconds - 5.0).abs() < f64::EPSILON);
+        assert_eq!(
+            (args.device, args.dma),
+            (Device::Virtual, DmaEngine::Looping)
+        );
+        assert!(args.input.is_none() && args.format.is_none() && args.image.is_none());
+        assert!(!args.real_time);
+    }
+
+    #[test]
+    fn formats_parse_and_bad_ones_say_why() {
+        let f = parse_format("96000, 32, 2, float").unwrap();
+        assert_eq!((f.rate, f.bits, f.channels, f.float), (96_000, 32, 2, true));
+        assert!(parse_format("1,2").unwrap_err().contains("RATE,BITS"));
+        assert!(parse_format("48000,16,2,int")
+            .unwrap_err()
+            .contains("'int'"));
+        assert!(Args::try_parse_from(["x", "--period", "1001"]).is_err());
+        assert!(Args::try_parse_from(["x", "--notifications", "3"]).is_err());
+    }
+}

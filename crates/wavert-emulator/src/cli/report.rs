@@ -1,0 +1,290 @@
+//! The report of a session, line by line, and its verdict.
+
+use wavert_core::format::SampleType;
+use wavert_emulator::hlk::KsPositionReport;
+use wavert_emulator::memory::PAGE_SIZE;
+use wavert_miniport::DmaMode;
+
+use super::run::{DriverCounters, Outcome, VirtualOutcome};
+
+impl Outcome {
+    /// Whether every check passed.
+    pub fn passed(&self) -> bool {
+        match self {
+            Self::Virtual(outcome) => outcome.passed(),
+            Self::Ac97(report) => report.passed(),
+        }
+    }
+
+    /// The report, one line per item.
+    pub fn report_lines(&self) -> Vec<String> {
+        match self {
+            Self::Virtual(outcome) => outcome.report_lines(),
+            Self::Ac97(report) => {
+                let mut lines = report.lines();
+                lines.push(format!(
+                    "buffer pages     : {}",
+                    describe_pages(&report.buffer_pages)
+                ));
+                lines
+            }
+        }
+    }
+}
+
+/// Pages as physical frame numbers, and how many steps between them are
+/// to the adjacent page.
+fn describe_pages(pages: &[u64]) -> String {
+    let page = PAGE_SIZE as u64;
+    let frames: Vec<String> = pages.iter().map(|p| format!("{:#x}", p / page)).collect();
+    let contiguous = pages.windows(2).filter(|w| w[1] == w[0] + page).count();
+    format!(
+        "frames [{}], {} of {} page steps contiguous",
+        frames.join(", "),
+        contiguous,
+        pages.len().saturating_sub(1)
+    )
+}
+
+fn outcome_text(outcome: &Result<(), String>) -> String {
+    outcome
+        .as_ref()
+        .map_or_else(|e| format!("FAIL: {e}"), |()| "pass".to_owned())
+}
+
+fn ks_text(ks: &KsPositionReport) -> String {
+    format!(
+        "{} (rate {:.2} Hz, {:.4} % off; jitter std-dev {:.4} ms, max {:.4} ms; first move {:.1} ms; {} samples){}",
+        if ks.passed() {
+            "pass".to_owned()
+        } else {
+            format!("FAIL: {}", ks.failures.join("; "))
+        },
+        ks.measured_rate,
+        ks.rate_error_percent,
+        ks.jitter_std_ms,
+        ks.jitter_max_ms,
+        ks.first_nonzero_ms.unwrap_or(f64::NAN),
+        ks.used,
+        if ks.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" (warning: {})", ks.warnings.join("; "))
+        }
+    )
+}
+
+impl VirtualOutcome {
+    /// Whether the capture repeats the render data at the reported latency.
+    fn lag_as_reported(&self) -> bool {
+        self.lag
+            .is_some_and(|l| l as u64 == self.session.reported_latency_frames)
+    }
+
+    /// Whether every rendered frame came back, unchanged, at the reported
+    /// latency.
+    fn bit_exact(&self) -> bool {
+        self.lag_as_reported() && self.mismatches.0 == 0
+    }
+
+    fn passed(&self) -> bool {
+        self.bit_exact()
+            && self.session.render.glitches == 0
+            && self.session.capture.glitches == 0
+            && self.ks_render.passed()
+            && self.ks_capture.passed()
+            && self
+                .wavetest_render
+                .iter()
+                .chain(&self.wavetest_capture)
+                .all(|f| f.outcome.is_ok())
+            && self.leaked_pages == 0
+            && self.live_objects == 0
+            && self.running_timers == 0
+            && self.violations.is_empty()
+    }
+
+    #[allow(clippy::too_many_lines, reason = "the report, in order")]
+    fn report_lines(&self) -> Vec<String> {
+        let session = &self.session;
+        let format = session.format;
+        let block = format.block_align() as usize;
+        let kind = match format.sample_type() {
+            SampleType::Float => "float",
+            SampleType::Pcm => "PCM",
+        };
+        let frames_lag = self.lag.unwrap_or(0);
+        #[allow(clippy::cast_precision_loss, reason = "report")]
+        let lag_ms = frames_lag as f64 * 1000.0 / f64::from(format.sample_rate());
+        let reported_frames = session.reported_latency_frames;
+        let (mismatches, first_bad) = self.mismatches;
+
+        let mut lines = vec![
+            format!("build            : {}", self.build),
+            format!(
+                "device           : virtual loopback cable (wavert-miniport, {} DMA) through the emulated PortCls, {} clock",
+                match self.dma {
+                    DmaMode::Looping => "looping",
+                    DmaMode::Refill => "refill",
+                },
+                if self.real_time { "real-time" } else { "virtual" }
+            ),
+            format!(
+                "subdevices       : {}",
+                self.registrations
+                    .subdevices
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!(
+                "connections      : {}",
+                self.registrations
+                    .connections
+                    .iter()
+                    .map(|c| format!("{} pin {} -> {} pin {}", c.from, c.from_pin, c.to, c.to_pin))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            format!(
+                "format           : {} Hz, {} bit ({} in {}) {kind}, {} ch, {} bytes/frame",
+                format.sample_rate(),
+                format.valid_bits(),
+                format.valid_bits(),
+                format.container_bits(),
+                format.channels(),
+                block
+            ),
+            format!(
+                "buffers          : render {} bytes ({} pages), capture {} bytes ({} pages), {} notifications each, peak {} pages in use",
+                session.render_buffer,
+                (session.render_buffer as usize).div_ceil(PAGE_SIZE),
+                session.capture_buffer,
+                (session.capture_buffer as usize).div_ceil(PAGE_SIZE),
+                self.notifications,
+                session.peak_pages
+            ),
+            format!("render pages     : {}", describe_pages(&session.render_pages)),
+            format!("capture pages    : {}", describe_pages(&session.capture_pages)),
+            format!(
+                "notifications    : render {}, capture {}",
+                session.render.notifications, session.capture.notifications
+            ),
+            format!(
+                "packets          : render {}, capture {} (packet interfaces: {}, mismatches {})",
+                session.render.packets,
+                session.capture.packets,
+                if session.packet_mode { "yes" } else { "no" },
+                session.render.packet_mismatches + session.capture.packet_mismatches
+            ),
+            format!(
+                "glitches         : render {}, capture {}",
+                session.render.glitches, session.capture.glitches
+            ),
+        ];
+        match &self.counters {
+            DriverCounters::Image {
+                kernel: c,
+                verifier_violations,
+            } => {
+                lines.push(format!(
+                    "kernel           : {} pool allocations, {} frees, {} timer callbacks, {} DPCs, {} events signalled, {} spinlock acquisitions, {} debug prints",
+                    c.pool_allocations,
+                    c.pool_frees,
+                    c.timer_callbacks,
+                    c.dpcs_run,
+                    c.events_signalled,
+                    c.spinlock_acquisitions,
+                    c.debug_prints
+                ));
+                lines.push(format!(
+                    "driver verifier  : {verifier_violations} violation(s) by the image (IRQL, pool, spinlock, timer, DPC, unload rules)"
+                ));
+            }
+            DriverCounters::Host(stats) => lines.push(format!(
+                "cable            : {} bytes copied, {} bytes of silence, {} skipped, {} DMA errors, {} events signalled",
+                stats.copied_bytes,
+                stats.silence_bytes,
+                stats.skipped_bytes,
+                stats.dma_errors,
+                stats.signals
+            )),
+        }
+        lines.push(format!(
+            "latency          : measured {frames_lag} frames ({lag_ms:.3} ms), reported {:.3} ms ({reported_frames} frames)",
+            session.reported_latency_ms
+        ));
+        lines.push(format!(
+            "bit-exact        : {} ({} of {} frames differ{}{})",
+            if self.bit_exact() { "yes" } else { "NO" },
+            mismatches,
+            self.rendered_frames,
+            first_bad.map_or_else(String::new, |f| format!(", first at frame {f}")),
+            if self.lag.is_some() && !self.lag_as_reported() {
+                ", measured latency differs from the reported one"
+            } else {
+                ""
+            }
+        ));
+        for (endpoint, findings) in [
+            ("render", &self.wavetest_render),
+            ("capture", &self.wavetest_capture),
+        ] {
+            for f in findings {
+                lines.push(format!(
+                    "hlk wavetest     : {endpoint:<8} {:<26} {}",
+                    f.rule,
+                    outcome_text(&f.outcome)
+                ));
+            }
+        }
+        lines.push(format!(
+            "hlk ks position  : render   {}",
+            ks_text(&self.ks_render)
+        ));
+        lines.push(format!(
+            "hlk ks position  : capture  {}",
+            ks_text(&self.ks_capture)
+        ));
+        lines.push(format!(
+            "leaks            : {} pages, {} MDLs, {} port objects alive, {} timers running",
+            self.leaked_pages, self.live_mdls, self.live_objects, self.running_timers
+        ));
+        for line in &self.driver_log {
+            lines.push(format!("driver log       : {line}"));
+        }
+        lines.push(format!(
+            "violations       : {}",
+            if self.violations.is_empty() {
+                "none".to_owned()
+            } else {
+                self.violations.join("; ")
+            }
+        ));
+        lines.push(format!(
+            "output           : {}, {}",
+            self.wav_path.display(),
+            self.plot_path.display()
+        ));
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_described_by_frame_number_and_adjacency() {
+        let page = PAGE_SIZE as u64;
+        assert_eq!(
+            describe_pages(&[5 * page, 6 * page, 9 * page]),
+            "frames [0x5, 0x6, 0x9], 1 of 2 page steps contiguous"
+        );
+        assert_eq!(
+            describe_pages(&[]),
+            "frames [], 0 of 0 page steps contiguous"
+        );
+    }
+}

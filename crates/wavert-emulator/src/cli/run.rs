@@ -1,0 +1,343 @@
+//! The session the command line asked for, run to the end: what it saw,
+//! nothing printed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use wavert_emulator::ac97::{run_ac97_session, Ac97Options, Ac97Report};
+use wavert_emulator::cable::{start_cable_adapter, CableOptions, RegisteredWaveFilter};
+use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest};
+use wavert_emulator::hlk::{ks_position_check, run_wavetest_positions, Finding, KsPositionReport};
+use wavert_emulator::image::kernel::KernelCounters;
+use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver};
+use wavert_emulator::machine::{ClockMode, Machine, Registrations};
+use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
+use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
+use wavert_emulator::signal;
+use wavert_miniport::{CableStats, DmaMode};
+
+use super::args::{Args, Device};
+
+/// What a session saw, by device.
+pub enum Outcome {
+    /// `--device virtual`.
+    Virtual(Box<VirtualOutcome>),
+    /// `--device ac97`.
+    Ac97(Box<Ac97Report>),
+}
+
+/// What the virtual cable's session saw, up to the removal of the device.
+pub struct VirtualOutcome {
+    /// Which build of the driver ran.
+    pub build: String,
+    /// The cable's DMA engine.
+    pub dma: DmaMode,
+    /// Whether the clock was real time.
+    pub real_time: bool,
+    /// Notification events per buffer asked for.
+    pub notifications: u32,
+    /// What the driver registered with PortCls.
+    pub registrations: Registrations,
+    /// The loopback session.
+    pub session: LoopbackResult,
+    /// Frames rendered.
+    pub rendered_frames: usize,
+    /// Where the capture repeats the render data, in frames, if anywhere.
+    pub lag: Option<usize>,
+    /// Rendered frames that did not come back at `lag`, and the first.
+    pub mismatches: (usize, Option<usize>),
+    /// KS position rules on the render stream.
+    pub ks_render: KsPositionReport,
+    /// KS position rules on the capture stream.
+    pub ks_capture: KsPositionReport,
+    /// HLK `WaveTest` position rules on the render endpoint.
+    pub wavetest_render: Vec<Finding>,
+    /// HLK `WaveTest` position rules on the capture endpoint.
+    pub wavetest_capture: Vec<Finding>,
+    /// The image's kernel counters, or the host build's cable counters.
+    pub counters: DriverCounters,
+    /// Pages still allocated after the removal.
+    pub leaked_pages: usize,
+    /// MDLs still alive after the removal.
+    pub live_mdls: usize,
+    /// Port objects still alive after the removal.
+    pub live_objects: usize,
+    /// Timers still running after the removal.
+    pub running_timers: usize,
+    /// The driver's log lines.
+    pub driver_log: Vec<String>,
+    /// Protocol violations the machine saw.
+    pub violations: Vec<String>,
+    /// The captured WAV written.
+    pub wav_path: PathBuf,
+    /// The position plot written.
+    pub plot_path: PathBuf,
+}
+
+/// Counters of the driver that ran.
+pub enum DriverCounters {
+    /// The shipped image: its kernel calls and Driver Verifier violations.
+    Image {
+        /// Kernel calls counted by the stand-ins.
+        kernel: KernelCounters,
+        /// Violations of Driver Verifier's rules.
+        verifier_violations: usize,
+    },
+    /// The host build: the cable's own counters.
+    Host(CableStats),
+}
+
+/// Runs the session `args` asks for.
+///
+/// # Errors
+///
+/// Anything that keeps the session from running to its end: bad options,
+/// unreadable or unwritable files, a driver that does not start.
+pub fn run(args: &Args) -> Result<Outcome, String> {
+    match args.device {
+        Device::Ac97 => run_ac97(args).map(|report| Outcome::Ac97(Box::new(report))),
+        Device::Virtual => run_virtual(args).map(|outcome| Outcome::Virtual(Box::new(outcome))),
+    }
+}
+
+/// The format to play: the input file's, or the one asked for, or the default.
+fn format_request(args: &Args) -> Result<FormatRequest, String> {
+    match (&args.input, args.format) {
+        (Some(path), _) => signal::wav_format_request(path),
+        (None, Some(f)) => Ok(f),
+        (None, None) => Ok(FormatRequest::default()),
+    }
+}
+
+/// `--device ac97`: the AC'97 miniport on QEMU's AC'97, QEMU's output
+/// beside the report.
+fn run_ac97(args: &Args) -> Result<Ac97Report, String> {
+    run_ac97_session(&Ac97Options {
+        input: args.input.clone(),
+        format: format_request(args)?,
+        seconds: args.seconds,
+        period_ms: args.period,
+        notifications: args.notifications,
+        output_dir: args.output.clone(),
+        image: args.image.clone(),
+    })
+}
+
+/// The HLK position rules on one endpoint, after the loopback session.
+fn wavetest_on(
+    machine: &Arc<Machine>,
+    filter: &RegisteredWaveFilter,
+    capture: bool,
+    request: &FormatRequest,
+    block_align: u32,
+) -> Result<Vec<Finding>, String> {
+    let pin = streaming_pin(filter.description, capture)
+        .ok_or_else(|| format!("{}: no streaming pin", filter.name))?;
+    let (_, format_bytes) = negotiate_format(&filter.miniport, filter.description, pin, request)
+        .map_err(|e| e.to_string())?;
+    run_wavetest_positions(
+        machine,
+        &filter.miniport,
+        pin,
+        capture,
+        &format_bytes,
+        block_align * 960,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// A progress bar for sessions long enough to want one (hidden otherwise).
+fn progress_bar(args: &Args) -> Result<ProgressBar, String> {
+    let bar = ProgressBar::new(1000);
+    // indicatif's template syntax, not a Rust format string.
+    #[allow(
+        clippy::literal_string_with_formatting_args,
+        reason = "an indicatif template"
+    )]
+    let template = ProgressStyle::with_template("{bar:40} {percent:>3}% {msg}");
+    bar.set_style(template.map_err(|e| e.to_string())?);
+    let show_bar = args.real_time && args.seconds > 1.0 || args.seconds > 20.0;
+    if !show_bar {
+        bar.finish_and_clear();
+    }
+    Ok(bar)
+}
+
+/// `--device virtual`: the loopback session, the HLK rules on both
+/// endpoints, the WAV and the plot written, the device removed.
+#[allow(
+    clippy::too_many_lines,
+    reason = "the session in Windows' order: start, stream, check, remove"
+)]
+fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
+    if !(args.seconds > 0.0 && args.seconds <= 600.0) {
+        return Err(format!("--seconds {} is outside 0 .. 600", args.seconds));
+    }
+    let request = format_request(args)?;
+    std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    let memory = PhysicalMemory::anonymous(MemoryConfig::default()).map_err(|e| e.to_string())?;
+    let mode = if args.real_time {
+        ClockMode::RealTime
+    } else {
+        ClockMode::Virtual
+    };
+    let machine = Machine::new(memory, mode);
+    let dma = DmaMode::from(args.dma);
+    let adapter = match &args.image {
+        Some(path) => {
+            if dma != DmaMode::Looping {
+                return Err(
+                    "--dma refill is a test mode of the host build; the image's cable runs looping DMA"
+                        .to_owned(),
+                );
+            }
+            start_image_adapter(&machine, path, ImageDevice::default())
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => start_cable_adapter(
+            &machine,
+            CableOptions {
+                dma,
+                ..CableOptions::default()
+            },
+        )
+        .map_err(|e| format!("StartDevice failed: {:#010x}", e.0))?,
+    };
+    let build = adapter.image().map_or_else(
+        || "host build of wavert-miniport (cargo run -p wavert-emulator)".to_owned(),
+        ImageDriver::describe,
+    );
+    let kernel = adapter.image().map(|driver| Arc::clone(driver.kernel()));
+    let registrations = machine.registrations();
+    let render_filter = adapter
+        .wave_filter("WaveRender")
+        .ok_or("no wave filter registered as WaveRender")?;
+    let capture_filter = adapter
+        .wave_filter("WaveCapture")
+        .ok_or("no wave filter registered as WaveCapture")?;
+    let config = LoopbackConfig {
+        format: request,
+        period_ms: args.period,
+        notification_count: args.notifications,
+        ..LoopbackConfig::default()
+    };
+
+    let bar = progress_bar(args)?;
+    let mut rendered = Vec::new();
+    let mut read_error = None;
+    let session = run_loopback(
+        &machine,
+        render_filter.as_filter(),
+        capture_filter.as_filter(),
+        &config,
+        &mut |format| {
+            let data = args.input.as_ref().map_or_else(
+                || signal::test_signal(format, args.seconds),
+                |path| {
+                    signal::read_wav(path, format).unwrap_or_else(|e| {
+                        read_error = Some(e);
+                        Vec::new()
+                    })
+                },
+            );
+            rendered.clone_from(&data);
+            data
+        },
+        &mut |done| {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "progress in per mille"
+            )]
+            bar.set_position((done * 1000.0) as u64);
+        },
+    );
+    bar.finish_and_clear();
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    let session = session.map_err(|e| e.to_string())?;
+    let format = session.format;
+    let block = format.block_align() as usize;
+    let max_lag = usize::try_from(session.capture_buffer).unwrap_or(0) / block * 4 + 4800;
+    let lag = signal::find_alignment(&rendered, &session.captured, block, max_lag);
+    let mismatches = lag.map_or((rendered.len() / block, Some(0)), |l| {
+        signal::mismatched_frames(&rendered, &session.captured, block, l)
+    });
+
+    let ks_render = ks_position_check(
+        &session.render_trace,
+        session.render_run_qpc,
+        format.sample_rate(),
+        format.block_align(),
+        Some(session.reported_latency_ms),
+    );
+    let ks_capture = ks_position_check(
+        &session.capture_trace,
+        session.capture_run_qpc,
+        format.sample_rate(),
+        format.block_align(),
+        Some(session.reported_latency_ms),
+    );
+    let cable_stats = adapter.cable().map(|c| c.stats()).unwrap_or_default();
+    let wavetest_render = wavetest_on(
+        &machine,
+        &render_filter,
+        false,
+        &request,
+        format.block_align(),
+    )?;
+    let wavetest_capture = wavetest_on(
+        &machine,
+        &capture_filter,
+        true,
+        &request,
+        format.block_align(),
+    )?;
+
+    let wav_path = args.output.join("captured.wav");
+    signal::write_wav(&wav_path, &format, &session.captured)
+        .map_err(|e| format!("{}: {e}", wav_path.display()))?;
+    let plot_path = args.output.join("position.svg");
+    let svg = signal::position_plot_svg(
+        &session.render_trace,
+        session.render_run_qpc,
+        format.block_align(),
+        "render position (GetPosition) against time",
+    )?;
+    std::fs::write(&plot_path, svg).map_err(|e| format!("{}: {e}", plot_path.display()))?;
+
+    drop((render_filter, capture_filter));
+    adapter.remove();
+    let counters = kernel.map_or(DriverCounters::Host(cable_stats), |kernel| {
+        DriverCounters::Image {
+            kernel: kernel.counters(),
+            verifier_violations: kernel.violation_count(),
+        }
+    });
+    Ok(VirtualOutcome {
+        build,
+        dma,
+        real_time: args.real_time,
+        notifications: args.notifications,
+        registrations,
+        rendered_frames: rendered.len() / block,
+        session,
+        lag,
+        mismatches,
+        ks_render,
+        ks_capture,
+        wavetest_render,
+        wavetest_capture,
+        counters,
+        leaked_pages: machine.memory.pages_in_use(),
+        live_mdls: machine.memory.live_mdls(),
+        live_objects: machine.live_objects(),
+        running_timers: machine.running_timers(),
+        driver_log: machine.log_lines(),
+        violations: machine.violations(),
+        wav_path,
+        plot_path,
+    })
+}
