@@ -47,6 +47,13 @@
     clippy::todo,
     clippy::unimplemented
 )]
+// A buffer a back-end refuses goes back to the stream by value, inside the
+// `Err`, so that it is freed exactly once and at PASSIVE_LEVEL; boxing it
+// would allocate on the failure path.
+#![allow(
+    clippy::result_large_err,
+    reason = "refused buffers come back by value (see above)"
+)]
 
 extern crate alloc;
 

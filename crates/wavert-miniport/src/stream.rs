@@ -164,10 +164,6 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     ///
     /// The buffer and why it was refused.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
-    )]
     fn install_buffer(
         &self,
         direction: Direction,

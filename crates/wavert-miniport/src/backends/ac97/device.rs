@@ -640,10 +640,6 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
 
     /// Hands a built buffer to the channel: its segment list and the
     /// descriptor list (its device memory). IRQL: `PASSIVE_LEVEL`.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
-    )]
     fn install_buffer(
         &self,
         direction: Direction,

@@ -224,10 +224,6 @@ impl<P: Platform> VirtualCable<P> {
     }
 
     /// A buffer built for `format` as this cable's engine needs it.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
-    )]
     fn engine_buffer(
         &self,
         format: &AudioFormat,
@@ -339,10 +335,6 @@ impl<P: Platform> Backend for VirtualCable<P> {
     }
 
     /// Installs a new buffer; gives it back if one appeared meanwhile.
-    #[allow(
-        clippy::result_large_err,
-        reason = "the buffer comes back by value so that it is freed once, at PASSIVE_LEVEL"
-    )]
     fn install_buffer(
         &self,
         direction: Direction,
