@@ -14,6 +14,12 @@
 //!    call through our vtable slot, both for `x86_64-pc-windows-msvc`, must
 //!    put the result pointer in RDX, the MDL in R8 and the index in R9.
 //!
+//! Scalar typedefs (`type` lines) get their size and alignment asserted like
+//! a structure; nested members (`u.Port.Start`) are C member designators.
+//! Constants marked `user` come from the user-mode headers (`wtypes.h`),
+//! which cannot share a translation unit with the kernel ones: they are
+//! asserted in a second one over `windows.h`.
+//!
 //! Items MinGW lacks are `doc` lines of the manifest: counted, not compiled
 //! (`portcls_sys::documented_only` pins them with `const` assertions).
 //!
@@ -38,13 +44,14 @@ pub fn run() -> Result<String, String> {
     let summary = check_manifest(&manifest)?;
     check_hidden_return()?;
     Ok(format!(
-        "ABI check passed: {} structs, {} vtables ({} slots), {} fields, {} GUIDs, {} constants \
-         verified against MinGW-w64; hidden return pointer of GetPhysicalPageAddress verified \
+        "ABI check passed: {} structs, {} vtables ({} slots), {} fields, {} typedefs, {} GUIDs, \
+         {} constants verified against MinGW-w64; hidden return pointer of GetPhysicalPageAddress verified \
          (clang C++ and rustc, x86_64-pc-windows-msvc); {} items pinned from documentation only",
         summary.structs,
         summary.vtables,
         summary.slots,
         summary.fields,
+        summary.types,
         summary.guids,
         summary.consts,
         summary.documented
@@ -62,6 +69,8 @@ pub struct Summary {
     pub slots: usize,
     /// Structure fields.
     pub fields: usize,
+    /// Scalar typedefs (size and alignment).
+    pub types: usize,
     /// GUID values.
     pub guids: usize,
     /// Constants and enumerators.
@@ -73,6 +82,11 @@ pub struct Summary {
 #[derive(Debug)]
 enum Item {
     Struct {
+        name: String,
+        size: u64,
+        align: u64,
+    },
+    Type {
         name: String,
         size: u64,
         align: u64,
@@ -89,6 +103,8 @@ enum Item {
     Const {
         name: String,
         value: i64,
+        /// From the user-mode headers (`wtypes.h`), not the kernel ones.
+        user: bool,
     },
     Doc,
 }
@@ -149,6 +165,11 @@ fn parse(manifest: &str) -> Result<Vec<Item>, String> {
                 size: num(w.next(), line)?,
                 align: num(w.next(), line)?,
             },
+            "type" => Item::Type {
+                name,
+                size: num(w.next(), line)?,
+                align: num(w.next(), line)?,
+            },
             "field" => {
                 let member = w
                     .next()
@@ -180,6 +201,11 @@ fn parse(manifest: &str) -> Result<Vec<Item>, String> {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| format!("bad manifest line: {line}"))?,
+                user: match w.next() {
+                    None => false,
+                    Some("user") => true,
+                    Some(_) => return Err(format!("bad manifest line: {line}")),
+                },
             },
             "doc" => Item::Doc,
             _ => return Err(format!("unknown manifest line: {line}")),
@@ -211,6 +237,12 @@ typedef struct abi_fwd_hwlatency KSRTAUDIO_HWLATENCY;
 typedef struct abi_fwd_hwregister KSRTAUDIO_HWREGISTER;
 #include <portcls.h>
 #include <stddef.h>
+";
+
+/// The user-mode headers, for the constants `wtypes.h` defines.
+const USER_PRELUDE: &str = "\
+#include <windows.h>
+#include <wtypes.h>
 ";
 
 fn scratch_dir() -> Result<PathBuf, String> {
@@ -267,10 +299,13 @@ pub fn check_manifest(manifest: &str) -> Result<Summary, String> {
 fn check_items(items: &[Item], dir: &Path) -> Result<Summary, String> {
     let mut s = Summary::default();
     let mut layout = String::from(PRELUDE);
+    let mut user = String::from(USER_PRELUDE);
     for item in items {
         match item {
-            Item::Struct { name, size, align } => {
-                if name.ends_with("Vtbl") {
+            Item::Struct { name, size, align } | Item::Type { name, size, align } => {
+                if matches!(item, Item::Type { .. }) {
+                    s.types += 1;
+                } else if name.ends_with("Vtbl") {
                     s.vtables += 1;
                 } else {
                     s.structs += 1;
@@ -297,10 +332,14 @@ fn check_items(items: &[Item], dir: &Path) -> Result<Summary, String> {
                      \"abi: offsetof({owner}, {member}) is not {offset}\");"
                 );
             }
-            Item::Const { name, value } => {
+            Item::Const {
+                name,
+                value,
+                user: u,
+            } => {
                 s.consts += 1;
                 let _ = writeln!(
-                    layout,
+                    if *u { &mut user } else { &mut layout },
                     "_Static_assert((long long)({name}) == {value}LL, \"abi: {name} is not {value}\");"
                 );
             }
@@ -311,6 +350,11 @@ fn check_items(items: &[Item], dir: &Path) -> Result<Summary, String> {
     let mut errors = Vec::new();
     if let Err(e) = clang_windows_gnu(dir, "layout.c", &layout, &["-fsyntax-only"]) {
         errors.push(format!("layouts and constants: {e}"));
+    }
+    if user.len() > USER_PRELUDE.len() {
+        if let Err(e) = clang_windows_gnu(dir, "user.c", &user, &["-fsyntax-only"]) {
+            errors.push(format!("user-mode constants: {e}"));
+        }
     }
     if let Err(e) = check_guids(items, dir) {
         errors.push(format!("GUIDs: {e}"));
@@ -635,6 +679,10 @@ field IMiniportWaveRTVtbl NewStream 48
 guid KSCATEGORY_AUDIO 04ad9469ef93d011a3cc00a0c9223196
 guid IID_IMiniportWaveRT d6c49f0f6160 3c4fb1fc075e35f7960a
 const KSSTATE_RUN 3
+type CM_RESOURCE_TYPE 4 4
+struct CM_PARTIAL_RESOURCE_DESCRIPTOR 20 4
+field CM_PARTIAL_RESOURCE_DESCRIPTOR u.Interrupt.Affinity 12
+const VT_BOOL 11 user
 doc KSRTAUDIO_HWLATENCY https://learn.microsoft.com/
 ";
 
@@ -648,12 +696,13 @@ doc KSRTAUDIO_HWLATENCY https://learn.microsoft.com/
         assert_eq!(
             s,
             Summary {
-                structs: 1,
+                structs: 2,
                 vtables: 1,
                 slots: 1,
-                fields: 2,
+                fields: 3,
+                types: 1,
                 guids: 2,
-                consts: 1,
+                consts: 2,
                 documented: 1
             }
         );
@@ -665,12 +714,18 @@ doc KSRTAUDIO_HWLATENCY https://learn.microsoft.com/
             .replace("Specifier 48", "Specifier 44")
             .replace("NewStream 48", "NewStream 40")
             .replace("KSSTATE_RUN 3", "KSSTATE_RUN 2")
+            .replace("CM_RESOURCE_TYPE 4 4", "CM_RESOURCE_TYPE 1 1")
+            .replace("Affinity 12", "Affinity 16")
+            .replace("VT_BOOL 11", "VT_BOOL 12")
             .replace("04ad9469", "05ad9469");
         let err = check_manifest(&wrong).expect_err("wrong items must fail");
         for needle in [
             "offsetof(KSDATAFORMAT, Specifier) is not 44",
             "offsetof(IMiniportWaveRTVtbl, NewStream) is not 40",
             "KSSTATE_RUN is not 2",
+            "sizeof(CM_RESOURCE_TYPE) is not 1",
+            "offsetof(CM_PARTIAL_RESOURCE_DESCRIPTOR, u.Interrupt.Affinity) is not 16",
+            "VT_BOOL is not 12",
             "KSCATEGORY_AUDIO: Rust {6994AD05",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");

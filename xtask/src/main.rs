@@ -33,6 +33,8 @@ tasks:
   cross   build the Windows driver for x86_64-pc-windows-msvc on this Linux host,
           package rswavert.sys + rswavert.inf under target/package/rswavert/
           and check the image
+  abi     check portcls-sys against the MinGW-w64 headers (the abi-conformance
+          stage of `test`)
   clippy-driver
           clippy (-D warnings) on the driver package for the Windows target
   fuzz [SECONDS]
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["cross"] => report(&[run_stage("cross", cross::run_cross)]),
+        ["abi"] => report(&[run_stage("abi-conformance", abi_check::run)]),
         ["clippy-driver"] => report(&[run_stage("clippy-driver", cross::run_driver_clippy)]),
         ["fuzz"] => report(&[run_stage("fuzz", || {
             fuzz::run(LONG_FUZZ_SECONDS_PER_TARGET)
