@@ -10,7 +10,8 @@ use portcls_sys::windows_abi;
 
 use portcls_sys::{
     PcAddAdapterDevice, PcInitializeAdapterDriver, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS,
-    PRESOURCELIST, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, ULONG, UNICODE_STRING,
+    PRESOURCELIST, STATUS_DEVICE_CONFIGURATION_ERROR, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_SUCCESS, ULONG, UNICODE_STRING,
 };
 use wavert_com::ComPtr;
 use wavert_miniport::ac97::DeviceKind;
@@ -109,7 +110,7 @@ unsafe extern "system" fn start_device(
         DeviceKind::Ac97 => resources.map_or(STATUS_INSUFFICIENT_RESOURCES, |resources| {
             start_ac97(&services, &resources)
         }),
-        DeviceKind::Unknown => wavert_miniport::ac97::resources::STATUS_DEVICE_CONFIGURATION_ERROR,
+        DeviceKind::Unknown => STATUS_DEVICE_CONFIGURATION_ERROR,
     }
 }
 

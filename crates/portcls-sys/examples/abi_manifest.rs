@@ -22,8 +22,15 @@ macro_rules! item {
     ($out:ident, $t:ident { $($($f:ident).+),* $(,)? }) => {{
         let _ = writeln!($out, "struct {} {} {}", stringify!($t), size_of::<$t>(), align_of::<$t>());
         $(
-            let path = stringify!($($f).+);
-            let member = path.rsplit('.').next().unwrap_or(path).trim();
+            // The C member designator: a vtable's `base__` steps are gone
+            // (MinGW's C vtables list every slot flat), nested members stay
+            // (`u.Port.Start`).
+            let member = stringify!($($f).+)
+                .split('.')
+                .map(str::trim)
+                .filter(|step| *step != "base__")
+                .collect::<Vec<_>>()
+                .join(".");
             let _ = writeln!($out, "field {} {} {}", stringify!($t), member, offset_of!($t, $($f).+));
         )*
     }};
@@ -42,6 +49,21 @@ macro_rules! consts {
     )*};
 }
 
+/// Constants of the user-mode headers (`wtypes.h`), which cannot be
+/// included beside the kernel ones.
+macro_rules! user_consts {
+    ($out:ident, $($c:ident),* $(,)?) => {$(
+        let _ = writeln!($out, "const {} {} user", stringify!($c), i64::from($c));
+    )*};
+}
+
+/// Scalar typedefs: their size and alignment.
+macro_rules! types {
+    ($out:ident, $($t:ident),* $(,)?) => {$(
+        let _ = writeln!($out, "type {} {} {}", stringify!($t), size_of::<$t>(), align_of::<$t>());
+    )*};
+}
+
 fn main() {
     let mut o = String::new();
 
@@ -55,6 +77,65 @@ fn main() {
         }
     );
     item!(o, LARGE_INTEGER { QuadPart });
+    types!(
+        o,
+        CM_RESOURCE_TYPE,
+        CM_SHARE_DISPOSITION,
+        INTERFACE_TYPE,
+        KAFFINITY
+    );
+    item!(
+        o,
+        CM_PARTIAL_RESOURCE_DESCRIPTOR {
+            Type,
+            ShareDisposition,
+            Flags,
+            u,
+            u.Generic.Start,
+            u.Generic.Length,
+            u.Port.Start,
+            u.Port.Length,
+            u.Interrupt.Level,
+            u.Interrupt.Vector,
+            u.Interrupt.Affinity,
+            u.Memory.Start,
+            u.Memory.Length,
+            u.Dma.Channel,
+            u.Dma.Port,
+            u.Dma.Reserved1,
+            u.DevicePrivate.Data,
+            u.BusNumber.Start,
+            u.BusNumber.Length,
+            u.BusNumber.Reserved,
+            u.DeviceSpecificData.DataSize,
+            u.DeviceSpecificData.Reserved1,
+            u.DeviceSpecificData.Reserved2,
+            u.Memory40.Start,
+            u.Memory40.Length40,
+            u.Memory48.Start,
+            u.Memory48.Length48,
+            u.Memory64.Start,
+            u.Memory64.Length64
+        }
+    );
+    item!(
+        o,
+        CM_PARTIAL_RESOURCE_LIST {
+            Version,
+            Revision,
+            Count,
+            PartialDescriptors
+        }
+    );
+    item!(
+        o,
+        CM_FULL_RESOURCE_DESCRIPTOR {
+            InterfaceType,
+            BusNumber,
+            PartialResourceList
+        }
+    );
+    item!(o, CM_RESOURCE_LIST { Count, List });
     item!(
         o,
         POWER_STATE {
@@ -556,6 +637,8 @@ fn main() {
         STATUS_NOT_FOUND,
         STATUS_INVALID_DEVICE_STATE,
         STATUS_DEVICE_BUSY,
+        STATUS_OBJECT_NAME_COLLISION,
+        STATUS_DEVICE_CONFIGURATION_ERROR,
         STATUS_NOINTERFACE,
         E_NOINTERFACE,
         KSSTATE_STOP,
@@ -673,6 +756,10 @@ fn main() {
         KSPROPERTY_AUDIO_DEV_SPECIFIC,
         KSPROPERTY_AUDIO_PEAKMETER,
         KSPROPERTY_AUDIO_CPU_RESOURCES,
+        KSNODEPIN_STANDARD_IN,
+        KSNODEPIN_STANDARD_OUT,
+        KSNODEPIN_SUM_MUX_IN,
+        KSNODEPIN_SUM_MUX_OUT,
         KSPROPERTY_RTAUDIO_GETPOSITIONFUNCTION,
         eConnTypeUnknown,
         eConnType3Point5mm,
@@ -726,6 +813,39 @@ fn main() {
         CmResourceTypeInterrupt,
         CmResourceTypeMemory,
         CmResourceTypeDma,
+        CmResourceTypeDeviceSpecific,
+        CmResourceTypeBusNumber,
+        CmResourceTypeMemoryLarge,
+        CmResourceTypeNonArbitrated,
+        CmResourceTypeConfigData,
+        CmResourceTypeDevicePrivate,
+        CmResourceTypePcCardConfig,
+        CmResourceTypeMfCardConfig,
+        CmResourceShareUndetermined,
+        CmResourceShareDeviceExclusive,
+        CmResourceShareDriverExclusive,
+        CmResourceShareShared,
+        CM_RESOURCE_PORT_MEMORY,
+        CM_RESOURCE_PORT_IO,
+        CM_RESOURCE_PORT_10_BIT_DECODE,
+        CM_RESOURCE_PORT_12_BIT_DECODE,
+        CM_RESOURCE_PORT_16_BIT_DECODE,
+        CM_RESOURCE_PORT_POSITIVE_DECODE,
+        CM_RESOURCE_PORT_PASSIVE_DECODE,
+        CM_RESOURCE_PORT_WINDOW_DECODE,
+        CM_RESOURCE_PORT_BAR,
+        CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
+        CM_RESOURCE_INTERRUPT_LATCHED,
+        CM_RESOURCE_INTERRUPT_MESSAGE,
+        CM_RESOURCE_INTERRUPT_POLICY_INCLUDED,
+        CM_RESOURCE_MEMORY_READ_WRITE,
+        CM_RESOURCE_MEMORY_READ_ONLY,
+        CM_RESOURCE_MEMORY_WRITE_ONLY,
+        CM_RESOURCE_MEMORY_PREFETCHABLE,
+        CM_RESOURCE_MEMORY_COMBINEDWRITE,
+        CM_RESOURCE_MEMORY_24,
+        CM_RESOURCE_MEMORY_CACHEABLE,
+        CM_RESOURCE_MEMORY_BAR,
         NonPagedPool,
         PagedPool,
         NonPagedPoolNx,
@@ -759,6 +879,7 @@ fn main() {
         DEVICE_DESCRIPTION_VERSION1,
         DEVICE_DESCRIPTION_VERSION2,
     );
+    user_consts!(o, VT_EMPTY, VT_I4, VT_BOOL, VT_UI4, VT_ILLEGAL);
 
     for d in DOCUMENTED_ONLY {
         let _ = writeln!(

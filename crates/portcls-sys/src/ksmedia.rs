@@ -197,6 +197,12 @@ pub const KSPROPERTY_AUDIO_DEV_SPECIFIC: KSPROPERTY_AUDIO = 28;
 pub const KSPROPERTY_AUDIO_PEAKMETER: KSPROPERTY_AUDIO = 37;
 pub const KSPROPERTY_AUDIO_CPU_RESOURCES: KSPROPERTY_AUDIO = 33;
 
+// Pin numbers of a topology node in a `KSTOPOLOGY_CONNECTION`.
+pub const KSNODEPIN_STANDARD_IN: ULONG = 1;
+pub const KSNODEPIN_STANDARD_OUT: ULONG = 0;
+pub const KSNODEPIN_SUM_MUX_IN: ULONG = 1;
+pub const KSNODEPIN_SUM_MUX_OUT: ULONG = 0;
+
 /// `KSPROPERTY_RTAUDIO` item ids of `KSPROPSETID_RtAudio`. MinGW's
 /// `ksmedia.h` only has the first; the others are in
 /// [`crate::documented_only`].

@@ -8,6 +8,7 @@ pub type USHORT = u16;
 pub type WORD = u16;
 pub type WCHAR = u16;
 pub type ULONG = u32;
+pub type INT = i32;
 pub type LONG = i32;
 pub type DWORD = u32;
 /// Win32 `BOOL` (`int`), not the kernel's one-byte `BOOLEAN`.
@@ -111,10 +112,6 @@ opaque!(
     KINTERRUPT,
     /// Opaque counted UTF-16 string (`UNICODE_STRING`).
     UNICODE_STRING,
-    /// Opaque `CM_RESOURCE_LIST`.
-    CM_RESOURCE_LIST,
-    /// Opaque `CM_PARTIAL_RESOURCE_DESCRIPTOR`.
-    CM_PARTIAL_RESOURCE_DESCRIPTOR,
     /// Opaque `DEVICE_CAPABILITIES`.
     DEVICE_CAPABILITIES,
     /// Opaque `OBJECT_ATTRIBUTES`.
@@ -130,19 +127,225 @@ pub type PMDL = *mut MDL;
 pub type PKEVENT = *mut KEVENT;
 pub type PKINTERRUPT = *mut KINTERRUPT;
 pub type PUNICODE_STRING = *mut UNICODE_STRING;
-pub type PCM_RESOURCE_LIST = *mut CM_RESOURCE_LIST;
-pub type PCM_PARTIAL_RESOURCE_DESCRIPTOR = *mut CM_PARTIAL_RESOURCE_DESCRIPTOR;
 pub type PDEVICE_CAPABILITIES = *mut DEVICE_CAPABILITIES;
 pub type POBJECT_ATTRIBUTES = *mut OBJECT_ATTRIBUTES;
 pub type PKSEVENT_ENTRY = *mut KSEVENT_ENTRY;
 
-/// `CM_RESOURCE_TYPE` (`UCHAR`), e.g. [`CmResourceTypeInterrupt`].
-pub type CM_RESOURCE_TYPE = UCHAR;
+/// `CM_RESOURCE_TYPE`: `int` in `wdm.h`, the type the `IResourceList`
+/// slots take; a descriptor stores it in its one-byte `Type`.
+pub type CM_RESOURCE_TYPE = INT;
 pub const CmResourceTypeNull: CM_RESOURCE_TYPE = 0;
 pub const CmResourceTypePort: CM_RESOURCE_TYPE = 1;
 pub const CmResourceTypeInterrupt: CM_RESOURCE_TYPE = 2;
 pub const CmResourceTypeMemory: CM_RESOURCE_TYPE = 3;
 pub const CmResourceTypeDma: CM_RESOURCE_TYPE = 4;
+pub const CmResourceTypeDeviceSpecific: CM_RESOURCE_TYPE = 5;
+pub const CmResourceTypeBusNumber: CM_RESOURCE_TYPE = 6;
+pub const CmResourceTypeMemoryLarge: CM_RESOURCE_TYPE = 7;
+pub const CmResourceTypeNonArbitrated: CM_RESOURCE_TYPE = 128;
+pub const CmResourceTypeConfigData: CM_RESOURCE_TYPE = 128;
+pub const CmResourceTypeDevicePrivate: CM_RESOURCE_TYPE = 129;
+pub const CmResourceTypePcCardConfig: CM_RESOURCE_TYPE = 130;
+pub const CmResourceTypeMfCardConfig: CM_RESOURCE_TYPE = 131;
+
+/// `CM_SHARE_DISPOSITION` (a C enumeration); a descriptor stores it in its
+/// one-byte `ShareDisposition`.
+pub type CM_SHARE_DISPOSITION = INT;
+pub const CmResourceShareUndetermined: CM_SHARE_DISPOSITION = 0;
+pub const CmResourceShareDeviceExclusive: CM_SHARE_DISPOSITION = 1;
+pub const CmResourceShareDriverExclusive: CM_SHARE_DISPOSITION = 2;
+pub const CmResourceShareShared: CM_SHARE_DISPOSITION = 3;
+
+// `CM_PARTIAL_RESOURCE_DESCRIPTOR.Flags` for a `CmResourceTypePort`.
+pub const CM_RESOURCE_PORT_MEMORY: USHORT = 0x0000;
+pub const CM_RESOURCE_PORT_IO: USHORT = 0x0001;
+pub const CM_RESOURCE_PORT_10_BIT_DECODE: USHORT = 0x0004;
+pub const CM_RESOURCE_PORT_12_BIT_DECODE: USHORT = 0x0008;
+pub const CM_RESOURCE_PORT_16_BIT_DECODE: USHORT = 0x0010;
+pub const CM_RESOURCE_PORT_POSITIVE_DECODE: USHORT = 0x0020;
+pub const CM_RESOURCE_PORT_PASSIVE_DECODE: USHORT = 0x0040;
+pub const CM_RESOURCE_PORT_WINDOW_DECODE: USHORT = 0x0080;
+pub const CM_RESOURCE_PORT_BAR: USHORT = 0x0100;
+
+// `CM_PARTIAL_RESOURCE_DESCRIPTOR.Flags` for a `CmResourceTypeInterrupt`.
+pub const CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE: USHORT = 0x0000;
+pub const CM_RESOURCE_INTERRUPT_LATCHED: USHORT = 0x0001;
+pub const CM_RESOURCE_INTERRUPT_MESSAGE: USHORT = 0x0002;
+pub const CM_RESOURCE_INTERRUPT_POLICY_INCLUDED: USHORT = 0x0004;
+
+// `CM_PARTIAL_RESOURCE_DESCRIPTOR.Flags` for a `CmResourceTypeMemory`.
+pub const CM_RESOURCE_MEMORY_READ_WRITE: USHORT = 0x0000;
+pub const CM_RESOURCE_MEMORY_READ_ONLY: USHORT = 0x0001;
+pub const CM_RESOURCE_MEMORY_WRITE_ONLY: USHORT = 0x0002;
+pub const CM_RESOURCE_MEMORY_PREFETCHABLE: USHORT = 0x0004;
+pub const CM_RESOURCE_MEMORY_COMBINEDWRITE: USHORT = 0x0008;
+pub const CM_RESOURCE_MEMORY_24: USHORT = 0x0010;
+pub const CM_RESOURCE_MEMORY_CACHEABLE: USHORT = 0x0020;
+pub const CM_RESOURCE_MEMORY_BAR: USHORT = 0x0080;
+
+/// `KAFFINITY`: a processor set, one bit per processor (`ULONG_PTR`).
+pub type KAFFINITY = ULONG_PTR;
+
+// `wdm.h` declares `CM_PARTIAL_RESOURCE_DESCRIPTOR` under `#pragma pack(4)`:
+// every structure inside it is packed to 4 as well, so a `PHYSICAL_ADDRESS`
+// or `KAFFINITY` in it sits at a 4-byte (not 8-byte) boundary. The C members
+// of the union are unnamed structures; here each one gets the name
+// `CM_PARTIAL_RESOURCE_DESCRIPTOR_u_<member>`.
+
+/// `u.Generic`, `u.Port` and `u.Memory`: a range of port or memory space.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port {
+    pub Start: PHYSICAL_ADDRESS,
+    pub Length: ULONG,
+}
+pub type CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Generic = CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port;
+pub type CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory = CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port;
+
+/// `u.Interrupt`. `Level` is MinGW-w64's `ULONG Level` (the headers without
+/// `NT_PROCESSOR_GROUPS`); with `NT_PROCESSOR_GROUPS` the same four bytes are
+/// `USHORT Level` then `USHORT Group`.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt {
+    pub Level: ULONG,
+    pub Vector: ULONG,
+    pub Affinity: KAFFINITY,
+}
+
+/// `u.Dma`.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Dma {
+    pub Channel: ULONG,
+    pub Port: ULONG,
+    pub Reserved1: ULONG,
+}
+
+/// `u.DevicePrivate`.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_DevicePrivate {
+    pub Data: [ULONG; 3],
+}
+
+/// `u.BusNumber`.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_BusNumber {
+    pub Start: ULONG,
+    pub Length: ULONG,
+    pub Reserved: ULONG,
+}
+
+/// `u.DeviceSpecificData`: the data follows the descriptor.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_DeviceSpecificData {
+    pub DataSize: ULONG,
+    pub Reserved1: ULONG,
+    pub Reserved2: ULONG,
+}
+
+/// `u.Memory40`.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory40 {
+    pub Start: PHYSICAL_ADDRESS,
+    pub Length40: ULONG,
+}
+
+/// `u.Memory48`.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory48 {
+    pub Start: PHYSICAL_ADDRESS,
+    pub Length48: ULONG,
+}
+
+/// `u.Memory64`.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory64 {
+    pub Start: PHYSICAL_ADDRESS,
+    pub Length64: ULONG,
+}
+
+/// The union `u` of a `CM_PARTIAL_RESOURCE_DESCRIPTOR`, chosen by its `Type`.
+///
+/// The C `MessageInterrupt` member (a union of a `Raw` and a
+/// `Translated` view, 16 bytes, its `Translated` laid out as `Interrupt`) is
+/// left out: it does not change the size, and nothing here reads it.
+#[repr(C, packed(4))]
+#[derive(Clone, Copy)]
+pub union CM_PARTIAL_RESOURCE_DESCRIPTOR_u {
+    pub Generic: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Generic,
+    pub Port: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port,
+    pub Interrupt: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt,
+    pub Memory: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory,
+    pub Dma: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Dma,
+    pub DevicePrivate: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_DevicePrivate,
+    pub BusNumber: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_BusNumber,
+    pub DeviceSpecificData: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_DeviceSpecificData,
+    pub Memory40: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory40,
+    pub Memory48: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory48,
+    pub Memory64: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Memory64,
+}
+
+/// `CM_PARTIAL_RESOURCE_DESCRIPTOR`: one resource of a device (20 bytes,
+/// 4-byte aligned on x64).
+#[repr(C, packed(4))]
+#[derive(Clone, Copy)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR {
+    /// A `CmResourceType*` value.
+    pub Type: UCHAR,
+    /// A `CmResourceShare*` value.
+    pub ShareDisposition: UCHAR,
+    /// `CM_RESOURCE_*` flags of the type.
+    pub Flags: USHORT,
+    pub u: CM_PARTIAL_RESOURCE_DESCRIPTOR_u,
+}
+pub type PCM_PARTIAL_RESOURCE_DESCRIPTOR = *mut CM_PARTIAL_RESOURCE_DESCRIPTOR;
+
+/// `CM_PARTIAL_RESOURCE_LIST` with its first (C: `[1]`) descriptor; `Count`
+/// descriptors follow one another.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CM_PARTIAL_RESOURCE_LIST {
+    pub Version: USHORT,
+    pub Revision: USHORT,
+    pub Count: ULONG,
+    pub PartialDescriptors: [CM_PARTIAL_RESOURCE_DESCRIPTOR; 1],
+}
+pub type PCM_PARTIAL_RESOURCE_LIST = *mut CM_PARTIAL_RESOURCE_LIST;
+
+/// `CM_FULL_RESOURCE_DESCRIPTOR`: the resources of a device on one bus.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CM_FULL_RESOURCE_DESCRIPTOR {
+    pub InterfaceType: INTERFACE_TYPE,
+    pub BusNumber: ULONG,
+    pub PartialResourceList: CM_PARTIAL_RESOURCE_LIST,
+}
+pub type PCM_FULL_RESOURCE_DESCRIPTOR = *mut CM_FULL_RESOURCE_DESCRIPTOR;
+
+/// `CM_RESOURCE_LIST` with its first (C: `[1]`) full descriptor.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CM_RESOURCE_LIST {
+    pub Count: ULONG,
+    pub List: [CM_FULL_RESOURCE_DESCRIPTOR; 1],
+}
+pub type PCM_RESOURCE_LIST = *mut CM_RESOURCE_LIST;
+
+/// `VARENUM` (`wtypes.h`, a user-mode header): the `VARTYPE` of a property
+/// value, as `KSPROPERTY_DESCRIPTION.PropTypeSet.Id` carries it.
+pub type VARENUM = ULONG;
+pub const VT_EMPTY: VARENUM = 0;
+pub const VT_I4: VARENUM = 3;
+pub const VT_BOOL: VARENUM = 11;
+pub const VT_UI4: VARENUM = 19;
+pub const VT_ILLEGAL: VARENUM = 0xFFFF;
 
 // C enumerations are plain integers here: a value coming from the other side
 // of the ABI is then never an invalid Rust enum.

@@ -14,15 +14,19 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portcls_sys::{
-    IID_IInterruptSync, IID_IPort, IID_IPortTopology, IID_IPortWaveRT, IID_IPortWaveRTStream,
-    IID_IResourceList, IID_IUnknown, IInterruptSync, IInterruptSyncVtbl, IMiniportTopology,
-    IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl, IPortWaveRTStream, IPortWaveRTStreamVtbl,
-    IPortWaveRTVtbl, IResourceList, IResourceListVtbl, IUnknown, IUnknownVtbl, ACCESS_MASK,
-    BOOLEAN, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, GUID, MEMORY_CACHING_TYPE, NTSTATUS,
-    NT_SUCCESS, PCFILTER_DESCRIPTOR, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST,
-    PDEVICE_OBJECT, PHYSICAL_ADDRESS, PINTERRUPTSYNCROUTINE, PIRP, PKINTERRUPT, PMDL,
-    POBJECT_ATTRIBUTES, PPCFILTER_DESCRIPTOR, PREGISTRYKEY, PRESOURCELIST, PUNKNOWN, PVOID, REFIID,
-    SIZE_T, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOINTERFACE,
+    CM_PARTIAL_RESOURCE_DESCRIPTOR_u, CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt,
+    CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port, CmResourceShareDeviceExclusive, CmResourceTypeInterrupt,
+    CmResourceTypePort, IID_IInterruptSync, IID_IPort, IID_IPortTopology, IID_IPortWaveRT,
+    IID_IPortWaveRTStream, IID_IResourceList, IID_IUnknown, IInterruptSync, IInterruptSyncVtbl,
+    IMiniportTopology, IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl, IPortWaveRTStream,
+    IPortWaveRTStreamVtbl, IPortWaveRTVtbl, IResourceList, IResourceListVtbl, IUnknown,
+    IUnknownVtbl, ACCESS_MASK, BOOLEAN, CM_PARTIAL_RESOURCE_DESCRIPTOR,
+    CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_PORT_IO, CM_RESOURCE_TYPE,
+    DEVICE_REGISTRY_PROPERTY, GUID, KAFFINITY, MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS,
+    PCFILTER_DESCRIPTOR, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST, PDEVICE_OBJECT,
+    PHYSICAL_ADDRESS, PINTERRUPTSYNCROUTINE, PIRP, PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES,
+    PPCFILTER_DESCRIPTOR, PREGISTRYKEY, PRESOURCELIST, PUNKNOWN, PVOID, REFIID, SIZE_T,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOINTERFACE,
     STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
 };
 use wavert_com::{ComPtr, Interface};
@@ -858,47 +862,115 @@ impl InterruptLine {
 
 // ------------------------------------------------------- resource list --
 
-/// One `CM_PARTIAL_RESOURCE_DESCRIPTOR` (20 bytes on x64, 4-byte aligned:
-/// `Type`, `ShareDisposition`, `Flags`, then a 16-byte union under
-/// `#pragma pack(4)`).
-#[repr(C, align(4))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResourceDescriptor([u8; 20]);
+/// One resource of the emulated device: a real
+/// `CM_PARTIAL_RESOURCE_DESCRIPTOR` (`portcls-sys`, checked against
+/// MinGW-w64's `wdm.h`), which the list hands out by pointer.
+///
+/// Every constructor initialises all 16 bytes of the union before it writes
+/// its member, so any view of it reads initialised integers.
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct ResourceDescriptor(CM_PARTIAL_RESOURCE_DESCRIPTOR);
 
-/// `CmResourceShareDeviceExclusive`.
-const SHARE_DEVICE_EXCLUSIVE: u8 = 1;
-/// `CM_RESOURCE_PORT_IO`.
-const PORT_IO: u16 = 1;
+/// A `CmResourceType*` or `CmResourceShare*` value (an `int` in C) as the
+/// descriptor's `UCHAR` field stores it.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "resource types and share dispositions are below 256"
+)]
+const fn uchar(value: i32) -> u8 {
+    value as u8
+}
 
 impl ResourceDescriptor {
+    /// A descriptor of `kind`, shared device-exclusive, its union all zero.
+    const fn zeroed(kind: CM_RESOURCE_TYPE, flags: u16) -> Self {
+        Self(CM_PARTIAL_RESOURCE_DESCRIPTOR {
+            Type: uchar(kind),
+            ShareDisposition: uchar(CmResourceShareDeviceExclusive),
+            Flags: flags,
+            // The widest member (16 bytes): the whole union is initialised.
+            u: CM_PARTIAL_RESOURCE_DESCRIPTOR_u {
+                Interrupt: CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt {
+                    Level: 0,
+                    Vector: 0,
+                    Affinity: 0,
+                },
+            },
+        })
+    }
+
     /// The resource type (`CmResourceType*`).
     #[must_use]
     pub const fn kind(&self) -> CM_RESOURCE_TYPE {
-        self.0[0]
+        self.0.Type as CM_RESOURCE_TYPE
+    }
+
+    /// The descriptor as the miniport sees it.
+    #[must_use]
+    pub const fn descriptor(&self) -> &CM_PARTIAL_RESOURCE_DESCRIPTOR {
+        &self.0
     }
 
     /// An I/O port range (`u.Port.Start`, `u.Port.Length`).
     #[must_use]
-    pub fn port(start: u64, length: u32) -> Self {
-        let mut b = [0; 20];
-        b[0] = portcls_sys::CmResourceTypePort;
-        b[1] = SHARE_DEVICE_EXCLUSIVE;
-        b[2..4].copy_from_slice(&PORT_IO.to_le_bytes());
-        b[4..12].copy_from_slice(&start.to_le_bytes());
-        b[12..16].copy_from_slice(&length.to_le_bytes());
-        Self(b)
+    pub const fn port(start: u64, length: u32) -> Self {
+        let mut d = Self::zeroed(CmResourceTypePort, CM_RESOURCE_PORT_IO);
+        d.0.u.Port = CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port {
+            Start: PHYSICAL_ADDRESS {
+                QuadPart: i64::from_ne_bytes(start.to_ne_bytes()),
+            },
+            Length: length,
+        };
+        d
     }
 
     /// An interrupt (`u.Interrupt.Level`, `Vector`, `Affinity`).
     #[must_use]
     pub fn interrupt(level: u16, vector: u32, affinity: u64) -> Self {
-        let mut b = [0; 20];
-        b[0] = portcls_sys::CmResourceTypeInterrupt;
-        b[1] = SHARE_DEVICE_EXCLUSIVE;
-        b[4..6].copy_from_slice(&level.to_le_bytes());
-        b[8..12].copy_from_slice(&vector.to_le_bytes());
-        b[12..20].copy_from_slice(&affinity.to_le_bytes());
-        Self(b)
+        let mut d = Self::zeroed(
+            CmResourceTypeInterrupt,
+            CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
+        );
+        d.0.u.Interrupt = CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt {
+            Level: u32::from(level),
+            Vector: vector,
+            Affinity: KAFFINITY::try_from(affinity).unwrap_or(KAFFINITY::MAX),
+        };
+        d
+    }
+
+    /// The union as its widest member (every byte of it).
+    const fn union_bytes(&self) -> CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt {
+        // SAFETY: every constructor initialises the whole union (`zeroed`)
+        // and all its members are plain integers, so this view is valid.
+        unsafe { self.0.u.Interrupt }
+    }
+
+    /// The fields other than the union.
+    const fn header(&self) -> (u8, u8, u16) {
+        (self.0.Type, self.0.ShareDisposition, self.0.Flags)
+    }
+}
+
+impl PartialEq for ResourceDescriptor {
+    fn eq(&self, other: &Self) -> bool {
+        self.header() == other.header() && self.union_bytes() == other.union_bytes()
+    }
+}
+
+impl Eq for ResourceDescriptor {}
+
+impl std::fmt::Debug for ResourceDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, share, flags) = self.header();
+        f.debug_struct("ResourceDescriptor")
+            .field("Type", &kind)
+            .field("ShareDisposition", &share)
+            .field("Flags", &flags)
+            .field("u", &self.union_bytes())
+            .finish()
     }
 }
 
@@ -964,7 +1036,9 @@ unsafe extern "system" fn find_entry(
         .iter()
         .filter(|e| e.kind() == kind)
         .nth(index as usize)
-        .map_or(ptr::null_mut(), |e| ptr::from_ref(e).cast_mut().cast())
+        .map_or(ptr::null_mut(), |e| {
+            ptr::from_ref(e.descriptor()).cast_mut()
+        })
 }
 
 #[windows_abi]

@@ -18,6 +18,7 @@ use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory
 use wavert_emulator::port::{
     new_resource_list, InterruptLine, Port, PortKind, PortStream, ResourceDescriptor,
 };
+use wavert_miniport::ac97::{Ac97Resources, DeviceKind};
 
 fn memory(fragmentation: Fragmentation) -> PhysicalMemory {
     PhysicalMemory::anonymous(MemoryConfig {
@@ -310,8 +311,92 @@ fn resource_list_finds_entries_by_type() {
     );
     let second_port = call!(vt.FindTranslatedEntry, list.this(), CmResourceTypePort, 1);
     assert!(!second_port.is_null());
-    // SAFETY: the descriptor is 20 bytes owned by the live list.
-    let bytes = unsafe { std::slice::from_raw_parts(second_port.cast::<u8>(), 20) };
-    assert_eq!(u64::from_le_bytes(bytes[4..12].try_into().unwrap()), 0xC100);
+    // SAFETY: a descriptor owned by the live list.
+    let port = unsafe { second_port.read() };
+    assert_eq!(i32::from(port.Type), CmResourceTypePort);
+    assert_eq!(
+        i32::from(port.ShareDisposition),
+        CmResourceShareDeviceExclusive
+    );
+    assert_eq!({ port.Flags }, CM_RESOURCE_PORT_IO);
+    // SAFETY: a port descriptor: `u.Port` is its member.
+    let range = unsafe { port.u.Port };
+    assert_eq!({ range.Start.QuadPart }, 0xC100);
+    assert_eq!({ range.Length }, 64);
+    let interrupt = call!(
+        vt.FindTranslatedEntry,
+        list.this(),
+        CmResourceTypeInterrupt,
+        0
+    );
+    assert!(!interrupt.is_null());
+    // SAFETY: a descriptor owned by the live list.
+    let interrupt = unsafe { interrupt.read() };
+    assert_eq!(i32::from(interrupt.Type), CmResourceTypeInterrupt);
+    // SAFETY: an interrupt descriptor: `u.Interrupt` is its member.
+    let line = unsafe { interrupt.u.Interrupt };
+    assert_eq!(
+        ({ line.Level }, { line.Vector }, { line.Affinity }),
+        (10, 10, 1)
+    );
     assert!(call!(vt.FindTranslatedEntry, list.this(), CmResourceTypeDma, 0).is_null());
+}
+
+/// The emulator writes the descriptors and the miniport's AC'97 reader
+/// parses them, both through `portcls-sys`' `CM_PARTIAL_RESOURCE_DESCRIPTOR`
+/// (whose layout the ABI check holds to MinGW-w64's `wdm.h`).
+#[test]
+fn the_miniport_reads_the_emulators_resource_descriptors() {
+    let machine = machine();
+    let ac97 = new_resource_list(
+        &machine,
+        &[
+            ResourceDescriptor::port(0xD000, 1024),
+            ResourceDescriptor::port(0xD400, 256),
+            ResourceDescriptor::interrupt(11, 11, 1),
+        ],
+    );
+    assert_eq!(DeviceKind::of(Some(&ac97)), DeviceKind::Ac97);
+    assert_eq!(
+        Ac97Resources::from_list(&ac97),
+        Ok(Ac97Resources {
+            mixer_port: 0xD000,
+            bus_master_port: 0xD400,
+        })
+    );
+
+    let refused = |entries: &[ResourceDescriptor]| {
+        Ac97Resources::from_list(&new_resource_list(&machine, entries)).map_err(|status| status.0)
+    };
+    let bad = Err(STATUS_DEVICE_CONFIGURATION_ERROR);
+    // Bus-master window shorter than GLOB_STA needs.
+    assert_eq!(
+        refused(&[
+            ResourceDescriptor::port(0xD000, 1024),
+            ResourceDescriptor::port(0xD400, 0x33),
+            ResourceDescriptor::interrupt(11, 11, 1),
+        ]),
+        bad
+    );
+    // A window that runs past 64 KiB of port space.
+    assert_eq!(
+        refused(&[
+            ResourceDescriptor::port(0xFF80, 0x100),
+            ResourceDescriptor::port(0xD400, 256),
+            ResourceDescriptor::interrupt(11, 11, 1),
+        ]),
+        bad
+    );
+    // No interrupt.
+    assert_eq!(
+        refused(&[
+            ResourceDescriptor::port(0xD000, 1024),
+            ResourceDescriptor::port(0xD400, 256),
+        ]),
+        bad
+    );
+    assert_eq!(
+        DeviceKind::of(Some(&new_resource_list(&machine, &[]))),
+        DeviceKind::VirtualCable
+    );
 }

@@ -7,7 +7,10 @@
 //! resources at all, which is how `StartDevice` tells the two apart
 //! ([`DeviceKind::of`]).
 
-use portcls_sys::{CmResourceTypeInterrupt, CmResourceTypePort, IResourceList, CM_RESOURCE_TYPE};
+use portcls_sys::{
+    CmResourceTypeInterrupt, CmResourceTypePort, IResourceList, CM_RESOURCE_TYPE,
+    STATUS_DEVICE_CONFIGURATION_ERROR,
+};
 use wavert_com::{ComPtr, NtResult, NtStatus};
 
 /// Which device a `StartDevice` is for.
@@ -58,22 +61,10 @@ pub struct Ac97Resources {
     pub bus_master_port: u16,
 }
 
-/// `STATUS_DEVICE_CONFIGURATION_ERROR` (`ntstatus.h`): the resources do
-/// not describe the device.
-#[allow(
-    clippy::cast_possible_wrap,
-    reason = "NTSTATUS values are written as their unsigned hex"
-)]
-pub const STATUS_DEVICE_CONFIGURATION_ERROR: i32 = 0xC000_0182_u32 as i32;
-
 /// Smallest mixer window: registers up to 0x7E.
 const MIN_MIXER_LENGTH: u32 = 0x80;
 /// Smallest bus-master window: registers up to `GLOB_STA` (0x30..0x33).
 const MIN_BUS_MASTER_LENGTH: u32 = 0x34;
-/// `sizeof(CM_PARTIAL_RESOURCE_DESCRIPTOR)` on x64: `Type`,
-/// `ShareDisposition`, `Flags`, then a 16-byte union packed to 4 (`u.Port.Start` at 4, 8 bytes;
-/// `u.Port.Length` at 12).
-const DESCRIPTOR_BYTES: usize = 20;
 
 /// Start and length of the `index`-th translated I/O port range.
 fn port_range(list: &ComPtr<IResourceList>, index: u32) -> Option<(u64, u32)> {
@@ -84,12 +75,16 @@ fn port_range(list: &ComPtr<IResourceList>, index: u32) -> Option<(u64, u32)> {
     if entry.is_null() {
         return None;
     }
-    // SAFETY: a non-null descriptor is DESCRIPTOR_BYTES readable bytes
-    // (4-byte aligned in the list, read unaligned anyway).
-    let bytes = unsafe { entry.cast::<[u8; DESCRIPTOR_BYTES]>().read_unaligned() };
-    let start = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?);
-    let length = u32::from_le_bytes(bytes.get(12..16)?.try_into().ok()?);
-    Some((start, length))
+    // SAFETY: a non-null answer is a readable descriptor (4-byte aligned in
+    // the list, read unaligned anyway).
+    let descriptor = unsafe { entry.read_unaligned() };
+    // SAFETY: the list found it as a `CmResourceTypePort` entry, whose union
+    // member is `u.Port` (every member is plain integers in any case).
+    let port = unsafe { descriptor.u.Port };
+    Some((
+        u64::from_ne_bytes(port.Start.QuadPart.to_ne_bytes()),
+        port.Length,
+    ))
 }
 
 impl Ac97Resources {
