@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use portcls_sys::{
     CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
     IPort, IResourceList, IUnknown, GUID, PCFILTER_DESCRIPTOR, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_COLLISION,
 };
 use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
 use wavert_miniport::adapter::{self, PortClsServices};
@@ -34,14 +34,6 @@ use crate::image::ImageDriver;
 use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{InterruptLine, Port, PortKind};
 use crate::session::WaveFilter;
-
-/// `STATUS_OBJECT_NAME_COLLISION` (`ntstatus.h`): a second subdevice with
-/// the same name.
-#[allow(
-    clippy::cast_possible_wrap,
-    reason = "NTSTATUS values are written as their unsigned hex"
-)]
-const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32 as i32;
 
 /// The kernel spinlock as a `std` mutex (the emulator runs the timer and
 /// the engine on one thread, so the lock only ever meets itself when the

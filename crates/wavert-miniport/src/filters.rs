@@ -62,10 +62,11 @@ pub const TOPO_VOLUME_NODE: u32 = 0;
 /// Mute node of both topology filters.
 pub const TOPO_MUTE_NODE: u32 = 1;
 
-/// `KSNODEPIN_STANDARD_IN` (ksmedia.h): a node's input pin.
-pub(crate) const NODE_IN: ULONG = 1;
-/// `KSNODEPIN_STANDARD_OUT` (ksmedia.h): a node's output pin.
-pub(crate) const NODE_OUT: ULONG = 0;
+/// A node's input pin (`KSNODEPIN_STANDARD_IN`) and output pin
+/// (`KSNODEPIN_STANDARD_OUT`) in the connection tables.
+pub(crate) use portcls_sys::{
+    KSNODEPIN_STANDARD_IN as NODE_IN, KSNODEPIN_STANDARD_OUT as NODE_OUT,
+};
 
 #[allow(
     clippy::cast_possible_truncation,

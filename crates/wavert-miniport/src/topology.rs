@@ -28,7 +28,7 @@ use portcls_sys::{
     KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM, KSPROPERTY_MEMBER_STEPPEDRANGES,
     KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET,
     KSPROPERTY_TYPE_TOPOLOGY, NTSTATUS, PCFILTER_DESCRIPTOR, PCPROPERTY_REQUEST,
-    STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, VT_BOOL, VT_I4, VT_ILLEGAL,
 };
 use wavert_com::{ComPtr, Miniport, MiniportTopology, NtResult, NtStatus};
 
@@ -48,13 +48,6 @@ pub const VOLUME_MAX: i32 = 0;
 pub const VOLUME_STEP: i32 = 32768;
 /// `KSNODEPROPERTY_AUDIO_CHANNEL` value meaning every channel (master).
 pub const MASTER_CHANNEL: i32 = -1;
-
-/// `VT_I4` (wtypes.h): the volume level's property type.
-const VT_I4: u32 = 3;
-/// `VT_BOOL` (wtypes.h): the mute state's property type.
-const VT_BOOL: u32 = 11;
-/// `VT_ILLEGAL` (wtypes.h): a structured value (the jack descriptions).
-const VT_ILLEGAL: u32 = 0xFFFF;
 
 /// `sizeof(KSPROPERTY_DESCRIPTION)`.
 const DESCRIPTION_SIZE: u32 = 40;

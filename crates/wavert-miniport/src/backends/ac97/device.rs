@@ -28,8 +28,9 @@ use alloc::sync::Arc;
 
 use portcls_sys::{
     IInterruptSync, MmNonCached, PCIBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY,
-    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL, STATUS_DEVICE_NOT_READY,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS,
+    STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::ac97::{
@@ -52,13 +53,6 @@ use crate::memory::{Mapping, NotificationEvents};
 use crate::platform::{LogLevel, Platform, SpinLock};
 use crate::stream::{Backend, DeviceMemoryRequest, DmaBuffer};
 use crate::topology::{TopologyHardware, VolumeRange};
-
-/// `STATUS_DEVICE_NOT_READY` (`ntstatus.h`): the codec did not come up.
-#[allow(
-    clippy::cast_possible_wrap,
-    reason = "NTSTATUS values are written as their unsigned hex"
-)]
-pub const STATUS_DEVICE_NOT_READY: NTSTATUS = 0xC000_00A3_u32 as NTSTATUS;
 
 const fn kind(direction: Direction) -> ChannelKind {
     match direction {
