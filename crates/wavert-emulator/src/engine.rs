@@ -107,7 +107,8 @@ impl FormatRequest {
         // The buffer holds at least the 84 bytes the writer needs.
         let _ = range.write_ks_data_range(&mut bytes);
         let size = u32::try_from(bytes.len()).unwrap_or(0);
-        bytes[..4].copy_from_slice(&size.to_le_bytes());
+        let at = std::mem::offset_of!(KSDATAFORMAT, FormatSize);
+        bytes[at..at + 4].copy_from_slice(&size.to_le_bytes());
         bytes
     }
 }

@@ -13,9 +13,13 @@
 //! on a deliberately bad trace; the `run_*` functions drive a real stream
 //! through the engine and apply them.
 
+use std::mem::{offset_of, size_of};
 use std::sync::Arc;
 
-use portcls_sys::{IMiniportWaveRT, KSSTATE_PAUSE, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
+use portcls_sys::{
+    IMiniportWaveRT, GUID, KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATARANGE_AUDIO, KSSTATE_PAUSE,
+    KSSTATE_RUN, PCFILTER_DESCRIPTOR,
+};
 use wavert_com::ComPtr;
 
 use crate::engine::{data_ranges, pins, EngineError, FormatRequest, PositionSample, Stream};
@@ -313,13 +317,21 @@ pub fn advertised_formats(
     };
     let mut out = Vec::new();
     for range in data_ranges(pin) {
-        if range.len() < 84 {
+        // Up to the last field (84 bytes; `sizeof` adds 4 of padding).
+        if range.len() < offset_of!(KSDATARANGE_AUDIO, MaximumSampleFrequency) + size_of::<u32>() {
             continue;
         }
         let field = |at: usize| u32::from_le_bytes(range[at..at + 4].try_into().unwrap_or([0; 4]));
-        let float = range[32..48] == portcls_sys::KSDATAFORMAT_SUBTYPE_IEEE_FLOAT.to_bytes();
-        let (max_ch, min_bits, max_bits, min_rate, max_rate) =
-            (field(64), field(68), field(72), field(76), field(80));
+        let sub_format = offset_of!(KSDATARANGE_AUDIO, DataRange.SubFormat);
+        let float = range[sub_format..sub_format + size_of::<GUID>()]
+            == KSDATAFORMAT_SUBTYPE_IEEE_FLOAT.to_bytes();
+        let (max_ch, min_bits, max_bits, min_rate, max_rate) = (
+            field(offset_of!(KSDATARANGE_AUDIO, MaximumChannels)),
+            field(offset_of!(KSDATARANGE_AUDIO, MinimumBitsPerSample)),
+            field(offset_of!(KSDATARANGE_AUDIO, MaximumBitsPerSample)),
+            field(offset_of!(KSDATARANGE_AUDIO, MinimumSampleFrequency)),
+            field(offset_of!(KSDATARANGE_AUDIO, MaximumSampleFrequency)),
+        );
         let mut channels = vec![1, 2, max_ch];
         channels.dedup();
         for &ch in channels.iter().filter(|&&c| c >= 1 && c <= max_ch) {
