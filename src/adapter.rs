@@ -125,7 +125,7 @@ fn start_ac97(
             device.platform().attach_dpc(Arc::as_ptr(&device));
             STATUS_SUCCESS
         }
-        Err(status) => status.0,
+        Err(status) => status.code(),
     }
 }
 
@@ -148,6 +148,6 @@ fn start_cable(services: &KernelServices) -> NTSTATUS {
     // The miniports keep the cable alive; our reference goes on return.
     match install(services, &cable) {
         Ok(()) => STATUS_SUCCESS,
-        Err(status) => status.0,
+        Err(status) => status.code(),
     }
 }

@@ -7,7 +7,7 @@ use core::ptr;
 use portcls_sys::{
     IInterruptSync, IPort, IResourceList, IUnknown, InterruptSyncModeNormal, PcNewInterruptSync,
     PcNewPort, PcRegisterPhysicalConnection, PcRegisterSubdevice, DEVICE_OBJECT, GUID, IRP,
-    NT_SUCCESS, PRESOURCELIST,
+    PRESOURCELIST,
 };
 use wavert_com::{ComPtr, NtResult, NtStatus};
 use wavert_miniport::adapter::PortClsServices;
@@ -23,11 +23,7 @@ pub struct KernelServices {
 }
 
 const fn check(status: i32) -> NtResult<()> {
-    if NT_SUCCESS(status) {
-        Ok(())
-    } else {
-        Err(NtStatus(status))
-    }
+    NtStatus::check(status)
 }
 
 impl PortClsServices for KernelServices {

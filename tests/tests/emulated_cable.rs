@@ -88,7 +88,7 @@ fn try_start(
                 fail_portcls_call: fail,
             },
         )
-        .map_err(|status| status.0),
+        .map_err(wavert_com::NtStatus::code),
     }
 }
 

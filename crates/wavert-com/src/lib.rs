@@ -34,28 +34,97 @@ pub use object::ComClass;
 pub use ptr::{ComPtr, Interface};
 pub use stream::{new_wave_rt_stream, AudioBuffer, MiniportWaveRtStream, PacketMode, ReadPacket};
 
-use portcls_sys::NTSTATUS;
+use portcls_sys::{NTSTATUS, NT_SUCCESS};
 
-/// A failed `NTSTATUS` carried in a `Result`.
+/// A failed `NTSTATUS` carried in a `Result`: an error or warning code, never
+/// a success code (so `Err` always means failure at the boundary).
+///
+/// # Invariants
+///
+/// `!NT_SUCCESS(code)`: [`NtStatus::new`] refuses success codes and every
+/// named constant is checked when it is compiled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(transparent)]
-pub struct NtStatus(pub NTSTATUS);
+pub struct NtStatus(NTSTATUS);
+
+/// Makes a named failure; a success code fails the build (it is only ever
+/// evaluated for the constants below).
+const fn failure(code: NTSTATUS) -> NtStatus {
+    assert!(!NT_SUCCESS(code), "an NtStatus is a failure code");
+    NtStatus(code)
+}
 
 impl NtStatus {
     /// `STATUS_NOT_SUPPORTED`.
-    pub const NOT_SUPPORTED: Self = Self(portcls_sys::STATUS_NOT_SUPPORTED);
+    pub const NOT_SUPPORTED: Self = failure(portcls_sys::STATUS_NOT_SUPPORTED);
     /// `STATUS_INVALID_PARAMETER`.
-    pub const INVALID_PARAMETER: Self = Self(portcls_sys::STATUS_INVALID_PARAMETER);
+    pub const INVALID_PARAMETER: Self = failure(portcls_sys::STATUS_INVALID_PARAMETER);
     /// `STATUS_INSUFFICIENT_RESOURCES`.
-    pub const INSUFFICIENT_RESOURCES: Self = Self(portcls_sys::STATUS_INSUFFICIENT_RESOURCES);
+    pub const INSUFFICIENT_RESOURCES: Self = failure(portcls_sys::STATUS_INSUFFICIENT_RESOURCES);
     /// `STATUS_BUFFER_TOO_SMALL`.
-    pub const BUFFER_TOO_SMALL: Self = Self(portcls_sys::STATUS_BUFFER_TOO_SMALL);
-    /// `STATUS_BUFFER_OVERFLOW`.
-    pub const BUFFER_OVERFLOW: Self = Self(portcls_sys::STATUS_BUFFER_OVERFLOW);
+    pub const BUFFER_TOO_SMALL: Self = failure(portcls_sys::STATUS_BUFFER_TOO_SMALL);
+    /// `STATUS_BUFFER_OVERFLOW` (a warning: the size-query answer).
+    pub const BUFFER_OVERFLOW: Self = failure(portcls_sys::STATUS_BUFFER_OVERFLOW);
     /// `STATUS_NO_MATCH`.
-    pub const NO_MATCH: Self = Self(portcls_sys::STATUS_NO_MATCH);
+    pub const NO_MATCH: Self = failure(portcls_sys::STATUS_NO_MATCH);
     /// `STATUS_NOINTERFACE`.
-    pub const NOINTERFACE: Self = Self(portcls_sys::STATUS_NOINTERFACE);
+    pub const NOINTERFACE: Self = failure(portcls_sys::STATUS_NOINTERFACE);
+    /// `STATUS_INVALID_DEVICE_REQUEST`.
+    pub const INVALID_DEVICE_REQUEST: Self = failure(portcls_sys::STATUS_INVALID_DEVICE_REQUEST);
+    /// `STATUS_INVALID_DEVICE_STATE`.
+    pub const INVALID_DEVICE_STATE: Self = failure(portcls_sys::STATUS_INVALID_DEVICE_STATE);
+    /// `STATUS_UNSUCCESSFUL`.
+    pub const UNSUCCESSFUL: Self = failure(portcls_sys::STATUS_UNSUCCESSFUL);
+    /// `STATUS_NOT_FOUND`.
+    pub const NOT_FOUND: Self = failure(portcls_sys::STATUS_NOT_FOUND);
+    /// `STATUS_NOT_IMPLEMENTED`.
+    pub const NOT_IMPLEMENTED: Self = failure(portcls_sys::STATUS_NOT_IMPLEMENTED);
+    /// `STATUS_DEVICE_NOT_READY`.
+    pub const DEVICE_NOT_READY: Self = failure(portcls_sys::STATUS_DEVICE_NOT_READY);
+    /// `STATUS_DEVICE_CONFIGURATION_ERROR`.
+    pub const DEVICE_CONFIGURATION_ERROR: Self =
+        failure(portcls_sys::STATUS_DEVICE_CONFIGURATION_ERROR);
+    /// `STATUS_OBJECT_NAME_COLLISION`.
+    pub const OBJECT_NAME_COLLISION: Self = failure(portcls_sys::STATUS_OBJECT_NAME_COLLISION);
+
+    /// The failure `code` is, or `None` for a success code.
+    #[must_use]
+    pub const fn new(code: NTSTATUS) -> Option<Self> {
+        if NT_SUCCESS(code) {
+            None
+        } else {
+            Some(Self(code))
+        }
+    }
+
+    /// A code that a call reported as its failure: the code itself, or
+    /// `STATUS_UNSUCCESSFUL` if it is in fact a success code (so a failure
+    /// is never lost as success).
+    #[must_use]
+    pub const fn from_failure(code: NTSTATUS) -> Self {
+        match Self::new(code) {
+            Some(failure) => failure,
+            None => Self::UNSUCCESSFUL,
+        }
+    }
+
+    /// A status a call returned, as a result: `Ok` for any success code.
+    ///
+    /// # Errors
+    ///
+    /// The failure code itself.
+    pub const fn check(code: NTSTATUS) -> NtResult<()> {
+        match Self::new(code) {
+            None => Ok(()),
+            Some(failure) => Err(failure),
+        }
+    }
+
+    /// The `NTSTATUS` code.
+    #[must_use]
+    pub const fn code(self) -> NTSTATUS {
+        self.0
+    }
 }
 
 /// The result of a miniport operation.
@@ -65,6 +134,34 @@ pub type NtResult<T> = Result<T, NtStatus>;
 pub(crate) const fn status_of(r: NtResult<()>) -> NTSTATUS {
     match r {
         Ok(()) => portcls_sys::STATUS_SUCCESS,
-        Err(NtStatus(s)) => s,
+        Err(failure) => failure.code(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_nt_status_never_holds_a_success_code() {
+        assert_eq!(NtStatus::new(portcls_sys::STATUS_SUCCESS), None);
+        assert_eq!(NtStatus::new(portcls_sys::STATUS_PENDING), None);
+        assert_eq!(
+            NtStatus::new(portcls_sys::STATUS_NOT_SUPPORTED),
+            Some(NtStatus::NOT_SUPPORTED)
+        );
+        assert_eq!(
+            NtStatus::from_failure(portcls_sys::STATUS_SUCCESS),
+            NtStatus::UNSUCCESSFUL
+        );
+        assert_eq!(NtStatus::check(portcls_sys::STATUS_SUCCESS), Ok(()));
+        assert_eq!(
+            NtStatus::check(portcls_sys::STATUS_BUFFER_OVERFLOW),
+            Err(NtStatus::BUFFER_OVERFLOW)
+        );
+        assert_eq!(
+            status_of(Err(NtStatus::NO_MATCH)),
+            portcls_sys::STATUS_NO_MATCH
+        );
     }
 }

@@ -5,7 +5,7 @@ use core::fmt;
 use core::ptr::{self, NonNull};
 
 use portcls_sys as sys;
-use portcls_sys::{IUnknown, IUnknownVtbl, GUID, NT_SUCCESS, PVOID};
+use portcls_sys::{IUnknown, IUnknownVtbl, GUID, PVOID};
 
 use crate::{NtResult, NtStatus};
 
@@ -143,9 +143,7 @@ impl<I: Interface> ComPtr<I> {
         let qi = self.unknown().QueryInterface;
         // SAFETY: `self` is live; `out` and the IID outlive the call.
         let status = unsafe { qi(self.this(), &J::IID, &raw mut out) };
-        if !NT_SUCCESS(status) {
-            return Err(NtStatus(status));
-        }
+        NtStatus::check(status)?;
         // SAFETY: a successful QueryInterface hands us one reference to a `J`.
         unsafe { ComPtr::from_raw(out.cast::<J>()) }.ok_or(NtStatus::NOINTERFACE)
     }

@@ -441,7 +441,7 @@ fn install_host(
                 machine.unregister_port(port.address());
                 port.unbind();
             }
-            return Err(format!("StartDevice failed: {:#010x}", e.0));
+            return Err(format!("StartDevice failed: {:#010x}", e.code()));
         }
     };
     let driver = Ac97Driver::Host {

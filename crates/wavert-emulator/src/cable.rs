@@ -22,8 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use portcls_sys::{
     CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
-    IPort, IResourceList, IUnknown, GUID, PCFILTER_DESCRIPTOR, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_COLLISION,
+    IPort, IResourceList, IUnknown, GUID, PCFILTER_DESCRIPTOR,
 };
 use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
 use wavert_miniport::adapter::{self, PortClsServices};
@@ -230,7 +229,7 @@ impl EmuPortCls {
     fn call(&self) -> NtResult<()> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         if self.fail_call == Some(n) {
-            Err(NtStatus(STATUS_INSUFFICIENT_RESOURCES))
+            Err(NtStatus::INSUFFICIENT_RESOURCES)
         } else {
             Ok(())
         }
@@ -261,7 +260,7 @@ impl PortClsServices for EmuPortCls {
         } else if *class_id == CLSID_PortTopology {
             PortKind::Topology
         } else {
-            return Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST));
+            return Err(NtStatus::INVALID_DEVICE_REQUEST);
         };
         let port = Port::new(&self.machine, kind);
         let interface = port.interface().clone();
@@ -276,7 +275,8 @@ impl PortClsServices for EmuPortCls {
         }
         // SAFETY: the port is live (the caller holds it) and ours; the
         // miniport is live (a reference is held for the call).
-        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }.map_err(NtStatus)
+        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }
+            .map_err(NtStatus::from_failure)
     }
 
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
@@ -284,7 +284,7 @@ impl PortClsServices for EmuPortCls {
         // PortCls builds the filter factory from the descriptor `Init` got.
         let described = self.find(port, |p| p.description().is_some());
         if described != Some(true) {
-            return Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST));
+            return Err(NtStatus::INVALID_DEVICE_REQUEST);
         }
         let name = name_of(name);
         if self
@@ -294,7 +294,7 @@ impl PortClsServices for EmuPortCls {
             .iter()
             .any(|(n, _)| *n == name)
         {
-            return Err(NtStatus(STATUS_OBJECT_NAME_COLLISION));
+            return Err(NtStatus::OBJECT_NAME_COLLISION);
         }
         self.machine.register_subdevice(&name, port.as_raw().addr());
         Ok(())
@@ -311,7 +311,7 @@ impl PortClsServices for EmuPortCls {
         let registered = self.machine.registrations();
         for (port, pin) in [(from, from_pin), (to, to_pin)] {
             if registered.name_of(port.as_raw().addr()).is_none() {
-                return Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST));
+                return Err(NtStatus::INVALID_DEVICE_REQUEST);
             }
             if pin as usize >= self.pin_count(port)? {
                 return Err(NtStatus::INVALID_PARAMETER);

@@ -25,7 +25,7 @@ use portcls_sys::{
     KSPIN_COMMUNICATION_NONE, KSPIN_COMMUNICATION_SINK, KSPIN_DATAFLOW_IN, KSPIN_DATAFLOW_OUT,
     KSPIN_DESCRIPTOR, KSRTAUDIO_HWLATENCY, KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN,
     KSSTATE_STOP, PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR, PHYSICAL_ADDRESS, PKEVENT, PKSDATARANGE,
-    PMDL, STATUS_DEVICE_NOT_READY, STATUS_INVALID_DEVICE_STATE,
+    PMDL,
 };
 use wavert_com::{
     new_topology_miniport, new_wave_rt_miniport, AudioBuffer, ComPtr, KernelEvent, Miniport,
@@ -431,7 +431,7 @@ impl FakeStream {
     fn allocate(&self, notifications: u32, requested: u32) -> NtResult<AudioBuffer> {
         let mut st = lock(&self.state);
         if st.buffer.is_some() || st.state != KSSTATE_STOP {
-            return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+            return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         if !(1..=2).contains(&notifications) {
             return Err(NtStatus::INVALID_PARAMETER);
@@ -560,7 +560,7 @@ impl MiniportWaveRtStream for FakeStream {
             let mut st = lock(&self.state);
             let step_ok = (st.state - state).abs() == 1;
             if !step_ok || !(KSSTATE_STOP..=KSSTATE_RUN).contains(&state) {
-                return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+                return Err(NtStatus::INVALID_DEVICE_STATE);
             }
             if state == KSSTATE_STOP {
                 st.frames = 0;
@@ -569,7 +569,7 @@ impl MiniportWaveRtStream for FakeStream {
                 }
             }
             if state == KSSTATE_ACQUIRE && st.state == KSSTATE_STOP && st.buffer.is_none() {
-                return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+                return Err(NtStatus::INVALID_DEVICE_STATE);
             }
             st.state = state;
             st.last_qpc = now;
@@ -618,7 +618,7 @@ impl MiniportWaveRtStream for FakeStream {
     fn register_notification_event(&self, event: KernelEvent) -> NtResult<()> {
         let mut st = lock(&self.state);
         if st.buffer.is_none() {
-            return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+            return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         st.events.push(EventPtr(event.as_raw()));
         drop(st);
@@ -634,7 +634,7 @@ impl MiniportWaveRtStream for FakeStream {
         if removed {
             Ok(())
         } else {
-            Err(NtStatus(portcls_sys::STATUS_NOT_FOUND))
+            Err(NtStatus::NOT_FOUND)
         }
     }
 
@@ -654,7 +654,7 @@ impl MiniportWaveRtStream for FakeStream {
     fn packet_count(&self) -> NtResult<u32> {
         let (linear, size, count) = self.linear_bytes();
         if size == 0 {
-            return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+            return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         let packets = linear / u64::from(size / count);
         Ok(u32::try_from(packets % (1 << 32)).unwrap_or(0))
@@ -663,12 +663,12 @@ impl MiniportWaveRtStream for FakeStream {
     fn read_packet(&self) -> NtResult<ReadPacket> {
         let (linear, size, count) = self.linear_bytes();
         if size == 0 {
-            return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+            return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         let packet_bytes = u64::from(size / count);
         let completed = linear / packet_bytes;
         if completed == 0 {
-            return Err(NtStatus(STATUS_DEVICE_NOT_READY));
+            return Err(NtStatus::DEVICE_NOT_READY);
         }
         let st = lock(&self.state);
         let rate = u64::from(lock(&self.cable.state).rate);
@@ -784,7 +784,7 @@ impl MiniportWaveRt for FakeWave {
             cable.origin = now;
             cable.last_frame = 0;
         } else if cable.rate != parsed.sample_rate() {
-            return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+            return Err(NtStatus::INVALID_DEVICE_STATE);
         }
         cable.streams.push(Arc::downgrade(&state));
         drop(cable);
@@ -895,8 +895,9 @@ pub fn start_fake_adapter(
     drop((wave_miniport, topology_miniport));
     topology
         .init(&as_unknown_topology, None)
-        .map_err(NtStatus)?;
-    wave.init(&as_unknown_wave, None).map_err(NtStatus)?;
+        .map_err(NtStatus::from_failure)?;
+    wave.init(&as_unknown_wave, None)
+        .map_err(NtStatus::from_failure)?;
     machine.register_subdevice("Wave", wave.address());
     machine.register_subdevice("Topology", topology.address());
     machine.register_physical_connection(wave.address(), 1, topology.address(), 0);

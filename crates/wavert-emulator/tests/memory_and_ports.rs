@@ -366,7 +366,8 @@ fn the_miniport_reads_the_emulators_resource_descriptors() {
     );
 
     let refused = |entries: &[ResourceDescriptor]| {
-        Ac97Resources::from_list(&new_resource_list(&machine, entries)).map_err(|status| status.0)
+        Ac97Resources::from_list(&new_resource_list(&machine, entries))
+            .map_err(wavert_com::NtStatus::code)
     };
     let bad = Err(STATUS_DEVICE_CONFIGURATION_ERROR);
     // Bus-master window shorter than GLOB_STA needs.

@@ -242,7 +242,7 @@ fn register_subdevices<S: PortClsServices, B: Backend>(
             Err(e) => {
                 backend.log(
                     LogLevel::Error,
-                    format_args!("subdevice {} failed: {:#x}", subdevice.name, e.0),
+                    format_args!("subdevice {} failed: {:#x}", subdevice.name, e.code()),
                 );
                 return Err(e);
             }

@@ -79,7 +79,7 @@ impl NotificationEvents {
             .0
             .iter_mut()
             .find(|e| **e == Some(event))
-            .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?;
+            .ok_or(NtStatus::NOT_FOUND)?;
         *slot = None;
         Ok(())
     }

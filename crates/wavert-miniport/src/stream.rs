@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 use portcls_sys::{
     IPortWaveRTStream, MmCached, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE,
-    MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL, STATUS_UNSUCCESSFUL,
+    MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{
     AudioBuffer, ComPtr, KernelEvent, MiniportWaveRtStream, NtResult, NtStatus, PacketMode,
@@ -307,8 +307,8 @@ impl<B: Backend> WaveRtStream<B> {
             pages.push(self.port().page_address(mdl, index));
         }
         // The port handed out unaligned or too few pages.
-        let geometry = CyclicBuffer::new(&pages, 0, plan.size_bytes)
-            .map_err(|_| NtStatus(STATUS_UNSUCCESSFUL))?;
+        let geometry =
+            CyclicBuffer::new(&pages, 0, plan.size_bytes).map_err(|_| NtStatus::UNSUCCESSFUL)?;
         let profile = self.backend.descriptor_profile();
         let capacity = sg::max_entries_for(plan.size_bytes, 0, plan.notification_count, &profile);
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
@@ -318,7 +318,7 @@ impl<B: Backend> WaveRtStream<B> {
             .map_err(|_| no_memory)?;
         descriptors.resize(capacity, Descriptor::default());
         let count = sg::build(&geometry, &profile, plan.packet_bytes, &mut descriptors)
-            .map_err(|_| NtStatus(STATUS_UNSUCCESSFUL))?;
+            .map_err(|_| NtStatus::UNSUCCESSFUL)?;
         descriptors.truncate(count);
         Ok((pages, descriptors))
     }

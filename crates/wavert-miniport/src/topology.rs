@@ -205,7 +205,7 @@ impl Miniport for TopologyMiniport {
         _result_len: &mut u32,
     ) -> NtResult<()> {
         // Only analog bridge pins here: the port's default intersection.
-        Err(NtStatus(portcls_sys::STATUS_NOT_IMPLEMENTED))
+        Err(NtStatus::NOT_IMPLEMENTED)
     }
 }
 
@@ -312,7 +312,7 @@ pub unsafe fn dispatch(
             request.ValueSize = needed;
             STATUS_BUFFER_OVERFLOW
         }
-        Err(NtStatus(status)) => status,
+        Err(failure) => failure.code(),
     }
 }
 
@@ -512,7 +512,7 @@ fn volume(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<
             topology.apply();
             Ok(Reply::Done(4))
         }
-        _ => Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST)),
+        _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
 }
 
@@ -543,7 +543,7 @@ fn mute(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
             topology.apply();
             Ok(Reply::Done(4))
         }
-        _ => Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST)),
+        _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
 }
 
@@ -555,7 +555,7 @@ fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
     let body = match call.id {
         KSPROPERTY_JACK_DESCRIPTION => JACK_DESCRIPTION_SIZE,
         KSPROPERTY_JACK_DESCRIPTION2 => JACK_DESCRIPTION2_SIZE,
-        _ => return Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST)),
+        _ => return Err(NtStatus::INVALID_DEVICE_REQUEST),
     };
     match call.verb {
         KSPROPERTY_TYPE_BASICSUPPORT => basic_support(
@@ -591,6 +591,6 @@ fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
             }
             Ok(Reply::Done(needed))
         }
-        _ => Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_REQUEST)),
+        _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
 }

@@ -46,7 +46,7 @@ impl<B: Backend> Miniport for WaveMiniport<B> {
     ) -> NtResult<()> {
         if pin_id != WAVE_HOST_PIN {
             // Bridge pins carry analog audio: the port's own intersection.
-            return Err(NtStatus(portcls_sys::STATUS_NOT_IMPLEMENTED));
+            return Err(NtStatus::NOT_IMPLEMENTED);
         }
         let format = self
             .backend

@@ -572,7 +572,7 @@ impl PortClsServices for FakeServices {
     fn register_subdevice(&self, name: &'static [u16], _port: &ComPtr<IPort>) -> NtResult<()> {
         let name = String::from_utf16(&name[..name.len() - 1]).unwrap();
         if self.fail_subdevice == Some(name.as_str()) {
-            return Err(NtStatus(STATUS_INSUFFICIENT_RESOURCES));
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
         self.calls.borrow_mut().push(format!("register {name}"));
         Ok(())
@@ -624,7 +624,7 @@ fn adapter_registers_four_subdevices_and_two_connections() {
     };
     assert_eq!(
         install(&failing, &rig.cable),
-        Err(NtStatus(STATUS_INSUFFICIENT_RESOURCES))
+        Err(NtStatus::INSUFFICIENT_RESOURCES)
     );
     assert!(!failing
         .calls

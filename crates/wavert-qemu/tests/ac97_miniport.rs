@@ -149,7 +149,8 @@ impl PortClsServices for Services {
     }
     fn init_port(&self, port: &ComPtr<IPort>, miniport: &ComPtr<IUnknown>) -> NtResult<()> {
         // SAFETY: a live port we made; the miniport reference is held.
-        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }.map_err(NtStatus)
+        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }
+            .map_err(NtStatus::from_failure)
     }
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
         let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());

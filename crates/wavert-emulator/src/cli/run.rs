@@ -202,7 +202,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
                 ..CableOptions::default()
             },
         )
-        .map_err(|e| format!("StartDevice failed: {:#010x}", e.0))?,
+        .map_err(|e| format!("StartDevice failed: {:#010x}", e.code()))?,
     };
     let build = adapter.image().map_or_else(
         || "host build of wavert-miniport (cargo run -p wavert-emulator)".to_owned(),

@@ -89,7 +89,7 @@ fn portcls(routine: &str) -> Option<(Arc<Kernel>, Arc<EmuPortCls>)> {
 const fn status(result: Result<(), NtStatus>) -> NTSTATUS {
     match result {
         Ok(()) => STATUS_SUCCESS,
-        Err(error) => error.0,
+        Err(error) => error.code(),
     }
 }
 
@@ -171,7 +171,7 @@ pub unsafe extern "system" fn PcNewPort(port: *mut *mut IPort, class_id: REFCLSI
             unsafe { port.write(made.into_raw()) };
             STATUS_SUCCESS
         }
-        Err(error) => error.0,
+        Err(error) => error.code(),
     }
 }
 
@@ -289,7 +289,7 @@ pub unsafe extern "system" fn PcNewInterruptSync(
             unsafe { out.write(sync.into_raw()) };
             STATUS_SUCCESS
         }
-        Err(error) => error.0,
+        Err(error) => error.code(),
     }
 }
 

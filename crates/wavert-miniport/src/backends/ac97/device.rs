@@ -28,9 +28,7 @@ use alloc::sync::Arc;
 
 use portcls_sys::{
     IInterruptSync, MmNonCached, PCIBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY,
-    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL, STATUS_DEVICE_NOT_READY,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS,
-    STATUS_UNSUCCESSFUL,
+    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::ac97::{
@@ -220,9 +218,9 @@ pub unsafe extern "system" fn service_routine<P: Platform, IO: PortIo>(
 
 const fn hw_error(e: Ac97Error) -> NtStatus {
     match e {
-        Ac97Error::CodecNotReady | Ac97Error::NoVariableRate => NtStatus(STATUS_DEVICE_NOT_READY),
+        Ac97Error::CodecNotReady | Ac97Error::NoVariableRate => NtStatus::DEVICE_NOT_READY,
         Ac97Error::RateOutOfRange(_) | Ac97Error::RateNotTaken { .. } => NtStatus::NOT_SUPPORTED,
-        _ => NtStatus(STATUS_UNSUCCESSFUL),
+        _ => NtStatus::UNSUCCESSFUL,
     }
 }
 
@@ -626,7 +624,7 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
             .soft
             .with(|s| (s.channels[direction].open, s.channels[direction].has_buffer));
         if has_buffer || !open {
-            Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST))
+            Err(NtStatus::INVALID_DEVICE_REQUEST)
         } else {
             Ok(())
         }
@@ -640,14 +638,14 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
         buffer: DmaBuffer,
     ) -> Result<(), (DmaBuffer, NtStatus)> {
         let Some(list_physical) = buffer.device_memory.as_ref().map(|m| m.physical) else {
-            return Err((buffer, NtStatus(STATUS_UNSUCCESSFUL)));
+            return Err((buffer, NtStatus::UNSUCCESSFUL));
         };
         let channel = match Channel::new(kind(direction), list_physical) {
             Ok(c) => c,
             Err(e) => return Err((buffer, hw_error(e))),
         };
         if self.can_allocate(direction).is_err() {
-            return Err((buffer, NtStatus(STATUS_INVALID_DEVICE_REQUEST)));
+            return Err((buffer, NtStatus::INVALID_DEVICE_REQUEST));
         }
         let notifications = buffer.notification_count;
         let packet_bytes = if notifications == 0 {
@@ -717,11 +715,11 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
             let c = &s.channels[direction];
             (c.state, c.has_buffer, c.started)
         });
-        let change = transition(from, to).map_err(|_| NtStatus(STATUS_INVALID_DEVICE_STATE))?;
+        let change = transition(from, to).map_err(|_| NtStatus::INVALID_DEVICE_STATE)?;
         match change {
             Transition::Run => {
                 if !has_buffer {
-                    return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+                    return Err(NtStatus::INVALID_DEVICE_STATE);
                 }
                 // Events count packets from the start of this run of DMA.
                 self.update(direction, |c| c.state = KsState::Run);
@@ -793,7 +791,7 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
         self.soft.with(|s| {
             let c = &mut s.channels[direction];
             if !c.has_buffer || c.notifications == 0 {
-                return Err(NtStatus(STATUS_INVALID_DEVICE_STATE));
+                return Err(NtStatus::INVALID_DEVICE_STATE);
             }
             c.events.register(event)
         })

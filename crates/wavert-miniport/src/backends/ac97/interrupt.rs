@@ -10,7 +10,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use portcls_sys::windows_abi;
 
-use portcls_sys::{IInterruptSync, NTSTATUS, NT_SUCCESS, PINTERRUPTSYNCROUTINE, STATUS_SUCCESS};
+use portcls_sys::{IInterruptSync, NTSTATUS, PINTERRUPTSYNCROUTINE, STATUS_SUCCESS};
 use wavert_com::{ComPtr, NtResult, NtStatus};
 
 /// PortCls' interrupt object for the device.
@@ -113,11 +113,9 @@ impl InterruptSync {
                 (&raw mut call).cast::<c_void>(),
             )
         };
-        match call.result {
-            Some(result) => Ok(result),
-            None if NT_SUCCESS(status) => Err(NtStatus(portcls_sys::STATUS_UNSUCCESSFUL)),
-            None => Err(NtStatus(status)),
-        }
+        // No result: the routine did not run. PortCls's failure, or (a
+        // success code without a result) a failure all the same.
+        call.result.ok_or_else(|| NtStatus::from_failure(status))
     }
 }
 
@@ -190,9 +188,5 @@ impl<T> InterruptLocked<T> {
 }
 
 const fn check(status: NTSTATUS) -> NtResult<()> {
-    if NT_SUCCESS(status) {
-        Ok(())
-    } else {
-        Err(NtStatus(status))
-    }
+    NtStatus::check(status)
 }

@@ -7,10 +7,7 @@
 //! resources at all, which is how `StartDevice` tells the two apart
 //! ([`DeviceKind::of`]).
 
-use portcls_sys::{
-    CmResourceTypeInterrupt, CmResourceTypePort, IResourceList, CM_RESOURCE_TYPE,
-    STATUS_DEVICE_CONFIGURATION_ERROR,
-};
+use portcls_sys::{CmResourceTypeInterrupt, CmResourceTypePort, IResourceList, CM_RESOURCE_TYPE};
 use wavert_com::{ComPtr, NtResult, NtStatus};
 
 /// Which device a `StartDevice` is for.
@@ -96,7 +93,7 @@ impl Ac97Resources {
     /// `STATUS_DEVICE_CONFIGURATION_ERROR` when a window is missing, too
     /// short or above 64 KiB of port space, or there is no interrupt.
     pub fn from_list(list: &ComPtr<IResourceList>) -> NtResult<Self> {
-        let bad = NtStatus(STATUS_DEVICE_CONFIGURATION_ERROR);
+        let bad = NtStatus::DEVICE_CONFIGURATION_ERROR;
         if count(list, CmResourceTypeInterrupt) == 0 {
             return Err(bad);
         }

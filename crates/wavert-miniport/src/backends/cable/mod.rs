@@ -27,7 +27,7 @@ pub mod filters;
 
 use portcls_sys::{
     PNPBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PCFILTER_DESCRIPTOR,
-    PMDL, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_UNSUCCESSFUL,
+    PMDL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
@@ -231,7 +231,7 @@ impl<P: Platform> VirtualCable<P> {
     ) -> Result<Buffer, (DmaBuffer, NtStatus)> {
         let segments = u32::try_from(dma.descriptors.len()).unwrap_or(u32::MAX);
         let Ok(engine) = Engine::new(self.mode, segments) else {
-            return Err((dma, NtStatus(STATUS_UNSUCCESSFUL)));
+            return Err((dma, NtStatus::UNSUCCESSFUL));
         };
         let clock = QpcClock::new(
             self.platform.qpc_frequency(),
@@ -325,9 +325,9 @@ impl<P: Platform> Backend for VirtualCable<P> {
         self.state.with(|s| {
             let end = &s.ends[direction];
             if end.buffer.is_some() {
-                Err(NtStatus(STATUS_INVALID_DEVICE_REQUEST))
+                Err(NtStatus::INVALID_DEVICE_REQUEST)
             } else if end.state != KsState::Stop {
-                Err(NtStatus(STATUS_INVALID_DEVICE_STATE))
+                Err(NtStatus::INVALID_DEVICE_STATE)
             } else {
                 Ok(())
             }
@@ -342,7 +342,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     ) -> Result<(), (DmaBuffer, NtStatus)> {
         let format = self.state.with(|s| s.ends[direction].format);
         let Some(format) = format else {
-            return Err((dma, NtStatus(STATUS_INVALID_DEVICE_STATE)));
+            return Err((dma, NtStatus::INVALID_DEVICE_STATE));
         };
         let buffer = self.engine_buffer(&format, dma)?;
         self.state.with(|s| {
@@ -351,7 +351,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
                 end.buffer = Some(buffer);
                 Ok(())
             } else {
-                Err((buffer.dma, NtStatus(STATUS_INVALID_DEVICE_REQUEST)))
+                Err((buffer.dma, NtStatus::INVALID_DEVICE_REQUEST))
             }
         })
     }
@@ -418,7 +418,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
                 .buffer
                 .as_mut()
                 .filter(|b| b.dma.notification_count != 0)
-                .ok_or(NtStatus(STATUS_INVALID_DEVICE_STATE))?
+                .ok_or(NtStatus::INVALID_DEVICE_STATE)?
                 .events
                 .register(event)
         })
@@ -430,7 +430,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
             s.ends[direction]
                 .buffer
                 .as_mut()
-                .ok_or(NtStatus(portcls_sys::STATUS_NOT_FOUND))?
+                .ok_or(NtStatus::NOT_FOUND)?
                 .events
                 .unregister(event)
         })
@@ -481,16 +481,15 @@ fn change_state(
     let end = &mut s.ends[direction];
     let to = KsState::from_raw(u32::from_ne_bytes(raw.to_ne_bytes()))
         .map_err(|_| NtStatus::INVALID_PARAMETER)?;
-    let step = transition(end.state, to)
-        .map_err(|_| NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
+    let step = transition(end.state, to).map_err(|_| NtStatus::INVALID_DEVICE_STATE)?;
     if to == KsState::Run && end.buffer.is_none() {
-        return Err(NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE));
+        return Err(NtStatus::INVALID_DEVICE_STATE);
     }
     if let Some(b) = end.buffer.as_mut() {
         // Same machine, same state: this cannot fail after `transition` did not.
         b.timed
             .set_state(u32::from_ne_bytes(raw.to_ne_bytes()), now)
-            .map_err(|_| NtStatus(portcls_sys::STATUS_INVALID_DEVICE_STATE))?;
+            .map_err(|_| NtStatus::INVALID_DEVICE_STATE)?;
         match step {
             Transition::Run if !b.started => {
                 b.engine.start(&b.dma.descriptors);
