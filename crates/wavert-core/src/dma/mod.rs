@@ -20,6 +20,8 @@ use crate::sg::Descriptor;
 pub enum DmaError {
     /// A segment list with no segment.
     ZeroSegments,
+    /// More segments than the strategy can index (`u16`).
+    TooManySegments(u32),
     /// Ring smaller than 2 slots, or a look-ahead not in 1..ring.
     BadRing {
         /// Slots.

@@ -89,12 +89,14 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// [`DmaError::ZeroSegments`] (and ring errors that cannot happen with
-    /// the fixed ring).
+    /// [`DmaError::ZeroSegments`], [`DmaError::TooManySegments`] (and ring
+    /// errors that cannot happen with the fixed ring).
     pub fn new(mode: DmaMode, segments: u32) -> Result<Self, DmaError> {
         Ok(match mode {
             DmaMode::Looping => Self::Looping {
-                dma: LoopingDma::new(u16::try_from(segments).map_err(|_| DmaError::ZeroSegments)?)?,
+                dma: LoopingDma::new(
+                    u16::try_from(segments).map_err(|_| DmaError::TooManySegments(segments))?,
+                )?,
                 entry: 0,
                 done_in_entry: 0,
             },
@@ -230,4 +232,22 @@ fn program(hw: &mut Ac97Engine, descriptors: &[Descriptor], refill: Refill) {
         );
     }
     hw.write_lvi(refill.last_valid_index);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_counts_are_refused_for_what_they_are() {
+        assert!(matches!(
+            Engine::new(DmaMode::Looping, 0),
+            Err(DmaError::ZeroSegments)
+        ));
+        assert!(matches!(
+            Engine::new(DmaMode::Looping, 70_000),
+            Err(DmaError::TooManySegments(70_000))
+        ));
+        assert!(Engine::new(DmaMode::Looping, 3).is_ok());
+    }
 }
