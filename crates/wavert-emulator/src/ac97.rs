@@ -290,6 +290,24 @@ pub struct Ac97Platform {
     dpc_queued: AtomicBool,
 }
 
+impl Ac97Platform {
+    /// The platform over `machine`, no DPC queued.
+    #[must_use]
+    pub const fn new(machine: Arc<Machine>) -> Self {
+        Self {
+            machine,
+            dpc_queued: AtomicBool::new(false),
+        }
+    }
+
+    /// Takes the queued DPC: whether the ISR asked for one since the last
+    /// call (the coupling runs it right after the interrupt, as the kernel
+    /// runs a DPC when the processor drops below `DISPATCH_LEVEL`).
+    pub fn take_dpc(&self) -> bool {
+        self.dpc_queued.swap(false, Ordering::AcqRel)
+    }
+}
+
 impl fmt::Debug for Ac97Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ac97Platform")
@@ -330,6 +348,14 @@ impl Platform for Ac97Platform {
 
 /// The miniport's port I/O over qtest; a stall steps QEMU's clock.
 pub struct QemuIo(Arc<Qemu>);
+
+impl QemuIo {
+    /// Port I/O on `qemu`'s I/O space.
+    #[must_use]
+    pub const fn new(qemu: Arc<Qemu>) -> Self {
+        Self(qemu)
+    }
+}
 
 impl fmt::Debug for QemuIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -428,10 +454,7 @@ fn install_host(
 ) -> Result<(Ac97Driver, RunDpc), String> {
     let services = EmuPortCls::new(Arc::clone(machine), None).with_interrupt_line(Arc::clone(line));
     let resources = new_resource_list(machine, descriptors);
-    let platform = Ac97Platform {
-        machine: Arc::clone(machine),
-        dpc_queued: AtomicBool::new(false),
-    };
+    let platform = Ac97Platform::new(Arc::clone(machine));
     let installed = install_ac97(&services, platform, QemuIo(Arc::clone(qemu)), &resources);
     let ports = services.into_ports();
     let device = match installed {
@@ -449,7 +472,7 @@ fn install_host(
         ports,
     };
     let run_dpc: RunDpc = Box::new(move || {
-        if device.platform().dpc_queued.swap(false, Ordering::AcqRel) {
+        if device.platform().take_dpc() {
             device.on_dpc();
         }
     });

@@ -18,26 +18,24 @@
 )]
 
 use std::f64::consts::PI;
-use std::fmt;
 use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use portcls_sys::{
-    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IPort, IResourceList, IUnknown, GUID,
-    KSSTATE_RUN,
-};
-use wavert_com::{ComPtr, NtResult, NtStatus};
+use portcls_sys::KSSTATE_RUN;
+use wavert_com::ComPtr;
 use wavert_core::ac97::ChannelStats;
+use wavert_emulator::ac97::{Ac97Platform, QemuIo};
+use wavert_emulator::cable::EmuPortCls;
 use wavert_emulator::engine::{negotiate_format, FormatRequest, Stream};
 use wavert_emulator::hlk;
 use wavert_emulator::machine::{ClockMode, Machine as Emu, QPC_PER_MS};
 use wavert_emulator::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
-use wavert_emulator::port::{new_resource_list, InterruptLine, Port, PortKind, ResourceDescriptor};
-use wavert_miniport::ac97::{Ac97Device, PortIo};
-use wavert_miniport::adapter::{install_ac97, PortClsServices, AC97_SUBDEVICES};
-use wavert_miniport::{Direction, LogLevel, Platform, SpinLock};
+use wavert_emulator::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
+use wavert_miniport::ac97::Ac97Device;
+use wavert_miniport::adapter::{install_ac97, AC97_SUBDEVICES};
+use wavert_miniport::Direction;
 use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT, RAM_BYTES};
 use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu, QemuInstall};
 
@@ -52,140 +50,11 @@ fn install() -> &'static QemuInstall {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// The platform, port I/O and PortCls services are the emulator's own
+// (`wavert_emulator::ac97::{Ac97Platform, QemuIo}`, `cable::EmuPortCls`): one
+// double beside each trait, shared with the CLI's AC'97 session.
 
-// ---- platform, port I/O and PortCls services over emulator + QEMU ---------
-
-struct TestLock<T>(Mutex<T>);
-
-impl<T: Send> SpinLock<T> for TestLock<T> {
-    fn new(value: T) -> Self {
-        Self(Mutex::new(value))
-    }
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut lock(&self.0))
-    }
-}
-
-/// The kernel services: the emulator's QPC and events, and a DPC that the
-/// coupling timer runs right after the interrupt (as the kernel runs a DPC
-/// when the processor drops below DISPATCH).
-struct TestPlatform {
-    emu: Arc<Emu>,
-    dpc_queued: AtomicBool,
-}
-
-impl Platform for TestPlatform {
-    type Lock<T: Send> = TestLock<T>;
-    fn qpc(&self) -> u64 {
-        self.emu.qpc()
-    }
-    fn qpc_frequency(&self) -> u64 {
-        wavert_emulator::machine::QPC_FREQUENCY
-    }
-    fn signal_event(&self, event: wavert_com::KernelEvent) {
-        self.emu.set_event(event.as_raw());
-    }
-    fn start_timer(&self, _period_100ns: u32) {}
-    fn stop_timer(&self) {}
-    fn queue_dpc(&self) -> bool {
-        self.dpc_queued.store(true, Ordering::Release);
-        true
-    }
-    fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
-        self.emu.log(format!("{level:?}: {message}"));
-    }
-}
-
-/// Port I/O over qtest; a stall steps QEMU's clock.
-struct QemuIo(Arc<Qemu>);
-
-impl PortIo for QemuIo {
-    fn read8(&self, port: u16) -> u8 {
-        wavert_core::ac97::RegisterBus::read8(&mut self.0.io_ports(), port)
-    }
-    fn read16(&self, port: u16) -> u16 {
-        wavert_core::ac97::RegisterBus::read16(&mut self.0.io_ports(), port)
-    }
-    fn read32(&self, port: u16) -> u32 {
-        wavert_core::ac97::RegisterBus::read32(&mut self.0.io_ports(), port)
-    }
-    fn write8(&self, port: u16, value: u8) {
-        wavert_core::ac97::RegisterBus::write8(&mut self.0.io_ports(), port, value);
-    }
-    fn write16(&self, port: u16, value: u16) {
-        wavert_core::ac97::RegisterBus::write16(&mut self.0.io_ports(), port, value);
-    }
-    fn write32(&self, port: u16, value: u32) {
-        wavert_core::ac97::RegisterBus::write32(&mut self.0.io_ports(), port, value);
-    }
-    fn stall_us(&self, us: u32) {
-        let _ = self.0.clock_step(u64::from(us) * 1_000);
-    }
-}
-
-/// `StartDevice`'s PortCls calls over the emulator's port objects.
-struct Services {
-    emu: Arc<Emu>,
-    line: Arc<InterruptLine>,
-    ports: Mutex<Vec<Port>>,
-}
-
-impl PortClsServices for Services {
-    fn new_port(&self, class_id: &GUID) -> NtResult<ComPtr<IPort>> {
-        let kind = if *class_id == CLSID_PortWaveRT {
-            PortKind::WaveRt
-        } else if *class_id == CLSID_PortTopology {
-            PortKind::Topology
-        } else {
-            return Err(NtStatus::INVALID_PARAMETER);
-        };
-        let port = Port::new(&self.emu, kind);
-        let interface = port.interface().clone();
-        lock(&self.ports).push(port);
-        Ok(interface)
-    }
-    fn init_port(&self, port: &ComPtr<IPort>, miniport: &ComPtr<IUnknown>) -> NtResult<()> {
-        // SAFETY: a live port we made; the miniport reference is held.
-        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }
-            .map_err(NtStatus::from_failure)
-    }
-    fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
-        let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-        self.emu.register_subdevice(
-            &String::from_utf16_lossy(&name[..end]),
-            port.as_raw().addr(),
-        );
-        Ok(())
-    }
-    fn register_physical_connection(
-        &self,
-        from: &ComPtr<IPort>,
-        from_pin: u32,
-        to: &ComPtr<IPort>,
-        to_pin: u32,
-    ) -> NtResult<()> {
-        self.emu.register_physical_connection(
-            from.as_raw().addr(),
-            from_pin,
-            to.as_raw().addr(),
-            to_pin,
-        );
-        Ok(())
-    }
-    fn new_interrupt_sync(
-        &self,
-        _resources: &ComPtr<IResourceList>,
-        index: u32,
-    ) -> NtResult<ComPtr<IInterruptSync>> {
-        assert_eq!(index, 0);
-        Ok(self.line.interface().clone())
-    }
-}
-
-type Device = Ac97Device<TestPlatform, QemuIo>;
+type Device = Ac97Device<Ac97Platform, QemuIo>;
 
 /// QEMU + emulator + the miniport installed from a PCI resource list.
 struct Rig {
@@ -215,11 +84,8 @@ impl Rig {
         .unwrap();
         let emu = Emu::new(memory, ClockMode::Virtual);
         let line = Arc::new(InterruptLine::new(&emu));
-        let services = Services {
-            emu: Arc::clone(&emu),
-            line: Arc::clone(&line),
-            ports: Mutex::new(Vec::new()),
-        };
+        let services =
+            EmuPortCls::new(Arc::clone(&emu), None).with_interrupt_line(Arc::clone(&line));
         let resources = new_resource_list(
             &emu,
             &[
@@ -228,12 +94,14 @@ impl Rig {
                 ResourceDescriptor::interrupt(u16::from(AC97_IRQ), u32::from(AC97_IRQ), 1),
             ],
         );
-        let platform = TestPlatform {
-            emu: Arc::clone(&emu),
-            dpc_queued: AtomicBool::new(false),
-        };
-        let device =
-            install_ac97(&services, platform, QemuIo(Arc::clone(&qemu)), &resources).unwrap();
+        let platform = Ac97Platform::new(Arc::clone(&emu));
+        let device = install_ac97(
+            &services,
+            platform,
+            QemuIo::new(Arc::clone(&qemu)),
+            &resources,
+        )
+        .unwrap();
         let registered = emu.registrations();
         let names: Vec<&str> = registered
             .subdevices
@@ -269,13 +137,13 @@ impl Rig {
                         services += 1;
                     }
                     max.fetch_max(services, Ordering::Relaxed);
-                    if device.platform().dpc_queued.swap(false, Ordering::AcqRel) {
+                    if device.platform().take_dpc() {
                         device.on_dpc();
                     }
                 }),
             )
         };
-        let ports = services.ports.into_inner().unwrap();
+        let ports = services.into_ports();
         Self {
             qemu,
             emu,
