@@ -491,6 +491,14 @@ pub fn start_cable_adapter(
     machine: &Arc<Machine>,
     options: CableOptions,
 ) -> Result<CableAdapter, NtStatus> {
+    let cable = new_cable(machine, options.dma);
+    let services = EmuPortCls::new(Arc::clone(machine), options.fail_portcls_call);
+    let installed = adapter::install(&services, &cable);
+    finish_start(machine, services, cable, installed)
+}
+
+/// The product's cable over the machine, its timer routed to it.
+pub(crate) fn new_cable(machine: &Arc<Machine>, dma: DmaMode) -> Arc<VirtualCable<EmuPlatform>> {
     let slot: CableSlot = Arc::new(OnceLock::new());
     let platform = EmuPlatform {
         machine: Arc::clone(machine),
@@ -498,11 +506,20 @@ pub fn start_cable_adapter(
         timer: Mutex::new(None),
         counters: Arc::new(PlatformCounters::default()),
     };
-    let cable = Arc::new(VirtualCable::new(platform, options.dma));
+    let cable = Arc::new(VirtualCable::new(platform, dma));
     // The slot is new: it cannot be set already.
     let _ = slot.set(Arc::downgrade(&cable));
-    let services = EmuPortCls::new(Arc::clone(machine), options.fail_portcls_call);
-    let installed = adapter::install(&services, &cable);
+    cable
+}
+
+/// The adapter after `StartDevice` returned `installed`: kept, or torn down
+/// (what was registered unregistered) on failure.
+pub(crate) fn finish_start(
+    machine: &Arc<Machine>,
+    services: EmuPortCls,
+    cable: Arc<VirtualCable<EmuPlatform>>,
+    installed: NtResult<()>,
+) -> Result<CableAdapter, NtStatus> {
     let adapter = CableAdapter {
         machine: Arc::clone(machine),
         ports: services.into_ports(),

@@ -21,9 +21,10 @@
 //!   life cycle (`DriverEntry`, `AddDevice`, `StartDevice`, removal, unload).
 //! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
-//! * [`fake`]: a small reference loopback cable (a miniport built on
-//!   `wavert-com`) that can be told to misbehave: the test double that
-//!   shows the emulator's own checks fail when they should.
+//! * [`faulty`]: the product's cable behind a `Backend` decorator that
+//!   injects one fault (page order, no events, a leaked buffer, moving in
+//!   PAUSE): the device that shows the emulator's own checks fail when they
+//!   should.
 //! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.
 //!
 //! `unsafe` lives in the memory model and the port objects (they are the
@@ -32,7 +33,7 @@
 pub mod ac97;
 pub mod cable;
 pub mod engine;
-pub mod fake;
+pub mod faulty;
 pub mod hlk;
 pub mod image;
 pub mod irql;

@@ -1,46 +1,47 @@
-//! The audio engine against the reference cable, and the HLK rules.
+//! The emulator's own checks: each fails on a device that breaks its rule
+//! (the product's cable behind `faulty::FaultyCable`), and the HLK rules on
+//! synthetic traces. The checks passing on the good device are
+//! `tests/tests/emulated_cable.rs` (the product's cable) and the QEMU tests.
 #![allow(clippy::unwrap_used, reason = "test code")]
 
 use std::sync::Arc;
 
 use portcls_sys::{KSSTATE_PAUSE, KSSTATE_RUN};
+use wavert_emulator::cable::CableAdapter;
 use wavert_emulator::engine::{
     negotiate_format, streaming_pin, FormatRequest, PositionSample, Stream,
 };
-use wavert_emulator::fake::{start_fake_adapter, FakeAdapter, FakeOptions};
+use wavert_emulator::faulty::{start_faulty_cable, Fault};
 use wavert_emulator::hlk;
 use wavert_emulator::machine::{ClockMode, Machine, QPC_PER_MS};
-use wavert_emulator::memory::{Fault, MemoryConfig, PhysicalMemory};
-use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult, WaveFilter};
+use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
+use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
 
-fn setup(options: FakeOptions) -> (Arc<Machine>, FakeAdapter) {
+fn setup(fault: Fault) -> (Arc<Machine>, CableAdapter) {
     let memory = PhysicalMemory::anonymous(MemoryConfig {
         size_bytes: 16 << 20,
         ..MemoryConfig::default()
     })
     .unwrap();
     let machine = Machine::new(memory, ClockMode::Virtual);
-    let adapter = start_fake_adapter(&machine, options).unwrap();
+    let adapter = start_faulty_cable(&machine, fault).unwrap();
     (machine, adapter)
 }
 
 fn loopback(
-    options: FakeOptions,
+    fault: Fault,
     config: &LoopbackConfig,
     seconds: f64,
 ) -> (Arc<Machine>, Result<LoopbackResult, String>, Vec<u8>) {
-    let (machine, adapter) = setup(options);
-    let wave = adapter.wave.wave_miniport().unwrap();
-    let filter = WaveFilter {
-        miniport: &wave,
-        description: adapter.wave.description().unwrap(),
-    };
+    let (machine, adapter) = setup(fault);
+    let render = adapter.wave_filter("WaveRender").unwrap();
+    let capture = adapter.wave_filter("WaveCapture").unwrap();
     let mut rendered = Vec::new();
     let result = run_loopback(
         &machine,
-        filter,
-        filter,
+        render.as_filter(),
+        capture.as_filter(),
         config,
         &mut |f| {
             rendered = signal::test_signal(f, seconds);
@@ -48,7 +49,7 @@ fn loopback(
         },
         &mut |_| {},
     );
-    drop(wave);
+    drop((render, capture));
     adapter.remove();
     (machine, result.map_err(|e| e.to_string()), rendered)
 }
@@ -64,172 +65,65 @@ fn assert_clean(machine: &Machine) {
 }
 
 #[test]
-fn registration_records_subdevices_and_connections() {
-    let (machine, adapter) = setup(FakeOptions::default());
-    let r = machine.registrations();
-    assert_eq!(
-        r.subdevices
-            .iter()
-            .map(|s| s.0.as_str())
-            .collect::<Vec<_>>(),
-        ["Wave", "Topology"]
-    );
-    assert_eq!(r.connections.len(), 2);
-    assert_eq!(
-        (r.connections[0].from.as_str(), r.connections[0].to.as_str()),
-        ("Wave", "Topology")
-    );
-    adapter.remove();
-    assert_clean(&machine);
-}
-
-#[test]
-fn render_and_capture_are_bit_exact_with_one_and_two_notifications() {
-    for count in [1, 2] {
-        for request in [
-            FormatRequest::default(),
-            FormatRequest {
-                rate: 96_000,
-                bits: 24,
-                channels: 6,
-                float: false,
-            },
-            FormatRequest {
-                rate: 44_100,
-                bits: 32,
-                channels: 2,
-                float: true,
-            },
-        ] {
-            let config = LoopbackConfig {
-                format: request,
-                period_ms: 20,
-                notification_count: count,
-                ..LoopbackConfig::default()
-            };
-            let (machine, result, rendered) = loopback(FakeOptions::default(), &config, 0.5);
-            let result = result.unwrap();
-            let block = result.format.block_align() as usize;
-            let lag = signal::find_alignment(&rendered, &result.captured, block, 10_000)
-                .expect("signal not found in capture");
-            assert_eq!(
-                signal::mismatched_frames(&rendered, &result.captured, block, lag).0,
-                0,
-                "{request:?} x{count}"
-            );
-            assert_eq!(
-                signal::counter_at(&result.format, &result.captured, lag),
-                Some(1)
-            );
-            assert_eq!((result.render.glitches, result.capture.glitches), (0, 0));
-            assert!(
-                result.render.notifications > 0
-                    && result.render.packets == result.render.notifications
-            );
-            assert_eq!(
-                result.render.packet_mismatches + result.capture.packet_mismatches,
-                0
-            );
-            assert!(
-                result.render_buffer > 4096,
-                "the test wants multi-page buffers"
-            );
-            assert_clean(&machine);
-        }
-    }
-}
-
-#[test]
 fn a_page_order_bug_shows_up_as_wrong_audio() {
     let config = LoopbackConfig {
         period_ms: 50,
         ..LoopbackConfig::default()
     };
-    let (_, result, rendered) = loopback(
-        FakeOptions {
-            reverse_pages: true,
-            ..FakeOptions::default()
-        },
-        &config,
-        0.5,
-    );
-    let result = result.unwrap();
-    let block = result.format.block_align() as usize;
-    let exact =
-        signal::find_alignment(&rendered, &result.captured, block, 10_000).is_some_and(|lag| {
-            signal::mismatched_frames(&rendered, &result.captured, block, lag).0 == 0
-        });
-    assert!(!exact, "reversed pages must corrupt the loopback");
+    let bit_exact = |fault| {
+        let (machine, result, rendered) = loopback(fault, &config, 0.5);
+        let result = result.unwrap();
+        assert!(
+            result.capture_buffer > 4096,
+            "the test wants multi-page buffers"
+        );
+        let block = result.format.block_align() as usize;
+        let exact =
+            signal::find_alignment(&rendered, &result.captured, block, 10_000).is_some_and(|lag| {
+                signal::mismatched_frames(&rendered, &result.captured, block, lag).0 == 0
+            });
+        (machine, exact)
+    };
+    let (machine, control) = bit_exact(Fault::None);
+    assert!(control, "the control must be bit-exact");
+    assert_clean(&machine);
+    let (_, exact) = bit_exact(Fault::ReversedCaptureDescriptors);
+    assert!(!exact, "a page-order bug must corrupt the loopback");
 }
 
 #[test]
 fn a_device_without_notifications_stalls_the_session_with_an_error() {
-    let (_, result, _) = loopback(
-        FakeOptions {
-            no_notifications: true,
-            ..FakeOptions::default()
-        },
-        &LoopbackConfig::default(),
-        0.2,
-    );
+    let (machine, control, _) = loopback(Fault::None, &LoopbackConfig::default(), 0.2);
+    assert!(control.is_ok(), "{control:?}");
+    assert_clean(&machine);
+    let (_, result, _) = loopback(Fault::NoNotifications, &LoopbackConfig::default(), 0.2);
     assert!(result.unwrap_err().contains("stalled"));
 }
 
 /// Opens the render pin, allocates with notification and closes; returns the granted size.
 fn open_allocate_close(
     machine: &Arc<Machine>,
-    adapter: &FakeAdapter,
+    adapter: &CableAdapter,
     requested: u32,
 ) -> Result<u32, String> {
-    let wave = adapter.wave.wave_miniport().unwrap();
-    let desc = adapter.wave.description().unwrap();
+    let filter = adapter.wave_filter("WaveRender").unwrap();
+    let (wave, desc) = (&filter.miniport, filter.description);
     let pin = streaming_pin(desc, false).unwrap();
     let (_, bytes) =
-        negotiate_format(&wave, desc, pin, &FormatRequest::default()).map_err(|e| e.to_string())?;
-    let mut stream = Stream::open(machine, &wave, pin, false, &bytes).map_err(|e| e.to_string())?;
+        negotiate_format(wave, desc, pin, &FormatRequest::default()).map_err(|e| e.to_string())?;
+    let mut stream = Stream::open(machine, wave, pin, false, &bytes).map_err(|e| e.to_string())?;
     let granted = stream.allocate(requested, Some(2));
     stream.close().map_err(|e| e.to_string())?;
     granted.map_err(|e| e.to_string())
 }
 
 #[test]
-fn a_failure_at_every_allocation_point_leaks_nothing() {
-    let (machine, adapter) = setup(FakeOptions::default());
-    open_allocate_close(&machine, &adapter, 64 * 1024).unwrap();
-    let points = machine.memory.allocation_calls().len();
-    assert!(points >= 2, "expected page allocation and mapping calls");
-    adapter.remove();
-    for call in 0..points as u64 {
-        let (machine, adapter) = setup(FakeOptions::default());
-        machine.memory.inject(call, Fault::Fail);
-        assert!(
-            open_allocate_close(&machine, &adapter, 64 * 1024).is_err(),
-            "call {call} failed silently"
-        );
-        adapter.remove();
-        assert_clean(&machine);
-    }
-}
-
-#[test]
-fn a_partial_page_allocation_settles_for_a_smaller_buffer() {
-    let (machine, adapter) = setup(FakeOptions::default());
-    machine.memory.inject(0, Fault::Partial { pages: 3 });
-    let granted = open_allocate_close(&machine, &adapter, 64 * 1024).unwrap();
-    assert!(
-        granted <= 3 * 4096 && granted > 2 * 4096 && granted % 8 == 0,
-        "granted {granted}"
-    );
+fn a_stream_that_keeps_its_pages_is_reported() {
+    let (machine, adapter) = setup(Fault::None);
+    open_allocate_close(&machine, &adapter, 16 * 1024).unwrap();
     adapter.remove();
     assert_clean(&machine);
-}
-
-#[test]
-fn a_stream_that_keeps_its_pages_is_reported() {
-    let (machine, adapter) = setup(FakeOptions {
-        leak_buffer: true,
-        ..FakeOptions::default()
-    });
+    let (machine, adapter) = setup(Fault::LeakBuffer);
     let err = open_allocate_close(&machine, &adapter, 16 * 1024).unwrap_err();
     assert!(err.contains("still held"), "{err}");
     assert!(machine.memory.pages_in_use() > 0);
@@ -345,42 +239,19 @@ fn wavetest_rules_fail_on_bad_traces() {
 }
 
 #[test]
-fn the_reference_cable_passes_the_wavetest_and_ks_position_runs() {
-    let (machine, adapter) = setup(FakeOptions::default());
-    let wave = adapter.wave.wave_miniport().unwrap();
-    let desc = adapter.wave.description().unwrap();
-    for capture in [false, true] {
-        let pin = streaming_pin(desc, capture).unwrap();
-        let findings = hlk::run_wavetest_formats(&machine, &wave, desc, pin, capture).unwrap();
-        assert!(
-            findings.len() > 50,
-            "format sweep too small: {}",
-            findings.len()
-        );
-        let failed: Vec<_> = findings.iter().filter(|f| f.outcome.is_err()).collect();
-        assert!(failed.is_empty(), "{failed:?}");
-        let (_, bytes) = negotiate_format(&wave, desc, pin, &FormatRequest::default()).unwrap();
-        let positions =
-            hlk::run_wavetest_positions(&machine, &wave, pin, capture, &bytes, 3840).unwrap();
-        assert!(positions.iter().all(|f| f.outcome.is_ok()), "{positions:?}");
-        let ks = hlk::run_ks_position_test(&machine, &wave, pin, capture, &bytes).unwrap();
-        assert!(ks.passed() && ks.used >= 90, "{ks:?}");
-    }
-    drop(wave);
-    adapter.remove();
-    assert_clean(&machine);
-}
-
-#[test]
 fn a_stream_that_runs_in_pause_fails_the_wavetest() {
-    let (machine, adapter) = setup(FakeOptions {
-        run_in_pause: true,
-        ..FakeOptions::default()
-    });
-    let wave = adapter.wave.wave_miniport().unwrap();
-    let desc = adapter.wave.description().unwrap();
-    let (_, bytes) = negotiate_format(&wave, desc, 0, &FormatRequest::default()).unwrap();
-    let findings = hlk::run_wavetest_positions(&machine, &wave, 0, false, &bytes, 3840).unwrap();
-    let pause = findings.iter().find(|f| f.rule.contains("PAUSE")).unwrap();
-    assert!(pause.outcome.is_err());
+    let pause_rule = |fault| {
+        let (machine, adapter) = setup(fault);
+        let filter = adapter.wave_filter("WaveRender").unwrap();
+        let (wave, desc) = (&filter.miniport, filter.description);
+        let (_, bytes) = negotiate_format(wave, desc, 0, &FormatRequest::default()).unwrap();
+        let findings = hlk::run_wavetest_positions(&machine, wave, 0, false, &bytes, 3840).unwrap();
+        findings
+            .into_iter()
+            .find(|f| f.rule.contains("PAUSE"))
+            .unwrap()
+            .outcome
+    };
+    assert!(pause_rule(Fault::None).is_ok(), "the control must pass");
+    assert!(pause_rule(Fault::RunInPause).is_err());
 }

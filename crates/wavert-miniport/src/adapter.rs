@@ -224,12 +224,18 @@ fn install_one<S: PortClsServices, B: Backend>(
     Ok(port)
 }
 
-/// Registers a device's four subdevices (wave miniports over `backend`,
-/// topology miniports from `topology`) and the two physical connections.
+/// Registers a device's four subdevices and the two physical connections.
+///
+/// Wave miniports over `backend`, topology miniports from `topology`.
 /// PortCls keeps the ports (and through them the miniports and the device)
 /// alive; the references taken here are released on return, as
 /// Microsoft's samples do.
-fn register_subdevices<S: PortClsServices, B: Backend>(
+///
+/// # Errors
+///
+/// The first failing PortCls call's status (subdevices registered before it
+/// stay registered: PortCls tears them down with the device).
+pub fn register_subdevices<S: PortClsServices, B: Backend>(
     services: &S,
     backend: &Arc<B>,
     subdevices: &[Subdevice; 4],

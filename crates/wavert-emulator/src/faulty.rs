@@ -1,0 +1,214 @@
+//! A back-end that misbehaves on purpose.
+//!
+//! The product's virtual cable behind a [`Backend`] decorator that injects
+//! one fault each, so the emulator's own checks can be seen to fail when a
+//! device breaks a rule.
+//!
+//! It goes through the real shared stream, wave miniport, topology miniport
+//! and adapter (`wavert_miniport::adapter::register_subdevices`): only the
+//! fault is different from the product.
+
+use std::sync::{Arc, Mutex};
+
+use portcls_sys::{
+    INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE,
+    KSSTATE_RUN, KSSTATE_STOP, PCFILTER_DESCRIPTOR, PMDL,
+};
+use wavert_com::{KernelEvent, NtResult, NtStatus};
+use wavert_core::format::AudioFormat;
+use wavert_core::negotiate::DeviceLimits;
+use wavert_core::sg::SgProfile;
+use wavert_miniport::adapter::{register_subdevices, SUBDEVICES};
+use wavert_miniport::stream::DmaBuffer;
+use wavert_miniport::topology::TopologyMiniport;
+use wavert_miniport::{Backend, Direction, DmaMode, PerDirection, VirtualCable};
+
+use crate::cable::{finish_start, new_cable, CableAdapter, EmuPlatform, EmuPortCls};
+use crate::machine::{lock, Machine};
+
+/// The fault a [`FaultyCable`] injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No fault: the control every fault test runs first, so that the
+    /// check's failure is the fault's doing.
+    None,
+    /// The capture DMA walks its descriptors in reverse order (a page-order
+    /// bug): the capture holds the right bytes in the wrong places.
+    ReversedCaptureDescriptors,
+    /// Event registration is accepted, but no event is ever signalled.
+    NoNotifications,
+    /// A freed buffer's pages, MDL and mapping are never given back.
+    LeakBuffer,
+    /// RUN -> PAUSE is answered with success but the position keeps moving.
+    RunInPause,
+}
+
+/// The cable with one fault.
+pub struct FaultyCable {
+    cable: Arc<VirtualCable<EmuPlatform>>,
+    fault: Fault,
+    /// Per direction: the state the cable itself is in, and whether the
+    /// client was told PAUSE while it still runs.
+    states: Mutex<PerDirection<(KSSTATE, bool)>>,
+}
+
+impl FaultyCable {
+    fn pretending(&self, direction: Direction) -> bool {
+        lock(&self.states)[direction].1
+    }
+
+    fn set_pretending(&self, direction: Direction, value: bool) {
+        lock(&self.states)[direction].1 = value;
+    }
+
+    fn running(&self, direction: Direction) -> bool {
+        lock(&self.states)[direction].0 == KSSTATE_RUN
+    }
+
+    /// Forwards a state change to the cable, remembering where it is.
+    fn forward_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()> {
+        self.cable.set_state(direction, state)?;
+        lock(&self.states)[direction].0 = state;
+        Ok(())
+    }
+}
+
+impl Backend for FaultyCable {
+    type Platform = EmuPlatform;
+
+    fn platform(&self) -> &EmuPlatform {
+        self.cable.platform()
+    }
+
+    fn buffer_limits(&self) -> DeviceLimits {
+        self.cable.buffer_limits()
+    }
+
+    fn dma_reach(&self) -> u64 {
+        self.cable.dma_reach()
+    }
+
+    fn descriptor_profile(&self) -> SgProfile {
+        self.cable.descriptor_profile()
+    }
+
+    fn hw_latency(&self, format: &AudioFormat) -> KSRTAUDIO_HWLATENCY {
+        self.cable.hw_latency(format)
+    }
+
+    fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
+        self.cable.open(direction, format)
+    }
+
+    fn close(&self, direction: Direction) -> Option<DmaBuffer> {
+        lock(&self.states)[direction] = (KSSTATE_STOP, false);
+        self.cable.close(direction)
+    }
+
+    fn can_allocate(&self, direction: Direction) -> NtResult<()> {
+        self.cable.can_allocate(direction)
+    }
+
+    fn install_buffer(
+        &self,
+        direction: Direction,
+        mut buffer: DmaBuffer,
+    ) -> Result<(), (DmaBuffer, NtStatus)> {
+        if self.fault == Fault::ReversedCaptureDescriptors && direction == Direction::Capture {
+            buffer.descriptors.reverse();
+        }
+        self.cable.install_buffer(direction, buffer)
+    }
+
+    fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
+        let buffer = self.cable.take_buffer(direction, mdl)?;
+        if self.fault == Fault::LeakBuffer {
+            // Lost: nobody unmaps or frees it (the emulator must notice).
+            std::mem::forget(buffer);
+            return None;
+        }
+        Some(buffer)
+    }
+
+    fn set_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()> {
+        if self.fault != Fault::RunInPause {
+            return self.forward_state(direction, state);
+        }
+        match (self.pretending(direction), state) {
+            // Claim PAUSE, keep running.
+            (false, KSSTATE_PAUSE) if self.running(direction) => {
+                self.set_pretending(direction, true);
+                Ok(())
+            }
+            // Back to RUN: it never stopped.
+            (true, KSSTATE_RUN) => {
+                self.set_pretending(direction, false);
+                Ok(())
+            }
+            // Down from the pretended PAUSE: pause for real first.
+            (true, KSSTATE_ACQUIRE) => {
+                self.set_pretending(direction, false);
+                self.forward_state(direction, KSSTATE_PAUSE)?;
+                self.forward_state(direction, state)
+            }
+            _ => self.forward_state(direction, state),
+        }
+    }
+
+    fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
+        self.cable.position(direction)
+    }
+
+    fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
+        if self.fault == Fault::NoNotifications {
+            return Ok(());
+        }
+        self.cable.register_event(direction, event)
+    }
+
+    fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
+        if self.fault == Fault::NoNotifications {
+            return Ok(());
+        }
+        self.cable.unregister_event(direction, event)
+    }
+
+    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR {
+        self.cable.wave_filter(direction)
+    }
+
+    fn intersect(
+        &self,
+        direction: Direction,
+        data_range: &[u8],
+        matching_range: &[u8],
+    ) -> NtResult<AudioFormat> {
+        self.cable.intersect(direction, data_range, matching_range)
+    }
+
+    fn accepts(&self, direction: Direction, format: &AudioFormat) -> bool {
+        self.cable.accepts(direction, format)
+    }
+
+    fn bus(&self) -> INTERFACE_TYPE {
+        self.cable.bus()
+    }
+}
+
+/// `StartDevice` of the cable with `fault`: the same four subdevices and
+/// connections as the product, registered through the same adapter code.
+///
+/// # Errors
+///
+/// A failing PortCls call's status.
+pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableAdapter, NtStatus> {
+    let cable = new_cable(machine, DmaMode::Looping);
+    let faulty = Arc::new(FaultyCable {
+        cable: Arc::clone(&cable),
+        fault,
+        states: Mutex::new(PerDirection::new_with(|_| (KSSTATE_STOP, false))),
+    });
+    let services = EmuPortCls::new(Arc::clone(machine), None);
+    let installed = register_subdevices(&services, &faulty, &SUBDEVICES, &TopologyMiniport::new);
+    finish_start(machine, services, cable, installed)
+}
