@@ -30,7 +30,7 @@ pub use miniport::{
     new_topology_miniport, new_wave_rt_miniport, topology_miniport_value, Miniport,
     MiniportTopology, MiniportWaveRt,
 };
-pub use object::ComClass;
+pub use object::{unknown_vtbl, ComClass, ComObject};
 pub use ptr::{ComPtr, Interface};
 pub use stream::{new_wave_rt_stream, AudioBuffer, MiniportWaveRtStream, PacketMode, ReadPacket};
 

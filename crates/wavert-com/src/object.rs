@@ -44,6 +44,10 @@ pub struct ComObject<C: ComClass> {
 impl<C: ComClass> ComObject<C> {
     /// Allocates an object holding `value` with one reference, and returns
     /// the pointer to its first interface.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INSUFFICIENT_RESOURCES` when the allocation fails.
     pub fn create(value: C) -> Result<NonNull<c_void>, NtStatus> {
         let layout = Layout::new::<Self>();
         // SAFETY: `Self` is never zero-sized: it holds at least the counter.
@@ -169,6 +173,7 @@ unsafe extern "system" fn release<C: ComClass, const OFF: usize>(this: *mut c_vo
 
 /// The `IUnknown` part of a vtable for the interface at byte `OFF` of a
 /// `ComObject<C>`.
+#[must_use]
 pub const fn unknown_vtbl<C: ComClass, const OFF: usize>() -> IUnknownVtbl {
     IUnknownVtbl {
         QueryInterface: query_interface::<C, OFF>,

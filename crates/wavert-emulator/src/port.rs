@@ -20,22 +20,26 @@ use portcls_sys::{
     IID_IPortWaveRTStream, IID_IResourceList, IID_IUnknown, IInterruptSync, IInterruptSyncVtbl,
     IMiniportTopology, IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl, IPortWaveRTStream,
     IPortWaveRTStreamVtbl, IPortWaveRTVtbl, IResourceList, IResourceListVtbl, IUnknown,
-    IUnknownVtbl, ACCESS_MASK, BOOLEAN, CM_PARTIAL_RESOURCE_DESCRIPTOR,
-    CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_PORT_IO, CM_RESOURCE_TYPE,
-    DEVICE_REGISTRY_PROPERTY, GUID, KAFFINITY, MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS,
-    PCFILTER_DESCRIPTOR, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST, PDEVICE_OBJECT,
-    PHYSICAL_ADDRESS, PINTERRUPTSYNCROUTINE, PIRP, PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES,
-    PPCFILTER_DESCRIPTOR, PREGISTRYKEY, PRESOURCELIST, PUNKNOWN, PVOID, REFIID, SIZE_T,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOINTERFACE,
-    STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
+    ACCESS_MASK, BOOLEAN, CM_PARTIAL_RESOURCE_DESCRIPTOR, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
+    CM_RESOURCE_PORT_IO, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, GUID, KAFFINITY,
+    MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS, PCFILTER_DESCRIPTOR,
+    PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST, PDEVICE_OBJECT, PHYSICAL_ADDRESS,
+    PINTERRUPTSYNCROUTINE, PIRP, PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES, PPCFILTER_DESCRIPTOR,
+    PREGISTRYKEY, PRESOURCELIST, PUNKNOWN, PVOID, SIZE_T, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
 };
-use wavert_com::{ComPtr, Interface};
+use wavert_com::{unknown_vtbl, ComClass, ComObject, ComPtr, Interface};
 
 use crate::irql;
 use crate::machine::{lock, Machine};
 
 /// A port-side object type: its vtable and the interfaces it answers.
-trait PortClass: Send + Sync + Sized + 'static {
+///
+/// The objects themselves are `wavert_com::ComObject`s, the same layout,
+/// reference counting and `QueryInterface` the miniport's objects use (one
+/// COM layer for both sides): [`port_class!`] makes each type a
+/// `ComClass` with one interface pointer, at offset 0, to `VTBL`.
+trait PortClass: ComClass {
     /// The vtable type (starts with the `IUnknown` slots).
     type Vtbl: 'static;
     /// The vtable (a `'static` reference: a generic `&T::VTBL` would not be
@@ -43,106 +47,71 @@ trait PortClass: Send + Sync + Sized + 'static {
     const VTBL: &'static Self::Vtbl;
     /// Interface ids `QueryInterface` answers with this one interface.
     const IIDS: &'static [GUID];
-    /// The machine, to count live objects.
-    fn machine(&self) -> &Arc<Machine>;
 }
 
-/// The object block. The interface pointer handed out is its address.
+/// The interface pointers of a port-side object: one vtable pointer.
 #[repr(C)]
-struct PortObject<T: PortClass> {
-    vtbl: *const T::Vtbl,
-    refs: AtomicU32,
-    value: T,
+struct OneInterface(*const c_void);
+
+/// Makes a [`PortClass`] a `ComClass` with its one interface at offset 0.
+macro_rules! port_class {
+    ($($value:ty),* $(,)?) => {$(
+        // SAFETY: `OneInterface` is one vtable pointer, at offset 0; its
+        // vtable's IUnknown part is `unknown_vtbl::<Self, 0>()` (see each
+        // `VTBL`), and `query` only answers offset 0.
+        unsafe impl ComClass for $value {
+            type Interfaces = OneInterface;
+            fn interfaces() -> OneInterface {
+                OneInterface(ptr::from_ref(<Self as PortClass>::VTBL).cast())
+            }
+            fn query(&self, iid: &GUID) -> Option<usize> {
+                <Self as PortClass>::IIDS.contains(iid).then_some(0)
+            }
+        }
+    )*};
+}
+
+/// A port-side object's count in the machine's live objects: counted when
+/// made, uncounted when the object is dropped (its last `Release`).
+struct LiveObject(Arc<Machine>);
+
+impl LiveObject {
+    fn new(machine: &Arc<Machine>) -> Self {
+        machine.object_created();
+        Self(Arc::clone(machine))
+    }
+}
+
+impl Drop for LiveObject {
+    fn drop(&mut self) {
+        self.0.object_destroyed();
+    }
+}
+
+impl std::ops::Deref for LiveObject {
+    type Target = Arc<Machine>;
+    fn deref(&self) -> &Arc<Machine> {
+        &self.0
+    }
 }
 
 /// Creates an object with one reference, owned by the returned pointer.
 fn create<T: PortClass, I: Interface>(value: T) -> ComPtr<I> {
-    value.machine().object_created();
-    let block = Box::new(PortObject {
-        vtbl: T::VTBL,
-        refs: AtomicU32::new(1),
-        value,
-    });
-    let raw = Box::into_raw(block);
-    // SAFETY: `raw` is a live object whose vtable (first word) is `I`'s, with
-    // one reference that passes to the `ComPtr`.
-    let ptr = unsafe { ComPtr::from_raw(raw.cast::<I>()) };
-    ptr.expect("Box::into_raw is never null")
+    let object = ComObject::create(value).expect("the host allocator failed");
+    // SAFETY: a new object whose first interface (offset 0) is `I`'s
+    // vtable, with one reference that passes to the `ComPtr`.
+    let ptr = unsafe { ComPtr::from_raw(object.as_ptr().cast::<I>()) };
+    ptr.expect("ComObject::create never returns null")
 }
 
-/// The object behind `this`.
+/// The value of the object behind `this`.
 ///
 /// # Safety
 ///
-/// `this` must be the interface pointer of a live `PortObject<T>`.
-const unsafe fn object<'a, T: PortClass>(this: *mut c_void) -> &'a PortObject<T> {
-    // SAFETY: guaranteed by the caller.
-    unsafe { &*this.cast::<PortObject<T>>() }
-}
-
-#[windows_abi]
-unsafe extern "system" fn query_interface<T: PortClass>(
-    this: *mut c_void,
-    iid: REFIID,
-    out: *mut PVOID,
-) -> NTSTATUS {
-    if out.is_null() {
-        return STATUS_INVALID_PARAMETER;
-    }
-    if iid.is_null() {
-        // SAFETY: `out` is non-null and writable (COM rule).
-        unsafe { out.write(ptr::null_mut()) };
-        return STATUS_INVALID_PARAMETER;
-    }
-    // SAFETY: `iid` is non-null and points to a GUID (COM rule).
-    let wanted = unsafe { *iid };
-    if T::IIDS.contains(&wanted) {
-        // SAFETY: this vtable is only installed in `PortObject<T>`.
-        unsafe { object::<T>(this) }
-            .refs
-            .fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `out` is non-null and writable.
-        unsafe { out.write(this) };
-        STATUS_SUCCESS
-    } else {
-        // SAFETY: `out` is non-null and writable.
-        unsafe { out.write(ptr::null_mut()) };
-        STATUS_NOINTERFACE
-    }
-}
-
-#[windows_abi]
-unsafe extern "system" fn add_ref<T: PortClass>(this: *mut c_void) -> ULONG {
-    // SAFETY: this vtable is only installed in `PortObject<T>`.
-    let obj = unsafe { object::<T>(this) };
-    obj.refs.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
-}
-
-#[windows_abi]
-unsafe extern "system" fn release<T: PortClass>(this: *mut c_void) -> ULONG {
-    // SAFETY: this vtable is only installed in `PortObject<T>`; the caller owns a reference.
-    let before = unsafe { object::<T>(this) }
-        .refs
-        .fetch_sub(1, Ordering::Release);
-    if before != 1 {
-        return before.wrapping_sub(1);
-    }
-    std::sync::atomic::fence(Ordering::Acquire);
-    // SAFETY: the last reference is gone: the block made by `Box::into_raw`
-    // in `create` is ours to free.
-    let block = unsafe { Box::from_raw(this.cast::<PortObject<T>>()) };
-    let machine = Arc::clone(block.value.machine());
-    drop(block);
-    machine.object_destroyed();
-    0
-}
-
-const fn unknown_vtbl<T: PortClass>() -> IUnknownVtbl {
-    IUnknownVtbl {
-        QueryInterface: query_interface::<T>,
-        AddRef: add_ref::<T>,
-        Release: release::<T>,
-    }
+/// `this` must be the interface pointer of a live object of `T`.
+unsafe fn object<'a, T: PortClass>(this: *mut c_void) -> &'a T {
+    // SAFETY: guaranteed by the caller (offset 0: `T` has one interface).
+    unsafe { ComObject::<T>::from_this::<0>(this) }.value()
 }
 
 // ---------------------------------------------------------------- ports --
@@ -170,7 +139,8 @@ struct PortState {
 }
 
 struct PortValue<const WAVE: bool> {
-    machine: Arc<Machine>,
+    /// Counts the object among the machine's live port objects.
+    _live: LiveObject,
     state: Arc<PortState>,
 }
 
@@ -180,9 +150,6 @@ impl PortClass for PortValue<true> {
         base__: port_vtbl::<Self>(),
     };
     const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPort, IID_IPortWaveRT];
-    fn machine(&self) -> &Arc<Machine> {
-        &self.machine
-    }
 }
 
 impl PortClass for PortValue<false> {
@@ -191,9 +158,6 @@ impl PortClass for PortValue<false> {
         base__: port_vtbl::<Self>(),
     };
     const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPort, IID_IPortTopology];
-    fn machine(&self) -> &Arc<Machine> {
-        &self.machine
-    }
 }
 
 trait PortInit: PortClass {
@@ -284,7 +248,7 @@ unsafe extern "system" fn port_init<T: PortInit>(
     };
     // SAFETY: this vtable is only installed in `PortObject<T>`.
     let port = unsafe { object::<T>(this) };
-    port.value.bind(this, &miniport, adapter, resources)
+    port.bind(this, &miniport, adapter, resources)
 }
 
 #[windows_abi]
@@ -323,7 +287,7 @@ const unsafe extern "system" fn port_new_registry_key(
 
 const fn port_vtbl<T: PortInit>() -> IPortVtbl {
     IPortVtbl {
-        base__: unknown_vtbl::<T>(),
+        base__: unknown_vtbl::<T, 0>(),
         Init: port_init::<T>,
         GetDeviceProperty: port_get_device_property,
         NewRegistryKey: port_new_registry_key,
@@ -345,11 +309,11 @@ impl Port {
         let state = Arc::new(PortState::default());
         let interface = match kind {
             PortKind::WaveRt => create::<_, IPort>(PortValue::<true> {
-                machine: Arc::clone(machine),
+                _live: LiveObject::new(machine),
                 state: Arc::clone(&state),
             }),
             PortKind::Topology => create::<_, IPort>(PortValue::<false> {
-                machine: Arc::clone(machine),
+                _live: LiveObject::new(machine),
                 state: Arc::clone(&state),
             }),
         };
@@ -474,14 +438,14 @@ struct PortStreamState {
 }
 
 struct PortStreamValue {
-    machine: Arc<Machine>,
+    machine: LiveObject,
     state: Arc<PortStreamState>,
 }
 
 impl PortClass for PortStreamValue {
     type Vtbl = IPortWaveRTStreamVtbl;
     const VTBL: &'static IPortWaveRTStreamVtbl = &IPortWaveRTStreamVtbl {
-        base__: unknown_vtbl::<Self>(),
+        base__: unknown_vtbl::<Self, 0>(),
         AllocatePagesForMdl: allocate_pages_for_mdl,
         AllocateContiguousPagesForMdl: allocate_contiguous_pages_for_mdl,
         MapAllocatedPages: map_allocated_pages,
@@ -491,9 +455,6 @@ impl PortClass for PortStreamValue {
         GetPhysicalPageAddress: get_physical_page_address,
     };
     const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPortWaveRTStream];
-    fn machine(&self) -> &Arc<Machine> {
-        &self.machine
-    }
 }
 
 /// The port stream behind `this`.
@@ -501,9 +462,9 @@ impl PortClass for PortStreamValue {
 /// # Safety
 ///
 /// `this` must be a live port stream object.
-const unsafe fn port_stream<'a>(this: *mut c_void) -> &'a PortStreamValue {
+unsafe fn port_stream<'a>(this: *mut c_void) -> &'a PortStreamValue {
     // SAFETY: guaranteed by the caller.
-    &unsafe { object::<PortStreamValue>(this) }.value
+    unsafe { object::<PortStreamValue>(this) }
 }
 
 const fn mdl_handle(key: usize) -> PMDL {
@@ -637,7 +598,7 @@ impl PortStream {
     pub fn new(machine: &Arc<Machine>) -> Self {
         let state = Arc::new(PortStreamState::default());
         let interface = create(PortStreamValue {
-            machine: Arc::clone(machine),
+            machine: LiveObject::new(machine),
             state: Arc::clone(&state),
         });
         Self { interface, state }
@@ -684,14 +645,14 @@ struct InterruptState {
 }
 
 struct InterruptValue {
-    machine: Arc<Machine>,
+    machine: LiveObject,
     state: Arc<InterruptState>,
 }
 
 impl PortClass for InterruptValue {
     type Vtbl = IInterruptSyncVtbl;
     const VTBL: &'static IInterruptSyncVtbl = &IInterruptSyncVtbl {
-        base__: unknown_vtbl::<Self>(),
+        base__: unknown_vtbl::<Self, 0>(),
         CallSynchronizedRoutine: call_synchronized_routine,
         GetKInterrupt: get_kinterrupt,
         Connect: connect,
@@ -699,17 +660,14 @@ impl PortClass for InterruptValue {
         RegisterServiceRoutine: register_service_routine,
     };
     const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IInterruptSync];
-    fn machine(&self) -> &Arc<Machine> {
-        &self.machine
-    }
 }
 
 /// # Safety
 ///
 /// `this` must be a live interrupt sync object.
-const unsafe fn interrupt<'a>(this: *mut c_void) -> &'a InterruptValue {
+unsafe fn interrupt<'a>(this: *mut c_void) -> &'a InterruptValue {
     // SAFETY: guaranteed by the caller.
-    &unsafe { object::<InterruptValue>(this) }.value
+    unsafe { object::<InterruptValue>(this) }
 }
 
 #[windows_abi]
@@ -806,7 +764,7 @@ impl InterruptLine {
     pub fn new(machine: &Arc<Machine>) -> Self {
         let state = Arc::new(InterruptState::default());
         let interface: ComPtr<IInterruptSync> = create(InterruptValue {
-            machine: Arc::clone(machine),
+            machine: LiveObject::new(machine),
             state: Arc::clone(&state),
         });
         state
@@ -975,14 +933,15 @@ impl std::fmt::Debug for ResourceDescriptor {
 }
 
 struct ResourceListValue {
-    machine: Arc<Machine>,
+    /// Counts the object among the machine's live port objects.
+    _live: LiveObject,
     entries: Box<[ResourceDescriptor]>,
 }
 
 impl PortClass for ResourceListValue {
     type Vtbl = IResourceListVtbl;
     const VTBL: &'static IResourceListVtbl = &IResourceListVtbl {
-        base__: unknown_vtbl::<Self>(),
+        base__: unknown_vtbl::<Self, 0>(),
         NumberOfEntries: number_of_entries,
         NumberOfEntriesOfType: number_of_entries_of_type,
         FindTranslatedEntry: find_entry,
@@ -993,17 +952,14 @@ impl PortClass for ResourceListValue {
         UntranslatedList: resource_list,
     };
     const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IResourceList];
-    fn machine(&self) -> &Arc<Machine> {
-        &self.machine
-    }
 }
 
 /// # Safety
 ///
 /// `this` must be a live resource list object.
-const unsafe fn resources<'a>(this: *mut c_void) -> &'a ResourceListValue {
+unsafe fn resources<'a>(this: *mut c_void) -> &'a ResourceListValue {
     // SAFETY: guaranteed by the caller.
-    &unsafe { object::<ResourceListValue>(this) }.value
+    unsafe { object::<ResourceListValue>(this) }
 }
 
 #[windows_abi]
@@ -1073,7 +1029,15 @@ pub fn new_resource_list(
     entries: &[ResourceDescriptor],
 ) -> ComPtr<IResourceList> {
     create(ResourceListValue {
-        machine: Arc::clone(machine),
+        _live: LiveObject::new(machine),
         entries: entries.into(),
     })
 }
+
+port_class!(
+    PortValue<true>,
+    PortValue<false>,
+    PortStreamValue,
+    InterruptValue,
+    ResourceListValue,
+);
