@@ -26,7 +26,7 @@ use portcls_sys::{
 };
 use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
 use wavert_miniport::adapter::{self, PortClsServices};
-use wavert_miniport::{DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
+use wavert_miniport::{DmaMode, LogLevel, Platform, VirtualCable};
 
 use crate::engine::pins;
 use crate::image::ImageDriver;
@@ -34,21 +34,8 @@ use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{InterruptLine, Port, PortKind};
 use crate::session::WaveFilter;
 
-/// The kernel spinlock as a `std` mutex (the emulator runs the timer and
-/// the engine on one thread, so the lock only ever meets itself when the
-/// miniport re-enters it, which the platform contract forbids).
-#[derive(Debug)]
-pub struct EmuLock<T>(Mutex<T>);
-
-impl<T: Send> SpinLock<T> for EmuLock<T> {
-    fn new(value: T) -> Self {
-        Self(Mutex::new(value))
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut lock(&self.0))
-    }
-}
+/// The kernel spinlock in the emulator: the miniport's own `std` fake.
+pub use wavert_miniport::fake::StdLock as EmuLock;
 
 /// Counters of what the cable asked of its platform.
 #[derive(Debug, Default)]

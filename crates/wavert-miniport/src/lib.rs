@@ -60,6 +60,8 @@ extern crate alloc;
 pub mod adapter;
 pub mod backends;
 pub mod direction;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod filters;
 pub mod memory;
 pub mod platform;

@@ -1,7 +1,12 @@
-//! Test doubles: a platform with a manual clock, and a fake
-//! `IPortWaveRTStream` reached only through its vtable, handing out
-//! shuffled fake physical pages, with failure injection and leak counters.
-#![allow(dead_code, reason = "each test binary uses a different part")]
+//! Test doubles: the crate's own fake platform (`wavert_miniport::fake`,
+//! a manual clock), and a fake `IPortWaveRTStream` reached only through its
+//! vtable, handing out shuffled fake physical pages, with failure injection
+//! and leak counters.
+#![allow(
+    dead_code,
+    unused_imports,
+    reason = "each test binary uses a different part"
+)]
 #![allow(
     clippy::unwrap_used,
     clippy::missing_panics_doc,
@@ -14,9 +19,8 @@
 use portcls_sys::windows_abi;
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::fmt;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portcls_sys::{
@@ -29,80 +33,11 @@ use portcls_sys::{
     KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP,
 };
 use wavert_com::{new_wave_rt_miniport, ComPtr};
-use wavert_miniport::{CableWave, Direction, DmaMode, LogLevel, Platform, SpinLock, VirtualCable};
+use wavert_miniport::{CableWave, Direction, DmaMode, VirtualCable};
 
-/// 10 MHz, as on current Windows.
-pub const QPC_FREQUENCY: u64 = 10_000_000;
-
-/// A `std` mutex as the spinlock.
-pub struct TestLock<T>(Mutex<T>);
-
-impl<T: Send> SpinLock<T> for TestLock<T> {
-    fn new(value: T) -> Self {
-        Self(Mutex::new(value))
-    }
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        f(&mut self.0.lock().unwrap())
-    }
-}
-
-/// Shared view of the test platform (the cable owns the platform itself).
-#[derive(Default)]
-pub struct PlatformLog {
-    pub qpc: AtomicU64,
-    pub signals: Mutex<Vec<usize>>,
-    pub timer_running: AtomicBool,
-    pub timer_starts: AtomicU32,
-    pub lines: Mutex<Vec<String>>,
-}
-
-/// The test platform: manual clock, recording event signaller.
-pub struct TestPlatform(pub Arc<PlatformLog>);
-
-impl Platform for TestPlatform {
-    type Lock<T: Send> = TestLock<T>;
-    fn qpc(&self) -> u64 {
-        self.0.qpc.load(Ordering::SeqCst)
-    }
-    fn qpc_frequency(&self) -> u64 {
-        QPC_FREQUENCY
-    }
-    fn signal_event(&self, event: wavert_com::KernelEvent) {
-        self.0.signals.lock().unwrap().push(event.as_raw() as usize);
-    }
-    fn start_timer(&self, period_100ns: u32) {
-        assert!(period_100ns > 0);
-        self.0.timer_running.store(true, Ordering::SeqCst);
-        self.0.timer_starts.fetch_add(1, Ordering::SeqCst);
-    }
-    fn stop_timer(&self) {
-        self.0.timer_running.store(false, Ordering::SeqCst);
-    }
-    fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
-        self.0
-            .lines
-            .lock()
-            .unwrap()
-            .push(format!("{level:?}: {message}"));
-    }
-}
-
-impl PlatformLog {
-    pub fn advance(&self, ticks: u64) -> u64 {
-        self.qpc.fetch_add(ticks, Ordering::SeqCst) + ticks
-    }
-    pub fn now(&self) -> u64 {
-        self.qpc.load(Ordering::SeqCst)
-    }
-    pub fn signals_for(&self, event: PKEVENT) -> usize {
-        self.signals
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|&&e| e == event as usize)
-            .count()
-    }
-}
+pub use wavert_miniport::fake::{
+    FakePlatform as TestPlatform, FakePlatformLog as PlatformLog, QPC_FREQUENCY,
+};
 
 /// A fake event object (only its address matters).
 pub fn fake_event(n: usize) -> PKEVENT {
