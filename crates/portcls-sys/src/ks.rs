@@ -1,11 +1,12 @@
 //! Kernel-streaming types and constants from `ks.h`.
 
 use crate::types::{GUID, LONG, LONGLONG, ULONG};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `KSIDENTIFIER`: a property, method or event set and item. 8-byte aligned
 /// (the C union carries a `LONGLONG Alignment` member).
 #[repr(C, align(8))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSIDENTIFIER {
     pub Set: GUID,
     pub Id: ULONG,
@@ -20,7 +21,7 @@ pub type PKSPROPERTY = *mut KSPROPERTY;
 
 /// `KSP_NODE`: a property addressed to a topology node.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSP_NODE {
     pub Property: KSPROPERTY,
     pub NodeId: ULONG,
@@ -29,7 +30,7 @@ pub struct KSP_NODE {
 
 /// `KSP_PIN`: a property addressed to a pin factory.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSP_PIN {
     pub Property: KSPROPERTY,
     pub PinId: ULONG,
@@ -107,7 +108,7 @@ pub struct KSPIN_DESCRIPTOR {
 
 /// `KSMULTIPLE_ITEM`: header of a counted list in a property value.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSMULTIPLE_ITEM {
     pub Size: ULONG,
     pub Count: ULONG,
@@ -123,7 +124,7 @@ pub struct KSPIN_CINSTANCES {
 
 /// `KSPROPERTY_DESCRIPTION`: head of a basic-support answer.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSPROPERTY_DESCRIPTION {
     pub AccessFlags: ULONG,
     pub DescriptionSize: ULONG,
@@ -134,7 +135,7 @@ pub struct KSPROPERTY_DESCRIPTION {
 
 /// `KSPROPERTY_MEMBERSHEADER`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSPROPERTY_MEMBERSHEADER {
     pub MembersFlags: ULONG,
     pub MembersSize: ULONG,
@@ -145,7 +146,7 @@ pub struct KSPROPERTY_MEMBERSHEADER {
 /// `KSPROPERTY_BOUNDS_LONG`. The C union also names the same two words
 /// `UnsignedMinimum`/`UnsignedMaximum`; the signed view is kept.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSPROPERTY_BOUNDS_LONG {
     pub SignedMinimum: LONG,
     pub SignedMaximum: LONG,
@@ -153,7 +154,7 @@ pub struct KSPROPERTY_BOUNDS_LONG {
 
 /// `KSPROPERTY_STEPPING_LONG`: one range of a volume or similar control.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSPROPERTY_STEPPING_LONG {
     pub SteppingDelta: ULONG,
     pub Reserved: ULONG,

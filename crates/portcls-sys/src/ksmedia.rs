@@ -2,6 +2,7 @@
 
 use crate::ks::{KSDATAFORMAT, KSDATARANGE, KSPROPERTY};
 use crate::types::{BOOL, COLORREF, DWORD, DWORDLONG, GUID, LONG, ULONG, WORD};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// `WAVEFORMATEX`. `mmreg.h` declares it under `#pragma pack(1)`: 18 bytes,
 /// byte aligned.
@@ -66,7 +67,7 @@ pub type PKSAUDIO_POSITION = *mut KSAUDIO_POSITION;
 
 /// `KSNODEPROPERTY`: a property addressed to a topology node.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSNODEPROPERTY {
     pub Property: KSPROPERTY,
     pub NodeId: ULONG,
@@ -75,7 +76,7 @@ pub struct KSNODEPROPERTY {
 
 /// `KSNODEPROPERTY_AUDIO_CHANNEL`: a node property on one channel.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSNODEPROPERTY_AUDIO_CHANNEL {
     pub NodeProperty: KSNODEPROPERTY,
     pub Channel: LONG,
@@ -84,7 +85,7 @@ pub struct KSNODEPROPERTY_AUDIO_CHANNEL {
 
 /// `KSJACK_DESCRIPTION`: answer to `KSPROPERTY_JACK_DESCRIPTION`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSJACK_DESCRIPTION {
     pub ChannelMapping: DWORD,
     pub Color: COLORREF,
@@ -97,7 +98,7 @@ pub struct KSJACK_DESCRIPTION {
 
 /// `KSJACK_DESCRIPTION2`: answer to `KSPROPERTY_JACK_DESCRIPTION2`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSJACK_DESCRIPTION2 {
     pub DeviceStateInfo: DWORD,
     pub JackCapabilities: DWORD,

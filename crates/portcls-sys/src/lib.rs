@@ -19,6 +19,12 @@
 //! headers lack are collected in [`documented_only`], each with the
 //! Microsoft documentation page it comes from and hand-written layout
 //! assertions.
+//!
+//! The structures a miniport reads from or writes into a property buffer
+//! (`KSPROPERTY_DESCRIPTION`, `KSJACK_DESCRIPTION`, `KSP_PIN`, ...) derive
+//! [`zerocopy`]'s `FromBytes`, `IntoBytes`, `Immutable` and `KnownLayout`:
+//! they are copied to and from byte slices whole, with the length checked,
+//! and the derive refuses any structure with padding.
 #![no_std]
 // The names are the C names of the Windows headers, kept on purpose so that a
 // reader can search Microsoft's documentation and samples for them.

@@ -1,6 +1,7 @@
 //! Basic Windows C types, `GUID`, `LARGE_INTEGER` and the opaque kernel objects.
 
 use core::ffi::c_void;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 pub type UCHAR = u8;
 pub type BOOLEAN = u8;
@@ -29,7 +30,7 @@ pub type PCWSTR = *const WCHAR;
 
 /// A 128-bit globally unique identifier, laid out as in `guiddef.h`.
 #[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct GUID {
     pub Data1: u32,
     pub Data2: u16,
