@@ -4,7 +4,10 @@
 //! The handlers are `extern "system"` functions in static automation tables.
 //! The only `unsafe` is in [`dispatch`], which turns the raw
 //! `PCPROPERTY_REQUEST` into checked slices; everything after it is safe
-//! code over byte slices, and every size is checked (hostile input):
+//! code over byte slices, and every size is checked (hostile input). Values
+//! are the `#[repr(C)]` structures of `portcls-sys` (their layouts checked
+//! against the Windows headers), each built whole and copied in or out with
+//! one bounds-checked `zerocopy` copy; no offset is computed by hand.
 //!
 //! | request | answer |
 //! |---|---|
@@ -16,19 +19,24 @@
 //!
 //! IRQL: PortCls calls property handlers at `PASSIVE_LEVEL`.
 
+use core::mem::offset_of;
 use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use portcls_sys::windows_abi;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use alloc::sync::Arc;
 
 use portcls_sys::{
     eConnTypeUnknown, eGenLocInternal, eGeoLocFront, ePortConnIntegratedDevice, IPortTopology,
-    IResourceList, IUnknown, KSPROPTYPESETID_General, KSAUDIO_SPEAKER_STEREO,
-    KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2,
+    IResourceList, IUnknown, KSPROPTYPESETID_General, BOOL, KSAUDIO_SPEAKER_STEREO, KSIDENTIFIER,
+    KSJACK_DESCRIPTION, KSJACK_DESCRIPTION2, KSMULTIPLE_ITEM, KSNODEPROPERTY,
+    KSNODEPROPERTY_AUDIO_CHANNEL, KSPROPERTY, KSPROPERTY_BOUNDS_LONG, KSPROPERTY_DESCRIPTION,
+    KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2, KSPROPERTY_MEMBERSHEADER,
     KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM, KSPROPERTY_MEMBER_STEPPEDRANGES,
-    KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET,
-    KSPROPERTY_TYPE_TOPOLOGY, NTSTATUS, PCFILTER_DESCRIPTOR, PCPROPERTY_REQUEST,
-    STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, VT_BOOL, VT_I4, VT_ILLEGAL,
+    KSPROPERTY_STEPPING_LONG, KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET,
+    KSPROPERTY_TYPE_SET, KSPROPERTY_TYPE_TOPOLOGY, KSP_PIN, LONG, NTSTATUS, PCFILTER_DESCRIPTOR,
+    PCPROPERTY_REQUEST, STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG,
+    VARENUM, VT_BOOL, VT_I4, VT_ILLEGAL,
 };
 use wavert_com::{ComPtr, Miniport, MiniportTopology, NtResult, NtStatus};
 
@@ -49,36 +57,74 @@ pub const VOLUME_STEP: i32 = 32768;
 /// `KSNODEPROPERTY_AUDIO_CHANNEL` value meaning every channel (master).
 pub const MASTER_CHANNEL: i32 = -1;
 
-/// `sizeof(KSPROPERTY_DESCRIPTION)`.
-const DESCRIPTION_SIZE: u32 = 40;
-/// `sizeof(KSPROPERTY_MEMBERSHEADER)`.
-const MEMBERS_HEADER_SIZE: u32 = 16;
-/// `sizeof(KSPROPERTY_STEPPING_LONG)`.
-const STEPPING_LONG_SIZE: u32 = 16;
-/// `sizeof(KSMULTIPLE_ITEM)`.
-const MULTIPLE_ITEM_SIZE: u32 = 8;
-/// `sizeof(KSJACK_DESCRIPTION)`.
-const JACK_DESCRIPTION_SIZE: u32 = 28;
-/// `sizeof(KSJACK_DESCRIPTION2)`.
-const JACK_DESCRIPTION2_SIZE: u32 = 8;
+/// `size_of::<T>()` as a `ValueSize`; only used in constants, so that the
+/// assertion is evaluated at compile time.
+#[allow(clippy::cast_possible_truncation)] // Asserted to fit first.
+const fn value_size<T>() -> u32 {
+    assert!(size_of::<T>() <= u32::MAX as usize);
+    size_of::<T>() as u32
+}
 
+/// A basic-support answer with one stepped range: the description, its
+/// members header and the range, back to back (the members list that
+/// `KSPROPERTY_DESCRIPTION.MembersListCount` counts follows it).
+#[repr(C)]
+#[derive(Clone, Copy, IntoBytes, Immutable)]
+struct SteppedDescription {
+    description: KSPROPERTY_DESCRIPTION,
+    members: KSPROPERTY_MEMBERSHEADER,
+    stepping: KSPROPERTY_STEPPING_LONG,
+}
+
+/// A `KSPROPERTY_JACK_DESCRIPTION` answer: a `KSMULTIPLE_ITEM` list of one
+/// jack.
+#[repr(C)]
+#[derive(Clone, Copy, IntoBytes, Immutable)]
+struct JackDescriptionList {
+    header: KSMULTIPLE_ITEM,
+    jack: KSJACK_DESCRIPTION,
+}
+
+/// A `KSPROPERTY_JACK_DESCRIPTION2` answer: a `KSMULTIPLE_ITEM` list of one
+/// jack.
+#[repr(C)]
+#[derive(Clone, Copy, IntoBytes, Immutable)]
+struct JackDescription2List {
+    header: KSMULTIPLE_ITEM,
+    jack: KSJACK_DESCRIPTION2,
+}
+
+// `IntoBytes` refuses padding, so each part follows the one before it.
 const _: () = assert!(
-    core::mem::size_of::<portcls_sys::KSPROPERTY_DESCRIPTION>() == DESCRIPTION_SIZE as usize
+    offset_of!(SteppedDescription, members) == size_of::<KSPROPERTY_DESCRIPTION>()
+        && offset_of!(SteppedDescription, stepping)
+            == offset_of!(SteppedDescription, members) + size_of::<KSPROPERTY_MEMBERSHEADER>()
+        && offset_of!(JackDescriptionList, jack) == size_of::<KSMULTIPLE_ITEM>()
+        && offset_of!(JackDescription2List, jack) == size_of::<KSMULTIPLE_ITEM>()
 );
-const _: () = assert!(
-    core::mem::size_of::<portcls_sys::KSPROPERTY_MEMBERSHEADER>() == MEMBERS_HEADER_SIZE as usize
-);
-const _: () = assert!(
-    core::mem::size_of::<portcls_sys::KSPROPERTY_STEPPING_LONG>() == STEPPING_LONG_SIZE as usize
-);
-const _: () =
-    assert!(core::mem::size_of::<portcls_sys::KSMULTIPLE_ITEM>() == MULTIPLE_ITEM_SIZE as usize);
-const _: () = assert!(
-    core::mem::size_of::<portcls_sys::KSJACK_DESCRIPTION>() == JACK_DESCRIPTION_SIZE as usize
-);
-const _: () = assert!(
-    core::mem::size_of::<portcls_sys::KSJACK_DESCRIPTION2>() == JACK_DESCRIPTION2_SIZE as usize
-);
+
+/// `sizeof(KSPROPERTY_DESCRIPTION)`: a basic-support answer without members.
+const DESCRIPTION_SIZE: u32 = value_size::<KSPROPERTY_DESCRIPTION>();
+/// A basic-support answer with one stepped range.
+const STEPPED_DESCRIPTION_SIZE: u32 = value_size::<SteppedDescription>();
+/// `sizeof(KSPROPERTY_STEPPING_LONG)`: one member of a stepped-ranges list.
+const STEPPING_LONG_SIZE: u32 = value_size::<KSPROPERTY_STEPPING_LONG>();
+/// A `KSPROPERTY_JACK_DESCRIPTION` answer.
+const JACK_DESCRIPTION_LIST_SIZE: u32 = value_size::<JackDescriptionList>();
+/// A `KSPROPERTY_JACK_DESCRIPTION2` answer.
+const JACK_DESCRIPTION2_LIST_SIZE: u32 = value_size::<JackDescription2List>();
+/// `sizeof(LONG)`: a volume level.
+const LONG_SIZE: u32 = value_size::<LONG>();
+/// `sizeof(BOOL)`: a mute state.
+const BOOL_SIZE: u32 = value_size::<BOOL>();
+
+/// Where `KSP_PIN.PinId` lies in a pin property's instance data (what
+/// follows its `KSPROPERTY`).
+const PIN_ID_AT: usize = offset_of!(KSP_PIN, PinId) - size_of::<KSPROPERTY>();
+/// Where `KSNODEPROPERTY_AUDIO_CHANNEL.Channel` lies in a node property's
+/// instance data (what follows its `KSNODEPROPERTY`).
+const CHANNEL_AT: usize =
+    offset_of!(KSNODEPROPERTY_AUDIO_CHANNEL, Channel) - size_of::<KSNODEPROPERTY>();
 
 /// A volume node's range in 1/65536 dB: `min..=max` in steps of `step`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -349,36 +395,11 @@ pub unsafe extern "system" fn jack_handler(request: *mut PCPROPERTY_REQUEST) -> 
     unsafe { dispatch(request, jack) }
 }
 
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([
-        *b.first()?,
-        *b.get(1)?,
-        *b.get(2)?,
-        *b.get(3)?,
-    ]))
-}
-
-/// Little-endian writer over a slice the caller has sized.
-struct Out<'a> {
-    buf: &'a mut [u8],
-    at: usize,
-}
-
-impl Out<'_> {
-    fn bytes(&mut self, src: &[u8]) {
-        let end = self.at.saturating_add(src.len());
-        if let Some(dst) = self.buf.get_mut(self.at..end) {
-            dst.copy_from_slice(src);
-        }
-        self.at = end;
-    }
-    fn u32(&mut self, v: u32) {
-        self.bytes(&v.to_le_bytes());
-    }
-    fn i32(&mut self, v: i32) {
-        self.bytes(&v.to_le_bytes());
-    }
+/// The `T` at `at` in `bytes`, if they hold all of it.
+fn read_at<T: FromBytes>(bytes: &[u8], at: usize) -> Option<T> {
+    T::read_from_prefix(bytes.get(at..)?)
+        .ok()
+        .map(|(value, _)| value)
 }
 
 /// Checks an output buffer against `needed` bytes: `Some(reply)` when the
@@ -393,51 +414,81 @@ const fn output_check(len: usize, needed: u32) -> Option<NtResult<Reply>> {
     None
 }
 
-/// A basic-support answer: access flags only (4-byte buffer), the
-/// description (40 bytes) or the description with one stepped range.
+/// Answers with `reply`, copied whole to the start of `value`, or with the
+/// size-query or short-buffer answer when `value` cannot hold it.
+fn write_reply<T: IntoBytes + Immutable>(value: &mut [u8], reply: &T) -> NtResult<Reply> {
+    let needed = const { value_size::<T>() };
+    if let Some(answer) = output_check(value.len(), needed) {
+        return answer;
+    }
+    reply
+        .write_to_prefix(value)
+        .map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+    Ok(Reply::Done(needed))
+}
+
+/// A basic-support answer: access flags only (a buffer shorter than the
+/// description), the description, or the description with its one stepped
+/// range when there is one and room for it.
 fn basic_support(
     value: &mut [u8],
-    access: u32,
-    vt: u32,
-    range: Option<(u32, i32, i32)>,
+    access: ULONG,
+    vt: VARENUM,
+    stepping: Option<KSPROPERTY_STEPPING_LONG>,
 ) -> NtResult<Reply> {
-    let members = range.map_or(0, |_| MEMBERS_HEADER_SIZE + STEPPING_LONG_SIZE);
-    let full = DESCRIPTION_SIZE + members;
+    let full = if stepping.is_some() {
+        STEPPED_DESCRIPTION_SIZE
+    } else {
+        DESCRIPTION_SIZE
+    };
     let len = value.len();
     if len == 0 {
         return Ok(Reply::Size(full));
     }
-    let mut out = Out { buf: value, at: 0 };
-    if len < DESCRIPTION_SIZE as usize {
-        if len < 4 {
-            return Err(NtStatus::BUFFER_TOO_SMALL);
-        }
-        out.u32(access);
-        return Ok(Reply::Done(4));
-    }
-    out.u32(access);
-    out.u32(full);
-    out.bytes(&KSPROPTYPESETID_General.to_bytes());
-    out.u32(vt);
-    out.u32(0);
-    out.u32(u32::from(range.is_some()));
-    out.u32(0);
-    let Some((delta, min, max)) = range else {
-        return Ok(Reply::Done(DESCRIPTION_SIZE));
+    let description = KSPROPERTY_DESCRIPTION {
+        AccessFlags: access,
+        DescriptionSize: full,
+        PropTypeSet: KSIDENTIFIER {
+            Set: KSPROPTYPESETID_General,
+            Id: vt,
+            Flags: 0,
+        },
+        MembersListCount: ULONG::from(stepping.is_some()),
+        Reserved: 0,
     };
-    if len < full as usize {
-        return Ok(Reply::Done(DESCRIPTION_SIZE));
+    if len < DESCRIPTION_SIZE as usize {
+        // Room for `AccessFlags`, the description's first member, at most.
+        return write_reply(value, &description.AccessFlags);
     }
-    out.u32(KSPROPERTY_MEMBER_STEPPEDRANGES);
-    out.u32(STEPPING_LONG_SIZE);
-    out.u32(1);
-    // One range applies to every channel.
-    out.u32(KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM);
-    out.u32(delta);
-    out.u32(0);
-    out.i32(min);
-    out.i32(max);
-    Ok(Reply::Done(full))
+    match stepping {
+        Some(stepping) if len >= full as usize => write_reply(
+            value,
+            &SteppedDescription {
+                description,
+                members: KSPROPERTY_MEMBERSHEADER {
+                    MembersFlags: KSPROPERTY_MEMBER_STEPPEDRANGES,
+                    MembersSize: STEPPING_LONG_SIZE,
+                    MembersCount: 1,
+                    // One range applies to every channel.
+                    Flags: KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
+                },
+                stepping,
+            },
+        ),
+        _ => write_reply(value, &description),
+    }
+}
+
+/// One stepped range, `min..=max` by `delta`.
+const fn stepping(delta: ULONG, min: LONG, max: LONG) -> KSPROPERTY_STEPPING_LONG {
+    KSPROPERTY_STEPPING_LONG {
+        SteppingDelta: delta,
+        Reserved: 0,
+        Bounds: KSPROPERTY_BOUNDS_LONG {
+            SignedMinimum: min,
+            SignedMaximum: max,
+        },
+    }
 }
 
 const GET_SET_BASIC: u32 = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_SET | KSPROPERTY_TYPE_BASICSUPPORT;
@@ -456,17 +507,16 @@ const fn snap_level(range: VolumeRange, level: i32) -> i32 {
     clamped - (clamped - range.min) % step
 }
 
-/// The channel index list a request addresses.
+/// The channel index list a request addresses
+/// (`KSNODEPROPERTY_AUDIO_CHANNEL.Channel`).
 fn channels(instance: &[u8]) -> NtResult<core::ops::Range<usize>> {
-    let raw = read_u32(instance, 0).ok_or(NtStatus::INVALID_PARAMETER)?;
-    if i32::from_ne_bytes(raw.to_ne_bytes()) == MASTER_CHANNEL {
+    let channel: LONG = read_at(instance, CHANNEL_AT).ok_or(NtStatus::INVALID_PARAMETER)?;
+    if channel == MASTER_CHANNEL {
         return Ok(0..VOLUME_CHANNELS);
     }
-    let channel = raw as usize;
-    if channel < VOLUME_CHANNELS {
-        Ok(channel..channel + 1)
-    } else {
-        Err(NtStatus::INVALID_PARAMETER)
+    match usize::try_from(channel) {
+        Ok(channel) if channel < VOLUME_CHANNELS => Ok(channel..channel + 1),
+        _ => Err(NtStatus::INVALID_PARAMETER),
     }
 }
 
@@ -479,7 +529,7 @@ fn volume(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<
             call.value,
             GET_SET_BASIC,
             VT_I4,
-            Some((
+            Some(stepping(
                 topology.range.step.unsigned_abs(),
                 topology.range.min,
                 topology.range.max,
@@ -487,30 +537,22 @@ fn volume(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<
         ),
         KSPROPERTY_TYPE_GET => {
             let range = channels(call.instance)?;
-            if let Some(reply) = output_check(call.value.len(), 4) {
-                return reply;
-            }
-            let level = topology
+            let level: LONG = topology
                 .level(range.start)
                 .ok_or(NtStatus::INVALID_PARAMETER)?;
-            Out {
-                buf: call.value,
-                at: 0,
-            }
-            .i32(level);
-            Ok(Reply::Done(4))
+            write_reply(call.value, &level)
         }
         KSPROPERTY_TYPE_SET => {
             let range = channels(call.instance)?;
-            let level = read_u32(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
-            let level = snap_level(topology.range, i32::from_ne_bytes(level.to_ne_bytes()));
+            let level: LONG = read_at(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
+            let level = snap_level(topology.range, level);
             for channel in range {
                 if let Some(slot) = topology.levels.get(channel) {
                     slot.store(level, Ordering::Relaxed);
                 }
             }
             topology.apply();
-            Ok(Reply::Done(4))
+            Ok(Reply::Done(LONG_SIZE))
         }
         _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
@@ -522,75 +564,74 @@ fn mute(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
     }
     match call.verb {
         KSPROPERTY_TYPE_BASICSUPPORT => {
-            basic_support(call.value, GET_SET_BASIC, VT_BOOL, Some((1, 0, 1)))
+            basic_support(call.value, GET_SET_BASIC, VT_BOOL, Some(stepping(1, 0, 1)))
         }
         KSPROPERTY_TYPE_GET => {
             channels(call.instance)?;
-            if let Some(reply) = output_check(call.value.len(), 4) {
-                return reply;
-            }
-            Out {
-                buf: call.value,
-                at: 0,
-            }
-            .u32(u32::from(topology.is_muted()));
-            Ok(Reply::Done(4))
+            write_reply(call.value, &BOOL::from(topology.is_muted()))
         }
         KSPROPERTY_TYPE_SET => {
             channels(call.instance)?;
-            let muted = read_u32(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
+            let muted: BOOL = read_at(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
             topology.muted.store(muted != 0, Ordering::Relaxed);
             topology.apply();
-            Ok(Reply::Done(4))
+            Ok(Reply::Done(BOOL_SIZE))
         }
         _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
 }
 
 fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
-    let pin = read_u32(call.instance, 0).ok_or(NtStatus::INVALID_PARAMETER)?;
+    let pin: ULONG = read_at(call.instance, PIN_ID_AT).ok_or(NtStatus::INVALID_PARAMETER)?;
     if pin != topology.jack_pin() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let body = match call.id {
-        KSPROPERTY_JACK_DESCRIPTION => JACK_DESCRIPTION_SIZE,
-        KSPROPERTY_JACK_DESCRIPTION2 => JACK_DESCRIPTION2_SIZE,
-        _ => return Err(NtStatus::INVALID_DEVICE_REQUEST),
-    };
-    match call.verb {
-        KSPROPERTY_TYPE_BASICSUPPORT => basic_support(
+    if !matches!(
+        call.id,
+        KSPROPERTY_JACK_DESCRIPTION | KSPROPERTY_JACK_DESCRIPTION2
+    ) {
+        return Err(NtStatus::INVALID_DEVICE_REQUEST);
+    }
+    match (call.verb, call.id) {
+        (KSPROPERTY_TYPE_BASICSUPPORT, _) => basic_support(
             call.value,
             KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_BASICSUPPORT,
             VT_ILLEGAL,
             None,
         ),
-        KSPROPERTY_TYPE_GET => {
-            let needed = MULTIPLE_ITEM_SIZE + body;
-            if let Some(reply) = output_check(call.value.len(), needed) {
-                return reply;
-            }
-            let mut out = Out {
-                buf: call.value,
-                at: 0,
-            };
-            out.u32(needed);
-            out.u32(1);
-            if call.id == KSPROPERTY_JACK_DESCRIPTION {
+        (KSPROPERTY_TYPE_GET, KSPROPERTY_JACK_DESCRIPTION) => write_reply(
+            call.value,
+            &JackDescriptionList {
+                header: KSMULTIPLE_ITEM {
+                    Size: JACK_DESCRIPTION_LIST_SIZE,
+                    Count: 1,
+                },
                 // A virtual, always-present device: integrated, connected.
-                out.u32(KSAUDIO_SPEAKER_STEREO);
-                out.u32(0);
-                out.i32(eConnTypeUnknown);
-                out.i32(eGeoLocFront);
-                out.i32(eGenLocInternal);
-                out.i32(ePortConnIntegratedDevice);
-                out.u32(1);
-            } else {
+                jack: KSJACK_DESCRIPTION {
+                    ChannelMapping: KSAUDIO_SPEAKER_STEREO,
+                    Color: 0,
+                    ConnectionType: eConnTypeUnknown,
+                    GeoLocation: eGeoLocFront,
+                    GenLocation: eGenLocInternal,
+                    PortConnection: ePortConnIntegratedDevice,
+                    IsConnected: BOOL::from(true),
+                },
+            },
+        ),
+        (KSPROPERTY_TYPE_GET, KSPROPERTY_JACK_DESCRIPTION2) => write_reply(
+            call.value,
+            &JackDescription2List {
+                header: KSMULTIPLE_ITEM {
+                    Size: JACK_DESCRIPTION2_LIST_SIZE,
+                    Count: 1,
+                },
                 // No state flags, no presence detection (nothing to detect).
-                out.u32(0);
-                out.u32(0);
-            }
-            Ok(Reply::Done(needed))
-        }
+                jack: KSJACK_DESCRIPTION2 {
+                    DeviceStateInfo: 0,
+                    JackCapabilities: 0,
+                },
+            },
+        ),
         _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
 }
