@@ -635,3 +635,146 @@ fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
         _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing, reason = "test code over fixed-size arrays")]
+mod tests {
+    use super::*;
+
+    /// Little-endian words, as the documentation lays each reply out.
+    fn words(words: &[u32]) -> [u8; 128] {
+        let mut bytes = [0u8; 128];
+        for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// The value a handler writes for `verb`/`id` with `instance`, into a
+    /// 128-byte buffer of 0xEE.
+    fn reply(
+        handler: fn(&TopologyMiniport, &mut PropertyCall<'_>) -> NtResult<Reply>,
+        node: u32,
+        verb: u32,
+        id: u32,
+        instance: u32,
+    ) -> (NtResult<Reply>, [u8; 128]) {
+        let topology = TopologyMiniport::new(Direction::Render);
+        let instance = instance.to_le_bytes();
+        let mut value = [0xEEu8; 128];
+        let mut call = PropertyCall {
+            node,
+            verb,
+            id,
+            instance: &instance,
+            value: &mut value,
+        };
+        let result = handler(&topology, &mut call);
+        (result, value)
+    }
+
+    /// `KSPROPTYPESETID_General` as four little-endian words.
+    fn general_set() -> [u32; 4] {
+        let b = KSPROPTYPESETID_General.to_bytes();
+        let mut w = [0u32; 4];
+        for (word, chunk) in w.iter_mut().zip(b.chunks_exact(4)) {
+            *word = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+        w
+    }
+
+    fn expected(len: usize, body: &[u32]) -> [u8; 128] {
+        let mut want = [0xEEu8; 128];
+        want[..len].copy_from_slice(&words(body)[..len]);
+        want
+    }
+
+    #[test]
+    fn volume_basic_support_is_description_members_header_and_stepping() {
+        let [s0, s1, s2, s3] = general_set();
+        let (result, got) = reply(volume, TOPO_VOLUME_NODE, KSPROPERTY_TYPE_BASICSUPPORT, 0, 0);
+        assert_eq!(result, Ok(Reply::Done(72)));
+        let want = expected(
+            72,
+            &[
+                // KSPROPERTY_DESCRIPTION
+                GET_SET_BASIC,
+                72,
+                s0,
+                s1,
+                s2,
+                s3,
+                VT_I4,
+                0,
+                1,
+                0,
+                // KSPROPERTY_MEMBERSHEADER
+                KSPROPERTY_MEMBER_STEPPEDRANGES,
+                16,
+                1,
+                KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
+                // KSPROPERTY_STEPPING_LONG
+                32768,
+                0,
+                u32::from_le_bytes(VOLUME_MIN.to_le_bytes()),
+                0,
+            ],
+        );
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn jack_basic_support_is_the_description_alone() {
+        let [s0, s1, s2, s3] = general_set();
+        let (result, got) = reply(
+            jack,
+            u32::MAX,
+            KSPROPERTY_TYPE_BASICSUPPORT,
+            KSPROPERTY_JACK_DESCRIPTION,
+            TOPO_RENDER_SPEAKER_PIN,
+        );
+        assert_eq!(result, Ok(Reply::Done(40)));
+        let access = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_BASICSUPPORT;
+        let want = expected(40, &[access, 40, s0, s1, s2, s3, VT_ILLEGAL, 0, 0, 0]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn jack_descriptions_are_a_multiple_item_list_of_one() {
+        let (result, got) = reply(
+            jack,
+            u32::MAX,
+            KSPROPERTY_TYPE_GET,
+            KSPROPERTY_JACK_DESCRIPTION,
+            TOPO_RENDER_SPEAKER_PIN,
+        );
+        assert_eq!(result, Ok(Reply::Done(36)));
+        let want = expected(
+            36,
+            &[
+                // KSMULTIPLE_ITEM
+                36,
+                1,
+                // KSJACK_DESCRIPTION
+                KSAUDIO_SPEAKER_STEREO,
+                0,
+                u32::from_le_bytes(eConnTypeUnknown.to_le_bytes()),
+                u32::from_le_bytes(eGeoLocFront.to_le_bytes()),
+                u32::from_le_bytes(eGenLocInternal.to_le_bytes()),
+                u32::from_le_bytes(ePortConnIntegratedDevice.to_le_bytes()),
+                1,
+            ],
+        );
+        assert_eq!(got, want);
+
+        let (result, got) = reply(
+            jack,
+            u32::MAX,
+            KSPROPERTY_TYPE_GET,
+            KSPROPERTY_JACK_DESCRIPTION2,
+            TOPO_RENDER_SPEAKER_PIN,
+        );
+        assert_eq!(result, Ok(Reply::Done(16)));
+        assert_eq!(got, expected(16, &[16, 1, 0, 0]));
+    }
+}
