@@ -557,6 +557,27 @@ pub fn importing_user_mode_dll(data: &[u8], library: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn no_export_list_offers_a_ddi_memory_integrity_affects() {
+        // The lists say what the image may import; the image check forbids
+        // these DDIs: the two must never disagree.
+        let modules = crate::exports::load_all().unwrap();
+        let offered: Vec<String> = modules
+            .iter()
+            .flat_map(|m| {
+                m.entries
+                    .iter()
+                    .map(move |e| format!("{}!{}", m.module, e.name))
+            })
+            .filter(|name| {
+                EXECUTABLE_MEMORY_DDIS
+                    .iter()
+                    .any(|ddi| name.ends_with(&format!("!{ddi}")))
+            })
+            .collect();
+        assert!(offered.is_empty(), "export lists offer {offered:?}");
+    }
+
     use super::*;
 
     fn modules() -> Vec<ModuleExports> {
