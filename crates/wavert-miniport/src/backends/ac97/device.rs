@@ -670,21 +670,10 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
             c.packet_bytes = u64::from(packet_bytes);
             c.notified_packets = 0;
         });
-        if let Some(list) = self
-            .with_hw(|hw, _| {
-                hw.channels[direction]
-                    .buffer
-                    .as_ref()
-                    .and_then(|b| b.device_memory.as_ref().map(|m| m.physical))
-            })
-            .ok()
-            .flatten()
-        {
-            self.log(
-                LogLevel::Info,
-                format_args!("AC'97 {direction:?}: descriptor list at {list:#x}"),
-            );
-        }
+        self.log(
+            LogLevel::Info,
+            format_args!("AC'97 {direction:?}: descriptor list at {list_physical:#x}"),
+        );
         Ok(())
     }
 
