@@ -1418,6 +1418,95 @@ mod tests {
         assert_eq!(line, "rswavert: cable beef 7%");
     }
 
+    #[test]
+    fn event_timer_and_dpc_misuse_is_reported() {
+        let violations = with_kernel(|_| {
+            let ((), _) = irql::run_at(crate::irql::DEVICE_IRQL, || {
+                // SAFETY: KeSetEvent above DISPATCH_LEVEL, on purpose (the
+                // machine also reports the unknown event).
+                unsafe { KeSetEvent(std::ptr::null_mut(), 0, 0) };
+            });
+            let mut not_a_timer = 0u64;
+            let bogus = (&raw mut not_a_timer).cast::<c_void>();
+            // SAFETY: a timer ExAllocateTimer never returned, on purpose.
+            unsafe { ExSetTimer(bogus, -10_000, 0, std::ptr::null_mut()) };
+            // SAFETY: a set timer deleted without Cancel, on purpose.
+            let timer = unsafe { ExAllocateTimer(Some(ignore_timer), std::ptr::null_mut(), 0) };
+            // SAFETY: as above.
+            unsafe { ExSetTimer(timer, -10_000, 10_000, std::ptr::null_mut()) };
+            // SAFETY: as above.
+            unsafe { ExDeleteTimer(timer, 0, 1, std::ptr::null_mut()) };
+            // SAFETY: the same timer again, now deleted, on purpose.
+            unsafe { ExCancelTimer(timer, std::ptr::null_mut()) };
+            let mut dpc = [0u64; 8];
+            let dpc = dpc.as_mut_ptr().cast::<c_void>();
+            // SAFETY: a DPC never initialised, on purpose.
+            unsafe { KeInsertQueueDpc(dpc, std::ptr::null_mut(), std::ptr::null_mut()) };
+        });
+        assert!(
+            reported(&violations, "KeSetEvent called at DIRQL"),
+            "{violations:?}"
+        );
+        assert!(reported(&violations, "ExSetTimer("), "{violations:?}");
+        assert!(
+            reported(&violations, "ExDeleteTimer(Cancel = FALSE)"),
+            "{violations:?}"
+        );
+        assert!(reported(&violations, "ExCancelTimer("), "{violations:?}");
+        assert!(reported(&violations, "never initialised"), "{violations:?}");
+    }
+
+    /// An ISR that drops the IRQL it was called at.
+    #[windows_abi]
+    unsafe extern "system" fn lowers_irql(
+        _sync: *mut portcls_sys::IInterruptSync,
+        _context: *mut c_void,
+    ) -> NTSTATUS {
+        irql::set(PASSIVE_LEVEL);
+        STATUS_SUCCESS
+    }
+
+    #[test]
+    fn portcls_above_passive_and_a_routine_leaving_another_irql_are_reported() {
+        let violations = with_kernel(|k| {
+            let ((), _) = irql::run_at(DISPATCH_LEVEL, || {
+                let mut driver = [0u64; 4];
+                // SAFETY: PcInitializeAdapterDriver at DISPATCH_LEVEL, on
+                // purpose; it refuses the missing AddDevice too.
+                let _ = unsafe {
+                    crate::image::portcls::PcInitializeAdapterDriver(
+                        driver.as_mut_ptr().cast(),
+                        std::ptr::null_mut(),
+                        None,
+                    )
+                };
+            });
+            let line = crate::port::InterruptLine::new(k.machine());
+            let sync = line.interface();
+            let register = sync.vtbl().RegisterServiceRoutine;
+            // SAFETY: a live interrupt object; the routine needs no context.
+            unsafe { register(sync.this(), Some(lowers_irql), std::ptr::null_mut(), 0) };
+            let connect = sync.vtbl().Connect;
+            // SAFETY: as above.
+            unsafe { connect(sync.this()) };
+            assert!(line.raise());
+        });
+        assert!(
+            reported(
+                &violations,
+                "PcInitializeAdapterDriver called at DISPATCH_LEVEL"
+            ),
+            "{violations:?}"
+        );
+        assert!(
+            reported(
+                &violations,
+                "an interrupt service routine returned at PASSIVE_LEVEL"
+            ),
+            "{violations:?}"
+        );
+    }
+
     /// Set in the child process of the bugcheck test.
     const BUGCHECK_CHILD: &str = "RSWAVERT_BUGCHECK_CHILD";
 
