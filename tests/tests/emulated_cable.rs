@@ -24,7 +24,7 @@ use wavert_emulator::hlk;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageRunError};
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory, PAGE_SIZE};
-use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
+use wavert_emulator::session::{LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
 use wavert_miniport::adapter::{PHYSICAL_CONNECTIONS, SUBDEVICES};
 use wavert_miniport::DmaMode;
@@ -138,27 +138,15 @@ fn scattered(pages: &[u64]) -> bool {
 
 /// One render-to-capture session through the registered wave filters.
 fn loopback(
-    machine: &Arc<Machine>,
     adapter: &CableAdapter,
     config: &LoopbackConfig,
     seconds: f64,
 ) -> (LoopbackResult, Vec<u8>) {
-    let render = adapter.wave_filter("WaveRender").unwrap();
-    let capture = adapter.wave_filter("WaveCapture").unwrap();
-    let mut rendered = Vec::new();
-    let result = run_loopback(
-        machine,
-        render.as_filter(),
-        capture.as_filter(),
-        config,
-        &mut |format| {
-            rendered = signal::test_signal(format, seconds);
-            rendered.clone()
-        },
-        &mut |_| {},
+    let (result, rendered) = adapter.loopback_test_signal(config, seconds);
+    (
+        result.unwrap_or_else(|e| panic!("{config:?}: {e}")),
+        rendered,
     )
-    .unwrap_or_else(|e| panic!("{config:?}: {e}"));
-    (result, rendered)
 }
 
 /// Every rendered frame comes back, at exactly the reported latency, with
@@ -378,7 +366,7 @@ fn format_sweep_is_bit_exact() {
             notification_count: 2,
             ..LoopbackConfig::default()
         };
-        let (result, rendered) = loopback(&machine, &adapter, &config, 0.25);
+        let (result, rendered) = loopback(&adapter, &config, 0.25);
         assert_bit_exact(&result, &rendered, &config);
         let (_, dma_trouble) = signals_and_dma_trouble(&adapter);
         assert!(!dma_trouble, "{format:?}");
@@ -407,7 +395,7 @@ fn both_dma_modes_and_notification_counts_are_bit_exact() {
                     notification_count,
                     ..LoopbackConfig::default()
                 };
-                let (result, rendered) = loopback(&machine, &adapter, &config, 0.4);
+                let (result, rendered) = loopback(&adapter, &config, 0.4);
                 assert_bit_exact(&result, &rendered, &config);
                 assert!(
                     result.render_pages.len() >= 2,
@@ -455,7 +443,7 @@ fn fragmented_memory_gives_isolated_pages_and_stays_bit_exact() {
             notification_count: 2,
             ..LoopbackConfig::default()
         };
-        let (result, rendered) = loopback(&machine, &adapter, &config, 0.3);
+        let (result, rendered) = loopback(&adapter, &config, 0.3);
         assert_bit_exact(&result, &rendered, &config);
         assert!(
             result.render_pages.len() >= 16,

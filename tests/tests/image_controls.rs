@@ -18,7 +18,7 @@ use wavert_emulator::image::pe::{
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageRunError};
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
-use wavert_emulator::session::{run_loopback, LoopbackConfig};
+use wavert_emulator::session::LoopbackConfig;
 use wavert_emulator::signal;
 
 const NEEDS_IMAGE: &str = "RSWAVERT_IMAGE";
@@ -177,20 +177,7 @@ const SWAPPED_CHILD: &str = "RSWAVERT_SWAPPED_CHILD";
 fn swapped_child(path: &Path) -> ! {
     let machine = machine();
     let adapter = start_image_adapter(&machine, path, ImageDevice::default()).unwrap();
-    let render = adapter.wave_filter("WaveRender").unwrap();
-    let capture = adapter.wave_filter("WaveCapture").unwrap();
-    let mut rendered = Vec::new();
-    let result = run_loopback(
-        &machine,
-        render.as_filter(),
-        capture.as_filter(),
-        &LoopbackConfig::default(),
-        &mut |format| {
-            rendered = signal::test_signal(format, 0.2);
-            rendered.clone()
-        },
-        &mut |_| {},
-    );
+    let (result, rendered) = adapter.loopback_test_signal(&LoopbackConfig::default(), 0.2);
     let exact = match result {
         Ok(r) => {
             let block = r.format.block_align() as usize;

@@ -29,10 +29,12 @@ use wavert_miniport::adapter::{self, PortClsServices};
 use wavert_miniport::{DmaMode, LogLevel, Platform, VirtualCable};
 
 use crate::engine::pins;
+use crate::engine::EngineError;
 use crate::image::ImageDriver;
 use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{InterruptLine, Port, PortKind};
-use crate::session::WaveFilter;
+use crate::session::{run_loopback, LoopbackConfig, LoopbackResult, WaveFilter};
+use crate::signal;
 
 /// The kernel spinlock in the emulator: the miniport's own `std` fake.
 pub use wavert_miniport::fake::StdLock as EmuLock;
@@ -368,6 +370,40 @@ impl fmt::Debug for CableAdapter {
 }
 
 impl CableAdapter {
+    /// One loopback session of the generated test signal (`seconds` of it)
+    /// through the `WaveRender` and `WaveCapture` filters; returns the
+    /// session's result and the signal that was played.
+    ///
+    /// # Errors
+    ///
+    /// A missing filter or the session's first engine error.
+    pub fn loopback_test_signal(
+        &self,
+        config: &LoopbackConfig,
+        seconds: f64,
+    ) -> (Result<LoopbackResult, EngineError>, Vec<u8>) {
+        let (Some(render), Some(capture)) = (
+            self.wave_filter("WaveRender"),
+            self.wave_filter("WaveCapture"),
+        ) else {
+            let missing = EngineError::Protocol("no WaveRender/WaveCapture filter".to_owned());
+            return (Err(missing), Vec::new());
+        };
+        let mut rendered = Vec::new();
+        let result = run_loopback(
+            &self.machine,
+            render.as_filter(),
+            capture.as_filter(),
+            config,
+            &mut |format| {
+                rendered = signal::test_signal(format, seconds);
+                rendered.clone()
+            },
+            &mut |_| {},
+        );
+        (result, rendered)
+    }
+
     /// The port registered under `name`.
     fn port(&self, name: &str) -> Option<&Port> {
         let registrations = self.machine.registrations();

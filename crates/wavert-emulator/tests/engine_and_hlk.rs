@@ -15,7 +15,7 @@ use wavert_emulator::faulty::{start_faulty_cable, Fault};
 use wavert_emulator::hlk;
 use wavert_emulator::machine::{ClockMode, Machine, QPC_PER_MS};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
-use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
+use wavert_emulator::session::{LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
 
 fn setup(fault: Fault) -> (Arc<Machine>, CableAdapter) {
@@ -35,21 +35,7 @@ fn loopback(
     seconds: f64,
 ) -> (Arc<Machine>, Result<LoopbackResult, String>, Vec<u8>) {
     let (machine, adapter) = setup(fault);
-    let render = adapter.wave_filter("WaveRender").unwrap();
-    let capture = adapter.wave_filter("WaveCapture").unwrap();
-    let mut rendered = Vec::new();
-    let result = run_loopback(
-        &machine,
-        render.as_filter(),
-        capture.as_filter(),
-        config,
-        &mut |f| {
-            rendered = signal::test_signal(f, seconds);
-            rendered.clone()
-        },
-        &mut |_| {},
-    );
-    drop((render, capture));
+    let (result, rendered) = adapter.loopback_test_signal(config, seconds);
     adapter.remove();
     (machine, result.map_err(|e| e.to_string()), rendered)
 }
