@@ -1115,92 +1115,32 @@ pub unsafe extern "system" fn KeStallExecutionProcessor(microseconds: u32) {
 /// The kernel's exports this emulator implements, by module and name.
 #[must_use]
 pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
-    vec![
-        (
-            "ntoskrnl.exe",
-            "ExAllocatePool2",
-            ExAllocatePool2 as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "ExFreePool",
-            ExFreePool as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "KeAcquireSpinLockRaiseToDpc",
-            KeAcquireSpinLockRaiseToDpc as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "KeReleaseSpinLock",
-            KeReleaseSpinLock as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "KeSetEvent",
-            KeSetEvent as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "ExAllocateTimer",
-            ExAllocateTimer as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "ExSetTimer",
-            ExSetTimer as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "ExCancelTimer",
-            ExCancelTimer as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "ExDeleteTimer",
-            ExDeleteTimer as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "KeInitializeDpc",
-            KeInitializeDpc as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "KeInsertQueueDpc",
-            KeInsertQueueDpc as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "KeRemoveQueueDpc",
-            KeRemoveQueueDpc as *const () as usize,
-        ),
-        (
-            "ntoskrnl.exe",
-            "KeFlushQueuedDpcs",
-            KeFlushQueuedDpcs as *const () as usize,
-        ),
-        ("ntoskrnl.exe", "DbgPrint", DbgPrint as *const () as usize),
-        (
-            "ntoskrnl.exe",
-            "KeBugCheckEx",
-            KeBugCheckEx as *const () as usize,
-        ),
-        ("ntoskrnl.exe", "memcpy", memcpy as *const () as usize),
-        ("ntoskrnl.exe", "memmove", memmove as *const () as usize),
-        ("ntoskrnl.exe", "memset", memset as *const () as usize),
-        (
-            "hal.dll",
-            "KeQueryPerformanceCounter",
-            KeQueryPerformanceCounter as *const () as usize,
-        ),
-        (
-            "hal.dll",
-            "KeStallExecutionProcessor",
-            KeStallExecutionProcessor as *const () as usize,
-        ),
-    ]
+    exports! {
+        "ntoskrnl.exe": [
+            ExAllocatePool2,
+            ExFreePool,
+            KeAcquireSpinLockRaiseToDpc,
+            KeReleaseSpinLock,
+            KeSetEvent,
+            ExAllocateTimer,
+            ExSetTimer,
+            ExCancelTimer,
+            ExDeleteTimer,
+            KeInitializeDpc,
+            KeInsertQueueDpc,
+            KeRemoveQueueDpc,
+            KeFlushQueuedDpcs,
+            DbgPrint,
+            KeBugCheckEx,
+            memcpy,
+            memmove,
+            memset,
+        ],
+        "hal.dll": [
+            KeQueryPerformanceCounter,
+            KeStallExecutionProcessor,
+        ],
+    }
 }
 
 #[cfg(test)]

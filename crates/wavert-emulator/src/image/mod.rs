@@ -19,6 +19,14 @@
 //! Both builds share every vtable (the Windows x64 convention on x86_64
 //! hosts, `portcls_sys::windows_fn!`), so the port objects serve both.
 
+/// A stand-in export table: each function under its own name (the name an
+/// image imports it by is the function's identifier, so the two cannot drift).
+macro_rules! exports {
+    ($($module:literal: [$($function:ident),* $(,)?]),* $(,)?) => {
+        vec![$($(($module, stringify!($function), $function as *const () as usize)),*),*]
+    };
+}
+
 pub mod kernel;
 pub mod pe;
 pub mod portcls;

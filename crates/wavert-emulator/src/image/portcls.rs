@@ -296,32 +296,14 @@ pub unsafe extern "system" fn PcNewInterruptSync(
 /// PortCls's exports this emulator implements, by module and name.
 #[must_use]
 pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
-    vec![
-        (
-            "portcls.sys",
-            "PcInitializeAdapterDriver",
-            PcInitializeAdapterDriver as *const () as usize,
-        ),
-        (
-            "portcls.sys",
-            "PcAddAdapterDevice",
-            PcAddAdapterDevice as *const () as usize,
-        ),
-        ("portcls.sys", "PcNewPort", PcNewPort as *const () as usize),
-        (
-            "portcls.sys",
-            "PcRegisterSubdevice",
-            PcRegisterSubdevice as *const () as usize,
-        ),
-        (
-            "portcls.sys",
-            "PcRegisterPhysicalConnection",
-            PcRegisterPhysicalConnection as *const () as usize,
-        ),
-        (
-            "portcls.sys",
-            "PcNewInterruptSync",
-            PcNewInterruptSync as *const () as usize,
-        ),
-    ]
+    exports! {
+        "portcls.sys": [
+            PcInitializeAdapterDriver,
+            PcAddAdapterDevice,
+            PcNewPort,
+            PcRegisterSubdevice,
+            PcRegisterPhysicalConnection,
+            PcNewInterruptSync,
+        ],
+    }
 }
