@@ -123,7 +123,6 @@ pub struct Kernel {
     timers: Mutex<HashMap<usize, TimerRecord>>,
     dpcs: Mutex<HashMap<usize, DpcRecord>>,
     dpc_queue: Mutex<VecDeque<usize>>,
-    debug_output: Mutex<Vec<String>>,
     stall: Mutex<Option<StallHook>>,
     counters: Mutex<KernelCounters>,
     violations: AtomicUsize,
@@ -211,7 +210,6 @@ impl Kernel {
             timers: Mutex::new(HashMap::new()),
             dpcs: Mutex::new(HashMap::new()),
             dpc_queue: Mutex::new(VecDeque::new()),
-            debug_output: Mutex::new(Vec::new()),
             stall: Mutex::new(None),
             counters: Mutex::new(KernelCounters::default()),
             violations: AtomicUsize::new(0),
@@ -244,22 +242,10 @@ impl Kernel {
         lock(&self.counters).clone()
     }
 
-    /// What the driver printed with `DbgPrint`.
-    #[must_use]
-    pub fn debug_output(&self) -> Vec<String> {
-        lock(&self.debug_output).clone()
-    }
-
     /// Violations this kernel reported.
     #[must_use]
     pub fn violation_count(&self) -> usize {
         self.violations.load(Ordering::Acquire)
-    }
-
-    /// Pool blocks allocated and not freed.
-    #[must_use]
-    pub fn live_pool_blocks(&self) -> usize {
-        lock(&self.pool).len()
     }
 
     /// The first return address inside the image on the current stack, as
@@ -910,8 +896,7 @@ pub unsafe extern "system" fn DbgPrint(
     let line = unsafe { format_print(format, &[arg1, arg2, arg3]) };
     let line = line.trim_end_matches('\n').to_owned();
     k.count(|c| c.debug_prints += 1);
-    k.machine.log(line.clone());
-    lock(&k.debug_output).push(line);
+    k.machine.log(line);
     STATUS_SUCCESS
 }
 

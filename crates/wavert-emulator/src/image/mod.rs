@@ -125,7 +125,6 @@ pub struct ImageDriver {
     path: PathBuf,
     image: LoadedImage,
     installed: Installed,
-    services: Arc<EmuPortCls>,
     driver_object: KernelObject,
     registry_path: KernelObject,
     physical_device: KernelObject,
@@ -171,11 +170,7 @@ impl ImageDriver {
         let name = path
             .file_name()
             .map_or_else(|| "image".to_owned(), |n| n.to_string_lossy().into_owned());
-        let installed = Kernel::install(
-            machine,
-            &name,
-            portcls::PortClsState::new(Arc::clone(&services)),
-        );
+        let installed = Kernel::install(machine, &name, portcls::PortClsState::new(services));
         let image = pe::load(&bytes, &resolve).map_err(ImageRunError::Load)?;
         installed
             .kernel()
@@ -184,7 +179,6 @@ impl ImageDriver {
             path: path.to_owned(),
             image,
             installed,
-            services,
             driver_object: KernelObject::new(),
             registry_path: KernelObject::new(),
             physical_device: KernelObject::new(),
@@ -197,12 +191,6 @@ impl ImageDriver {
     #[must_use]
     pub const fn image(&self) -> &LoadedImage {
         &self.image
-    }
-
-    /// The image file.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The kernel it runs on.
@@ -267,12 +255,6 @@ impl ImageDriver {
     pub fn unload(self) -> usize {
         self.kernel().run_dpcs();
         self.kernel().check_unload()
-    }
-
-    /// The services the image's PortCls calls went to.
-    #[must_use]
-    pub const fn services(&self) -> &Arc<EmuPortCls> {
-        &self.services
     }
 
     /// One line for a report: which build ran.

@@ -115,12 +115,6 @@ impl LoadedImage {
         self.size
     }
 
-    /// Whether `address` lies inside the image.
-    #[must_use]
-    pub fn contains(&self, address: usize) -> bool {
-        address >= self.base() && address - self.base() < self.size
-    }
-
     /// The entry point's address (`AddressOfEntryPoint`, `DriverEntry`).
     #[must_use]
     pub const fn entry(&self) -> *const c_void {
