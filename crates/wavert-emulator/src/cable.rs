@@ -31,6 +31,7 @@ use wavert_miniport::{DmaMode, LogLevel, Platform, VirtualCable};
 use crate::engine::pins;
 use crate::engine::EngineError;
 use crate::image::ImageDriver;
+use crate::ks::KsFilter;
 use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{InterruptLine, Port, PortKind};
 use crate::session::{run_loopback, LoopbackConfig, LoopbackResult, WaveFilter};
@@ -434,6 +435,19 @@ impl CableAdapter {
     ) -> Option<(ComPtr<IMiniportTopology>, &'static PCFILTER_DESCRIPTOR)> {
         let port = self.port(name)?;
         Some((port.topology_miniport()?, port.description()?))
+    }
+
+    /// The filter registered as `name` (wave or topology) as a KS client
+    /// sees it, for property requests.
+    #[must_use]
+    pub fn ks_filter(&self, name: &str) -> Option<KsFilter> {
+        let port = self.port(name)?;
+        let description = port.description()?;
+        match (port.wave_miniport(), port.topology_miniport()) {
+            (Some(wave), _) => KsFilter::new(&wave, description).ok(),
+            (None, Some(topology)) => KsFilter::new(&topology, description).ok(),
+            (None, None) => None,
+        }
     }
 
     /// The cable (for its counters), until [`CableAdapter::remove`].

@@ -19,6 +19,8 @@
 //! * [`image`]: the shipped `rswavert.sys` executed: a PE loader, kernel
 //!   and PortCls stand-ins with Driver Verifier's rules, and the Windows
 //!   life cycle (`DriverEntry`, `AddDevice`, `StartDevice`, removal, unload).
+//! * [`ks`]: KS property requests routed to the miniport's filter and node
+//!   automation tables as PortCls routes them.
 //! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`faulty`]: the product's cable behind a `Backend` decorator that
@@ -37,6 +39,7 @@ pub mod faulty;
 pub mod hlk;
 pub mod image;
 pub mod irql;
+pub mod ks;
 pub mod machine;
 pub mod memory;
 pub mod port;
