@@ -2,8 +2,8 @@
 //! PortCls routes them, so property handlers run behind the same
 //! `PCPROPERTY_REQUEST` they get on Windows.
 //!
-//! Routing (ReactOS portcls `undoc.cpp`, `PcHandlePropertyWithTable` and
-//! its node helpers; Learn, "PCPROPERTY_REQUEST" and "KSNODEPROPERTY"):
+//! Routing (`ReactOS` portcls `undoc.cpp`, `PcHandlePropertyWithTable` and
+//! its node helpers; Learn, `PCPROPERTY_REQUEST` and `KSNODEPROPERTY`):
 //!
 //! * A request whose flags carry `KSPROPERTY_TYPE_TOPOLOGY` is a node
 //!   property: the input starts with a `KSNODEPROPERTY`; a node id past the
@@ -126,8 +126,8 @@ impl std::fmt::Debug for KsFilter {
 }
 
 /// The items of an automation table (empty for none or a malformed one).
-#[must_use]
-pub fn property_items(table: *const PCAUTOMATION_TABLE) -> &'static [PCPROPERTY_ITEM] {
+/// `table` is null or one of the miniport's static tables (descriptor data).
+const fn property_items(table: *const PCAUTOMATION_TABLE) -> &'static [PCPROPERTY_ITEM] {
     // SAFETY: automation tables are static data of the miniport (PortCls
     // keeps pointers to them for the filter's life).
     let Some(table) = (unsafe { table.as_ref() }) else {
@@ -145,7 +145,7 @@ pub fn property_items(table: *const PCAUTOMATION_TABLE) -> &'static [PCPROPERTY_
 
 /// The nodes of a filter descriptor (empty for a malformed table).
 #[must_use]
-pub fn nodes(description: &'static PCFILTER_DESCRIPTOR) -> &'static [PCNODE_DESCRIPTOR] {
+pub const fn nodes(description: &'static PCFILTER_DESCRIPTOR) -> &'static [PCNODE_DESCRIPTOR] {
     if description.Nodes.is_null()
         || description.NodeCount == 0
         || description.NodeSize as usize != size_of::<PCNODE_DESCRIPTOR>()
@@ -173,7 +173,7 @@ impl KsFilter {
         miniport: &ComPtr<I>,
         description: &'static PCFILTER_DESCRIPTOR,
     ) -> Result<Self, NTSTATUS> {
-        let miniport = miniport.query::<IUnknown>().map_err(|e| e.code())?;
+        let miniport = miniport.query::<IUnknown>().map_err(wavert_com::NtStatus::code)?;
         Ok(Self {
             miniport,
             description,
@@ -188,7 +188,7 @@ impl KsFilter {
 
     /// The property items of the filter's own automation table.
     #[must_use]
-    pub fn filter_items(&self) -> &'static [PCPROPERTY_ITEM] {
+    pub const fn filter_items(&self) -> &'static [PCPROPERTY_ITEM] {
         property_items(self.description.AutomationTable)
     }
 
