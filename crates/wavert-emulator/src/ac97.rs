@@ -37,6 +37,8 @@ use crate::cable::{CableAdapter, EmuLock, EmuPortCls};
 use crate::engine::{negotiate_format, FormatRequest, Stream};
 use crate::hlk::{Finding, KsPositionReport};
 use crate::image::{io_trap, start_image_adapter, ImageDevice};
+use crate::ks::KsFilter;
+use crate::ks_topology::{check_topology_filter, endpoint_channels};
 use crate::machine::{lock, ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
 use crate::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
@@ -589,14 +591,10 @@ impl Rig {
         }
     }
 
-    /// The wave filter registered as `name`.
-    fn wave(&self, name: &str) -> Option<(ComPtr<IMiniportWaveRT>, &'static PCFILTER_DESCRIPTOR)> {
-        let ports = match self.driver.as_ref()? {
-            Ac97Driver::Host { ports, .. } => ports,
-            Ac97Driver::Image(adapter) => {
-                let filter = adapter.wave_filter(name)?;
-                return Some((filter.miniport, filter.description));
-            }
+    /// The host build's port registered as `name`.
+    fn host_port(&self, name: &str) -> Option<&Port> {
+        let Some(Ac97Driver::Host { ports, .. }) = self.driver.as_ref() else {
+            return None;
         };
         let registrations = self.machine.registrations();
         let address = registrations
@@ -604,7 +602,24 @@ impl Rig {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, a)| *a)?;
-        let port = ports.iter().find(|p| p.address() == address)?;
+        ports.iter().find(|p| p.address() == address)
+    }
+
+    /// The filter registered as `name` as a KS client sees it.
+    fn ks_filter(&self, name: &str) -> Option<KsFilter> {
+        match self.driver.as_ref()? {
+            Ac97Driver::Host { .. } => KsFilter::of_port(self.host_port(name)?),
+            Ac97Driver::Image(adapter) => adapter.ks_filter(name),
+        }
+    }
+
+    /// The wave filter registered as `name`.
+    fn wave(&self, name: &str) -> Option<(ComPtr<IMiniportWaveRT>, &'static PCFILTER_DESCRIPTOR)> {
+        if let Some(Ac97Driver::Image(adapter)) = self.driver.as_ref() {
+            let filter = adapter.wave_filter(name)?;
+            return Some((filter.miniport, filter.description));
+        }
+        let port = self.host_port(name)?;
         Some((port.wave_miniport()?, port.description()?))
     }
 
@@ -835,6 +850,8 @@ pub struct Ac97HlkReport {
     pub wavetest: Vec<Finding>,
     /// The KS position test.
     pub ks_position: KsPositionReport,
+    /// The KS topology rules on the endpoint's topology filter.
+    pub ks_topology: Vec<Finding>,
     /// Protocol and Driver Verifier violations.
     pub violations: Vec<String>,
 }
@@ -845,6 +862,8 @@ impl Ac97HlkReport {
     pub fn passed(&self) -> bool {
         self.wavetest.iter().all(|f| f.outcome.is_ok())
             && self.ks_position.passed()
+            && !self.ks_topology.is_empty()
+            && self.ks_topology.iter().all(|f| f.outcome.is_ok())
             && self.violations.is_empty()
     }
 }
@@ -890,6 +909,16 @@ pub fn run_ac97_hlk(capture: bool, image: Option<&Path>) -> Result<Ac97HlkReport
     let ks_position =
         crate::hlk::run_ks_position_test(&rig.machine, &wave, 0, capture, &format_bytes)
             .map_err(|e| e.to_string())?;
+    let topology_name = AC97_SUBDEVICES
+        .iter()
+        .find(|s| s.kind == wavert_miniport::adapter::SubdeviceKind::Topology(direction))
+        .map(|s| s.name)
+        .ok_or("no AC'97 topology subdevice for that direction")?;
+    let topology = rig
+        .ks_filter(topology_name)
+        .ok_or_else(|| format!("no topology filter registered as {topology_name}"))?;
+    let ks_topology = check_topology_filter(&topology, endpoint_channels(description, 0));
+    drop(topology);
     if let Some(fault) = rig.fault() {
         return Err(fault);
     }
@@ -901,6 +930,7 @@ pub fn run_ac97_hlk(capture: bool, image: Option<&Path>) -> Result<Ac97HlkReport
         build,
         wavetest,
         ks_position,
+        ks_topology,
         violations,
     })
 }

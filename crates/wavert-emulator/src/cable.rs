@@ -441,13 +441,7 @@ impl CableAdapter {
     /// sees it, for property requests.
     #[must_use]
     pub fn ks_filter(&self, name: &str) -> Option<KsFilter> {
-        let port = self.port(name)?;
-        let description = port.description()?;
-        match (port.wave_miniport(), port.topology_miniport()) {
-            (Some(wave), _) => KsFilter::new(&wave, description).ok(),
-            (None, Some(topology)) => KsFilter::new(&topology, description).ok(),
-            (None, None) => None,
-        }
+        KsFilter::of_port(self.port(name)?)
     }
 
     /// The cable (for its counters), until [`CableAdapter::remove`].

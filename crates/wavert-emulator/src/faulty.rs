@@ -209,6 +209,11 @@ pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableA
         states: Mutex::new(PerDirection::new_with(|_| (KSSTATE_STOP, false))),
     });
     let services = EmuPortCls::new(Arc::clone(machine), None);
-    let installed = register_subdevices(&services, &faulty, &SUBDEVICES, &TopologyMiniport::new);
+    let installed = register_subdevices(&services, &faulty, &SUBDEVICES, &|direction| {
+        TopologyMiniport::new(
+            direction,
+            wavert_miniport::cable::endpoints::endpoint(direction),
+        )
+    });
     finish_start(machine, services, cable, installed)
 }

@@ -42,6 +42,8 @@ use portcls_sys::{
 };
 use wavert_com::{ComPtr, Interface};
 
+use crate::port::Port;
+
 /// `KSPROPERTY` (`KSIDENTIFIER`): set, id, flags.
 const KSPROPERTY_SIZE: usize = size_of::<KSIDENTIFIER>();
 /// `KSNODEPROPERTY`: a `KSPROPERTY`, the node id and a reserved word.
@@ -173,11 +175,24 @@ impl KsFilter {
         miniport: &ComPtr<I>,
         description: &'static PCFILTER_DESCRIPTOR,
     ) -> Result<Self, NTSTATUS> {
-        let miniport = miniport.query::<IUnknown>().map_err(wavert_com::NtStatus::code)?;
+        let miniport = miniport
+            .query::<IUnknown>()
+            .map_err(wavert_com::NtStatus::code)?;
         Ok(Self {
             miniport,
             description,
         })
+    }
+
+    /// The filter of `port`'s miniport (wave or topology), once bound.
+    #[must_use]
+    pub fn of_port(port: &Port) -> Option<Self> {
+        let description = port.description()?;
+        match (port.wave_miniport(), port.topology_miniport()) {
+            (Some(wave), _) => Self::new(&wave, description).ok(),
+            (None, Some(topology)) => Self::new(&topology, description).ok(),
+            (None, None) => None,
+        }
     }
 
     /// The filter's descriptor.

@@ -21,6 +21,8 @@
 //!   life cycle (`DriverEntry`, `AddDevice`, `StartDevice`, removal, unload).
 //! * [`ks`]: KS property requests routed to the miniport's filter and node
 //!   automation tables as PortCls routes them.
+//! * [`ks_topology`]: the HLK's KS topology rules (node basic support,
+//!   channel round trips, jacks) over [`ks`].
 //! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`faulty`]: the product's cable behind a `Backend` decorator that
@@ -40,6 +42,7 @@ pub mod hlk;
 pub mod image;
 pub mod irql;
 pub mod ks;
+pub mod ks_topology;
 pub mod machine;
 pub mod memory;
 pub mod port;

@@ -273,7 +273,9 @@ pub fn install<S: PortClsServices, P: Platform>(
     services: &S,
     cable: &Arc<VirtualCable<P>>,
 ) -> NtResult<()> {
-    register_subdevices(services, cable, &SUBDEVICES, &TopologyMiniport::new)?;
+    register_subdevices(services, cable, &SUBDEVICES, &|direction| {
+        TopologyMiniport::new(direction, crate::cable::endpoints::endpoint(direction))
+    })?;
     cable.log(LogLevel::Info, format_args!("virtual cable registered"));
     Ok(())
 }
@@ -325,7 +327,11 @@ pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
     // Volume and mute act on the codec's mixer registers.
     let mixer = |direction| {
         let hardware = Arc::new(MixerNode::new(device.clone(), direction));
-        TopologyMiniport::with_hardware(direction, hardware)
+        TopologyMiniport::with_hardware(
+            direction,
+            crate::ac97::endpoints::endpoint(direction),
+            hardware,
+        )
     };
     register_subdevices(services, &device, &AC97_SUBDEVICES, &mixer)?;
     device.log(

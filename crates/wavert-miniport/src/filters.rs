@@ -27,7 +27,8 @@ use core::mem::size_of;
 use core::ptr;
 
 use portcls_sys::{
-    KSPROPSETID_Audio, KSPROPSETID_Jack, GUID, KSAUDFNAME_MASTER_VOLUME, KSCATEGORY_AUDIO,
+    KSPROPSETID_Audio, KSPROPSETID_Jack, GUID, KSAUDFNAME_MASTER_MUTE, KSAUDFNAME_MASTER_VOLUME,
+    KSAUDFNAME_MIC_MUTE, KSAUDFNAME_MIC_VOLUME, KSAUDFNAME_RECORDING_CONTROL, KSCATEGORY_AUDIO,
     KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
     KSDATAFORMAT_SPECIFIER_NONE, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_SUBTYPE_ANALOG,
     KSDATAFORMAT_TYPE_AUDIO, KSDATARANGE, KSDATARANGE_AUDIO, KSNODETYPE_ADC, KSNODETYPE_DAC,
@@ -118,20 +119,23 @@ unsafe impl<const N: usize> Sync for DataRangeTable<N> {}
 pub(crate) static BRIDGE_KSRANGES: DataRangeTable<1> =
     DataRangeTable([ptr::addr_of!(BRIDGE_KSRANGE).cast_mut()]);
 
+/// A pin descriptor. No pin here has an automation table: the host pins'
+/// properties are the port's (`KSPROPSETID_RtAudio` and the stream's), and
+/// bridge pins have no instances to send a pin property to.
 pub(crate) const fn pin(
     instances: ULONG,
-    automation: *const PCAUTOMATION_TABLE,
     ranges_count: ULONG,
     ranges: *const PKSDATARANGE,
     flow: KSPIN_DATAFLOW,
     communication: KSPIN_COMMUNICATION,
     category: *const GUID,
+    name: *const GUID,
 ) -> PCPIN_DESCRIPTOR {
     PCPIN_DESCRIPTOR {
         MaxGlobalInstanceCount: instances,
         MaxFilterInstanceCount: instances,
         MinFilterInstanceCount: 0,
-        AutomationTable: automation,
+        AutomationTable: ptr::null(),
         KsPinDescriptor: KSPIN_DESCRIPTOR {
             InterfacesCount: 0,
             Interfaces: ptr::null(),
@@ -142,33 +146,34 @@ pub(crate) const fn pin(
             DataFlow: flow,
             Communication: communication,
             Category: category,
-            Name: ptr::null(),
+            Name: name,
             ConstrainedDataRangesCount: 0,
             ConstrainedDataRanges: ptr::null_mut(),
         },
     }
 }
 
-pub(crate) const fn bridge_pin(
-    flow: KSPIN_DATAFLOW,
-    category: *const GUID,
-    automation: *const PCAUTOMATION_TABLE,
-) -> PCPIN_DESCRIPTOR {
+/// A bridge pin. It has no automation table: a bridge pin has no
+/// instances, and PortCls only consults a pin's table for requests on an
+/// open pin, so properties of a bridge pin (its jack) live in the filter's
+/// table, addressed with a `KSP_PIN` (simpleaudiosample
+/// `speakertoptable.h`).
+pub(crate) const fn bridge_pin(flow: KSPIN_DATAFLOW, category: *const GUID) -> PCPIN_DESCRIPTOR {
     pin(
         0,
-        automation,
         1,
         ptr::addr_of!(BRIDGE_KSRANGES).cast::<PKSDATARANGE>(),
         flow,
         KSPIN_COMMUNICATION_NONE,
         category,
+        ptr::null(),
     )
 }
 
-const fn automation(properties: &'static [PCPROPERTY_ITEM]) -> PCAUTOMATION_TABLE {
+pub(crate) const fn automation(properties: &'static [PCPROPERTY_ITEM]) -> PCAUTOMATION_TABLE {
     PCAUTOMATION_TABLE {
         PropertyItemSize: size32::<PCPROPERTY_ITEM>(),
-        #[allow(clippy::cast_possible_truncation, reason = "two items at most")]
+        #[allow(clippy::cast_possible_truncation, reason = "a handful of items")]
         PropertyCount: properties.len() as ULONG,
         Properties: properties.as_ptr(),
         MethodItemSize: size32::<PCMETHOD_ITEM>(),
@@ -181,7 +186,7 @@ const fn automation(properties: &'static [PCPROPERTY_ITEM]) -> PCAUTOMATION_TABL
     }
 }
 
-const fn property(
+pub(crate) const fn property(
     set: &'static GUID,
     id: ULONG,
     flags: ULONG,
@@ -211,6 +216,8 @@ static MUTE_PROPERTIES: [PCPROPERTY_ITEM; 1] = [property(
     GET_SET_BASIC,
     Some(mute_handler),
 )];
+/// The topology filters' own properties: the jack descriptions of their
+/// endpoint bridge pin.
 static JACK_PROPERTIES: [PCPROPERTY_ITEM; 2] = [
     property(
         &KSPROPSETID_Jack,
@@ -262,6 +269,7 @@ pub(crate) const fn edge(
     reason = "tables of a handful of entries"
 )]
 pub(crate) const fn filter(
+    automation: *const PCAUTOMATION_TABLE,
     pins: &'static [PCPIN_DESCRIPTOR],
     nodes: &'static [PCNODE_DESCRIPTOR],
     connections: &'static [PCCONNECTION_DESCRIPTOR],
@@ -269,7 +277,7 @@ pub(crate) const fn filter(
 ) -> PCFILTER_DESCRIPTOR {
     PCFILTER_DESCRIPTOR {
         Version: 0,
-        AutomationTable: ptr::null(),
+        AutomationTable: automation,
         PinSize: size32::<PCPIN_DESCRIPTOR>(),
         PinCount: pins.len() as ULONG,
         Pins: pins.as_ptr(),
@@ -290,17 +298,18 @@ pub(crate) const fn filter(
 pub(crate) const fn host_pin<const N: usize>(
     flow: KSPIN_DATAFLOW,
     ranges: &'static DataRangeTable<N>,
+    name: *const GUID,
 ) -> PCPIN_DESCRIPTOR {
     #[allow(clippy::cast_possible_truncation, reason = "a handful of ranges")]
     let count = N as ULONG;
     pin(
         1,
-        ptr::null(),
         count,
         ptr::addr_of!(ranges.0).cast::<PKSDATARANGE>(),
         flow,
         KSPIN_COMMUNICATION_SINK,
         &KSCATEGORY_AUDIO,
+        name,
     )
 }
 
@@ -312,12 +321,14 @@ pub(crate) const fn wave_pins<const N: usize>(
 ) -> [PCPIN_DESCRIPTOR; 2] {
     match direction {
         Direction::Render => [
-            host_pin(KSPIN_DATAFLOW_IN, ranges),
-            bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO, ptr::null()),
+            host_pin(KSPIN_DATAFLOW_IN, ranges, ptr::null()),
+            bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO),
         ],
+        // The capture host pin carries the recording control's name, as
+        // the samples' capture host pins do (SYSVAD `micinwavtable.h`).
         Direction::Capture => [
-            host_pin(KSPIN_DATAFLOW_OUT, ranges),
-            bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO, ptr::null()),
+            host_pin(KSPIN_DATAFLOW_OUT, ranges, &KSAUDFNAME_RECORDING_CONTROL),
+            bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO),
         ],
     }
 }
@@ -352,12 +363,14 @@ pub(crate) const fn wave_filter(
 ) -> PCFILTER_DESCRIPTOR {
     match direction {
         Direction::Render => filter(
+            ptr::null(),
             pins,
             &WAVE_RENDER_NODES,
             &WAVE_RENDER_CONNECTIONS,
             &WAVE_RENDER_CATEGORIES,
         ),
         Direction::Capture => filter(
+            ptr::null(),
             pins,
             &WAVE_CAPTURE_NODES,
             &WAVE_CAPTURE_CONNECTIONS,
@@ -370,22 +383,38 @@ pub(crate) const fn wave_filter(
 
 /// Interface categories of both topology filters.
 pub static TOPOLOGY_CATEGORIES: [GUID; 2] = [KSCATEGORY_AUDIO, KSCATEGORY_TOPOLOGY];
-static TOPO_NODES: [PCNODE_DESCRIPTOR; 2] = [
+/// The speaker's nodes, named as the samples name them (master volume and
+/// mute: simpleaudiosample `speakertoptable.h`).
+static TOPO_RENDER_NODES: [PCNODE_DESCRIPTOR; 2] = [
     node(
         &KSNODETYPE_VOLUME,
         &KSAUDFNAME_MASTER_VOLUME,
         &raw const VOLUME_AUTOMATION,
     ),
-    node(&KSNODETYPE_MUTE, ptr::null(), &raw const MUTE_AUTOMATION),
+    node(
+        &KSNODETYPE_MUTE,
+        &KSAUDFNAME_MASTER_MUTE,
+        &raw const MUTE_AUTOMATION,
+    ),
+];
+/// The microphone's nodes (microphone volume and mute: SYSVAD
+/// `micintoptable.h`).
+static TOPO_CAPTURE_NODES: [PCNODE_DESCRIPTOR; 2] = [
+    node(
+        &KSNODETYPE_VOLUME,
+        &KSAUDFNAME_MIC_VOLUME,
+        &raw const VOLUME_AUTOMATION,
+    ),
+    node(
+        &KSNODETYPE_MUTE,
+        &KSAUDFNAME_MIC_MUTE,
+        &raw const MUTE_AUTOMATION,
+    ),
 ];
 
 static TOPO_RENDER_PINS: [PCPIN_DESCRIPTOR; 2] = [
-    bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO, ptr::null()),
-    bridge_pin(
-        KSPIN_DATAFLOW_OUT,
-        &KSNODETYPE_SPEAKER,
-        &raw const JACK_AUTOMATION,
-    ),
+    bridge_pin(KSPIN_DATAFLOW_IN, &KSCATEGORY_AUDIO),
+    bridge_pin(KSPIN_DATAFLOW_OUT, &KSNODETYPE_SPEAKER),
 ];
 static TOPO_RENDER_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 3] = [
     edge(
@@ -404,19 +433,16 @@ static TOPO_RENDER_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 3] = [
 ];
 /// The speaker topology filter.
 pub static TOPOLOGY_RENDER_FILTER: PCFILTER_DESCRIPTOR = filter(
+    &raw const JACK_AUTOMATION,
     &TOPO_RENDER_PINS,
-    &TOPO_NODES,
+    &TOPO_RENDER_NODES,
     &TOPO_RENDER_CONNECTIONS,
     &TOPOLOGY_CATEGORIES,
 );
 
 static TOPO_CAPTURE_PINS: [PCPIN_DESCRIPTOR; 2] = [
-    bridge_pin(
-        KSPIN_DATAFLOW_IN,
-        &KSNODETYPE_MICROPHONE,
-        &raw const JACK_AUTOMATION,
-    ),
-    bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO, ptr::null()),
+    bridge_pin(KSPIN_DATAFLOW_IN, &KSNODETYPE_MICROPHONE),
+    bridge_pin(KSPIN_DATAFLOW_OUT, &KSCATEGORY_AUDIO),
 ];
 static TOPO_CAPTURE_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 3] = [
     edge(
@@ -435,8 +461,9 @@ static TOPO_CAPTURE_CONNECTIONS: [PCCONNECTION_DESCRIPTOR; 3] = [
 ];
 /// The microphone topology filter.
 pub static TOPOLOGY_CAPTURE_FILTER: PCFILTER_DESCRIPTOR = filter(
+    &raw const JACK_AUTOMATION,
     &TOPO_CAPTURE_PINS,
-    &TOPO_NODES,
+    &TOPO_CAPTURE_NODES,
     &TOPO_CAPTURE_CONNECTIONS,
     &TOPOLOGY_CATEGORIES,
 );

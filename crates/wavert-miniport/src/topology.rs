@@ -27,16 +27,15 @@ use zerocopy::{FromBytes, Immutable, IntoBytes};
 use alloc::sync::Arc;
 
 use portcls_sys::{
-    eConnTypeUnknown, eGenLocInternal, eGeoLocFront, ePortConnIntegratedDevice, IPortTopology,
-    IResourceList, IUnknown, KSPROPTYPESETID_General, BOOL, KSAUDIO_SPEAKER_STEREO, KSIDENTIFIER,
+    IPortTopology, IResourceList, IUnknown, KSPROPTYPESETID_General, BOOL, KSIDENTIFIER,
     KSJACK_DESCRIPTION, KSJACK_DESCRIPTION2, KSMULTIPLE_ITEM, KSNODEPROPERTY,
     KSNODEPROPERTY_AUDIO_CHANNEL, KSPROPERTY, KSPROPERTY_BOUNDS_LONG, KSPROPERTY_DESCRIPTION,
     KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2, KSPROPERTY_MEMBERSHEADER,
-    KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM, KSPROPERTY_MEMBER_STEPPEDRANGES,
-    KSPROPERTY_STEPPING_LONG, KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET,
-    KSPROPERTY_TYPE_SET, KSPROPERTY_TYPE_TOPOLOGY, KSP_PIN, LONG, NTSTATUS, PCFILTER_DESCRIPTOR,
-    PCPROPERTY_REQUEST, STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG,
-    VARENUM, VT_BOOL, VT_I4, VT_ILLEGAL,
+    KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL, KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
+    KSPROPERTY_MEMBER_STEPPEDRANGES, KSPROPERTY_STEPPING_LONG, KSPROPERTY_TYPE_BASICSUPPORT,
+    KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET, KSPROPERTY_TYPE_TOPOLOGY, KSP_PIN, LONG, NTSTATUS,
+    PCFILTER_DESCRIPTOR, PCPROPERTY_REQUEST, STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER,
+    STATUS_SUCCESS, ULONG, VARENUM, VT_BOOL, VT_I4, VT_ILLEGAL,
 };
 use wavert_com::{ComPtr, Miniport, MiniportTopology, NtResult, NtStatus};
 
@@ -46,8 +45,9 @@ use crate::filters::{
     TOPO_RENDER_SPEAKER_PIN, TOPO_VOLUME_NODE,
 };
 
-/// Channels with their own volume level.
-pub const VOLUME_CHANNELS: usize = 8;
+/// Most channels a node can address: one per position of a KSAUDIO speaker
+/// mask (`SPEAKER_FRONT_LEFT` .. `SPEAKER_TOP_BACK_RIGHT`, 18 bits).
+pub const MAX_CHANNELS: usize = 18;
 /// Lowest volume level: -96 dB in 1/65536 dB.
 pub const VOLUME_MIN: i32 = -96 * 65536;
 /// Highest volume level: 0 dB (the cable never amplifies).
@@ -63,17 +63,6 @@ pub const MASTER_CHANNEL: i32 = -1;
 const fn value_size<T>() -> u32 {
     assert!(size_of::<T>() <= u32::MAX as usize);
     size_of::<T>() as u32
-}
-
-/// A basic-support answer with one stepped range: the description, its
-/// members header and the range, back to back (the members list that
-/// `KSPROPERTY_DESCRIPTION.MembersListCount` counts follows it).
-#[repr(C)]
-#[derive(Clone, Copy, IntoBytes, Immutable)]
-struct SteppedDescription {
-    description: KSPROPERTY_DESCRIPTION,
-    members: KSPROPERTY_MEMBERSHEADER,
-    stepping: KSPROPERTY_STEPPING_LONG,
 }
 
 /// A `KSPROPERTY_JACK_DESCRIPTION` answer: a `KSMULTIPLE_ITEM` list of one
@@ -96,17 +85,14 @@ struct JackDescription2List {
 
 // `IntoBytes` refuses padding, so each part follows the one before it.
 const _: () = assert!(
-    offset_of!(SteppedDescription, members) == size_of::<KSPROPERTY_DESCRIPTION>()
-        && offset_of!(SteppedDescription, stepping)
-            == offset_of!(SteppedDescription, members) + size_of::<KSPROPERTY_MEMBERSHEADER>()
-        && offset_of!(JackDescriptionList, jack) == size_of::<KSMULTIPLE_ITEM>()
+    offset_of!(JackDescriptionList, jack) == size_of::<KSMULTIPLE_ITEM>()
         && offset_of!(JackDescription2List, jack) == size_of::<KSMULTIPLE_ITEM>()
 );
 
 /// `sizeof(KSPROPERTY_DESCRIPTION)`: a basic-support answer without members.
 const DESCRIPTION_SIZE: u32 = value_size::<KSPROPERTY_DESCRIPTION>();
-/// A basic-support answer with one stepped range.
-const STEPPED_DESCRIPTION_SIZE: u32 = value_size::<SteppedDescription>();
+/// `sizeof(KSPROPERTY_MEMBERSHEADER)`: the header of a members list.
+const MEMBERS_HEADER_SIZE: u32 = value_size::<KSPROPERTY_MEMBERSHEADER>();
 /// `sizeof(KSPROPERTY_STEPPING_LONG)`: one member of a stepped-ranges list.
 const STEPPING_LONG_SIZE: u32 = value_size::<KSPROPERTY_STEPPING_LONG>();
 /// A `KSPROPERTY_JACK_DESCRIPTION` answer.
@@ -153,12 +139,66 @@ pub trait TopologyHardware: Send + Sync {
     fn apply(&self, left: i32, right: i32, muted: bool);
 }
 
+/// `JACKDESC_RGB(r, g, b)`: a jack colour as `KSJACK_DESCRIPTION.Color`
+/// holds it (`0x00RRGGBB`).
+#[must_use]
+pub const fn jack_rgb(red: u8, green: u8, blue: u8) -> u32 {
+    // Widening casts: each byte lands in its own field of the word.
+    ((red as u32) << 16) | ((green as u32) << 8) | (blue as u32)
+}
+
+/// What one endpoint is to its topology filter: how many channels its
+/// volume and mute nodes address, and the jack it is reached through.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    channels: u8,
+    jack: KSJACK_DESCRIPTION,
+}
+
+impl Endpoint {
+    /// An endpoint whose nodes address `channels` channels (clamped to
+    /// `1..=MAX_CHANNELS`), reached through `jack`.
+    #[must_use]
+    pub const fn new(channels: u8, jack: KSJACK_DESCRIPTION) -> Self {
+        let channels = if channels == 0 {
+            1
+        } else if channels as usize > MAX_CHANNELS {
+            // MAX_CHANNELS is 18: it fits a byte.
+            #[allow(clippy::cast_possible_truncation, reason = "18 fits in a u8")]
+            let most = MAX_CHANNELS as u8;
+            most
+        } else {
+            channels
+        };
+        Self { channels, jack }
+    }
+
+    /// The nodes' channel count.
+    #[must_use]
+    pub const fn channels(&self) -> usize {
+        self.channels as usize
+    }
+
+    /// The endpoint's jack.
+    #[must_use]
+    pub const fn jack(&self) -> KSJACK_DESCRIPTION {
+        self.jack
+    }
+}
+
 /// The topology miniport of one direction, for every back-end: volume per
-/// channel and mute, stored, and applied to hardware when there is some
-/// ([`TopologyMiniport::with_hardware`]).
+/// channel and one mute for all of them, stored, and applied to hardware
+/// when there is some ([`TopologyMiniport::with_hardware`]).
+///
+/// # Invariants
+///
+/// `endpoint.channels()` is in `1..=MAX_CHANNELS` ([`Endpoint::new`]), so
+/// every channel a request names after [`channels`] is a valid index of
+/// `levels`.
 pub struct TopologyMiniport {
     direction: Direction,
-    levels: [AtomicI32; VOLUME_CHANNELS],
+    endpoint: Endpoint,
+    levels: [AtomicI32; MAX_CHANNELS],
     muted: AtomicBool,
     range: VolumeRange,
     hardware: Option<Arc<dyn TopologyHardware>>,
@@ -167,10 +207,11 @@ pub struct TopologyMiniport {
 impl TopologyMiniport {
     /// Software nodes ([`SOFTWARE_VOLUME_RANGE`]) at 0 dB, not muted.
     #[must_use]
-    pub const fn new(direction: Direction) -> Self {
+    pub const fn new(direction: Direction, endpoint: Endpoint) -> Self {
         Self {
             direction,
-            levels: [const { AtomicI32::new(VOLUME_MAX) }; VOLUME_CHANNELS],
+            endpoint,
+            levels: [const { AtomicI32::new(VOLUME_MAX) }; MAX_CHANNELS],
             muted: AtomicBool::new(false),
             range: SOFTWARE_VOLUME_RANGE,
             hardware: None,
@@ -181,11 +222,16 @@ impl TopologyMiniport {
     /// nearest level in its range, not muted; the hardware is told so at
     /// once).
     #[must_use]
-    pub fn with_hardware(direction: Direction, hardware: Arc<dyn TopologyHardware>) -> Self {
+    pub fn with_hardware(
+        direction: Direction,
+        endpoint: Endpoint,
+        hardware: Arc<dyn TopologyHardware>,
+    ) -> Self {
         let range = hardware.volume_range();
         let topology = Self {
             direction,
-            levels: [const { AtomicI32::new(VOLUME_MAX) }; VOLUME_CHANNELS],
+            endpoint,
+            levels: [const { AtomicI32::new(VOLUME_MAX) }; MAX_CHANNELS],
             muted: AtomicBool::new(false),
             range,
             hardware: Some(hardware),
@@ -205,6 +251,12 @@ impl TopologyMiniport {
         self.range
     }
 
+    /// The endpoint the nodes serve.
+    #[must_use]
+    pub const fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     fn apply(&self) {
         if let Some(hardware) = &self.hardware {
             let left = self.level(0).unwrap_or(self.range.max);
@@ -213,9 +265,13 @@ impl TopologyMiniport {
         }
     }
 
-    /// The level of `channel` in 1/65536 dB.
+    /// The level of `channel` in 1/65536 dB (`None` past the endpoint's
+    /// channels).
     #[must_use]
     pub fn level(&self, channel: usize) -> Option<i32> {
+        if channel >= self.endpoint.channels() {
+            return None;
+        }
         self.levels.get(channel).map(|l| l.load(Ordering::Relaxed))
     }
 
@@ -230,6 +286,21 @@ impl TopologyMiniport {
         match self.direction {
             Direction::Render => TOPO_RENDER_SPEAKER_PIN,
             Direction::Capture => TOPO_CAPTURE_MIC_PIN,
+        }
+    }
+
+    /// The channel index list a request addresses
+    /// (`KSNODEPROPERTY_AUDIO_CHANNEL.Channel`): one channel, or every one
+    /// for the master channel.
+    fn channels(&self, instance: &[u8]) -> NtResult<core::ops::Range<usize>> {
+        let channel: LONG = read_at(instance, CHANNEL_AT).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let count = self.endpoint.channels();
+        if channel == MASTER_CHANNEL {
+            return Ok(0..count);
+        }
+        match usize::try_from(channel) {
+            Ok(channel) if channel < count => Ok(channel..channel + 1),
+            _ => Err(NtStatus::INVALID_PARAMETER),
         }
     }
 }
@@ -427,20 +498,34 @@ fn write_reply<T: IntoBytes + Immutable>(value: &mut [u8], reply: &T) -> NtResul
     Ok(Reply::Done(needed))
 }
 
+/// The members list of a multichannel basic-support answer: one stepped
+/// range per channel.
+#[derive(Clone, Copy)]
+struct ChannelRanges {
+    /// `KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_*`.
+    flags: ULONG,
+    /// Channels (one range each).
+    count: usize,
+    /// Every channel's range.
+    stepping: KSPROPERTY_STEPPING_LONG,
+}
+
 /// A basic-support answer: access flags only (a buffer shorter than the
-/// description), the description, or the description with its one stepped
-/// range when there is one and room for it.
+/// description), the description, or the description with its members
+/// list (header, then one stepped range per channel) when there is one
+/// and room for it.
 fn basic_support(
     value: &mut [u8],
     access: ULONG,
     vt: VARENUM,
-    stepping: Option<KSPROPERTY_STEPPING_LONG>,
+    members: Option<ChannelRanges>,
 ) -> NtResult<Reply> {
-    let full = if stepping.is_some() {
-        STEPPED_DESCRIPTION_SIZE
-    } else {
-        DESCRIPTION_SIZE
-    };
+    let members_size = members.map_or(0, |m| {
+        // At most MAX_CHANNELS (18) ranges of 16 bytes: no overflow.
+        MEMBERS_HEADER_SIZE as usize + m.count * STEPPING_LONG_SIZE as usize
+    });
+    let full = u32::try_from(DESCRIPTION_SIZE as usize + members_size)
+        .map_err(|_| NtStatus::INVALID_PARAMETER)?;
     let len = value.len();
     if len == 0 {
         return Ok(Reply::Size(full));
@@ -453,30 +538,38 @@ fn basic_support(
             Id: vt,
             Flags: 0,
         },
-        MembersListCount: ULONG::from(stepping.is_some()),
+        MembersListCount: ULONG::from(members.is_some()),
         Reserved: 0,
     };
     if len < DESCRIPTION_SIZE as usize {
         // Room for `AccessFlags`, the description's first member, at most.
         return write_reply(value, &description.AccessFlags);
     }
-    match stepping {
-        Some(stepping) if len >= full as usize => write_reply(
-            value,
-            &SteppedDescription {
-                description,
-                members: KSPROPERTY_MEMBERSHEADER {
-                    MembersFlags: KSPROPERTY_MEMBER_STEPPEDRANGES,
-                    MembersSize: STEPPING_LONG_SIZE,
-                    MembersCount: 1,
-                    // One range applies to every channel.
-                    Flags: KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
-                },
-                stepping,
-            },
-        ),
-        _ => write_reply(value, &description),
+    let Some(members) = members.filter(|_| len >= full as usize) else {
+        return write_reply(value, &description);
+    };
+    let (head, rest) = value.split_at_mut(DESCRIPTION_SIZE as usize);
+    description
+        .write_to(head)
+        .map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+    let (header, mut ranges) = rest.split_at_mut(MEMBERS_HEADER_SIZE as usize);
+    KSPROPERTY_MEMBERSHEADER {
+        MembersFlags: KSPROPERTY_MEMBER_STEPPEDRANGES,
+        MembersSize: STEPPING_LONG_SIZE,
+        MembersCount: u32::try_from(members.count).map_err(|_| NtStatus::INVALID_PARAMETER)?,
+        Flags: members.flags,
     }
+    .write_to(header)
+    .map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+    for _ in 0..members.count {
+        let (range, after) = ranges.split_at_mut(STEPPING_LONG_SIZE as usize);
+        members
+            .stepping
+            .write_to(range)
+            .map_err(|_| NtStatus::BUFFER_TOO_SMALL)?;
+        ranges = after;
+    }
+    Ok(Reply::Done(full))
 }
 
 /// One stepped range, `min..=max` by `delta`.
@@ -507,19 +600,6 @@ const fn snap_level(range: VolumeRange, level: i32) -> i32 {
     clamped - (clamped - range.min) % step
 }
 
-/// The channel index list a request addresses
-/// (`KSNODEPROPERTY_AUDIO_CHANNEL.Channel`).
-fn channels(instance: &[u8]) -> NtResult<core::ops::Range<usize>> {
-    let channel: LONG = read_at(instance, CHANNEL_AT).ok_or(NtStatus::INVALID_PARAMETER)?;
-    if channel == MASTER_CHANNEL {
-        return Ok(0..VOLUME_CHANNELS);
-    }
-    match usize::try_from(channel) {
-        Ok(channel) if channel < VOLUME_CHANNELS => Ok(channel..channel + 1),
-        _ => Err(NtStatus::INVALID_PARAMETER),
-    }
-}
-
 fn volume(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
     if call.node != TOPO_VOLUME_NODE {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -529,21 +609,27 @@ fn volume(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<
             call.value,
             GET_SET_BASIC,
             VT_I4,
-            Some(stepping(
-                topology.range.step.unsigned_abs(),
-                topology.range.min,
-                topology.range.max,
-            )),
+            // Each channel has its own level (no UNIFORM flag), over the
+            // same range.
+            Some(ChannelRanges {
+                flags: KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL,
+                count: topology.endpoint.channels(),
+                stepping: stepping(
+                    topology.range.step.unsigned_abs(),
+                    topology.range.min,
+                    topology.range.max,
+                ),
+            }),
         ),
         KSPROPERTY_TYPE_GET => {
-            let range = channels(call.instance)?;
+            let range = topology.channels(call.instance)?;
             let level: LONG = topology
                 .level(range.start)
                 .ok_or(NtStatus::INVALID_PARAMETER)?;
             write_reply(call.value, &level)
         }
         KSPROPERTY_TYPE_SET => {
-            let range = channels(call.instance)?;
+            let range = topology.channels(call.instance)?;
             let level: LONG = read_at(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
             let level = snap_level(topology.range, level);
             for channel in range {
@@ -563,15 +649,26 @@ fn mute(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
         return Err(NtStatus::INVALID_PARAMETER);
     }
     match call.verb {
-        KSPROPERTY_TYPE_BASICSUPPORT => {
-            basic_support(call.value, GET_SET_BASIC, VT_BOOL, Some(stepping(1, 0, 1)))
-        }
+        // One mute state applies to every channel: UNIFORM, which is only
+        // defined together with MULTICHANNEL (Learn, "Exposing Multichannel
+        // Nodes").
+        KSPROPERTY_TYPE_BASICSUPPORT => basic_support(
+            call.value,
+            GET_SET_BASIC,
+            VT_BOOL,
+            Some(ChannelRanges {
+                flags: KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL
+                    | KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
+                count: topology.endpoint.channels(),
+                stepping: stepping(1, 0, 1),
+            }),
+        ),
         KSPROPERTY_TYPE_GET => {
-            channels(call.instance)?;
+            topology.channels(call.instance)?;
             write_reply(call.value, &BOOL::from(topology.is_muted()))
         }
         KSPROPERTY_TYPE_SET => {
-            channels(call.instance)?;
+            topology.channels(call.instance)?;
             let muted: BOOL = read_at(call.value, 0).ok_or(NtStatus::BUFFER_TOO_SMALL)?;
             topology.muted.store(muted != 0, Ordering::Relaxed);
             topology.apply();
@@ -581,10 +678,14 @@ fn mute(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
     }
 }
 
+/// `KSPROPERTY_JACK_DESCRIPTION(2)`, a filter property with a `KSP_PIN`:
+/// only the endpoint's bridge pin has a jack; any other pin, or a request
+/// without a pin id, is `STATUS_INVALID_DEVICE_REQUEST` (what the samples'
+/// jack handlers answer: simpleaudiosample `mintopo.cpp`).
 fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
-    let pin: ULONG = read_at(call.instance, PIN_ID_AT).ok_or(NtStatus::INVALID_PARAMETER)?;
+    let pin: ULONG = read_at(call.instance, PIN_ID_AT).ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
     if pin != topology.jack_pin() {
-        return Err(NtStatus::INVALID_PARAMETER);
+        return Err(NtStatus::INVALID_DEVICE_REQUEST);
     }
     if !matches!(
         call.id,
@@ -606,16 +707,7 @@ fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
                     Size: JACK_DESCRIPTION_LIST_SIZE,
                     Count: 1,
                 },
-                // A virtual, always-present device: integrated, connected.
-                jack: KSJACK_DESCRIPTION {
-                    ChannelMapping: KSAUDIO_SPEAKER_STEREO,
-                    Color: 0,
-                    ConnectionType: eConnTypeUnknown,
-                    GeoLocation: eGeoLocFront,
-                    GenLocation: eGenLocInternal,
-                    PortConnection: ePortConnIntegratedDevice,
-                    IsConnected: BOOL::from(true),
-                },
+                jack: topology.endpoint.jack(),
             },
         ),
         (KSPROPERTY_TYPE_GET, KSPROPERTY_JACK_DESCRIPTION2) => write_reply(
@@ -641,6 +733,20 @@ fn jack(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
 mod tests {
     use super::*;
 
+    /// A stereo speaker jack the tests describe in full.
+    const STEREO_SPEAKER: Endpoint = Endpoint::new(
+        2,
+        KSJACK_DESCRIPTION {
+            ChannelMapping: portcls_sys::KSAUDIO_SPEAKER_STEREO,
+            Color: 0x00B3_C98C,
+            ConnectionType: portcls_sys::eConnType3Point5mm,
+            GeoLocation: portcls_sys::eGeoLocRear,
+            GenLocation: portcls_sys::eGenLocPrimaryBox,
+            PortConnection: portcls_sys::ePortConnJack,
+            IsConnected: 1,
+        },
+    );
+
     /// Little-endian words, as the documentation lays each reply out.
     fn words(words: &[u32]) -> [u8; 128] {
         let mut bytes = [0u8; 128];
@@ -659,7 +765,7 @@ mod tests {
         id: u32,
         instance: u32,
     ) -> (NtResult<Reply>, [u8; 128]) {
-        let topology = TopologyMiniport::new(Direction::Render);
+        let topology = TopologyMiniport::new(Direction::Render, STEREO_SPEAKER);
         let instance = instance.to_le_bytes();
         let mut value = [0xEEu8; 128];
         let mut call = PropertyCall {
@@ -690,16 +796,17 @@ mod tests {
     }
 
     #[test]
-    fn volume_basic_support_is_description_members_header_and_stepping() {
+    fn volume_basic_support_is_description_members_header_and_a_range_per_channel() {
         let [s0, s1, s2, s3] = general_set();
         let (result, got) = reply(volume, TOPO_VOLUME_NODE, KSPROPERTY_TYPE_BASICSUPPORT, 0, 0);
-        assert_eq!(result, Ok(Reply::Done(72)));
+        assert_eq!(result, Ok(Reply::Done(88)));
+        let min = u32::from_le_bytes(VOLUME_MIN.to_le_bytes());
         let want = expected(
-            72,
+            88,
             &[
                 // KSPROPERTY_DESCRIPTION
                 GET_SET_BASIC,
-                72,
+                88,
                 s0,
                 s1,
                 s2,
@@ -708,19 +815,65 @@ mod tests {
                 0,
                 1,
                 0,
-                // KSPROPERTY_MEMBERSHEADER
+                // KSPROPERTY_MEMBERSHEADER: two channels, each its own level.
                 KSPROPERTY_MEMBER_STEPPEDRANGES,
                 16,
-                1,
-                KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
-                // KSPROPERTY_STEPPING_LONG
+                2,
+                KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL,
+                // KSPROPERTY_STEPPING_LONG, left then right
                 32768,
                 0,
-                u32::from_le_bytes(VOLUME_MIN.to_le_bytes()),
+                min,
+                0,
+                32768,
+                0,
+                min,
                 0,
             ],
         );
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn mute_basic_support_is_one_uniform_state_over_every_channel() {
+        let (result, got) = reply(mute, TOPO_MUTE_NODE, KSPROPERTY_TYPE_BASICSUPPORT, 0, 0);
+        assert_eq!(result, Ok(Reply::Done(88)));
+        let want = expected(
+            88,
+            &[
+                KSPROPERTY_MEMBER_STEPPEDRANGES,
+                16,
+                2,
+                KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL
+                    | KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
+                1,
+                0,
+                0,
+                1,
+                1,
+                0,
+                0,
+                1,
+            ],
+        );
+        assert_eq!(got[40..88], want[..48]);
+    }
+
+    #[test]
+    fn channels_past_the_endpoint_are_refused_and_master_addresses_all() {
+        let topology = TopologyMiniport::new(Direction::Render, STEREO_SPEAKER);
+        assert_eq!(topology.channels(&(-1i32).to_le_bytes()), Ok(0..2));
+        assert_eq!(topology.channels(&1i32.to_le_bytes()), Ok(1..2));
+        assert_eq!(
+            topology.channels(&2i32.to_le_bytes()),
+            Err(NtStatus::INVALID_PARAMETER)
+        );
+        assert_eq!(topology.level(2), None);
+        assert_eq!(Endpoint::new(0, STEREO_SPEAKER.jack()).channels(), 1);
+        assert_eq!(
+            Endpoint::new(200, STEREO_SPEAKER.jack()).channels(),
+            MAX_CHANNELS
+        );
     }
 
     #[test]
@@ -756,12 +909,12 @@ mod tests {
                 36,
                 1,
                 // KSJACK_DESCRIPTION
-                KSAUDIO_SPEAKER_STEREO,
-                0,
-                u32::from_le_bytes(eConnTypeUnknown.to_le_bytes()),
-                u32::from_le_bytes(eGeoLocFront.to_le_bytes()),
-                u32::from_le_bytes(eGenLocInternal.to_le_bytes()),
-                u32::from_le_bytes(ePortConnIntegratedDevice.to_le_bytes()),
+                portcls_sys::KSAUDIO_SPEAKER_STEREO,
+                0x00B3_C98C,
+                u32::from_le_bytes(portcls_sys::eConnType3Point5mm.to_le_bytes()),
+                u32::from_le_bytes(portcls_sys::eGeoLocRear.to_le_bytes()),
+                u32::from_le_bytes(portcls_sys::eGenLocPrimaryBox.to_le_bytes()),
+                u32::from_le_bytes(portcls_sys::ePortConnJack.to_le_bytes()),
                 1,
             ],
         );

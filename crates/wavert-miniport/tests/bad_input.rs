@@ -342,7 +342,11 @@ impl Prop {
 #[test]
 fn volume_mute_and_jack_properties() {
     let p = Prop {
-        topology: new_topology_miniport(TopologyMiniport::new(Direction::Render)).unwrap(),
+        topology: new_topology_miniport(TopologyMiniport::new(
+            Direction::Render,
+            wavert_miniport::cable::endpoints::RENDER,
+        ))
+        .unwrap(),
     };
     let ch0 = 0u32.to_le_bytes();
     let master = (-1i32).to_le_bytes();
@@ -425,7 +429,7 @@ fn volume_mute_and_jack_properties() {
     let bs = KSPROPERTY_TYPE_BASICSUPPORT;
     assert_eq!(
         p.call(vol, v, 0, bs, Some(&ch0), &mut []),
-        (STATUS_BUFFER_OVERFLOW, 72)
+        (STATUS_BUFFER_OVERFLOW, 184)
     );
     assert_eq!(
         p.call(vol, v, 0, bs, Some(&ch0), &mut [0; 3]).0,
@@ -439,16 +443,27 @@ fn volume_mute_and_jack_properties() {
         p.call(vol, v, 0, bs, Some(&ch0), &mut [0; 40]),
         (STATUS_SUCCESS, 40)
     );
-    let mut full = [0u8; 100];
+    // Room for the description but not every channel's range: the
+    // description alone.
+    assert_eq!(
+        p.call(vol, v, 0, bs, Some(&ch0), &mut [0; 100]),
+        (STATUS_SUCCESS, 40)
+    );
+    // Description, members header, then one range per channel (8).
+    let mut full = [0u8; 200];
     assert_eq!(
         p.call(vol, v, 0, bs, Some(&ch0), &mut full),
-        (STATUS_SUCCESS, 72)
+        (STATUS_SUCCESS, 184)
     );
-    assert_eq!(u32::from_le_bytes(full[4..8].try_into().unwrap()), 72);
-    assert_eq!(
-        i32::from_le_bytes(full[64..68].try_into().unwrap()),
-        VOLUME_MIN
-    );
+    assert_eq!(u32::from_le_bytes(full[4..8].try_into().unwrap()), 184);
+    assert_eq!(u32::from_le_bytes(full[48..52].try_into().unwrap()), 8);
+    for channel in 0..8 {
+        let at = 64 + 16 * channel;
+        assert_eq!(
+            i32::from_le_bytes(full[at..at + 4].try_into().unwrap()),
+            VOLUME_MIN
+        );
+    }
     // Mute.
     let m = KSPROPERTY_AUDIO_MUTE;
     assert_eq!(
@@ -511,11 +526,12 @@ fn volume_mute_and_jack_properties() {
             &mut desc
         )
         .0,
-        STATUS_INVALID_PARAMETER
+        STATUS_INVALID_DEVICE_REQUEST,
+        "a pin without a jack"
     );
     assert_eq!(
         p.call(jack, j, PCFILTER_NODE, get, None, &mut desc).0,
-        STATUS_INVALID_PARAMETER
+        STATUS_INVALID_DEVICE_REQUEST
     );
     assert_eq!(
         p.call(
@@ -553,7 +569,10 @@ impl PortClsServices for FakeServices {
             .borrow_mut()
             .push(format!("new_port {:08X}", class_id.Data1));
         // Any COM object will do as a port here: a topology miniport.
-        let object = new_topology_miniport(TopologyMiniport::new(Direction::Render))?;
+        let object = new_topology_miniport(TopologyMiniport::new(
+            Direction::Render,
+            wavert_miniport::cable::endpoints::RENDER,
+        ))?;
         // SAFETY: we own this reference; only IUnknown slots are used on it.
         Ok(unsafe { ComPtr::from_raw(object.into_raw().cast::<IPort>()) }.unwrap())
     }

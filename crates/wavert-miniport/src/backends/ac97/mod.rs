@@ -26,6 +26,7 @@
 //! the property handlers and their bad-input checks are shared.
 
 pub mod device;
+pub mod endpoints;
 pub mod filters;
 pub mod interrupt;
 pub mod resources;

@@ -22,6 +22,7 @@
 //! streams running, so two streams started at the same QPC see the same
 //! bytes, in order, with no offset (the bit-exact tests rely on this).
 
+pub mod endpoints;
 pub mod engine;
 pub mod filters;
 
