@@ -1,7 +1,7 @@
 //! The report of a session, line by line, and its verdict.
 
 use wavert_core::format::SampleType;
-use wavert_emulator::hlk::KsPositionReport;
+use wavert_emulator::hlk::{Finding, KsPositionReport};
 use wavert_emulator::memory::PAGE_SIZE;
 use wavert_miniport::DmaMode;
 
@@ -52,6 +52,19 @@ fn outcome_text(outcome: &Result<(), String>) -> String {
         .map_or_else(|e| format!("FAIL: {e}"), |()| "pass".to_owned())
 }
 
+/// `pass (N rules)` or the failed rules.
+fn topology_text(findings: &[Finding]) -> String {
+    let failed: Vec<String> = findings
+        .iter()
+        .filter_map(|f| f.outcome.as_ref().err().map(|e| format!("{}: {e}", f.rule)))
+        .collect();
+    if failed.is_empty() && !findings.is_empty() {
+        format!("pass ({} rules)", findings.len())
+    } else {
+        format!("FAIL: {}", failed.join("; "))
+    }
+}
+
 fn ks_text(ks: &KsPositionReport) -> String {
     format!(
         "{} (rate {:.2} Hz, {:.4} % off; jitter std-dev {:.4} ms, max {:.4} ms; first move {:.1} ms; {} samples){}",
@@ -97,7 +110,12 @@ impl VirtualOutcome {
                 .wavetest_render
                 .iter()
                 .chain(&self.wavetest_capture)
+                .chain(self.ks_topology.iter().flat_map(|(_, findings)| findings))
                 .all(|f| f.outcome.is_ok())
+            && self
+                .ks_topology
+                .iter()
+                .all(|(_, findings)| !findings.is_empty())
             && self.leaked_pages == 0
             && self.live_objects == 0
             && self.running_timers == 0
@@ -243,6 +261,12 @@ impl VirtualOutcome {
             "hlk ks position  : render   {}",
             ks_text(&self.ks_render)
         ));
+        for (filter, findings) in &self.ks_topology {
+            lines.push(format!(
+                "ks topology      : {filter:<16} {}",
+                topology_text(findings)
+            ));
+        }
         lines.push(format!(
             "hlk ks position  : capture  {}",
             ks_text(&self.ks_capture)

@@ -6,16 +6,20 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wavert_emulator::ac97::{run_ac97_session, Ac97Options, Ac97Report};
-use wavert_emulator::cable::{start_cable_adapter, CableOptions, RegisteredWaveFilter};
+use wavert_emulator::cable::{
+    start_cable_adapter, CableAdapter, CableOptions, RegisteredWaveFilter,
+};
 use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest};
 use wavert_emulator::hlk::{ks_position_check, run_wavetest_positions, Finding, KsPositionReport};
 use wavert_emulator::image::kernel::KernelCounters;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver};
+use wavert_emulator::ks_topology::{check_topology_filter, endpoint_channels};
 use wavert_emulator::machine::{ClockMode, Machine, Registrations};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
-use wavert_miniport::{CableStats, DmaMode};
+use wavert_miniport::adapter::{SubdeviceKind, SUBDEVICES};
+use wavert_miniport::{CableStats, Direction, DmaMode};
 
 use super::args::{Args, Device};
 
@@ -55,6 +59,8 @@ pub struct VirtualOutcome {
     pub wavetest_render: Vec<Finding>,
     /// HLK `WaveTest` position rules on the capture endpoint.
     pub wavetest_capture: Vec<Finding>,
+    /// The KS topology rules on each topology filter, by subdevice name.
+    pub ks_topology: Vec<(String, Vec<Finding>)>,
     /// The image's kernel counters, or the host build's cable counters.
     pub counters: DriverCounters,
     /// Pages still allocated after the removal.
@@ -122,6 +128,25 @@ fn run_ac97(args: &Args) -> Result<Ac97Report, String> {
         output_dir: args.output.clone(),
         image: args.image.clone(),
     })
+}
+
+/// The KS topology rules on `direction`'s topology filter, whose endpoint
+/// is `wave`'s.
+fn ks_topology_of(
+    adapter: &CableAdapter,
+    direction: Direction,
+    wave: &RegisteredWaveFilter,
+) -> Result<(String, Vec<Finding>), String> {
+    let name = SUBDEVICES
+        .iter()
+        .find(|s| s.kind == SubdeviceKind::Topology(direction))
+        .map(|s| s.name)
+        .ok_or("no topology subdevice")?;
+    let filter = adapter
+        .ks_filter(name)
+        .ok_or_else(|| format!("no topology filter registered as {name}"))?;
+    let channels = endpoint_channels(wave.description, 0);
+    Ok((name.to_owned(), check_topology_filter(&filter, channels)))
 }
 
 /// The HLK position rules on one endpoint, after the loopback session.
@@ -295,6 +320,13 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         &request,
         format.block_align(),
     )?;
+    let ks_topology = [
+        (Direction::Render, &render_filter),
+        (Direction::Capture, &capture_filter),
+    ]
+    .into_iter()
+    .map(|(direction, wave)| ks_topology_of(&adapter, direction, wave))
+    .collect::<Result<Vec<_>, String>>()?;
 
     let wav_path = args.output.join("captured.wav");
     signal::write_wav(&wav_path, &format, &session.captured)
@@ -330,6 +362,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         ks_capture,
         wavetest_render,
         wavetest_capture,
+        ks_topology,
         counters,
         leaked_pages: machine.memory.pages_in_use(),
         live_mdls: machine.memory.live_mdls(),
