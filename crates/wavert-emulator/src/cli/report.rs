@@ -261,16 +261,16 @@ impl VirtualOutcome {
             "hlk ks position  : render   {}",
             ks_text(&self.ks_render)
         ));
+        lines.push(format!(
+            "hlk ks position  : capture  {}",
+            ks_text(&self.ks_capture)
+        ));
         for (filter, findings) in &self.ks_topology {
             lines.push(format!(
                 "ks topology      : {filter:<16} {}",
                 topology_text(findings)
             ));
         }
-        lines.push(format!(
-            "hlk ks position  : capture  {}",
-            ks_text(&self.ks_capture)
-        ));
         lines.push(format!(
             "leaks            : {} pages, {} MDLs, {} port objects alive, {} timers running",
             self.leaked_pages, self.live_mdls, self.live_objects, self.running_timers
