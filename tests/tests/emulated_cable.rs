@@ -654,3 +654,26 @@ fn hlk_wavetest_and_ks_position_pass_on_render_and_capture() {
         assert_clean(&machine, &format!("{dma:?} HLK runs"));
     }
 }
+
+#[test]
+fn ks_topology_rules_pass_on_both_topology_filters() {
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    for (topology, wave) in [
+        ("TopologyRender", "WaveRender"),
+        ("TopologyCapture", "WaveCapture"),
+    ] {
+        let channels = wavert_emulator::ks_topology::endpoint_channels(
+            adapter.wave_filter(wave).unwrap().description,
+            0,
+        );
+        let filter = adapter.ks_filter(topology).unwrap();
+        let findings = wavert_emulator::ks_topology::check_topology_filter(&filter, channels);
+        assert!(!findings.is_empty());
+        for finding in &findings {
+            assert_eq!(finding.outcome, Ok(()), "{topology}: {}", finding.rule);
+        }
+    }
+    adapter.remove();
+    assert_clean(&machine, "after the topology rules");
+}
