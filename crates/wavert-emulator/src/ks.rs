@@ -284,13 +284,10 @@ impl KsFilter {
         // filter; the request points at live buffers of the sizes it gives
         // (instance and value do not overlap) and at the live miniport.
         let status = unsafe { handler(&raw mut request) };
-        let value_size = if status == STATUS_SUCCESS && request.ValueSize > value_len {
-            // A handler claiming more bytes than it had: report what the
-            // client can see; the rules check the claim separately.
-            value_len
-        } else {
-            request.ValueSize
-        };
+        // What the handler claims, as the port passes it on in
+        // `Irp->IoStatus.Information`: a claim past the buffer is the rules'
+        // to catch (every rule compares the size it gets with the one due).
+        let value_size = request.ValueSize;
         Reply { status, value_size }
     }
 }
