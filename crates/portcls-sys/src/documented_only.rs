@@ -8,7 +8,9 @@
 use core::mem::{align_of, offset_of, size_of};
 
 use crate::interfaces::{IMiniportWaveRTInputStreamVtbl, IMiniportWaveRTOutputStreamVtbl};
-use crate::ks::KSDATAFORMAT;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::ks::{KSATTRIBUTE, KSDATAFORMAT};
 use crate::ksmedia::WAVEFORMATEXTENSIBLE;
 use crate::types::{GUID, PVOID, UINT64, ULONG, ULONGLONG};
 
@@ -69,6 +71,22 @@ pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS2 {
     pub MaxPacketSizeInBytes: ULONG,
     pub NumProcessingModeConstraints: ULONG,
     pub ProcessingModeConstraints: [KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT; 1],
+}
+
+/// `KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE`
+/// {E1F89EB5-5F46-419B-967B-FF6770B98401}: the attribute naming a stream's
+/// signal-processing mode (Learn: "KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE"
+/// lists the `STATIC_` define; the same value in Microsoft's Win32 metadata).
+pub const KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE: GUID =
+    GUID::from_u128(0xE1F89EB5_5F46_419B_967B_FF6770B98401);
+
+/// `KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE`: the mode attribute of a data
+/// format (`AttributeHeader.Size` = 40, its whole size).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE {
+    pub AttributeHeader: KSATTRIBUTE,
+    pub SignalProcessingMode: GUID,
 }
 
 /// `KSDATAFORMAT_WAVEFORMATEXTENSIBLE`, packed like its sibling
@@ -178,6 +196,18 @@ pub const DOCUMENTED_ONLY: &[DocumentedItem] = &[
         "IID_IMiniportWaveRTOutputStream",
         "ddi/portcls/nn-portcls-iminiportwavertoutputstream (value: WDK portcls.h)",
     ),
+    item(
+        "AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW",
+        "audio/audio-signal-processing-modes",
+    ),
+    item(
+        "KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE",
+        "audio/ksattributeid-audiosignalprocessing-mode",
+    ),
+    item(
+        "KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE",
+        "ddi/ksmedia/ns-ksmedia-tagksattribute_audiosignalprocessing_mode",
+    ),
 ];
 
 /// The documentation root the `source` paths of [`DOCUMENTED_ONLY`] hang from.
@@ -225,3 +255,9 @@ const _: () = assert!(
     ) == 4 * P
 );
 const _: () = assert!(offset_of!(IMiniportWaveRTOutputStreamVtbl, GetPacketCount) == 5 * P);
+// KSATTRIBUTE (24 bytes, checked against MinGW) then the mode GUID.
+const _: () = assert!(size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() == 40);
+const _: () = assert!(align_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() == 4);
+const _: () = assert!(
+    offset_of!(KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE, SignalProcessingMode) == 24
+);

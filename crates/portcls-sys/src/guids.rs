@@ -81,3 +81,11 @@ pub const KSEVENTSETID_AudioControlChange: GUID = g(0xE85E9698_FA2F_11D1_95BD_00
 pub const KSPROPTYPESETID_General: GUID = g(0x97E99BA0_BDEA_11CF_A5D6_28DB04C10000);
 pub const KSINTERFACESETID_Standard: GUID = g(0x1A8766A0_62CE_11CF_A5D6_28DB04C10000);
 pub const KSMEDIUMSETID_Standard: GUID = g(0x4747B320_62CE_11CF_A5D6_28DB04C10000);
+
+// Audio signal-processing modes (`ksmedia.h`, Windows 8.1). MinGW-w64 lacks
+// them: the values are those of Learn's "Audio Signal Processing Modes"
+// page (its `STATIC_AUDIO_SIGNALPROCESSINGMODE_*` defines), checked against
+// Microsoft's Win32 metadata (the `windows-sys` crate's `KernelStreaming`
+// module); listed in `crate::documented_only::DOCUMENTED_ONLY`.
+pub const AUDIO_SIGNALPROCESSINGMODE_DEFAULT: GUID = g(0xC18E2F7E_933D_4965_B7D1_1EEF228D2AF3);
+pub const AUDIO_SIGNALPROCESSINGMODE_RAW: GUID = g(0x9E90EA20_B493_4FD1_A1A8_7E1361A956CF);

@@ -65,6 +65,34 @@ pub const KSDATAFORMAT_ATTRIBUTES: ULONG = 1 << 1;
 pub const KSDATARANGE_ATTRIBUTES: ULONG = 1 << 1;
 pub const KSDATARANGE_REQUIRED_ATTRIBUTES: ULONG = 1 << 2;
 
+/// `KSATTRIBUTE`: the header of one attribute of a data format or range.
+///
+/// A data format whose `Flags` has [`KSDATAFORMAT_ATTRIBUTES`] is followed,
+/// at the next 8-byte boundary after its `FormatSize` bytes, by a
+/// [`KSMULTIPLE_ITEM`] (`Size` counting itself) and `Count` attributes, each
+/// starting with this header (`Size` counting the whole attribute) and each
+/// starting at an 8-byte boundary.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct KSATTRIBUTE {
+    pub Size: ULONG,
+    pub Flags: ULONG,
+    pub Attribute: GUID,
+}
+pub type PKSATTRIBUTE = *mut KSATTRIBUTE;
+
+/// `KSATTRIBUTE_REQUIRED`: the attribute must be present (`KSATTRIBUTE.Flags`).
+pub const KSATTRIBUTE_REQUIRED: ULONG = 0x0000_0001;
+
+/// `KSATTRIBUTE_LIST`: the attributes a data range accepts; in a pin's data
+/// range table it follows a range flagged [`KSDATARANGE_ATTRIBUTES`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KSATTRIBUTE_LIST {
+    pub Count: ULONG,
+    pub Attributes: *const PKSATTRIBUTE,
+}
+
 /// `KSSTATE` of a pin: STOP, ACQUIRE, PAUSE, RUN.
 pub type KSSTATE = i32;
 pub const KSSTATE_STOP: KSSTATE = 0;
