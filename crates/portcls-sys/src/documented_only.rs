@@ -147,6 +147,10 @@ const fn item(name: &'static str, source: &'static str) -> DocumentedItem {
 /// `https://learn.microsoft.com/windows-hardware/drivers/`).
 pub const DOCUMENTED_ONLY: &[DocumentedItem] = &[
     item(
+        "KSPROPERTY_PIN_PROPOSEDATAFORMAT2",
+        "stream/ksproperty-pin-proposedataformat2 (value: WDK ks.h, Win32 metadata)",
+    ),
+    item(
         "KSRTAUDIO_HWLATENCY",
         "ddi/ksmedia/ns-ksmedia-ksrtaudio_hwlatency",
     ),
