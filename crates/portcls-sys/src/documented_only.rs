@@ -73,10 +73,12 @@ pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS2 {
     pub ProcessingModeConstraints: [KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT; 1],
 }
 
-/// `KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE`
-/// {E1F89EB5-5F46-419B-967B-FF6770B98401}: the attribute naming a stream's
-/// signal-processing mode (Learn: "KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE"
-/// lists the `STATIC_` define; the same value in Microsoft's Win32 metadata).
+/// `KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE`, the signal-processing mode
+/// attribute.
+///
+/// {E1F89EB5-5F46-419B-967B-FF6770B98401} (Learn:
+/// "`KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE`" lists the `STATIC_` define;
+/// the same value in Microsoft's Win32 metadata).
 pub const KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE: GUID =
     GUID::from_u128(0xE1F89EB5_5F46_419B_967B_FF6770B98401);
 
@@ -262,6 +264,5 @@ const _: () = assert!(offset_of!(IMiniportWaveRTOutputStreamVtbl, GetPacketCount
 // KSATTRIBUTE (24 bytes, checked against MinGW) then the mode GUID.
 const _: () = assert!(size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() == 40);
 const _: () = assert!(align_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() == 4);
-const _: () = assert!(
-    offset_of!(KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE, SignalProcessingMode) == 24
-);
+const _: () =
+    assert!(offset_of!(KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE, SignalProcessingMode) == 24);

@@ -255,8 +255,10 @@ pub const KSPROPERTY_PIN_CATEGORY: KSPROPERTY_PIN = 11;
 pub const KSPROPERTY_PIN_NAME: KSPROPERTY_PIN = 12;
 pub const KSPROPERTY_PIN_CONSTRAINEDDATARANGES: KSPROPERTY_PIN = 13;
 pub const KSPROPERTY_PIN_PROPOSEDATAFORMAT: KSPROPERTY_PIN = 14;
-/// `KSPROPERTY_PIN_PROPOSEDATAFORMAT2` (Windows 8.1): the default format of a
-/// pin for a signal-processing mode. MinGW-w64's enumeration stops at 14;
+/// `KSPROPERTY_PIN_PROPOSEDATAFORMAT2` (Windows 8.1): a pin's default format
+/// for a signal-processing mode.
+///
+/// MinGW-w64's enumeration stops at 14;
 /// 15 is the next member of `ks.h`'s `KSPROPERTY_PIN` as Microsoft's Win32
 /// metadata lists it, and the same in the Python `ctypes` port of `ks.h`.
 pub const KSPROPERTY_PIN_PROPOSEDATAFORMAT2: KSPROPERTY_PIN = 15;
