@@ -80,7 +80,7 @@ fn format_intersection(c: &mut Criterion) {
         max_bits: 32,
         min_rate: 44_100,
         max_rate: 192_000,
-        container_for_24: 32,
+        containers_for_24: &[32],
     };
     let mut client_range = [0_u8; KSDATARANGE_AUDIO_SIZE];
     device
@@ -92,7 +92,7 @@ fn format_intersection(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("intersect");
     group.bench_function("full_range", |b| {
-        b.iter(|| intersect(black_box(&client_range), &device).expect("intersects"));
+        b.iter(|| intersect(black_box(&client_range), &device, &format).expect("intersects"));
     });
     group.bench_function("reference_parse_waveformat", |b| {
         b.iter(|| AudioFormat::parse(black_box(&wave_format[..length])).expect("parses"));
@@ -306,6 +306,7 @@ fn loopback_copy(c: &mut Criterion) {
                 bits: 32,
                 channels: 8,
                 float: false,
+                container_bits: 0,
             },
         ),
     ];
@@ -361,6 +362,7 @@ fn allocate_audio_buffer(c: &mut Criterion) {
         bits: 32,
         channels: 8,
         float: false,
+        container_bits: 0,
     };
     let (_, bytes) =
         negotiate_format(&filter.miniport, filter.description, pin, &format).expect("format");

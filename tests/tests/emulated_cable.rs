@@ -157,6 +157,13 @@ fn assert_bit_exact(result: &LoopbackResult, rendered: &[u8], config: &LoopbackC
     assert_eq!(format.sample_rate(), config.format.rate, "{what}");
     assert_eq!(format.channels(), config.format.channels, "{what}");
     assert_eq!(format.valid_bits(), config.format.bits, "{what}");
+    if config.format.container_bits != 0 {
+        assert_eq!(
+            format.container_bits(),
+            config.format.container_bits,
+            "{what}"
+        );
+    }
     let block = format.block_align() as usize;
     let lag = signal::find_alignment(rendered, &result.captured, block, 96_000)
         .unwrap_or_else(|| panic!("{what}: rendered signal not found in the capture"));
@@ -207,12 +214,25 @@ fn assert_bit_exact(result: &LoopbackResult, rendered: &[u8], config: &LoopbackC
     }
 }
 
+/// A range request: the device picks the container.
 const fn request(rate: u32, bits: u16, channels: u16, float: bool) -> FormatRequest {
     FormatRequest {
         rate,
         bits,
         channels,
         float,
+        container_bits: 0,
+    }
+}
+
+/// A specific PCM format: `bits` valid bits in `container` bits.
+const fn exact(rate: u32, bits: u16, container: u16, channels: u16) -> FormatRequest {
+    FormatRequest {
+        rate,
+        bits,
+        channels,
+        float: false,
+        container_bits: container,
     }
 }
 
@@ -340,22 +360,30 @@ fn a_failing_portcls_call_during_start_device_leaves_nothing_behind() {
 
 #[test]
 fn format_sweep_is_bit_exact() {
-    // Every bit depth and float at every rate class, stereo; then 1, 6 and
-    // 8 channels. 24-bit frames (6, 18, 24 bytes) straddle page ends.
+    // Every bit depth and float at every rate class, stereo, 24 bits both
+    // packed and in 32 (the default format); then 1, 6 and 8 channels.
+    // Packed 24-bit frames (6, 18, 24 bytes) straddle page ends.
     let mut requests = Vec::new();
     for rate in [44_100, 48_000, 96_000, 192_000] {
-        for (bits, float) in [(16, false), (24, false), (32, false), (32, true)] {
+        for (bits, float) in [(16, false), (32, false), (32, true)] {
             requests.push(request(rate, bits, 2, float));
         }
+        requests.push(exact(rate, 24, 24, 2));
+        requests.push(exact(rate, 24, 32, 2));
     }
     requests.extend([
         request(48_000, 16, 1, false),
-        request(44_100, 24, 1, false),
-        request(48_000, 24, 6, false),
+        exact(44_100, 24, 24, 1),
+        exact(44_100, 24, 32, 1),
+        exact(48_000, 24, 24, 6),
+        exact(48_000, 24, 32, 6),
         request(96_000, 32, 6, true),
         request(48_000, 16, 8, false),
-        request(192_000, 24, 8, false),
+        exact(192_000, 24, 24, 8),
+        exact(192_000, 24, 32, 8),
         request(44_100, 32, 8, true),
+        // A range asking for 24 bits gets the default's container.
+        request(48_000, 24, 2, false),
     ]);
     for format in requests {
         let machine = new_machine();

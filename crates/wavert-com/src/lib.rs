@@ -27,8 +27,8 @@ mod stream;
 
 pub use event::KernelEvent;
 pub use miniport::{
-    new_topology_miniport, new_wave_rt_miniport, topology_miniport_value, Miniport,
-    MiniportTopology, MiniportWaveRt,
+    new_topology_miniport, new_wave_rt_miniport, topology_miniport_value, wave_miniport_value,
+    Miniport, MiniportTopology, MiniportWaveRt,
 };
 pub use object::{unknown_vtbl, ComClass, ComObject};
 pub use ptr::{ComPtr, Interface};

@@ -236,6 +236,31 @@ unsafe fn wave<'a, T: MiniportWaveRt>(this: *mut c_void) -> &'a T {
         .0
 }
 
+/// The WaveRT miniport value behind a filter property's `MajorTarget`.
+///
+/// PortCls passes the miniport's `IUnknown` as `MajorTarget` in a
+/// `PCPROPERTY_REQUEST` addressed to its filter (a property of the filter's
+/// automation table: `MinorTarget` is then null).
+///
+/// Property handlers are plain `extern "system"` functions listed in static
+/// automation tables; this is how they reach the miniport's state. The
+/// pointer is the one the adapter handed `IPort::Init` (the object's
+/// `IUnknown`, its interface at offset 0), which PortCls keeps as the
+/// subdevice's miniport (`ReactOS` portcls `PropertyItemDispatch`:
+/// `MajorTarget = Descriptor->UnknownMiniport`; SYSVAD's wave property
+/// handlers cast `MajorTarget` to their miniport class).
+///
+/// # Safety
+///
+/// `unknown` must be the offset-0 interface pointer (`IUnknown` or
+/// `IMiniportWaveRT`) of a live object made by [`new_wave_rt_miniport`] with
+/// this very `T`, valid for `'a` (PortCls holds its miniport for as long as
+/// it dispatches requests to it).
+pub unsafe fn wave_miniport_value<'a, T: MiniportWaveRt>(unknown: *mut c_void) -> &'a T {
+    // SAFETY: the offset-0 interface of such an object (caller).
+    unsafe { wave::<T>(unknown) }
+}
+
 #[windows_abi]
 unsafe extern "system" fn wave_init<T: MiniportWaveRt>(
     this: *mut c_void,

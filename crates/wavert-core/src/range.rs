@@ -1,29 +1,55 @@
 //! KSDATARANGE_AUDIO and the data-range intersection PortCls asks a miniport
 //! for (`IMiniport::DataRangeIntersection`).
 //!
+//! # What a range admits
+//!
+//! A `KSDATARANGE_AUDIO` names bits per sample (the *valid* bits), channels
+//! and rates, but no container size. A [`DeviceRange`] therefore also says
+//! which containers a sample of 24 valid bits may use
+//! ([`DeviceRange::containers_for_24`]: 24 = packed in three bytes, 32 = in
+//! the upper three bytes of four, the common exclusive-mode format); every
+//! other depth uses its own size (16 in 16, 32 in 32, 8 in 8). A device that
+//! advertises one range per depth (as the cable does) advertises exactly the
+//! depths it accepts: no depth inside a range is refused.
+//!
 //! # The intersection rule
 //!
 //! The client's "range" arrives as raw bytes and is one of:
 //!
-//! 1. a `KSDATARANGE_AUDIO` (`FormatSize` == 84): the result is the *best*
-//!    format inside both ranges: the most channels (the smaller of the two
-//!    maxima), the most valid bits (the highest of 32/24/16/8 — float: 32 only —
-//!    lying in both bit ranges), the highest sample rate (the smaller of the two
-//!    maxima, provided it is not below either minimum). 24 valid bits use the
-//!    device's 24-bit container (24 or 32).
+//! 1. a `KSDATARANGE_AUDIO` (`FormatSize` == 84 or 88): a format inside
+//!    both ranges, field by field (channels, valid bits, rate):
+//!    * a field the client *constrains* (its range does not cover the
+//!      device's) gets the highest value both allow, the "highest quality
+//!      intersection" of Learn's `IMiniport::DataRangeIntersection` and what
+//!      the port's default handler picks ("Default Data-Intersection
+//!      Handlers");
+//!    * a field the client leaves *open* (its range spans every value a
+//!      format can take: more than [`MAX_CHANNELS`] channels, 8 to 32 bits,
+//!      [`MIN_SAMPLE_RATE`] to [`MAX_SAMPLE_RATE`]) gets the device's
+//!      preferred value (its default format, `PKEY_AudioEngine_OEMFormat`),
+//!      clamped into the device range, and for depths the nearest deeper
+//!      one the range has, else the nearest shallower one. So a wildcard
+//!      client gets the default format, not the corner of the range
+//!      (8 channels at 192 kHz), while a client that names a limit inside
+//!      the format space (up to 6 channels, exactly 96 kHz) gets it.
+//!
+//!    24 valid bits come in the preferred format's container when the device
+//!    range allows it, else in the range's first.
 //! 2. a `KSDATAFORMAT` followed by a WAVEFORMATEX(TENSIBLE) (specifier
 //!    `KSDATAFORMAT_SPECIFIER_WAVEFORMATEX`, any other `FormatSize` >= 82): a
 //!    specific format; the result is exactly that format if the device range
 //!    contains it, otherwise an error. This is what the audio engine sends when
 //!    it proposes a format.
-//! 3. a bare `KSDATARANGE` (`FormatSize` == 64) with wildcards: the device's
-//!    best format.
+//! 3. a bare `KSDATARANGE` (`FormatSize` == 64) with wildcards: as 1 with a
+//!    client that leaves every field open, i.e. the preferred format
+//!    clamped into the device range.
 //!
 //! Major format must be audio or the wildcard; sub-format PCM, IEEE float or
 //! the wildcard; specifier WAVEFORMATEX or the wildcard.
 
 use crate::format::{
-    default_channel_mask, read_guid, read_u32, AudioFormat, FormatError, SampleType,
+    default_channel_mask, read_guid, read_u32, AudioFormat, FormatError, SampleType, MAX_CHANNELS,
+    MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
 };
 use crate::guid::{Guid, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_TYPE_AUDIO};
 
@@ -94,7 +120,7 @@ impl From<FormatError> for IntersectError {
 }
 
 /// What a device pin supports: one sample type, up to `max_channels`, valid
-/// bits and rates in closed ranges.
+/// bits and rates in closed ranges, and the containers 24 valid bits may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceRange {
     /// Sample encoding.
@@ -109,8 +135,23 @@ pub struct DeviceRange {
     pub min_rate: u32,
     /// Highest rate in Hz.
     pub max_rate: u32,
-    /// Container used for 24 valid bits: 24 (packed) or 32.
-    pub container_for_24: u16,
+    /// Containers a sample of 24 valid bits may come in: 24 (packed) and/or
+    /// 32, the one an intersection picks by default first. Empty: 24 valid
+    /// bits are not accepted even if the bit range spans them.
+    pub containers_for_24: &'static [u16],
+}
+
+/// Whether `container` is one of `containers` (a `const` loop: slices have
+/// no `const` `contains`).
+const fn lists(containers: &[u16], container: u16) -> bool {
+    let mut rest = containers;
+    while let [first, tail @ ..] = rest {
+        if *first == container {
+            return true;
+        }
+        rest = tail;
+    }
+    false
 }
 
 impl DeviceRange {
@@ -122,7 +163,7 @@ impl DeviceRange {
             (SampleType::Pcm, SampleType::Pcm) | (SampleType::Float, SampleType::Float)
         );
         let container_ok =
-            format.valid_bits() != 24 || format.container_bits() == self.container_for_24;
+            format.valid_bits() != 24 || lists(self.containers_for_24, format.container_bits());
         same_type
             && container_ok
             && format.channels() <= self.max_channels
@@ -132,23 +173,13 @@ impl DeviceRange {
             && format.sample_rate() <= self.max_rate
     }
 
-    /// The best format of the range alone (what a wildcard client gets).
+    /// The format of this range closest to `preferred` (what a wildcard
+    /// client gets): `preferred` itself when the range contains it.
     ///
     /// # Errors
     /// As [`intersect_ranges`] when the range itself is empty.
-    pub fn best_format(&self) -> Result<AudioFormat, IntersectError> {
-        intersect_ranges(&self.as_client(), self)
-    }
-
-    const fn as_client(&self) -> ClientRange {
-        ClientRange {
-            sample_type: Some(self.sample_type),
-            max_channels: self.max_channels as u32,
-            min_bits: self.min_bits as u32,
-            max_bits: self.max_bits as u32,
-            min_rate: self.min_rate,
-            max_rate: self.max_rate,
-        }
+    pub fn closest_format(&self, preferred: &AudioFormat) -> Result<AudioFormat, IntersectError> {
+        intersect_ranges(&ClientRange::open(), self, preferred)
     }
 
     /// Writes this range as a `KSDATARANGE_AUDIO` (84 bytes) for a pin's
@@ -223,6 +254,22 @@ pub struct ClientRange {
     pub max_rate: u32,
 }
 
+impl ClientRange {
+    /// A range that leaves every field open: any sample type, channels,
+    /// depth and rate (what a bare `KSDATARANGE` wildcard means).
+    #[must_use]
+    pub const fn open() -> Self {
+        Self {
+            sample_type: None,
+            max_channels: u32::MAX,
+            min_bits: 0,
+            max_bits: u32::MAX,
+            min_rate: 0,
+            max_rate: u32::MAX,
+        }
+    }
+}
+
 /// What a client asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
@@ -287,11 +334,7 @@ pub fn parse_client_request(bytes: &[u8]) -> Result<ClientRequest, IntersectErro
     match header.format_size {
         KSDATAFORMAT_SIZE => Ok(ClientRequest::Range(ClientRange {
             sample_type,
-            max_channels: u32::MAX,
-            min_bits: 0,
-            max_bits: u32::MAX,
-            min_rate: 0,
-            max_rate: u32::MAX,
+            ..ClientRange::open()
         })),
         KSDATARANGE_AUDIO_SIZE | KSDATARANGE_AUDIO_PADDED_SIZE => {
             let field = |at| read_u32(body, at).unwrap_or(0);
@@ -325,10 +368,33 @@ pub fn parse_client_request(bytes: &[u8]) -> Result<ClientRequest, IntersectErro
     }
 }
 
-/// Valid-bit depths tried, best first.
-const PCM_DEPTHS: [u16; 4] = [32, 24, 16, 8];
+/// The shallowest and deepest valid bits of any format.
+const MIN_DEPTH: u32 = 8;
+const MAX_DEPTH: u32 = 32;
 
-/// The best format inside both a client range and the device range.
+/// The valid-bit depths a sample type has, shallowest first.
+const fn depths(sample_type: SampleType) -> &'static [u16] {
+    match sample_type {
+        SampleType::Pcm => &[8, 16, 24, 32],
+        SampleType::Float => &[32],
+    }
+}
+
+/// The depth of `candidates` closest to `preferred`: `preferred` itself,
+/// else the shallowest deeper one (no resolution lost), else the deepest
+/// shallower one.
+fn closest_depth(candidates: impl Iterator<Item = u16> + Clone, preferred: u16) -> Option<u16> {
+    candidates
+        .clone()
+        .filter(|&b| b >= preferred)
+        .min()
+        .or_else(|| candidates.filter(|&b| b < preferred).max())
+}
+
+/// The format inside both a client range and the device range.
+///
+/// Per field, the highest value both allow where the client constrains it,
+/// the preferred value (clamped) where it leaves it open (module docs).
 ///
 /// # Errors
 /// [`IntersectError::SubFormatMismatch`], [`IntersectError::NoCommonChannels`],
@@ -336,64 +402,92 @@ const PCM_DEPTHS: [u16; 4] = [32, 24, 16, 8];
 pub fn intersect_ranges(
     client: &ClientRange,
     device: &DeviceRange,
+    preferred: &AudioFormat,
 ) -> Result<AudioFormat, IntersectError> {
     if let Some(t) = client.sample_type {
         if t != device.sample_type {
             return Err(IntersectError::SubFormatMismatch(t.sub_format()));
         }
     }
-    let channels_u32 = client.max_channels.min(u32::from(device.max_channels));
-    let channels = u16::try_from(channels_u32)
+    let device_channels = device.max_channels.min(MAX_CHANNELS);
+    let max_channels = client.max_channels.min(u32::from(device_channels));
+    let max_channels = u16::try_from(max_channels)
         .ok()
         .filter(|&c| c >= 1)
-        .ok_or(IntersectError::NoCommonChannels)?
-        .min(crate::format::MAX_CHANNELS);
+        .ok_or(IntersectError::NoCommonChannels)?;
+    let channels = if client.max_channels > u32::from(MAX_CHANNELS) {
+        preferred.channels().clamp(1, max_channels)
+    } else {
+        max_channels
+    };
     let lo_bits = client.min_bits.max(u32::from(device.min_bits));
     let hi_bits = client.max_bits.min(u32::from(device.max_bits));
-    let depths: &[u16] = match device.sample_type {
-        SampleType::Pcm => &PCM_DEPTHS,
-        SampleType::Float => &[32],
-    };
-    let valid_bits = depths
-        .iter()
-        .copied()
-        .find(|&b| u32::from(b) >= lo_bits && u32::from(b) <= hi_bits)
-        .ok_or(IntersectError::NoCommonBitDepth)?;
-    let container_bits = if valid_bits == 24 {
-        device.container_for_24
+    let usable = depths(device.sample_type).iter().copied().filter(|&b| {
+        (lo_bits..=hi_bits).contains(&u32::from(b))
+            && (b != 24 || !device.containers_for_24.is_empty())
+    });
+    let bits_open = client.min_bits <= MIN_DEPTH && client.max_bits >= MAX_DEPTH;
+    let valid_bits = if bits_open {
+        closest_depth(usable, preferred.valid_bits())
     } else {
+        usable.max()
+    }
+    .ok_or(IntersectError::NoCommonBitDepth)?;
+    let container_bits = if valid_bits != 24 {
         valid_bits
+    } else if preferred.valid_bits() == 24
+        && lists(device.containers_for_24, preferred.container_bits())
+    {
+        preferred.container_bits()
+    } else {
+        device
+            .containers_for_24
+            .first()
+            .copied()
+            .ok_or(IntersectError::NoCommonBitDepth)?
     };
-    let lo_rate = client
-        .min_rate
-        .max(device.min_rate)
-        .max(crate::format::MIN_SAMPLE_RATE);
-    let hi_rate = client
-        .max_rate
-        .min(device.max_rate)
-        .min(crate::format::MAX_SAMPLE_RATE);
+    let lo_rate = client.min_rate.max(device.min_rate).max(MIN_SAMPLE_RATE);
+    let hi_rate = client.max_rate.min(device.max_rate).min(MAX_SAMPLE_RATE);
     if lo_rate > hi_rate {
         return Err(IntersectError::NoCommonSampleRate);
     }
+    let rate_open = client.min_rate <= MIN_SAMPLE_RATE && client.max_rate >= MAX_SAMPLE_RATE;
+    let rate = if rate_open {
+        preferred.sample_rate().clamp(lo_rate, hi_rate)
+    } else {
+        hi_rate
+    };
+    let channel_mask = if channels == preferred.channels() {
+        preferred.channel_mask()
+    } else {
+        default_channel_mask(channels)
+    };
     Ok(AudioFormat::new(
         device.sample_type,
         channels,
-        hi_rate,
+        rate,
         container_bits,
         valid_bits,
-        default_channel_mask(channels),
+        channel_mask,
         true,
     )?)
 }
 
-/// `DataRangeIntersection` in one call: decode the client's bytes and
-/// intersect with `device` (see the module docs for the rule).
+/// `DataRangeIntersection` in one call.
+///
+/// Decodes the client's bytes and intersects them with `device`, a client
+/// range's open fields resolving to `preferred` (the device's default
+/// format; see the module docs for the rule).
 ///
 /// # Errors
 /// Any [`IntersectError`].
-pub fn intersect(client_bytes: &[u8], device: &DeviceRange) -> Result<AudioFormat, IntersectError> {
+pub fn intersect(
+    client_bytes: &[u8],
+    device: &DeviceRange,
+    preferred: &AudioFormat,
+) -> Result<AudioFormat, IntersectError> {
     match parse_client_request(client_bytes)? {
-        ClientRequest::Range(range) => intersect_ranges(&range, device),
+        ClientRequest::Range(range) => intersect_ranges(&range, device, preferred),
         ClientRequest::Format(format) => {
             if device.contains(&format) {
                 Ok(format)

@@ -7,8 +7,7 @@ use wavert_core::guid::{
     KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_SUBTYPE_PCM, KSDATAFORMAT_TYPE_AUDIO,
 };
 use wavert_core::range::{
-    intersect, ks_data_format_len, write_ks_data_format, DeviceRange, IntersectError,
-    KSDATARANGE_AUDIO_SIZE,
+    ks_data_format_len, write_ks_data_format, DeviceRange, IntersectError, KSDATARANGE_AUDIO_SIZE,
 };
 
 const DEVICE: DeviceRange = DeviceRange {
@@ -18,8 +17,17 @@ const DEVICE: DeviceRange = DeviceRange {
     max_bits: 24,
     min_rate: 44_100,
     max_rate: 96_000,
-    container_for_24: 32,
+    containers_for_24: &[32],
 };
+
+/// The device's default format: what a wildcard client gets.
+fn preferred() -> AudioFormat {
+    AudioFormat::extensible(SampleType::Pcm, 2, 48_000, 32, 24).expect("valid")
+}
+
+fn intersect(client: &[u8], device: &DeviceRange) -> Result<AudioFormat, IntersectError> {
+    wavert_core::range::intersect(client, device, &preferred())
+}
 
 fn header(size: u32, major: Guid, sub: Guid, spec: Guid) -> Vec<u8> {
     let mut v = Vec::new();
@@ -52,30 +60,120 @@ fn client_format(f: &AudioFormat) -> Vec<u8> {
 }
 
 #[test]
-fn range_client_gets_best_common_format() {
+fn range_client_gets_the_common_format_closest_to_the_default() {
     let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, 2, (8, 32), (8_000, 48_000));
-    let f = intersect(&c, &DEVICE).expect("overlap");
-    assert_eq!(f.channels(), 2);
-    assert_eq!(f.valid_bits(), 24);
-    assert_eq!(
-        f.container_bits(),
-        32,
-        "24 valid bits use the device's container"
-    );
-    assert_eq!(f.sample_rate(), 48_000);
-    // Wildcard sub-format and a client wider than the device: device maxima win.
+    assert_eq!(intersect(&c, &DEVICE), Ok(preferred()));
+    // Wildcard sub-format and a client wider than the device: the default
+    // format, not the corner of the range (8 channels at 96 kHz).
     let c = client_range(Guid::NULL, u32::MAX, (0, 64), (1, 1_000_000));
     let f = intersect(&c, &DEVICE).expect("overlap");
+    assert_eq!(f, preferred());
+    assert_ne!(
+        (f.channels(), f.sample_rate()),
+        (DEVICE.max_channels, DEVICE.max_rate)
+    );
+    // Fields the client constrains get the highest value both allow.
+    let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, 1, (16, 16), (88_200, 96_000));
+    let f = intersect(&c, &DEVICE).expect("overlap");
+    assert_eq!(
+        (
+            f.channels(),
+            f.valid_bits(),
+            f.container_bits(),
+            f.sample_rate()
+        ),
+        (1, 16, 16, 96_000)
+    );
+    assert_eq!(f.channel_mask(), wavert_core::format::KSAUDIO_SPEAKER_MONO);
+    let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, 6, (0, 64), (1, 1_000_000));
+    let f = intersect(&c, &DEVICE).expect("overlap");
+    assert_eq!(
+        (f.channels(), f.valid_bits(), f.sample_rate()),
+        (6, 24, 48_000),
+        "six channels asked for, bits and rate left open"
+    );
+    let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, 8, (8, 32), (8_000, 44_100));
+    assert_eq!(intersect(&c, &DEVICE).map(|f| f.sample_rate()), Ok(44_100));
+}
+
+#[test]
+fn a_constrained_depth_is_the_highest_common_one() {
+    const WIDE: DeviceRange = DeviceRange {
+        max_bits: 32,
+        min_bits: 8,
+        containers_for_24: &[32, 24],
+        ..DEVICE
+    };
+    let depth = |bits: (u32, u32)| {
+        let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, 2, bits, (48_000, 48_000));
+        intersect(&c, &WIDE).map(|f| (f.valid_bits(), f.container_bits()))
+    };
+    assert_eq!(depth((0, 64)), Ok((24, 32)), "left open: the default's");
+    assert_eq!(depth((25, 32)), Ok((32, 32)));
+    assert_eq!(depth((8, 23)), Ok((16, 16)));
+    assert_eq!(depth((17, 23)), Err(IntersectError::NoCommonBitDepth));
+}
+
+#[test]
+fn an_open_depth_the_range_lacks_is_the_nearest_deeper_one_then_shallower() {
+    let open = client_range(Guid::NULL, u32::MAX, (0, 64), (1, 1_000_000));
+    let no_24 = DeviceRange {
+        min_bits: 8,
+        max_bits: 32,
+        containers_for_24: &[],
+        ..DEVICE
+    };
+    assert_eq!(intersect(&open, &no_24).map(|f| f.valid_bits()), Ok(32));
+    let shallow = DeviceRange {
+        min_bits: 8,
+        max_bits: 16,
+        ..DEVICE
+    };
+    assert_eq!(intersect(&open, &shallow).map(|f| f.valid_bits()), Ok(16));
+}
+
+#[test]
+fn the_container_for_24_bits_follows_the_default_when_the_range_allows_it() {
+    let both: &'static [u16] = &[32, 24];
+    let packed = AudioFormat::extensible(SampleType::Pcm, 2, 48_000, 24, 24).expect("valid");
+    let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, 2, (24, 24), (48_000, 48_000));
+    let device = DeviceRange {
+        containers_for_24: both,
+        ..DEVICE
+    };
+    let got = wavert_core::range::intersect(&c, &device, &packed).expect("overlap");
+    assert_eq!(got.container_bits(), 24, "the default's own container");
+    let only_packed = DeviceRange {
+        containers_for_24: &[24],
+        ..DEVICE
+    };
+    assert_eq!(
+        intersect(&c, &only_packed).map(|f| f.container_bits()),
+        Ok(24),
+        "the range's container when the default's is not allowed"
+    );
+    let none = DeviceRange {
+        containers_for_24: &[],
+        ..DEVICE
+    };
+    assert_eq!(intersect(&c, &none), Err(IntersectError::NoCommonBitDepth));
+    assert!(!none.contains(&preferred()));
+    assert!(!only_packed.contains(&preferred()));
+    assert!(DEVICE.contains(&preferred()));
+}
+
+#[test]
+fn bare_wildcard_ksdatarange_gets_the_default_format() {
+    let c = header(64, Guid::NULL, Guid::NULL, Guid::NULL);
+    assert_eq!(intersect(&c, &DEVICE), DEVICE.closest_format(&preferred()));
+    assert_eq!(intersect(&c, &DEVICE), Ok(preferred()));
+    // A default the range cannot hold is clamped into it.
+    let corner = AudioFormat::extensible(SampleType::Pcm, 8, 192_000, 32, 32).expect("valid");
+    let f = wavert_core::range::intersect(&c, &DEVICE, &corner).expect("overlap");
     assert_eq!(
         (f.channels(), f.valid_bits(), f.sample_rate()),
         (8, 24, 96_000)
     );
-}
-
-#[test]
-fn bare_wildcard_ksdatarange_gets_device_best() {
-    let c = header(64, Guid::NULL, Guid::NULL, Guid::NULL);
-    assert_eq!(intersect(&c, &DEVICE), DEVICE.best_format());
 }
 
 #[test]
@@ -192,7 +290,13 @@ fn device_range_serialises_as_ksdatarange_audio_and_intersects_with_itself() {
     let mut buf = [0u8; KSDATARANGE_AUDIO_SIZE];
     assert_eq!(DEVICE.write_ks_data_range(&mut buf), Ok(84));
     assert_eq!(u32::from_le_bytes([buf[64], buf[65], buf[66], buf[67]]), 8);
-    assert_eq!(intersect(&buf, &DEVICE), DEVICE.best_format());
+    // The range names limits inside the format space: its highest format.
+    let f = intersect(&buf, &DEVICE).expect("overlap");
+    assert_eq!(
+        (f.channels(), f.valid_bits(), f.sample_rate()),
+        (8, 24, 96_000)
+    );
+    assert_eq!(DEVICE.closest_format(&preferred()), Ok(preferred()));
 }
 
 fn arb_range() -> impl Strategy<Value = (u32, u32, u32, u32, u32)> {
@@ -200,23 +304,31 @@ fn arb_range() -> impl Strategy<Value = (u32, u32, u32, u32, u32)> {
 }
 
 proptest! {
-    /// Whatever the client range, a result lies in both ranges and no better
-    /// format (more channels, bits or rate) lies in both.
+    /// Whatever the client range, a result lies in both ranges; each field
+    /// the client constrains is the highest common value, each it leaves
+    /// open the default's (clamped; 24 bits is in the device range).
     #[test]
-    fn intersection_is_inside_both_and_maximal(r in arb_range()) {
+    fn intersection_is_inside_both_highest_where_constrained_default_where_open(r in arb_range()) {
         let (ch, b0, b1, r0, r1) = r;
-        let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, ch, (b0.min(b1), b0.max(b1)), (r0.min(r1), r0.max(r1)));
+        let (lo_bits, hi_bits) = (b0.min(b1), b0.max(b1));
+        let (lo_rate, hi_rate) = (r0.min(r1), r0.max(r1));
+        let c = client_range(KSDATAFORMAT_SUBTYPE_PCM, ch, (lo_bits, hi_bits), (lo_rate, hi_rate));
         match intersect(&c, &DEVICE) {
             Ok(f) => {
                 prop_assert!(DEVICE.contains(&f));
-                prop_assert!(u32::from(f.channels()) <= ch);
-                prop_assert!(u32::from(f.valid_bits()) >= b0.min(b1) && u32::from(f.valid_bits()) <= b0.max(b1));
-                prop_assert!(f.sample_rate() >= r0.min(r1) && f.sample_rate() <= r0.max(r1));
-                prop_assert_eq!(u32::from(f.channels()), ch.min(8));
-                prop_assert_eq!(f.sample_rate(), r0.max(r1).min(96_000));
-                for better in [32u32, 24, 16, 8].into_iter().filter(|&b| b > u32::from(f.valid_bits())) {
-                    prop_assert!(!(better >= b0.min(b1).max(16) && better <= b0.max(b1).min(24)));
-                }
+                prop_assert!(u32::from(f.valid_bits()) >= lo_bits && u32::from(f.valid_bits()) <= hi_bits);
+                let channels = if ch > 8 { 2 } else { ch };
+                prop_assert_eq!(u32::from(f.channels()), channels);
+                let rate = if lo_rate <= 8_000 && hi_rate >= 192_000 {
+                    48_000
+                } else {
+                    hi_rate.min(96_000)
+                };
+                prop_assert_eq!(f.sample_rate(), rate);
+                // Open (8 to 32): the default's 24; limited: the highest
+                // common, 24 whenever the client allows it.
+                let bits = if (lo_bits..=hi_bits).contains(&24) { 24 } else { 16 };
+                prop_assert_eq!(u32::from(f.valid_bits()), bits);
             }
             Err(e) => prop_assert!(matches!(e,
                 IntersectError::NoCommonChannels | IntersectError::NoCommonBitDepth | IntersectError::NoCommonSampleRate)),

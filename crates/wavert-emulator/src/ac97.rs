@@ -953,6 +953,7 @@ mod tests {
                 bits,
                 channels,
                 float,
+                container_bits: 0,
             };
             let error = check_format(&request).unwrap_err();
             assert!(error.contains("16-bit stereo"), "{error}");

@@ -21,7 +21,7 @@ use portcls_sys::{
 use wavert_com::ComPtr;
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::position::LinearFromCyclic;
-use wavert_core::range::DeviceRange;
+use wavert_core::range::{ks_data_format_len, write_ks_data_format, DeviceRange};
 
 use crate::machine::{EmuEvent, Machine};
 use crate::port::PortStream;
@@ -70,6 +70,13 @@ pub struct FormatRequest {
     pub channels: u16,
     /// IEEE float samples.
     pub float: bool,
+    /// 0: ask with a `KSDATARANGE_AUDIO` (minimum = maximum) and take the
+    /// container the device picks. Otherwise the container of one specific
+    /// format (`KSDATAFORMAT` + WAVEFORMATEXTENSIBLE with `bits` valid bits)
+    /// proposed as the client's data range, as the audio engine proposes an
+    /// exclusive-mode format: the only way to ask for 24 bits in 32 rather
+    /// than packed, which a range cannot say.
+    pub container_bits: u16,
 }
 
 impl Default for FormatRequest {
@@ -79,11 +86,62 @@ impl Default for FormatRequest {
             bits: 16,
             channels: 2,
             float: false,
+            container_bits: 0,
         }
     }
 }
 
 impl FormatRequest {
+    /// The request for exactly `format` (its container included).
+    #[must_use]
+    pub const fn exact(format: &AudioFormat) -> Self {
+        Self {
+            rate: format.sample_rate(),
+            bits: format.valid_bits(),
+            channels: format.channels(),
+            float: matches!(format.sample_type(), SampleType::Float),
+            container_bits: format.container_bits(),
+        }
+    }
+
+    /// The specific format a request with a container asks for (`None` for
+    /// a range request, or a container and depth no format has).
+    #[must_use]
+    pub fn specific_format(&self) -> Option<AudioFormat> {
+        if self.container_bits == 0 {
+            return None;
+        }
+        let sample_type = if self.float {
+            SampleType::Float
+        } else {
+            SampleType::Pcm
+        };
+        AudioFormat::extensible(
+            sample_type,
+            self.channels,
+            self.rate,
+            self.container_bits,
+            self.bits,
+        )
+        .ok()
+    }
+
+    /// What the client sends as its data range: [`Self::ks_data_range`],
+    /// or the specific format as `KSDATAFORMAT` + WAVEFORMATEXTENSIBLE.
+    ///
+    /// # Errors
+    ///
+    /// A container and depth no format has.
+    pub fn client_data_range(&self) -> Result<Vec<u8>, EngineError> {
+        if self.container_bits == 0 {
+            return Ok(self.ks_data_range());
+        }
+        let format = self
+            .specific_format()
+            .ok_or_else(|| EngineError::Protocol(format!("no format has {self:?}")))?;
+        Ok(ks_data_format_bytes(&format))
+    }
+
     /// The request as a `KSDATARANGE_AUDIO` (minimum = maximum), as bytes,
     /// with `FormatSize` = `sizeof(KSDATARANGE_AUDIO)` on x64 (88: the 84
     /// bytes of fields padded to `KSDATARANGE`'s 8-byte alignment), as the
@@ -101,7 +159,7 @@ impl FormatRequest {
             max_bits: self.bits,
             min_rate: self.rate,
             max_rate: self.rate,
-            container_for_24: 32,
+            containers_for_24: &[32],
         };
         let mut bytes = vec![0; size_of::<portcls_sys::KSDATARANGE_AUDIO>()];
         // The buffer holds at least the 84 bytes the writer needs.
@@ -111,6 +169,16 @@ impl FormatRequest {
         bytes[at..at + 4].copy_from_slice(&size.to_le_bytes());
         bytes
     }
+}
+
+/// `format` as the bytes of a `KSDATAFORMAT` + WAVEFORMAT(EXTENSIBLE), as a
+/// client passes it to `NewStream`, a format proposal or an intersection.
+#[must_use]
+pub fn ks_data_format_bytes(format: &AudioFormat) -> Vec<u8> {
+    let mut bytes = vec![0; ks_data_format_len(format)];
+    // The buffer has exactly the length the writer needs.
+    let _ = write_ks_data_format(format, &mut bytes);
+    bytes
 }
 
 /// The pins of a filter descriptor.
@@ -174,7 +242,30 @@ pub fn negotiate_format(
     pin: u32,
     request: &FormatRequest,
 ) -> Result<(AudioFormat, Vec<u8>), EngineError> {
-    let client = request.ks_data_range();
+    let client = request.client_data_range()?;
+    intersect_client_range(wave, description, pin, &client)
+}
+
+/// `KSPROPERTY_PIN_DATAINTERSECTION` with the client's data range as bytes.
+///
+/// The client's range is a `KSDATARANGE_AUDIO`, a bare `KSDATARANGE`
+/// wildcard or a specific format, tried against each of the pin's ranges
+/// in turn as [`negotiate_format`] does.
+///
+/// # Errors
+///
+/// `STATUS_NO_MATCH` (as a call error) when no range matches.
+pub fn intersect_client_range(
+    wave: &ComPtr<IMiniportWaveRT>,
+    description: &'static PCFILTER_DESCRIPTOR,
+    pin: u32,
+    client: &[u8],
+) -> Result<(AudioFormat, Vec<u8>), EngineError> {
+    // The miniport reads the client's KS structures as aligned data.
+    let mut aligned = vec![0u64; client.len().div_ceil(8)];
+    let client_ptr = aligned.as_mut_ptr().cast::<u8>();
+    // SAFETY: `aligned` holds at least `client.len()` bytes; no overlap.
+    unsafe { ptr::copy_nonoverlapping(client.as_ptr(), client_ptr, client.len()) };
     let pin_desc = pins(description)
         .get(pin as usize)
         .ok_or_else(|| EngineError::Protocol(format!("pin {pin} not described")))?;
@@ -188,7 +279,7 @@ pub fn negotiate_format(
             intersect(
                 wave.this(),
                 pin,
-                client.as_ptr().cast_mut().cast(),
+                client_ptr.cast(),
                 range.as_ptr().cast_mut().cast(),
                 0,
                 ptr::null_mut(),
@@ -206,7 +297,7 @@ pub fn negotiate_format(
             intersect(
                 wave.this(),
                 pin,
-                client.as_ptr().cast_mut().cast(),
+                client_ptr.cast(),
                 range.as_ptr().cast_mut().cast(),
                 needed,
                 out.as_mut_ptr().cast(),

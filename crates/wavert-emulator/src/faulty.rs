@@ -17,6 +17,7 @@ use portcls_sys::{
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
 use wavert_core::negotiate::DeviceLimits;
+use wavert_core::range::DeviceRange;
 use wavert_core::sg::SgProfile;
 use wavert_miniport::adapter::{register_subdevices, SUBDEVICES};
 use wavert_miniport::stream::DmaBuffer;
@@ -74,6 +75,13 @@ impl FaultyCable {
 }
 
 impl Backend for FaultyCable {
+    // The cable's shapes; the registered descriptors get this type's own
+    // format-property handlers.
+    const WAVE_RENDER_FILTER: PCFILTER_DESCRIPTOR =
+        wavert_miniport::cable::filters::WAVE_RENDER_FILTER;
+    const WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR =
+        wavert_miniport::cable::filters::WAVE_CAPTURE_FILTER;
+
     type Platform = EmuPlatform;
 
     fn platform(&self) -> &EmuPlatform {
@@ -173,17 +181,12 @@ impl Backend for FaultyCable {
         self.cable.unregister_event(direction, event)
     }
 
-    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR {
-        self.cable.wave_filter(direction)
+    fn host_ranges(&self, direction: Direction) -> &'static [DeviceRange] {
+        self.cable.host_ranges(direction)
     }
 
-    fn intersect(
-        &self,
-        direction: Direction,
-        data_range: &[u8],
-        matching_range: &[u8],
-    ) -> NtResult<AudioFormat> {
-        self.cable.intersect(direction, data_range, matching_range)
+    fn default_format(&self, direction: Direction) -> AudioFormat {
+        self.cable.default_format(direction)
     }
 
     fn accepts(&self, direction: Direction, format: &AudioFormat) -> bool {

@@ -302,8 +302,13 @@ pub fn run_wavetest_positions(
     Ok(findings)
 }
 
-/// The formats a pin advertises, sampled at the corners a format sweep
-/// uses: 1, 2 and the most channels; each standard bit depth and rate in range.
+/// The formats a pin advertises, sampled at the corners a format sweep uses.
+///
+/// 1, 2 and the most channels; each standard bit depth and rate in
+/// range; and, as a `KSDATARANGE_AUDIO` names valid bits but no container,
+/// every container that depth may come in (24 bits: packed in three bytes
+/// and in 32, the common exclusive-mode format). Each is a specific
+/// format ([`FormatRequest::container_bits`] set), proposed as is.
 #[must_use]
 pub fn advertised_formats(
     description: &'static PCFILTER_DESCRIPTOR,
@@ -335,20 +340,28 @@ pub fn advertised_formats(
         let mut channels = vec![1, 2, max_ch];
         channels.dedup();
         for &ch in channels.iter().filter(|&&c| c >= 1 && c <= max_ch) {
-            for bits in [8u32, 16, 24, 32]
+            for bits in [8u16, 16, 24, 32]
                 .into_iter()
-                .filter(|b| (min_bits..=max_bits).contains(b))
+                .filter(|&b| (min_bits..=max_bits).contains(&u32::from(b)))
             {
-                for rate in RATES
-                    .into_iter()
-                    .filter(|r| (min_rate..=max_rate).contains(r))
-                {
-                    out.push(FormatRequest {
-                        rate,
-                        bits: u16::try_from(bits).unwrap_or(16),
-                        channels: u16::try_from(ch).unwrap_or(2),
-                        float,
-                    });
+                let containers: &[u16] = if bits == 24 && !float {
+                    &[24, 32]
+                } else {
+                    &[bits]
+                };
+                for &container_bits in containers {
+                    for rate in RATES
+                        .into_iter()
+                        .filter(|r| (min_rate..=max_rate).contains(r))
+                    {
+                        out.push(FormatRequest {
+                            rate,
+                            bits,
+                            channels: u16::try_from(ch).unwrap_or(2),
+                            float,
+                            container_bits,
+                        });
+                    }
                 }
             }
         }
@@ -401,9 +414,14 @@ pub fn run_wavetest_formats(
     };
     for request in &formats {
         let rule = format!(
-            "format {} Hz {} bit{} x{} streams",
+            "format {} Hz {} bit{}{} x{} streams",
             request.rate,
             request.bits,
+            if request.container_bits > request.bits {
+                format!(" in {}", request.container_bits)
+            } else {
+                String::new()
+            },
             if request.float { " float" } else { "" },
             request.channels
         );

@@ -131,6 +131,8 @@ fn format_request_of(spec: hound::WavSpec) -> FormatRequest {
         bits: spec.bits_per_sample,
         channels: spec.channels,
         float: spec.sample_format == hound::SampleFormat::Float,
+        // Samples as stored: whole bytes, 24 bits packed in three.
+        container_bits: spec.bits_per_sample.div_ceil(8) * 8,
     }
 }
 

@@ -27,7 +27,7 @@ use wavert_com::{
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::{negotiate, BufferPlan, BufferRequest, DeviceLimits};
-use wavert_core::range::{parse_client_request, ClientRequest};
+use wavert_core::range::{parse_client_request, ClientRequest, DeviceRange};
 use wavert_core::sg::{self, Descriptor, SgProfile};
 
 use crate::direction::Direction;
@@ -209,24 +209,31 @@ pub trait Backend: Send + Sync + 'static {
         ""
     }
 
-    /// The wave filter of `direction`.
-    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR;
+    /// The wave render filter's pins, nodes, connections and categories.
+    /// The descriptor the miniport registers ([`crate::wave::wave_filter`])
+    /// adds the format properties for this very back-end type, so that no
+    /// back-end (a decorator, say) can hand out handlers of another type.
+    const WAVE_RENDER_FILTER: PCFILTER_DESCRIPTOR;
 
-    /// `DataRangeIntersection` on the host pin: the format both the
-    /// client's `data_range` and the pin's `matching_range` (one of this
-    /// device's own ranges, as the port passes it) allow.
-    ///
-    /// # Errors
-    ///
-    /// `STATUS_NO_MATCH` when there is none.
-    fn intersect(
-        &self,
-        direction: Direction,
-        data_range: &[u8],
-        matching_range: &[u8],
-    ) -> NtResult<AudioFormat>;
+    /// The wave capture filter's shape, as [`Backend::WAVE_RENDER_FILTER`].
+    const WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR;
 
-    /// Whether a stream of `format` may open on `direction`'s host pin.
+    /// The device ranges of `direction`'s host pin, in the order of its
+    /// data-range table (whose `KSDATARANGE_AUDIO` entries are built from
+    /// them). `DataRangeIntersection` finds the one the port passes as the
+    /// matching range here.
+    fn host_ranges(&self, direction: Direction) -> &'static [DeviceRange];
+
+    /// The default format of `direction`'s endpoint: what
+    /// `KSPROPERTY_PIN_PROPOSEDATAFORMAT2` answers, what an intersection
+    /// with a wildcard client resolves toward, and what the INF's
+    /// `PKEY_AudioEngine_OEMFormat` holds. [`Backend::accepts`] must accept it.
+    fn default_format(&self, direction: Direction) -> AudioFormat;
+
+    /// Whether a stream of `format` may open on `direction`'s host pin: the
+    /// one rule `NewStream`, `KSPROPERTY_PIN_PROPOSEDATAFORMAT` and
+    /// `DataRangeIntersection` answer by (through
+    /// [`crate::WaveMiniport::stream_format`]).
     fn accepts(&self, direction: Direction, format: &AudioFormat) -> bool;
 
     /// The bus the device sits on, for `GetDeviceDescription`.

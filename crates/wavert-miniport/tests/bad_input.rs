@@ -62,12 +62,18 @@ fn new_stream_rejects_bad_pins_formats_and_second_streams() {
     for f in [
         ks_format(false, 2, 22_050, 16, 16),
         ks_format(false, 2, 48_000, 8, 8),
-        ks_format(false, 2, 48_000, 32, 24),
     ] {
         assert_eq!(
             rig.new_stream(Direction::Render, &port, 0, &f).err(),
             Some(STATUS_NOT_SUPPORTED)
         );
+    }
+    // 24 valid bits, in 32 or packed: both inside the 24-bit range.
+    for f in [
+        ks_format(false, 2, 48_000, 32, 24),
+        ks_format(false, 2, 48_000, 24, 24),
+    ] {
+        assert!(rig.new_stream(Direction::Render, &port, 0, &f).is_ok());
     }
     let first = rig.new_stream(Direction::Render, &port, 0, &good).unwrap();
     assert_eq!(
@@ -241,11 +247,11 @@ fn events_states_and_formats() {
 
 /// `DataRangeIntersection` through the vtable.
 fn intersect(rig: &Rig, pin: u32, client: &[u8], out_len: u32) -> (NTSTATUS, u32, Vec<u8>) {
-    // Our own PCM range, as the port passes it.
-    let ours = ks_format(false, 8, 192_000, 32, 32);
+    // Our own 16-bit PCM range, as the port passes it.
     let mut matching = vec![0u8; 84];
-    matching[..64].copy_from_slice(&ours[..64]);
-    matching[0..4].copy_from_slice(&84u32.to_le_bytes());
+    wavert_miniport::cable::filters::PCM16_RANGE
+        .write_ks_data_range(&mut matching)
+        .unwrap();
     let mut client = AlignedFormat::new(client);
     let mut matching = AlignedFormat::new(&matching);
     let mut out = vec![0u8; out_len as usize];

@@ -177,6 +177,7 @@ impl Rig {
             bits: 16,
             channels: 2,
             float: false,
+            container_bits: 0,
         };
         negotiate_format(&wave, description, 0, &request).unwrap().1
     }

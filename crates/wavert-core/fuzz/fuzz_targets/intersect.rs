@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wavert_core::format::SampleType;
+use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::range::{intersect, write_ks_data_format, DeviceRange};
 
 const DEVICES: [DeviceRange; 2] = [
@@ -14,7 +14,7 @@ const DEVICES: [DeviceRange; 2] = [
         max_bits: 32,
         min_rate: 8_000,
         max_rate: 192_000,
-        container_for_24: 32,
+        containers_for_24: &[32],
     },
     DeviceRange {
         sample_type: SampleType::Float,
@@ -23,13 +23,16 @@ const DEVICES: [DeviceRange; 2] = [
         max_bits: 32,
         min_rate: 44_100,
         max_rate: 48_000,
-        container_for_24: 24,
+        containers_for_24: &[],
     },
 ];
 
 fuzz_target!(|data: &[u8]| {
+    let Ok(preferred) = AudioFormat::extensible(SampleType::Pcm, 2, 48_000, 32, 24) else {
+        return;
+    };
     for device in &DEVICES {
-        if let Ok(format) = intersect(data, device) {
+        if let Ok(format) = intersect(data, device, &preferred) {
             assert!(device.contains(&format));
             let mut out = [0u8; 104];
             assert!(write_ks_data_format(&format, &mut out).is_ok());

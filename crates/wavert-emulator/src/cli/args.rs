@@ -127,6 +127,8 @@ fn parse_format(text: &str) -> Result<FormatRequest, String> {
         bits,
         channels,
         float,
+        // The device picks the container (the range request).
+        container_bits: 0,
     })
 }
 

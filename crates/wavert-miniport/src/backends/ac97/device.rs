@@ -37,11 +37,13 @@ use wavert_core::ac97::{
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::PAGE_SIZE;
 use wavert_core::negotiate::DeviceLimits;
-use wavert_core::range::{intersect, parse_client_request, ClientRequest};
+use wavert_core::range::DeviceRange;
 use wavert_core::sg::{Descriptor, SgProfile};
 use wavert_core::state::{transition, KsState, Transition};
 
-use super::filters::{AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS};
+use super::filters::{
+    AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS, DEFAULT_FORMAT,
+};
 use super::interrupt::{InterruptLocked, InterruptSync};
 use super::resources::Ac97Resources;
 use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL};
@@ -558,6 +560,9 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
 }
 
 impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
+    const WAVE_RENDER_FILTER: PCFILTER_DESCRIPTOR = AC97_WAVE_RENDER_FILTER;
+    const WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR = AC97_WAVE_CAPTURE_FILTER;
+
     type Platform = P;
 
     fn platform(&self) -> &P {
@@ -796,36 +801,18 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
         "AC'97 "
     }
 
-    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR {
-        match direction {
-            Direction::Render => &AC97_WAVE_RENDER_FILTER,
-            Direction::Capture => &AC97_WAVE_CAPTURE_FILTER,
-        }
+    /// One range, both directions.
+    fn host_ranges(&self, _direction: Direction) -> &'static [DeviceRange] {
+        core::slice::from_ref(&AC97_RANGE)
     }
 
-    /// The host pin has one range; a mono client is mixed up by the audio
-    /// engine, never handed to the device (the engines run two channels).
-    fn intersect(
-        &self,
-        _direction: Direction,
-        data_range: &[u8],
-        matching_range: &[u8],
-    ) -> NtResult<AudioFormat> {
-        // The port passes our one range as the matching range.
-        if !matches!(
-            parse_client_request(matching_range),
-            Ok(ClientRequest::Range(_))
-        ) {
-            return Err(NtStatus::NO_MATCH);
-        }
-        let format = intersect(data_range, &AC97_RANGE).map_err(|_| NtStatus::NO_MATCH)?;
-        if format.channels() == CHANNELS {
-            Ok(format)
-        } else {
-            Err(NtStatus::NO_MATCH)
-        }
+    fn default_format(&self, _direction: Direction) -> AudioFormat {
+        DEFAULT_FORMAT
     }
 
+    /// The range, and two channels only: a mono client is mixed up by the
+    /// audio engine, never handed to the device (the engines run two
+    /// channels), though a `KSDATARANGE_AUDIO` cannot say "at least two".
     fn accepts(&self, _direction: Direction, format: &AudioFormat) -> bool {
         AC97_RANGE.contains(format) && format.channels() == CHANNELS
     }

@@ -36,12 +36,12 @@ use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::DeviceLimits;
 use wavert_core::notify::NotificationSchedule;
 use wavert_core::position::QpcClock;
-use wavert_core::range::{intersect, parse_client_request, ClientRequest};
+use wavert_core::range::DeviceRange;
 use wavert_core::sg::SgProfile;
 use wavert_core::state::{transition, KsState, StreamPosition, TimedStream, Transition};
 
 use self::engine::{DmaMode, Engine};
-use self::filters::{HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
+use self::filters::{DEFAULT_FORMAT, HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
 use crate::direction::{Direction, PerDirection};
 use crate::memory::{Mapping, NotificationEvents};
 use crate::platform::{Platform, SpinLock};
@@ -257,6 +257,9 @@ impl<P: Platform> VirtualCable<P> {
 }
 
 impl<P: Platform> Backend for VirtualCable<P> {
+    const WAVE_RENDER_FILTER: PCFILTER_DESCRIPTOR = WAVE_RENDER_FILTER;
+    const WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR = WAVE_CAPTURE_FILTER;
+
     type Platform = P;
 
     fn platform(&self) -> &P {
@@ -437,30 +440,13 @@ impl<P: Platform> Backend for VirtualCable<P> {
         })
     }
 
-    fn wave_filter(&self, direction: Direction) -> &'static PCFILTER_DESCRIPTOR {
-        match direction {
-            Direction::Render => &WAVE_RENDER_FILTER,
-            Direction::Capture => &WAVE_CAPTURE_FILTER,
-        }
+    /// One range per depth ([`HOST_RANGES`]), the same both directions.
+    fn host_ranges(&self, _direction: Direction) -> &'static [DeviceRange] {
+        &HOST_RANGES
     }
 
-    /// The host pin has one range per sample type ([`HOST_RANGES`]); the
-    /// matching range says which.
-    fn intersect(
-        &self,
-        _direction: Direction,
-        data_range: &[u8],
-        matching_range: &[u8],
-    ) -> NtResult<AudioFormat> {
-        let device = match parse_client_request(matching_range) {
-            Ok(ClientRequest::Range(range)) => HOST_RANGES
-                .iter()
-                .copied()
-                .find(|d| range.sample_type == Some(d.sample_type)),
-            _ => None,
-        }
-        .ok_or(NtStatus::NO_MATCH)?;
-        intersect(data_range, &device).map_err(|_| NtStatus::NO_MATCH)
+    fn default_format(&self, _direction: Direction) -> AudioFormat {
+        DEFAULT_FORMAT
     }
 
     fn accepts(&self, _direction: Direction, format: &AudioFormat) -> bool {
