@@ -18,16 +18,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use wavert_core::format::{AudioFormat, SampleType};
 use wavert_emulator::cable::{start_cable_adapter, CableAdapter, CableOptions};
 use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest, Stream};
 use wavert_emulator::hlk;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageRunError};
+use wavert_emulator::ks_formats::{check_wave_filter_formats, propose_format};
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory, PAGE_SIZE};
 use wavert_emulator::session::{LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
 use wavert_miniport::adapter::{PHYSICAL_CONNECTIONS, SUBDEVICES};
-use wavert_miniport::DmaMode;
+use wavert_miniport::{ac97, cable, DmaMode};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -704,4 +706,46 @@ fn ks_topology_rules_pass_on_both_topology_filters() {
     }
     adapter.remove();
     assert_clean(&machine, "after the topology rules");
+}
+
+#[test]
+fn proposals_accept_exactly_what_opens_a_stream_including_24_in_32() {
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let in32 = AudioFormat::extensible(SampleType::Pcm, 2, 48_000, 32, 24).unwrap();
+    for (name, capture) in [("WaveRender", false), ("WaveCapture", true)] {
+        let filter = adapter.wave_filter(name).unwrap();
+        let ks = adapter.ks_filter(name).unwrap();
+        let pin = streaming_pin(filter.description, capture).unwrap();
+        // The proposal <=> NewStream sweep, the advertised matrix, the
+        // busy pin, the default per mode against the INF's, the wildcard.
+        let findings = check_wave_filter_formats(
+            &machine,
+            &filter.miniport,
+            &ks,
+            pin,
+            capture,
+            Some(&cable::filters::DEFAULT_FORMAT),
+        );
+        assert_eq!(findings.len(), 5, "{name}");
+        for f in &findings {
+            assert_eq!(f.outcome, Ok(()), "{name}: {}", f.rule);
+        }
+        // 24 bits in 32 is advertised (the 24-bit range), proposed, opened.
+        let advertised = hlk::advertised_formats(filter.description, pin);
+        assert!(advertised.contains(&FormatRequest::exact(&in32)), "{name}");
+        let bytes = wavert_emulator::engine::ks_data_format_bytes(&in32);
+        assert_eq!(
+            propose_format(&ks, pin, &bytes),
+            portcls_sys::STATUS_SUCCESS
+        );
+        let stream = Stream::open(&machine, &filter.miniport, pin, capture, &bytes).unwrap();
+        assert_eq!(*stream.format(), in32);
+        stream.close().unwrap();
+    }
+    adapter.remove();
+    assert_clean(&machine, "format proposals");
+    // The AC'97's range has no 24 bits at all, so it is refused there
+    // (its proposals run on QEMU: wavert-qemu's emulator_ac97_session).
+    assert!(!ac97::filters::AC97_RANGE.contains(&in32));
 }

@@ -38,6 +38,7 @@ use crate::engine::{negotiate_format, FormatRequest, Stream};
 use crate::hlk::{Finding, KsPositionReport};
 use crate::image::{io_trap, start_image_adapter, ImageDevice};
 use crate::ks::KsFilter;
+use crate::ks_formats::check_wave_filter_formats;
 use crate::ks_topology::{check_topology_filter, endpoint_channels};
 use crate::machine::{lock, ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
@@ -852,6 +853,9 @@ pub struct Ac97HlkReport {
     pub ks_position: KsPositionReport,
     /// The KS topology rules on the endpoint's topology filter.
     pub ks_topology: Vec<Finding>,
+    /// The format rules on the endpoint's wave filter
+    /// ([`crate::ks_formats`]), against the INF's default format.
+    pub ks_formats: Vec<Finding>,
     /// Protocol and Driver Verifier violations.
     pub violations: Vec<String>,
 }
@@ -864,6 +868,8 @@ impl Ac97HlkReport {
             && self.ks_position.passed()
             && !self.ks_topology.is_empty()
             && self.ks_topology.iter().all(|f| f.outcome.is_ok())
+            && !self.ks_formats.is_empty()
+            && self.ks_formats.iter().all(|f| f.outcome.is_ok())
             && self.violations.is_empty()
     }
 }
@@ -909,6 +915,18 @@ pub fn run_ac97_hlk(capture: bool, image: Option<&Path>) -> Result<Ac97HlkReport
     let ks_position =
         crate::hlk::run_ks_position_test(&rig.machine, &wave, 0, capture, &format_bytes)
             .map_err(|e| e.to_string())?;
+    let ks_formats = KsFilter::new(&wave, description)
+        .map(|filter| {
+            check_wave_filter_formats(
+                &rig.machine,
+                &wave,
+                &filter,
+                0,
+                capture,
+                Some(&wavert_miniport::ac97::filters::DEFAULT_FORMAT),
+            )
+        })
+        .map_err(|status| format!("the wave filter's IUnknown: {status:#010x}"))?;
     let topology_name = AC97_SUBDEVICES
         .iter()
         .find(|s| s.kind == wavert_miniport::adapter::SubdeviceKind::Topology(direction))
@@ -931,6 +949,7 @@ pub fn run_ac97_hlk(capture: bool, image: Option<&Path>) -> Result<Ac97HlkReport
         wavetest,
         ks_position,
         ks_topology,
+        ks_formats,
         violations,
     })
 }

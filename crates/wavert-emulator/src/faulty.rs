@@ -42,6 +42,16 @@ pub enum Fault {
     LeakBuffer,
     /// RUN -> PAUSE is answered with success but the position keeps moving.
     RunInPause,
+    /// The default format is the corner of the ranges (8 channels, 32-bit,
+    /// 192 kHz), so a wildcard intersection and `PROPOSEDATAFORMAT2` pick
+    /// it: what the cable's intersection did before it had a default.
+    MaxCornerDefault,
+}
+
+/// The corner [`Fault::MaxCornerDefault`] makes the default.
+fn max_corner() -> AudioFormat {
+    AudioFormat::extensible(wavert_core::format::SampleType::Pcm, 8, 192_000, 32, 32)
+        .unwrap_or(wavert_miniport::cable::filters::DEFAULT_FORMAT)
 }
 
 /// The cable with one fault.
@@ -186,6 +196,9 @@ impl Backend for FaultyCable {
     }
 
     fn default_format(&self, direction: Direction) -> AudioFormat {
+        if self.fault == Fault::MaxCornerDefault {
+            return max_corner();
+        }
         self.cable.default_format(direction)
     }
 

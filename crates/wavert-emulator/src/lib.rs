@@ -21,14 +21,17 @@
 //!   life cycle (`DriverEntry`, `AddDevice`, `StartDevice`, removal, unload).
 //! * [`ks`]: KS property requests routed to the miniport's filter and node
 //!   automation tables as PortCls routes them.
+//! * [`ks_formats`]: the format rules over [`ks`]: `PROPOSEDATAFORMAT`
+//!   accepts exactly what `NewStream` opens, `PROPOSEDATAFORMAT2` and a
+//!   wildcard intersection give the default format.
 //! * [`ks_topology`]: the HLK's KS topology rules (node basic support,
 //!   channel round trips, jacks) over [`ks`].
 //! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`faulty`]: the product's cable behind a `Backend` decorator that
 //!   injects one fault (page order, no events, a leaked buffer, moving in
-//!   PAUSE): the device that shows the emulator's own checks fail when they
-//!   should.
+//!   PAUSE, a default at the corner of the ranges): the device that shows
+//!   the emulator's own checks fail when they should.
 //! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.
 //!
 //! `unsafe` lives in the memory model and the port objects (they are the
@@ -42,6 +45,7 @@ pub mod hlk;
 pub mod image;
 pub mod irql;
 pub mod ks;
+pub mod ks_formats;
 pub mod ks_topology;
 pub mod machine;
 pub mod memory;

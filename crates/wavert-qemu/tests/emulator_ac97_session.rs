@@ -102,6 +102,13 @@ fn hlk_on(capture: bool) {
         "HLK capture={capture} KS position: {:?}",
         report.ks_position
     );
+    for finding in &report.ks_formats {
+        println!(
+            "ks formats capture={capture} {}: {:?}",
+            finding.rule, finding.outcome
+        );
+    }
+    assert_eq!(report.ks_formats.len(), 5, "every format rule ran");
     if let Some(path) = image() {
         assert!(
             report.build.contains(&path.display().to_string()),
