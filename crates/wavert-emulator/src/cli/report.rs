@@ -111,10 +111,12 @@ impl VirtualOutcome {
                 .iter()
                 .chain(&self.wavetest_capture)
                 .chain(self.ks_topology.iter().flat_map(|(_, findings)| findings))
+                .chain(self.ks_formats.iter().flat_map(|(_, findings)| findings))
                 .all(|f| f.outcome.is_ok())
             && self
                 .ks_topology
                 .iter()
+                .chain(&self.ks_formats)
                 .all(|(_, findings)| !findings.is_empty())
             && self.leaked_pages == 0
             && self.live_objects == 0
@@ -268,6 +270,12 @@ impl VirtualOutcome {
         for (filter, findings) in &self.ks_topology {
             lines.push(format!(
                 "ks topology      : {filter:<16} {}",
+                topology_text(findings)
+            ));
+        }
+        for (filter, findings) in &self.ks_formats {
+            lines.push(format!(
+                "ks formats       : {filter:<16} {}",
                 topology_text(findings)
             ));
         }

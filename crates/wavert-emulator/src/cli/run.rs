@@ -13,6 +13,7 @@ use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest};
 use wavert_emulator::hlk::{ks_position_check, run_wavetest_positions, Finding, KsPositionReport};
 use wavert_emulator::image::kernel::KernelCounters;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver};
+use wavert_emulator::ks_formats::check_wave_filter_formats;
 use wavert_emulator::ks_topology::{check_topology_filter, endpoint_channels};
 use wavert_emulator::machine::{ClockMode, Machine, Registrations};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
@@ -61,6 +62,8 @@ pub struct VirtualOutcome {
     pub wavetest_capture: Vec<Finding>,
     /// The KS topology rules on each topology filter, by subdevice name.
     pub ks_topology: Vec<(String, Vec<Finding>)>,
+    /// The format rules on each wave filter, by subdevice name.
+    pub ks_formats: Vec<(String, Vec<Finding>)>,
     /// The image's kernel counters, or the host build's cable counters.
     pub counters: DriverCounters,
     /// Pages still allocated after the removal.
@@ -147,6 +150,29 @@ fn ks_topology_of(
         .ok_or_else(|| format!("no topology filter registered as {name}"))?;
     let channels = endpoint_channels(wave.description, 0);
     Ok((name.to_owned(), check_topology_filter(&filter, channels)))
+}
+
+/// The format rules on the wave filter `wave` (against the cable's
+/// default format, the INF's `PKEY_AudioEngine_OEMFormat`).
+fn ks_formats_of(
+    machine: &Arc<Machine>,
+    adapter: &CableAdapter,
+    wave: &RegisteredWaveFilter,
+    capture: bool,
+) -> Result<(String, Vec<Finding>), String> {
+    let filter = adapter
+        .ks_filter(&wave.name)
+        .ok_or_else(|| format!("no wave filter registered as {}", wave.name))?;
+    let pin = streaming_pin(wave.description, capture).ok_or("no streaming pin")?;
+    let findings = check_wave_filter_formats(
+        machine,
+        &wave.miniport,
+        &filter,
+        pin,
+        capture,
+        Some(&wavert_miniport::cable::filters::DEFAULT_FORMAT),
+    );
+    Ok((wave.name.clone(), findings))
 }
 
 /// The HLK position rules on one endpoint, after the loopback session.
@@ -327,6 +353,10 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     .into_iter()
     .map(|(direction, wave)| ks_topology_of(&adapter, direction, wave))
     .collect::<Result<Vec<_>, String>>()?;
+    let ks_formats = [(&render_filter, false), (&capture_filter, true)]
+        .into_iter()
+        .map(|(wave, capture)| ks_formats_of(&machine, &adapter, wave, capture))
+        .collect::<Result<Vec<_>, String>>()?;
 
     let wav_path = args.output.join("captured.wav");
     signal::write_wav(&wav_path, &format, &session.captured)
@@ -363,6 +393,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         wavetest_render,
         wavetest_capture,
         ks_topology,
+        ks_formats,
         counters,
         leaked_pages: machine.memory.pages_in_use(),
         live_mdls: machine.memory.live_mdls(),
