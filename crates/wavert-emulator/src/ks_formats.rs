@@ -878,5 +878,27 @@ mod tests {
             Err(STATUS_NOT_SUPPORTED),
             "bridge pin"
         );
+        // A list longer than the handler reads (two attributes and more).
+        let mut long = mode_attribute_list(Some(AUDIO_SIGNALPROCESSINGMODE_RAW));
+        long.resize(100, 0);
+        assert_eq!(
+            proposed_format_for(&filter, 0, &long),
+            Err(STATUS_INVALID_PARAMETER)
+        );
+        // A plain WAVEFORMATEX proposal (82 bytes, not EXTENSIBLE) is read
+        // as NewStream reads it: 16-bit stereo opens, so it is accepted.
+        let plain = AudioFormat::new(
+            SampleType::Pcm,
+            2,
+            48_000,
+            16,
+            16,
+            wavert_core::format::KSAUDIO_SPEAKER_STEREO,
+            false,
+        )
+        .unwrap();
+        let plain = ks_data_format_bytes(&plain);
+        assert_eq!(plain.len(), 82);
+        assert_eq!(propose_format(&filter, 0, &plain), STATUS_SUCCESS);
     }
 }
