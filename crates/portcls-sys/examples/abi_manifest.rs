@@ -643,8 +643,15 @@ fn main() {
         STATUS_DEVICE_BUSY,
         STATUS_OBJECT_NAME_COLLISION,
         STATUS_DEVICE_CONFIGURATION_ERROR,
+        STATUS_ALLOTTED_SPACE_EXCEEDED,
         STATUS_NOINTERFACE,
         E_NOINTERFACE,
+        IRP_MJ_PNP,
+        IRP_MJ_MAXIMUM_FUNCTION,
+        IRP_MN_START_DEVICE,
+        IRP_MN_REMOVE_DEVICE,
+        IRP_MN_STOP_DEVICE,
+        IRP_MN_SURPRISE_REMOVAL,
         KSSTATE_STOP,
         KSSTATE_ACQUIRE,
         KSSTATE_PAUSE,
@@ -883,6 +890,45 @@ fn main() {
         DEVICE_DESCRIPTION_VERSION1,
         DEVICE_DESCRIPTION_VERSION2,
     );
+    // The kernel objects the emulator's I/O-manager stand-in builds (opaque in
+    // this crate, so their offsets are constants, checked as the members'
+    // `offsetof` in the headers).
+    let _ = writeln!(
+        o,
+        "const PORT_CLASS_DEVICE_EXTENSION_SIZE {PORT_CLASS_DEVICE_EXTENSION_SIZE}"
+    );
+    for (owner, member, offset) in [
+        (
+            "DEVICE_OBJECT",
+            "DeviceExtension",
+            DEVICE_OBJECT_DeviceExtension_OFFSET,
+        ),
+        (
+            "DRIVER_OBJECT",
+            "MajorFunction",
+            DRIVER_OBJECT_MajorFunction_OFFSET,
+        ),
+        (
+            "IRP",
+            "Tail.Overlay.CurrentStackLocation",
+            IRP_CurrentStackLocation_OFFSET,
+        ),
+        (
+            "IO_STACK_LOCATION",
+            "MajorFunction",
+            IO_STACK_LOCATION_MajorFunction_OFFSET,
+        ),
+        (
+            "IO_STACK_LOCATION",
+            "MinorFunction",
+            IO_STACK_LOCATION_MinorFunction_OFFSET,
+        ),
+    ] {
+        let _ = writeln!(o, "field {owner} {member} {offset}");
+    }
+    let _ = writeln!(o, "struct IRP {IRP_SIZE} 8");
+    let _ = writeln!(o, "struct IO_STACK_LOCATION {IO_STACK_LOCATION_SIZE} 8");
+
     user_consts!(o, VT_EMPTY, VT_I4, VT_BOOL, VT_UI4, VT_ILLEGAL);
 
     for d in DOCUMENTED_ONLY {

@@ -28,6 +28,9 @@ pub const STATUS_NOT_FOUND: NTSTATUS = st(0xC000_0225);
 pub const STATUS_INVALID_DEVICE_STATE: NTSTATUS = st(0xC000_0184);
 pub const STATUS_DEVICE_BUSY: NTSTATUS = st(0x8000_0011);
 pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = st(0xC000_0035);
+/// What `KsAddObjectCreateItemToDeviceHeader` (and so `PcRegisterSubdevice`)
+/// returns when every create-item slot is taken (Microsoft Learn, ks.h).
+pub const STATUS_ALLOTTED_SPACE_EXCEEDED: NTSTATUS = st(0xC000_0099);
 pub const STATUS_DEVICE_CONFIGURATION_ERROR: NTSTATUS = st(0xC000_0182);
 /// `STATUS_NOINTERFACE` as `ntstatus.h` defines it (0xC00002B9): the
 /// `NTSTATUS` a PortCls `QueryInterface` returns for an interface the object
