@@ -1,35 +1,46 @@
-//! The adapter driver's entry points: `DriverEntry`, `AddDevice`, `StartDevice`.
+//! The adapter driver's entry points: `DriverEntry`, `AddDevice`,
+//! `StartDevice`, and the `IRP_MJ_PNP` handler in front of PortCls's.
 //!
 //! PortCls owns the driver object: `PcInitializeAdapterDriver` installs its
 //! dispatch routines and our `AddDevice`; `PcAddAdapterDevice` creates the
 //! functional device object and remembers our `StartDevice`, which PortCls
-//! calls with the device's resources on `IRP_MN_START_DEVICE`.
+//! calls with the device's resources on `IRP_MN_START_DEVICE`. After
+//! `PcInitializeAdapterDriver`, `DriverEntry` puts [`pnp_dispatch`] in
+//! front of PortCls's PnP handling, as SYSVAD's and simpleaudiosample's
+//! `DriverEntry` install their `PnpHandler` (`audio/sysvad/adapter.cpp`,
+//! `audio/simpleaudiosample/Source/Main/adapter.cpp`): on a stop, surprise
+//! removal or removal it unregisters the physical connections and
+//! subdevices `StartDevice` registered, then hands every PnP IRP to
+//! `PcDispatchIrp`, so a stop followed by a start registers the same names
+//! again.
 
+use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::sync::Arc;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use portcls_sys::windows_abi;
 
 use portcls_sys::{
-    PcAddAdapterDevice, PcInitializeAdapterDriver, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS,
-    PRESOURCELIST, STATUS_DEVICE_CONFIGURATION_ERROR, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_SUCCESS, ULONG, UNICODE_STRING,
+    IRP_CurrentStackLocation_OFFSET, PcAddAdapterDevice, PcDispatchIrp, PcInitializeAdapterDriver,
+    DEVICE_OBJECT, DRIVER_OBJECT, IRP, IRP_MJ_PNP, IRP_MN_REMOVE_DEVICE, IRP_MN_STOP_DEVICE,
+    IRP_MN_SURPRISE_REMOVAL, NTSTATUS, PORT_CLASS_ADAPTER_SLOT, PRESOURCELIST,
+    STATUS_DEVICE_CONFIGURATION_ERROR, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, ULONG,
+    UNICODE_STRING,
 };
 use wavert_com::ComPtr;
 use wavert_miniport::ac97::DeviceKind;
-use wavert_miniport::adapter::{install, install_ac97};
+use wavert_miniport::adapter::{install, install_ac97, Registration, MAX_SUBDEVICES};
 use wavert_miniport::{DmaMode, VirtualCable};
 use wdk_sys::ntddk::ExAllocateTimer;
 use wdk_sys::EX_TIMER_HIGH_RESOLUTION;
 
 use crate::io::KernelPortIo;
-use crate::platform::{timer_callback, KernelPlatform};
+use crate::platform::{kernel_log, timer_callback, KernelPlatform};
 use crate::services::KernelServices;
-
-/// How many subdevices the adapter may register with PortCls: a wave and a
-/// topology filter for render and for capture (the cable's or the AC'97's).
-const MAX_SUBDEVICES: ULONG = 4;
 
 /// Device extension size for `PcAddAdapterDevice`; 0 lets PortCls use its own
 /// default (`PORT_CLASS_DEVICE_EXTENSION_SIZE`), as Microsoft's samples do.
+/// Our state lives in the extension's adapter slot ([`PORT_CLASS_ADAPTER_SLOT`]).
 const DEVICE_EXTENSION_SIZE: ULONG = 0;
 
 /// The driver's entry point, called once by the I/O manager at `PASSIVE_LEVEL`.
@@ -46,13 +57,24 @@ pub unsafe extern "system" fn driver_entry(
 ) -> wdk_sys::NTSTATUS {
     // SAFETY: the I/O manager passes a live driver object and registry path;
     // PortCls takes the same kernel objects (ABI crate's opaque views of them).
-    unsafe {
+    let status = unsafe {
         PcInitializeAdapterDriver(
             driver_object.cast::<DRIVER_OBJECT>(),
             registry_path.cast_mut().cast::<UNICODE_STRING>(),
             Some(add_device),
         )
+    };
+    if status < 0 {
+        return status;
     }
+    // After PcInitializeAdapterDriver, which fills the whole dispatch table
+    // with PortCls's routines: ours sees PnP IRPs first and passes them on.
+    // SAFETY: the driver object is live and ours during DriverEntry.
+    let table = unsafe { &mut (*driver_object).MajorFunction };
+    if let Some(entry) = table.get_mut(usize::from(IRP_MJ_PNP)) {
+        *entry = Some(pnp_dispatch);
+    }
+    STATUS_SUCCESS
 }
 
 /// Creates the functional device object for a new adapter (`PASSIVE_LEVEL`).
@@ -80,8 +102,9 @@ unsafe extern "system" fn add_device(
 }
 
 /// Starts the adapter (`PASSIVE_LEVEL`, on `IRP_MN_START_DEVICE`): makes the
-/// virtual cable, gives it its high-resolution timer, and registers its four
-/// subdevices and two physical connections (`wavert_miniport::adapter`).
+/// virtual cable or the AC'97, and registers its four subdevices and two
+/// physical connections (`wavert_miniport::adapter`); what was registered
+/// is kept in the device extension for [`pnp_dispatch`].
 ///
 /// # Safety
 ///
@@ -98,6 +121,10 @@ unsafe extern "system" fn start_device(
         irp,
         resources: resource_list,
     };
+    // A start PortCls sends without a stop before it (not expected) must not
+    // find the last start's registration still in place.
+    // SAFETY: the FDO PortCls passes, with PortCls's device extension.
+    unsafe { unregister_kept(device_object.cast()) };
     // One binary serves both hardware IDs; the resources tell them apart:
     // the root-enumerated cable has none, a PCI AC'97 has two I/O ranges
     // and an interrupt. (No registry or hardware-ID lookup needed, and a
@@ -105,12 +132,17 @@ unsafe extern "system" fn start_device(
     // SAFETY: PortCls passes a live resource list (or NULL) for this call;
     // the borrowed pointer is AddRef'd for as long as we hold it.
     let resources = unsafe { ComPtr::from_raw_borrowed(resource_list) };
-    match DeviceKind::of(resources.as_ref()) {
+    let registered = match DeviceKind::of(resources.as_ref()) {
         DeviceKind::VirtualCable => start_cable(&services),
-        DeviceKind::Ac97 => resources.map_or(STATUS_INSUFFICIENT_RESOURCES, |resources| {
+        DeviceKind::Ac97 => resources.map_or(Err(STATUS_INSUFFICIENT_RESOURCES), |resources| {
             start_ac97(&services, &resources)
         }),
-        DeviceKind::Unknown => STATUS_DEVICE_CONFIGURATION_ERROR,
+        DeviceKind::Unknown => Err(STATUS_DEVICE_CONFIGURATION_ERROR),
+    };
+    match registered {
+        // SAFETY: the FDO PortCls passes, with PortCls's device extension.
+        Ok(registration) => unsafe { keep(device_object.cast(), registration) },
+        Err(status) => status,
     }
 }
 
@@ -119,18 +151,18 @@ unsafe extern "system" fn start_device(
 fn start_ac97(
     services: &KernelServices,
     resources: &ComPtr<portcls_sys::IResourceList>,
-) -> NTSTATUS {
+) -> Result<Registration, NTSTATUS> {
     match install_ac97(services, KernelPlatform::new(), KernelPortIo, resources) {
-        Ok(device) => {
+        Ok((device, registration)) => {
             device.platform().attach_dpc(Arc::as_ptr(&device));
-            STATUS_SUCCESS
+            Ok(registration)
         }
-        Err(status) => status.code(),
+        Err(status) => Err(status.code()),
     }
 }
 
 /// `StartDevice` for the root-enumerated virtual cable.
-fn start_cable(services: &KernelServices) -> NTSTATUS {
+fn start_cable(services: &KernelServices) -> Result<Registration, NTSTATUS> {
     let cable = Arc::new(VirtualCable::new(KernelPlatform::new(), DmaMode::Looping));
     // SAFETY: the callback matches EXT_CALLBACK; its context is the cable,
     // which owns the timer and deletes it (waiting) before its state goes.
@@ -142,12 +174,179 @@ fn start_cable(services: &KernelServices) -> NTSTATUS {
         )
     };
     if timer.is_null() {
-        return STATUS_INSUFFICIENT_RESOURCES;
+        return Err(STATUS_INSUFFICIENT_RESOURCES);
     }
     cable.platform().attach_timer(timer);
     // The miniports keep the cable alive; our reference goes on return.
-    match install(services, &cable) {
-        Ok(()) => STATUS_SUCCESS,
-        Err(status) => status.code(),
+    install(services, &cable).map_err(wavert_com::NtStatus::code)
+}
+
+/// What `StartDevice` left for the PnP handler, in non-paged pool; the
+/// device extension's adapter slot points at it.
+struct DeviceState {
+    registration: Registration,
+}
+
+/// The adapter slot of the FDO's device extension, as an atomic pointer.
+///
+/// Learn's `PcAddAdapterDevice` page leaves `ULONG_PTR` elements 4 to 7 of
+/// PortCls's default extension to the adapter driver; SYSVAD keeps its
+/// adapter common object in element 5 (`PortClassDeviceContext::m_pCommon`),
+/// and so do we. PnP IRPs for one device are serialised by the PnP manager;
+/// the slot is atomic all the same, so no access can tear.
+///
+/// # Safety
+///
+/// `device` is null or the FDO `PcAddAdapterDevice` made (its extension at
+/// least `PORT_CLASS_DEVICE_EXTENSION_SIZE` bytes, pointer-aligned, zeroed
+/// by the I/O manager when the FDO was created), and the returned reference
+/// is not used once the device is deleted.
+unsafe fn adapter_slot<'a>(
+    device: *mut wdk_sys::DEVICE_OBJECT,
+) -> Option<&'a AtomicPtr<DeviceState>> {
+    if device.is_null() {
+        return None;
     }
+    // SAFETY: a live FDO (the caller's contract).
+    let extension = unsafe { (*device).DeviceExtension };
+    if extension.is_null() {
+        return None;
+    }
+    // SAFETY: element 5 of an extension of at least 64 pointer-sized
+    // elements, pointer-aligned (the caller's contract).
+    let slot = unsafe {
+        extension
+            .cast::<*mut DeviceState>()
+            .add(PORT_CLASS_ADAPTER_SLOT)
+    };
+    // SAFETY: an aligned, live pointer-sized slot only this driver touches,
+    // always through this atomic view.
+    Some(unsafe { AtomicPtr::from_ptr(slot) })
+}
+
+/// Keeps `registration` in the device extension. Without memory for it,
+/// unregisters it again and fails the start (a registration the PnP
+/// handler could not find would block every later start).
+///
+/// # Safety
+///
+/// As [`adapter_slot`].
+unsafe fn keep(device: *mut wdk_sys::DEVICE_OBJECT, mut registration: Registration) -> NTSTATUS {
+    let layout = Layout::new::<DeviceState>();
+    // SAFETY: `DeviceState` is not zero-sized (it holds the four port slots).
+    let raw = unsafe { alloc(layout) };
+    #[allow(
+        clippy::cast_ptr_alignment,
+        reason = "the allocation has `DeviceState`'s layout, alignment included"
+    )]
+    let block = raw.cast::<DeviceState>();
+    // SAFETY: as the caller's contract.
+    let slot = unsafe { adapter_slot(device) };
+    let Some(slot) = slot.filter(|_| !block.is_null()) else {
+        if !block.is_null() {
+            // SAFETY: allocated just above with this layout, never written.
+            unsafe { dealloc(block.cast(), layout) };
+        }
+        let _ = registration.unregister(&kernel_log);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    // SAFETY: a fresh allocation of `DeviceState`'s layout.
+    unsafe { block.write(DeviceState { registration }) };
+    let previous = slot.swap(block, Ordering::AcqRel);
+    // SAFETY: whatever was there was put there by `keep` (or is null).
+    unsafe { release(previous) };
+    STATUS_SUCCESS
+}
+
+/// Takes the kept registration out of the device extension (if any),
+/// unregisters it and frees it. IRQL: `PASSIVE_LEVEL`.
+///
+/// # Safety
+///
+/// As [`adapter_slot`].
+unsafe fn unregister_kept(device: *mut wdk_sys::DEVICE_OBJECT) {
+    // SAFETY: as the caller's contract.
+    if let Some(slot) = unsafe { adapter_slot(device) } {
+        let state = slot.swap(ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: only `keep` stores non-null pointers here.
+        unsafe { release(state) };
+    }
+}
+
+/// Unregisters and frees a `DeviceState` block `keep` made (null: nothing).
+///
+/// # Safety
+///
+/// `state` is null or a block from [`keep`] no longer in the slot.
+unsafe fn release(state: *mut DeviceState) {
+    if state.is_null() {
+        return;
+    }
+    // SAFETY: a block `keep` wrote; we own it now (it left the slot).
+    let mut owned = unsafe { state.read() };
+    // SAFETY: allocated by `keep` with this layout; its value was moved out.
+    unsafe { dealloc(state.cast(), Layout::new::<DeviceState>()) };
+    // Failures are logged inside; the IRP goes on to PortCls regardless,
+    // as the samples' `PnpHandler` does after its `Cleanup`.
+    let _ = owned.registration.unregister(&kernel_log);
+    // The port references go with `owned`.
+}
+
+/// The minor function of `irp`'s current stack location.
+///
+/// The offset of `Tail.Overlay.CurrentStackLocation` comes from
+/// `portcls-sys` (checked against MinGW-w64's `wdm.h`) rather than from
+/// `wdk-sys`'s bindings, whose anonymous-union field names depend on the
+/// header set they were generated from.
+///
+/// # Safety
+///
+/// `irp` is null or a live IRP the I/O manager passed.
+unsafe fn current_minor(irp: *mut wdk_sys::IRP) -> Option<u8> {
+    if irp.is_null() {
+        return None;
+    }
+    #[allow(
+        clippy::cast_ptr_alignment,
+        reason = "an IRP is 8-byte aligned and the field lies at a multiple of 8"
+    )]
+    let field = irp
+        .cast::<u8>()
+        .wrapping_add(IRP_CurrentStackLocation_OFFSET)
+        .cast::<*mut wdk_sys::IO_STACK_LOCATION>();
+    // SAFETY: a live IRP; the field lies inside its header.
+    let stack = unsafe { field.read() };
+    if stack.is_null() {
+        return None;
+    }
+    // SAFETY: the I/O manager's current stack location of a live IRP.
+    Some(unsafe { (*stack).MinorFunction })
+}
+
+/// The driver's `IRP_MJ_PNP` dispatch (`DRIVER_DISPATCH`), at
+/// `PASSIVE_LEVEL`: on `IRP_MN_STOP_DEVICE`, `IRP_MN_SURPRISE_REMOVAL` and
+/// `IRP_MN_REMOVE_DEVICE` it unregisters what `StartDevice` registered
+/// (physical connections, then subdevices; see
+/// `wavert_miniport::adapter::Registration::unregister`), then every PnP
+/// IRP goes to PortCls through `PcDispatchIrp`, whose status it returns
+/// (PortCls completes the IRP).
+///
+/// # Safety
+///
+/// Called by the I/O manager with the FDO and a PnP IRP.
+unsafe extern "C" fn pnp_dispatch(
+    device: *mut wdk_sys::DEVICE_OBJECT,
+    irp: *mut wdk_sys::IRP,
+) -> wdk_sys::NTSTATUS {
+    // SAFETY: the IRP the I/O manager passed.
+    let minor = unsafe { current_minor(irp) };
+    if matches!(
+        minor,
+        Some(IRP_MN_STOP_DEVICE | IRP_MN_SURPRISE_REMOVAL | IRP_MN_REMOVE_DEVICE)
+    ) {
+        // SAFETY: the FDO PcAddAdapterDevice made, live for this IRP.
+        unsafe { unregister_kept(device) };
+    }
+    // SAFETY: the FDO and IRP as received; PortCls completes the IRP.
+    unsafe { PcDispatchIrp(device.cast(), irp.cast()) }
 }

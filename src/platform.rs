@@ -220,15 +220,21 @@ impl Platform for KernelPlatform {
 
     /// IRQL: `<= DISPATCH_LEVEL`; no allocation.
     fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
-        let mut line = LineBuffer {
-            bytes: [0; 200],
-            len: 0,
-        };
-        let _ = write!(line, "{level:?}: {message}");
-        // SAFETY: a NUL-terminated format and a NUL-terminated argument
-        // (the buffer keeps its last byte 0); DbgPrint is callable at DISPATCH.
-        unsafe { DbgPrint(c"rswavert: %s\n".as_ptr(), line.bytes.as_ptr()) };
+        kernel_log(level, message);
     }
+}
+
+/// One driver log line through `DbgPrint` (no allocation; callable up to
+/// `DISPATCH_LEVEL`).
+pub fn kernel_log(level: LogLevel, message: fmt::Arguments<'_>) {
+    let mut line = LineBuffer {
+        bytes: [0; 200],
+        len: 0,
+    };
+    let _ = write!(line, "{level:?}: {message}");
+    // SAFETY: a NUL-terminated format and a NUL-terminated argument
+    // (the buffer keeps its last byte 0); DbgPrint is callable at DISPATCH.
+    unsafe { DbgPrint(c"rswavert: %s\n".as_ptr(), line.bytes.as_ptr()) };
 }
 
 /// The high-resolution timer's callback (`EXT_CALLBACK`), at

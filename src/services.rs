@@ -27,6 +27,10 @@ const fn check(status: i32) -> NtResult<()> {
 }
 
 impl PortClsServices for KernelServices {
+    fn device_object(&self) -> *mut DEVICE_OBJECT {
+        self.device
+    }
+
     fn new_port(&self, class_id: &GUID) -> NtResult<ComPtr<IPort>> {
         let mut port = ptr::null_mut();
         // SAFETY: `port` is writable; the class id outlives the call.

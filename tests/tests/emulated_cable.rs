@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wavert_core::format::{AudioFormat, SampleType};
-use wavert_emulator::cable::{start_cable_adapter, CableAdapter, CableOptions};
+use wavert_emulator::cable::{start_cable_adapter, CableAdapter, CableOptions, PnpRequest};
 use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest, Stream};
 use wavert_emulator::hlk;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageRunError};
@@ -88,6 +88,7 @@ fn try_start(
             CableOptions {
                 dma,
                 fail_portcls_call: fail,
+                ..CableOptions::default()
             },
         )
         .map_err(wavert_com::NtStatus::code),
@@ -309,6 +310,204 @@ fn start_device_registers_four_subdevices_and_two_connections() {
     assert_eq!(machine.registrations().subdevices.len(), 4);
     adapter.remove();
     assert_clean(&machine, "after the second removal");
+}
+
+/// A connection: from, its pin, to, its pin.
+type Connection = (String, u32, String, u32);
+
+/// The subdevice names and connections registered now.
+fn registered(machine: &Machine) -> (Vec<String>, Vec<Connection>) {
+    let r = machine.registrations();
+    (
+        r.subdevices.into_iter().map(|(n, _)| n).collect(),
+        r.connections
+            .into_iter()
+            .map(|c| (c.from, c.from_pin, c.to, c.to_pin))
+            .collect(),
+    )
+}
+
+/// The emulated PortCls's unregister log lines since line `from`.
+fn unregistrations(machine: &Machine, from: usize) -> Vec<String> {
+    machine
+        .log_lines()
+        .into_iter()
+        .skip(from)
+        .filter(|l| l.starts_with("PortCls: Unregister"))
+        .collect()
+}
+
+/// A short bit-exact loopback through the registered wave filters.
+fn streams_bit_exact(adapter: &CableAdapter, what: &str) {
+    let config = LoopbackConfig {
+        format: request(48_000, 16, 2, false),
+        period_ms: 20,
+        notification_count: 2,
+        ..LoopbackConfig::default()
+    };
+    let (result, rendered) = adapter.loopback_test_signal(&config, 0.3);
+    let result = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_bit_exact(&result, &rendered, &config);
+}
+
+#[test]
+fn pnp_stop_start_stream_and_remove_reregister_cleanly() {
+    let machine = new_machine();
+    let mut adapter = start(&machine, DmaMode::Looping);
+    let first = registered(&machine);
+    assert_eq!(first.0.len(), 4);
+    assert_eq!(first.1.len(), 2);
+    streams_bit_exact(&adapter, "before the stop");
+
+    // IRP_MN_STOP_DEVICE: the driver unregisters the connections (last
+    // registered first), then the subdevices (last registered first),
+    // before PortCls sees the IRP; PortCls lets go of every port.
+    let log_before = machine.log_lines().len();
+    adapter.stop().unwrap();
+    let (names, connections) = registered(&machine);
+    assert!(
+        names.is_empty() && connections.is_empty(),
+        "{names:?} {connections:?}"
+    );
+    assert_eq!(
+        unregistrations(&machine, log_before),
+        [
+            "PortCls: UnregisterPhysicalConnection TopologyCapture pin 1 -> WaveCapture pin 1",
+            "PortCls: UnregisterPhysicalConnection WaveRender pin 1 -> TopologyRender pin 0",
+            "PortCls: UnregisterSubdevice TopologyCapture",
+            "PortCls: UnregisterSubdevice WaveCapture",
+            "PortCls: UnregisterSubdevice TopologyRender",
+            "PortCls: UnregisterSubdevice WaveRender",
+        ]
+    );
+    assert_eq!(adapter.port_count(), 0, "PortCls still holds ports");
+    assert!(adapter.wave_filter("WaveRender").is_none());
+    assert_eq!(machine.running_timers(), 0);
+    assert!(
+        machine.violations().is_empty(),
+        "{:?}",
+        machine.violations()
+    );
+    if let Some(image) = adapter.image() {
+        assert_eq!(
+            image.kernel().portcls().adapter_slot(),
+            0,
+            "the driver's state is still in the device extension"
+        );
+    }
+
+    // IRP_MN_START_DEVICE: the same four subdevices and two connections.
+    adapter.start().unwrap();
+    assert_eq!(registered(&machine), first);
+    assert_eq!(adapter.port_count(), 4);
+    if let Some(image) = adapter.image() {
+        assert_ne!(image.kernel().portcls().adapter_slot(), 0);
+        assert_eq!(
+            image.kernel().portcls().dispatched(),
+            [0x00, 0x04, 0x00],
+            "start, stop, start reached PortCls"
+        );
+    }
+    streams_bit_exact(&adapter, "after the restart");
+
+    // A surprise removal unregisters; the removal after it finds nothing
+    // left to unregister (no second unregister call), and nothing leaks.
+    let log_before = machine.log_lines().len();
+    adapter.pnp(PnpRequest::SurpriseRemoval).unwrap();
+    assert_eq!(registered(&machine), (Vec::new(), Vec::new()));
+    assert_eq!(unregistrations(&machine, log_before).len(), 6);
+    let log_before = machine.log_lines().len();
+    adapter.remove();
+    assert!(unregistrations(&machine, log_before).is_empty());
+    assert_clean(&machine, "after the removal");
+}
+
+#[test]
+fn a_restart_after_a_stop_that_did_not_unregister_is_refused() {
+    // The host build with a PnP handler that unregisters nothing: PortCls's
+    // subdevice slots stay taken, so the restart's PcRegisterSubdevice fails
+    // as KS's KsAddObjectCreateItemToDeviceHeader does.
+    let machine = new_machine();
+    let mut adapter = start_cable_adapter(
+        &machine,
+        CableOptions {
+            skip_unregister_on_stop: true,
+            ..CableOptions::default()
+        },
+    )
+    .unwrap();
+    adapter.stop().unwrap();
+    assert_eq!(
+        machine.registrations().subdevices.len(),
+        4,
+        "left registered"
+    );
+    assert_eq!(
+        adapter.start().map_err(wavert_com::NtStatus::code),
+        Err(portcls_sys::STATUS_ALLOTTED_SPACE_EXCEEDED)
+    );
+    let violations = machine.violations();
+    assert!(
+        violations.iter().any(|v| v.contains("subdevice slots")),
+        "{violations:?}"
+    );
+    adapter.remove();
+    assert_eq!(registered(&machine), (Vec::new(), Vec::new()));
+    assert_eq!(machine.live_objects(), 0);
+}
+
+/// A dispatch routine that completes every PnP IRP itself.
+#[portcls_sys::windows_abi]
+const unsafe extern "system" fn swallowing_pnp_dispatch(
+    _device: portcls_sys::PDEVICE_OBJECT,
+    _irp: portcls_sys::PIRP,
+) -> portcls_sys::NTSTATUS {
+    portcls_sys::STATUS_SUCCESS
+}
+
+#[test]
+fn the_image_pnp_checks_fire_on_a_broken_dispatch() {
+    let Some(path) = image() else {
+        // Host build: the image's own dispatch is what these break.
+        return;
+    };
+    // The driver's handler replaced by PortCls's own (as when a driver
+    // installs it before PcInitializeAdapterDriver): the stop unregisters
+    // nothing and the restart is refused.
+    let machine = new_machine();
+    let mut adapter = start_image_adapter(&machine, &path, ImageDevice::default()).unwrap();
+    adapter.image_mut().unwrap().set_pnp_dispatch(None);
+    adapter.stop().unwrap();
+    assert_eq!(machine.registrations().subdevices.len(), 4);
+    assert!(adapter.start().is_err(), "the restart must be refused");
+    assert!(
+        machine
+            .violations()
+            .iter()
+            .any(|v| v.contains("subdevice slots")),
+        "{:?}",
+        machine.violations()
+    );
+    adapter.remove();
+
+    // A handler that never passes the IRP to PcDispatchIrp.
+    let machine = new_machine();
+    let mut adapter = start_image_adapter(&machine, &path, ImageDevice::default()).unwrap();
+    adapter
+        .image_mut()
+        .unwrap()
+        .set_pnp_dispatch(Some(swallowing_pnp_dispatch));
+    adapter.stop().unwrap();
+    assert!(
+        machine
+            .violations()
+            .iter()
+            .any(|v| v.contains("did not pass minor 0x04 to PcDispatchIrp")),
+        "{:?}",
+        machine.violations()
+    );
+    adapter.image_mut().unwrap().set_pnp_dispatch(None);
+    adapter.remove();
 }
 
 #[test]

@@ -1,7 +1,9 @@
-//! Plug and Play: the IRP codes an adapter's own `IRP_MJ_PNP` dispatch looks
-//! at, the size of PortCls's device extension, and the few kernel-object
-//! offsets the emulator needs to build a PnP IRP the way the I/O manager
-//! does.
+//! Plug and Play: IRP codes, PortCls's device extension, kernel-object offsets.
+//!
+//! The codes an adapter's own `IRP_MJ_PNP` dispatch looks at, the size of
+//! PortCls's device extension and the adapter's slot in it, and the few
+//! kernel-object offsets the emulator needs to build a `PnP` IRP the way the
+//! I/O manager does.
 //!
 //! Values as in `wdm.h` and `portcls.h`; the ABI check compares each with
 //! the MinGW-w64 headers (`IRP_MJ_*`, `IRP_MN_*`,
@@ -31,7 +33,9 @@ pub const IRP_MN_SURPRISE_REMOVAL: UCHAR = 0x17;
 pub const PORT_CLASS_DEVICE_EXTENSION_SIZE: usize = 64 * core::mem::size_of::<ULONG_PTR>();
 
 /// The `ULONG_PTR` slot of PortCls's device extension where the adapter keeps
-/// its own state. Microsoft Learn's `PcAddAdapterDevice` page leaves elements
+/// its own state.
+///
+/// Microsoft Learn's `PcAddAdapterDevice` page leaves elements
 /// 4 to 7 of the extension (seen as a `ULONG_PTR` array) to the adapter
 /// driver; SYSVAD and simpleaudiosample (`PortClassDeviceContext::m_pCommon`,
 /// byte offset 40 on x64) use element 5, and so do we.

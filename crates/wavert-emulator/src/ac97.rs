@@ -28,7 +28,7 @@ use wavert_com::{ComPtr, KernelEvent};
 use wavert_core::ac97::{ChannelStats, RegisterBus};
 use wavert_core::format::AudioFormat;
 use wavert_miniport::ac97::{Ac97Device, Ac97Stats, PortIo};
-use wavert_miniport::adapter::{install_ac97, AC97_SUBDEVICES};
+use wavert_miniport::adapter::{install_ac97, Registration, AC97_SUBDEVICES};
 use wavert_miniport::{Direction, LogLevel, Platform};
 use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT, RAM_BYTES};
 use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu};
@@ -42,7 +42,7 @@ use crate::ks_formats::check_wave_filter_formats;
 use crate::ks_topology::{check_topology_filter, endpoint_channels};
 use crate::machine::{lock, ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
-use crate::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
+use crate::port::{new_resource_list, InterruptLine, ResourceDescriptor};
 use crate::signal;
 
 /// The file QEMU's `wav` audiodev writes, in the output folder.
@@ -422,7 +422,11 @@ impl io_trap::PortIoHandler for QemuTrappedIo {
 enum Ac97Driver {
     Host {
         device: Arc<Device>,
-        ports: Vec<Port>,
+        /// What `StartDevice` registered (the glue keeps it in the device
+        /// extension for its `IRP_MJ_PNP` handler).
+        registration: Registration,
+        /// PortCls of the device: its ports and registrations.
+        services: EmuPortCls,
     },
     Image(CableAdapter),
 }
@@ -459,20 +463,17 @@ fn install_host(
     let resources = new_resource_list(machine, descriptors);
     let platform = Ac97Platform::new(Arc::clone(machine));
     let installed = install_ac97(&services, platform, QemuIo(Arc::clone(qemu)), &resources);
-    let ports = services.into_ports();
-    let device = match installed {
-        Ok(device) => device,
+    let (device, registration) = match installed {
+        Ok(started) => started,
         Err(e) => {
-            for port in ports {
-                machine.unregister_port(port.address());
-                port.unbind();
-            }
+            services.release_all();
             return Err(format!("StartDevice failed: {:#010x}", e.code()));
         }
     };
     let driver = Ac97Driver::Host {
         device: Arc::clone(&device),
-        ports,
+        registration,
+        services,
     };
     let run_dpc: RunDpc = Box::new(move || {
         if device.platform().take_dpc() {
@@ -592,36 +593,29 @@ impl Rig {
         }
     }
 
-    /// The host build's port registered as `name`.
-    fn host_port(&self, name: &str) -> Option<&Port> {
-        let Some(Ac97Driver::Host { ports, .. }) = self.driver.as_ref() else {
-            return None;
-        };
-        let registrations = self.machine.registrations();
-        let address = registrations
-            .subdevices
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)?;
-        ports.iter().find(|p| p.address() == address)
-    }
-
     /// The filter registered as `name` as a KS client sees it.
     fn ks_filter(&self, name: &str) -> Option<KsFilter> {
         match self.driver.as_ref()? {
-            Ac97Driver::Host { .. } => KsFilter::of_port(self.host_port(name)?),
+            Ac97Driver::Host { services, .. } => services
+                .with_registered_port(name, KsFilter::of_port)
+                .flatten(),
             Ac97Driver::Image(adapter) => adapter.ks_filter(name),
         }
     }
 
     /// The wave filter registered as `name`.
     fn wave(&self, name: &str) -> Option<(ComPtr<IMiniportWaveRT>, &'static PCFILTER_DESCRIPTOR)> {
-        if let Some(Ac97Driver::Image(adapter)) = self.driver.as_ref() {
-            let filter = adapter.wave_filter(name)?;
-            return Some((filter.miniport, filter.description));
+        match self.driver.as_ref()? {
+            Ac97Driver::Host { services, .. } => services
+                .with_registered_port(name, |port| {
+                    Some((port.wave_miniport()?, port.description()?))
+                })
+                .flatten(),
+            Ac97Driver::Image(adapter) => {
+                let filter = adapter.wave_filter(name)?;
+                Some((filter.miniport, filter.description))
+            }
         }
-        let port = self.host_port(name)?;
-        Some((port.wave_miniport()?, port.description()?))
     }
 
     /// A failure the coupling timer recorded.
@@ -636,11 +630,16 @@ impl Rig {
         }
         self.line = None;
         match self.driver.take() {
-            Some(Ac97Driver::Host { ports, .. }) => {
-                for port in ports {
-                    self.machine.unregister_port(port.address());
-                    port.unbind();
-                }
+            Some(Ac97Driver::Host {
+                device,
+                mut registration,
+                services,
+            }) => {
+                // The driver's IRP_MN_REMOVE_DEVICE handling, then PortCls's.
+                let log = |level, message: std::fmt::Arguments<'_>| device.log(level, message);
+                let _ = registration.unregister(&log);
+                drop(device);
+                services.release_all();
             }
             Some(Ac97Driver::Image(adapter)) => adapter.remove(),
             None => {}

@@ -17,23 +17,24 @@
 //!   drives them through their vtables.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use portcls_sys::{
     CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
-    IPort, IResourceList, IUnknown, GUID, PCFILTER_DESCRIPTOR,
+    IPort, IResourceList, IUnknown, DEVICE_OBJECT, GUID, PCFILTER_DESCRIPTOR,
+    STATUS_ALLOTTED_SPACE_EXCEEDED,
 };
 use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
-use wavert_miniport::adapter::{self, PortClsServices};
-use wavert_miniport::{DmaMode, LogLevel, Platform, VirtualCable};
+use wavert_miniport::adapter::{self, PortClsServices, MAX_SUBDEVICES as HOST_MAX_SUBDEVICES};
+use wavert_miniport::{Backend, DmaMode, LogLevel, Platform, VirtualCable};
 
 use crate::engine::pins;
 use crate::engine::EngineError;
 use crate::image::ImageDriver;
 use crate::ks::KsFilter;
 use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
-use crate::port::{InterruptLine, Port, PortKind};
+use crate::port::{InterruptLine, Port, PortKind, PortList};
 use crate::session::{run_loopback, LoopbackConfig, LoopbackResult, WaveFilter};
 use crate::signal;
 
@@ -159,9 +160,13 @@ impl Platform for EmuPlatform {
 #[derive(Debug)]
 pub struct EmuPortCls {
     machine: Arc<Machine>,
-    ports: Mutex<Vec<Port>>,
+    /// The ports PortCls holds for the device (an unregistered subdevice's
+    /// port leaves the list: see `port::unregister_subdevice`).
+    ports: PortList,
     calls: AtomicUsize,
     fail_call: Option<usize>,
+    /// How many subdevices `PcAddAdapterDevice` made room for.
+    max_subdevices: AtomicU32,
     /// The line `PcNewInterruptSync` hands out (interrupting devices only).
     interrupt: Option<Arc<InterruptLine>>,
 }
@@ -176,15 +181,25 @@ impl EmuPortCls {
     /// Services on `machine`; `fail_call` makes the PortCls call with that
     /// index (0-based, in call order) fail with
     /// `STATUS_INSUFFICIENT_RESOURCES`.
+    ///
+    /// The device has room for `adapter::MAX_SUBDEVICES` subdevices, as the
+    /// driver's `AddDevice` asks `PcAddAdapterDevice` for; the image's
+    /// `PcAddAdapterDevice` sets its own figure ([`EmuPortCls::set_max_subdevices`]).
     #[must_use]
-    pub const fn new(machine: Arc<Machine>, fail_call: Option<usize>) -> Self {
+    pub fn new(machine: Arc<Machine>, fail_call: Option<usize>) -> Self {
         Self {
             machine,
-            ports: Mutex::new(Vec::new()),
+            ports: Arc::new(Mutex::new(Vec::new())),
             calls: AtomicUsize::new(0),
             fail_call,
+            max_subdevices: AtomicU32::new(HOST_MAX_SUBDEVICES),
             interrupt: None,
         }
+    }
+
+    /// `PcAddAdapterDevice`'s `MaxObjects`: the subdevice slots of the device.
+    pub fn set_max_subdevices(&self, slots: u32) {
+        self.max_subdevices.store(slots, Ordering::Relaxed);
     }
 
     /// The same services for a device with an interrupt:
@@ -201,19 +216,51 @@ impl EmuPortCls {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// The ports made, handed over (as PortCls keeps them with the device).
+    /// The ports made, handed over (for callers that keep them themselves
+    /// rather than asking these services).
     #[must_use]
     pub fn into_ports(self) -> Vec<Port> {
-        self.ports
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.take_ports()
     }
 
-    /// The ports made so far, handed over (for services shared with the
-    /// image's PortCls stand-ins).
+    /// The ports held so far, handed over.
     #[must_use]
     pub fn take_ports(&self) -> Vec<Port> {
         std::mem::take(&mut *lock(&self.ports))
+    }
+
+    /// How many ports PortCls holds for the device.
+    #[must_use]
+    pub fn port_count(&self) -> usize {
+        lock(&self.ports).len()
+    }
+
+    /// Runs `f` on the port registered as `name`, if any.
+    pub fn with_registered_port<R>(&self, name: &str, f: impl FnOnce(&Port) -> R) -> Option<R> {
+        let address = self
+            .machine
+            .registrations()
+            .subdevices
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)?;
+        lock(&self.ports)
+            .iter()
+            .find(|p| p.address() == address)
+            .map(f)
+    }
+
+    /// PortCls's own part of device removal: whatever is still registered
+    /// is forgotten and every port it holds lets go of its miniport and is
+    /// released (outside the lock: the last miniport reference may run
+    /// driver code).
+    pub fn release_all(&self) {
+        let ports = self.take_ports();
+        for port in &ports {
+            self.machine.unregister_port(port.address());
+            port.unbind();
+        }
+        drop(ports);
     }
 
     fn call(&self) -> NtResult<()> {
@@ -243,6 +290,12 @@ impl EmuPortCls {
 }
 
 impl PortClsServices for EmuPortCls {
+    /// The host build has no device object (the emulated PortCls never
+    /// reads it).
+    fn device_object(&self) -> *mut DEVICE_OBJECT {
+        std::ptr::null_mut()
+    }
+
     fn new_port(&self, class_id: &GUID) -> NtResult<ComPtr<IPort>> {
         self.call()?;
         let kind = if *class_id == CLSID_PortWaveRT {
@@ -252,7 +305,7 @@ impl PortClsServices for EmuPortCls {
         } else {
             return Err(NtStatus::INVALID_DEVICE_REQUEST);
         };
-        let port = Port::new(&self.machine, kind);
+        let port = Port::new(&self.machine, kind, &self.ports);
         let interface = port.interface().clone();
         lock(&self.ports).push(port);
         Ok(interface)
@@ -277,13 +330,32 @@ impl PortClsServices for EmuPortCls {
             return Err(NtStatus::INVALID_DEVICE_REQUEST);
         }
         let name = name_of(name);
-        if self
-            .machine
-            .registrations()
-            .subdevices
-            .iter()
-            .any(|(n, _)| *n == name)
-        {
+        let registered = self.machine.registrations().subdevices;
+        // PortCls adds a KS create item per subdevice to the table
+        // `PcAddAdapterDevice` sized with `MaxObjects`;
+        // `KsAddObjectCreateItemToDeviceHeader` refuses a full table with
+        // STATUS_ALLOTTED_SPACE_EXCEEDED (Learn, ks.h; ReactOS's
+        // `PcRegisterSubdevice` does exactly this), and only
+        // `IUnregisterSubdevice` frees a slot. So a restart after a stop
+        // that unregistered nothing is refused here.
+        let slots = self.max_subdevices.load(Ordering::Relaxed) as usize;
+        if registered.len() >= slots {
+            self.machine.violation(format!(
+                "PcRegisterSubdevice({name}): all {slots} subdevice slots of \
+                 PcAddAdapterDevice are taken by {:?} (a start after a stop that \
+                 did not unregister them?)",
+                registered
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+            ));
+            return Err(NtStatus::from_failure(STATUS_ALLOTTED_SPACE_EXCEEDED));
+        }
+        // The emulator is stricter than KS about one case: a second
+        // registration of a name still registered would give two create
+        // items of one name, the second unreachable (ReactOS's
+        // `PcRegisterSubdevice` leaves that check as a FIXME).
+        if registered.iter().any(|(n, _)| *n == name) {
             return Err(NtStatus::OBJECT_NAME_COLLISION);
         }
         self.machine.register_subdevice(&name, port.as_raw().addr());
@@ -351,23 +423,57 @@ impl RegisteredWaveFilter {
     }
 }
 
-/// What `StartDevice` left behind: the ports PortCls keeps, and the cable.
+/// The host-built driver's state between PnP IRPs: what the glue keeps in
+/// the device extension (the registration) and the cable it made.
+struct HostStarted {
+    cable: Arc<VirtualCable<EmuPlatform>>,
+    registration: adapter::Registration,
+}
+
+/// Which driver the adapter runs.
+enum DriverUnderTest {
+    /// The host build: `StartDevice` is [`adapter::install`], the `IRP_MJ_PNP`
+    /// handler [`CableAdapter::stop`] and friends (the same calls as the
+    /// glue's `pnp_dispatch` in `src/adapter.rs`).
+    Host {
+        options: CableOptions,
+        started: Option<HostStarted>,
+    },
+    /// The shipped image: every PnP IRP goes through its own `IRP_MJ_PNP`
+    /// dispatch ([`ImageDriver::pnp`]).
+    Image(ImageDriver),
+}
+
+/// A started device: its PortCls and the driver behind it.
+///
+/// PortCls holds the ports and registrations; the driver is the host build
+/// or the shipped image. PnP stop, start,
+/// surprise removal and removal are sent to the driver as Windows sends
+/// them (see [`CableAdapter::stop`]).
 pub struct CableAdapter {
     machine: Arc<Machine>,
-    ports: Vec<Port>,
-    cable: Option<Arc<VirtualCable<EmuPlatform>>>,
-    /// The shipped image, when it is the driver that runs (unloaded by
-    /// [`CableAdapter::remove`]).
-    driver: Option<ImageDriver>,
+    services: Arc<EmuPortCls>,
+    driver: DriverUnderTest,
 }
 
 impl fmt::Debug for CableAdapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CableAdapter")
-            .field("ports", &self.ports)
-            .field("cable", &self.cable.as_ref().map(|c| c.platform()))
+            .field("ports", &self.services.port_count())
+            .field("cable", &self.cable().map(|c| c.platform()))
             .finish_non_exhaustive()
     }
+}
+
+/// Which PnP IRP a [`CableAdapter`] sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PnpRequest {
+    /// `IRP_MN_START_DEVICE` (after a stop).
+    Start,
+    /// `IRP_MN_STOP_DEVICE`.
+    Stop,
+    /// `IRP_MN_SURPRISE_REMOVAL`.
+    SurpriseRemoval,
 }
 
 impl CableAdapter {
@@ -405,26 +511,18 @@ impl CableAdapter {
         (result, rendered)
     }
 
-    /// The port registered under `name`.
-    fn port(&self, name: &str) -> Option<&Port> {
-        let registrations = self.machine.registrations();
-        let address = registrations
-            .subdevices
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)?;
-        self.ports.iter().find(|p| p.address() == address)
-    }
-
     /// The wave filter registered as `name` (e.g. `"WaveRender"`).
     #[must_use]
     pub fn wave_filter(&self, name: &str) -> Option<RegisteredWaveFilter> {
-        let port = self.port(name)?;
-        Some(RegisteredWaveFilter {
-            name: name.to_owned(),
-            miniport: port.wave_miniport()?,
-            description: port.description()?,
-        })
+        self.services
+            .with_registered_port(name, |port| {
+                Some(RegisteredWaveFilter {
+                    name: name.to_owned(),
+                    miniport: port.wave_miniport()?,
+                    description: port.description()?,
+                })
+            })
+            .flatten()
     }
 
     /// The topology miniport registered as `name`, with its descriptor.
@@ -433,62 +531,171 @@ impl CableAdapter {
         &self,
         name: &str,
     ) -> Option<(ComPtr<IMiniportTopology>, &'static PCFILTER_DESCRIPTOR)> {
-        let port = self.port(name)?;
-        Some((port.topology_miniport()?, port.description()?))
+        self.services
+            .with_registered_port(name, |port| {
+                Some((port.topology_miniport()?, port.description()?))
+            })
+            .flatten()
     }
 
     /// The filter registered as `name` (wave or topology) as a KS client
     /// sees it, for property requests.
     #[must_use]
     pub fn ks_filter(&self, name: &str) -> Option<KsFilter> {
-        KsFilter::of_port(self.port(name)?)
+        self.services
+            .with_registered_port(name, KsFilter::of_port)
+            .flatten()
     }
 
-    /// The cable (for its counters), until [`CableAdapter::remove`].
+    /// The host-built cable (for its counters) while the device is started.
     #[must_use]
     pub const fn cable(&self) -> Option<&Arc<VirtualCable<EmuPlatform>>> {
-        self.cable.as_ref()
+        match &self.driver {
+            DriverUnderTest::Host {
+                started: Some(started),
+                ..
+            } => Some(&started.cable),
+            _ => None,
+        }
     }
 
-    /// The ports PortCls holds for the device.
+    /// How many ports PortCls holds for the device.
     #[must_use]
-    pub fn ports(&self) -> &[Port] {
-        &self.ports
+    pub fn port_count(&self) -> usize {
+        self.services.port_count()
     }
 
     /// The adapter of a started driver image (see [`crate::image`]).
     #[must_use]
     pub(crate) fn from_image(
         machine: &Arc<Machine>,
-        ports: Vec<Port>,
+        services: Arc<EmuPortCls>,
         driver: ImageDriver,
     ) -> Self {
         Self {
             machine: Arc::clone(machine),
-            ports,
-            cable: None,
-            driver: Some(driver),
+            services,
+            driver: DriverUnderTest::Image(driver),
         }
     }
 
     /// The shipped image, if it is what runs (`None` for the host build).
     #[must_use]
     pub const fn image(&self) -> Option<&ImageDriver> {
-        self.driver.as_ref()
+        match &self.driver {
+            DriverUnderTest::Image(driver) => Some(driver),
+            DriverUnderTest::Host { .. } => None,
+        }
     }
 
-    /// Device removal: PortCls unregisters the subdevices and releases the
-    /// miniports and the ports; the last miniport reference takes the cable
-    /// (and its timer) with it. For the shipped image, the driver is then
-    /// unloaded and whatever it left behind is reported as a violation.
-    pub fn remove(mut self) {
-        self.cable = None;
-        for port in &self.ports {
-            self.machine.unregister_port(port.address());
-            port.unbind();
+    /// The shipped image, to break it on purpose in a test.
+    pub const fn image_mut(&mut self) -> Option<&mut ImageDriver> {
+        match &mut self.driver {
+            DriverUnderTest::Image(driver) => Some(driver),
+            DriverUnderTest::Host { .. } => None,
         }
-        self.ports.clear();
-        if let Some(driver) = self.driver.take() {
+    }
+
+    /// `IRP_MN_STOP_DEVICE`: the driver's `IRP_MJ_PNP` handler unregisters
+    /// its physical connections and subdevices and lets go of its ports,
+    /// then PortCls handles the IRP (its stop keeps what is still
+    /// registered: only `IUnregister*` removes a registration).
+    ///
+    /// # Errors
+    ///
+    /// The status the IRP completed with.
+    pub fn stop(&mut self) -> Result<(), NtStatus> {
+        self.pnp(PnpRequest::Stop)
+    }
+
+    /// `IRP_MN_START_DEVICE` after a stop: PortCls calls the driver's
+    /// `StartDevice` again, which registers the subdevices afresh.
+    ///
+    /// # Errors
+    ///
+    /// The status `StartDevice` returned (e.g. `STATUS_ALLOTTED_SPACE_EXCEEDED`
+    /// when the stop left the subdevices registered).
+    pub fn start(&mut self) -> Result<(), NtStatus> {
+        self.pnp(PnpRequest::Start)
+    }
+
+    /// `IRP_MN_SURPRISE_REMOVAL`: handled like a stop by the driver.
+    ///
+    /// # Errors
+    ///
+    /// The status the IRP completed with.
+    pub fn surprise_remove(&mut self) -> Result<(), NtStatus> {
+        self.pnp(PnpRequest::SurpriseRemoval)
+    }
+
+    /// One PnP IRP, through the driver's own dispatch.
+    ///
+    /// # Errors
+    ///
+    /// The status the IRP completed with.
+    pub fn pnp(&mut self, request: PnpRequest) -> Result<(), NtStatus> {
+        match &mut self.driver {
+            DriverUnderTest::Image(driver) => driver.pnp(request),
+            DriverUnderTest::Host { options, started } => match request {
+                PnpRequest::Stop | PnpRequest::SurpriseRemoval => {
+                    if let Some(mut done) = started.take() {
+                        if !options.skip_unregister_on_stop {
+                            let log = |level, message: fmt::Arguments<'_>| {
+                                done.cable.log(level, message);
+                            };
+                            // The glue logs failures and passes the IRP on
+                            // all the same; so does this.
+                            let _ = done.registration.unregister(&log);
+                        }
+                        // Without the unregister (the broken driver), the
+                        // registration just goes: our port references are
+                        // released, the subdevices stay registered.
+                        drop(done);
+                    }
+                    // PortCls's part: it keeps what is still registered.
+                    self.machine.set_device_stopped(true);
+                    Ok(())
+                }
+                PnpRequest::Start => {
+                    if started.is_some() {
+                        return Err(NtStatus::INVALID_DEVICE_STATE);
+                    }
+                    self.machine.set_device_stopped(false);
+                    let cable = new_cable(&self.machine, options.dma);
+                    let registration = adapter::install(&*self.services, &cable)?;
+                    *started = Some(HostStarted {
+                        cable,
+                        registration,
+                    });
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// `IRP_MN_REMOVE_DEVICE`: the driver's handler unregisters what is
+    /// still registered (nothing after a stop), then PortCls removes the
+    /// device: it forgets any registration left and releases its ports and
+    /// miniports, and the last miniport reference takes the cable (and its
+    /// timer) with it. For the shipped image, the driver is then unloaded
+    /// and whatever it left behind is reported as a violation.
+    pub fn remove(mut self) {
+        match &mut self.driver {
+            DriverUnderTest::Image(driver) => {
+                let _ = driver.remove_device();
+            }
+            DriverUnderTest::Host { started, .. } => {
+                if let Some(mut done) = started.take() {
+                    let log = |level, message: fmt::Arguments<'_>| {
+                        done.cable.log(level, message);
+                    };
+                    let _ = done.registration.unregister(&log);
+                }
+                self.machine.set_device_stopped(true);
+            }
+        }
+        self.services.release_all();
+        if let DriverUnderTest::Image(driver) = self.driver {
             let _leaks = driver.unload();
         }
     }
@@ -501,6 +708,10 @@ pub struct CableOptions {
     pub dma: DmaMode,
     /// Fail this PortCls call (0-based) of `StartDevice`.
     pub fail_portcls_call: Option<usize>,
+    /// A broken driver: its PnP handler does not unregister anything on
+    /// stop or surprise removal (for the test that the emulated PortCls
+    /// then refuses the restart).
+    pub skip_unregister_on_stop: bool,
 }
 
 impl Default for CableOptions {
@@ -508,6 +719,7 @@ impl Default for CableOptions {
         Self {
             dma: DmaMode::Looping,
             fail_portcls_call: None,
+            skip_unregister_on_stop: false,
         }
     }
 }
@@ -522,10 +734,11 @@ pub fn start_cable_adapter(
     machine: &Arc<Machine>,
     options: CableOptions,
 ) -> Result<CableAdapter, NtStatus> {
+    machine.set_device_stopped(false);
     let cable = new_cable(machine, options.dma);
     let services = EmuPortCls::new(Arc::clone(machine), options.fail_portcls_call);
     let installed = adapter::install(&services, &cable);
-    finish_start(machine, services, cable, installed)
+    finish_start(machine, services, cable, installed, options)
 }
 
 /// The product's cable over the machine, its timer routed to it.
@@ -549,15 +762,25 @@ pub(crate) fn finish_start(
     machine: &Arc<Machine>,
     services: EmuPortCls,
     cable: Arc<VirtualCable<EmuPlatform>>,
-    installed: NtResult<()>,
+    installed: NtResult<adapter::Registration>,
+    options: CableOptions,
 ) -> Result<CableAdapter, NtStatus> {
+    let (started, result) = match installed {
+        Ok(registration) => (
+            Some(HostStarted {
+                cable,
+                registration,
+            }),
+            Ok(()),
+        ),
+        Err(status) => (None, Err(status)),
+    };
     let adapter = CableAdapter {
         machine: Arc::clone(machine),
-        ports: services.into_ports(),
-        cable: Some(cable),
-        driver: None,
+        services: Arc::new(services),
+        driver: DriverUnderTest::Host { options, started },
     };
-    match installed {
+    match result {
         Ok(()) => Ok(adapter),
         Err(status) => {
             adapter.remove();

@@ -24,7 +24,7 @@ use wavert_miniport::stream::DmaBuffer;
 use wavert_miniport::topology::TopologyMiniport;
 use wavert_miniport::{Backend, Direction, DmaMode, PerDirection, VirtualCable};
 
-use crate::cable::{finish_start, new_cable, CableAdapter, EmuPlatform, EmuPortCls};
+use crate::cable::{finish_start, new_cable, CableAdapter, CableOptions, EmuPlatform, EmuPortCls};
 use crate::machine::{lock, Machine};
 
 /// The fault a [`FaultyCable`] injects.
@@ -224,6 +224,7 @@ pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableA
         fault,
         states: Mutex::new(PerDirection::new_with(|_| (KSSTATE_STOP, false))),
     });
+    machine.set_device_stopped(false);
     let services = EmuPortCls::new(Arc::clone(machine), None);
     let installed = register_subdevices(&services, &faulty, &SUBDEVICES, &|direction| {
         TopologyMiniport::new(
@@ -231,5 +232,5 @@ pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableA
             wavert_miniport::cable::endpoints::endpoint(direction),
         )
     });
-    finish_start(machine, services, cable, installed)
+    finish_start(machine, services, cable, installed, CableOptions::default())
 }

@@ -7,7 +7,7 @@
 //! the host's monotonic clock and [`Machine::advance`] sleeps.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -180,6 +180,9 @@ pub struct Machine {
     next_timer: AtomicU64,
     events: Mutex<HashMap<usize, Arc<EventRecord>>>,
     registrations: Mutex<Registrations>,
+    /// Whether PortCls has handled a stop, surprise removal or removal of
+    /// the device (and no start since).
+    device_stopped: AtomicBool,
     log: Mutex<Vec<String>>,
     live_objects: AtomicUsize,
 }
@@ -204,6 +207,7 @@ impl Machine {
             next_timer: AtomicU64::new(1),
             events: Mutex::new(HashMap::new()),
             registrations: Mutex::new(Registrations::default()),
+            device_stopped: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
             live_objects: AtomicUsize::new(0),
         })
@@ -391,6 +395,36 @@ impl Machine {
         r.connections.push(connection);
     }
 
+    /// `IUnregisterSubdevice::UnregisterSubdevice`: forgets the subdevice
+    /// registered with the port object at `port` (its connections stay
+    /// recorded until they are unregistered themselves). Whether it was
+    /// registered.
+    pub fn unregister_subdevice(&self, port: usize) -> bool {
+        let mut r = lock(&self.registrations);
+        let before = r.subdevices.len();
+        r.subdevices.retain(|(_, p)| *p != port);
+        r.subdevices.len() != before
+    }
+
+    /// `IUnregisterPhysicalConnection::UnregisterPhysicalConnection`, by
+    /// port object address: removes the connection registered with exactly
+    /// these subdevices and pins, and returns it.
+    pub fn unregister_physical_connection(
+        &self,
+        from: usize,
+        from_pin: u32,
+        to: usize,
+        to_pin: u32,
+    ) -> Option<PhysicalConnection> {
+        let mut r = lock(&self.registrations);
+        let from = r.name_of(from)?.to_owned();
+        let to = r.name_of(to)?.to_owned();
+        let index = r.connections.iter().position(|c| {
+            c.from == from && c.from_pin == from_pin && c.to == to && c.to_pin == to_pin
+        })?;
+        Some(r.connections.remove(index))
+    }
+
     /// Device removal: forgets the subdevices registered with the port
     /// object at `port` and every connection that names them.
     pub fn unregister_port(&self, port: usize) {
@@ -400,6 +434,17 @@ impl Machine {
         };
         r.subdevices.retain(|(_, p)| *p != port);
         r.connections.retain(|c| c.from != name && c.to != name);
+    }
+
+    /// PortCls handled a stop or removal (`true`) or a start (`false`).
+    pub fn set_device_stopped(&self, stopped: bool) {
+        self.device_stopped.store(stopped, Ordering::Release);
+    }
+
+    /// Whether PortCls has handled a stop or removal since the last start.
+    #[must_use]
+    pub fn device_stopped(&self) -> bool {
+        self.device_stopped.load(Ordering::Acquire)
     }
 
     /// Everything registered so far.

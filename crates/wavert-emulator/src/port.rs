@@ -17,16 +17,18 @@ use portcls_sys::{
     CM_PARTIAL_RESOURCE_DESCRIPTOR_u, CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt,
     CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port, CmResourceShareDeviceExclusive, CmResourceTypeInterrupt,
     CmResourceTypePort, IID_IInterruptSync, IID_IPort, IID_IPortTopology, IID_IPortWaveRT,
-    IID_IPortWaveRTStream, IID_IResourceList, IID_IUnknown, IInterruptSync, IInterruptSyncVtbl,
-    IMiniportTopology, IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl, IPortWaveRTStream,
-    IPortWaveRTStreamVtbl, IPortWaveRTVtbl, IResourceList, IResourceListVtbl, IUnknown,
-    ACCESS_MASK, BOOLEAN, CM_PARTIAL_RESOURCE_DESCRIPTOR, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
-    CM_RESOURCE_PORT_IO, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, GUID, KAFFINITY,
-    MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS, PCFILTER_DESCRIPTOR,
-    PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST, PDEVICE_OBJECT, PHYSICAL_ADDRESS,
-    PINTERRUPTSYNCROUTINE, PIRP, PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES, PPCFILTER_DESCRIPTOR,
-    PREGISTRYKEY, PRESOURCELIST, PUNKNOWN, PVOID, SIZE_T, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
+    IID_IPortWaveRTStream, IID_IResourceList, IID_IUnknown, IID_IUnregisterPhysicalConnection,
+    IID_IUnregisterSubdevice, IInterruptSync, IInterruptSyncVtbl, IMiniportTopology,
+    IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl, IPortWaveRTStream, IPortWaveRTStreamVtbl,
+    IPortWaveRTVtbl, IResourceList, IResourceListVtbl, IUnknown, IUnregisterPhysicalConnectionVtbl,
+    IUnregisterSubdeviceVtbl, ACCESS_MASK, BOOLEAN, CM_PARTIAL_RESOURCE_DESCRIPTOR,
+    CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_PORT_IO, CM_RESOURCE_TYPE,
+    DEVICE_REGISTRY_PROPERTY, GUID, KAFFINITY, MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS,
+    PCFILTER_DESCRIPTOR, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST, PDEVICE_OBJECT,
+    PHYSICAL_ADDRESS, PINTERRUPTSYNCROUTINE, PIRP, PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES,
+    PPCFILTER_DESCRIPTOR, PREGISTRYKEY, PRESOURCELIST, PUNICODE_STRING, PUNKNOWN, PVOID, SIZE_T,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND,
+    STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
 };
 use wavert_com::{unknown_vtbl, ComClass, ComObject, ComPtr, Interface};
 
@@ -132,6 +134,13 @@ pub enum PortKind {
     Topology,
 }
 
+/// Where PortCls keeps the port handles of a device.
+///
+/// The emulator's `PcNewPort` adds each new port here, and `UnregisterSubdevice` takes an
+/// unregistered port out again (PortCls lets go of a subdevice it no longer
+/// exposes).
+pub type PortList = Arc<Mutex<Vec<Port>>>;
+
 #[derive(Debug, Default)]
 struct PortState {
     miniport: Mutex<Option<BoundMiniport>>,
@@ -140,9 +149,29 @@ struct PortState {
 
 struct PortValue<const WAVE: bool> {
     /// Counts the object among the machine's live port objects.
-    _live: LiveObject,
+    live: LiveObject,
     state: Arc<PortState>,
+    /// The device's port list, for `UnregisterSubdevice`.
+    ports: std::sync::Weak<Mutex<Vec<Port>>>,
 }
+
+/// The interface pointers of a port object: `IPort` (and its WaveRT or
+/// topology interface), `IUnregisterSubdevice` and
+/// `IUnregisterPhysicalConnection`, which PortCls's ports answer to a
+/// `QueryInterface` (Microsoft Learn, "Dynamic Audio Subdevices"; SYSVAD's
+/// `CAdapterCommon::UnregisterSubdevice` and `DisconnectTopologies` query
+/// them from the port).
+#[repr(C)]
+struct PortInterfaces {
+    port: *const c_void,
+    unregister_subdevice: &'static IUnregisterSubdeviceVtbl,
+    unregister_connection: &'static IUnregisterPhysicalConnectionVtbl,
+}
+
+/// Byte offset of the `IUnregisterSubdevice` pointer in a port object.
+const UNREGISTER_SUBDEVICE: usize = std::mem::offset_of!(PortInterfaces, unregister_subdevice);
+/// Byte offset of the `IUnregisterPhysicalConnection` pointer.
+const UNREGISTER_CONNECTION: usize = std::mem::offset_of!(PortInterfaces, unregister_connection);
 
 impl PortClass for PortValue<true> {
     type Vtbl = IPortWaveRTVtbl;
@@ -158,6 +187,217 @@ impl PortClass for PortValue<false> {
         base__: port_vtbl::<Self>(),
     };
     const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPort, IID_IPortTopology];
+}
+
+/// The unregister interfaces' vtables of a port class.
+trait PortUnregister: PortClass {
+    const UNREGISTER_SUBDEVICE_VTBL: &'static IUnregisterSubdeviceVtbl;
+    const UNREGISTER_CONNECTION_VTBL: &'static IUnregisterPhysicalConnectionVtbl;
+    /// Whether this port answers `IID_IUnregisterPhysicalConnection`. Learn's
+    /// `IUnregisterPhysicalConnection` page lists the ports that implement it
+    /// (`WaveCyclic`, `WavePci`, Topology, `DMus`, MIDI): the topology port does,
+    /// the WaveRT port is not listed, so the emulator's WaveRT port refuses,
+    /// and a driver that asks the wave port instead of the topology port (as
+    /// SYSVAD's `DisconnectTopologies` does) is caught.
+    const UNREGISTERS_CONNECTIONS: bool;
+}
+
+impl<const WAVE: bool> PortUnregister for PortValue<WAVE>
+where
+    Self: PortInit + ComClass,
+{
+    const UNREGISTER_SUBDEVICE_VTBL: &'static IUnregisterSubdeviceVtbl =
+        &IUnregisterSubdeviceVtbl {
+            base__: unknown_vtbl::<Self, UNREGISTER_SUBDEVICE>(),
+            UnregisterSubdevice: unregister_subdevice::<WAVE>,
+        };
+    const UNREGISTER_CONNECTION_VTBL: &'static IUnregisterPhysicalConnectionVtbl =
+        &IUnregisterPhysicalConnectionVtbl {
+            base__: unknown_vtbl::<Self, UNREGISTER_CONNECTION>(),
+            UnregisterPhysicalConnection: unregister_physical_connection::<WAVE>,
+            UnregisterPhysicalConnectionToExternal: unregister_external_to,
+            UnregisterPhysicalConnectionFromExternal: unregister_external_from,
+        };
+    const UNREGISTERS_CONNECTIONS: bool = !WAVE;
+}
+
+/// Makes a port class a `ComClass` with its three interfaces.
+macro_rules! port_object_class {
+    ($($value:ty),* $(,)?) => {$(
+        // SAFETY: `PortInterfaces` is three vtable pointers; the one at each
+        // offset `query` answers starts with `unknown_vtbl::<Self, offset>()`
+        // (the port vtable's IUnknown part is `unknown_vtbl::<Self, 0>()`,
+        // see `port_vtbl`).
+        unsafe impl ComClass for $value {
+            type Interfaces = PortInterfaces;
+            fn interfaces() -> PortInterfaces {
+                PortInterfaces {
+                    port: ptr::from_ref(<Self as PortClass>::VTBL).cast(),
+                    unregister_subdevice: <Self as PortUnregister>::UNREGISTER_SUBDEVICE_VTBL,
+                    unregister_connection: <Self as PortUnregister>::UNREGISTER_CONNECTION_VTBL,
+                }
+            }
+            fn query(&self, iid: &GUID) -> Option<usize> {
+                if <Self as PortClass>::IIDS.contains(iid) {
+                    Some(0)
+                } else if *iid == IID_IUnregisterSubdevice {
+                    Some(UNREGISTER_SUBDEVICE)
+                } else if *iid == IID_IUnregisterPhysicalConnection
+                    && <Self as PortUnregister>::UNREGISTERS_CONNECTIONS
+                {
+                    Some(UNREGISTER_CONNECTION)
+                } else {
+                    None
+                }
+            }
+        }
+    )*};
+}
+
+/// The rules of both unregister interfaces: `PASSIVE_LEVEL` (Learn), and
+/// before PortCls handles the stop or removal (SYSVAD's and
+/// simpleaudiosample's `PnpHandler` unregister, then call `PcDispatchIrp`).
+fn unregister_rules(machine: &Machine, routine: &str) {
+    let now = irql::current();
+    if now > irql::PASSIVE_LEVEL {
+        machine.violation(format!(
+            "{routine} called at {} (PASSIVE_LEVEL only)",
+            irql::name(now)
+        ));
+    }
+    if machine.device_stopped() {
+        machine.violation(format!(
+            "{routine} after PortCls handled the stop or removal (unregister first, then PcDispatchIrp)"
+        ));
+    }
+}
+
+/// `IUnregisterSubdevice::UnregisterSubdevice(DeviceObject, Unknown)`:
+/// removes the subdevice `Unknown` (an `IPort` this PortCls made) from the
+/// registrations, which frees its `PcAddAdapterDevice` slot, and lets go of
+/// the port. Unregistering a subdevice whose physical connections are still
+/// registered is a violation (Learn's `IUnregisterPhysicalConnection` page:
+/// the connections must be unregistered, or PortCls leaks them); those
+/// connections stay recorded, so the leak shows.
+#[windows_abi]
+unsafe extern "system" fn unregister_subdevice<const WAVE: bool>(
+    this: *mut c_void,
+    _device: PDEVICE_OBJECT,
+    unknown: PUNKNOWN,
+) -> NTSTATUS
+where
+    PortValue<WAVE>: ComClass,
+{
+    // SAFETY: this vtable is only installed at this offset of a port object.
+    let port =
+        unsafe { ComObject::<PortValue<WAVE>>::from_this::<UNREGISTER_SUBDEVICE>(this) }.value();
+    let machine = &*port.live;
+    unregister_rules(machine, "IUnregisterSubdevice::UnregisterSubdevice");
+    if unknown.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let address = unknown.addr();
+    let registrations = machine.registrations();
+    let Some(name) = registrations.name_of(address).map(ToOwned::to_owned) else {
+        // Not (or no longer) registered: nothing to do. ReactOS's
+        // `CUnregisterSubdevice::UnregisterSubdevice` succeeds here too.
+        machine.log(format!(
+            "PortCls: UnregisterSubdevice of {address:#x}, which is not registered"
+        ));
+        return STATUS_SUCCESS;
+    };
+    let dangling: Vec<String> = registrations
+        .connections
+        .iter()
+        .filter(|c| c.from == name || c.to == name)
+        .map(|c| format!("{} pin {} -> {} pin {}", c.from, c.from_pin, c.to, c.to_pin))
+        .collect();
+    if !dangling.is_empty() {
+        machine.violation(format!(
+            "UnregisterSubdevice({name}) while its physical connections are registered              ({}); unregister them first (IUnregisterPhysicalConnection)",
+            dangling.join(", ")
+        ));
+    }
+    machine.unregister_subdevice(address);
+    machine.log(format!("PortCls: UnregisterSubdevice {name}"));
+    // PortCls lets go of the subdevice: its port handle (and through it the
+    // miniport, once nobody else holds the port) goes. Dropped outside the
+    // lock: the last miniport reference may run driver code.
+    let released = port.ports.upgrade().and_then(|list| {
+        let mut list = lock(&list);
+        let index = list.iter().position(|p| p.address() == address)?;
+        Some(list.remove(index))
+    });
+    if let Some(released) = released {
+        released.unbind();
+    }
+    STATUS_SUCCESS
+}
+
+/// `IUnregisterPhysicalConnection::UnregisterPhysicalConnection`: removes a
+/// connection registered with exactly these ports and pins.
+/// `STATUS_NOT_FOUND` for one that is not registered (the emulator's
+/// choice: Learn names no status for it; `ReactOS` does not implement the
+/// method at all).
+#[windows_abi]
+unsafe extern "system" fn unregister_physical_connection<const WAVE: bool>(
+    this: *mut c_void,
+    _device: PDEVICE_OBJECT,
+    from: PUNKNOWN,
+    from_pin: ULONG,
+    to: PUNKNOWN,
+    to_pin: ULONG,
+) -> NTSTATUS
+where
+    PortValue<WAVE>: ComClass,
+{
+    // SAFETY: this vtable is only installed at this offset of a port object.
+    let port =
+        unsafe { ComObject::<PortValue<WAVE>>::from_this::<UNREGISTER_CONNECTION>(this) }.value();
+    let machine = &*port.live;
+    unregister_rules(
+        machine,
+        "IUnregisterPhysicalConnection::UnregisterPhysicalConnection",
+    );
+    if from.is_null() || to.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    match machine.unregister_physical_connection(from.addr(), from_pin, to.addr(), to_pin) {
+        Some(c) => {
+            machine.log(format!(
+                "PortCls: UnregisterPhysicalConnection {} pin {} -> {} pin {}",
+                c.from, c.from_pin, c.to, c.to_pin
+            ));
+            STATUS_SUCCESS
+        }
+        None => STATUS_NOT_FOUND,
+    }
+}
+
+/// `...ToExternal`: the driver registers no external connections.
+#[windows_abi]
+const unsafe extern "system" fn unregister_external_to(
+    _this: *mut c_void,
+    _device: PDEVICE_OBJECT,
+    _from: PUNKNOWN,
+    _from_pin: ULONG,
+    _to: PUNICODE_STRING,
+    _to_pin: ULONG,
+) -> NTSTATUS {
+    STATUS_NOT_FOUND
+}
+
+/// `...FromExternal`: the driver registers no external connections.
+#[windows_abi]
+const unsafe extern "system" fn unregister_external_from(
+    _this: *mut c_void,
+    _device: PDEVICE_OBJECT,
+    _from: PUNICODE_STRING,
+    _from_pin: ULONG,
+    _to: PUNKNOWN,
+    _to_pin: ULONG,
+) -> NTSTATUS {
+    STATUS_NOT_FOUND
 }
 
 trait PortInit: PortClass {
@@ -303,18 +543,22 @@ pub struct Port {
 }
 
 impl Port {
-    /// `PcNewPort(CLSID_PortWaveRT | CLSID_PortTopology)`.
+    /// `PcNewPort(CLSID_PortWaveRT | CLSID_PortTopology)`, on a device
+    /// whose port handles are `ports` (where `UnregisterSubdevice` finds the
+    /// port's handle to let go of).
     #[must_use]
-    pub fn new(machine: &Arc<Machine>, kind: PortKind) -> Self {
+    pub fn new(machine: &Arc<Machine>, kind: PortKind, ports: &PortList) -> Self {
         let state = Arc::new(PortState::default());
         let interface = match kind {
             PortKind::WaveRt => create::<_, IPort>(PortValue::<true> {
-                _live: LiveObject::new(machine),
+                live: LiveObject::new(machine),
                 state: Arc::clone(&state),
+                ports: Arc::downgrade(ports),
             }),
             PortKind::Topology => create::<_, IPort>(PortValue::<false> {
-                _live: LiveObject::new(machine),
+                live: LiveObject::new(machine),
                 state: Arc::clone(&state),
+                ports: Arc::downgrade(ports),
             }),
         };
         Self {
@@ -1034,10 +1278,6 @@ pub fn new_resource_list(
     })
 }
 
-port_class!(
-    PortValue<true>,
-    PortValue<false>,
-    PortStreamValue,
-    InterruptValue,
-    ResourceListValue,
-);
+port_object_class!(PortValue<true>, PortValue<false>);
+
+port_class!(PortStreamValue, InterruptValue, ResourceListValue,);

@@ -16,7 +16,7 @@ use wavert_com::ComPtr;
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory, PAGE_SIZE};
 use wavert_emulator::port::{
-    new_resource_list, InterruptLine, Port, PortKind, PortStream, ResourceDescriptor,
+    new_resource_list, InterruptLine, Port, PortKind, PortList, PortStream, ResourceDescriptor,
 };
 use wavert_miniport::ac97::{Ac97Resources, DeviceKind};
 
@@ -229,11 +229,34 @@ fn port_stream_refcount_query_interface_and_the_hidden_return_pointer() {
 #[test]
 fn ports_answer_their_interfaces_and_refuse_init_without_a_miniport() {
     let machine = machine();
-    let wave = Port::new(&machine, PortKind::WaveRt);
-    let topology = Port::new(&machine, PortKind::Topology);
+    let list = PortList::default();
+    let wave = Port::new(&machine, PortKind::WaveRt, &list);
+    let topology = Port::new(&machine, PortKind::Topology, &list);
     assert!(wave.interface().query::<IPortWaveRT>().is_ok());
     assert!(wave.interface().query::<IPortTopology>().is_err());
     assert!(topology.interface().query::<IPortTopology>().is_ok());
+    // Both ports unregister subdevices; only the topology port (the one
+    // Learn lists, and the one SYSVAD asks) unregisters connections.
+    assert!(wave.interface().query::<IUnregisterSubdevice>().is_ok());
+    assert!(topology.interface().query::<IUnregisterSubdevice>().is_ok());
+    assert!(topology
+        .interface()
+        .query::<IUnregisterPhysicalConnection>()
+        .is_ok());
+    assert!(wave
+        .interface()
+        .query::<IUnregisterPhysicalConnection>()
+        .is_err());
+    // Each interface answers for the others of its object (COM identity).
+    let unregister = topology
+        .interface()
+        .query::<IUnregisterSubdevice>()
+        .unwrap();
+    assert_eq!(
+        unregister.query::<IPort>().unwrap().as_raw(),
+        topology.interface().as_raw()
+    );
+    drop(unregister);
     let init = wave.interface().vtbl().Init;
     let status = call!(
         init,
@@ -400,4 +423,165 @@ fn the_miniport_reads_the_emulators_resource_descriptors() {
         DeviceKind::of(Some(&new_resource_list(&machine, &[]))),
         DeviceKind::VirtualCable
     );
+}
+
+/// Two registered topology subdevices connected pin 1 -> pin 0, through
+/// the emulated PortCls, and the unregister interfaces of the first.
+fn two_connected_subdevices(
+    machine: &Arc<Machine>,
+) -> (
+    wavert_emulator::cable::EmuPortCls,
+    ComPtr<IPort>,
+    ComPtr<IPort>,
+) {
+    use wavert_miniport::adapter::PortClsServices;
+    let services = wavert_emulator::cable::EmuPortCls::new(Arc::clone(machine), None);
+    let mut ports = Vec::new();
+    for name in [&A_NAME[..], &B_NAME[..]] {
+        let miniport = wavert_com::new_topology_miniport(wavert_miniport::TopologyMiniport::new(
+            wavert_miniport::Direction::Render,
+            wavert_miniport::cable::endpoints::RENDER,
+        ))
+        .unwrap();
+        let port = services.new_port(&CLSID_PortTopology).unwrap();
+        services
+            .init_port(&port, &miniport.query::<IUnknown>().unwrap())
+            .unwrap();
+        services.register_subdevice(name, &port).unwrap();
+        ports.push(port);
+    }
+    let b = ports.pop().unwrap();
+    let a = ports.pop().unwrap();
+    services.register_physical_connection(&a, 1, &b, 0).unwrap();
+    (services, a, b)
+}
+
+static A_NAME: [u16; 2] = [b'A' as u16, 0];
+static B_NAME: [u16; 2] = [b'B' as u16, 0];
+
+#[test]
+fn unregistering_out_of_order_or_after_the_stop_is_a_violation() {
+    // In order, before PortCls's stop: clean, nothing left.
+    let machine = self::machine();
+    let (services, a, b) = two_connected_subdevices(&machine);
+    let connection = a.query::<IUnregisterPhysicalConnection>().unwrap();
+    let status = call!(
+        connection.vtbl().UnregisterPhysicalConnection,
+        connection.this(),
+        ptr::null_mut(),
+        a.as_raw().cast(),
+        1,
+        b.as_raw().cast(),
+        0
+    );
+    assert_eq!(status, STATUS_SUCCESS);
+    // The same connection again: not registered any more.
+    let again = call!(
+        connection.vtbl().UnregisterPhysicalConnection,
+        connection.this(),
+        ptr::null_mut(),
+        a.as_raw().cast(),
+        1,
+        b.as_raw().cast(),
+        0
+    );
+    assert_eq!(again, STATUS_NOT_FOUND);
+    for port in [&a, &b] {
+        let unregister = port.query::<IUnregisterSubdevice>().unwrap();
+        let status = call!(
+            unregister.vtbl().UnregisterSubdevice,
+            unregister.this(),
+            ptr::null_mut(),
+            port.as_raw().cast()
+        );
+        assert_eq!(status, STATUS_SUCCESS);
+    }
+    let r = machine.registrations();
+    assert!(r.subdevices.is_empty() && r.connections.is_empty(), "{r:?}");
+    assert_eq!(services.port_count(), 0, "PortCls let go of both ports");
+    assert!(
+        machine.violations().is_empty(),
+        "{:?}",
+        machine.violations()
+    );
+    drop((connection, a, b, services));
+    assert_eq!(machine.live_objects(), 0);
+
+    // A subdevice unregistered while its connection is registered: a
+    // violation, and the connection stays recorded (the leak shows).
+    let machine = self::machine();
+    let (services, a, b) = two_connected_subdevices(&machine);
+    let unregister = a.query::<IUnregisterSubdevice>().unwrap();
+    let status = call!(
+        unregister.vtbl().UnregisterSubdevice,
+        unregister.this(),
+        ptr::null_mut(),
+        a.as_raw().cast()
+    );
+    assert_eq!(status, STATUS_SUCCESS);
+    assert!(
+        machine
+            .violations()
+            .iter()
+            .any(|v| v.contains("UnregisterSubdevice(A) while its physical connections")),
+        "{:?}",
+        machine.violations()
+    );
+    assert_eq!(machine.registrations().connections.len(), 1);
+    drop(unregister);
+    services.release_all();
+    drop((a, b, services));
+
+    // Unregistering after PortCls handled the stop: a violation.
+    let machine = self::machine();
+    let (services, _a, b) = two_connected_subdevices(&machine);
+    machine.set_device_stopped(true);
+    let unregister = b.query::<IUnregisterSubdevice>().unwrap();
+    let _ = call!(
+        unregister.vtbl().UnregisterSubdevice,
+        unregister.this(),
+        ptr::null_mut(),
+        b.as_raw().cast()
+    );
+    assert!(
+        machine
+            .violations()
+            .iter()
+            .any(|v| v.contains("after PortCls handled the stop")),
+        "{:?}",
+        machine.violations()
+    );
+    drop(unregister);
+    services.release_all();
+}
+
+#[test]
+fn a_full_subdevice_table_refuses_the_next_registration() {
+    use wavert_miniport::adapter::PortClsServices;
+    let machine = self::machine();
+    let services = wavert_emulator::cable::EmuPortCls::new(Arc::clone(&machine), None);
+    services.set_max_subdevices(1);
+    let mut results = Vec::new();
+    let mut kept = Vec::new();
+    for name in [&A_NAME[..], &B_NAME[..]] {
+        let miniport = wavert_com::new_topology_miniport(wavert_miniport::TopologyMiniport::new(
+            wavert_miniport::Direction::Render,
+            wavert_miniport::cable::endpoints::RENDER,
+        ))
+        .unwrap();
+        let port = services.new_port(&CLSID_PortTopology).unwrap();
+        services
+            .init_port(&port, &miniport.query::<IUnknown>().unwrap())
+            .unwrap();
+        results.push(
+            services
+                .register_subdevice(name, &port)
+                .map_err(wavert_com::NtStatus::code),
+        );
+        kept.push(port);
+    }
+    assert_eq!(results, [Ok(()), Err(STATUS_ALLOTTED_SPACE_EXCEEDED)]);
+    assert_eq!(machine.violations().len(), 1, "{:?}", machine.violations());
+    drop(kept);
+    services.release_all();
 }

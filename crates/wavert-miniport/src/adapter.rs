@@ -1,18 +1,22 @@
 //! The adapter logic: ports, miniports, subdevices, physical connections.
 //!
-//! It creates the ports and miniports and registers the four subdevices and
-//! their physical connections. Runs at `PASSIVE_LEVEL` from
-//! the driver's `StartDevice`, over a [`PortClsServices`] implementation
-//! (the real PortCls in the driver, a fake in tests and the emulator).
+//! It creates the ports and miniports, registers the four subdevices and
+//! their physical connections, and keeps what it registered (a
+//! [`Registration`]) so that a PnP stop, surprise removal or removal can
+//! unregister it again before PortCls handles the IRP, and a later start
+//! registers the same names afresh. Runs at `PASSIVE_LEVEL` from the
+//! driver's `StartDevice` and `IRP_MJ_PNP` dispatch, over a
+//! [`PortClsServices`] implementation (the real PortCls in the driver, a
+//! fake in tests and the emulator).
 
 use alloc::sync::Arc;
 
 use portcls_sys::{
-    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IPort, IResourceList, IUnknown, GUID,
-    KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER,
-    KSCATEGORY_TOPOLOGY,
+    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IPort, IResourceList, IUnknown,
+    IUnregisterPhysicalConnection, IUnregisterSubdevice, DEVICE_OBJECT, GUID, KSCATEGORY_AUDIO,
+    KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
 };
-use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult};
+use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult, NtStatus};
 
 use crate::ac97::interrupt::InterruptSync;
 use crate::ac97::{Ac97Device, Ac97Resources, MixerNode, PortIo};
@@ -26,6 +30,10 @@ use crate::wave::WaveMiniport;
 
 /// The PortCls calls the adapter logic makes.
 pub trait PortClsServices {
+    /// The functional device object the subdevices are registered on (what
+    /// `IUnregisterSubdevice` and `IUnregisterPhysicalConnection` take
+    /// later). Null where there is none (fakes, the host-built emulator).
+    fn device_object(&self) -> *mut DEVICE_OBJECT;
     /// `PcNewPort(&port, class_id)`.
     ///
     /// # Errors
@@ -159,6 +167,10 @@ const fn four_subdevices(names: [(&'static str, &'static [u16]); 4]) -> [Subdevi
     ]
 }
 
+/// How many subdevices a device registers (the cable's or the AC'97's four):
+/// what the driver's `AddDevice` asks `PcAddAdapterDevice` to make room for.
+pub const MAX_SUBDEVICES: u32 = 4;
+
 /// The cable's four subdevices, in registration order.
 pub const SUBDEVICES: [Subdevice; 4] = four_subdevices([
     ("WaveRender", &WAVE_RENDER_W),
@@ -197,7 +209,8 @@ pub const PHYSICAL_CONNECTIONS: [PhysicalConnection; 2] = [
 ];
 
 /// Creates the port and miniport of `subdevice`, initialises the port with
-/// it and registers it. The port is returned for the connections.
+/// it and registers it. The port is returned for the connections and for
+/// [`Registration::unregister`].
 fn install_one<S: PortClsServices, B: Backend>(
     services: &S,
     backend: &Arc<B>,
@@ -224,25 +237,199 @@ fn install_one<S: PortClsServices, B: Backend>(
     Ok(port)
 }
 
-/// Registers a device's four subdevices and the two physical connections.
+/// The functional device object, kept for the unregister calls.
+#[derive(Clone, Copy, Debug)]
+struct DeviceObject(*mut DEVICE_OBJECT);
+
+// SAFETY: a device object is a kernel object, valid on every thread while
+// the device exists; we only hand the pointer back to PortCls.
+unsafe impl Send for DeviceObject {}
+// SAFETY: as above; nothing is reached through `&DeviceObject`.
+unsafe impl Sync for DeviceObject {}
+
+/// What one start registered, for [`Registration::unregister`] to undo.
+///
+/// The port of each subdevice (one reference each, in [`SUBDEVICES`]
+/// order) and which of [`PHYSICAL_CONNECTIONS`] are registered.
+///
+/// SYSVAD and simpleaudiosample keep the same in their adapter common object,
+/// stored in the device extension for their `IRP_MJ_PNP` handler; the
+/// driver keeps this one there.
+#[derive(Debug)]
+pub struct Registration {
+    device: DeviceObject,
+    subdevices: &'static [Subdevice; 4],
+    /// A port is `Some` while its subdevice is registered.
+    ports: [Option<ComPtr<IPort>>; 4],
+    /// Indexed like [`PHYSICAL_CONNECTIONS`].
+    connections: [bool; PHYSICAL_CONNECTIONS.len()],
+}
+
+impl Registration {
+    const fn new(device: *mut DEVICE_OBJECT, subdevices: &'static [Subdevice; 4]) -> Self {
+        Self {
+            device: DeviceObject(device),
+            subdevices,
+            ports: [None, None, None, None],
+            connections: [false; PHYSICAL_CONNECTIONS.len()],
+        }
+    }
+
+    /// How many subdevices are registered.
+    #[must_use]
+    pub fn subdevice_count(&self) -> usize {
+        self.ports.iter().filter(|p| p.is_some()).count()
+    }
+
+    /// How many physical connections are registered.
+    #[must_use]
+    pub fn connection_count(&self) -> usize {
+        self.connections.iter().filter(|c| **c).count()
+    }
+
+    /// The port registered as subdevice `index` ([`SUBDEVICES`] order).
+    #[must_use]
+    pub fn port(&self, index: usize) -> Option<&ComPtr<IPort>> {
+        self.ports.get(index).and_then(Option::as_ref)
+    }
+
+    /// Unregisters what this start registered, in the reverse order: the
+    /// physical connections first (last registered first), then the
+    /// subdevices (last registered first), and releases our port
+    /// references. This is SYSVAD's order (`CAdapterCommon::RemoveEndpointFilters`:
+    /// `DisconnectTopologies`, then `UnregisterSubdevice` of each port), and
+    /// the one Microsoft Learn's `IUnregisterPhysicalConnection` page asks
+    /// for ("when deleting a subdevice ... the driver must unregister the
+    /// subdevice's physical connections").
+    ///
+    /// Each interface is obtained as SYSVAD obtains it:
+    /// `IUnregisterPhysicalConnection` from the connection's topology-filter
+    /// port (Learn lists the topology port among those that implement it;
+    /// SYSVAD's `DisconnectTopologies` queries that one), and
+    /// `IUnregisterSubdevice` from the port being unregistered.
+    ///
+    /// Idempotent: what is unregistered is forgotten, so a second call (a
+    /// surprise removal followed by a removal) does nothing. A failing call
+    /// is logged and the rest still run; a subdevice whose unregistration
+    /// failed is forgotten too (its port reference released), as SYSVAD
+    /// does. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    ///
+    /// The first failing status (a `QueryInterface` or an unregister call).
+    pub fn unregister(&mut self, log: &dyn Fn(LogLevel, core::fmt::Arguments<'_>)) -> NtResult<()> {
+        let mut first_error: Option<NtStatus> = None;
+        let mut note = |what: &str, name: &str, status: NtStatus| {
+            log(
+                LogLevel::Error,
+                format_args!("unregistering {what} {name} failed: {:#x}", status.code()),
+            );
+            first_error.get_or_insert(status);
+        };
+        for (index, connection) in PHYSICAL_CONNECTIONS.iter().enumerate().rev() {
+            let Some(registered) = self.connections.get_mut(index) else {
+                continue;
+            };
+            if !*registered {
+                continue;
+            }
+            *registered = false;
+            let name = self.subdevices.get(connection.from).map_or("?", |s| s.name);
+            if let Err(status) = self.unregister_connection(connection) {
+                note("the physical connection from", name, status);
+            }
+        }
+        for (subdevice, slot) in self.subdevices.iter().zip(self.ports.iter_mut()).rev() {
+            let Some(port) = slot.take() else {
+                continue;
+            };
+            if let Err(status) = unregister_subdevice(self.device, &port) {
+                note("subdevice", subdevice.name, status);
+            }
+            // Our reference goes here, as SYSVAD releases its port after
+            // `UnregisterSubdevice`.
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// `IUnregisterPhysicalConnection::UnregisterPhysicalConnection` of one
+    /// registered connection, through its topology-side port.
+    fn unregister_connection(&self, connection: &PhysicalConnection) -> NtResult<()> {
+        let (Some(from), Some(to)) = (self.port(connection.from), self.port(connection.to)) else {
+            return Err(NtStatus::INVALID_PARAMETER);
+        };
+        let topology_side = match self.subdevices.get(connection.from).map(|s| s.kind) {
+            Some(SubdeviceKind::Topology(_)) => from,
+            _ => to,
+        };
+        let unregister = topology_side.query::<IUnregisterPhysicalConnection>()?;
+        let call = unregister.vtbl().UnregisterPhysicalConnection;
+        // SAFETY: a live interface (we hold a reference); both ports are
+        // live and were registered on `device` with these pins.
+        NtStatus::check(unsafe {
+            call(
+                unregister.this(),
+                self.device.0,
+                from.as_raw().cast(),
+                connection.from_pin,
+                to.as_raw().cast(),
+                connection.to_pin,
+            )
+        })
+    }
+}
+
+/// `IUnregisterSubdevice::UnregisterSubdevice(device, port)`, the interface
+/// queried from the port itself.
+fn unregister_subdevice(device: DeviceObject, port: &ComPtr<IPort>) -> NtResult<()> {
+    let unregister = port.query::<IUnregisterSubdevice>()?;
+    let call = unregister.vtbl().UnregisterSubdevice;
+    // SAFETY: a live interface (we hold a reference); the port is live and
+    // was registered on `device`.
+    NtStatus::check(unsafe { call(unregister.this(), device.0, port.as_raw().cast()) })
+}
+
+/// Registers a device's four subdevices and the two physical connections,
+/// and returns what it registered.
 ///
 /// Wave miniports over `backend`, topology miniports from `topology`.
-/// PortCls keeps the ports (and through them the miniports and the device)
-/// alive; the references taken here are released on return, as
-/// Microsoft's samples do.
+/// The ports keep the miniports (and through them the device) alive; the
+/// returned [`Registration`] keeps one reference to each port until it is
+/// unregistered.
 ///
 /// # Errors
 ///
-/// The first failing PortCls call's status (subdevices registered before it
-/// stay registered: PortCls tears them down with the device).
+/// The first failing PortCls call's status. What was registered before it
+/// is unregistered again first (as SYSVAD's `InstallEndpointFilters` does
+/// on failure), so a failed start leaves nothing registered.
 pub fn register_subdevices<S: PortClsServices, B: Backend>(
     services: &S,
     backend: &Arc<B>,
-    subdevices: &[Subdevice; 4],
+    subdevices: &'static [Subdevice; 4],
     topology: &dyn Fn(Direction) -> TopologyMiniport,
+) -> NtResult<Registration> {
+    let mut registration = Registration::new(services.device_object(), subdevices);
+    let log = |level, message: core::fmt::Arguments<'_>| backend.log(level, message);
+    let result = register_into(services, backend, topology, &mut registration);
+    if let Err(e) = result {
+        // The failure itself was logged; the undo is best effort.
+        let _ = registration.unregister(&log);
+        return Err(e);
+    }
+    Ok(registration)
+}
+
+fn register_into<S: PortClsServices, B: Backend>(
+    services: &S,
+    backend: &Arc<B>,
+    topology: &dyn Fn(Direction) -> TopologyMiniport,
+    registration: &mut Registration,
 ) -> NtResult<()> {
-    let mut ports: [Option<ComPtr<IPort>>; 4] = [None, None, None, None];
-    for (subdevice, slot) in subdevices.iter().zip(ports.iter_mut()) {
+    for (subdevice, slot) in registration
+        .subdevices
+        .iter()
+        .zip(registration.ports.iter_mut())
+    {
         match install_one(services, backend, subdevice, topology) {
             Ok(port) => *slot = Some(port),
             Err(e) => {
@@ -254,11 +441,17 @@ pub fn register_subdevices<S: PortClsServices, B: Backend>(
             }
         }
     }
-    for c in &PHYSICAL_CONNECTIONS {
-        let (Some(Some(from)), Some(Some(to))) = (ports.get(c.from), ports.get(c.to)) else {
-            return Err(wavert_com::NtStatus::INVALID_PARAMETER);
+    for (c, registered) in PHYSICAL_CONNECTIONS
+        .iter()
+        .zip(registration.connections.iter_mut())
+    {
+        let (Some(Some(from)), Some(Some(to))) =
+            (registration.ports.get(c.from), registration.ports.get(c.to))
+        else {
+            return Err(NtStatus::INVALID_PARAMETER);
         };
         services.register_physical_connection(from, c.from_pin, to, c.to_pin)?;
+        *registered = true;
     }
     Ok(())
 }
@@ -267,17 +460,17 @@ pub fn register_subdevices<S: PortClsServices, B: Backend>(
 ///
 /// # Errors
 ///
-/// The first failing PortCls call's status (subdevices registered before it
-/// stay registered: PortCls tears them down with the device).
+/// The first failing PortCls call's status (what was registered before it
+/// is unregistered again).
 pub fn install<S: PortClsServices, P: Platform>(
     services: &S,
     cable: &Arc<VirtualCable<P>>,
-) -> NtResult<()> {
-    register_subdevices(services, cable, &SUBDEVICES, &|direction| {
+) -> NtResult<Registration> {
+    let registration = register_subdevices(services, cable, &SUBDEVICES, &|direction| {
         TopologyMiniport::new(direction, crate::cable::endpoints::endpoint(direction))
     })?;
     cable.log(LogLevel::Info, format_args!("virtual cable registered"));
-    Ok(())
+    Ok(registration)
 }
 
 // ---- AC'97 ----------------------------------------------------------------
@@ -301,8 +494,8 @@ pub const AC97_SUBDEVICES: [Subdevice; 4] = four_subdevices([
 /// Reads the two I/O windows and the interrupt from `resources`, makes the interrupt sync, brings the codec
 /// up, connects the ISR, and registers the four subdevices and their two
 /// physical connections. `io` is the platform's port I/O. Returns the
-/// device (PortCls' references keep it alive; the caller may drop its own).
-/// IRQL: `PASSIVE_LEVEL`.
+/// device (PortCls' references keep it alive; the caller may drop its own)
+/// and what was registered. IRQL: `PASSIVE_LEVEL`.
 ///
 /// # Errors
 ///
@@ -314,7 +507,7 @@ pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
     platform: P,
     io: IO,
     resources: &ComPtr<IResourceList>,
-) -> NtResult<Arc<Ac97Device<P, IO>>> {
+) -> NtResult<(Arc<Ac97Device<P, IO>>, Registration)> {
     let windows = Ac97Resources::from_list(resources)?;
     let sync = services.new_interrupt_sync(resources, 0)?;
     let device = Arc::new(Ac97Device::new(
@@ -333,7 +526,7 @@ pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
             hardware,
         )
     };
-    register_subdevices(services, &device, &AC97_SUBDEVICES, &mixer)?;
+    let registration = register_subdevices(services, &device, &AC97_SUBDEVICES, &mixer)?;
     device.log(
         LogLevel::Info,
         format_args!(
@@ -341,5 +534,5 @@ pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
             windows.mixer_port, windows.bus_master_port
         ),
     );
-    Ok(device)
+    Ok((device, registration))
 }

@@ -570,6 +570,9 @@ struct FakeServices {
 }
 
 impl PortClsServices for FakeServices {
+    fn device_object(&self) -> *mut portcls_sys::DEVICE_OBJECT {
+        ptr::null_mut()
+    }
     fn new_port(&self, class_id: &portcls_sys::GUID) -> NtResult<ComPtr<IPort>> {
         self.calls
             .borrow_mut()
@@ -648,8 +651,8 @@ fn adapter_registers_four_subdevices_and_two_connections() {
         ..FakeServices::default()
     };
     assert_eq!(
-        install(&failing, &rig.cable),
-        Err(NtStatus::INSUFFICIENT_RESOURCES)
+        install(&failing, &rig.cable).err(),
+        Some(NtStatus::INSUFFICIENT_RESOURCES)
     );
     assert!(!failing
         .calls

@@ -62,6 +62,8 @@ struct Rig {
     emu: Arc<Emu>,
     device: Arc<Device>,
     ports: Vec<Port>,
+    /// What `StartDevice` registered (kept, as the driver keeps it).
+    _registration: wavert_miniport::adapter::Registration,
     timer: u64,
     /// While set, the coupling timer steps QEMU without running the ISR.
     hold_isr: Arc<AtomicBool>,
@@ -95,13 +97,15 @@ impl Rig {
             ],
         );
         let platform = Ac97Platform::new(Arc::clone(&emu));
-        let device = install_ac97(
+        let (device, registration) = install_ac97(
             &services,
             platform,
             QemuIo::new(Arc::clone(&qemu)),
             &resources,
         )
         .unwrap();
+        assert_eq!(registration.subdevice_count(), 4);
+        assert_eq!(registration.connection_count(), 2);
         let registered = emu.registrations();
         let names: Vec<&str> = registered
             .subdevices
@@ -149,6 +153,7 @@ impl Rig {
             emu,
             device,
             ports,
+            _registration: registration,
             timer,
             hold_isr,
             services_per_step,

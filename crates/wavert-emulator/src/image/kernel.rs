@@ -225,6 +225,12 @@ impl Kernel {
         &self.machine
     }
 
+    /// PortCls's state of this run (the FDO, the PnP IRPs it handled).
+    #[must_use]
+    pub const fn portcls(&self) -> &super::portcls::PortClsState {
+        &self.portcls
+    }
+
     /// Tells the kernel where the image lies (for call sites).
     pub fn set_image_range(&self, base: usize, size: usize) {
         *lock(&self.image_range) = Some((base, size));

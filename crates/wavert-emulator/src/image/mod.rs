@@ -38,12 +38,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use portcls_sys::{
-    windows_fn, IResourceList, DEVICE_OBJECT, DRIVER_OBJECT, IRP, NTSTATUS, NT_SUCCESS,
-    UNICODE_STRING,
+    windows_fn, DRIVER_OBJECT_MajorFunction_OFFSET, IO_STACK_LOCATION_MajorFunction_OFFSET,
+    IO_STACK_LOCATION_MinorFunction_OFFSET, IRP_CurrentStackLocation_OFFSET, IResourceList,
+    DEVICE_OBJECT, DRIVER_OBJECT, IO_STACK_LOCATION_SIZE, IRP, IRP_MJ_PNP, IRP_MN_REMOVE_DEVICE,
+    IRP_MN_START_DEVICE, IRP_MN_STOP_DEVICE, IRP_MN_SURPRISE_REMOVAL, IRP_SIZE, NTSTATUS,
+    NT_SUCCESS, UNICODE_STRING,
 };
-use wavert_com::ComPtr;
+use wavert_com::{ComPtr, NtStatus};
 
-use crate::cable::{CableAdapter, EmuPortCls};
+use crate::cable::{CableAdapter, EmuPortCls, PnpRequest};
+use crate::irql;
 use crate::machine::Machine;
 use crate::port::{new_resource_list, InterruptLine, ResourceDescriptor};
 use kernel::{Installed, Kernel};
@@ -54,10 +58,11 @@ type DriverEntry = windows_fn!(
     unsafe fn(driver: *mut DRIVER_OBJECT, registry_path: *mut UNICODE_STRING) -> NTSTATUS
 );
 
-/// Bytes of a kernel object the driver only passes along to PortCls (whose
-/// stand-ins never read them): `sizeof(DRIVER_OBJECT)` and
-/// `sizeof(DEVICE_OBJECT)` on x64 are 0x150, `sizeof(IRP)` 0xD0; a block of
-/// the largest, zeroed, stands for each.
+/// Bytes of a kernel object the driver passes along or reads a field of:
+/// `sizeof(DRIVER_OBJECT)` and the WDK's `sizeof(DEVICE_OBJECT)` on x64 are
+/// 0x150, `sizeof(IRP)` 0xD0; a block of the largest, zeroed, stands for
+/// each. (The FDO, with its device extension, is PortCls's: see
+/// `portcls::FunctionalDevice`.)
 const KERNEL_OBJECT_BYTES: usize = 0x150;
 
 /// Why an image run did not get as far as streaming.
@@ -128,7 +133,8 @@ pub struct ImageDriver {
     driver_object: KernelObject,
     registry_path: KernelObject,
     physical_device: KernelObject,
-    start_irp: KernelObject,
+    /// The resources `IRP_MN_START_DEVICE` carries.
+    resources: Option<ComPtr<IResourceList>>,
     /// Whether this run routes trapped port I/O (cleared on drop).
     traps_port_io: bool,
 }
@@ -182,7 +188,7 @@ impl ImageDriver {
             driver_object: KernelObject::new(),
             registry_path: KernelObject::new(),
             physical_device: KernelObject::new(),
-            start_irp: KernelObject::new(),
+            resources: None,
             traps_port_io: false,
         })
     }
@@ -227,25 +233,153 @@ impl ImageDriver {
         Ok(unsafe { add_device(driver, pdo) })
     }
 
-    /// `StartDevice` with `resources`, as PortCls calls it on
-    /// `IRP_MN_START_DEVICE` (the functional device object is PortCls's; its
-    /// stand-ins never read it, so the PDO's block serves).
+    /// `IRP_MN_START_DEVICE` with `resources`, through the driver's own
+    /// `IRP_MJ_PNP` dispatch ([`ImageDriver::pnp`]); PortCls's
+    /// `PcDispatchIrp` then calls the `StartDevice` given to
+    /// `PcAddAdapterDevice` with the FDO, the IRP and the resources.
     ///
     /// # Errors
     ///
-    /// The driver never registered `StartDevice`.
+    /// The driver never registered `StartDevice` or has no PnP dispatch.
     pub fn start_device(
         &mut self,
         resources: &ComPtr<IResourceList>,
     ) -> Result<NTSTATUS, ImageRunError> {
-        let start = self.kernel().portcls.start_device().ok_or_else(|| {
-            ImageRunError::Protocol("AddDevice never called PcAddAdapterDevice".to_owned())
+        if self.kernel().portcls.start_device().is_none() {
+            return Err(ImageRunError::Protocol(
+                "AddDevice never called PcAddAdapterDevice".to_owned(),
+            ));
+        }
+        self.resources = Some(resources.clone());
+        self.send_pnp(IRP_MN_START_DEVICE)
+    }
+
+    /// One PnP IRP as the PnP manager sends it: a fresh IRP whose current
+    /// stack location is `IRP_MJ_PNP` / `request`'s minor code, given to
+    /// the routine in the driver object's `MajorFunction[IRP_MJ_PNP]` with
+    /// the FDO, at `PASSIVE_LEVEL`. PortCls put its own routine there in
+    /// `PcInitializeAdapterDriver`; the driver's `DriverEntry` replaces it
+    /// with its handler, which must pass the IRP on to `PcDispatchIrp` (a
+    /// handler that does not is a violation).
+    ///
+    /// # Errors
+    ///
+    /// The status the IRP completed with.
+    pub fn pnp(&mut self, request: PnpRequest) -> Result<(), NtStatus> {
+        let minor = match request {
+            PnpRequest::Start => IRP_MN_START_DEVICE,
+            PnpRequest::Stop => IRP_MN_STOP_DEVICE,
+            PnpRequest::SurpriseRemoval => IRP_MN_SURPRISE_REMOVAL,
+        };
+        let status = self.send_pnp(minor).map_err(|error| {
+            self.kernel().violation("PnP", &error.to_string());
+            NtStatus::UNSUCCESSFUL
         })?;
-        let device = self.physical_device.as_ptr::<DEVICE_OBJECT>();
-        let irp = self.start_irp.as_ptr::<IRP>();
-        // SAFETY: the image's StartDevice with a device object, an IRP and a
-        // live resource list (the caller holds it for the call).
-        Ok(unsafe { start(device, irp, resources.as_raw()) })
+        NtStatus::check(status)
+    }
+
+    /// `IRP_MN_REMOVE_DEVICE` through the driver's dispatch (PortCls's part
+    /// releases the ports); [`ImageDriver::unload`] follows.
+    ///
+    /// # Errors
+    ///
+    /// The status the IRP completed with.
+    pub fn remove_device(&mut self) -> Result<(), NtStatus> {
+        if self.kernel().portcls.device_object().is_null() {
+            // No device was ever added: nothing to remove.
+            return Ok(());
+        }
+        let status = self.send_pnp(IRP_MN_REMOVE_DEVICE).map_err(|error| {
+            self.kernel().violation("PnP", &error.to_string());
+            NtStatus::UNSUCCESSFUL
+        })?;
+        NtStatus::check(status)
+    }
+
+    /// Replaces the driver object's `IRP_MJ_PNP` routine, as a broken driver
+    /// would leave it (for the tests that the PnP checks fire): `None` puts
+    /// PortCls's own routine back (a driver whose handler was installed
+    /// before `PcInitializeAdapterDriver`, which overwrote it), `Some` any
+    /// other routine.
+    pub fn set_pnp_dispatch(&mut self, dispatch: Option<portcls::DriverDispatch>) {
+        let routine = dispatch.unwrap_or(portcls::portcls_dispatch_pnp);
+        if let Some(entry) = self
+            .driver_object
+            .0
+            .get_mut((DRIVER_OBJECT_MajorFunction_OFFSET + usize::from(IRP_MJ_PNP) * 8) / 8)
+        {
+            *entry = routine as usize as u64;
+        }
+    }
+
+    /// Builds a PnP IRP with minor code `minor`, sends it to the driver
+    /// object's `IRP_MJ_PNP` routine and checks PortCls saw it.
+    fn send_pnp(&self, minor: u8) -> Result<NTSTATUS, ImageRunError> {
+        let device = self.kernel().portcls.device_object();
+        if device.is_null() {
+            return Err(ImageRunError::Protocol(
+                "AddDevice never called PcAddAdapterDevice".to_owned(),
+            ));
+        }
+        let entry = self
+            .driver_object
+            .0
+            .get((DRIVER_OBJECT_MajorFunction_OFFSET + usize::from(IRP_MJ_PNP) * 8) / 8)
+            .copied()
+            .unwrap_or(0);
+        if entry == 0 {
+            return Err(ImageRunError::Protocol(
+                "no IRP_MJ_PNP routine in the driver object (PcInitializeAdapterDriver installs one)"
+                    .to_owned(),
+            ));
+        }
+        // SAFETY: a non-null entry of the dispatch table: PortCls's routine
+        // or the driver's (`DRIVER_DISPATCH`), with the Windows convention.
+        let dispatch: portcls::DriverDispatch = unsafe { std::mem::transmute(entry) };
+        let mut irp = vec![0u64; IRP_SIZE / 8].into_boxed_slice();
+        let mut stack = vec![0u8; IO_STACK_LOCATION_SIZE].into_boxed_slice();
+        if let Some(byte) = stack.get_mut(IO_STACK_LOCATION_MajorFunction_OFFSET) {
+            *byte = IRP_MJ_PNP;
+        }
+        if let Some(byte) = stack.get_mut(IO_STACK_LOCATION_MinorFunction_OFFSET) {
+            *byte = minor;
+        }
+        if let Some(slot) = irp.get_mut(IRP_CurrentStackLocation_OFFSET / 8) {
+            *slot = stack.as_mut_ptr() as u64;
+        }
+        self.kernel().portcls.set_resources(
+            self.resources
+                .clone()
+                .filter(|_| minor == IRP_MN_START_DEVICE),
+        );
+        let seen = self.kernel().portcls.dispatched().len();
+        let before = irql::current();
+        // SAFETY: the driver's (or PortCls's) IRP_MJ_PNP routine with the
+        // FDO and an IRP whose stack location lives for the call.
+        let status = unsafe { dispatch(device, irp.as_mut_ptr().cast::<IRP>()) };
+        self.kernel().portcls.set_resources(None);
+        let after = irql::current();
+        if after != before {
+            self.kernel().violation(
+                "IRQL",
+                &format!(
+                    "the IRP_MJ_PNP dispatch returned at {} (entered at {})",
+                    irql::name(after),
+                    irql::name(before)
+                ),
+            );
+        }
+        let dispatched = self.kernel().portcls.dispatched();
+        if dispatched.len() != seen + 1 || dispatched.last() != Some(&minor) {
+            self.kernel().violation(
+                "PnP",
+                &format!(
+                    "the driver's IRP_MJ_PNP dispatch did not pass minor {minor:#04x} to PcDispatchIrp exactly once (PortCls saw {:?})",
+                    dispatched.get(seen..).unwrap_or_default()
+                ),
+            );
+        }
+        Ok(status)
     }
 
     /// Driver unload (after device removal released every object): checks
@@ -363,7 +497,7 @@ pub fn start_image_adapter(
         Ok(())
     })();
     drop(resources);
-    let adapter = CableAdapter::from_image(machine, services.take_ports(), driver);
+    let adapter = CableAdapter::from_image(machine, services, driver);
     match started {
         Ok(()) => Ok(adapter),
         Err(error) => {

@@ -10,9 +10,14 @@
 use std::sync::{Arc, Mutex};
 
 use portcls_sys::{
-    windows_abi, IInterruptSync, IPort, IResourceList, INTERRUPTSYNCMODE, NTSTATUS,
-    PCPFNSTARTDEVICE, PDEVICE_OBJECT, PDRIVER_ADD_DEVICE, PDRIVER_OBJECT, PRESOURCELIST,
-    PUNICODE_STRING, PUNKNOWN, REFCLSID, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    windows_abi, windows_fn, DEVICE_OBJECT_DeviceExtension_OFFSET,
+    DRIVER_OBJECT_MajorFunction_OFFSET, IInterruptSync, IO_STACK_LOCATION_MajorFunction_OFFSET,
+    IO_STACK_LOCATION_MinorFunction_OFFSET, IPort, IRP_CurrentStackLocation_OFFSET, IResourceList,
+    DEVICE_OBJECT, INTERRUPTSYNCMODE, IRP_MJ_PNP, IRP_MN_REMOVE_DEVICE, IRP_MN_START_DEVICE,
+    IRP_MN_STOP_DEVICE, IRP_MN_SURPRISE_REMOVAL, NTSTATUS, PCPFNSTARTDEVICE, PDEVICE_OBJECT,
+    PDRIVER_ADD_DEVICE, PDRIVER_OBJECT, PIRP, PORT_CLASS_ADAPTER_SLOT,
+    PORT_CLASS_DEVICE_EXTENSION_SIZE, PRESOURCELIST, PUNICODE_STRING, PUNKNOWN, REFCLSID,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
     STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{ComPtr, NtStatus};
@@ -23,19 +28,98 @@ use crate::cable::EmuPortCls;
 use crate::irql::{self, PASSIVE_LEVEL};
 use crate::machine::lock;
 
+/// An `IRP_MJ_*` dispatch routine (`DRIVER_DISPATCH`).
+pub type DriverDispatch =
+    windows_fn!(unsafe fn(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS);
+
+/// The functional device object `PcAddAdapterDevice` creates.
+///
+/// Its device extension is zeroed, as the I/O manager's `IoCreateDevice`
+/// leaves it (SYSVAD's `PnpHandler` relies on that when it tests
+/// `m_pCommon != NULL` before any `StartDevice`).
+///
+/// PortCls's own part of the extension (every `ULONG_PTR` element but the
+/// four Learn leaves to the adapter) holds a pattern that PortCls checks
+/// on each `PcDispatchIrp`: a driver writing outside its slots is caught.
+pub struct FunctionalDevice {
+    object: Box<[u64]>,
+    extension: Box<[u64]>,
+}
+
+/// The `ULONG_PTR` elements of PortCls's device extension that are the
+/// adapter's (Microsoft Learn, `PcAddAdapterDevice`: elements 4 to 7).
+const ADAPTER_ELEMENTS: std::ops::Range<usize> = 4..8;
+
+/// What the emulated PortCls keeps in its own elements of the extension.
+const fn portcls_pattern(element: usize) -> u64 {
+    0x5043_4C53_0000_0000 | element as u64
+}
+
+impl FunctionalDevice {
+    fn new(extension_bytes: usize) -> Self {
+        /// `sizeof(DEVICE_OBJECT)` on x64 in the WDK's `wdm.h` (0x150; MinGW's
+        /// is 0x148): a zeroed block of that size stands for it.
+        const DEVICE_OBJECT_BYTES: usize = 0x150;
+        let mut object = vec![0u64; DEVICE_OBJECT_BYTES / 8].into_boxed_slice();
+        let mut extension = vec![0u64; extension_bytes.div_ceil(8)].into_boxed_slice();
+        let portcls_elements = PORT_CLASS_DEVICE_EXTENSION_SIZE / 8;
+        for (element, word) in extension.iter_mut().enumerate().take(portcls_elements) {
+            if !ADAPTER_ELEMENTS.contains(&element) {
+                *word = portcls_pattern(element);
+            }
+        }
+        let pointer = extension.as_mut_ptr() as u64;
+        if let Some(slot) = object.get_mut(DEVICE_OBJECT_DeviceExtension_OFFSET / 8) {
+            *slot = pointer;
+        }
+        Self { object, extension }
+    }
+
+    /// The device object, as the driver receives it.
+    #[must_use]
+    pub fn as_ptr(&mut self) -> *mut DEVICE_OBJECT {
+        self.object.as_mut_ptr().cast()
+    }
+
+    /// The adapter's slot of the extension (where the driver keeps its
+    /// state, [`PORT_CLASS_ADAPTER_SLOT`]).
+    #[must_use]
+    pub fn adapter_slot(&self) -> u64 {
+        self.extension
+            .get(PORT_CLASS_ADAPTER_SLOT)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// PortCls's elements the driver overwrote.
+    fn trampled(&self) -> Vec<usize> {
+        let portcls_elements = PORT_CLASS_DEVICE_EXTENSION_SIZE / 8;
+        (0..portcls_elements)
+            .filter(|e| !ADAPTER_ELEMENTS.contains(e))
+            .filter(|&e| self.extension.get(e).copied() != Some(portcls_pattern(e)))
+            .collect()
+    }
+}
+
 /// What PortCls remembers of the driver between its calls.
 #[derive(Default)]
 pub struct PortClsState {
     add_device: Mutex<PDRIVER_ADD_DEVICE>,
     start_device: Mutex<PCPFNSTARTDEVICE>,
-    max_subdevices: Mutex<Option<u32>>,
     services: Mutex<Option<Arc<EmuPortCls>>>,
+    /// The FDO `PcAddAdapterDevice` made.
+    device: Mutex<Option<FunctionalDevice>>,
+    /// The resources an `IRP_MN_START_DEVICE` carries (PortCls wraps the
+    /// IRP's resource lists in an `IResourceList` for `StartDevice`).
+    resources: Mutex<Option<ComPtr<IResourceList>>>,
+    /// The PnP minor codes `PcDispatchIrp` handled, in order.
+    dispatched: Mutex<Vec<u8>>,
 }
 
 impl std::fmt::Debug for PortClsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PortClsState")
-            .field("max_subdevices", &*lock(&self.max_subdevices))
+            .field("dispatched", &*lock(&self.dispatched))
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +150,34 @@ impl PortClsState {
     #[must_use]
     pub fn services(&self) -> Option<Arc<EmuPortCls>> {
         lock(&self.services).clone()
+    }
+
+    /// The FDO (null before `PcAddAdapterDevice`).
+    #[must_use]
+    pub fn device_object(&self) -> *mut DEVICE_OBJECT {
+        lock(&self.device)
+            .as_mut()
+            .map_or(std::ptr::null_mut(), FunctionalDevice::as_ptr)
+    }
+
+    /// The driver's slot of the device extension (0 when empty or before
+    /// `PcAddAdapterDevice`).
+    #[must_use]
+    pub fn adapter_slot(&self) -> u64 {
+        lock(&self.device)
+            .as_ref()
+            .map_or(0, FunctionalDevice::adapter_slot)
+    }
+
+    /// The resources the next `IRP_MN_START_DEVICE` carries.
+    pub fn set_resources(&self, resources: Option<ComPtr<IResourceList>>) {
+        *lock(&self.resources) = resources;
+    }
+
+    /// The PnP minor codes `PcDispatchIrp` has handled so far.
+    #[must_use]
+    pub fn dispatched(&self) -> Vec<u8> {
+        lock(&self.dispatched).clone()
     }
 }
 
@@ -115,7 +227,145 @@ pub unsafe extern "system" fn PcInitializeAdapterDriver(
         return STATUS_INVALID_PARAMETER;
     }
     *lock(&kernel.portcls.add_device) = add_device;
+    // PortCls points the driver object's dispatch table at its own handlers
+    // (the emulator models IRP_MJ_PNP only); a driver that wants to see PnP
+    // IRPs first overwrites that entry afterwards, as SYSVAD's and
+    // simpleaudiosample's `DriverEntry` do.
+    #[allow(
+        clippy::cast_ptr_alignment,
+        reason = "the driver object is 8-byte aligned and the offset a multiple of 8"
+    )]
+    let entry = driver
+        .cast::<u8>()
+        .wrapping_add(DRIVER_OBJECT_MajorFunction_OFFSET + usize::from(IRP_MJ_PNP) * 8)
+        .cast::<Option<DriverDispatch>>();
+    // SAFETY: the image passes its driver object (a block of
+    // sizeof(DRIVER_OBJECT) the emulator made), whose MajorFunction table
+    // holds IRP_MJ_PNP at this offset (offsets checked against MinGW-w64).
+    unsafe { entry.write(Some(portcls_dispatch_pnp)) };
     STATUS_SUCCESS
+}
+
+/// PortCls's own `IRP_MJ_PNP` dispatch, which `PcInitializeAdapterDriver`
+/// installs: the same handling as `PcDispatchIrp`.
+///
+/// # Safety
+///
+/// Called with the FDO and an IRP whose current stack location is valid.
+#[windows_abi]
+pub(crate) unsafe extern "system" fn portcls_dispatch_pnp(
+    device: PDEVICE_OBJECT,
+    irp: PIRP,
+) -> NTSTATUS {
+    // SAFETY: forwarded as received.
+    unsafe { PcDispatchIrp(device, irp) }
+}
+
+/// The current stack location's major and minor function of `irp`.
+///
+/// # Safety
+///
+/// `irp` is null or an IRP whose `Tail.Overlay.CurrentStackLocation` is
+/// null or valid.
+const unsafe fn major_minor(irp: PIRP) -> Option<(u8, u8)> {
+    if irp.is_null() {
+        return None;
+    }
+    #[allow(
+        clippy::cast_ptr_alignment,
+        reason = "an IRP is 8-byte aligned and the field lies at a multiple of 8"
+    )]
+    let location = irp
+        .cast::<u8>()
+        .wrapping_add(IRP_CurrentStackLocation_OFFSET)
+        .cast::<*const u8>();
+    // SAFETY: inside the IRP header (the caller's contract).
+    let stack = unsafe { location.read() };
+    if stack.is_null() {
+        return None;
+    }
+    let major = stack.wrapping_add(IO_STACK_LOCATION_MajorFunction_OFFSET);
+    let minor = stack.wrapping_add(IO_STACK_LOCATION_MinorFunction_OFFSET);
+    // SAFETY: inside a valid stack location (the caller's contract).
+    let major = unsafe { major.read() };
+    // SAFETY: as above.
+    let minor = unsafe { minor.read() };
+    Some((major, minor))
+}
+
+/// `PcDispatchIrp`: PortCls's handling of an IRP the driver passes on.
+///
+/// PnP only: `IRP_MN_START_DEVICE` calls the driver's `StartDevice` with the
+/// device's resources; stop and surprise removal leave every registration
+/// as it is (only `IUnregisterSubdevice` and `IUnregisterPhysicalConnection`
+/// remove one, and PortCls stops exposing the device's interfaces); removal
+/// forgets what is still registered and releases the ports.
+///
+/// # Safety
+///
+/// Called by the image with its FDO and an IRP the emulator built.
+#[windows_abi]
+pub unsafe extern "system" fn PcDispatchIrp(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    let Some((kernel, services)) = portcls("PcDispatchIrp") else {
+        return STATUS_UNSUCCESSFUL;
+    };
+    if device.is_null() || device != kernel.portcls.device_object() {
+        kernel.violation(
+            "PortCls",
+            "PcDispatchIrp with a device object that is not the FDO PcAddAdapterDevice made",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    let trampled = lock(&kernel.portcls.device)
+        .as_ref()
+        .map(FunctionalDevice::trampled)
+        .unwrap_or_default();
+    if !trampled.is_empty() {
+        kernel.violation(
+            "PortCls",
+            &format!(
+                "the driver wrote PortCls's part of the device extension (ULONG_PTR elements {trampled:?}; only 4 to 7 are the adapter's)"
+            ),
+        );
+    }
+    // SAFETY: the IRP the emulator built for this call.
+    let Some((major, minor)) = (unsafe { major_minor(irp) }) else {
+        kernel.violation(
+            "PortCls",
+            "PcDispatchIrp with an IRP without a stack location",
+        );
+        return STATUS_INVALID_PARAMETER;
+    };
+    if major != IRP_MJ_PNP {
+        return STATUS_INVALID_DEVICE_REQUEST;
+    }
+    lock(&kernel.portcls.dispatched).push(minor);
+    match minor {
+        IRP_MN_START_DEVICE => {
+            let Some(start) = kernel.portcls.start_device() else {
+                return STATUS_INVALID_DEVICE_REQUEST;
+            };
+            let resources = lock(&kernel.portcls.resources).clone();
+            let resources = resources
+                .as_ref()
+                .map_or(std::ptr::null_mut(), ComPtr::as_raw);
+            kernel.machine().set_device_stopped(false);
+            // SAFETY: the image's StartDevice with its FDO, the start IRP and
+            // a live resource list (held above for the call).
+            unsafe { start(device, irp, resources) }
+        }
+        IRP_MN_STOP_DEVICE | IRP_MN_SURPRISE_REMOVAL => {
+            kernel.machine().set_device_stopped(true);
+            STATUS_SUCCESS
+        }
+        IRP_MN_REMOVE_DEVICE => {
+            kernel.machine().set_device_stopped(true);
+            services.release_all();
+            STATUS_SUCCESS
+        }
+        // What the PnP manager puts in IoStatus of an IRP nobody handles.
+        _ => STATUS_NOT_SUPPORTED,
+    }
 }
 
 /// `PcAddAdapterDevice`: remembers `StartDevice` and the subdevice limit.
@@ -129,9 +379,9 @@ pub unsafe extern "system" fn PcAddAdapterDevice(
     physical_device: PDEVICE_OBJECT,
     start_device: PCPFNSTARTDEVICE,
     max_subdevices: u32,
-    _device_extension_size: u32,
+    device_extension_size: u32,
 ) -> NTSTATUS {
-    let Some((kernel, _)) = portcls("PcAddAdapterDevice") else {
+    let Some((kernel, services)) = portcls("PcAddAdapterDevice") else {
         return STATUS_UNSUCCESSFUL;
     };
     if driver.is_null()
@@ -145,8 +395,21 @@ pub unsafe extern "system" fn PcAddAdapterDevice(
         );
         return STATUS_INVALID_PARAMETER;
     }
+    let extension = device_extension_size as usize;
+    if extension != 0 && extension < PORT_CLASS_DEVICE_EXTENSION_SIZE {
+        // Learn, PcAddAdapterDevice: "Any value greater than zero and less
+        // than PORT_CLASS_DEVICE_EXTENSION_SIZE is illegal."
+        kernel.violation(
+            "PortCls",
+            &format!("PcAddAdapterDevice with DeviceExtensionSize {extension} (0 or at least {PORT_CLASS_DEVICE_EXTENSION_SIZE})"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
     *lock(&kernel.portcls.start_device) = start_device;
-    *lock(&kernel.portcls.max_subdevices) = Some(max_subdevices);
+    services.set_max_subdevices(max_subdevices);
+    *lock(&kernel.portcls.device) = Some(FunctionalDevice::new(
+        extension.max(PORT_CLASS_DEVICE_EXTENSION_SIZE),
+    ));
     STATUS_SUCCESS
 }
 
@@ -208,21 +471,10 @@ pub unsafe extern "system" fn PcRegisterSubdevice(
     name: *const u16,
     unknown: PUNKNOWN,
 ) -> NTSTATUS {
-    let Some((kernel, services)) = portcls("PcRegisterSubdevice") else {
+    let Some((_, services)) = portcls("PcRegisterSubdevice") else {
         return STATUS_UNSUCCESSFUL;
     };
     if name.is_null() {
-        return STATUS_INVALID_PARAMETER;
-    }
-    let registered = kernel.machine().registrations().subdevices.len();
-    let limit = lock(&kernel.portcls.max_subdevices).unwrap_or(0);
-    if u32::try_from(registered).unwrap_or(u32::MAX) >= limit {
-        kernel.violation(
-            "PortCls",
-            &format!(
-                "PcRegisterSubdevice beyond the {limit} subdevices PcAddAdapterDevice asked for"
-            ),
-        );
         return STATUS_INVALID_PARAMETER;
     }
     // SAFETY: the caller's NUL-terminated name.
@@ -300,6 +552,7 @@ pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
         "portcls.sys": [
             PcInitializeAdapterDriver,
             PcAddAdapterDevice,
+            PcDispatchIrp,
             PcNewPort,
             PcRegisterSubdevice,
             PcRegisterPhysicalConnection,
