@@ -1467,4 +1467,102 @@ mod tests {
             "{stderr}"
         );
     }
+
+    #[windows_abi]
+    const unsafe extern "system" fn no_start(
+        _device: portcls_sys::PDEVICE_OBJECT,
+        _irp: portcls_sys::PIRP,
+        _resources: portcls_sys::PRESOURCELIST,
+    ) -> NTSTATUS {
+        STATUS_SUCCESS
+    }
+
+    /// `PcDispatchIrp` of a stop IRP on `device`.
+    fn dispatch_stop(device: *mut portcls_sys::DEVICE_OBJECT) -> NTSTATUS {
+        let mut stack = [0u8; portcls_sys::IO_STACK_LOCATION_SIZE];
+        stack[portcls_sys::IO_STACK_LOCATION_MajorFunction_OFFSET] = portcls_sys::IRP_MJ_PNP;
+        stack[portcls_sys::IO_STACK_LOCATION_MinorFunction_OFFSET] =
+            portcls_sys::IRP_MN_STOP_DEVICE;
+        let mut irp = [0u64; portcls_sys::IRP_SIZE / 8];
+        irp[portcls_sys::IRP_CurrentStackLocation_OFFSET / 8] = stack.as_mut_ptr() as u64;
+        // SAFETY: an IRP whose stack location lives for the call.
+        unsafe { crate::image::portcls::PcDispatchIrp(device, irp.as_mut_ptr().cast()) }
+    }
+
+    #[test]
+    fn portcls_device_extension_and_dispatch_rules_are_reported() {
+        let mut pdo = [0u64; 0x150 / 8];
+        let mut driver = [0u64; 0x150 / 8];
+        // A DeviceExtensionSize between 0 and PORT_CLASS_DEVICE_EXTENSION_SIZE.
+        let violations = with_kernel(|_| {
+            // SAFETY: the stand-in reads nothing of the objects.
+            let status = unsafe {
+                crate::image::portcls::PcAddAdapterDevice(
+                    driver.as_mut_ptr().cast(),
+                    pdo.as_mut_ptr().cast(),
+                    Some(no_start),
+                    4,
+                    8,
+                )
+            };
+            assert_eq!(status, portcls_sys::STATUS_INVALID_PARAMETER);
+        });
+        assert!(
+            reported(&violations, "DeviceExtensionSize 8"),
+            "{violations:?}"
+        );
+
+        // The adapter's slot is free to write; PortCls's elements are not;
+        // and only the FDO may be passed to PcDispatchIrp.
+        let violations = with_kernel(|k| {
+            // SAFETY: as above.
+            let status = unsafe {
+                crate::image::portcls::PcAddAdapterDevice(
+                    driver.as_mut_ptr().cast(),
+                    pdo.as_mut_ptr().cast(),
+                    Some(no_start),
+                    4,
+                    0,
+                )
+            };
+            assert_eq!(status, STATUS_SUCCESS);
+            let fdo = k.portcls().device_object();
+            #[allow(clippy::cast_ptr_alignment, reason = "an 8-byte aligned block")]
+            let field = fdo
+                .cast::<u8>()
+                .wrapping_add(portcls_sys::DEVICE_OBJECT_DeviceExtension_OFFSET)
+                .cast::<*mut u64>();
+            // SAFETY: the FDO block, DeviceExtension at its x64 offset.
+            let extension = unsafe { field.read() };
+            let slot = extension.wrapping_add(portcls_sys::PORT_CLASS_ADAPTER_SLOT);
+            // SAFETY: inside the 64-element extension.
+            unsafe { slot.write(0x1234) };
+            assert_eq!(dispatch_stop(fdo), STATUS_SUCCESS);
+            assert!(
+                k.machine().violations().is_empty(),
+                "the adapter slot is the driver's"
+            );
+            assert_eq!(k.portcls().adapter_slot(), 0x1234);
+            let portcls_element = extension.wrapping_add(2);
+            // SAFETY: inside the extension: element 2, PortCls's.
+            unsafe { portcls_element.write(0) };
+            assert_eq!(dispatch_stop(fdo), STATUS_SUCCESS);
+            assert_eq!(
+                dispatch_stop(pdo.as_mut_ptr().cast()),
+                portcls_sys::STATUS_INVALID_PARAMETER
+            );
+            assert_eq!(k.portcls().dispatched(), [0x04, 0x04]);
+        });
+        assert!(
+            reported(
+                &violations,
+                "wrote PortCls's part of the device extension (ULONG_PTR elements [2]"
+            ),
+            "{violations:?}"
+        );
+        assert!(
+            reported(&violations, "not the FDO PcAddAdapterDevice made"),
+            "{violations:?}"
+        );
+    }
 }
