@@ -46,12 +46,61 @@ pub enum Fault {
     /// 192 kHz), so a wildcard intersection and `PROPOSEDATAFORMAT2` pick
     /// it: what the cable's intersection did before it had a default.
     MaxCornerDefault,
+    /// The reported position runs `percent` % faster than the sample rate
+    /// (a drifting clock).
+    FastClock {
+        /// How much faster, in percent.
+        percent: u32,
+    },
+    /// The reported position moves in steps of `ms` milliseconds (a coarse
+    /// DMA counter): jitter.
+    CoarsePosition {
+        /// The step, in milliseconds of audio.
+        ms: u32,
+    },
+    /// The reported position only starts counting `ms` milliseconds after
+    /// RUN (start latency).
+    LateStart {
+        /// The delay, in milliseconds.
+        ms: u32,
+    },
+    /// A buffer smaller than `bytes` never moves (a device that cannot
+    /// service short periods, granted anyway).
+    StallBelow {
+        /// The smallest buffer that moves.
+        bytes: u32,
+    },
+    /// A buffer larger than `bytes` never moves (beyond the DMA's reach,
+    /// granted anyway).
+    StallAbove {
+        /// The largest buffer that moves.
+        bytes: u32,
+    },
+    /// Streams at `rate` are advertised but refused by `NewStream`
+    /// (on the capture side only, or on both).
+    RefuseRate {
+        /// The refused sample rate.
+        rate: u32,
+        /// Only the capture side refuses.
+        capture_only: bool,
+    },
 }
 
 /// The corner [`Fault::MaxCornerDefault`] makes the default.
 fn max_corner() -> AudioFormat {
     AudioFormat::extensible(wavert_core::format::SampleType::Pcm, 8, 192_000, 32, 32)
         .unwrap_or(wavert_miniport::cable::filters::DEFAULT_FORMAT)
+}
+
+/// What the position faults need to know of one side: its buffer and rate,
+/// and the position it has moved since RUN, unwrapped.
+#[derive(Clone, Copy, Debug, Default)]
+struct Track {
+    size: u32,
+    bytes_per_second: u32,
+    block_align: u32,
+    last_offset: u32,
+    linear: u64,
 }
 
 /// The cable with one fault.
@@ -61,6 +110,8 @@ pub struct FaultyCable {
     /// Per direction: the state the cable itself is in, and whether the
     /// client was told PAUSE while it still runs.
     states: Mutex<PerDirection<(KSSTATE, bool)>>,
+    /// Per direction: the position the faults transform.
+    tracks: Mutex<PerDirection<Track>>,
 }
 
 impl FaultyCable {
@@ -76,10 +127,59 @@ impl FaultyCable {
         lock(&self.states)[direction].0 == KSSTATE_RUN
     }
 
+    /// Whether this fault rewrites the position.
+    const fn moves_position(&self) -> bool {
+        matches!(
+            self.fault,
+            Fault::FastClock { .. }
+                | Fault::CoarsePosition { .. }
+                | Fault::LateStart { .. }
+                | Fault::StallBelow { .. }
+                | Fault::StallAbove { .. }
+        )
+    }
+
+    /// The cable's position as the fault reports it: the cable's offset
+    /// unwrapped (read often enough by the engine), transformed, wrapped.
+    fn faulty_position(&self, direction: Direction, real: KSAUDIO_POSITION) -> KSAUDIO_POSITION {
+        let mut tracks = lock(&self.tracks);
+        let t = &mut tracks[direction];
+        if t.size == 0 {
+            return real;
+        }
+        let offset = u32::try_from(real.PlayOffset % u64::from(t.size)).unwrap_or(0);
+        t.linear += u64::from((offset + t.size - t.last_offset) % t.size);
+        t.last_offset = offset;
+        let per_ms = u64::from(t.bytes_per_second) / 1000;
+        let block = u64::from(t.block_align.max(1));
+        let reported = match self.fault {
+            Fault::FastClock { percent } => t.linear * (100 + u64::from(percent)) / 100,
+            Fault::CoarsePosition { ms } => {
+                let step = (per_ms * u64::from(ms)).max(1);
+                t.linear / step * step
+            }
+            Fault::LateStart { ms } => t.linear.saturating_sub(per_ms * u64::from(ms)),
+            Fault::StallBelow { bytes } if t.size < bytes => 0,
+            Fault::StallAbove { bytes } if t.size > bytes => 0,
+            _ => t.linear,
+        };
+        let wrapped = reported / block * block % u64::from(t.size);
+        KSAUDIO_POSITION {
+            PlayOffset: wrapped,
+            WriteOffset: wrapped,
+        }
+    }
+
     /// Forwards a state change to the cable, remembering where it is.
     fn forward_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()> {
         self.cable.set_state(direction, state)?;
         lock(&self.states)[direction].0 = state;
+        if state == KSSTATE_STOP {
+            // The cable's position is back at 0.
+            let mut tracks = lock(&self.tracks);
+            tracks[direction].linear = 0;
+            tracks[direction].last_offset = 0;
+        }
         Ok(())
     }
 }
@@ -115,7 +215,14 @@ impl Backend for FaultyCable {
     }
 
     fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
-        self.cable.open(direction, format)
+        self.cable.open(direction, format)?;
+        let mut tracks = lock(&self.tracks);
+        tracks[direction] = Track {
+            bytes_per_second: format.bytes_per_second(),
+            block_align: format.block_align(),
+            ..Track::default()
+        };
+        Ok(())
     }
 
     fn close(&self, direction: Direction) -> Option<DmaBuffer> {
@@ -135,7 +242,14 @@ impl Backend for FaultyCable {
         if self.fault == Fault::ReversedCaptureDescriptors && direction == Direction::Capture {
             buffer.descriptors.reverse();
         }
-        self.cable.install_buffer(direction, buffer)
+        let size = buffer.size;
+        self.cable.install_buffer(direction, buffer)?;
+        let mut tracks = lock(&self.tracks);
+        tracks[direction] = Track {
+            size,
+            ..tracks[direction]
+        };
+        Ok(())
     }
 
     fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
@@ -174,7 +288,12 @@ impl Backend for FaultyCable {
     }
 
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
-        self.cable.position(direction)
+        let real = self.cable.position(direction);
+        if self.moves_position() {
+            self.faulty_position(direction, real)
+        } else {
+            real
+        }
     }
 
     fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
@@ -203,6 +322,11 @@ impl Backend for FaultyCable {
     }
 
     fn accepts(&self, direction: Direction, format: &AudioFormat) -> bool {
+        if let Fault::RefuseRate { rate, capture_only } = self.fault {
+            if format.sample_rate() == rate && (!capture_only || direction == Direction::Capture) {
+                return false;
+            }
+        }
         self.cable.accepts(direction, format)
     }
 
@@ -223,6 +347,7 @@ pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableA
         cable: Arc::clone(&cable),
         fault,
         states: Mutex::new(PerDirection::new_with(|_| (KSSTATE_STOP, false))),
+        tracks: Mutex::new(PerDirection::new_with(|_| Track::default())),
     });
     machine.set_device_stopped(false);
     let services = EmuPortCls::new(Arc::clone(machine), None);

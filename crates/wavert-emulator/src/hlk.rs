@@ -1,17 +1,29 @@
-//! Position rules of the HLK audio tests, written from their published
-//! rules (not from Microsoft's code).
+//! The HLK audio tests' rules, written from what Microsoft's published test
+//! sources assert (Windows-driver-samples `audio/tests/wavetest` and
+//! `audio/tests/KSPosTst`; facts only, no code taken), and the per-method
+//! runs in [`methods`] (one function per HLK test method; `docs/hlk-methods.md`
+//! lists each assertion and where it comes from).
 //!
-//! * `WaveTest`: in RUN the position changes at least every 50 ms; in PAUSE it
-//!   stays put; after STOP it is 0; every advertised format opens and
-//!   streams; the smallest and largest periods work.
-//! * KS position test: about 100 QPC-stamped samples; measured sample rate
-//!   within 1 % of nominal; jitter standard deviation below 1 ms and maximum
-//!   below 4 ms (reads that took over 1 ms are discarded); first non-zero
-//!   position within 1 s of RUN; a latency over 20 ms is a warning.
+//! * `WaveTest` (`pintest.cpp`): 100 ms after RUN, ten position reads 50 ms
+//!   apart must each differ from the one before; in PAUSE they must all be
+//!   equal; after STOP every read is 0.
+//! * KS position test (`KSPosTst/pintest.cpp`, `locallimits.h`): after
+//!   100 ms of RUN, up to 100 position reads one engine period apart; a read
+//!   counts if its position is non-zero, it took under 1 ms and its
+//!   timestamp differs from the previous one; at least 30 are needed (none
+//!   within 1 s of RUN ends the collection); the least-squares rate must be
+//!   within 1 % of nominal; against the nominal-rate line through the fitted
+//!   offset the mean error must truncate to 0 or 1 ms, the largest error be
+//!   under 4 ms and the standard deviation under 1 ms. `Latency`: the first
+//!   non-zero position, read every 1 ms after RUN, compared with the time in
+//!   RUN: within 20 ms, and not ahead of the time in RUN by more than 1 ms
+//!   (the HLK warns today and says these become errors; the emulator fails).
 //!
 //! The rule functions take position traces, so each can be shown to fail
 //! on a deliberately bad trace; the `run_*` functions drive a real stream
 //! through the engine and apply them.
+
+pub mod methods;
 
 use std::mem::{offset_of, size_of};
 use std::sync::Arc;
@@ -25,20 +37,38 @@ use wavert_com::ComPtr;
 use crate::engine::{data_ranges, pins, EngineError, FormatRequest, PositionSample, Stream};
 use crate::machine::{Machine, QPC_FREQUENCY, QPC_PER_MS};
 
-/// Most time the position may stand still in RUN.
+/// Time between two `WaveTest` position reads (`pintest.cpp`: `Sleep(50)`);
+/// the position must not stand still that long in RUN.
 pub const MAX_STILL_MS: f64 = 50.0;
-/// Largest relative sample-rate error, in percent.
+/// `WaveTest`'s wait after each state change before the first read.
+pub const SETTLE_MS: u64 = 100;
+/// `WaveTest`'s reads per state.
+pub const READS_PER_STATE: usize = 10;
+/// The audio engine's default period (`PropertyHelper.h`
+/// `kSystemDefaultPeriod`, 10 ms; Learn, PKEY_AudioEngine_OEMPeriod).
+pub const ENGINE_PERIOD_MS: u64 = 10;
+/// KS position test: position reads wanted (`PreComp.h` `DATA_POINTS`).
+pub const KS_DATA_POINTS: usize = 100;
+/// KS position test: fewest usable reads (`CollectSampleData`).
+pub const KS_MIN_POINTS: usize = 30;
+/// KS position test: the largest mean error that passes, truncated to whole
+/// milliseconds (`CalculateJitter`).
+pub const MAX_MEAN_ERROR_MS: f64 = 2.0;
+/// `Latency`: how long the first non-zero position is waited for.
+pub const LATENCY_WAIT_MS: u64 = 500;
+/// Largest relative sample-rate error, in percent (`SAMPLERATE_THRESHOLD`).
 pub const MAX_RATE_ERROR_PERCENT: f64 = 1.0;
-/// Largest jitter standard deviation.
+/// Largest jitter standard deviation (`JITTER_STD_THRESHOLD`).
 pub const MAX_JITTER_STD_MS: f64 = 1.0;
-/// Largest single jitter.
+/// Largest single jitter (`JITTER_MAX_THRESHOLD`).
 pub const MAX_JITTER_MS: f64 = 4.0;
-/// Reads slower than this are discarded.
+/// Reads that took this long or longer are discarded.
 pub const MAX_READ_MS: f64 = 1.0;
-/// The position must leave 0 within this time after RUN.
+/// The KS position test stops collecting when the position is still 0 this
+/// long after RUN.
 pub const MAX_START_MS: f64 = 1000.0;
-/// Latency above this is a warning.
-pub const LATENCY_WARNING_MS: f64 = 20.0;
+/// `Latency`: largest start latency (`LATENCY_THRESHOLD`).
+pub const MAX_START_LATENCY_MS: f64 = 20.0;
 
 #[allow(
     clippy::cast_precision_loss,
@@ -48,18 +78,20 @@ fn ms(qpc: u64) -> f64 {
     qpc as f64 * 1000.0 / QPC_FREQUENCY as f64
 }
 
-/// `WaveTest`: in RUN, the position changes at least every [`MAX_STILL_MS`].
+/// `WaveTest`: in RUN, the position never stands still for
+/// [`MAX_STILL_MS`] or longer (so each of reads 50 ms apart differs from
+/// the one before).
 ///
 /// # Errors
 ///
-/// A description of the longest stall.
+/// A description of the first stall.
 pub fn position_moves_in_run(samples: &[PositionSample]) -> Result<(), String> {
     let mut since: Option<(u64, u64)> = None;
     for s in samples.iter().filter(|s| s.state == KSSTATE_RUN) {
         match since {
             Some((pos, at)) if pos == s.linear_bytes => {
                 let still = ms(s.qpc_before.saturating_sub(at));
-                if still > MAX_STILL_MS {
+                if still >= MAX_STILL_MS {
                     return Err(format!("position stood at {pos} for {still:.1} ms in RUN"));
                 }
             }
@@ -103,27 +135,28 @@ pub fn position_zero_after_stop(play_offset: u64) -> Result<(), String> {
     }
 }
 
-/// What the KS position test measured.
+/// What the KS position test (`DriftAndJitter`) measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KsPositionReport {
-    /// Samples used for the fit.
+    /// Reads used for the fit.
     pub used: usize,
-    /// Samples discarded (slow reads).
+    /// Reads discarded: slow (took [`MAX_READ_MS`] or more) or stamped at
+    /// the same time as the read before.
     pub discarded: usize,
     /// Sample rate from the fit (frames per second).
     pub measured_rate: f64,
     /// Its error against nominal, in percent.
     pub rate_error_percent: f64,
-    /// Standard deviation of the position's deviation from the fit, in ms.
+    /// Mean error against the nominal-rate line through the fitted offset, in ms.
+    pub mean_error_ms: f64,
+    /// Standard deviation of that error, in ms.
     pub jitter_std_ms: f64,
-    /// Largest deviation from the fit, in ms.
+    /// Largest absolute error, in ms.
     pub jitter_max_ms: f64,
     /// Time from RUN to the first non-zero position, in ms.
     pub first_nonzero_ms: Option<f64>,
-    /// Rules broken.
+    /// Rules broken, each starting with the rule's name.
     pub failures: Vec<String>,
-    /// Warnings (latency).
-    pub warnings: Vec<String>,
 }
 
 impl KsPositionReport {
@@ -134,18 +167,24 @@ impl KsPositionReport {
     }
 }
 
-/// KS position test rules over a RUN trace.
+/// The KS position test's rules (`CollectSampleData`, `CalculateSampleRate`,
+/// `CalculateJitter`) over the reads of a RUN trace.
+///
+/// A read's position time is the middle of the call (the audio clock's
+/// QPC stamp), its test time the QPC after it. The fit is bytes against
+/// position time; the jitter of a read is how far its position (at the
+/// nominal rate) is from the fitted offset line, corrected by the time
+/// between its stamp and the test's clock read.
 #[must_use]
 #[allow(
     clippy::cast_precision_loss,
-    reason = "statistics over positions in floating point"
+    reason = "statistics over positions in floating point, as the HLK computes them"
 )]
 pub fn ks_position_check(
     samples: &[PositionSample],
     run_qpc: u64,
     nominal_rate: u32,
     block_align: u32,
-    latency_ms: Option<f64>,
 ) -> KsPositionReport {
     let mut report = KsPositionReport::default();
     let run: Vec<&PositionSample> = samples.iter().filter(|s| s.state == KSSTATE_RUN).collect();
@@ -154,75 +193,162 @@ pub fn ks_position_check(
         .find(|s| s.linear_bytes != 0)
         .map(|s| ms(s.qpc_after.saturating_sub(run_qpc)));
     match report.first_nonzero_ms {
-        None => report.failures.push("position never left 0".to_owned()),
+        None => report
+            .failures
+            .push("first non-zero position: the position never left 0".to_owned()),
         Some(t) if t > MAX_START_MS => report.failures.push(format!(
-            "first non-zero position {t:.1} ms after RUN (limit {MAX_START_MS} ms)"
+            "first non-zero position {t:.1} ms after RUN (the HLK stops collecting at {MAX_START_MS} ms)"
         )),
         Some(_) => {}
     }
-    let points: Vec<(f64, f64)> = run
-        .iter()
-        .filter(|s| {
-            let slow = ms(s.qpc_after.saturating_sub(s.qpc_before)) > MAX_READ_MS;
-            if slow {
-                report.discarded += 1;
-            }
-            !slow && s.linear_bytes != 0
-        })
-        .map(|s| {
-            let mid = s.qpc_before / 2 + s.qpc_after / 2;
-            (
-                mid.saturating_sub(run_qpc) as f64 / QPC_FREQUENCY as f64,
-                (s.linear_bytes / u64::from(block_align.max(1))) as f64,
-            )
-        })
-        .collect();
+    // (position time ms, test time ms, bytes) of each usable read.
+    let mut points: Vec<(f64, f64, f64)> = Vec::new();
+    for s in run.iter().filter(|s| s.linear_bytes != 0) {
+        if points.len() == KS_DATA_POINTS {
+            break;
+        }
+        if ms(s.qpc_after.saturating_sub(s.qpc_before)) >= MAX_READ_MS {
+            report.discarded += 1;
+            continue;
+        }
+        let stamp = ms((s.qpc_before / 2 + s.qpc_after / 2).saturating_sub(run_qpc));
+        if points.last().is_some_and(|p| p.0 == stamp) {
+            report.discarded += 1;
+            continue;
+        }
+        points.push((
+            stamp,
+            ms(s.qpc_after.saturating_sub(run_qpc)),
+            s.linear_bytes as f64,
+        ));
+    }
     report.used = points.len();
-    if points.len() < 10 {
-        report
-            .failures
-            .push(format!("only {} usable position samples", points.len()));
+    if points.len() < KS_MIN_POINTS {
+        report.failures.push(format!(
+            "enough samples: only {} usable position reads (the HLK needs {KS_MIN_POINTS})",
+            points.len()
+        ));
         return report;
     }
     let n = points.len() as f64;
     let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let mean_p = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let mean_b = points.iter().map(|p| p.2).sum::<f64>() / n;
     let var_t = points.iter().map(|p| (p.0 - mean_t).powi(2)).sum::<f64>();
     let cov = points
         .iter()
-        .map(|p| (p.0 - mean_t) * (p.1 - mean_p))
+        .map(|p| (p.0 - mean_t) * (p.2 - mean_b))
         .sum::<f64>();
+    // Bytes per millisecond, and the bytes at time 0.
     let slope = if var_t > 0.0 { cov / var_t } else { 0.0 };
-    let intercept = mean_p - slope * mean_t;
-    let nominal = f64::from(nominal_rate.max(1));
-    report.measured_rate = slope;
-    report.rate_error_percent = (slope - nominal).abs() / nominal * 100.0;
-    let residuals: Vec<f64> = points
+    let intercept = mean_b - slope * mean_t;
+    let nominal_bps = f64::from(nominal_rate.max(1)) * f64::from(block_align.max(1));
+    let measured_bps = slope * 1000.0;
+    report.measured_rate = measured_bps / f64::from(block_align.max(1));
+    report.rate_error_percent = (measured_bps - nominal_bps) / nominal_bps * 100.0;
+    let offset_ms = if measured_bps > 0.0 {
+        intercept / measured_bps * 1000.0
+    } else {
+        0.0
+    };
+    let errors: Vec<f64> = points
         .iter()
-        .map(|p| (p.1 - (intercept + slope * p.0)) / nominal * 1000.0)
+        .map(|&(stamp, test, bytes)| {
+            let reported_ms = bytes / nominal_bps * 1000.0;
+            let compensated = reported_ms - offset_ms + (test - stamp);
+            test - compensated
+        })
         .collect();
-    report.jitter_std_ms = (residuals.iter().map(|r| r * r).sum::<f64>() / n).sqrt();
-    report.jitter_max_ms = residuals.iter().fold(0.0, |m, r| m.max(r.abs()));
-    if report.rate_error_percent > MAX_RATE_ERROR_PERCENT {
+    report.mean_error_ms = errors.iter().sum::<f64>() / n;
+    report.jitter_max_ms = errors.iter().fold(0.0, |m, e| m.max(e.abs()));
+    report.jitter_std_ms = (errors
+        .iter()
+        .map(|e| (e - report.mean_error_ms).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    if report.rate_error_percent.abs() > MAX_RATE_ERROR_PERCENT {
         report.failures.push(format!(
-            "measured rate {slope:.1} Hz is {:.2} % off {nominal_rate} Hz",
-            report.rate_error_percent
+            "sample rate: measured rate {:.1} Hz is {:.2} % off {nominal_rate} Hz (limit {MAX_RATE_ERROR_PERCENT} %)",
+            report.measured_rate, report.rate_error_percent
+        ));
+    }
+    // The HLK truncates the mean to whole milliseconds as an unsigned
+    // number: a mean at or below -1 ms wraps to a huge value and fails too.
+    if report.mean_error_ms <= -1.0 || report.mean_error_ms >= MAX_MEAN_ERROR_MS {
+        report.failures.push(format!(
+            "mean error: {:.3} ms (must truncate to 0 or 1 ms)",
+            report.mean_error_ms
+        ));
+    }
+    if report.jitter_max_ms >= MAX_JITTER_MS {
+        report.failures.push(format!(
+            "jitter max: {:.3} ms (limit {MAX_JITTER_MS} ms)",
+            report.jitter_max_ms
         ));
     }
     if report.jitter_std_ms >= MAX_JITTER_STD_MS {
-        report
-            .failures
-            .push(format!("jitter std-dev {:.3} ms", report.jitter_std_ms));
+        report.failures.push(format!(
+            "jitter std-dev: {:.3} ms (limit {MAX_JITTER_STD_MS} ms)",
+            report.jitter_std_ms
+        ));
     }
-    if report.jitter_max_ms >= MAX_JITTER_MS {
-        report
-            .failures
-            .push(format!("jitter max {:.3} ms", report.jitter_max_ms));
+    report
+}
+
+/// What the `Latency` method measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyReport {
+    /// Start latency: the time in RUN against the first non-zero position, in ms.
+    pub latency_ms: Option<f64>,
+    /// The first non-zero position, in ms of audio, corrected to the read's time.
+    pub position_ms: Option<f64>,
+    /// The longest the stream can have been in RUN at that read, in ms.
+    pub run_ms: Option<f64>,
+    /// Rules broken, each starting with the rule's name.
+    pub failures: Vec<String>,
+}
+
+/// `Latency` (`Test_Latency_Main`): `first` is the first read that was not 0
+/// (or `None` after [`LATENCY_WAIT_MS`]), `run_before` and `run_after` the QPC
+/// around the RUN call. The HLK only warns on each of these today (its
+/// messages say they will become errors); the emulator fails on them.
+#[must_use]
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "times in milliseconds, as the HLK computes them"
+)]
+pub fn latency_check(
+    first: Option<&PositionSample>,
+    run_before: u64,
+    run_after: u64,
+    bytes_per_second: u32,
+) -> LatencyReport {
+    let mut report = LatencyReport::default();
+    let Some(first) = first else {
+        report.failures.push(format!(
+            "position leaves 0: still 0 {LATENCY_WAIT_MS} ms after RUN"
+        ));
+        return report;
+    };
+    let t_max = ms(first.qpc_after.saturating_sub(run_before));
+    let t_min = ms(first.qpc_before.saturating_sub(run_after));
+    let t_ave = (t_max + t_min) / 2.0;
+    let stamp = first.qpc_before / 2 + first.qpc_after / 2;
+    let offset = first.linear_bytes as f64 * 1000.0 / f64::from(bytes_per_second.max(1))
+        + ms(first.qpc_after.saturating_sub(stamp));
+    let latency = (t_ave - offset).abs();
+    report.latency_ms = Some(latency);
+    report.position_ms = Some(offset);
+    report.run_ms = Some(t_max);
+    if offset > t_max + MAX_JITTER_STD_MS {
+        report.failures.push(format!(
+            "position not ahead of time: {offset:.3} ms of audio after at most {t_max:.3} ms in RUN"
+        ));
     }
-    if let Some(l) = latency_ms.filter(|l| *l > LATENCY_WARNING_MS) {
-        report
-            .warnings
-            .push(format!("latency {l:.1} ms over {LATENCY_WARNING_MS} ms"));
+    if latency > MAX_START_LATENCY_MS {
+        report.failures.push(format!(
+            "start latency: {latency:.3} ms (limit {MAX_START_LATENCY_MS} ms)"
+        ));
     }
     report
 }
@@ -243,24 +369,132 @@ fn finding(rule: impl Into<String>, outcome: Result<(), String>) -> Finding {
     }
 }
 
-/// Polls the stream's position every `step_ms` for `duration_ms`.
-fn poll(
+/// Lets `duration_ms` of (virtual or real) time pass the way the audio
+/// engine lives through it: each stream's position is read several times
+/// per buffer cycle (so the cyclic offset unwraps without aliasing, as the
+/// engine's own position tracking does) and its notifications handled.
+///
+/// # Errors
+///
+/// A failing position read.
+pub fn engine_wait(
     machine: &Machine,
-    stream: &mut Stream,
+    streams: &mut [&mut Stream],
     duration_ms: u64,
-    step_ms: u64,
 ) -> Result<(), EngineError> {
-    for _ in 0..duration_ms / step_ms.max(1) {
-        machine.advance(step_ms * QPC_PER_MS);
-        stream.position()?;
-        // Handle notifications so a render stream keeps its data flowing.
-        let _ = stream.take_notifications();
+    let step = streams
+        .iter()
+        .map(|s| {
+            let cycle = u64::from(s.buffer_size()) * QPC_FREQUENCY
+                / u64::from(s.format().bytes_per_second().max(1));
+            (cycle / 4).clamp(QPC_PER_MS / 10, 5 * QPC_PER_MS)
+        })
+        .min()
+        .unwrap_or(5 * QPC_PER_MS);
+    let end = machine.qpc() + duration_ms * QPC_PER_MS;
+    while machine.qpc() < end {
+        machine.advance(step.min(end - machine.qpc()));
+        for stream in streams.iter_mut() {
+            stream.position()?;
+            let _ = stream.take_notifications();
+        }
     }
     Ok(())
 }
 
-/// The `WaveTest` position rules on one stream: RUN 300 ms, PAUSE 100 ms,
-/// RUN 100 ms, STOP.
+/// One position read as the test makes it (recorded in the trace too).
+fn read(stream: &mut Stream) -> Result<PositionSample, EngineError> {
+    stream.position()?;
+    stream
+        .trace
+        .last()
+        .copied()
+        .ok_or_else(|| EngineError::Protocol("a position read left no trace".to_owned()))
+}
+
+/// `WaveTest`'s reads in one state: [`SETTLE_MS`], one read, then
+/// [`READS_PER_STATE`] reads [`MAX_STILL_MS`] apart.
+fn reads_in_state(
+    machine: &Machine,
+    streams: &mut [&mut Stream],
+) -> Result<Vec<Vec<PositionSample>>, EngineError> {
+    engine_wait(machine, streams, SETTLE_MS)?;
+    let mut reads: Vec<Vec<PositionSample>> = vec![Vec::new(); streams.len()];
+    for i in 0..=READS_PER_STATE {
+        if i > 0 {
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "50"
+            )]
+            engine_wait(machine, streams, MAX_STILL_MS as u64)?;
+        }
+        for (stream, out) in streams.iter_mut().zip(reads.iter_mut()) {
+            out.push(read(stream)?);
+        }
+    }
+    Ok(reads)
+}
+
+/// `WaveTest`'s check of a running stream (`Test_StreamBufferSize`,
+/// `Test_StreamDifferentFormat`): after [`SETTLE_MS`] in RUN, each of
+/// [`READS_PER_STATE`] reads [`MAX_STILL_MS`] apart differs from the one
+/// before. Each stream must already be in RUN.
+///
+/// # Errors
+///
+/// A failing engine call.
+pub fn moving_reads(
+    machine: &Machine,
+    streams: &mut [&mut Stream],
+) -> Result<Vec<Result<(), String>>, EngineError> {
+    Ok(reads_in_state(machine, streams)?
+        .iter()
+        .map(|reads| position_moves_in_run(reads))
+        .collect())
+}
+
+/// `Test_StreamStateControl` on an open stream with its buffer and event:
+/// RUN (reads move), PAUSE (reads equal), STOP (every read 0), then RUN
+/// again and PAUSE, as the test's `StartEndpoint` / `StopStream` end it.
+///
+/// # Errors
+///
+/// An engine error that stopped the sequence.
+pub fn state_control_sequence(
+    machine: &Machine,
+    stream: &mut Stream,
+) -> Result<Vec<Finding>, EngineError> {
+    stream.set_state(KSSTATE_RUN)?;
+    let run = reads_in_state(machine, &mut [&mut *stream])?;
+    stream.set_state(KSSTATE_PAUSE)?;
+    let pause = reads_in_state(machine, &mut [&mut *stream])?;
+    stream.set_state(portcls_sys::KSSTATE_STOP)?;
+    let stop = reads_in_state(machine, &mut [&mut *stream])?;
+    let zero = stop[0]
+        .iter()
+        .skip(1)
+        .map(|s| position_zero_after_stop(s.linear_bytes))
+        .find(Result::is_err)
+        .unwrap_or(Ok(()));
+    let restart = stream
+        .set_state(KSSTATE_RUN)
+        .and_then(|()| engine_wait(machine, &mut [&mut *stream], SETTLE_MS))
+        .and_then(|()| stream.set_state(KSSTATE_PAUSE))
+        .map_err(|e| e.to_string());
+    Ok(vec![
+        finding("position moves in RUN", position_moves_in_run(&run[0])),
+        finding(
+            "position frozen in PAUSE",
+            position_frozen_in_pause(&pause[0]),
+        ),
+        finding("position 0 after STOP", zero),
+        finding("RUN again after STOP", restart),
+    ])
+}
+
+/// The `WaveTest` state rules on one stream (`Test_StreamStateControl`),
+/// with a buffer of `buffer_bytes` and two notifications.
 ///
 /// # Errors
 ///
@@ -276,28 +510,7 @@ pub fn run_wavetest_positions(
     let mut stream = Stream::open(machine, wave, pin, capture, format_bytes)?;
     stream.allocate(buffer_bytes, Some(2))?;
     stream.register_event()?;
-    stream.set_state(KSSTATE_RUN)?;
-    poll(machine, &mut stream, 300, 5)?;
-    stream.set_state(KSSTATE_PAUSE)?;
-    poll(machine, &mut stream, 100, 5)?;
-    stream.set_state(KSSTATE_RUN)?;
-    poll(machine, &mut stream, 100, 5)?;
-    stream.set_state(portcls_sys::KSSTATE_STOP)?;
-    let after_stop = stream.raw_position()?.PlayOffset;
-    let findings = vec![
-        finding(
-            "position moves in RUN",
-            position_moves_in_run(&stream.trace),
-        ),
-        finding(
-            "position frozen in PAUSE",
-            position_frozen_in_pause(&stream.trace),
-        ),
-        finding(
-            "position 0 after STOP",
-            position_zero_after_stop(after_stop),
-        ),
-    ];
+    let findings = state_control_sequence(machine, &mut stream)?;
     stream.close()?;
     Ok(findings)
 }
@@ -369,74 +582,11 @@ pub fn advertised_formats(
     out
 }
 
-/// `WaveTest`: every advertised format opens and streams (position moves
-/// within 50 ms of RUN), and the smallest and largest buffers work.
-///
-/// # Errors
-///
-/// Never for a format (failures are findings); only for setup errors.
-pub fn run_wavetest_formats(
-    machine: &Arc<Machine>,
-    wave: &ComPtr<IMiniportWaveRT>,
-    description: &'static PCFILTER_DESCRIPTOR,
-    pin: u32,
-    capture: bool,
-) -> Result<Vec<Finding>, EngineError> {
-    let mut findings = Vec::new();
-    let formats = advertised_formats(description, pin);
-    if formats.is_empty() {
-        findings.push(finding(
-            "pin advertises formats",
-            Err("no audio data range".to_owned()),
-        ));
-    }
-    let stream_one = |request: &FormatRequest, buffer: u32| -> Result<(), String> {
-        let (format, bytes) = crate::engine::negotiate_format(wave, description, pin, request)
-            .map_err(|e| e.to_string())?;
-        let mut stream =
-            Stream::open(machine, wave, pin, capture, &bytes).map_err(|e| e.to_string())?;
-        let granted = stream
-            .allocate(buffer, Some(2))
-            .map_err(|e| e.to_string())?;
-        stream.register_event().map_err(|e| e.to_string())?;
-        stream.set_state(KSSTATE_RUN).map_err(|e| e.to_string())?;
-        // Three buffer cycles, at least 60 ms.
-        let cycle_ms = u64::from(granted) * 1000 / u64::from(format.bytes_per_second().max(1));
-        poll(machine, &mut stream, (3 * cycle_ms).max(60), 1).map_err(|e| e.to_string())?;
-        let moved = position_moves_in_run(&stream.trace);
-        let notified = stream.stats.notifications;
-        stream.close().map_err(|e| e.to_string())?;
-        moved?;
-        if notified == 0 {
-            return Err("no notification in three buffer cycles".to_owned());
-        }
-        Ok(())
-    };
-    for request in &formats {
-        let rule = format!(
-            "format {} Hz {} bit{}{} x{} streams",
-            request.rate,
-            request.bits,
-            if request.container_bits > request.bits {
-                format!(" in {}", request.container_bits)
-            } else {
-                String::new()
-            },
-            if request.float { " float" } else { "" },
-            request.channels
-        );
-        findings.push(finding(rule, stream_one(request, 4800 * 4)));
-    }
-    let base = FormatRequest::default();
-    findings.push(finding("smallest period streams", stream_one(&base, 1)));
-    findings.push(finding(
-        "largest period streams",
-        stream_one(&base, u32::MAX / 2),
-    ));
-    Ok(findings)
-}
-
-/// The KS position test: ~100 samples, one per 10 ms engine period.
+/// The KS position test's collection (`CollectSampleData`) at the engine's
+/// default period: a buffer of two 10 ms packets, RUN, 100 ms to
+/// stabilise, then one read per period until [`KS_DATA_POINTS`] usable
+/// reads (or none non-zero [`MAX_START_MS`] after RUN), then the rules of
+/// [`ks_position_check`].
 ///
 /// # Errors
 ///
@@ -450,19 +600,34 @@ pub fn run_ks_position_test(
 ) -> Result<KsPositionReport, EngineError> {
     let mut stream = Stream::open(machine, wave, pin, capture, format_bytes)?;
     let format = *stream.format();
-    stream.allocate(format.bytes_per_second() / 50, Some(2))?;
+    #[allow(clippy::cast_possible_truncation, reason = "10 ms")]
+    let period_bytes = format.bytes_per_second() / 1000 * ENGINE_PERIOD_MS as u32;
+    stream.allocate(2 * period_bytes, Some(2))?;
     stream.register_event()?;
-    let latency = stream.hw_latency()?;
     stream.set_state(KSSTATE_RUN)?;
-    poll(machine, &mut stream, 1000, 10)?;
-    let latency_ms = f64::from(latency.ChipsetDelay + latency.CodecDelay) / 10_000.0
-        + f64::from(latency.FifoSize) * 1000.0 / f64::from(format.bytes_per_second().max(1));
+    engine_wait(machine, &mut [&mut stream], SETTLE_MS)?;
+    let mut reads = Vec::new();
+    let mut usable = 0;
+    // Bounded: the HLK loops until it has its points; a device whose reads
+    // are all discarded would keep it forever.
+    for _ in 0..4 * KS_DATA_POINTS {
+        engine_wait(machine, &mut [&mut stream], ENGINE_PERIOD_MS)?;
+        let sample = read(&mut stream)?;
+        reads.push(sample);
+        if sample.linear_bytes != 0 {
+            usable += 1;
+        } else if ms(sample.qpc_after.saturating_sub(stream.run_qpc)) > MAX_START_MS {
+            break;
+        }
+        if usable == KS_DATA_POINTS {
+            break;
+        }
+    }
     let report = ks_position_check(
-        &stream.trace,
+        &reads,
         stream.run_qpc,
         format.sample_rate(),
         format.block_align(),
-        Some(latency_ms),
     );
     stream.close()?;
     Ok(report)

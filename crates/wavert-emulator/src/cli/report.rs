@@ -46,12 +46,6 @@ fn describe_pages(pages: &[u64]) -> String {
     )
 }
 
-fn outcome_text(outcome: &Result<(), String>) -> String {
-    outcome
-        .as_ref()
-        .map_or_else(|e| format!("FAIL: {e}"), |()| "pass".to_owned())
-}
-
 /// `pass (N rules)` or the failed rules.
 fn topology_text(findings: &[Finding]) -> String {
     let failed: Vec<String> = findings
@@ -67,7 +61,7 @@ fn topology_text(findings: &[Finding]) -> String {
 
 fn ks_text(ks: &KsPositionReport) -> String {
     format!(
-        "{} (rate {:.2} Hz, {:.4} % off; jitter std-dev {:.4} ms, max {:.4} ms; first move {:.1} ms; {} samples){}",
+        "{} (rate {:.2} Hz, {:.4} % off; error mean {:.4} ms, std-dev {:.4} ms, max {:.4} ms; first move {:.1} ms; {} samples)",
         if ks.passed() {
             "pass".to_owned()
         } else {
@@ -75,15 +69,11 @@ fn ks_text(ks: &KsPositionReport) -> String {
         },
         ks.measured_rate,
         ks.rate_error_percent,
+        ks.mean_error_ms,
         ks.jitter_std_ms,
         ks.jitter_max_ms,
         ks.first_nonzero_ms.unwrap_or(f64::NAN),
         ks.used,
-        if ks.warnings.is_empty() {
-            String::new()
-        } else {
-            format!(" (warning: {})", ks.warnings.join("; "))
-        }
     )
 }
 
@@ -107,11 +97,15 @@ impl VirtualOutcome {
             && self.ks_render.passed()
             && self.ks_capture.passed()
             && self
-                .wavetest_render
+                .hlk
                 .iter()
-                .chain(&self.wavetest_capture)
-                .chain(self.ks_topology.iter().flat_map(|(_, findings)| findings))
-                .chain(self.ks_formats.iter().flat_map(|(_, findings)| findings))
+                .flat_map(|(_, methods)| methods)
+                .all(|m| !m.failed())
+            && self
+                .ks_topology
+                .iter()
+                .chain(&self.ks_formats)
+                .flat_map(|(_, findings)| findings)
                 .all(|f| f.outcome.is_ok())
             && self
                 .ks_topology
@@ -247,24 +241,21 @@ impl VirtualOutcome {
                 ""
             }
         ));
-        for (endpoint, findings) in [
-            ("render", &self.wavetest_render),
-            ("capture", &self.wavetest_capture),
-        ] {
-            for f in findings {
+        for (endpoint, methods) in &self.hlk {
+            for m in methods {
                 lines.push(format!(
-                    "hlk wavetest     : {endpoint:<8} {:<26} {}",
-                    f.rule,
-                    outcome_text(&f.outcome)
+                    "hlk method       : {endpoint:<8} {:<38} {}",
+                    m.method.name(),
+                    m.summary()
                 ));
             }
         }
         lines.push(format!(
-            "hlk ks position  : render   {}",
+            "ks position      : session render   {}",
             ks_text(&self.ks_render)
         ));
         lines.push(format!(
-            "hlk ks position  : capture  {}",
+            "ks position      : session capture  {}",
             ks_text(&self.ks_capture)
         ));
         for (filter, findings) in &self.ks_topology {
@@ -285,6 +276,12 @@ impl VirtualOutcome {
         ));
         for line in &self.driver_log {
             lines.push(format!("driver log       : {line}"));
+        }
+        if self.hlk_log_lines > 0 {
+            lines.push(format!(
+                "driver log       : ({} more lines during the HLK methods, not shown)",
+                self.hlk_log_lines
+            ));
         }
         lines.push(format!(
             "violations       : {}",

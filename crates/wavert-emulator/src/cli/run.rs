@@ -9,8 +9,9 @@ use wavert_emulator::ac97::{run_ac97_session, Ac97Options, Ac97Report};
 use wavert_emulator::cable::{
     start_cable_adapter, CableAdapter, CableOptions, RegisteredWaveFilter,
 };
-use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest};
-use wavert_emulator::hlk::{ks_position_check, run_wavetest_positions, Finding, KsPositionReport};
+use wavert_emulator::engine::{streaming_pin, FormatRequest};
+use wavert_emulator::hlk::methods::{run_on_cable, HlkConfig, MethodReport};
+use wavert_emulator::hlk::{ks_position_check, Finding, KsPositionReport};
 use wavert_emulator::image::kernel::KernelCounters;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver};
 use wavert_emulator::ks_formats::check_wave_filter_formats;
@@ -56,10 +57,8 @@ pub struct VirtualOutcome {
     pub ks_render: KsPositionReport,
     /// KS position rules on the capture stream.
     pub ks_capture: KsPositionReport,
-    /// HLK `WaveTest` position rules on the render endpoint.
-    pub wavetest_render: Vec<Finding>,
-    /// HLK `WaveTest` position rules on the capture endpoint.
-    pub wavetest_capture: Vec<Finding>,
+    /// The HLK test methods, per endpoint.
+    pub hlk: Vec<(&'static str, Vec<MethodReport>)>,
     /// The KS topology rules on each topology filter, by subdevice name.
     pub ks_topology: Vec<(String, Vec<Finding>)>,
     /// The format rules on each wave filter, by subdevice name.
@@ -74,8 +73,10 @@ pub struct VirtualOutcome {
     pub live_objects: usize,
     /// Timers still running after the removal.
     pub running_timers: usize,
-    /// The driver's log lines.
+    /// The driver's log lines up to the end of the session.
     pub driver_log: Vec<String>,
+    /// Lines the driver logged during the HLK methods (counted, not shown).
+    pub hlk_log_lines: usize,
     /// Protocol violations the machine saw.
     pub violations: Vec<String>,
     /// The captured WAV written.
@@ -173,29 +174,6 @@ fn ks_formats_of(
         Some(&wavert_miniport::cable::filters::DEFAULT_FORMAT),
     );
     Ok((wave.name.clone(), findings))
-}
-
-/// The HLK position rules on one endpoint, after the loopback session.
-fn wavetest_on(
-    machine: &Arc<Machine>,
-    filter: &RegisteredWaveFilter,
-    capture: bool,
-    request: &FormatRequest,
-    block_align: u32,
-) -> Result<Vec<Finding>, String> {
-    let pin = streaming_pin(filter.description, capture)
-        .ok_or_else(|| format!("{}: no streaming pin", filter.name))?;
-    let (_, format_bytes) = negotiate_format(&filter.miniport, filter.description, pin, request)
-        .map_err(|e| e.to_string())?;
-    run_wavetest_positions(
-        machine,
-        &filter.miniport,
-        pin,
-        capture,
-        &format_bytes,
-        block_align * 960,
-    )
-    .map_err(|e| e.to_string())
 }
 
 /// A progress bar for sessions long enough to want one (hidden otherwise).
@@ -322,29 +300,25 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         session.render_run_qpc,
         format.sample_rate(),
         format.block_align(),
-        Some(session.reported_latency_ms),
     );
     let ks_capture = ks_position_check(
         &session.capture_trace,
         session.capture_run_qpc,
         format.sample_rate(),
         format.block_align(),
-        Some(session.reported_latency_ms),
     );
     let cable_stats = adapter.cable().map(|c| c.stats()).unwrap_or_default();
-    let wavetest_render = wavetest_on(
+    let session_log_lines = machine.log_lines().len();
+    // The HLK methods, after the session. Their format sweeps take minutes
+    // of wall time on the host clock, so `--real-time` leaves them out.
+    let hlk = run_on_cable(
         &machine,
-        &render_filter,
-        false,
-        &request,
-        format.block_align(),
-    )?;
-    let wavetest_capture = wavetest_on(
-        &machine,
-        &capture_filter,
-        true,
-        &request,
-        format.block_align(),
+        &adapter,
+        &HlkConfig {
+            format: request,
+            format_sweeps: !args.real_time,
+            ..HlkConfig::default()
+        },
     )?;
     let ks_topology = [
         (Direction::Render, &render_filter),
@@ -390,8 +364,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         mismatches,
         ks_render,
         ks_capture,
-        wavetest_render,
-        wavetest_capture,
+        hlk,
         ks_topology,
         ks_formats,
         counters,
@@ -399,7 +372,12 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         live_mdls: machine.memory.live_mdls(),
         live_objects: machine.live_objects(),
         running_timers: machine.running_timers(),
-        driver_log: machine.log_lines(),
+        driver_log: machine
+            .log_lines()
+            .into_iter()
+            .take(session_log_lines)
+            .collect(),
+        hlk_log_lines: machine.log_lines().len().saturating_sub(session_log_lines),
         violations: machine.violations(),
         wav_path,
         plot_path,
