@@ -150,6 +150,8 @@ impl FaultyCable {
         let offset = u32::try_from(real.PlayOffset % u64::from(t.size)).unwrap_or(0);
         t.linear += u64::from((offset + t.size - t.last_offset) % t.size);
         t.last_offset = offset;
+        let t = *t;
+        drop(tracks);
         let per_ms = u64::from(t.bytes_per_second) / 1000;
         let block = u64::from(t.block_align.max(1));
         let reported = match self.fault {
@@ -216,8 +218,7 @@ impl Backend for FaultyCable {
 
     fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
         self.cable.open(direction, format)?;
-        let mut tracks = lock(&self.tracks);
-        tracks[direction] = Track {
+        lock(&self.tracks)[direction] = Track {
             bytes_per_second: format.bytes_per_second(),
             block_align: format.block_align(),
             ..Track::default()
@@ -244,11 +245,7 @@ impl Backend for FaultyCable {
         }
         let size = buffer.size;
         self.cable.install_buffer(direction, buffer)?;
-        let mut tracks = lock(&self.tracks);
-        tracks[direction] = Track {
-            size,
-            ..tracks[direction]
-        };
+        lock(&self.tracks)[direction].size = size;
         Ok(())
     }
 

@@ -1,4 +1,6 @@
-//! The HLK audio tests' rules, written from what Microsoft's published test
+//! The HLK audio tests' rules, and one function per HLK test method in [`methods`].
+//!
+//! Written from what Microsoft's published test
 //! sources assert (Windows-driver-samples `audio/tests/wavetest` and
 //! `audio/tests/KSPosTst`; facts only, no code taken), and the per-method
 //! runs in [`methods`] (one function per HLK test method; `docs/hlk-methods.md`
@@ -45,7 +47,7 @@ pub const SETTLE_MS: u64 = 100;
 /// `WaveTest`'s reads per state.
 pub const READS_PER_STATE: usize = 10;
 /// The audio engine's default period (`PropertyHelper.h`
-/// `kSystemDefaultPeriod`, 10 ms; Learn, PKEY_AudioEngine_OEMPeriod).
+/// `kSystemDefaultPeriod`, 10 ms; Learn, `PKEY_AudioEngine_OEMPeriod`).
 pub const ENGINE_PERIOD_MS: u64 = 10;
 /// KS position test: position reads wanted (`PreComp.h` `DATA_POINTS`).
 pub const KS_DATA_POINTS: usize = 100;
@@ -180,6 +182,10 @@ impl KsPositionReport {
     clippy::cast_precision_loss,
     reason = "statistics over positions in floating point, as the HLK computes them"
 )]
+#[allow(
+    clippy::too_many_lines,
+    reason = "the HLK's collection, fit and jitter rules in their order"
+)]
 pub fn ks_position_check(
     samples: &[PositionSample],
     run_qpc: u64,
@@ -203,6 +209,7 @@ pub fn ks_position_check(
     }
     // (position time ms, test time ms, bytes) of each usable read.
     let mut points: Vec<(f64, f64, f64)> = Vec::new();
+    let mut last_stamp: Option<u64> = None;
     for s in run.iter().filter(|s| s.linear_bytes != 0) {
         if points.len() == KS_DATA_POINTS {
             break;
@@ -211,11 +218,13 @@ pub fn ks_position_check(
             report.discarded += 1;
             continue;
         }
-        let stamp = ms((s.qpc_before / 2 + s.qpc_after / 2).saturating_sub(run_qpc));
-        if points.last().is_some_and(|p| p.0 == stamp) {
+        let stamp_qpc = s.qpc_before / 2 + s.qpc_after / 2;
+        if last_stamp == Some(stamp_qpc) {
             report.discarded += 1;
             continue;
         }
+        last_stamp = Some(stamp_qpc);
+        let stamp = ms(stamp_qpc.saturating_sub(run_qpc));
         points.push((
             stamp,
             ms(s.qpc_after.saturating_sub(run_qpc)),
@@ -308,6 +317,8 @@ pub struct LatencyReport {
     pub failures: Vec<String>,
 }
 
+/// The `Latency` method's rules on its first non-zero read.
+///
 /// `Latency` (`Test_Latency_Main`): `first` is the first read that was not 0
 /// (or `None` after [`LATENCY_WAIT_MS`]), `run_before` and `run_after` the QPC
 /// around the RUN call. The HLK only warns on each of these today (its
@@ -332,7 +343,7 @@ pub fn latency_check(
     };
     let t_max = ms(first.qpc_after.saturating_sub(run_before));
     let t_min = ms(first.qpc_before.saturating_sub(run_after));
-    let t_ave = (t_max + t_min) / 2.0;
+    let t_ave = f64::midpoint(t_max, t_min);
     let stamp = first.qpc_before / 2 + first.qpc_after / 2;
     let offset = first.linear_bytes as f64 * 1000.0 / f64::from(bytes_per_second.max(1))
         + ms(first.qpc_after.saturating_sub(stamp));
@@ -369,6 +380,8 @@ fn finding(rule: impl Into<String>, outcome: Result<(), String>) -> Finding {
     }
 }
 
+/// Lets time pass with the streams serviced as the audio engine does.
+///
 /// Lets `duration_ms` of (virtual or real) time pass the way the audio
 /// engine lives through it: each stream's position is read several times
 /// per buffer cycle (so the cyclic offset unwraps without aliasing, as the
@@ -436,6 +449,8 @@ fn reads_in_state(
     Ok(reads)
 }
 
+/// `WaveTest`'s check that running streams move at every read.
+///
 /// `WaveTest`'s check of a running stream (`Test_StreamBufferSize`,
 /// `Test_StreamDifferentFormat`): after [`SETTLE_MS`] in RUN, each of
 /// [`READS_PER_STATE`] reads [`MAX_STILL_MS`] apart differs from the one
@@ -455,6 +470,7 @@ pub fn moving_reads(
 }
 
 /// `Test_StreamStateControl` on an open stream with its buffer and event:
+///
 /// RUN (reads move), PAUSE (reads equal), STOP (every read 0), then RUN
 /// again and PAUSE, as the test's `StartEndpoint` / `StopStream` end it.
 ///
@@ -582,6 +598,8 @@ pub fn advertised_formats(
     out
 }
 
+/// The KS position test (`DriftAndJitter`) on one stream.
+///
 /// The KS position test's collection (`CollectSampleData`) at the engine's
 /// default period: a buffer of two 10 ms packets, RUN, 100 ms to
 /// stabilise, then one read per period until [`KS_DATA_POINTS`] usable

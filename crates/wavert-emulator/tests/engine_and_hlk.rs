@@ -286,18 +286,18 @@ fn a_stream_that_runs_in_pause_fails_the_wavetest() {
 /// Runs one HLK method on the faulty cable's render (or capture) endpoint,
 /// with the capture pin as render's loopback.
 fn method_on(fault: Fault, method: HlkMethod, capture: bool, config: &HlkConfig) -> MethodReport {
+    fn pin(f: &wavert_emulator::cable::RegisteredWaveFilter, capture: bool) -> HostPin<'_> {
+        HostPin {
+            wave: &f.miniport,
+            description: f.description,
+            pin: streaming_pin(f.description, capture).unwrap(),
+            capture,
+        }
+    }
     let (machine, adapter) = setup(fault);
     let report = {
         let render = adapter.wave_filter("WaveRender").unwrap();
         let capture_filter = adapter.wave_filter("WaveCapture").unwrap();
-        fn pin(f: &wavert_emulator::cable::RegisteredWaveFilter, capture: bool) -> HostPin<'_> {
-            HostPin {
-                wave: &f.miniport,
-                description: f.description,
-                pin: streaming_pin(f.description, capture).unwrap(),
-                capture,
-            }
-        }
         let (render_pin, capture_pin) = (pin(&render, false), pin(&capture_filter, true));
         if capture {
             methods::run_method(

@@ -87,7 +87,7 @@ impl HlkMethod {
 }
 
 /// One method's result on one endpoint.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MethodReport {
     /// The method.
     pub method: HlkMethod,
@@ -103,7 +103,7 @@ pub struct MethodReport {
 }
 
 impl MethodReport {
-    fn new(method: HlkMethod) -> Self {
+    const fn new(method: HlkMethod) -> Self {
         Self {
             method,
             findings: Vec::new(),
@@ -151,31 +151,34 @@ impl MethodReport {
     /// and what could not be reproduced.
     #[must_use]
     pub fn summary(&self) -> String {
-        let mut text = if let Some(reason) = &self.skipped {
-            format!("skipped: {reason}")
-        } else if self.failed() {
-            let failures: Vec<String> = self
-                .findings
-                .iter()
-                .filter_map(|f| f.outcome.as_ref().err().map(|e| format!("{}: {e}", f.rule)))
-                .collect();
-            format!(
-                "FAIL ({} of {} assertions): {}",
-                failures.len(),
-                self.findings.len(),
-                failures.join("; ")
-            )
-        } else {
-            format!("pass ({} assertions)", self.findings.len())
-        };
+        let mut text = self.skipped.as_ref().map_or_else(
+            || {
+                let failures: Vec<String> = self
+                    .findings
+                    .iter()
+                    .filter_map(|f| f.outcome.as_ref().err().map(|e| format!("{}: {e}", f.rule)))
+                    .collect();
+                if failures.is_empty() {
+                    format!("pass ({} assertions)", self.findings.len())
+                } else {
+                    format!(
+                        "FAIL ({} of {} assertions): {}",
+                        failures.len(),
+                        self.findings.len(),
+                        failures.join("; ")
+                    )
+                }
+            },
+            |reason| format!("skipped: {reason}"),
+        );
         if let Some(detail) = &self.detail {
-            text.push_str(&format!(" [{detail}]"));
+            text = format!("{text} [{detail}]");
         }
         if !self.not_reproduced.is_empty() {
-            text.push_str(&format!(
-                " (not reproduced: {})",
+            text = format!(
+                "{text} (not reproduced: {})",
                 self.not_reproduced.join("; ")
-            ));
+            );
         }
         text
     }
@@ -293,6 +296,8 @@ fn format_name(request: &FormatRequest) -> String {
     )
 }
 
+/// `WaveTest.StreamStateControl` on one host pin.
+///
 /// `StreamStateControl` (`pintest.cpp` `Test_StreamStateControl`): in the
 /// current format at the default period, ten reads 50 ms apart after
 /// 100 ms: all different in RUN, all equal in PAUSE, all 0 in STOP; then RUN
@@ -398,6 +403,8 @@ pub fn stream_min_buffer_size(
     report
 }
 
+/// `WaveTest.StreamMaxBufferSize` on one host pin.
+///
 /// `StreamMaxBufferSize` (`Test_StreamMaxBufferSize`): the stream at the
 /// endpoint's maximum period moves at every read. The HLK's maximum is
 /// capped at the engine's default period (`DiscoverPeriodicityCharacteristicsForFormat`)
@@ -443,6 +450,7 @@ pub fn stream_max_buffer_size(
 
 /// `StreamDifferentFormat` (`Test_StreamDifferentFormat`): every format of
 /// the pin's list streams at the default period and moves at every read.
+///
 /// The HLK's list is the formats the audio engine found the pin to support;
 /// the emulator's is the pin's advertised ranges sampled at their corners
 /// ([`advertised_formats`]).
@@ -573,6 +581,8 @@ pub fn loopback_stream_different_format(
     report
 }
 
+/// `WaveTest.StreamMultipleModes` on one host pin.
+///
 /// `StreamMultipleModes` (`Test_StreamMultipleModes`): with at least two
 /// modes and two free pin instances, a stream in each other mode runs
 /// beside one in the current mode, both moving at every read; the HLK skips
@@ -654,6 +664,7 @@ pub fn stream_multiple_modes(
 
 /// `VerifyPinWaveRTConformance` (`comptest.cpp`): a PortCls driver's pin must
 /// be RT-capable (a WaveRT pin) and, being RT-capable, event-driven.
+///
 /// The engine calls a pin RT-capable when it takes `KSPROPERTY_RTAUDIO_BUFFER`
 /// and event-driven when it takes the buffer with notification and the
 /// notification event; the emulator checks both, and that the event is
@@ -899,6 +910,8 @@ pub fn run_method(
 /// Why the cable's capture endpoint has no loopback method of its own.
 pub const CABLE_LOOPBACK_ON_RENDER: &str = "the HLK adds LOOPBACK resources to render endpoints only; the cable's loopback (this capture pin carrying the render mix) is run on the render line";
 
+/// Every method on both endpoints of the cable.
+///
 /// Every method on both endpoints of a cable-shaped adapter (`WaveRender`
 /// and `WaveCapture`): the render host pin with the capture pin as its
 /// loopback (the cable's capture is a post-mix loopback of render), then
@@ -912,12 +925,6 @@ pub fn run_on_cable(
     adapter: &crate::cable::CableAdapter,
     config: &HlkConfig,
 ) -> Result<Vec<(&'static str, Vec<MethodReport>)>, String> {
-    let render = adapter
-        .wave_filter("WaveRender")
-        .ok_or("no wave filter registered as WaveRender")?;
-    let capture = adapter
-        .wave_filter("WaveCapture")
-        .ok_or("no wave filter registered as WaveCapture")?;
     fn host(
         filter: &crate::cable::RegisteredWaveFilter,
         capture: bool,
@@ -931,6 +938,13 @@ pub fn run_on_cable(
             })
             .ok_or_else(|| format!("{}: no streaming pin", filter.name))
     }
+    let render = adapter
+        .wave_filter("WaveRender")
+        .ok_or("no wave filter registered as WaveRender")?;
+    let capture = adapter
+        .wave_filter("WaveCapture")
+        .ok_or("no wave filter registered as WaveCapture")?;
+
     let render_pin = host(&render, false)?;
     let capture_pin = host(&capture, true)?;
     Ok(vec![
