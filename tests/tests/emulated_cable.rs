@@ -870,6 +870,19 @@ fn hlk_methods_pass_on_render_and_capture() {
                     report.summary()
                 );
             }
+            // The HLK's own skip: one pin instance.
+            let modes = reports
+                .iter()
+                .find(|r| r.method == HlkMethod::StreamMultipleModes)
+                .unwrap();
+            assert!(
+                modes
+                    .skipped
+                    .as_deref()
+                    .is_some_and(|r| r.contains("1 instance")),
+                "{what}: {}",
+                modes.summary()
+            );
             let formats = reports
                 .iter()
                 .find(|r| r.method == HlkMethod::StreamDifferentFormat)

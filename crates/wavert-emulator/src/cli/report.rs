@@ -1,6 +1,7 @@
 //! The report of a session, line by line, and its verdict.
 
 use wavert_core::format::SampleType;
+use wavert_emulator::hlk::methods::MethodReport;
 use wavert_emulator::hlk::{Finding, KsPositionReport};
 use wavert_emulator::memory::PAGE_SIZE;
 use wavert_miniport::DmaMode;
@@ -12,7 +13,9 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         match self {
             Self::Virtual(outcome) => outcome.passed(),
-            Self::Ac97(report) => report.passed(),
+            Self::Ac97(outcome) => {
+                outcome.session.passed() && outcome.hlk.iter().all(|(_, r)| r.passed())
+            }
         }
     }
 
@@ -20,12 +23,22 @@ impl Outcome {
     pub fn report_lines(&self) -> Vec<String> {
         match self {
             Self::Virtual(outcome) => outcome.report_lines(),
-            Self::Ac97(report) => {
+            Self::Ac97(outcome) => {
+                let report = &outcome.session;
                 let mut lines = report.lines();
                 lines.push(format!(
                     "buffer pages     : {}",
                     describe_pages(&report.buffer_pages)
                 ));
+                for (endpoint, hlk) in &outcome.hlk {
+                    lines.extend(hlk_lines(endpoint, &hlk.methods));
+                    if !hlk.violations.is_empty() {
+                        lines.push(format!(
+                            "hlk violations   : {endpoint:<8} {}",
+                            hlk.violations.join("; ")
+                        ));
+                    }
+                }
                 lines
             }
         }
@@ -57,6 +70,20 @@ fn topology_text(findings: &[Finding]) -> String {
     } else {
         format!("FAIL: {}", failed.join("; "))
     }
+}
+
+/// One line per HLK method on one endpoint.
+fn hlk_lines(endpoint: &str, methods: &[MethodReport]) -> Vec<String> {
+    methods
+        .iter()
+        .map(|m| {
+            format!(
+                "hlk method       : {endpoint:<8} {:<38} {}",
+                m.method.name(),
+                m.summary()
+            )
+        })
+        .collect()
 }
 
 fn ks_text(ks: &KsPositionReport) -> String {
@@ -242,13 +269,7 @@ impl VirtualOutcome {
             }
         ));
         for (endpoint, methods) in &self.hlk {
-            for m in methods {
-                lines.push(format!(
-                    "hlk method       : {endpoint:<8} {:<38} {}",
-                    m.method.name(),
-                    m.summary()
-                ));
-            }
+            lines.extend(hlk_lines(endpoint, methods));
         }
         lines.push(format!(
             "ks position      : session render   {}",

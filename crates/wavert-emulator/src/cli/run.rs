@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use wavert_emulator::ac97::{run_ac97_session, Ac97Options, Ac97Report};
+use wavert_emulator::ac97::{
+    run_ac97_hlk, run_ac97_session, Ac97HlkReport, Ac97Options, Ac97Report,
+};
 use wavert_emulator::cable::{
     start_cable_adapter, CableAdapter, CableOptions, RegisteredWaveFilter,
 };
@@ -30,7 +32,15 @@ pub enum Outcome {
     /// `--device virtual`.
     Virtual(Box<VirtualOutcome>),
     /// `--device ac97`.
-    Ac97(Box<Ac97Report>),
+    Ac97(Box<Ac97Outcome>),
+}
+
+/// What the AC'97 session and its HLK runs saw.
+pub struct Ac97Outcome {
+    /// The playback session.
+    pub session: Ac97Report,
+    /// The HLK methods, per endpoint (each on its own QEMU).
+    pub hlk: Vec<(&'static str, Ac97HlkReport)>,
 }
 
 /// What the virtual cable's session saw, up to the removal of the device.
@@ -106,7 +116,7 @@ pub enum DriverCounters {
 /// unreadable or unwritable files, a driver that does not start.
 pub fn run(args: &Args) -> Result<Outcome, String> {
     match args.device {
-        Device::Ac97 => run_ac97(args).map(|report| Outcome::Ac97(Box::new(report))),
+        Device::Ac97 => run_ac97(args).map(|outcome| Outcome::Ac97(Box::new(outcome))),
         Device::Virtual => run_virtual(args).map(|outcome| Outcome::Virtual(Box::new(outcome))),
     }
 }
@@ -121,9 +131,9 @@ fn format_request(args: &Args) -> Result<FormatRequest, String> {
 }
 
 /// `--device ac97`: the AC'97 miniport on QEMU's AC'97, QEMU's output
-/// beside the report.
-fn run_ac97(args: &Args) -> Result<Ac97Report, String> {
-    run_ac97_session(&Ac97Options {
+/// beside the report, then the HLK methods on both endpoints.
+fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
+    let session = run_ac97_session(&Ac97Options {
         input: args.input.clone(),
         format: format_request(args)?,
         seconds: args.seconds,
@@ -131,7 +141,14 @@ fn run_ac97(args: &Args) -> Result<Ac97Report, String> {
         notifications: args.notifications,
         output_dir: args.output.clone(),
         image: args.image.clone(),
-    })
+    })?;
+    let hlk = [("render", false), ("capture", true)]
+        .into_iter()
+        .map(|(endpoint, capture)| {
+            run_ac97_hlk(capture, args.image.as_deref()).map(|report| (endpoint, report))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Ac97Outcome { session, hlk })
 }
 
 /// The KS topology rules on `direction`'s topology filter, whose endpoint

@@ -388,7 +388,7 @@ pub fn stream_min_buffer_size(
         |ms| {
             (
                 two_periods(&format, u64::from(ms)),
-                format!("a {ms} ms period (the device's declared minimum)"),
+                format!("a {ms} ms period, the endpoint's minimum here"),
             )
         },
     );
@@ -594,6 +594,19 @@ pub fn stream_multiple_modes(
     config: &HlkConfig,
 ) -> MethodReport {
     let method = HlkMethod::StreamMultipleModes;
+    // KSPROPERTY_PIN_CINSTANCES: PossibleCount - CurrentCount, nothing open.
+    // Checked first: with one instance the HLK skips whatever the modes.
+    let possible = pins(host.description)
+        .get(host.pin as usize)
+        .map_or(0, |p| {
+            p.MaxFilterInstanceCount.min(p.MaxGlobalInstanceCount)
+        });
+    if possible < 2 {
+        return MethodReport::skip(
+            method,
+            format!("the pin allows {possible} instance(s): the HLK skips below 2"),
+        );
+    }
     let Some(modes) = &config.modes else {
         return MethodReport::skip(
             method,
@@ -604,18 +617,6 @@ pub fn stream_multiple_modes(
         return MethodReport::skip(
             method,
             format!("{} mode(s): the HLK skips below 2", modes.len()),
-        );
-    }
-    // KSPROPERTY_PIN_CINSTANCES: PossibleCount - CurrentCount, nothing open.
-    let possible = pins(host.description)
-        .get(host.pin as usize)
-        .map_or(0, |p| {
-            p.MaxFilterInstanceCount.min(p.MaxGlobalInstanceCount)
-        });
-    if possible < 2 {
-        return MethodReport::skip(
-            method,
-            format!("the pin allows {possible} instance(s): the HLK skips below 2"),
         );
     }
     let mut report = MethodReport::new(method);
@@ -795,7 +796,7 @@ fn named_failure(failures: &[String], rule: &str) -> Result<(), String> {
 #[must_use]
 pub fn ks_detail(ks: &KsPositionReport) -> String {
     format!(
-        "rate {:.2} Hz, {:.4} % off; error mean {:.4} ms, std-dev {:.4} ms, max {:.4} ms; first move {:.1} ms; {} reads, {} discarded",
+        "rate {:.2} Hz, {:.4} % off; error mean {:.4} ms, std-dev {:.4} ms, max {:.4} ms; first non-zero read {:.1} ms after RUN; {} reads, {} discarded",
         ks.measured_rate,
         ks.rate_error_percent,
         ks.mean_error_ms,
