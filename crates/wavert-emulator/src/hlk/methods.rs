@@ -254,14 +254,16 @@ fn open_stream(
     Ok(stream)
 }
 
-/// Bytes of two engine periods of `period_ms` in `format`.
+/// Bytes of two engine periods of `period_ms` in `format` (0 for bytes
+/// that do not parse, which `Stream::open` refuses before any buffer is
+/// asked for).
 fn two_periods(format: &[u8], period_ms: u64) -> u32 {
     let bytes_per_second = wavert_core::format::AudioFormat::parse(
         format
             .get(size_of::<portcls_sys::KSDATAFORMAT>()..)
             .unwrap_or(&[]),
     )
-    .map_or(192_000, |f| f.bytes_per_second());
+    .map_or(0, |f| f.bytes_per_second());
     u32::try_from(u64::from(bytes_per_second) * 2 * period_ms / 1000).unwrap_or(u32::MAX)
 }
 
@@ -338,8 +340,9 @@ pub fn loopback_stream_state_control(
     config: &HlkConfig,
 ) -> MethodReport {
     let method = HlkMethod::LoopbackStreamStateControl;
-    let Loopback::Pin(loopback) = loopback else {
-        return MethodReport::skip(method, loopback_absent(loopback));
+    let loopback = match loopback {
+        Loopback::Pin(pin) => pin,
+        Loopback::Absent(reason) => return MethodReport::skip(method, reason),
     };
     let report = MethodReport::new(method);
     let run = || -> Result<Vec<Finding>, EngineError> {
@@ -357,13 +360,6 @@ pub fn loopback_stream_state_control(
     match run() {
         Ok(findings) => MethodReport { findings, ..report },
         Err(e) => report.call_failed("host and loopback streams", &e),
-    }
-}
-
-fn loopback_absent(loopback: Loopback<'_>) -> String {
-    match loopback {
-        Loopback::Absent(reason) => reason.to_owned(),
-        Loopback::Pin(_) => String::new(),
     }
 }
 
@@ -532,8 +528,9 @@ pub fn loopback_stream_different_format(
     config: &HlkConfig,
 ) -> MethodReport {
     let method = HlkMethod::LoopbackStreamDifferentFormat;
-    let Loopback::Pin(loopback) = loopback else {
-        return MethodReport::skip(method, loopback_absent(loopback));
+    let loopback = match loopback {
+        Loopback::Pin(pin) => pin,
+        Loopback::Absent(reason) => return MethodReport::skip(method, reason),
     };
     if !config.format_sweeps {
         return MethodReport::skip(method, "format sweeps turned off for this run");
@@ -678,7 +675,7 @@ pub fn verify_pin_wavert_conformance(
 ) -> MethodReport {
     let mut report = MethodReport::new(HlkMethod::VerifyPinWaveRTConformance);
     report.not_reproduced.push(
-        "IsPortCls (the .sys importing PcNewPort): true by construction, every driver here goes through the emulated PcNewPort".to_owned(),
+        "IsPortCls (the .sys importing portcls.sys!PcNewPort) is not read per run: the shipped image does import it (xtask/kernel-exports/portcls.sys.def), and every build here goes through the emulated PcNewPort".to_owned(),
     );
     report.not_reproduced.push(
         "the INF's PKEY_AudioEndpoint_Supports_EventDriven_Mode: checked by tests/tests/inf_matches_subdevices.rs".to_owned(),
