@@ -76,8 +76,9 @@ pub enum Fault {
         /// The largest buffer that moves.
         bytes: u32,
     },
-    /// Streams at `rate` are advertised but refused by `NewStream`
-    /// (on the capture side only, or on both).
+    /// Streams at `rate` are advertised and proposed but the engine will
+    /// not open them (`NewStream` fails; on the capture side only, or on
+    /// both).
     RefuseRate {
         /// The refused sample rate.
         rate: u32,
@@ -217,6 +218,13 @@ impl Backend for FaultyCable {
     }
 
     fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
+        // Accepted by the format rule (intersection, PROPOSEDATAFORMAT), but
+        // the engine cannot open it.
+        if let Fault::RefuseRate { rate, capture_only } = self.fault {
+            if format.sample_rate() == rate && (!capture_only || direction == Direction::Capture) {
+                return Err(NtStatus::NOT_SUPPORTED);
+            }
+        }
         self.cable.open(direction, format)?;
         lock(&self.tracks)[direction] = Track {
             bytes_per_second: format.bytes_per_second(),
@@ -319,11 +327,6 @@ impl Backend for FaultyCable {
     }
 
     fn accepts(&self, direction: Direction, format: &AudioFormat) -> bool {
-        if let Fault::RefuseRate { rate, capture_only } = self.fault {
-            if format.sample_rate() == rate && (!capture_only || direction == Direction::Capture) {
-                return false;
-            }
-        }
         self.cable.accepts(direction, format)
     }
 
