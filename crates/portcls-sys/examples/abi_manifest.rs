@@ -214,6 +214,17 @@ fn main() {
     item!(o, KSMULTIPLE_ITEM { Size, Count });
     item!(
         o,
+        KSATTRIBUTE {
+            Size,
+            Flags,
+            Attribute
+        }
+    );
+    item!(o, KSATTRIBUTE_LIST { Count, Attributes });
+    item!(o, DEVPROPKEY { fmtid, pid });
+    types!(o, DEVPROPTYPE, LCID);
+    item!(
+        o,
         KSPIN_CINSTANCES {
             PossibleCount,
             CurrentCount
@@ -889,6 +900,24 @@ fn main() {
         DEVICE_DESCRIPTION_VERSION,
         DEVICE_DESCRIPTION_VERSION1,
         DEVICE_DESCRIPTION_VERSION2,
+        KSATTRIBUTE_REQUIRED,
+        DEVPROP_TYPEMOD_ARRAY,
+        DEVPROP_TYPE_BYTE,
+        DEVPROP_TYPE_BINARY,
+        PLUGPLAY_PROPERTY_PERSISTENT,
+        FILE_BYTE_ALIGNMENT,
+        FILE_WORD_ALIGNMENT,
+        FILE_LONG_ALIGNMENT,
+        FILE_QUAD_ALIGNMENT,
+    );
+    user_consts!(
+        o,
+        VT_EMPTY,
+        VT_I4,
+        VT_BOOL,
+        VT_UI4,
+        VT_ILLEGAL,
+        LOCALE_NEUTRAL
     );
     // The kernel objects the emulator's I/O-manager stand-in builds (opaque in
     // this crate, so their offsets are constants, checked as the members'

@@ -7,12 +7,15 @@
 
 use core::mem::{align_of, offset_of, size_of};
 
-use crate::interfaces::{IMiniportWaveRTInputStreamVtbl, IMiniportWaveRTOutputStreamVtbl};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use crate::interfaces::{
+    IMiniportAudioSignalProcessingVtbl, IMiniportWaveRTInputStreamVtbl,
+    IMiniportWaveRTOutputStreamVtbl,
+};
 use crate::ks::{KSATTRIBUTE, KSDATAFORMAT};
 use crate::ksmedia::WAVEFORMATEXTENSIBLE;
-use crate::types::{GUID, PVOID, UINT64, ULONG, ULONGLONG};
+use crate::types::{DEVPROPKEY, GUID, PVOID, UINT64, ULONG, ULONGLONG};
 
 /// `KSRTAUDIO_HWLATENCY`: what `GetHWLatency` reports.
 #[repr(C)]
@@ -42,9 +45,10 @@ pub struct KSAUDIO_PRESENTATION_POSITION {
     pub u64QPCPosition: UINT64,
 }
 
-/// `KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT`.
+/// `KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT`: the packet size of one
+/// signal-processing mode, in samples or in 100 ns units (0: none).
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT {
     pub ProcessingMode: GUID,
     pub SamplesPerProcessingPacket: ULONG,
@@ -62,9 +66,11 @@ pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS {
     pub ProcessingModeConstraints: [KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT; 1],
 }
 
-/// `KSAUDIO_PACKETSIZE_CONSTRAINTS2` with its first (C: `[1]`) constraint.
+/// `KSAUDIO_PACKETSIZE_CONSTRAINTS2` with its first (C: `[1]`) constraint;
+/// `NumProcessingModeConstraints` of them follow one another, so the value
+/// of the property is 16 + 24 × that count bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS2 {
     pub MinPacketPeriodInHns: ULONG,
     pub PacketSizeFileAlignment: ULONG,
@@ -73,12 +79,35 @@ pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS2 {
     pub ProcessingModeConstraints: [KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT; 1],
 }
 
-/// `KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE`, the signal-processing mode
-/// attribute.
+/// The fixed head of [`KSAUDIO_PACKETSIZE_CONSTRAINTS2`], before its
+/// array of constraints (the C structure's first 16 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER {
+    pub MinPacketPeriodInHns: ULONG,
+    pub PacketSizeFileAlignment: ULONG,
+    pub MaxPacketSizeInBytes: ULONG,
+    pub NumProcessingModeConstraints: ULONG,
+}
+
+/// `DEVPKEY_KsAudio_PacketSize_Constraints2` {9404F781-7191-409B-8B0B-80BF6EC229AE},2.
 ///
-/// {E1F89EB5-5F46-419B-967B-FF6770B98401} (Learn:
-/// "`KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE`" lists the `STATIC_` define;
-/// the same value in Microsoft's Win32 metadata).
+/// `ksmedia.h`; the value as Microsoft's Win32 metadata gives it (the
+/// `windows-sys` crate), and the same in the Python `ctypes` port of
+/// `ksmedia.h`, whose comment reads `{9404F781-7191-409B-8B0B-80BF6EC229AE},2
+/// DEVPROP_TYPE_BINARY`. Set on the wave filter's `KSCATEGORY_AUDIO` device
+/// interface, as binary data, before the interface is enabled (Learn: the
+/// `KSAUDIO_PACKETSIZE_CONSTRAINTS2` page).
+pub const DEVPKEY_KsAudio_PacketSize_Constraints2: DEVPROPKEY = DEVPROPKEY {
+    fmtid: GUID::from_u128(0x9404F781_7191_409B_8B0B_80BF6EC229AE),
+    pid: 2,
+};
+
+/// `KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE` {E1F89EB5-5F46-419B-967B-FF6770B98401}.
+///
+/// The attribute naming a stream's signal-processing mode (Learn's
+/// `KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE` page lists the `STATIC_`
+/// define; the same value in Microsoft's Win32 metadata).
 pub const KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE: GUID =
     GUID::from_u128(0xE1F89EB5_5F46_419B_967B_FF6770B98401);
 
@@ -90,6 +119,13 @@ pub struct KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE {
     pub AttributeHeader: KSATTRIBUTE,
     pub SignalProcessingMode: GUID,
 }
+
+/// `IID_IMiniportAudioSignalProcessing` {B532678C-BE50-472D-9973-8A6F16594989}.
+///
+/// WDK `portcls.h`; the same value in two independent public drivers'
+/// sources (one C `DEFINE_GUID`, one Rust constant citing `portcls.h`).
+pub const IID_IMiniportAudioSignalProcessing: GUID =
+    GUID::from_u128(0xB532678C_BE50_472D_9973_8A6F16594989);
 
 /// `KSDATAFORMAT_WAVEFORMATEXTENSIBLE`, packed like its sibling
 /// `KSDATAFORMAT_WAVEFORMATEX` (104 bytes either way).
@@ -203,6 +239,14 @@ pub const DOCUMENTED_ONLY: &[DocumentedItem] = &[
         "ddi/portcls/nn-portcls-iminiportwavertoutputstream (value: WDK portcls.h)",
     ),
     item(
+        "IMiniportAudioSignalProcessingVtbl",
+        "ddi/portcls/nn-portcls-iminiportaudiosignalprocessing (GetModes: ddi/portcls/nf-portcls-iminiportaudiosignalprocessing-getmodes)",
+    ),
+    item(
+        "IID_IMiniportAudioSignalProcessing",
+        "ddi/portcls/nn-portcls-iminiportaudiosignalprocessing (value: WDK portcls.h)",
+    ),
+    item(
         "AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW",
         "audio/audio-signal-processing-modes",
     ),
@@ -213,6 +257,14 @@ pub const DOCUMENTED_ONLY: &[DocumentedItem] = &[
     item(
         "KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE",
         "ddi/ksmedia/ns-ksmedia-tagksattribute_audiosignalprocessing_mode",
+    ),
+    item(
+        "KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER",
+        "ddi/ksmedia/ns-ksmedia-_ksaudio_packetsize_constraints2 (its first four members)",
+    ),
+    item(
+        "DEVPKEY_KsAudio_PacketSize_Constraints2",
+        "ddi/ksmedia/ns-ksmedia-_ksaudio_packetsize_constraints2 (value: Win32 metadata)",
     ),
 ];
 
@@ -261,8 +313,32 @@ const _: () = assert!(
     ) == 4 * P
 );
 const _: () = assert!(offset_of!(IMiniportWaveRTOutputStreamVtbl, GetPacketCount) == 5 * P);
+const _: () = assert!(size_of::<KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER>() == 16);
+const _: () = assert!(
+    offset_of!(KSAUDIO_PACKETSIZE_CONSTRAINTS2, ProcessingModeConstraints)
+        == size_of::<KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER>()
+);
+const _: () = assert!(
+    offset_of!(
+        KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER,
+        NumProcessingModeConstraints
+    ) == offset_of!(
+        KSAUDIO_PACKETSIZE_CONSTRAINTS2,
+        NumProcessingModeConstraints
+    )
+);
+const _: () = assert!(
+    offset_of!(
+        KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT,
+        SamplesPerProcessingPacket
+    ) == 16
+);
 // KSATTRIBUTE (24 bytes, checked against MinGW) then the mode GUID.
 const _: () = assert!(size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() == 40);
 const _: () = assert!(align_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() == 4);
 const _: () =
     assert!(offset_of!(KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE, SignalProcessingMode) == 24);
+// IUnknown's three slots, then GetModes.
+const _: () = assert!(size_of::<IMiniportAudioSignalProcessingVtbl>() == 4 * P);
+const _: () = assert!(offset_of!(IMiniportAudioSignalProcessingVtbl, GetModes) == 3 * P);
+const _: () = assert!(size_of::<DEVPROPKEY>() == 20);

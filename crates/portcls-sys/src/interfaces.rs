@@ -15,7 +15,7 @@ use crate::ks::{KSSTATE, PKSDATAFORMAT, PKSDATARANGE};
 use crate::ksmedia::PKSAUDIO_POSITION;
 use crate::portcls::{PINTERRUPTSYNCROUTINE, PPCFILTER_DESCRIPTOR};
 use crate::types::{
-    ACCESS_MASK, BOOL, BOOLEAN, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, DWORD,
+    ACCESS_MASK, BOOL, BOOLEAN, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, DWORD, GUID,
     MEMORY_CACHING_TYPE, NTSTATUS, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST,
     PDEVICE_CAPABILITIES, PDEVICE_DESCRIPTION, PDEVICE_OBJECT, PHYSICAL_ADDRESS, PIRP, PKEVENT,
     PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES, POWER_STATE, PUNICODE_STRING, PVOID, REFIID, SIZE_T,
@@ -499,6 +499,31 @@ pub struct IUnregisterPhysicalConnectionVtbl {
             FromPin: ULONG,
             ToUnknown: PUNKNOWN,
             ToPin: ULONG,
+        ) -> NTSTATUS
+    ),
+}
+
+interface!(
+    /// `IMiniportAudioSignalProcessing`: the signal-processing modes of a
+    /// WaveRT miniport's pins (Windows 8.1). Absent from MinGW: see
+    /// [`crate::documented_only`].
+    IMiniportAudioSignalProcessing, IMiniportAudioSignalProcessingVtbl, PMINIPORTAUDIOSIGNALPROCESSING
+);
+/// `IMiniportAudioSignalProcessing` slots: `IUnknown`, then `GetModes`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IMiniportAudioSignalProcessingVtbl {
+    pub base__: IUnknownVtbl,
+    /// `NTSTATUS GetModes(ULONG Pin, GUID *SignalProcessingModes,
+    /// ULONG *NumSignalProcessingModes)`: with a NULL array, the count of
+    /// `Pin`'s modes; else the modes, if `*NumSignalProcessingModes` is at
+    /// least that count (`STATUS_BUFFER_TOO_SMALL` otherwise).
+    pub GetModes: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            Pin: ULONG,
+            SignalProcessingModes: *mut GUID,
+            NumSignalProcessingModes: *mut ULONG,
         ) -> NTSTATUS
     ),
 }

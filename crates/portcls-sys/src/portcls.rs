@@ -3,7 +3,7 @@
 use crate::interfaces::{
     IInterruptSync, PINTERRUPTSYNC, PMINIPORT, PPORT, PRESOURCELIST, PUNKNOWN,
 };
-use crate::ks::KSPIN_DESCRIPTOR;
+use crate::ks::{KSATTRIBUTE_LIST, KSPIN_DESCRIPTOR};
 use crate::types::{
     GUID, NTSTATUS, PCM_RESOURCE_LIST, PCWSTR, PDEVICE_OBJECT, PDRIVER_ADD_DEVICE, PDRIVER_OBJECT,
     PIRP, PKSEVENT_ENTRY, POOL_TYPE, PUNICODE_STRING, PVOID, REFCLSID, ULONG,
@@ -255,6 +255,13 @@ extern "system" {
     ) -> NTSTATUS;
     /// Completes an IRP with a status.
     pub fn PcCompleteIrp(DeviceObject: PDEVICE_OBJECT, Irp: PIRP, Status: NTSTATUS) -> NTSTATUS;
+    /// The physical device object under the adapter's functional device
+    /// object (Learn: `portcls/nf-portcls-pcgetphysicaldeviceobject`;
+    /// MinGW-w64's `portcls.h` has no prototype for it).
+    pub fn PcGetPhysicalDeviceObject(
+        DeviceObject: PDEVICE_OBJECT,
+        PhysicalDeviceObject: *mut PDEVICE_OBJECT,
+    ) -> NTSTATUS;
 }
 
 macro_rules! static_descriptor {
@@ -274,5 +281,6 @@ static_descriptor!(
     PCPROPERTY_ITEM,
     PCEVENT_ITEM,
     PCMETHOD_ITEM,
-    KSPIN_DESCRIPTOR
+    KSPIN_DESCRIPTOR,
+    KSATTRIBUTE_LIST
 );

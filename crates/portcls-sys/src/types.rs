@@ -439,3 +439,32 @@ pub type PDRIVER_ADD_DEVICE = Option<
     ),
 >;
 pub type UINT64 = u64;
+
+/// `DEVPROPKEY` (`devpropdef.h`): a device property, by property set and id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DEVPROPKEY {
+    pub fmtid: GUID,
+    pub pid: ULONG,
+}
+
+/// `DEVPROPTYPE`: the type of a device property value.
+pub type DEVPROPTYPE = ULONG;
+pub const DEVPROP_TYPEMOD_ARRAY: DEVPROPTYPE = 0x0000_1000;
+pub const DEVPROP_TYPE_BYTE: DEVPROPTYPE = 0x0000_0003;
+/// `DEVPROP_TYPE_BINARY` = `DEVPROP_TYPE_BYTE | DEVPROP_TYPEMOD_ARRAY`.
+pub const DEVPROP_TYPE_BINARY: DEVPROPTYPE = DEVPROP_TYPE_BYTE | DEVPROP_TYPEMOD_ARRAY;
+/// `PLUGPLAY_PROPERTY_PERSISTENT` (`wdm.h`): the property survives a reboot.
+pub const PLUGPLAY_PROPERTY_PERSISTENT: ULONG = 0x0000_0001;
+/// `LCID`, a locale id.
+pub type LCID = ULONG;
+/// `LOCALE_NEUTRAL` (`winnt.h`: `MAKELCID(MAKELANGID(LANG_NEUTRAL,
+/// SUBLANG_NEUTRAL), SORT_DEFAULT)`), the locale of a property that has none.
+pub const LOCALE_NEUTRAL: LCID = 0;
+
+// `FILE_*_ALIGNMENT` (`wdm.h`): alignment masks, e.g. a packet size
+// alignment in `KSAUDIO_PACKETSIZE_CONSTRAINTS2`.
+pub const FILE_BYTE_ALIGNMENT: ULONG = 0x0000_0000;
+pub const FILE_WORD_ALIGNMENT: ULONG = 0x0000_0001;
+pub const FILE_LONG_ALIGNMENT: ULONG = 0x0000_0003;
+pub const FILE_QUAD_ALIGNMENT: ULONG = 0x0000_0007;
