@@ -5,12 +5,14 @@ use core::ptr;
 use portcls_sys::windows_abi;
 
 use portcls_sys::{
-    IID_IMiniport, IID_IMiniportTopology, IID_IMiniportWaveRT, IID_IUnknown, IMiniportTopology,
-    IMiniportTopologyVtbl, IMiniportVtbl, IMiniportWaveRT, IMiniportWaveRTVtbl, IPortTopology,
-    IPortWaveRT, IPortWaveRTStream, IResourceList, IUnknown, DEVICE_DESCRIPTION, GUID,
-    KSDATAFORMAT, NTSTATUS, PCFILTER_DESCRIPTOR, PDEVICE_DESCRIPTION, PKSDATAFORMAT, PKSDATARANGE,
-    PMINIPORTWAVERTSTREAM, PPCFILTER_DESCRIPTOR, PPORTTOPOLOGY, PPORTWAVERT, PPORTWAVERTSTREAM,
-    PRESOURCELIST, PUNKNOWN, PVOID, STATUS_INVALID_PARAMETER, ULONG,
+    IID_IMiniport, IID_IMiniportAudioSignalProcessing, IID_IMiniportTopology, IID_IMiniportWaveRT,
+    IID_IUnknown, IMiniportAudioSignalProcessingVtbl, IMiniportTopology, IMiniportTopologyVtbl,
+    IMiniportVtbl, IMiniportWaveRT, IMiniportWaveRTVtbl, IPortTopology, IPortWaveRT,
+    IPortWaveRTStream, IResourceList, IUnknown, DEVICE_DESCRIPTION, GUID, KSDATAFORMAT,
+    KSDATAFORMAT_ATTRIBUTES, KSMULTIPLE_ITEM, NTSTATUS, PCFILTER_DESCRIPTOR, PDEVICE_DESCRIPTION,
+    PKSDATAFORMAT, PKSDATARANGE, PMINIPORTWAVERTSTREAM, PPCFILTER_DESCRIPTOR, PPORTTOPOLOGY,
+    PPORTWAVERT, PPORTWAVERTSTREAM, PRESOURCELIST, PUNKNOWN, PVOID, STATUS_BUFFER_TOO_SMALL,
+    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG,
 };
 
 use crate::object::{unknown_vtbl, ComClass, ComObject};
@@ -58,7 +60,11 @@ pub trait MiniportWaveRt: Miniport {
         port: ComPtr<IPortWaveRT>,
     ) -> NtResult<()>;
     /// Creates a stream on `pin`; `format` is the `KSDATAFORMAT` and what
-    /// follows it (`FormatSize` bytes).
+    /// follows it (`FormatSize` bytes); `attributes` the attribute list
+    /// after it (the `KSMULTIPLE_ITEM` and its attributes, `Size` bytes)
+    /// when the format's `Flags` has `KSDATAFORMAT_ATTRIBUTES`, e.g. the
+    /// stream's signal-processing mode. Its content is the client's: hostile
+    /// until checked.
     ///
     /// # Errors
     ///
@@ -69,6 +75,7 @@ pub trait MiniportWaveRt: Miniport {
         pin: u32,
         capture: bool,
         format: &[u8],
+        attributes: Option<&[u8]>,
     ) -> NtResult<Self::Stream>;
     /// Describes the DMA capabilities of the device.
     ///
@@ -76,6 +83,23 @@ pub trait MiniportWaveRt: Miniport {
     ///
     /// Any failure status.
     fn device_description(&self, description: &mut DEVICE_DESCRIPTION) -> NtResult<()>;
+    /// Whether the object answers `IMiniportAudioSignalProcessing` (its
+    /// pins have signal-processing modes). `false` by default.
+    fn has_signal_processing_modes(&self) -> bool {
+        false
+    }
+    /// `IMiniportAudioSignalProcessing::GetModes`: the modes of `pin`. The
+    /// trampoline applies the size protocol (a NULL array asks for the
+    /// count; a short one gets `STATUS_BUFFER_TOO_SMALL` and the count).
+    ///
+    /// # Errors
+    ///
+    /// `INVALID_PARAMETER` for a pin the filter does not have,
+    /// `NOT_SUPPORTED` (the default) for a pin without modes (a bridge pin).
+    fn signal_processing_modes(&self, pin: u32) -> NtResult<&'static [GUID]> {
+        let _ = pin;
+        Err(crate::NtStatus::NOT_SUPPORTED)
+    }
 }
 
 /// A topology miniport (`IMiniportTopology`).
@@ -182,11 +206,17 @@ const fn miniport_vtbl<C: ComClass + AsMiniport, const OFF: usize>() -> IMinipor
 /// The COM body of a WaveRT miniport.
 pub struct WaveRtMiniport<T>(T);
 
-/// Interface pointers of a WaveRT miniport object.
+/// Interface pointers of a WaveRT miniport object: the miniport (also
+/// `IUnknown` and `IMiniport`), then `IMiniportAudioSignalProcessing`
+/// (answered only when the value has modes).
 #[repr(C)]
 pub struct WaveRtMiniportInterfaces {
     miniport: *const IMiniportWaveRTVtbl,
+    signal_processing: *const IMiniportAudioSignalProcessingVtbl,
 }
+
+/// Byte offset of the `IMiniportAudioSignalProcessing` interface pointer.
+const SIGNAL_PROCESSING: usize = core::mem::size_of::<*const c_void>();
 
 impl<T: MiniportWaveRt> AsMiniport for WaveRtMiniport<T> {
     fn miniport(&self) -> &dyn Miniport {
@@ -201,21 +231,30 @@ impl<T: MiniportWaveRt> WaveRtMiniport<T> {
         NewStream: wave_new_stream::<T>,
         GetDeviceDescription: wave_device_description::<T>,
     };
+    const SIGNAL_PROCESSING_VTBL: IMiniportAudioSignalProcessingVtbl =
+        IMiniportAudioSignalProcessingVtbl {
+            base__: unknown_vtbl::<Self, SIGNAL_PROCESSING>(),
+            GetModes: wave_get_modes::<T>,
+        };
 }
 
-// SAFETY: one vtable pointer at offset 0, built with `unknown_vtbl::<Self, 0>`;
-// `query` only answers offset 0 for interfaces that vtable implements.
+// SAFETY: two vtable pointers, at offset 0 and SIGNAL_PROCESSING, each built
+// with `unknown_vtbl` for its own offset; `query` answers each offset only
+// for interfaces its vtable implements.
 unsafe impl<T: MiniportWaveRt> ComClass for WaveRtMiniport<T> {
     type Interfaces = WaveRtMiniportInterfaces;
     fn interfaces() -> Self::Interfaces {
         WaveRtMiniportInterfaces {
             miniport: &Self::VTBL,
+            signal_processing: &Self::SIGNAL_PROCESSING_VTBL,
         }
     }
     fn query(&self, iid: &GUID) -> Option<usize> {
-        [IID_IUnknown, IID_IMiniport, IID_IMiniportWaveRT]
-            .contains(iid)
-            .then_some(0)
+        if [IID_IUnknown, IID_IMiniport, IID_IMiniportWaveRT].contains(iid) {
+            return Some(0);
+        }
+        (*iid == IID_IMiniportAudioSignalProcessing && self.0.has_signal_processing_modes())
+            .then_some(SIGNAL_PROCESSING)
     }
 }
 
@@ -295,16 +334,22 @@ unsafe extern "system" fn wave_new_stream<T: MiniportWaveRt>(
     // SAFETY: `out` is non-null and writable.
     unsafe { out.write(ptr::null_mut()) };
     // SAFETY: the port passes a whole data format (FormatSize bytes).
-    let Some(format) = (unsafe { ks_bytes(format) }) else {
+    let Some(format_bytes) = (unsafe { ks_bytes(format) }) else {
         return STATUS_INVALID_PARAMETER;
     };
+    // SAFETY: the same format, followed by its attribute list when flagged.
+    let attributes = match unsafe { attribute_list(format.cast_const(), format_bytes) } {
+        Ok(attributes) => attributes,
+        Err(status) => return status,
+    };
+    let format = format_bytes;
     // SAFETY: the port passes a live port stream; we take our own reference.
     let Some(port_stream) = (unsafe { ComPtr::from_raw_borrowed(port_stream) }) else {
         return STATUS_INVALID_PARAMETER;
     };
     // SAFETY: installed only at offset 0 of a `ComObject<WaveRtMiniport<T>>`.
     let created = unsafe { wave::<T>(this) }
-        .new_stream(port_stream, pin, capture != 0, format)
+        .new_stream(port_stream, pin, capture != 0, format, attributes)
         .and_then(new_stream_raw);
     match created {
         Ok(stream) => {
@@ -314,6 +359,86 @@ unsafe extern "system" fn wave_new_stream<T: MiniportWaveRt>(
         }
         Err(e) => e.0,
     }
+}
+
+/// The attribute list of a data format: `None` when the format's `Flags`
+/// lack `KSDATAFORMAT_ATTRIBUTES`, else the `KSMULTIPLE_ITEM` at the first
+/// 8-byte boundary after the format's `FormatSize` bytes and the `Size`
+/// bytes it announces (itself included), as `ks.h` lays it out and SYSVAD's
+/// `NewStream` reads it. What is inside is left to the miniport to check.
+///
+/// # Errors
+///
+/// `STATUS_INVALID_PARAMETER` when the announced `Size` cannot even hold
+/// the `KSMULTIPLE_ITEM`, or the offsets overflow.
+///
+/// # Safety
+///
+/// `format` points to the `format_bytes` the port passed; when flagged,
+/// the port's buffer goes on with the attribute list and its `Size` bytes
+/// (PortCls validated the pin-create request they came in).
+unsafe fn attribute_list(
+    format: *const KSDATAFORMAT,
+    format_bytes: &[u8],
+) -> Result<Option<&[u8]>, NTSTATUS> {
+    // SAFETY: `format` is the readable KSDATAFORMAT behind `format_bytes`.
+    if unsafe { (*format).Flags } & KSDATAFORMAT_ATTRIBUTES == 0 {
+        return Ok(None);
+    }
+    let Some(offset) = format_bytes.len().checked_add(7).map(|end| end & !7) else {
+        return Err(STATUS_INVALID_PARAMETER);
+    };
+    // SAFETY: the list starts `offset` bytes into the port's buffer (caller).
+    let list = unsafe { format.cast::<u8>().add(offset) };
+    // SAFETY: the KSMULTIPLE_ITEM is readable (caller); it may be unaligned
+    // if a client misplaced it, so it is read byte-wise.
+    let header = unsafe { list.cast::<KSMULTIPLE_ITEM>().read_unaligned() };
+    let size = header.Size as usize;
+    if size < core::mem::size_of::<KSMULTIPLE_ITEM>() {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // SAFETY: `size` readable bytes at `list` (caller: the port's buffer
+    // holds the list it announces), valid as long as the format is.
+    Ok(Some(unsafe { core::slice::from_raw_parts(list, size) }))
+}
+
+#[windows_abi]
+unsafe extern "system" fn wave_get_modes<T: MiniportWaveRt>(
+    this: *mut c_void,
+    pin: ULONG,
+    modes: *mut GUID,
+    count: *mut ULONG,
+) -> NTSTATUS {
+    if count.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: installed only at offset SIGNAL_PROCESSING of a `ComObject<WaveRtMiniport<T>>`.
+    let obj = unsafe { ComObject::<WaveRtMiniport<T>>::from_this::<SIGNAL_PROCESSING>(this) };
+    let supported = match obj.value().0.signal_processing_modes(pin) {
+        Ok(supported) => supported,
+        Err(status) => return status.code(),
+    };
+    let Ok(needed) = ULONG::try_from(supported.len()) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    // Learn (GetModes): a NULL array asks for the count, which comes back
+    // with STATUS_SUCCESS; an array shorter than the count gets
+    // STATUS_BUFFER_TOO_SMALL, and the count, as SYSVAD's GetModes answers.
+    if !modes.is_null() {
+        // SAFETY: `count` is non-null and readable (the caller's in-out count).
+        let room = unsafe { count.read() };
+        if room < needed {
+            // SAFETY: `count` is non-null and writable.
+            unsafe { count.write(needed) };
+            return STATUS_BUFFER_TOO_SMALL;
+        }
+        // SAFETY: the caller's array holds `room` >= `needed` GUIDs.
+        let out = unsafe { core::slice::from_raw_parts_mut(modes, supported.len()) };
+        out.copy_from_slice(supported);
+    }
+    // SAFETY: `count` is non-null and writable.
+    unsafe { count.write(needed) };
+    STATUS_SUCCESS
 }
 
 #[windows_abi]

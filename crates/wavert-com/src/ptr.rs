@@ -53,6 +53,7 @@ interfaces!(
     IPowerNotify IPowerNotifyVtbl IID_IPowerNotify,
     IUnregisterSubdevice IUnregisterSubdeviceVtbl IID_IUnregisterSubdevice,
     IUnregisterPhysicalConnection IUnregisterPhysicalConnectionVtbl IID_IUnregisterPhysicalConnection,
+    IMiniportAudioSignalProcessing IMiniportAudioSignalProcessingVtbl IID_IMiniportAudioSignalProcessing,
 );
 
 /// One counted reference to a COM interface: `AddRef` on clone, `Release`

@@ -112,6 +112,25 @@ impl MiniportWaveRtStream for Stream {
 
 struct Wave {
     drops: Arc<AtomicUsize>,
+    /// What `signal_processing_modes` answers on pin 0 (`None`: no
+    /// `IMiniportAudioSignalProcessing` at all).
+    modes: Option<&'static [GUID]>,
+    /// The attribute list the last `new_stream` got (shared with the test).
+    attributes: SeenAttributes,
+}
+
+type SeenAttributes = Arc<std::sync::Mutex<Option<Vec<u8>>>>;
+
+impl Wave {
+    fn new(drops: &Arc<AtomicUsize>, modes: Option<&'static [GUID]>) -> (Self, SeenAttributes) {
+        let seen = SeenAttributes::default();
+        let wave = Self {
+            drops: drops.clone(),
+            modes,
+            attributes: seen.clone(),
+        };
+        (wave, seen)
+    }
 }
 impl Miniport for Wave {
     fn description(&self) -> &'static PCFILTER_DESCRIPTOR {
@@ -145,7 +164,9 @@ impl MiniportWaveRt for Wave {
         _: u32,
         capture: bool,
         _: &[u8],
+        attributes: Option<&[u8]>,
     ) -> NtResult<Stream> {
+        *self.attributes.lock().unwrap() = attributes.map(<[u8]>::to_vec);
         Ok(Stream {
             drops: self.drops.clone(),
             mode: if capture {
@@ -158,6 +179,16 @@ impl MiniportWaveRt for Wave {
     fn device_description(&self, d: &mut DEVICE_DESCRIPTION) -> NtResult<()> {
         d.Master = 1;
         Ok(())
+    }
+    fn has_signal_processing_modes(&self) -> bool {
+        self.modes.is_some()
+    }
+    fn signal_processing_modes(&self, pin: u32) -> NtResult<&'static [GUID]> {
+        match (pin, self.modes) {
+            (0, Some(modes)) => Ok(modes),
+            (1, _) => Err(NtStatus::NOT_SUPPORTED),
+            _ => Err(NtStatus::INVALID_PARAMETER),
+        }
     }
 }
 
@@ -308,10 +339,8 @@ static FAKE_VTBL: IUnknownVtbl = IUnknownVtbl {
 #[allow(clippy::too_many_lines)] // One scenario, step by step.
 fn wave_miniport_through_raw_vtable_creates_streams() {
     let drops = Arc::new(AtomicUsize::new(0));
-    let m = new_wave_rt_miniport(Wave {
-        drops: drops.clone(),
-    })
-    .unwrap();
+    let (wave, seen) = Wave::new(&drops, None);
+    let m = new_wave_rt_miniport(wave).unwrap();
     let p = m.this();
     // A fake port and port stream: only IUnknown is used by the layer.
     let mut fake = IUnknown {
@@ -327,6 +356,11 @@ fn wave_miniport_through_raw_vtable_creates_streams() {
         }
         assert_eq!(
             qi(p, &IID_IMiniportTopology),
+            (STATUS_NOINTERFACE, ptr::null_mut())
+        );
+        // Without modes there is no signal-processing interface.
+        assert_eq!(
+            qi(p, &IID_IMiniportAudioSignalProcessing),
             (STATUS_NOINTERFACE, ptr::null_mut())
         );
         assert_eq!(
@@ -387,6 +421,11 @@ fn wave_miniport_through_raw_vtable_creates_streams() {
         assert_eq!(st, STATUS_SUCCESS);
         let s = stream.cast::<c_void>();
         assert_eq!(
+            *seen.lock().unwrap(),
+            None,
+            "a format without KSDATAFORMAT_ATTRIBUTES has no attribute list"
+        );
+        assert_eq!(
             FAKE_REFS.load(Ordering::SeqCst),
             1,
             "the test stream does not keep the port stream"
@@ -437,4 +476,153 @@ fn com_ptr_clone_query_and_drop() {
     assert_eq!(drops.load(Ordering::SeqCst), 0);
     drop(base);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+static TWO_MODES: [GUID; 2] = [
+    AUDIO_SIGNALPROCESSINGMODE_DEFAULT,
+    AUDIO_SIGNALPROCESSINGMODE_RAW,
+];
+
+/// `GetModes` through the vtable of the interface `QueryInterface` gave.
+fn get_modes(sp: *mut c_void, pin: u32, modes: *mut GUID, count: &mut u32) -> NTSTATUS {
+    let v = vt::<IMiniportAudioSignalProcessingVtbl>(sp);
+    call!(v.GetModes, sp, pin, modes, count)
+}
+
+#[test]
+fn get_modes_follows_the_documented_size_protocol() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (wave, _) = Wave::new(&drops, Some(&TWO_MODES));
+    let m = new_wave_rt_miniport(wave).unwrap();
+    let (st, sp) = qi(m.this(), &IID_IMiniportAudioSignalProcessing);
+    assert_eq!(st, STATUS_SUCCESS);
+    assert_ne!(sp, m.this(), "its own interface pointer");
+    // Its IUnknown is the same object's: it answers the miniport too.
+    let (st, back) = qi(sp, &IID_IMiniportWaveRT);
+    assert_eq!((st, back), (STATUS_SUCCESS, m.this()));
+    release(back);
+
+    // NULL array: the count, STATUS_SUCCESS (Learn, GetModes remarks).
+    let mut count = 0;
+    assert_eq!(
+        get_modes(sp, 0, ptr::null_mut(), &mut count),
+        STATUS_SUCCESS
+    );
+    assert_eq!(count, 2);
+    // An array one short: STATUS_BUFFER_TOO_SMALL, the count, nothing written.
+    let mut modes = [GUID::from_u128(0); 2];
+    let mut count = 1;
+    assert_eq!(
+        get_modes(sp, 0, modes.as_mut_ptr(), &mut count),
+        STATUS_BUFFER_TOO_SMALL
+    );
+    assert_eq!((count, modes[0]), (2, GUID::from_u128(0)));
+    // Enough room: the modes and their count.
+    let mut big = [GUID::from_u128(7); 3];
+    let mut count = 3;
+    assert_eq!(
+        get_modes(sp, 0, big.as_mut_ptr(), &mut count),
+        STATUS_SUCCESS
+    );
+    assert_eq!(count, 2);
+    assert_eq!(big, [TWO_MODES[0], TWO_MODES[1], GUID::from_u128(7)]);
+    // A pin without modes, a pin that does not exist, no count pointer.
+    let mut count = 5;
+    assert_eq!(
+        get_modes(sp, 1, ptr::null_mut(), &mut count),
+        STATUS_NOT_SUPPORTED
+    );
+    assert_eq!(
+        get_modes(sp, 9, ptr::null_mut(), &mut count),
+        STATUS_INVALID_PARAMETER
+    );
+    let v = vt::<IMiniportAudioSignalProcessingVtbl>(sp);
+    assert_eq!(
+        call!(v.GetModes, sp, 0, ptr::null_mut(), ptr::null_mut()),
+        STATUS_INVALID_PARAMETER
+    );
+    release(sp);
+    drop(m);
+}
+
+/// A format followed, at the next 8-byte boundary, by an attribute list of
+/// `list_size` announced bytes holding one mode attribute.
+#[repr(C, align(8))]
+struct FormatWithAttributes {
+    format: KSDATAFORMAT,
+    list: KSMULTIPLE_ITEM,
+    mode: KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE,
+}
+
+fn format_with_attributes(flags: u32, list_size: u32) -> FormatWithAttributes {
+    FormatWithAttributes {
+        format: KSDATAFORMAT {
+            Alignment: [],
+            FormatSize: u32::try_from(core::mem::size_of::<KSDATAFORMAT>()).unwrap(),
+            Flags: flags,
+            SampleSize: 0,
+            Reserved: 0,
+            MajorFormat: KSDATAFORMAT_TYPE_AUDIO,
+            SubFormat: KSDATAFORMAT_SUBTYPE_PCM,
+            Specifier: KSDATAFORMAT_SPECIFIER_WAVEFORMATEX,
+        },
+        list: KSMULTIPLE_ITEM {
+            Size: list_size,
+            Count: 1,
+        },
+        mode: KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE {
+            AttributeHeader: KSATTRIBUTE {
+                Size: 40,
+                Flags: 0,
+                Attribute: KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
+            },
+            SignalProcessingMode: AUDIO_SIGNALPROCESSINGMODE_RAW,
+        },
+    }
+}
+
+#[test]
+fn new_stream_passes_the_attribute_list_that_follows_a_flagged_format() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (wave, seen) = Wave::new(&drops, Some(&TWO_MODES));
+    let m = new_wave_rt_miniport(wave).unwrap();
+    let p = m.this();
+    let mut fake = IUnknown {
+        lpVtbl: &raw const FAKE_VTBL,
+    };
+    let fake_ptr = ptr::addr_of_mut!(fake);
+    let v = vt::<IMiniportWaveRTVtbl>(p);
+    let open = |f: &mut FormatWithAttributes| {
+        let mut stream: PMINIPORTWAVERTSTREAM = ptr::null_mut();
+        let st = call!(
+            v.NewStream,
+            p,
+            &raw mut stream,
+            fake_ptr.cast(),
+            0,
+            0,
+            ptr::addr_of_mut!(f.format)
+        );
+        if !stream.is_null() {
+            release(stream.cast());
+        }
+        st
+    };
+    // 64 bytes of format, then the list at 64: 8 bytes of header + 40.
+    let mut f = format_with_attributes(KSDATAFORMAT_ATTRIBUTES, 48);
+    assert_eq!(open(&mut f), STATUS_SUCCESS);
+    let got = seen.lock().unwrap().take().expect("an attribute list");
+    assert_eq!(got.len(), 48);
+    assert_eq!(&got[..8], [48, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(&got[32..48], AUDIO_SIGNALPROCESSINGMODE_RAW.to_bytes());
+    // The same bytes without the flag: no list.
+    let mut f = format_with_attributes(0, 48);
+    assert_eq!(open(&mut f), STATUS_SUCCESS);
+    assert_eq!(*seen.lock().unwrap(), None);
+    // A list too short for its own header is refused before the miniport.
+    let mut f = format_with_attributes(KSDATAFORMAT_ATTRIBUTES, 7);
+    assert_eq!(open(&mut f), STATUS_INVALID_PARAMETER);
+    assert_eq!(*seen.lock().unwrap(), None);
+    drop(m);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
 }
