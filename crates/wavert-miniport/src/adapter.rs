@@ -12,9 +12,10 @@
 use alloc::sync::Arc;
 
 use portcls_sys::{
-    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IPort, IResourceList, IUnknown,
-    IUnregisterPhysicalConnection, IUnregisterSubdevice, DEVICE_OBJECT, GUID, KSCATEGORY_AUDIO,
-    KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
+    CLSID_PortTopology, CLSID_PortWaveRT, DEVPKEY_KsAudio_PacketSize_Constraints2, IInterruptSync,
+    IPort, IResourceList, IUnknown, IUnregisterPhysicalConnection, IUnregisterSubdevice,
+    DEVICE_OBJECT, DEVPROPKEY, GUID, KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME,
+    KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
 };
 use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult, NtStatus};
 
@@ -23,6 +24,7 @@ use crate::ac97::{Ac97Device, Ac97Resources, MixerNode, PortIo};
 use crate::cable::VirtualCable;
 use crate::direction::Direction;
 use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
+use crate::modes::constraints_value;
 use crate::platform::{LogLevel, Platform};
 use crate::stream::Backend;
 use crate::topology::TopologyMiniport;
@@ -54,6 +56,25 @@ pub trait PortClsServices {
     ///
     /// PortCls' status.
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()>;
+    /// Sets a binary property on the `KSCATEGORY_AUDIO` device interface
+    /// that the subdevice `name` (NUL-terminated UTF-16) is registered
+    /// under, before it is registered: `PcGetPhysicalDeviceObject`,
+    /// `IoRegisterDeviceInterface(pdo, &KSCATEGORY_AUDIO, name, &link)`,
+    /// `IoSetDeviceInterfacePropertyData(&link, key, LOCALE_NEUTRAL,
+    /// PLUGPLAY_PROPERTY_PERSISTENT, DEVPROP_TYPE_BINARY, value)`, as
+    /// SYSVAD's `CAdapterCommon::CreateAudioInterfaceWithProperties` does
+    /// (`PcRegisterSubdevice` then finds the interface registered and
+    /// enables it with the property in place).
+    ///
+    /// # Errors
+    ///
+    /// The kernel's status.
+    fn set_filter_interface_property(
+        &self,
+        name: &'static [u16],
+        key: &DEVPROPKEY,
+        value: &[u8],
+    ) -> NtResult<()>;
     /// `PcRegisterPhysicalConnection(DeviceObject, from, from_pin, to, to_pin)`.
     ///
     /// # Errors
@@ -219,6 +240,15 @@ fn install_one<S: PortClsServices, B: Backend>(
 ) -> NtResult<ComPtr<IPort>> {
     let port = match subdevice.kind {
         SubdeviceKind::Wave(direction) => {
+            // The audio engine reads the constraints when the interface
+            // arrives, so they go on it before PcRegisterSubdevice enables
+            // it (Learn: KSAUDIO_PACKETSIZE_CONSTRAINTS2).
+            let constraints = constraints_value(&backend.packet_size_constraints(direction))?;
+            services.set_filter_interface_property(
+                subdevice.name_utf16,
+                &DEVPKEY_KsAudio_PacketSize_Constraints2,
+                &constraints,
+            )?;
             let miniport = new_wave_rt_miniport(WaveMiniport::new(backend.clone(), direction))?;
             let port = services.new_port(&CLSID_PortWaveRT)?;
             services.init_port(&port, &miniport.query::<IUnknown>()?)?;

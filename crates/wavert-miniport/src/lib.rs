@@ -64,6 +64,7 @@ pub mod direction;
 pub mod fake;
 pub mod filters;
 pub mod memory;
+pub mod modes;
 pub mod platform;
 pub mod stream;
 pub mod topology;

@@ -18,8 +18,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use portcls_sys::{
-    IPortWaveRTStream, MmCached, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE,
-    MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL,
+    IPortWaveRTStream, MmCached, GUID, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY,
+    KSSTATE, MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{
     AudioBuffer, ComPtr, KernelEvent, MiniportWaveRtStream, NtResult, NtStatus, PacketMode,
@@ -32,6 +32,7 @@ use wavert_core::sg::{self, Descriptor, SgProfile};
 
 use crate::direction::Direction;
 use crate::memory::{Mapping, Mdl, PortStream};
+use crate::modes::PacketSizeConstraints;
 use crate::platform::{LogLevel, Platform};
 
 /// Parses a `KSDATAFORMAT` + `WAVEFORMATEX(TENSIBLE)` the port passes.
@@ -238,6 +239,16 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The bus the device sits on, for `GetDeviceDescription`.
     fn bus(&self) -> INTERFACE_TYPE;
+
+    /// The signal-processing modes of `direction`'s host pin
+    /// (`IMiniportAudioSignalProcessing::GetModes`); a stream opens only in
+    /// one of them. Empty: the pin is not mode-aware.
+    fn signal_processing_modes(&self, direction: Direction) -> &'static [GUID];
+
+    /// `DEVPKEY_KsAudio_PacketSize_Constraints2` of `direction`'s wave
+    /// filter: the shortest packet period the device sustains and the
+    /// largest packet, per mode of [`Backend::signal_processing_modes`].
+    fn packet_size_constraints(&self, direction: Direction) -> PacketSizeConstraints;
 }
 
 /// A WaveRT stream of one direction of a device (the value inside the COM

@@ -62,6 +62,7 @@ use zerocopy::{FromBytes, IntoBytes};
 
 use crate::direction::Direction;
 use crate::filters::{WAVE_BRIDGE_PIN, WAVE_HOST_PIN};
+use crate::modes::mode_of;
 use crate::platform::LogLevel;
 use crate::stream::{parse_format, Backend, WaveRtStream};
 
@@ -176,9 +177,19 @@ impl<B: Backend> MiniportWaveRt for WaveMiniport<B> {
         pin: u32,
         capture: bool,
         format: &[u8],
+        attributes: Option<&[u8]>,
     ) -> NtResult<Self::Stream> {
         if pin != WAVE_HOST_PIN || capture != (self.direction == Direction::Capture) {
             return Err(NtStatus::INVALID_PARAMETER);
+        }
+        // A mode the pin lacks is refused like a format it lacks.
+        let mode = mode_of(attributes)?;
+        if !self
+            .backend
+            .signal_processing_modes(self.direction)
+            .contains(&mode)
+        {
+            return Err(NtStatus::NOT_SUPPORTED);
         }
         let format = self.stream_format(format)?;
         WaveRtStream::new(self.backend.clone(), self.direction, port_stream, format)
@@ -199,6 +210,27 @@ impl<B: Backend> MiniportWaveRt for WaveMiniport<B> {
             ..DEVICE_DESCRIPTION::default()
         };
         Ok(())
+    }
+
+    fn has_signal_processing_modes(&self) -> bool {
+        !self
+            .backend
+            .signal_processing_modes(self.direction)
+            .is_empty()
+    }
+
+    /// The host pin's modes; the bridge pin has none (`STATUS_NOT_SUPPORTED`,
+    /// Learn's `GetModes` page), a pin beyond the filter's is
+    /// `STATUS_INVALID_PARAMETER`.
+    fn signal_processing_modes(&self, pin: u32) -> NtResult<&'static [GUID]> {
+        let modes = self.backend.signal_processing_modes(self.direction);
+        if pin == WAVE_HOST_PIN && !modes.is_empty() {
+            Ok(modes)
+        } else if pin < self.description().PinCount {
+            Err(NtStatus::NOT_SUPPORTED)
+        } else {
+            Err(NtStatus::INVALID_PARAMETER)
+        }
     }
 }
 

@@ -597,6 +597,21 @@ impl PortClsServices for FakeServices {
         self.calls.borrow_mut().push(format!("init pins={pins}"));
         Ok(())
     }
+    fn set_filter_interface_property(
+        &self,
+        name: &'static [u16],
+        key: &portcls_sys::DEVPROPKEY,
+        value: &[u8],
+    ) -> NtResult<()> {
+        let name = String::from_utf16(&name[..name.len() - 1]).unwrap();
+        self.calls.borrow_mut().push(format!(
+            "property {name} {:08X},{} {} bytes",
+            key.fmtid.Data1,
+            key.pid,
+            value.len()
+        ));
+        Ok(())
+    }
     fn register_subdevice(&self, name: &'static [u16], _port: &ComPtr<IPort>) -> NtResult<()> {
         let name = String::from_utf16(&name[..name.len() - 1]).unwrap();
         if self.fail_subdevice == Some(name.as_str()) {
@@ -645,6 +660,21 @@ fn adapter_registers_four_subdevices_and_two_connections() {
         calls.contains(&"new_port B4C90A32".to_string()),
         "topology port"
     );
+    // Each wave filter gets its packet-size constraints (DEFAULT and RAW:
+    // 16 + 2 * 24 bytes) before it is registered; topology filters none.
+    for s in &SUBDEVICES {
+        let property = calls
+            .iter()
+            .position(|c| *c == format!("property {} 9404F781,2 64 bytes", s.name));
+        let registered = calls
+            .iter()
+            .position(|c| *c == format!("register {}", s.name));
+        if s.name.starts_with("Wave") {
+            assert!(property < registered && property.is_some(), "{calls:?}");
+        } else {
+            assert_eq!(property, None, "{calls:?}");
+        }
+    }
 
     let failing = FakeServices {
         fail_subdevice: Some("WaveCapture"),

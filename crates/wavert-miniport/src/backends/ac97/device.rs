@@ -27,8 +27,9 @@ use portcls_sys::windows_abi;
 use alloc::sync::Arc;
 
 use portcls_sys::{
-    IInterruptSync, MmNonCached, PCIBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY,
-    KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
+    IInterruptSync, MmNonCached, PCIBus, GUID, INTERFACE_TYPE, KSAUDIO_POSITION,
+    KSRTAUDIO_HWLATENCY, KSSTATE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL, STATUS_SUCCESS,
+    STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::ac97::{
@@ -46,10 +47,11 @@ use super::filters::{
 };
 use super::interrupt::{InterruptLocked, InterruptSync};
 use super::resources::Ac97Resources;
-use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL};
+use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL, PACKET_SIZE_CONSTRAINTS};
 use super::{PortIo, Window};
 use crate::direction::{Direction, PerDirection};
 use crate::memory::{Mapping, NotificationEvents};
+use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{LogLevel, Platform, SpinLock};
 use crate::stream::{Backend, DeviceMemoryRequest, DmaBuffer};
 use crate::topology::{TopologyHardware, VolumeRange};
@@ -820,6 +822,16 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
     /// A PCI function.
     fn bus(&self) -> INTERFACE_TYPE {
         PCIBus
+    }
+
+    /// DEFAULT and RAW: the driver applies no processing (see
+    /// [`DEFAULT_AND_RAW`] for the codec's part).
+    fn signal_processing_modes(&self, _direction: Direction) -> &'static [GUID] {
+        &DEFAULT_AND_RAW
+    }
+
+    fn packet_size_constraints(&self, _direction: Direction) -> PacketSizeConstraints {
+        PACKET_SIZE_CONSTRAINTS
     }
 }
 

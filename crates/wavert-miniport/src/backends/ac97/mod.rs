@@ -35,7 +35,7 @@ pub mod wave;
 
 pub use device::{Ac97Device, Ac97Stats, MixerNode};
 pub use resources::{Ac97Resources, DeviceKind};
-pub use stream::Ac97Stream;
+pub use stream::{Ac97Stream, MIN_PACKET_PERIOD_HNS, PACKET_SIZE_CONSTRAINTS};
 pub use wave::Ac97Wave;
 
 use wavert_core::ac97::RegisterBus;

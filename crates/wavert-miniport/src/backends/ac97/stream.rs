@@ -9,10 +9,14 @@
 //! an interrupt on every segment; the ISR writes 31 of them ahead into the
 //! ring.
 
-use portcls_sys::KSRTAUDIO_HWLATENCY;
+use portcls_sys::{
+    AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW, FILE_WORD_ALIGNMENT, GUID,
+    KSRTAUDIO_HWLATENCY,
+};
 use wavert_core::negotiate::DeviceLimits;
 
 use super::device::Ac97Device;
+use crate::modes::PacketSizeConstraints;
 use crate::stream::WaveRtStream;
 
 /// Highest physical address the ICH bus master reaches (32-bit BDBAR and
@@ -27,6 +31,42 @@ pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
     max_bytes: 1024 * 1024,
     granularity_bytes: 4,
 };
+
+/// The shortest packet period the AC'97 back-end claims: 10 ms, in 100 ns
+/// units.
+///
+/// Where the figure comes from: the only AC'97 this project runs is QEMU's,
+/// whose bus master moves data only on its audio timer's ticks, every 10 ms
+/// of virtual time (`docs/testing.md`, the QEMU facts), so a packet shorter
+/// than one tick would see its end interrupt in a burst with the next
+/// one's. The QEMU tests stream 50 ms packets (a 100 ms buffer, two
+/// notifications) without a halt; 10 ms packets and real ICH hardware are
+/// not measured (`docs/performance.md`: "the AC'97 minimum period was not
+/// measured"). The descriptor ring does not limit it: segments end at every
+/// packet end and the ISR keeps 31 of them queued.
+pub const MIN_PACKET_PERIOD_HNS: u32 = 100_000;
+
+/// One constraint per mode of the host pins: each at the device minimum.
+static MODE_PACKETS: [(GUID, u32); 2] = [
+    (AUDIO_SIGNALPROCESSINGMODE_DEFAULT, MIN_PACKET_PERIOD_HNS),
+    (AUDIO_SIGNALPROCESSINGMODE_RAW, MIN_PACKET_PERIOD_HNS),
+];
+
+/// The AC'97's `DEVPKEY_KsAudio_PacketSize_Constraints2`, both directions.
+///
+/// Packets of whole 16-bit samples (descriptor lengths count samples), at
+/// most a whole buffer ([`BUFFER_LIMITS`]: 1 MiB, far above the 1920 bytes
+/// of 10 ms at 48 kHz stereo 16-bit, the largest format).
+pub const PACKET_SIZE_CONSTRAINTS: PacketSizeConstraints = PacketSizeConstraints {
+    min_packet_period_hns: MIN_PACKET_PERIOD_HNS,
+    packet_size_alignment: FILE_WORD_ALIGNMENT,
+    max_packet_bytes: BUFFER_LIMITS.max_bytes,
+    mode_packet_hns: &MODE_PACKETS,
+};
+
+// ksmedia: MaxPacketSizeInBytes holds at least 10 ms of any format the pin
+// supports; the largest is 48 kHz stereo 16-bit (192 000 bytes a second).
+const _: () = assert!(PACKET_SIZE_CONSTRAINTS.max_packet_bytes >= 48_000 * 2 * 2 / 100);
 
 /// The ICH's PCM FIFO, in bytes, for `KSRTAUDIO_HWLATENCY::FifoSize`.
 ///

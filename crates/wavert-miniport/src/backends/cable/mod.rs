@@ -27,8 +27,9 @@ pub mod engine;
 pub mod filters;
 
 use portcls_sys::{
-    PNPBus, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, PCFILTER_DESCRIPTOR,
-    PMDL,
+    PNPBus, AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW,
+    FILE_BYTE_ALIGNMENT, GUID, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE,
+    PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
@@ -44,6 +45,7 @@ use self::engine::{DmaMode, Engine};
 use self::filters::{DEFAULT_FORMAT, HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
 use crate::direction::{Direction, PerDirection};
 use crate::memory::{Mapping, NotificationEvents};
+use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{Platform, SpinLock};
 use crate::stream::{same_format, Backend, DmaBuffer, WaveRtStream};
 use crate::wave::WaveMiniport;
@@ -62,6 +64,47 @@ pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
     max_bytes: 2 * 1024 * 1024,
     granularity_bytes: 1,
 };
+
+/// The shortest packet period the cable claims: two ticks of its service
+/// timer (2 ms), in 100 ns units.
+///
+/// Where the figure comes from: the engine runs on a periodic timer of
+/// [`TIMER_PERIOD_100NS`] (1 ms), and an event is signalled at the first
+/// tick at or after its packet end, so up to one tick late
+/// (`docs/testing.md`). A packet of two ticks still leaves the client a
+/// whole tick to refill; one of one tick could leave it nothing. The
+/// emulator streams 2 ms packets bit-exact in both DMA modes
+/// (`tests/tests/packet_constraints.rs`). The real-time search of
+/// `docs/performance.md` found no glitch-free period at 10, 5, 2 or 1 ms,
+/// for a cause that does not depend on the period (the emulator's
+/// real-time start-up order), so it neither supports nor refutes this
+/// figure; a measurement on Windows is still owed.
+pub const MIN_PACKET_PERIOD_HNS: u32 = 2 * TIMER_PERIOD_100NS;
+
+/// One constraint per mode of the host pins: each at the device minimum.
+static MODE_PACKETS: [(GUID, u32); 2] = [
+    (AUDIO_SIGNALPROCESSINGMODE_DEFAULT, MIN_PACKET_PERIOD_HNS),
+    (AUDIO_SIGNALPROCESSINGMODE_RAW, MIN_PACKET_PERIOD_HNS),
+];
+
+/// The cable's `DEVPKEY_KsAudio_PacketSize_Constraints2`, both directions.
+///
+/// Packets of any byte size (the engine copies byte ranges), at
+/// most a whole buffer ([`BUFFER_LIMITS`]: 2 MiB, against 61 440 bytes for
+/// 10 ms of the largest format, 192 kHz, 8 channels of 32 bits).
+pub const PACKET_SIZE_CONSTRAINTS: PacketSizeConstraints = PacketSizeConstraints {
+    min_packet_period_hns: MIN_PACKET_PERIOD_HNS,
+    packet_size_alignment: FILE_BYTE_ALIGNMENT,
+    max_packet_bytes: BUFFER_LIMITS.max_bytes,
+    mode_packet_hns: &MODE_PACKETS,
+};
+
+// ksmedia: MaxPacketSizeInBytes holds at least 10 ms of any format the pin
+// supports; the largest is MAX_RATE x MAX_CHANNELS x 4-byte samples.
+const _: () = assert!(
+    PACKET_SIZE_CONSTRAINTS.max_packet_bytes as u64
+        >= self::filters::MAX_RATE as u64 * self::filters::MAX_CHANNELS as u64 * 4 / 100
+);
 
 /// What the virtual device reports for `KSPROPERTY_RTAUDIO_HWLATENCY`.
 ///
@@ -456,6 +499,15 @@ impl<P: Platform> Backend for VirtualCable<P> {
     /// Root-enumerated.
     fn bus(&self) -> INTERFACE_TYPE {
         PNPBus
+    }
+
+    /// DEFAULT and RAW: the cable copies bytes, it processes nothing.
+    fn signal_processing_modes(&self, _direction: Direction) -> &'static [GUID] {
+        &DEFAULT_AND_RAW
+    }
+
+    fn packet_size_constraints(&self, _direction: Direction) -> PacketSizeConstraints {
+        PACKET_SIZE_CONSTRAINTS
     }
 }
 
