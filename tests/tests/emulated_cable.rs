@@ -967,3 +967,91 @@ fn proposals_accept_exactly_what_opens_a_stream_including_24_in_32() {
     // (its proposals run on QEMU: wavert-qemu's emulator_ac97_session).
     assert!(!ac97::filters::AC97_RANGE.contains(&in32));
 }
+
+#[test]
+fn wave_filters_have_default_and_raw_modes_and_packet_constraints() {
+    use portcls_sys::{
+        AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW, GUID,
+        STATUS_NOT_SUPPORTED,
+    };
+    use wavert_emulator::engine::EngineError;
+    use wavert_emulator::modes::{
+        check_packet_constraints, get_modes, with_signal_processing_mode,
+    };
+    // AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS (Learn's modes page): a
+    // mode neither host pin has.
+    const COMMUNICATIONS: GUID = GUID::from_u128(0x98951333_B9CD_48B1_A0A3_FF40682D73F7);
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let registrations = machine.registrations();
+    for (name, capture) in [("WaveRender", false), ("WaveCapture", true)] {
+        let filter = adapter.wave_filter(name).unwrap();
+        let host = streaming_pin(filter.description, capture).unwrap();
+        // GetModes, its size protocol checked on the way: DEFAULT and RAW
+        // on the host pin, none on the bridge pin.
+        assert_eq!(
+            get_modes(&filter.miniport, host).unwrap(),
+            [
+                AUDIO_SIGNALPROCESSINGMODE_DEFAULT,
+                AUDIO_SIGNALPROCESSINGMODE_RAW
+            ],
+            "{name}"
+        );
+        assert_eq!(get_modes(&filter.miniport, 1 - host).unwrap(), [], "{name}");
+        // The constraints, decoded: set before registration, 2 ms minimum
+        // (two ticks of the 1 ms timer), packets up to a 2 MiB buffer.
+        let constraints = check_packet_constraints(&registrations, &filter).unwrap();
+        assert_eq!(constraints.min_packet_period_hns, 20_000, "{name}");
+        assert_eq!(constraints.max_packet_bytes, 2 << 20, "{name}");
+        assert_eq!(constraints.ten_ms_of_largest_format, 61_440, "{name}");
+        assert_eq!(
+            constraints.modes,
+            [
+                (AUDIO_SIGNALPROCESSINGMODE_DEFAULT, 0, 20_000),
+                (AUDIO_SIGNALPROCESSINGMODE_RAW, 0, 20_000)
+            ],
+            "{name}"
+        );
+        // A stream opens in RAW, and is refused in a mode the pin lacks.
+        let (_, bytes) = negotiate_format(
+            &filter.miniport,
+            filter.description,
+            host,
+            &request(48_000, 16, 2, false),
+        )
+        .unwrap();
+        let raw = with_signal_processing_mode(&bytes, AUDIO_SIGNALPROCESSINGMODE_RAW);
+        drop(Stream::open(&machine, &filter.miniport, host, capture, &raw).unwrap());
+        let other = with_signal_processing_mode(&bytes, COMMUNICATIONS);
+        match Stream::open(&machine, &filter.miniport, host, capture, &other) {
+            Err(EngineError::Call { status, .. }) => assert_eq!(status, STATUS_NOT_SUPPORTED),
+            Ok(_) => panic!("{name}: a stream opened in a mode the pin lacks"),
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+    adapter.remove();
+    assert_clean(&machine, "modes and constraints");
+}
+
+#[test]
+fn the_minimum_packet_period_streams_bit_exact() {
+    // The cable claims 2 ms packets (MinPacketPeriodInHns 20 000): a
+    // 4 ms buffer with two notifications, in every DMA mode.
+    for dma in dma_modes() {
+        let machine = new_machine();
+        let adapter = start(&machine, dma);
+        let config = LoopbackConfig {
+            format: request(48_000, 16, 2, false),
+            period_ms: 2,
+            notification_count: 2,
+            ..LoopbackConfig::default()
+        };
+        let (result, rendered) = loopback(&adapter, &config, 0.25);
+        assert_eq!(result.capture_buffer, 768, "4 ms at 48 kHz stereo 16-bit");
+        assert_bit_exact(&result, &rendered, &config);
+        let (_, dma_trouble) = signals_and_dma_trouble(&adapter);
+        assert!(!dma_trouble, "{dma:?}");
+        adapter.remove();
+        assert_clean(&machine, &format!("{dma:?} 2 ms packets"));
+    }
+}

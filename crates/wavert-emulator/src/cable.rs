@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use portcls_sys::{
     CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
-    IPort, IResourceList, IUnknown, DEVICE_OBJECT, GUID, PCFILTER_DESCRIPTOR,
+    IPort, IResourceList, IUnknown, DEVICE_OBJECT, DEVPROPKEY, GUID, PCFILTER_DESCRIPTOR,
     STATUS_ALLOTTED_SPACE_EXCEEDED,
 };
 use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
@@ -359,6 +359,20 @@ impl PortClsServices for EmuPortCls {
             return Err(NtStatus::OBJECT_NAME_COLLISION);
         }
         self.machine.register_subdevice(&name, port.as_raw().addr());
+        Ok(())
+    }
+
+    /// Recorded on the machine (not one of the counted PortCls calls: it is
+    /// the kernel's `IoSetDeviceInterfacePropertyData`), with the order
+    /// against the subdevice's registration.
+    fn set_filter_interface_property(
+        &self,
+        name: &'static [u16],
+        key: &DEVPROPKEY,
+        value: &[u8],
+    ) -> NtResult<()> {
+        self.machine
+            .set_interface_property(&name_of(name), key, value);
         Ok(())
     }
 

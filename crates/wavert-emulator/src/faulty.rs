@@ -11,8 +11,9 @@
 use std::sync::{Arc, Mutex};
 
 use portcls_sys::{
-    INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE,
-    KSSTATE_RUN, KSSTATE_STOP, PCFILTER_DESCRIPTOR, PMDL,
+    AUDIO_SIGNALPROCESSINGMODE_DEFAULT, GUID, INTERFACE_TYPE, KSAUDIO_POSITION,
+    KSRTAUDIO_HWLATENCY, KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP,
+    PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
@@ -20,6 +21,7 @@ use wavert_core::negotiate::DeviceLimits;
 use wavert_core::range::DeviceRange;
 use wavert_core::sg::SgProfile;
 use wavert_miniport::adapter::{register_subdevices, SUBDEVICES};
+use wavert_miniport::modes::PacketSizeConstraints;
 use wavert_miniport::stream::DmaBuffer;
 use wavert_miniport::topology::TopologyMiniport;
 use wavert_miniport::{Backend, Direction, DmaMode, PerDirection, VirtualCable};
@@ -85,6 +87,12 @@ pub enum Fault {
         /// Only the capture side refuses.
         capture_only: bool,
     },
+    /// The packet-size constraints cap packets at 1 KiB, under the 10 ms
+    /// of the largest format ksmedia asks `MaxPacketSizeInBytes` to hold.
+    ShortMaxPacket,
+    /// The host pins offer DEFAULT only, while the packet-size constraints
+    /// still name RAW.
+    NoRawMode,
 }
 
 /// The corner [`Fault::MaxCornerDefault`] makes the default.
@@ -103,6 +111,9 @@ struct Track {
     last_offset: u32,
     linear: u64,
 }
+
+/// DEFAULT alone, for [`Fault::NoRawMode`].
+static DEFAULT_ONLY: [GUID; 1] = [AUDIO_SIGNALPROCESSINGMODE_DEFAULT];
 
 /// The cable with one fault.
 pub struct FaultyCable {
@@ -332,6 +343,24 @@ impl Backend for FaultyCable {
 
     fn bus(&self) -> INTERFACE_TYPE {
         self.cable.bus()
+    }
+
+    fn signal_processing_modes(&self, direction: Direction) -> &'static [GUID] {
+        if self.fault == Fault::NoRawMode {
+            return &DEFAULT_ONLY;
+        }
+        self.cable.signal_processing_modes(direction)
+    }
+
+    fn packet_size_constraints(&self, direction: Direction) -> PacketSizeConstraints {
+        let constraints = self.cable.packet_size_constraints(direction);
+        if self.fault == Fault::ShortMaxPacket {
+            return PacketSizeConstraints {
+                max_packet_bytes: 1024,
+                ..constraints
+            };
+        }
+        constraints
     }
 }
 

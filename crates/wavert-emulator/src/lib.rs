@@ -28,6 +28,9 @@
 //!   channel round trips, jacks) over [`ks`].
 //! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
+//! * [`modes`]: `GetModes` with its size protocol checked, streams opened
+//!   in a mode, and the wave filters' packet-size constraints decoded and
+//!   held to their rules.
 //! * [`faulty`]: the product's cable behind a `Backend` decorator that
 //!   injects one fault (page order, no events, a leaked buffer, moving in
 //!   PAUSE, a default at the corner of the ranges): the device that shows
@@ -49,6 +52,7 @@ pub mod ks_formats;
 pub mod ks_topology;
 pub mod machine;
 pub mod memory;
+pub mod modes;
 pub mod port;
 pub mod session;
 pub mod signal;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use portcls_sys::{KEVENT, PKEVENT};
+use portcls_sys::{DEVPROPKEY, KEVENT, PKEVENT};
 
 use crate::memory::PhysicalMemory;
 
@@ -151,6 +151,21 @@ pub struct PhysicalConnection {
     pub to_pin: u32,
 }
 
+/// A property the driver set on a filter's device interface
+/// (`IoSetDeviceInterfacePropertyData`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceProperty {
+    /// The subdevice name (the interface's reference string).
+    pub name: String,
+    /// The property key.
+    pub key: DEVPROPKEY,
+    /// Its binary value.
+    pub value: Vec<u8>,
+    /// Whether it was set before the subdevice was registered (and so
+    /// before PortCls enabled the interface).
+    pub before_registration: bool,
+}
+
 /// What the driver registered with PortCls.
 #[derive(Clone, Debug, Default)]
 pub struct Registrations {
@@ -158,6 +173,8 @@ pub struct Registrations {
     pub subdevices: Vec<(String, usize)>,
     /// `PcRegisterPhysicalConnection` calls.
     pub connections: Vec<PhysicalConnection>,
+    /// Device interface properties, the last value per name and key.
+    pub interface_properties: Vec<InterfaceProperty>,
 }
 
 impl Registrations {
@@ -377,6 +394,29 @@ impl Machine {
         lock(&self.registrations)
             .subdevices
             .push((name.to_owned(), port));
+    }
+
+    /// `IoSetDeviceInterfacePropertyData` on the interface of subdevice
+    /// `name`; a property set after the subdevice was registered is a
+    /// violation (the audio engine reads it when the interface arrives).
+    pub fn set_interface_property(&self, name: &str, key: &DEVPROPKEY, value: &[u8]) {
+        let mut r = lock(&self.registrations);
+        let before_registration = !r.subdevices.iter().any(|(n, _)| n == name);
+        r.interface_properties
+            .retain(|p| !(p.name == name && p.key == *key));
+        r.interface_properties.push(InterfaceProperty {
+            name: name.to_owned(),
+            key: *key,
+            value: value.to_vec(),
+            before_registration,
+        });
+        drop(r);
+        if !before_registration {
+            self.violation(format!(
+                "device interface property {{{:08X}-...}},{} set on {name} after PcRegisterSubdevice enabled it",
+                key.fmtid.Data1, key.pid
+            ));
+        }
     }
 
     /// `PcRegisterPhysicalConnection`, by port object address.

@@ -499,3 +499,228 @@ fn latency_fails_on_a_late_start() {
         &hlk_config(),
     );
 }
+
+mod modes_and_constraints {
+    //! The mode and packet-size checks of `wavert_emulator::modes`, each
+    //! failing on the device (or `GetModes`) that breaks its rule.
+
+    use core::ffi::c_void;
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    use portcls_sys::{
+        windows_abi, DEVPKEY_KsAudio_PacketSize_Constraints2, IID_IMiniportAudioSignalProcessing,
+        IID_IUnknown, IMiniportAudioSignalProcessing, IMiniportAudioSignalProcessingVtbl,
+        AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW, GUID, NTSTATUS,
+        STATUS_BUFFER_TOO_SMALL, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+    };
+    use wavert_com::{unknown_vtbl, ComClass, ComObject, ComPtr};
+    use wavert_emulator::engine::{negotiate_format, streaming_pin, EngineError, Stream};
+    use wavert_emulator::faulty::Fault;
+    use wavert_emulator::modes::{
+        check_packet_constraints, get_modes_of, with_signal_processing_mode,
+    };
+
+    use super::{assert_clean, setup};
+
+    /// Both wave filters' constraint check, on a cable with `fault`.
+    fn constraint_checks(fault: Fault) -> Vec<Result<(), String>> {
+        let (machine, adapter) = setup(fault);
+        let registrations = machine.registrations();
+        let results = ["WaveRender", "WaveCapture"]
+            .iter()
+            .map(|name| {
+                let filter = adapter.wave_filter(name).unwrap();
+                check_packet_constraints(&registrations, &filter).map(|_| ())
+            })
+            .collect();
+        adapter.remove();
+        results
+    }
+
+    #[test]
+    fn a_max_packet_under_ten_ms_fails_the_constraint_check() {
+        assert_eq!(constraint_checks(Fault::None), [Ok(()), Ok(())]);
+        for result in constraint_checks(Fault::ShortMaxPacket) {
+            let error = result.unwrap_err();
+            assert!(error.contains("less than 10 ms"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_constraint_for_a_mode_the_pin_lacks_fails_and_that_mode_is_refused() {
+        for result in constraint_checks(Fault::NoRawMode) {
+            let error = result.unwrap_err();
+            assert!(error.contains("which the host pin lacks"), "{error}");
+        }
+        // The wave miniport refuses a RAW stream on a pin without RAW.
+        let (machine, adapter) = setup(Fault::NoRawMode);
+        let filter = adapter.wave_filter("WaveRender").unwrap();
+        let pin = streaming_pin(filter.description, false).unwrap();
+        let (_, bytes) = negotiate_format(
+            &filter.miniport,
+            filter.description,
+            pin,
+            &super::FormatRequest::default(),
+        )
+        .unwrap();
+        let raw = with_signal_processing_mode(&bytes, AUDIO_SIGNALPROCESSINGMODE_RAW);
+        match Stream::open(&machine, &filter.miniport, pin, false, &raw) {
+            Err(EngineError::Call { status, .. }) => assert_eq!(status, STATUS_NOT_SUPPORTED),
+            Ok(_) => panic!("a RAW stream opened on a pin without RAW"),
+            Err(e) => panic!("{e}"),
+        }
+        let default = with_signal_processing_mode(&bytes, AUDIO_SIGNALPROCESSINGMODE_DEFAULT);
+        drop(Stream::open(&machine, &filter.miniport, pin, false, &default).unwrap());
+        adapter.remove();
+        assert_clean(&machine);
+    }
+
+    #[test]
+    fn constraints_set_after_registration_fail_and_are_a_violation() {
+        let (machine, adapter) = setup(Fault::None);
+        let filter = adapter.wave_filter("WaveRender").unwrap();
+        let value = machine.registrations().interface_properties[0]
+            .value
+            .clone();
+        // What a driver setting it after PcRegisterSubdevice does.
+        machine.set_interface_property(
+            "WaveRender",
+            &DEVPKEY_KsAudio_PacketSize_Constraints2,
+            &value,
+        );
+        let error = check_packet_constraints(&machine.registrations(), &filter).unwrap_err();
+        assert!(error.contains("after PcRegisterSubdevice"), "{error}");
+        assert!(
+            machine
+                .violations()
+                .iter()
+                .any(|v| v.contains("after PcRegisterSubdevice")),
+            "{:?}",
+            machine.violations()
+        );
+        // A truncated value fails too.
+        machine.set_interface_property(
+            "WaveCapture",
+            &DEVPKEY_KsAudio_PacketSize_Constraints2,
+            &value[..40],
+        );
+        let capture = adapter.wave_filter("WaveCapture").unwrap();
+        let mut registrations = machine.registrations();
+        for p in &mut registrations.interface_properties {
+            p.before_registration = true;
+        }
+        let error = check_packet_constraints(&registrations, &capture).unwrap_err();
+        assert!(error.contains("40 bytes for 2 mode constraints"), "{error}");
+        adapter.remove();
+    }
+
+    /// How [`BrokenModes`] breaks the `GetModes` protocol.
+    static BREAKAGE: AtomicU8 = AtomicU8::new(0);
+    const CORRECT: u8 = 0;
+    const SHORT_ARRAY_SUCCEEDS: u8 = 1;
+    const SHORT_ARRAY_KEEPS_COUNT: u8 = 2;
+    const NO_MODES_WITH_SUCCESS: u8 = 3;
+    const WRITES_BEYOND_COUNT: u8 = 4;
+
+    static MODES: [GUID; 2] = [
+        AUDIO_SIGNALPROCESSINGMODE_DEFAULT,
+        AUDIO_SIGNALPROCESSINGMODE_RAW,
+    ];
+
+    /// A hand-made `IMiniportAudioSignalProcessing` whose `GetModes`
+    /// follows [`BREAKAGE`].
+    struct BrokenModes;
+
+    #[repr(C)]
+    struct BrokenModesInterfaces {
+        signal_processing: *const IMiniportAudioSignalProcessingVtbl,
+    }
+    // SAFETY: a pointer to an immutable static vtable.
+    unsafe impl Send for BrokenModesInterfaces {}
+    // SAFETY: as above.
+    unsafe impl Sync for BrokenModesInterfaces {}
+
+    static VTBL: IMiniportAudioSignalProcessingVtbl = IMiniportAudioSignalProcessingVtbl {
+        base__: unknown_vtbl::<BrokenModes, 0>(),
+        GetModes: broken_get_modes,
+    };
+
+    // SAFETY: one vtable pointer at offset 0 built with `unknown_vtbl::<Self, 0>`,
+    // answered only for the interfaces it implements.
+    unsafe impl ComClass for BrokenModes {
+        type Interfaces = BrokenModesInterfaces;
+        fn interfaces() -> Self::Interfaces {
+            BrokenModesInterfaces {
+                signal_processing: &raw const VTBL,
+            }
+        }
+        fn query(&self, iid: &GUID) -> Option<usize> {
+            [IID_IUnknown, IID_IMiniportAudioSignalProcessing]
+                .contains(iid)
+                .then_some(0)
+        }
+    }
+
+    #[windows_abi]
+    unsafe extern "system" fn broken_get_modes(
+        _this: *mut c_void,
+        _pin: u32,
+        modes: *mut GUID,
+        count: *mut u32,
+    ) -> NTSTATUS {
+        let breakage = BREAKAGE.load(Ordering::SeqCst);
+        if breakage == NO_MODES_WITH_SUCCESS {
+            // SAFETY: the caller's count is writable.
+            unsafe { count.write(0) };
+            return STATUS_SUCCESS;
+        }
+        if !modes.is_null() {
+            // SAFETY: the caller's count is readable.
+            let room = unsafe { count.read() } as usize;
+            if room < MODES.len() {
+                match breakage {
+                    SHORT_ARRAY_SUCCEEDS => return STATUS_SUCCESS,
+                    SHORT_ARRAY_KEEPS_COUNT => return STATUS_BUFFER_TOO_SMALL,
+                    _ => {
+                        // SAFETY: writable count.
+                        unsafe { count.write(2) };
+                        return STATUS_BUFFER_TOO_SMALL;
+                    }
+                }
+            }
+            // SAFETY: the caller's array holds `room` >= 2 GUIDs.
+            let out = unsafe { std::slice::from_raw_parts_mut(modes, room) };
+            out[..MODES.len()].copy_from_slice(&MODES);
+            if breakage == WRITES_BEYOND_COUNT && room > MODES.len() {
+                out[MODES.len()] = MODES[0];
+            }
+        }
+        // SAFETY: writable count.
+        unsafe { count.write(2) };
+        STATUS_SUCCESS
+    }
+
+    #[test]
+    fn each_break_of_the_get_modes_size_protocol_is_reported() {
+        let raw = ComObject::create(BrokenModes).unwrap();
+        // SAFETY: a new object's first interface, with its one reference.
+        let sp: ComPtr<IMiniportAudioSignalProcessing> =
+            unsafe { ComPtr::from_raw(raw.as_ptr().cast()) }.unwrap();
+        BREAKAGE.store(CORRECT, Ordering::SeqCst);
+        assert_eq!(get_modes_of(&sp, 0).unwrap(), MODES);
+        for (breakage, expected) in [
+            (
+                SHORT_ARRAY_SUCCEEDS,
+                "STATUS_BUFFER_TOO_SMALL and 2 expected",
+            ),
+            (SHORT_ARRAY_KEEPS_COUNT, "count 1"),
+            (NO_MODES_WITH_SUCCESS, "no modes with STATUS_SUCCESS"),
+            (WRITES_BEYOND_COUNT, "beyond the count"),
+        ] {
+            BREAKAGE.store(breakage, Ordering::SeqCst);
+            let error = get_modes_of(&sp, 0).unwrap_err().to_string();
+            assert!(error.contains(expected), "breakage {breakage}: {error}");
+        }
+        BREAKAGE.store(CORRECT, Ordering::SeqCst);
+    }
+}
