@@ -5,12 +5,31 @@
 use core::ptr;
 
 use portcls_sys::{
-    IInterruptSync, IPort, IResourceList, IUnknown, InterruptSyncModeNormal, PcNewInterruptSync,
-    PcNewPort, PcRegisterPhysicalConnection, PcRegisterSubdevice, DEVICE_OBJECT, GUID, IRP,
-    PRESOURCELIST,
+    IInterruptSync, IPort, IResourceList, IUnknown, InterruptSyncModeNormal,
+    PcGetPhysicalDeviceObject, PcNewInterruptSync, PcNewPort, PcRegisterPhysicalConnection,
+    PcRegisterSubdevice, DEVICE_OBJECT, DEVPROPKEY, DEVPROPTYPE, DEVPROP_TYPE_BINARY, GUID, IRP,
+    KSCATEGORY_AUDIO, LCID, LOCALE_NEUTRAL, PLUGPLAY_PROPERTY_PERSISTENT, PRESOURCELIST,
 };
 use wavert_com::{ComPtr, NtResult, NtStatus};
 use wavert_miniport::adapter::PortClsServices;
+use wdk_sys::ntddk::{IoRegisterDeviceInterface, RtlFreeUnicodeString};
+use wdk_sys::{PUNICODE_STRING, PVOID, ULONG, UNICODE_STRING};
+
+// `wdm.h` (Windows Vista and later), absent from MinGW-w64's headers and so
+// from the bindings of the Linux-hosted build; the prototype of Learn's
+// `wdm/nf-wdm-iosetdeviceinterfacepropertydata` page. It links from
+// `ntoskrnl.lib` like the bound kernel routines.
+unsafe extern "system" {
+    fn IoSetDeviceInterfacePropertyData(
+        SymbolicLinkName: PUNICODE_STRING,
+        PropertyKey: *const DEVPROPKEY,
+        Lcid: LCID,
+        Flags: ULONG,
+        Type: DEVPROPTYPE,
+        Size: ULONG,
+        Data: PVOID,
+    ) -> i32;
+}
 
 /// The start request's device object, IRP and resources.
 pub struct KernelServices {
@@ -58,6 +77,64 @@ impl PortClsServices for KernelServices {
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
         // SAFETY: `name` is NUL-terminated (SUBDEVICES); the port is live.
         check(unsafe { PcRegisterSubdevice(self.device, name.as_ptr(), port.as_raw().cast()) })
+    }
+
+    fn set_filter_interface_property(
+        &self,
+        name: &'static [u16],
+        key: &DEVPROPKEY,
+        value: &[u8],
+    ) -> NtResult<()> {
+        let mut pdo = ptr::null_mut();
+        // SAFETY: our functional device object; `pdo` is writable.
+        check(unsafe { PcGetPhysicalDeviceObject(self.device, &raw mut pdo) })?;
+        // The reference string: the subdevice name without its NUL, which
+        // PcRegisterSubdevice will register the same interface under.
+        let units = name.len().checked_sub(1).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let length = units
+            .checked_mul(2)
+            .and_then(|bytes| u16::try_from(bytes).ok())
+            .ok_or(NtStatus::INVALID_PARAMETER)?;
+        let mut reference = UNICODE_STRING {
+            Length: length,
+            MaximumLength: length,
+            // Only read (an IN parameter).
+            Buffer: name.as_ptr().cast_mut(),
+        };
+        let mut link = UNICODE_STRING {
+            Length: 0,
+            MaximumLength: 0,
+            Buffer: ptr::null_mut(),
+        };
+        // SAFETY: a live PDO; the class GUID and reference string outlive
+        // the call (the GUID types share one layout); `link` is writable.
+        check(unsafe {
+            IoRegisterDeviceInterface(
+                pdo.cast(),
+                ptr::from_ref(&KSCATEGORY_AUDIO).cast(),
+                &raw mut reference,
+                &raw mut link,
+            )
+        })?;
+        let size = u32::try_from(value.len()).map_err(|_| NtStatus::INVALID_PARAMETER);
+        let status = size.and_then(|size| {
+            // SAFETY: the link the kernel just gave; the key and value
+            // outlive the call (the kernel copies the value).
+            check(unsafe {
+                IoSetDeviceInterfacePropertyData(
+                    &raw mut link,
+                    key,
+                    LOCALE_NEUTRAL,
+                    PLUGPLAY_PROPERTY_PERSISTENT,
+                    DEVPROP_TYPE_BINARY,
+                    size,
+                    value.as_ptr().cast_mut().cast(),
+                )
+            })
+        });
+        // SAFETY: the buffer IoRegisterDeviceInterface allocated for `link`.
+        unsafe { RtlFreeUnicodeString(&raw mut link) };
+        status
     }
 
     fn new_interrupt_sync(

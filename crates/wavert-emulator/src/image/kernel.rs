@@ -127,6 +127,7 @@ pub struct Kernel {
     counters: Mutex<KernelCounters>,
     violations: AtomicUsize,
     pub(super) portcls: super::portcls::PortClsState,
+    pub(super) interfaces: super::device_interfaces::InterfaceState,
 }
 
 /// What `KeStallExecutionProcessor` also does (e.g. run a device model's clock).
@@ -214,6 +215,7 @@ impl Kernel {
             counters: Mutex::new(KernelCounters::default()),
             violations: AtomicUsize::new(0),
             portcls,
+            interfaces: super::device_interfaces::InterfaceState::default(),
         });
         *lock(&CURRENT) = Some(Arc::clone(&kernel));
         Installed { kernel }
@@ -380,7 +382,7 @@ impl Kernel {
     /// Driver unload: everything the driver still holds is a violation.
     /// Returns the number of leaks found.
     pub fn check_unload(&self) -> usize {
-        let mut leaks = 0;
+        let mut leaks = self.interfaces.check_unload(&self.machine);
         let blocks: Vec<(usize, usize, u32, String)> = lock(&self.pool)
             .iter()
             .map(|(&a, b)| (a, b.size, b.tag, b.call_site.clone()))

@@ -8,6 +8,9 @@
 //!   image imports, with Driver Verifier's rules and per-thread IRQL.
 //! * [`portcls`] implements its `portcls.sys` imports over the same
 //!   [`EmuPortCls`] the host-built driver's `StartDevice` uses.
+//! * [`device_interfaces`] implements the device-interface routines
+//!   (`IoRegisterDeviceInterface`, `IoSetDeviceInterfacePropertyData`,
+//!   `RtlFreeUnicodeString`) over the machine's interface properties.
 //! * [`ImageDriver`] walks the life cycle: `DriverEntry` with a driver
 //!   object and registry path, `AddDevice` with a physical device object,
 //!   `StartDevice` with the device's resource list, and at the end device
@@ -27,6 +30,7 @@ macro_rules! exports {
     };
 }
 
+pub mod device_interfaces;
 pub mod kernel;
 pub mod pe;
 pub mod portcls;
@@ -121,6 +125,7 @@ pub fn resolve(module: &str, name: &str) -> Option<usize> {
     kernel::exports()
         .into_iter()
         .chain(portcls::exports())
+        .chain(device_interfaces::exports())
         .find(|(m, n, _)| m.eq_ignore_ascii_case(module) && *n == name)
         .map(|(_, _, address)| address)
 }

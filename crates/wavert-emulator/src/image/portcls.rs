@@ -114,6 +114,8 @@ pub struct PortClsState {
     resources: Mutex<Option<ComPtr<IResourceList>>>,
     /// The PnP minor codes `PcDispatchIrp` handled, in order.
     dispatched: Mutex<Vec<u8>>,
+    /// The PDO `PcAddAdapterDevice` was given (its address).
+    physical_device: Mutex<usize>,
 }
 
 impl std::fmt::Debug for PortClsState {
@@ -144,6 +146,18 @@ impl PortClsState {
     #[must_use]
     pub fn start_device(&self) -> PCPFNSTARTDEVICE {
         *lock(&self.start_device)
+    }
+
+    /// The PDO `PcAddAdapterDevice` was given (0 before it).
+    #[must_use]
+    pub fn physical_device(&self) -> usize {
+        *lock(&self.physical_device)
+    }
+
+    /// Sets the PDO, as `PcAddAdapterDevice` does (for tests of the
+    /// routines that take it).
+    pub fn set_physical_device(&self, pdo: usize) {
+        *lock(&self.physical_device) = pdo;
     }
 
     /// The services, for the ports they made.
@@ -410,6 +424,7 @@ pub unsafe extern "system" fn PcAddAdapterDevice(
     *lock(&kernel.portcls.device) = Some(FunctionalDevice::new(
         extension.max(PORT_CLASS_DEVICE_EXTENSION_SIZE),
     ));
+    *lock(&kernel.portcls.physical_device) = physical_device.expose_provenance();
     STATUS_SUCCESS
 }
 
@@ -545,6 +560,28 @@ pub unsafe extern "system" fn PcNewInterruptSync(
     }
 }
 
+/// `PcGetPhysicalDeviceObject`: the PDO `PcAddAdapterDevice` was given.
+///
+/// # Safety
+///
+/// `pdo` is writable.
+#[windows_abi]
+pub unsafe extern "system" fn PcGetPhysicalDeviceObject(
+    _device: PDEVICE_OBJECT,
+    pdo: *mut PDEVICE_OBJECT,
+) -> NTSTATUS {
+    let Some((kernel, _)) = portcls("PcGetPhysicalDeviceObject") else {
+        return STATUS_UNSUCCESSFUL;
+    };
+    let physical = kernel.portcls.physical_device();
+    if pdo.is_null() || physical == 0 {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the caller's out-parameter.
+    unsafe { pdo.write(std::ptr::with_exposed_provenance_mut(physical)) };
+    STATUS_SUCCESS
+}
+
 /// PortCls's exports this emulator implements, by module and name.
 #[must_use]
 pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
@@ -557,6 +594,7 @@ pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
             PcRegisterSubdevice,
             PcRegisterPhysicalConnection,
             PcNewInterruptSync,
+            PcGetPhysicalDeviceObject,
         ],
     }
 }
