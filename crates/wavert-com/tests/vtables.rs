@@ -601,7 +601,8 @@ fn new_stream_passes_the_attribute_list_that_follows_a_flagged_format() {
             fake_ptr.cast(),
             0,
             0,
-            ptr::addr_of_mut!(f.format)
+            // The whole buffer, as PortCls passes it: the list follows the format.
+            ptr::from_mut(f).cast::<KSDATAFORMAT>()
         );
         if !stream.is_null() {
             release(stream.cast());
