@@ -90,7 +90,10 @@ impl PortClsServices for KernelServices {
         check(unsafe { PcGetPhysicalDeviceObject(self.device, &raw mut pdo) })?;
         // The reference string: the subdevice name without its NUL, which
         // PcRegisterSubdevice will register the same interface under.
-        let units = name.len().checked_sub(1).ok_or(NtStatus::INVALID_PARAMETER)?;
+        let units = name
+            .len()
+            .checked_sub(1)
+            .ok_or(NtStatus::INVALID_PARAMETER)?;
         let length = units
             .checked_mul(2)
             .and_then(|bytes| u16::try_from(bytes).ok())
