@@ -361,6 +361,25 @@ pub enum Reply {
     Size(u32),
 }
 
+impl Reply {
+    /// A handler's result as PortCls reads it back: the status, with
+    /// `ValueSize` set to the bytes written or needed (every property
+    /// handler of the crate ends here).
+    pub(crate) const fn complete(result: NtResult<Self>, value_size: &mut u32) -> NTSTATUS {
+        match result {
+            Ok(Self::Done(written)) => {
+                *value_size = written;
+                STATUS_SUCCESS
+            }
+            Ok(Self::Size(needed)) => {
+                *value_size = needed;
+                STATUS_BUFFER_OVERFLOW
+            }
+            Err(failure) => failure.code(),
+        }
+    }
+}
+
 /// Most instance bytes any handler reads (a channel or a pin id).
 const INSTANCE_COPY: usize = 16;
 
@@ -420,17 +439,7 @@ pub unsafe fn dispatch(
         instance: instance.get(..instance_len).unwrap_or(&[]),
         value,
     };
-    match handle(topology, &mut call) {
-        Ok(Reply::Done(written)) => {
-            request.ValueSize = written;
-            STATUS_SUCCESS
-        }
-        Ok(Reply::Size(needed)) => {
-            request.ValueSize = needed;
-            STATUS_BUFFER_OVERFLOW
-        }
-        Err(failure) => failure.code(),
-    }
+    Reply::complete(handle(topology, &mut call), &mut request.ValueSize)
 }
 
 /// `KSPROPERTY_AUDIO_VOLUMELEVEL` on the volume node.

@@ -49,8 +49,7 @@ use portcls_sys::{
     KSPROPERTY_PIN_PROPOSEDATAFORMAT, KSPROPERTY_PIN_PROPOSEDATAFORMAT2,
     KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET,
     KSPROPERTY_TYPE_TOPOLOGY, NTSTATUS, PCAUTOMATION_TABLE, PCEVENT_ITEM, PCFILTER_DESCRIPTOR,
-    PCMETHOD_ITEM, PCPROPERTY_ITEM, PCPROPERTY_REQUEST, STATUS_BUFFER_OVERFLOW,
-    STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG,
+    PCMETHOD_ITEM, PCPROPERTY_ITEM, PCPROPERTY_REQUEST, STATUS_INVALID_PARAMETER, ULONG,
 };
 use wavert_com::{ComPtr, Miniport, MiniportWaveRt, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
@@ -65,6 +64,7 @@ use crate::filters::{WAVE_BRIDGE_PIN, WAVE_HOST_PIN};
 use crate::modes::mode_of;
 use crate::platform::LogLevel;
 use crate::stream::{parse_format, Backend, WaveRtStream};
+use crate::topology::Reply;
 
 /// The wave miniport of one direction of a device, for every back-end.
 pub struct WaveMiniport<B: Backend> {
@@ -357,15 +357,6 @@ pub struct FilterPropertyCall<'a> {
     pub value: &'a mut [u8],
 }
 
-/// A handler's success.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reply {
-    /// Done; this many value bytes written (or read, for SET).
-    Done(u32),
-    /// The caller asked for the size (0-byte value): this many are needed.
-    Size(u32),
-}
-
 /// Most instance bytes the handler reads: the `KSP_PIN` tail (8), a
 /// `KSMULTIPLE_ITEM` (8) and up to two 40-byte attributes (each at an 8-byte
 /// boundary); a longer attribute list is refused.
@@ -435,17 +426,7 @@ pub unsafe fn dispatch<B: Backend>(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS
         instance_truncated: total > INSTANCE_COPY,
         value,
     };
-    match format_property(miniport, &mut call) {
-        Ok(Reply::Done(written)) => {
-            request.ValueSize = written;
-            STATUS_SUCCESS
-        }
-        Ok(Reply::Size(needed)) => {
-            request.ValueSize = needed;
-            STATUS_BUFFER_OVERFLOW
-        }
-        Err(failure) => failure.code(),
-    }
+    Reply::complete(format_property(miniport, &mut call), &mut request.ValueSize)
 }
 
 /// `KSPROPERTY_PIN_PROPOSEDATAFORMAT` and `_PROPOSEDATAFORMAT2` on a wave
