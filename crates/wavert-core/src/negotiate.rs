@@ -6,10 +6,16 @@
 //!   granularity), so that the buffer holds whole frames and splits into
 //!   `notification_count` packets of whole frames, each a multiple of the
 //!   device granularity;
-//! - the largest such multiple not above the request, raised to the smallest
-//!   multiple at or above `min_bytes` when the request is below it;
+//! - the smallest such multiple at or above the request (and at or above
+//!   `min_bytes`): `IMiniportWaveRTStream::AllocateAudioBuffer` says the
+//!   actual size must be at least the requested size, or the audio engine
+//!   will not use the buffer and stream creation fails;
 //! - never above `max_bytes`: a request above the device cap is an error
 //!   (the audio engine never asks for that; a client that does is confused).
+//!   A request within one unit of the cap, whose next multiple would pass
+//!   it, gets the largest multiple under the cap: the closest the device
+//!   can do, and smaller than asked, which only the notification variant
+//!   allows (the caller decides).
 //!
 //! When the pages cannot all be had, [`BufferPlan::shrink_to_pages`] gives
 //! the largest valid size that fits in the pages obtained.
@@ -126,16 +132,17 @@ fn unit_for(request: &BufferRequest, limits: &DeviceLimits) -> Result<u32, Negot
         .ok_or(NegotiateError::Overflow)
 }
 
-/// Largest multiple of `unit` within `[min, ceiling]`, or the smallest at or
-/// above `min` when `ceiling < min` would leave none, if it is `<= max`.
-fn fit(unit: u32, min: u32, ceiling: u32, max: u32) -> Option<u32> {
-    let down = ceiling - ceiling % unit;
-    if down >= min.max(1) && down <= max {
-        return Some(down);
+/// Smallest multiple of `unit` at or above `max(request, min)`, or, when
+/// that passes `max`, the largest one within `[min, max]`.
+fn fit(unit: u32, min: u32, request: u32, max: u32) -> Option<u32> {
+    let floor = request.max(min).max(1);
+    if let Some(up) = floor.checked_next_multiple_of(unit) {
+        if up <= max {
+            return Some(up);
+        }
     }
-    // Round `min` up to the unit (at least one unit).
-    let up = min.max(1).checked_next_multiple_of(unit)?;
-    (up <= max).then_some(up)
+    let down = max - max % unit;
+    (down >= min.max(1)).then_some(down)
 }
 
 /// Grants a buffer for `request` (see the module docs for the rule).

@@ -38,6 +38,32 @@ pub enum StateError {
 }
 
 impl KsState {
+    /// The raw `KSSTATE` value.
+    #[must_use]
+    pub const fn raw(self) -> i32 {
+        self as i32
+    }
+
+    /// The next state towards RUN (RUN stays RUN).
+    #[must_use]
+    pub const fn up(self) -> Self {
+        match self {
+            Self::Stop => Self::Acquire,
+            Self::Acquire => Self::Pause,
+            Self::Pause | Self::Run => Self::Run,
+        }
+    }
+
+    /// The next state towards STOP (STOP stays STOP).
+    #[must_use]
+    pub const fn down(self) -> Self {
+        match self {
+            Self::Run => Self::Pause,
+            Self::Pause => Self::Acquire,
+            Self::Acquire | Self::Stop => Self::Stop,
+        }
+    }
+
     /// Decodes a raw `KSSTATE`.
     ///
     /// # Errors

@@ -21,10 +21,24 @@ const fn req(bytes: u32, n: u32, align: u32) -> BufferRequest {
 fn rounds_to_whole_frames_per_packet() {
     // 5.1 16-bit: 12-byte frames; two packets: unit 24 bytes.
     let plan = negotiate(&req(10_000, 2, 12), &LIMITS).expect("valid");
-    assert_eq!(plan.size_bytes, 10_000 - 10_000 % 24);
+    assert_eq!(
+        plan.size_bytes, 10_008,
+        "the next multiple of 24 at or above the request: never smaller than asked"
+    );
     assert_eq!(plan.packet_bytes * 2, plan.size_bytes);
     assert_eq!(plan.packet_bytes % 12, 0);
     assert_eq!(plan.pages(), pages_for(plan.size_bytes));
+}
+
+#[test]
+fn a_request_within_a_unit_of_the_cap_gets_the_largest_size_under_it() {
+    let capped = DeviceLimits {
+        max_bytes: 1000,
+        min_bytes: 100,
+        granularity_bytes: 1,
+    };
+    let plan = negotiate(&req(995, 1, 12), &capped).expect("valid");
+    assert_eq!(plan.size_bytes, 996, "1008 would pass the cap of 1000");
 }
 
 #[test]
@@ -137,10 +151,16 @@ proptest! {
         prop_assert_eq!(plan.size_bytes % n, 0);
         prop_assert_eq!(plan.packet_bytes % align, 0);
         prop_assert_eq!(plan.packet_bytes % gran, 0);
-        prop_assert!(plan.size_bytes <= bytes.max(limits.min_bytes + plan.unit_bytes));
-        // Maximal: one more unit would exceed the request (when above the minimum).
-        if plan.size_bytes > limits.min_bytes + plan.unit_bytes {
-            prop_assert!(plan.size_bytes + plan.unit_bytes > bytes);
+        // At least the request (AllocateAudioBuffer's rule), and the
+        // smallest such size: one unit less would be below the request or the
+        // minimum. Near the cap, where rounding up would pass it, the largest
+        // size under the cap.
+        let wanted = bytes.max(limits.min_bytes);
+        if u64::from(wanted).next_multiple_of(u64::from(plan.unit_bytes)) <= u64::from(limits.max_bytes) {
+            prop_assert!(plan.size_bytes >= wanted);
+            prop_assert!(plan.size_bytes - plan.unit_bytes < wanted);
+        } else {
+            prop_assert!(plan.size_bytes + plan.unit_bytes > limits.max_bytes);
         }
         match plan.shrink_to_pages(pages) {
             Ok(s) => {

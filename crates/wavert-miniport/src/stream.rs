@@ -29,6 +29,7 @@ use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::{negotiate, BufferPlan, BufferRequest, DeviceLimits};
 use wavert_core::range::{parse_client_request, ClientRequest, DeviceRange};
 use wavert_core::sg::{self, Descriptor, SgProfile};
+use wavert_core::state::KsState;
 
 use crate::direction::Direction;
 use crate::memory::{Mapping, Mdl, PortStream};
@@ -182,6 +183,9 @@ pub trait Backend: Send + Sync + 'static {
     /// `STATUS_INVALID_DEVICE_STATE` for a jump or a RUN without a buffer.
     fn set_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()>;
 
+    /// The state `direction`'s stream is in (STOP when none is open).
+    fn state(&self, direction: Direction) -> KsState;
+
     /// `GetPosition` (`<= DISPATCH_LEVEL`): offsets inside the buffer.
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION;
 
@@ -193,11 +197,14 @@ pub trait Backend: Send + Sync + 'static {
     /// notification; the event set's own errors.
     fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()>;
 
-    /// `UnregisterNotificationEvent`.
+    /// `UnregisterNotificationEvent`. Without a buffer it succeeds: the
+    /// registrations went with the buffer, which ReactOS's port frees before
+    /// it unregisters.
     ///
     /// # Errors
     ///
-    /// `STATUS_NOT_FOUND` for an event that is not registered.
+    /// `STATUS_NOT_FOUND` for an event that is not registered on the
+    /// stream's buffer.
     fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()>;
 
     /// A line for the driver log.
@@ -366,12 +373,25 @@ impl<B: Backend> WaveRtStream<B> {
 
     /// Allocation shared by both `Allocate...` methods; `notifications` 0
     /// means none.
+    ///
+    /// Without notification the buffer is never smaller than the request:
+    /// `AllocateAudioBuffer`'s page says the audio engine will not use a
+    /// smaller one and stream creation fails, so a request the device
+    /// cannot meet (above its cap, or more pages than the port gives) fails
+    /// here with `STATUS_INSUFFICIENT_RESOURCES` rather than succeeding with
+    /// a buffer nobody can use. With notification a smaller buffer is
+    /// allowed (`KSPROPERTY_RTAUDIO_BUFFER_WITH_NOTIFICATION`), so the
+    /// request is capped and page shortages shrink it.
     fn allocate(&self, notifications: u32, requested: u32) -> NtResult<AudioBuffer> {
         if notifications > 2 || requested == 0 {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         self.backend.can_allocate(self.direction)?;
         let limits = self.backend.buffer_limits();
+        let at_least_requested = notifications == 0;
+        if at_least_requested && requested > limits.max_bytes {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
         let request = BufferRequest {
             requested_bytes: requested.min(limits.max_bytes),
             notification_count: notifications.max(1),
@@ -379,6 +399,10 @@ impl<B: Backend> WaveRtStream<B> {
         };
         let plan = negotiate(&request, &limits).map_err(|_| NtStatus::INVALID_PARAMETER)?;
         let (mdl, plan) = self.allocate_pages(plan)?;
+        if at_least_requested && plan.size_bytes < requested {
+            self.port().free_pages(mdl);
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
         let Some(base) = self.port().map(&mdl, MmCached) else {
             self.port().free_pages(mdl);
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
@@ -499,8 +523,35 @@ impl<B: Backend> MiniportWaveRtStream for WaveRtStream<B> {
         }
     }
 
+    /// Windows' port steps one state at a time (`SetState`'s page); ReactOS
+    /// passes the client's target straight through (STOP to RUN in one
+    /// call). A jump is walked here, one step at a time through the states
+    /// between, so every back-end sees only steps. A step that fails is the
+    /// answer, and the steps already taken are walked back, so a refused
+    /// jump leaves the stream where it was (where the port, which updates
+    /// its state only on success, believes it is).
     fn set_state(&self, state: KSSTATE) -> NtResult<()> {
-        self.backend.set_state(self.direction, state)
+        let target = u32::try_from(state)
+            .ok()
+            .and_then(|raw| KsState::from_raw(raw).ok())
+            .ok_or(NtStatus::INVALID_PARAMETER)?;
+        let start = self.backend.state(self.direction);
+        let mut now = start;
+        while now != target {
+            let next = if target > now { now.up() } else { now.down() };
+            if let Err(status) = self.backend.set_state(self.direction, next.raw()) {
+                while now != start {
+                    let back = if start > now { now.up() } else { now.down() };
+                    // Back along steps just taken: each is the reverse of
+                    // one that succeeded.
+                    let _ = self.backend.set_state(self.direction, back.raw());
+                    now = back;
+                }
+                return Err(status);
+            }
+            now = next;
+        }
+        Ok(())
     }
 
     fn position(&self) -> NtResult<KSAUDIO_POSITION> {

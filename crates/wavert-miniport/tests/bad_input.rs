@@ -26,7 +26,9 @@ use portcls_sys::{
     STATUS_NO_MATCH, STATUS_SUCCESS,
 };
 use wavert_com::{new_topology_miniport, ComPtr, NtResult, NtStatus};
+use wavert_core::state::KsState;
 use wavert_miniport::adapter::{install, PortClsServices, PHYSICAL_CONNECTIONS, SUBDEVICES};
+use wavert_miniport::stream::Backend;
 use wavert_miniport::topology::{jack_handler, mute_handler, volume_handler, VOLUME_MIN};
 use wavert_miniport::{Direction, DmaMode, TopologyMiniport};
 
@@ -186,7 +188,12 @@ fn events_states_and_formats() {
     assert_eq!(
         s.set_state(KSSTATE_RUN),
         STATUS_INVALID_DEVICE_STATE,
-        "jump"
+        "a jump to RUN without a buffer: the last step is refused"
+    );
+    assert_eq!(
+        rig.cable.state(Direction::Render),
+        KsState::Stop,
+        "a refused jump is walked back"
     );
     assert_eq!(s.set_state(7), STATUS_INVALID_PARAMETER);
     assert_eq!(s.set_state(-1), STATUS_INVALID_PARAMETER);
@@ -199,9 +206,10 @@ fn events_states_and_formats() {
     );
     assert_eq!(
         s.set_state(KSSTATE_STOP),
-        STATUS_INVALID_DEVICE_STATE,
-        "jump"
+        STATUS_SUCCESS,
+        "PAUSE -> STOP in one call (ReactOS's port) is walked through ACQUIRE"
     );
+    assert_eq!(rig.cable.state(Direction::Render), KsState::Stop);
     assert_eq!(s.set_state(KSSTATE_ACQUIRE), STATUS_SUCCESS);
     assert_eq!(s.set_state(KSSTATE_STOP), STATUS_SUCCESS);
 
@@ -237,6 +245,11 @@ fn events_states_and_formats() {
     // Freed while running: the engine lets go, the pages return.
     s.free(true, a.mdl, a.size);
     assert_eq!(port.outstanding(), 0);
+    assert_eq!(
+        s.unregister(fake_event(11)),
+        STATUS_SUCCESS,
+        "the buffer took its registrations: unregistering after the free (ReactOS's close order) succeeds"
+    );
     rig.cable.on_timer(rig.log.advance(100_000));
     drop(s);
     assert!(!rig

@@ -770,6 +770,10 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
         Ok(())
     }
 
+    fn state(&self, direction: Direction) -> KsState {
+        self.soft.with(|s| s.channels[direction].state)
+    }
+
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
         let (linear, size) = self.linear_position(direction);
         if size == 0 {
@@ -794,9 +798,19 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
     }
 
     /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// Without a buffer there is nothing to unregister: freeing it dropped
+    /// the registrations (ReactOS's close frees the buffer first), so that
+    /// is a success.
     fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
-        self.soft
-            .with(|s| s.channels[direction].events.unregister(event))
+        self.soft.with(|s| {
+            let c = &mut s.channels[direction];
+            if c.has_buffer {
+                c.events.unregister(event)
+            } else {
+                Ok(())
+            }
+        })
     }
 
     fn log_prefix(&self) -> &'static str {

@@ -439,6 +439,10 @@ impl<P: Platform> Backend for VirtualCable<P> {
         result
     }
 
+    fn state(&self, direction: Direction) -> KsState {
+        self.state.with(|s| s.ends[direction].state)
+    }
+
     /// `GetPosition`: services the engines up to now first, so the position
     /// never runs ahead of the data. IRQL: `<= DISPATCH_LEVEL`.
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
@@ -472,14 +476,16 @@ impl<P: Platform> Backend for VirtualCable<P> {
     }
 
     /// `UnregisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// Without a buffer there is nothing to unregister: the registrations
+    /// went with the buffer, which a port may free first (ReactOS's close
+    /// frees the buffer, then unregisters), so that is a success.
     fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.state.with(|s| {
             s.ends[direction]
                 .buffer
                 .as_mut()
-                .ok_or(NtStatus::NOT_FOUND)?
-                .events
-                .unregister(event)
+                .map_or(Ok(()), |b| b.events.unregister(event))
         })
     }
 
