@@ -43,6 +43,7 @@ use crate::ks_formats::check_wave_filter_formats;
 use crate::ks_topology::{check_topology_filter, endpoint_channels};
 use crate::machine::{lock, ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
 use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
+use crate::personality::PortPersonality;
 use crate::port::{new_resource_list, InterruptLine, ResourceDescriptor};
 use crate::signal;
 
@@ -101,6 +102,8 @@ pub struct Ac97Options {
     /// Run the shipped driver image instead of the host-built miniport
     /// (its `in`/`out` instructions trapped and forwarded to QEMU).
     pub image: Option<PathBuf>,
+    /// The port personality the emulated PortCls follows.
+    pub personality: PortPersonality,
 }
 
 /// What the session saw.
@@ -156,6 +159,10 @@ pub struct Ac97Report {
     pub live_objects: usize,
     /// Protocol violations the machine recorded.
     pub violations: Vec<String>,
+    /// The port personality the emulated PortCls followed.
+    pub personality: PortPersonality,
+    /// The orders it used, and what the miniport made of them.
+    pub orders: Vec<crate::personality::OrderRecord>,
     /// QEMU's WAV output.
     pub wav_path: PathBuf,
 }
@@ -225,6 +232,11 @@ impl Ac97Report {
                 "device           : AC'97 miniport (wavert-miniport) on QEMU's ICH AC'97 over qtest, through the emulated PortCls, virtual clock"
             ),
             format!("subdevices       : {} ({} connections)", self.subdevices.join(", "), self.connections),
+            format!(
+                "port             : {} personality; {}",
+                self.personality,
+                crate::personality::summarise(&self.orders)
+            ),
             format!(
                 "format           : {} Hz, {} bit, {} ch, {} bytes/frame",
                 f.sample_rate(),
@@ -532,7 +544,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn start(audiodev: &Audiodev, image: Option<&Path>) -> Result<Self, String> {
+    fn start(
+        audiodev: &Audiodev,
+        image: Option<&Path>,
+        personality: PortPersonality,
+    ) -> Result<Self, String> {
         let install = ensure_qemu().map_err(|e| {
             let reason: Vec<&str> = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
             format!("QEMU could not be set up: {}", reason.join("; "))
@@ -553,6 +569,7 @@ impl Rig {
         )
         .map_err(|e| format!("{}: {e}", qemu.ram().path().display()))?;
         let machine = Machine::new(memory, ClockMode::Virtual);
+        machine.set_personality(personality);
         let line = Arc::new(InterruptLine::new(&machine));
         // The PCI resources of the card: the two I/O BARs and the IRQ.
         let descriptors = [
@@ -702,6 +719,7 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
             frequency: rate,
         },
         options.image.as_deref(),
+        options.personality,
     )?;
     let build = rig.build();
     let registrations = rig.machine.registrations();
@@ -784,6 +802,7 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
     rig.remove();
     let live_objects = rig.machine.live_objects();
     let violations = rig.machine.violations();
+    let orders = rig.machine.orders();
     rig.qemu.check()?;
     rig.qemu.terminate()?;
     drop(rig);
@@ -834,6 +853,8 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
         leaked_pages,
         live_objects,
         violations,
+        personality: options.personality,
+        orders,
         wav_path,
     })
 }
@@ -881,9 +902,13 @@ pub const AC97_NO_LOOPBACK: &str = "no loopback pin: the AC'97 wave filters have
 ///
 /// QEMU cannot be set up, the driver does not start, or the coupling with
 /// QEMU failed.
-pub fn run_ac97_hlk(capture: bool, image: Option<&Path>) -> Result<Ac97HlkReport, String> {
+pub fn run_ac97_hlk(
+    capture: bool,
+    image: Option<&Path>,
+    personality: PortPersonality,
+) -> Result<Ac97HlkReport, String> {
     const RATE: u32 = 48_000;
-    let mut rig = Rig::start(&Audiodev::None { frequency: RATE }, image)?;
+    let mut rig = Rig::start(&Audiodev::None { frequency: RATE }, image, personality)?;
     let build = rig.build();
     let direction = if capture {
         Direction::Capture

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use portcls_sys::{
     IMiniportWaveRT, IMiniportWaveRTInputStream, IMiniportWaveRTOutputStream,
-    IMiniportWaveRTStream, IMiniportWaveRTStreamNotification, KSAUDIO_POSITION, KSDATAFORMAT,
-    KSPIN_COMMUNICATION_BOTH, KSPIN_COMMUNICATION_SINK, KSPIN_DATAFLOW_OUT, KSRTAUDIO_HWLATENCY,
-    KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP, MEMORY_CACHING_TYPE,
-    NTSTATUS, NT_SUCCESS, PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR, PMDL, PMINIPORTWAVERTSTREAM,
-    STATUS_BUFFER_OVERFLOW,
+    IMiniportWaveRTStream, IMiniportWaveRTStreamNotification, MmWriteCombined, DEVICE_DESCRIPTION,
+    KSAUDIO_POSITION, KSDATAFORMAT, KSPIN_COMMUNICATION_BOTH, KSPIN_COMMUNICATION_SINK,
+    KSPIN_DATAFLOW_OUT, KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER, KSSTATE, KSSTATE_ACQUIRE,
+    KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP, MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS,
+    PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR, PMDL, PMINIPORTWAVERTSTREAM, STATUS_BUFFER_OVERFLOW,
+    STATUS_UNSUCCESSFUL,
 };
 use wavert_com::ComPtr;
 use wavert_core::format::{AudioFormat, SampleType};
@@ -24,6 +25,7 @@ use wavert_core::position::LinearFromCyclic;
 use wavert_core::range::{ks_data_format_len, write_ks_data_format, DeviceRange};
 
 use crate::machine::{EmuEvent, Machine};
+use crate::personality::{OrderOutcome, PortPersonality};
 use crate::port::PortStream;
 
 /// Why the engine gave up.
@@ -356,6 +358,171 @@ struct ClientBuffer {
     view: *mut u8,
     notification_count: u32,
     with_notification: bool,
+    /// What the port tells the client: `CacheType == MmWriteCombined`.
+    call_memory_barrier: bool,
+}
+
+use crate::port::POISON_POINTER;
+/// What the port poisons a `ULONG` out-parameter with.
+pub const POISON_U32: u32 = 0xBAAD_F00D;
+/// What the port poisons a cache-type out-parameter with: no valid
+/// `MEMORY_CACHING_TYPE`.
+const POISON_CACHE_TYPE: MEMORY_CACHING_TYPE = 0x0BAD_CAC4;
+
+/// What a miniport granted for one buffer request, as the port checks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantedBuffer {
+    /// The size the port asked for.
+    pub requested: u32,
+    /// Notifications per buffer (`None`: `AllocateAudioBuffer`).
+    pub notification_count: Option<u32>,
+    /// `ActualSize`.
+    pub size: u32,
+    /// `OffsetFromFirstPage`.
+    pub offset: u32,
+    /// `CacheType`.
+    pub cache: MEMORY_CACHING_TYPE,
+    /// Bytes the MDL's pages hold.
+    pub mdl_bytes: usize,
+    /// Bytes per frame of the stream's format.
+    pub block_align: u32,
+    /// Cache types of the miniport's own kernel mappings of the MDL.
+    pub kernel_cache_types: Vec<MEMORY_CACHING_TYPE>,
+}
+
+/// The rules a granted buffer must meet before the port maps it for the
+/// client.
+///
+/// Sources (Learn): `IMiniportWaveRTStream::AllocateAudioBuffer`,
+/// `KSPROPERTY_RTAUDIO_BUFFER_WITH_NOTIFICATION`, `KSRTAUDIO_BUFFER`,
+/// `MEMORY_CACHING_TYPE`.
+///
+/// # Errors
+///
+/// The first rule broken, in words.
+pub fn check_granted_buffer(b: &GrantedBuffer) -> Result<(), String> {
+    let count = b.notification_count.unwrap_or(1);
+    let block = b.block_align;
+    let whole_frames_per_packet = b.size != 0
+        && count != 0
+        && block != 0
+        && b.size % count == 0
+        && (b.size / count) % block == 0;
+    if !whole_frames_per_packet {
+        return Err(format!(
+            "granted size {} is not whole frames per packet (block {block}, {count} packets)",
+            b.size
+        ));
+    }
+    if b.notification_count.is_none() && b.size < b.requested {
+        return Err(format!(
+            "AllocateAudioBuffer granted {} bytes for a request of {}: without notification \
+             the actual size must be at least the requested size, or the audio engine will not \
+             use the buffer and stream creation fails",
+            b.size, b.requested
+        ));
+    }
+    if b.offset as usize + b.size as usize > b.mdl_bytes {
+        return Err(format!(
+            "OffsetFromFirstPage {} + ActualSize {} passes the end of the MDL's {} bytes",
+            b.offset, b.size, b.mdl_bytes
+        ));
+    }
+    if !crate::port::is_usable_cache_type(b.cache) {
+        return Err(format!(
+            "CacheType {:#x} is no MEMORY_CACHING_TYPE a driver may give (MmNonCached, \
+             MmCached, MmWriteCombined){}",
+            b.cache,
+            if b.cache == POISON_CACHE_TYPE {
+                ": left unset"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(other) = b.kernel_cache_types.iter().find(|&&c| c != b.cache) {
+        return Err(format!(
+            "CacheType {} differs from the cache type {other} the miniport mapped the buffer \
+             with: the client's mapping would disagree with the kernel's",
+            b.cache
+        ));
+    }
+    Ok(())
+}
+
+/// A status as an order's outcome.
+const fn outcome_of(status: NTSTATUS) -> OrderOutcome {
+    if NT_SUCCESS(status) {
+        OrderOutcome::Tolerated
+    } else {
+        OrderOutcome::Refused(status)
+    }
+}
+
+/// A hardware register a successful `GetPositionRegister` or
+/// `GetClockRegister` gives.
+///
+/// Learn's `KSRTAUDIO_HWREGISTER`: an address the port can map, a width of
+/// 32 or 64 bits, and (for the clock) a non-zero frequency.
+///
+/// # Errors
+///
+/// The field that breaks the rule, in words.
+pub fn check_hw_register(name: &str, r: &KSRTAUDIO_HWREGISTER) -> Result<(), String> {
+    if r.Register.is_null() || r.Register.addr() == POISON_POINTER {
+        return Err(format!("{name} succeeded without a register address"));
+    }
+    if !matches!(r.Width, 32 | 64) {
+        return Err(format!("{name} gave a {}-bit register (32 or 64)", r.Width));
+    }
+    if name == "GetClockRegister" && (r.Numerator == 0 || r.Denominator == 0) {
+        return Err(format!("{name} gave a clock without a frequency"));
+    }
+    Ok(())
+}
+
+/// A `DEVICE_DESCRIPTION` a successful `GetDeviceDescription` gives: a
+/// version the kernel knows (0 to 3) and a maximum transfer length, both
+/// written (the port poisons them first).
+///
+/// # Errors
+///
+/// The field that breaks the rule, in words.
+pub fn check_device_description(d: &DEVICE_DESCRIPTION) -> Result<(), String> {
+    if d.Version > 3 {
+        return Err(format!(
+            "GetDeviceDescription left Version {:#x} (DEVICE_DESCRIPTION_VERSION 0 to 3)",
+            d.Version
+        ));
+    }
+    if d.MaximumLength == POISON_U32 || d.MaximumLength == 0 {
+        return Err("GetDeviceDescription gave no MaximumLength".to_owned());
+    }
+    Ok(())
+}
+
+/// The position rule (Learn: `KSAUDIO_POSITION`): both offsets lie inside
+/// the cyclic buffer, so neither reaches its size; before a buffer exists
+/// there is nothing to point into and both are 0.
+///
+/// # Errors
+///
+/// The offending offset, in words.
+pub fn check_position_offsets(pos: &KSAUDIO_POSITION, buffer_size: u32) -> Result<(), String> {
+    let size = u64::from(buffer_size);
+    for (name, value) in [
+        ("PlayOffset", pos.PlayOffset),
+        ("WriteOffset", pos.WriteOffset),
+    ] {
+        let bad = if size == 0 { value != 0 } else { value >= size };
+        if bad {
+            return Err(format!(
+                "GetPosition: {name} {value} is not inside the {buffer_size}-byte buffer \
+                 (offsets wrap at the buffer's end and never reach its size)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One open pin instance, as the audio engine holds it.
@@ -424,7 +591,14 @@ impl Stream {
         let notification = stream.query::<IMiniportWaveRTStreamNotification>().ok();
         let output = stream.query::<IMiniportWaveRTOutputStream>().ok();
         let input = stream.query::<IMiniportWaveRTInputStream>().ok();
-        Ok(Self {
+        let personality = machine.personality();
+        if personality == PortPersonality::ReactOs && notification.is_none() {
+            return Err(EngineError::Protocol(
+                "no IMiniportWaveRTStreamNotification: ReactOS's port refuses the pin without it"
+                    .to_owned(),
+            ));
+        }
+        let opened = Self {
             machine: Arc::clone(machine),
             port: port_stream,
             miniport: Some(stream),
@@ -441,7 +615,85 @@ impl Stream {
             stats: StreamStats::default(),
             trace: Vec::new(),
             run_qpc: 0,
-        })
+        };
+        opened.at_open(wave)?;
+        Ok(opened)
+    }
+
+    /// What the personality asks of a pin that has just opened: the latency
+    /// (ReactOS caches it here), the position before any buffer, and the
+    /// queries the model makes nowhere else.
+    fn at_open(&self, wave: &ComPtr<IMiniportWaveRT>) -> Result<(), EngineError> {
+        let behaviour = self.machine.personality().behaviour();
+        if behaviour.latency_at_open {
+            self.hw_latency()?;
+        }
+        if behaviour.position_before_buffer {
+            let outcome = match self.raw_position() {
+                Ok(pos) => {
+                    check_position_offsets(&pos, 0).map_err(EngineError::Protocol)?;
+                    OrderOutcome::Tolerated
+                }
+                Err(EngineError::Call { status, .. }) => OrderOutcome::Refused(status),
+                Err(e) => return Err(e),
+            };
+            self.machine
+                .record_order("GetPosition before any buffer", outcome);
+        }
+        if behaviour.extra_queries {
+            self.extra_queries(wave)?;
+        }
+        Ok(())
+    }
+
+    /// `SetFormat` with the stream's own format while stopped,
+    /// `GetPositionRegister`, `GetClockRegister` and `GetDeviceDescription`,
+    /// each answer held to its page's rules.
+    fn extra_queries(&self, wave: &ComPtr<IMiniportWaveRT>) -> Result<(), EngineError> {
+        let s = self.stream()?;
+        let mut format = ks_data_format_bytes(&self.format);
+        let set_format = s.vtbl().SetFormat;
+        // SAFETY: the stream is live; the format buffer outlives the call.
+        let status = unsafe { set_format(s.this(), format.as_mut_ptr().cast()) };
+        self.machine.record_order(
+            "SetFormat with the stream's own format while stopped",
+            outcome_of(status),
+        );
+        for (name, get) in [
+            ("GetPositionRegister", s.vtbl().GetPositionRegister),
+            ("GetClockRegister", s.vtbl().GetClockRegister),
+        ] {
+            let mut register = KSRTAUDIO_HWREGISTER {
+                Register: ptr::without_provenance_mut(POISON_POINTER),
+                Width: POISON_U32,
+                Numerator: u64::from(POISON_U32),
+                Denominator: u64::from(POISON_U32),
+                Accuracy: POISON_U32,
+            };
+            // SAFETY: the stream is live; `register` outlives the call.
+            let status = unsafe { get(s.this(), &raw mut register) };
+            let outcome = if NT_SUCCESS(status) {
+                check_hw_register(name, &register).map_err(EngineError::Protocol)?;
+                OrderOutcome::Tolerated
+            } else {
+                OrderOutcome::Declined(status)
+            };
+            self.machine.record_order(name, outcome);
+        }
+        let mut description = DEVICE_DESCRIPTION {
+            Version: POISON_U32,
+            MaximumLength: POISON_U32,
+            ..DEVICE_DESCRIPTION::default()
+        };
+        let describe = wave.vtbl().GetDeviceDescription;
+        // SAFETY: the miniport is live; `description` outlives the call.
+        let status = unsafe { describe(wave.this(), &raw mut description) };
+        if NT_SUCCESS(status) {
+            check_device_description(&description).map_err(EngineError::Protocol)?;
+        }
+        self.machine
+            .record_order("GetDeviceDescription", outcome_of(status));
+        Ok(())
     }
 
     fn stream(&self) -> Result<&ComPtr<IMiniportWaveRTStream>, EngineError> {
@@ -506,18 +758,66 @@ impl Stream {
     /// (`notification_count` `None`: without notification), then maps it
     /// for the client as the port maps it to user mode.
     ///
+    /// The request goes to the miniport as the personality passes it
+    /// (ReactOS rounds it up to a page, the hostile port makes it no whole
+    /// number of frames), and the hostile port frees the first buffer and
+    /// asks again before using the second.
+    ///
     /// # Errors
     ///
-    /// The failing call, or a granted buffer that breaks the rules.
+    /// The failing call, or a granted buffer that breaks the rules
+    /// ([`check_granted_buffer`]).
     pub fn allocate(
         &mut self,
         requested: u32,
         notification_count: Option<u32>,
     ) -> Result<u32, EngineError> {
-        let mut mdl: PMDL = ptr::null_mut();
-        let mut size = 0u32;
-        let mut offset = 0u32;
-        let mut cache: MEMORY_CACHING_TYPE = 0;
+        let behaviour = self.machine.personality().behaviour();
+        let mut requested = requested;
+        if behaviour.ragged_request && self.format.block_align() > 1 {
+            requested = requested.saturating_add(1);
+        }
+        if behaviour.page_round_request {
+            let page = u32::try_from(crate::memory::PAGE_SIZE).unwrap_or(4096);
+            requested = requested
+                .checked_next_multiple_of(page)
+                .unwrap_or(requested);
+        }
+        if self.buffer.is_some() {
+            // A second request on the same pin: the port frees the first
+            // buffer before asking again (Windows).
+            self.free_buffer();
+        }
+        let first = self.allocate_once(requested, notification_count)?;
+        if !behaviour.reallocate {
+            return Ok(first);
+        }
+        self.free_buffer();
+        let second = self.allocate_once(requested, notification_count);
+        let outcome = match &second {
+            Ok(_) => OrderOutcome::Tolerated,
+            Err(EngineError::Call { status, .. }) => OrderOutcome::Refused(*status),
+            Err(EngineError::Protocol(_)) => OrderOutcome::Refused(STATUS_UNSUCCESSFUL),
+        };
+        self.machine.record_order(
+            "a second buffer on the open pin after freeing the first",
+            outcome,
+        );
+        second
+    }
+
+    /// One allocation call with poisoned out-parameters, the granted buffer
+    /// checked, kept (so [`Self::close`] frees it even when it breaks a
+    /// rule) and mapped for the client.
+    fn allocate_once(
+        &mut self,
+        requested: u32,
+        notification_count: Option<u32>,
+    ) -> Result<u32, EngineError> {
+        let mut mdl: PMDL = ptr::without_provenance_mut(POISON_POINTER);
+        let mut size = POISON_U32;
+        let mut offset = POISON_U32;
+        let mut cache: MEMORY_CACHING_TYPE = POISON_CACHE_TYPE;
         let status = if let Some(count) = notification_count {
             let n = self
                 .notification
@@ -552,37 +852,79 @@ impl Stream {
             }
         };
         check("AllocateAudioBuffer", status)?;
+        let pages = self.machine.memory.page_count(mdl.addr()).ok_or_else(|| {
+            EngineError::Protocol(format!(
+                "AudioBufferMdl {mdl:p} is no MDL the port allocated (left unset?)"
+            ))
+        })?;
         let count = notification_count.unwrap_or(1);
-        let block = self.format.block_align();
-        if size == 0 || size % block != 0 || size % count != 0 || (size / count) % block != 0 {
+        // Kept before the checks: the port frees what the miniport granted
+        // whatever it then makes of it.
+        self.buffer = Some(ClientBuffer {
+            mdl,
+            base: ptr::null_mut(),
+            size,
+            view: ptr::null_mut(),
+            notification_count: count,
+            with_notification: notification_count.is_some(),
+            call_memory_barrier: cache == MmWriteCombined,
+        });
+        let granted = GrantedBuffer {
+            requested,
+            notification_count,
+            size,
+            offset,
+            cache,
+            mdl_bytes: pages * crate::memory::PAGE_SIZE,
+            block_align: self.format.block_align(),
+            kernel_cache_types: self.port.mapping_cache_types(mdl),
+        };
+        check_granted_buffer(&granted).map_err(EngineError::Protocol)?;
+        if offset != 0 && self.machine.personality() == PortPersonality::ReactOs {
             return Err(EngineError::Protocol(format!(
-                "granted size {size} is not whole frames per packet (block {block}, {count} packets)"
+                "OffsetFromFirstPage {offset}: ReactOS hands the client the page start, so the \
+                 client would read {offset} bytes before the buffer"
             )));
-        }
-        let pages =
-            self.machine.memory.page_count(mdl.addr()).ok_or_else(|| {
-                EngineError::Protocol("buffer MDL unknown to the port".to_owned())
-            })?;
-        if (offset as usize + size as usize) > pages * crate::memory::PAGE_SIZE {
-            return Err(EngineError::Protocol(
-                "buffer larger than its MDL".to_owned(),
-            ));
         }
         let base = self
             .machine
             .memory
             .map_for_client(mdl.addr())
             .ok_or_else(|| EngineError::Protocol("client mapping failed".to_owned()))?;
-        self.buffer = Some(ClientBuffer {
-            mdl,
-            base,
-            size,
-            view: base.wrapping_add(offset as usize),
-            notification_count: count,
-            with_notification: notification_count.is_some(),
-        });
+        if let Some(b) = self.buffer.as_mut() {
+            b.base = base;
+            b.view = base.wrapping_add(offset as usize);
+        }
         self.unwrap = LinearFromCyclic::new(size).ok();
         Ok(size)
+    }
+
+    /// `KSRTAUDIO_BUFFER::CallMemoryBarrier` as the port derives it: TRUE
+    /// for a write-combined buffer (false before allocation).
+    #[must_use]
+    pub fn call_memory_barrier(&self) -> bool {
+        self.buffer.as_ref().is_some_and(|b| b.call_memory_barrier)
+    }
+
+    /// Unmaps the client's view and frees the buffer through the method that
+    /// allocated it.
+    fn free_buffer(&mut self) {
+        let Some(b) = self.buffer.take() else { return };
+        if !b.base.is_null() {
+            self.machine.memory.unmap(b.base, b.mdl.addr());
+        }
+        if b.with_notification {
+            if let Some(n) = self.notification.as_ref() {
+                let free = n.vtbl().FreeBufferWithNotification;
+                // SAFETY: the stream is live; the MDL is the buffer it gave.
+                unsafe { free(n.this(), b.mdl, b.size) };
+            }
+        } else if let Some(s) = self.miniport.as_ref() {
+            let free = s.vtbl().FreeAudioBuffer;
+            // SAFETY: the stream is live; the MDL is the buffer it gave.
+            unsafe { free(s.this(), b.mdl, b.size) };
+        }
+        self.unwrap = None;
     }
 
     /// `KSPROPERTY_RTAUDIO_REGISTER_NOTIFICATION_EVENT`.
@@ -607,28 +949,68 @@ impl Stream {
         Ok(event)
     }
 
-    /// `KSPROPERTY_RTAUDIO_HWLATENCY`.
+    /// `KSPROPERTY_RTAUDIO_HWLATENCY`, every field poisoned before the call.
     ///
     /// # Errors
     ///
-    /// When the stream is gone.
+    /// When the stream is gone, or the miniport left a field unset.
     pub fn hw_latency(&self) -> Result<KSRTAUDIO_HWLATENCY, EngineError> {
         let s = self.stream()?;
-        let mut latency = KSRTAUDIO_HWLATENCY::default();
+        let mut latency = KSRTAUDIO_HWLATENCY {
+            FifoSize: POISON_U32,
+            ChipsetDelay: POISON_U32,
+            CodecDelay: POISON_U32,
+        };
         let get = s.vtbl().GetHWLatency;
         // SAFETY: the stream is live; `latency` outlives the call.
         unsafe { get(s.this(), &raw mut latency) };
+        for (name, value) in [
+            ("FifoSize", latency.FifoSize),
+            ("ChipsetDelay", latency.ChipsetDelay),
+            ("CodecDelay", latency.CodecDelay),
+        ] {
+            if value == POISON_U32 {
+                return Err(EngineError::Protocol(format!(
+                    "GetHWLatency left {name} unset"
+                )));
+            }
+        }
         Ok(latency)
     }
 
-    /// `KSPROPERTY_CONNECTION_STATE`, one step at a time to `target`.
+    /// `KSPROPERTY_CONNECTION_STATE` to `target`: one step at a time, as
+    /// Windows does, or (a personality that jumps states) straight to the
+    /// target, falling back to steps where the miniport refuses the jump.
     ///
     /// # Errors
     ///
     /// The failing step.
     pub fn set_state(&mut self, target: KSSTATE) -> Result<(), EngineError> {
+        let jump = self.machine.personality().behaviour().jump_states;
+        self.change_state(target, jump)
+    }
+
+    /// [`Self::set_state`], jumping only if `jump` (the close path of every
+    /// port steps).
+    fn change_state(&mut self, target: KSSTATE, jump: bool) -> Result<(), EngineError> {
         let set = self.stream()?.vtbl().SetState;
         let this = self.stream()?.this();
+        if jump && self.state.abs_diff(target) > 1 {
+            let order = format!(
+                "{} -> {} in one call",
+                state_name(self.state),
+                state_name(target)
+            );
+            // SAFETY: the stream is live.
+            let status = unsafe { set(this, target) };
+            if NT_SUCCESS(status) {
+                self.machine.record_order(&order, OrderOutcome::Tolerated);
+                self.entered(target);
+                return Ok(());
+            }
+            self.machine
+                .record_order(&order, OrderOutcome::Refused(status));
+        }
         while self.state != target {
             let next = if target > self.state {
                 self.state + 1
@@ -637,18 +1019,24 @@ impl Stream {
             };
             // SAFETY: the stream is live.
             check("SetState", unsafe { set(this, next) })?;
-            self.state = next;
-            if next == KSSTATE_RUN {
-                self.run_qpc = self.machine.qpc();
-            }
-            if next == KSSTATE_STOP {
-                if let Some(u) = self.unwrap.as_mut() {
-                    u.reset();
-                }
-                self.cursor = 0;
-            }
+            self.entered(next);
         }
         Ok(())
+    }
+
+    /// Book-keeping once the miniport is in `state`.
+    fn entered(&mut self, state: KSSTATE) {
+        let from = self.state;
+        self.state = state;
+        if state == KSSTATE_RUN {
+            self.run_qpc = self.machine.qpc();
+        }
+        if state == KSSTATE_STOP && from != KSSTATE_STOP {
+            if let Some(u) = self.unwrap.as_mut() {
+                u.reset();
+            }
+            self.cursor = 0;
+        }
     }
 
     /// The state the engine last set.
@@ -662,18 +1050,22 @@ impl Stream {
     ///
     /// # Errors
     ///
-    /// The failing call, or an offset outside the buffer.
+    /// The failing call, or an offset outside the buffer
+    /// ([`check_position_offsets`]).
     pub fn position(&mut self) -> Result<u64, EngineError> {
         let s = self.stream()?;
         let get = s.vtbl().GetPosition;
-        let mut pos = KSAUDIO_POSITION::default();
+        let mut pos = KSAUDIO_POSITION {
+            PlayOffset: u64::MAX,
+            WriteOffset: u64::MAX,
+        };
         let before = self.machine.qpc();
         // SAFETY: the stream is live; `pos` outlives the call.
         let status = unsafe { get(s.this(), &raw mut pos) };
         let after = self.machine.qpc();
         check("GetPosition", status)?;
-        let size = u64::from(self.buffer_size().max(1));
-        let offset = u32::try_from(pos.PlayOffset % size).unwrap_or(0);
+        check_position_offsets(&pos, self.buffer_size()).map_err(EngineError::Protocol)?;
+        let offset = u32::try_from(pos.PlayOffset).unwrap_or(0);
         let linear = self
             .unwrap
             .as_mut()
@@ -840,7 +1232,18 @@ impl Stream {
     ///
     /// The first failing call (the rest of the sequence still runs).
     pub fn close(mut self) -> Result<StreamStats, EngineError> {
-        let mut first_error = self.set_state(KSSTATE_STOP).err();
+        // Even ReactOS steps down on close (`pin_wavert.cpp`).
+        let mut first_error = self.change_state(KSSTATE_STOP, false).err();
+        // The documented order unregisters the event (after the stop,
+        // before the close) and then frees; ReactOS frees first.
+        if self
+            .machine
+            .personality()
+            .behaviour()
+            .free_before_unregister
+        {
+            self.free_buffer();
+        }
         if let (Some(event), Some(n)) = (self.event.take(), self.notification.as_ref()) {
             let unregister = n.vtbl().UnregisterNotificationEvent;
             // SAFETY: the stream is live; the event was registered on it.
@@ -849,20 +1252,7 @@ impl Stream {
                 first_error.or_else(|| check("UnregisterNotificationEvent", status).err());
             self.machine.delete_event(&event);
         }
-        if let Some(b) = self.buffer.take() {
-            self.machine.memory.unmap(b.base, b.mdl.addr());
-            if b.with_notification {
-                if let Some(n) = self.notification.as_ref() {
-                    let free = n.vtbl().FreeBufferWithNotification;
-                    // SAFETY: the stream is live; the MDL is the buffer it gave.
-                    unsafe { free(n.this(), b.mdl, b.size) };
-                }
-            } else if let Some(s) = self.miniport.as_ref() {
-                let free = s.vtbl().FreeAudioBuffer;
-                // SAFETY: the stream is live; the MDL is the buffer it gave.
-                unsafe { free(s.this(), b.mdl, b.size) };
-            }
-        }
+        self.free_buffer();
         let stats = self.stats;
         self.output = None;
         self.input = None;

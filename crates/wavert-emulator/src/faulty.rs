@@ -20,6 +20,7 @@ use wavert_core::format::AudioFormat;
 use wavert_core::negotiate::DeviceLimits;
 use wavert_core::range::DeviceRange;
 use wavert_core::sg::SgProfile;
+use wavert_core::state::KsState;
 use wavert_miniport::adapter::{register_subdevices, SUBDEVICES};
 use wavert_miniport::modes::PacketSizeConstraints;
 use wavert_miniport::stream::DmaBuffer;
@@ -300,6 +301,15 @@ impl Backend for FaultyCable {
                 self.forward_state(direction, state)
             }
             _ => self.forward_state(direction, state),
+        }
+    }
+
+    /// The state claimed: PAUSE while pretending, else the cable's own.
+    fn state(&self, direction: Direction) -> KsState {
+        if self.pretending(direction) {
+            KsState::Pause
+        } else {
+            self.cable.state(direction)
         }
     }
 

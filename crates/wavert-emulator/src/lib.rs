@@ -31,6 +31,9 @@
 //! * [`modes`]: `GetModes` with its size protocol checked, streams opened
 //!   in a mode, and the wave filters' packet-size constraints decoded and
 //!   held to their rules.
+//! * [`personality`]: the port personalities (`windows`, `reactos`,
+//!   `hostile`): the orders a real PortCls may call in, and the record of
+//!   what each miniport tolerated.
 //! * [`faulty`]: the product's cable behind a `Backend` decorator that
 //!   injects one fault (page order, no events, a leaked buffer, moving in
 //!   PAUSE, a default at the corner of the ranges): the device that shows
@@ -53,6 +56,7 @@ pub mod ks_topology;
 pub mod machine;
 pub mod memory;
 pub mod modes;
+pub mod personality;
 pub mod port;
 pub mod session;
 pub mod signal;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use portcls_sys::{DEVPROPKEY, KEVENT, PKEVENT};
 
 use crate::memory::PhysicalMemory;
+use crate::personality::{OrderOutcome, OrderRecord, PortPersonality};
 
 /// QPC ticks per second (what Windows reports on current machines).
 pub const QPC_FREQUENCY: u64 = 10_000_000;
@@ -202,6 +203,8 @@ pub struct Machine {
     device_stopped: AtomicBool,
     log: Mutex<Vec<String>>,
     live_objects: AtomicUsize,
+    personality: Mutex<PortPersonality>,
+    orders: Mutex<Vec<OrderRecord>>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -227,7 +230,34 @@ impl Machine {
             device_stopped: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
             live_objects: AtomicUsize::new(0),
+            personality: Mutex::new(PortPersonality::default()),
+            orders: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The port personality the emulated PortCls follows (Windows unless set).
+    #[must_use]
+    pub fn personality(&self) -> PortPersonality {
+        *lock(&self.personality)
+    }
+
+    /// Makes the emulated PortCls follow `personality` from now on.
+    pub fn set_personality(&self, personality: PortPersonality) {
+        *lock(&self.personality) = personality;
+    }
+
+    /// Records what a miniport did with an order the personality used.
+    pub fn record_order(&self, order: &str, outcome: OrderOutcome) {
+        lock(&self.orders).push(OrderRecord {
+            order: order.to_owned(),
+            outcome,
+        });
+    }
+
+    /// Every order recorded so far.
+    #[must_use]
+    pub fn orders(&self) -> Vec<OrderRecord> {
+        lock(&self.orders).clone()
     }
 
     /// The performance counter.

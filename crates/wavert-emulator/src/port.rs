@@ -7,7 +7,7 @@
 //! [`PortStream`], [`InterruptLine`]) onto the shared state behind them.
 
 use portcls_sys::{windows_abi, windows_fn};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex};
 use portcls_sys::{
     CM_PARTIAL_RESOURCE_DESCRIPTOR_u, CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt,
     CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port, CmResourceShareDeviceExclusive, CmResourceTypeInterrupt,
-    CmResourceTypePort, IID_IInterruptSync, IID_IPort, IID_IPortTopology, IID_IPortWaveRT,
-    IID_IPortWaveRTStream, IID_IResourceList, IID_IUnknown, IID_IUnregisterPhysicalConnection,
-    IID_IUnregisterSubdevice, IInterruptSync, IInterruptSyncVtbl, IMiniportTopology,
-    IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl, IPortWaveRTStream, IPortWaveRTStreamVtbl,
-    IPortWaveRTVtbl, IResourceList, IResourceListVtbl, IUnknown, IUnregisterPhysicalConnectionVtbl,
-    IUnregisterSubdeviceVtbl, ACCESS_MASK, BOOLEAN, CM_PARTIAL_RESOURCE_DESCRIPTOR,
+    CmResourceTypePort, IID_IInterruptSync, IID_IPinCount, IID_IPort, IID_IPortTopology,
+    IID_IPortWaveRT, IID_IPortWaveRTStream, IID_IPowerNotify, IID_IResourceList, IID_IUnknown,
+    IID_IUnregisterPhysicalConnection, IID_IUnregisterSubdevice, IInterruptSync,
+    IInterruptSyncVtbl, IMiniportTopology, IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl,
+    IPortWaveRTStream, IPortWaveRTStreamVtbl, IPortWaveRTVtbl, IResourceList, IResourceListVtbl,
+    IUnknown, IUnregisterPhysicalConnectionVtbl, IUnregisterSubdeviceVtbl, MmCached, MmNonCached,
+    MmWriteCombined, ACCESS_MASK, BOOLEAN, CM_PARTIAL_RESOURCE_DESCRIPTOR,
     CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_PORT_IO, CM_RESOURCE_TYPE,
     DEVICE_REGISTRY_PROPERTY, GUID, KAFFINITY, MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS,
     PCFILTER_DESCRIPTOR, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST, PDEVICE_OBJECT,
@@ -145,6 +146,9 @@ pub type PortList = Arc<Mutex<Vec<Port>>>;
 struct PortState {
     miniport: Mutex<Option<BoundMiniport>>,
     description: AtomicUsize,
+    /// The optional interfaces the miniport answered at `Init`
+    /// (`IPinCount`, `IPowerNotify`), held until the port unbinds.
+    optional: Mutex<Vec<ComPtr<IUnknown>>>,
 }
 
 struct PortValue<const WAVE: bool> {
@@ -442,9 +446,64 @@ impl PortInit for PortValue<true> {
             return STATUS_UNSUCCESSFUL;
         };
         self.state.description.store(desc, Ordering::Release);
+        // After the descriptor, the port asks for the optional interfaces
+        // and keeps what it gets until the device goes (ReactOS
+        // port_wavert.cpp: IPinCount, then IPowerNotify).
+        let optional = [
+            (IID_IPinCount, "IPinCount"),
+            (IID_IPowerNotify, "IPowerNotify"),
+        ]
+        .into_iter()
+        .filter_map(|(iid, name)| query_as_port(&self.live, miniport, &iid, name))
+        .collect();
+        *lock(&self.state.optional) = optional;
         *lock(&self.state.miniport) = Some(BoundMiniport::Wave(wave));
         STATUS_SUCCESS
     }
+}
+
+/// What the port poisons a pointer out-parameter with before a call: no
+/// MDL or object lives there, so a miniport that leaves it unset is caught.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "the emulator runs on 64-bit hosts only, as the x86-64 code it hosts"
+)]
+pub const POISON_POINTER: usize = 0xBAAD_F00D_BAAD_F00D_u64 as usize;
+
+/// `QueryInterface` as the port makes it for an optional interface: the out
+/// pointer poisoned first, and held to COM's rule (NULL on failure, an object
+/// on success).
+fn query_as_port(
+    machine: &Machine,
+    object: &ComPtr<IUnknown>,
+    iid: &GUID,
+    name: &str,
+) -> Option<ComPtr<IUnknown>> {
+    let mut out: PVOID = ptr::without_provenance_mut(POISON_POINTER);
+    let qi = object.vtbl().QueryInterface;
+    // SAFETY: the object is live; the IID and `out` outlive the call.
+    let status = unsafe { qi(object.this(), iid, &raw mut out) };
+    if !NT_SUCCESS(status) {
+        if !out.is_null() {
+            machine.violation(format!(
+                "QueryInterface({name}) failed with {status:#010x} but left the out pointer \
+                 {out:p} (COM: NULL on failure)"
+            ));
+        }
+        return None;
+    }
+    if out.addr() == POISON_POINTER {
+        machine.violation(format!(
+            "QueryInterface({name}) succeeded without writing the out pointer"
+        ));
+        return None;
+    }
+    // SAFETY: a successful QueryInterface hands the caller one reference.
+    let got = unsafe { ComPtr::from_raw(out.cast::<IUnknown>()) };
+    if got.is_none() {
+        machine.violation(format!("QueryInterface({name}) succeeded with NULL"));
+    }
+    got
 }
 
 impl PortInit for PortValue<false> {
@@ -669,6 +728,7 @@ impl Port {
     /// Drops the port's miniport reference, as PortCls does when the device
     /// goes away (breaking the miniport <-> port reference cycle).
     pub fn unbind(&self) {
+        lock(&self.state.optional).clear();
         lock(&self.state.miniport).take();
     }
 }
@@ -678,7 +738,8 @@ impl Port {
 #[derive(Debug, Default)]
 struct PortStreamState {
     mdls: Mutex<HashSet<usize>>,
-    mappings: Mutex<HashSet<usize>>,
+    /// Kernel mappings by base address: the MDL mapped and the cache type.
+    mappings: Mutex<HashMap<usize, (usize, MEMORY_CACHING_TYPE)>>,
 }
 
 struct PortStreamValue {
@@ -762,17 +823,30 @@ unsafe extern "system" fn allocate_contiguous_pages_for_mdl(
 unsafe extern "system" fn map_allocated_pages(
     this: *mut c_void,
     mdl: PMDL,
-    _cache: MEMORY_CACHING_TYPE,
+    cache: MEMORY_CACHING_TYPE,
 ) -> PVOID {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    if !is_usable_cache_type(cache) {
+        s.machine.violation(format!(
+            "MapAllocatedPages with cache type {cache}: only MmNonCached, MmCached and \
+             MmWriteCombined are for drivers (the rest are reserved for the system)"
+        ));
+    }
     s.machine
         .memory
         .map(mdl.addr())
         .map_or(ptr::null_mut(), |base| {
-            lock(&s.state.mappings).insert(base.addr());
+            lock(&s.state.mappings).insert(base.addr(), (mdl.addr(), cache));
             base.cast()
         })
+}
+
+/// `MmNonCached`, `MmCached` or `MmWriteCombined`: the `MEMORY_CACHING_TYPE`
+/// values a driver may use (Learn: the others are reserved for system use).
+#[must_use]
+pub const fn is_usable_cache_type(cache: MEMORY_CACHING_TYPE) -> bool {
+    cache == MmNonCached || cache == MmCached || cache == MmWriteCombined
 }
 
 #[windows_abi]
@@ -864,6 +938,16 @@ impl PortStream {
     #[must_use]
     pub fn live_mappings(&self) -> usize {
         lock(&self.state.mappings).len()
+    }
+
+    /// The cache types of the live kernel mappings of `mdl`.
+    #[must_use]
+    pub fn mapping_cache_types(&self, mdl: PMDL) -> Vec<MEMORY_CACHING_TYPE> {
+        lock(&self.state.mappings)
+            .values()
+            .filter(|(m, _)| *m == mdl.addr())
+            .map(|(_, cache)| *cache)
+            .collect()
     }
 }
 

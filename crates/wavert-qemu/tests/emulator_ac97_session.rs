@@ -12,14 +12,21 @@ use std::path::PathBuf;
 
 use wavert_emulator::ac97::{run_ac97_session, Ac97Options, Ac97Report, OUTPUT_WAV};
 use wavert_emulator::engine::FormatRequest;
+use wavert_emulator::personality::{OrderOutcome, PortPersonality};
 
 fn image() -> Option<PathBuf> {
     std::env::var_os("RSWAVERT_IMAGE").map(PathBuf::from)
 }
 
-fn session(name: &str, format: FormatRequest, seconds: f64, notifications: u32) -> Ac97Report {
+fn session(
+    name: &str,
+    format: FormatRequest,
+    seconds: f64,
+    notifications: u32,
+    personality: PortPersonality,
+) -> Ac97Report {
     let dir = std::env::temp_dir().join(format!(
-        "wavert-emulator-ac97-{name}-{}",
+        "wavert-emulator-ac97-{name}-{personality}-{}",
         std::process::id()
     ));
     let report = run_ac97_session(&Ac97Options {
@@ -30,6 +37,7 @@ fn session(name: &str, format: FormatRequest, seconds: f64, notifications: u32) 
         notifications,
         output_dir: dir.clone(),
         image: image(),
+        personality,
     })
     .unwrap_or_else(|e| panic!("the AC'97 session failed: {e}"));
     for line in report.lines() {
@@ -64,6 +72,16 @@ fn session(name: &str, format: FormatRequest, seconds: f64, notifications: u32) 
     }
     assert!(report.notifications > 0);
     assert!(report.passed(), "{:?}", report.lines());
+    assert_eq!(report.personality, personality);
+    // Every order a real port may use is one the miniport must take.
+    for order in &report.orders {
+        assert!(
+            !matches!(order.outcome, OrderOutcome::Refused(_)),
+            "{personality}: {} {:?}",
+            order.order,
+            order.outcome
+        );
+    }
     let written = std::fs::metadata(dir.join(OUTPUT_WAV)).map(|m| m.len());
     assert!(
         written.as_ref().is_ok_and(|&n| n > input_bytes),
@@ -75,7 +93,51 @@ fn session(name: &str, format: FormatRequest, seconds: f64, notifications: u32) 
 
 #[test]
 fn ac97_session_plays_two_seconds_byte_exact_without_halts() {
-    let _ = session("48k", FormatRequest::default(), 2.0, 2);
+    let _ = session(
+        "48k",
+        FormatRequest::default(),
+        2.0,
+        2,
+        PortPersonality::Windows,
+    );
+}
+
+#[test]
+fn ac97_session_is_byte_exact_under_the_reactos_port() {
+    let report = session(
+        "48k",
+        FormatRequest::default(),
+        2.0,
+        2,
+        PortPersonality::ReactOs,
+    );
+    assert!(
+        report
+            .orders
+            .iter()
+            .any(|o| o.order.contains("in one call")),
+        "the ReactOS port jumped states: {:?}",
+        report.orders
+    );
+}
+
+#[test]
+fn ac97_session_is_byte_exact_under_the_hostile_port() {
+    let report = session(
+        "48k",
+        FormatRequest::default(),
+        2.0,
+        2,
+        PortPersonality::Hostile,
+    );
+    assert!(
+        report
+            .orders
+            .iter()
+            .any(|o| o.order.contains("second buffer")),
+        "the hostile port reallocated: {:?}",
+        report.orders
+    );
 }
 
 #[test]
@@ -84,12 +146,12 @@ fn ac97_session_plays_ten_seconds_at_44k1() {
         rate: 44_100,
         ..FormatRequest::default()
     };
-    let report = session("44k1", format, 10.0, 2);
+    let report = session("44k1", format, 10.0, 2, PortPersonality::Windows);
     assert_eq!(report.format.sample_rate(), 44_100);
 }
 
-fn hlk_on(capture: bool) {
-    let report = wavert_emulator::ac97::run_ac97_hlk(capture, image().as_deref())
+fn hlk_on(capture: bool, personality: PortPersonality) {
+    let report = wavert_emulator::ac97::run_ac97_hlk(capture, image().as_deref(), personality)
         .unwrap_or_else(|e| panic!("the AC'97 HLK run failed: {e}"));
     println!("{}", report.build);
     for method in &report.methods {
@@ -135,10 +197,20 @@ fn hlk_on(capture: bool) {
 
 #[test]
 fn ac97_hlk_wavetest_and_ks_position_on_render() {
-    hlk_on(false);
+    hlk_on(false, PortPersonality::Windows);
 }
 
 #[test]
 fn ac97_hlk_wavetest_and_ks_position_on_capture() {
-    hlk_on(true);
+    hlk_on(true, PortPersonality::Windows);
+}
+
+#[test]
+fn ac97_hlk_on_render_under_the_hostile_port() {
+    hlk_on(false, PortPersonality::Hostile);
+}
+
+#[test]
+fn ac97_hlk_on_capture_under_the_reactos_port() {
+    hlk_on(true, PortPersonality::ReactOs);
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use wavert_emulator::engine::FormatRequest;
+use wavert_emulator::personality::PortPersonality;
 use wavert_miniport::DmaMode;
 
 /// The command line, parsed.
@@ -70,6 +71,35 @@ pub struct Args {
     /// Run in real time instead of on the virtual clock
     #[arg(long)]
     pub real_time: bool,
+
+    /// Port personality: the order the emulated PortCls calls the miniport
+    /// in: windows (the documented order), reactos (ReactOS's PortCls:
+    /// page-rounded requests, latency at open, state jumps, buffer freed
+    /// before the event is unregistered) or hostile (everything the
+    /// documentation allows, in the least convenient way)
+    #[arg(long = "port", value_enum, value_name = "personality", default_value_t = Port::Windows)]
+    pub port: Port,
+}
+
+/// The port personality `--port` picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Port {
+    // The documented order (Windows PortCls).
+    Windows,
+    // ReactOS's PortCls.
+    Reactos,
+    // The least convenient order the documentation allows.
+    Hostile,
+}
+
+impl From<Port> for PortPersonality {
+    fn from(port: Port) -> Self {
+        match port {
+            Port::Windows => Self::Windows,
+            Port::Reactos => Self::ReactOs,
+            Port::Hostile => Self::Hostile,
+        }
+    }
 }
 
 // The variants carry plain comments, not doc comments: clap would show a
@@ -153,6 +183,21 @@ mod tests {
         );
         assert!(args.input.is_none() && args.format.is_none() && args.image.is_none());
         assert!(!args.real_time);
+        assert_eq!(args.port, Port::Windows);
+    }
+
+    #[test]
+    fn port_personalities_parse_and_map() {
+        for (name, personality) in [
+            ("windows", PortPersonality::Windows),
+            ("reactos", PortPersonality::ReactOs),
+            ("hostile", PortPersonality::Hostile),
+        ] {
+            let args = Args::try_parse_from(["x", "--port", name]).unwrap();
+            assert_eq!(PortPersonality::from(args.port), personality);
+            assert_eq!(personality.name(), name, "the report uses the flag's name");
+        }
+        assert!(Args::try_parse_from(["x", "--port", "linux"]).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use wavert_core::format::SampleType;
 use wavert_emulator::hlk::methods::MethodReport;
 use wavert_emulator::hlk::{Finding, KsPositionReport};
 use wavert_emulator::memory::PAGE_SIZE;
+use wavert_emulator::personality::summarise;
 use wavert_miniport::DmaMode;
 
 use super::run::{DriverCounters, Outcome, VirtualOutcome};
@@ -169,6 +170,11 @@ impl VirtualOutcome {
                     DmaMode::Refill => "refill",
                 },
                 if self.real_time { "real-time" } else { "virtual" }
+            ),
+            format!(
+                "port             : {} personality; {}",
+                self.personality,
+                summarise(&self.orders)
             ),
             format!(
                 "subdevices       : {}",

@@ -20,6 +20,7 @@ use wavert_emulator::ks_formats::check_wave_filter_formats;
 use wavert_emulator::ks_topology::{check_topology_filter, endpoint_channels};
 use wavert_emulator::machine::{ClockMode, Machine, Registrations};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
+use wavert_emulator::personality::{OrderRecord, PortPersonality};
 use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
 use wavert_miniport::adapter::{SubdeviceKind, SUBDEVICES};
@@ -51,6 +52,10 @@ pub struct VirtualOutcome {
     pub dma: DmaMode,
     /// Whether the clock was real time.
     pub real_time: bool,
+    /// The port personality the emulated PortCls followed.
+    pub personality: PortPersonality,
+    /// The orders the personality used, and what the miniport made of them.
+    pub orders: Vec<OrderRecord>,
     /// Notification events per buffer asked for.
     pub notifications: u32,
     /// What the driver registered with PortCls.
@@ -141,11 +146,17 @@ fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
         notifications: args.notifications,
         output_dir: args.output.clone(),
         image: args.image.clone(),
+        personality: PortPersonality::from(args.port),
     })?;
     let hlk = [("render", false), ("capture", true)]
         .into_iter()
         .map(|(endpoint, capture)| {
-            run_ac97_hlk(capture, args.image.as_deref()).map(|report| (endpoint, report))
+            run_ac97_hlk(
+                capture,
+                args.image.as_deref(),
+                PortPersonality::from(args.port),
+            )
+            .map(|report| (endpoint, report))
         })
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Ac97Outcome { session, hlk })
@@ -229,6 +240,8 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         ClockMode::Virtual
     };
     let machine = Machine::new(memory, mode);
+    let personality = PortPersonality::from(args.port);
+    machine.set_personality(personality);
     let dma = DmaMode::from(args.dma);
     let adapter = match &args.image {
         Some(path) => {
@@ -373,6 +386,8 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         build,
         dma,
         real_time: args.real_time,
+        personality,
+        orders: machine.orders(),
         notifications: args.notifications,
         registrations,
         rendered_frames: rendered.len() / block,
