@@ -1282,3 +1282,147 @@ pub const fn state_name(state: KSSTATE) -> &'static str {
         _ => "?",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcls_sys::{MmCached, MmNonCached};
+
+    fn granted() -> GrantedBuffer {
+        GrantedBuffer {
+            requested: 7_680,
+            notification_count: None,
+            size: 7_680,
+            offset: 0,
+            cache: MmCached,
+            mdl_bytes: 8_192,
+            block_align: 4,
+            kernel_cache_types: vec![MmCached],
+        }
+    }
+
+    #[test]
+    fn a_well_formed_buffer_passes_and_each_broken_field_fails() {
+        assert_eq!(check_granted_buffer(&granted()), Ok(()));
+        let broken = [
+            GrantedBuffer {
+                size: 7_678,
+                ..granted()
+            },
+            GrantedBuffer {
+                size: 7_676,
+                ..granted()
+            },
+            GrantedBuffer {
+                offset: 1_000,
+                ..granted()
+            },
+            GrantedBuffer {
+                cache: 3,
+                ..granted()
+            },
+            GrantedBuffer {
+                cache: MmNonCached,
+                ..granted()
+            },
+            GrantedBuffer {
+                notification_count: Some(2),
+                size: 7_676,
+                ..granted()
+            },
+        ];
+        let messages: Vec<String> = broken
+            .iter()
+            .map(|b| check_granted_buffer(b).expect_err(&format!("{b:?}")))
+            .collect();
+        assert!(messages[0].contains("whole frames"), "{}", messages[0]);
+        assert!(
+            messages[1].contains("at least the requested"),
+            "{}",
+            messages[1]
+        );
+        assert!(messages[2].contains("end of the MDL"), "{}", messages[2]);
+        assert!(
+            messages[3].contains("no MEMORY_CACHING_TYPE"),
+            "{}",
+            messages[3]
+        );
+        assert!(messages[4].contains("differs"), "{}", messages[4]);
+        assert!(
+            messages[5].contains("whole frames per packet"),
+            "{}",
+            messages[5]
+        );
+        // Smaller with notification, whole frames per packet: allowed.
+        let smaller = GrantedBuffer {
+            notification_count: Some(2),
+            size: 7_672,
+            ..granted()
+        };
+        assert_eq!(check_granted_buffer(&smaller), Ok(()));
+        // No kernel mapping: nothing to disagree with.
+        let unmapped = GrantedBuffer {
+            cache: MmWriteCombined,
+            kernel_cache_types: Vec::new(),
+            ..granted()
+        };
+        assert_eq!(check_granted_buffer(&unmapped), Ok(()));
+    }
+
+    #[test]
+    fn offsets_must_lie_inside_the_buffer() {
+        let at = |play, write| KSAUDIO_POSITION {
+            PlayOffset: play,
+            WriteOffset: write,
+        };
+        assert_eq!(check_position_offsets(&at(0, 7_679), 7_680), Ok(()));
+        assert!(check_position_offsets(&at(7_680, 0), 7_680).is_err());
+        assert!(check_position_offsets(&at(0, 9_000), 7_680).is_err());
+        assert_eq!(check_position_offsets(&at(0, 0), 0), Ok(()));
+        assert!(
+            check_position_offsets(&at(4, 0), 0).is_err(),
+            "no buffer, no offset"
+        );
+    }
+
+    #[test]
+    fn registers_and_descriptions_are_held_to_their_fields() {
+        let mut value = 0u64;
+        let good = KSRTAUDIO_HWREGISTER {
+            Register: (&raw mut value).cast(),
+            Width: 64,
+            Numerator: 24_000_000,
+            Denominator: 1,
+            Accuracy: 0,
+        };
+        assert_eq!(check_hw_register("GetClockRegister", &good), Ok(()));
+        for bad in [
+            KSRTAUDIO_HWREGISTER { Width: 24, ..good },
+            KSRTAUDIO_HWREGISTER {
+                Denominator: 0,
+                ..good
+            },
+            KSRTAUDIO_HWREGISTER {
+                Register: ptr::without_provenance_mut(POISON_POINTER),
+                ..good
+            },
+        ] {
+            assert!(
+                check_hw_register("GetClockRegister", &bad).is_err(),
+                "{bad:?}"
+            );
+        }
+        let described = DEVICE_DESCRIPTION {
+            Version: 2,
+            MaximumLength: 1 << 20,
+            ..DEVICE_DESCRIPTION::default()
+        };
+        assert_eq!(check_device_description(&described), Ok(()));
+        let unset = DEVICE_DESCRIPTION {
+            Version: POISON_U32,
+            MaximumLength: POISON_U32,
+            ..DEVICE_DESCRIPTION::default()
+        };
+        assert!(check_device_description(&unset).is_err());
+    }
+}

@@ -38,6 +38,9 @@
 //!   injects one fault (page order, no events, a leaked buffer, moving in
 //!   PAUSE, a default at the corner of the ranges): the device that shows
 //!   the emulator's own checks fail when they should.
+//! * [`tamper`]: a wave miniport over a real one that changes exactly one
+//!   answer at the trampoline (a short buffer, an offset past the MDL, a
+//!   position at the buffer's end, ...): what proves the port's rules fire.
 //! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.
 //!
 //! `unsafe` lives in the memory model and the port objects (they are the
@@ -60,3 +63,4 @@ pub mod personality;
 pub mod port;
 pub mod session;
 pub mod signal;
+pub mod tamper;

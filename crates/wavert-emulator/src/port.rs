@@ -1365,3 +1365,82 @@ pub fn new_resource_list(
 port_object_class!(PortValue<true>, PortValue<false>);
 
 port_class!(PortStreamValue, InterruptValue, ResourceListValue,);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryConfig, PhysicalMemory};
+    use portcls_sys::{IUnknownVtbl, REFIID, STATUS_NOINTERFACE};
+
+    /// A bare COM object whose `QueryInterface` breaks COM's out-pointer
+    /// rule in the way its vtable says.
+    #[repr(C)]
+    struct BadObject {
+        vtbl: &'static IUnknownVtbl,
+    }
+
+    #[windows_abi]
+    unsafe extern "system" fn fail_but_write(
+        _: *mut c_void,
+        _: REFIID,
+        out: *mut PVOID,
+    ) -> NTSTATUS {
+        // SAFETY: the caller's out-pointer is writable.
+        unsafe { out.write(ptr::without_provenance_mut(0x1234)) };
+        STATUS_NOINTERFACE
+    }
+
+    #[windows_abi]
+    const unsafe extern "system" fn succeed_without_writing(
+        _: *mut c_void,
+        _: REFIID,
+        _: *mut PVOID,
+    ) -> NTSTATUS {
+        STATUS_SUCCESS
+    }
+
+    #[windows_abi]
+    const unsafe extern "system" fn count(_: *mut c_void) -> ULONG {
+        1
+    }
+
+    static FAILS_BUT_WRITES: IUnknownVtbl = IUnknownVtbl {
+        QueryInterface: fail_but_write,
+        AddRef: count,
+        Release: count,
+    };
+    static SUCCEEDS_WITHOUT_WRITING: IUnknownVtbl = IUnknownVtbl {
+        QueryInterface: succeed_without_writing,
+        AddRef: count,
+        Release: count,
+    };
+
+    #[test]
+    fn optional_interface_queries_hold_the_miniport_to_com_out_pointer_rules() {
+        let machine = Machine::new(
+            PhysicalMemory::anonymous(MemoryConfig {
+                size_bytes: 4 << 20,
+                ..MemoryConfig::default()
+            })
+            .unwrap(),
+            crate::machine::ClockMode::Virtual,
+        );
+        for (vtbl, expected) in [
+            (&FAILS_BUT_WRITES, "left the out pointer"),
+            (&SUCCEEDS_WITHOUT_WRITING, "without writing the out pointer"),
+        ] {
+            let mut object = BadObject { vtbl };
+            // SAFETY: `object` is a COM object (vtable first) that outlives
+            // the pointer; its AddRef/Release count nothing.
+            let unknown =
+                unsafe { ComPtr::from_raw_borrowed((&raw mut object).cast::<IUnknown>()) }.unwrap();
+            let got = query_as_port(&machine, &unknown, &IID_IPinCount, "IPinCount");
+            assert!(got.is_none());
+            let violations = machine.violations();
+            assert!(
+                violations.last().is_some_and(|v| v.contains(expected)),
+                "{violations:?}"
+            );
+        }
+    }
+}
