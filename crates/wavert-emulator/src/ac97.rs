@@ -472,7 +472,9 @@ fn install_host(
     line: &Arc<InterruptLine>,
     descriptors: &[ResourceDescriptor],
 ) -> Result<(Ac97Driver, RunDpc), String> {
-    let services = EmuPortCls::new(Arc::clone(machine), None).with_interrupt_line(Arc::clone(line));
+    let services = EmuPortCls::new(Arc::clone(machine), None)
+        .with_interrupt_line(Arc::clone(line))
+        .with_resources(descriptors);
     let resources = new_resource_list(machine, descriptors);
     let platform = Ac97Platform::new(Arc::clone(machine));
     let installed = install_ac97(&services, platform, QemuIo(Arc::clone(qemu)), &resources);

@@ -34,7 +34,7 @@ use crate::engine::EngineError;
 use crate::image::ImageDriver;
 use crate::ks::KsFilter;
 use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
-use crate::port::{InterruptLine, Port, PortKind, PortList};
+use crate::port::{new_resource_list, InterruptLine, Port, PortKind, PortList, ResourceDescriptor};
 use crate::session::{run_loopback, LoopbackConfig, LoopbackResult, WaveFilter};
 use crate::signal;
 
@@ -169,6 +169,9 @@ pub struct EmuPortCls {
     max_subdevices: AtomicU32,
     /// The line `PcNewInterruptSync` hands out (interrupting devices only).
     interrupt: Option<Arc<InterruptLine>>,
+    /// The device's resources, as `StartDevice` got them and `IPort::Init`
+    /// passes them on (none for the root-enumerated cable: an empty list).
+    resources: Vec<ResourceDescriptor>,
 }
 
 /// Reads a NUL-terminated UTF-16 name (the whole slice if it has no NUL).
@@ -194,7 +197,16 @@ impl EmuPortCls {
             fail_call,
             max_subdevices: AtomicU32::new(HOST_MAX_SUBDEVICES),
             interrupt: None,
+            resources: Vec::new(),
         }
+    }
+
+    /// The same services for a device with these resources, which
+    /// `IPort::Init` passes to the miniports' `Init` as PortCls does.
+    #[must_use]
+    pub fn with_resources(mut self, resources: &[ResourceDescriptor]) -> Self {
+        self.resources = resources.to_vec();
+        self
     }
 
     /// `PcAddAdapterDevice`'s `MaxObjects`: the subdevice slots of the device.
@@ -316,9 +328,13 @@ impl PortClsServices for EmuPortCls {
         if self.find(port, |_| ()).is_none() {
             return Err(NtStatus::INVALID_PARAMETER);
         }
+        // The device's own resource list, as StartDevice got it (an empty
+        // one for a root-enumerated device), not NULL.
+        let resources = new_resource_list(&self.machine, &self.resources);
         // SAFETY: the port is live (the caller holds it) and ours; the
-        // miniport is live (a reference is held for the call).
-        unsafe { Port::init_raw(port, miniport.as_raw(), std::ptr::null_mut()) }
+        // miniport and the resource list are live (references held for the
+        // call).
+        unsafe { Port::init_raw(port, miniport.as_raw(), resources.as_raw()) }
             .map_err(NtStatus::from_failure)
     }
 
