@@ -27,6 +27,7 @@ use wavert_core::range::{ks_data_format_len, write_ks_data_format, DeviceRange};
 use crate::machine::{EmuEvent, Machine};
 use crate::personality::{OrderOutcome, PortPersonality};
 use crate::port::PortStream;
+use crate::timing::StreamClock;
 
 /// Why the engine gave up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1216,6 +1217,28 @@ impl Stream {
         self.cursor += packet;
         self.stats.packets += 1;
         Ok(())
+    }
+
+    /// The QPC of every signal of the registered event so far.
+    #[must_use]
+    pub fn signal_times(&self) -> Vec<u64> {
+        self.event
+            .as_ref()
+            .map(EmuEvent::signal_times)
+            .unwrap_or_default()
+    }
+
+    /// The ideal clock of the stream's last RUN (packets of the granted
+    /// buffer).
+    #[must_use]
+    pub fn clock(&self) -> StreamClock {
+        let block = self.format.block_align().max(1);
+        StreamClock {
+            run_qpc: self.run_qpc,
+            rate: self.format.sample_rate(),
+            block_align: block,
+            packet_frames: u64::from(self.packet_bytes() / block),
+        }
     }
 
     /// Notifications signalled since the last call (counted as handled).

@@ -41,6 +41,8 @@
 //! * [`tamper`]: a wave miniport over a real one that changes exactly one
 //!   answer at the trampoline (a short buffer, an offset past the MDL, a
 //!   position at the buffer's end, ...): what proves the port's rules fire.
+//! * [`timing`]: notification lateness and position error against the
+//!   ideal clock of a stream (what a cable user hears as crackle or drift).
 //! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.
 //!
 //! `unsafe` lives in the memory model and the port objects (they are the
@@ -64,3 +66,4 @@ pub mod port;
 pub mod session;
 pub mod signal;
 pub mod tamper;
+pub mod timing;

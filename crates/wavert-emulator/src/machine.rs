@@ -96,6 +96,8 @@ struct TimerEntry {
 pub struct EventRecord {
     signals: Mutex<u64>,
     ready: Condvar,
+    /// The QPC of every signal, in order (how late each came).
+    times: Mutex<Vec<u64>>,
 }
 
 /// The engine's handle to an event it created.
@@ -124,6 +126,12 @@ impl EmuEvent {
         let total = self.signals();
         let before = self.consumed.swap(total, Ordering::AcqRel);
         total.saturating_sub(before)
+    }
+
+    /// The QPC at which each signal so far came, in order.
+    #[must_use]
+    pub fn signal_times(&self) -> Vec<u64> {
+        lock(&self.record.times).clone()
     }
 
     /// Waits up to `timeout` for a signal not yet taken (real-time mode).
@@ -388,6 +396,7 @@ impl Machine {
         let record = lock(&self.events).get(&(event as usize)).cloned();
         match record {
             Some(record) => {
+                lock(&record.times).push(self.qpc());
                 *lock(&record.signals) += 1;
                 record.ready.notify_all();
             }

@@ -12,6 +12,7 @@ use crate::engine::{
     StreamStats,
 };
 use crate::machine::{Machine, QPC_PER_MS};
+use crate::timing::{notification_lateness, Lateness, StreamClock};
 
 /// How to run a loopback session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +75,28 @@ pub struct LoopbackResult {
     /// The same in whole frames (rounded down): where the capture should
     /// repeat the render data.
     pub reported_latency_frames: u64,
+    /// The render stream's ideal clock.
+    pub render_clock: StreamClock,
+    /// The QPC of each render notification.
+    pub render_signals: Vec<u64>,
+    /// The capture stream's ideal clock.
+    pub capture_clock: StreamClock,
+    /// The QPC of each capture notification.
+    pub capture_signals: Vec<u64>,
+}
+
+impl LoopbackResult {
+    /// How late the render events came.
+    #[must_use]
+    pub fn render_lateness(&self) -> Lateness {
+        notification_lateness(&self.render_signals, &self.render_clock)
+    }
+
+    /// How late the capture events came.
+    #[must_use]
+    pub fn capture_lateness(&self) -> Lateness {
+        notification_lateness(&self.capture_signals, &self.capture_clock)
+    }
 }
 
 /// The wave filter to stream through.
@@ -203,6 +226,8 @@ pub fn run_loopback(
     let peak_pages = machine.memory.peak_pages_in_use();
     let render_pages = render.buffer_pages();
     let capture_pages = capture.buffer_pages();
+    let (render_clock, render_signals) = (render.clock(), render.signal_times());
+    let (capture_clock, capture_signals) = (capture.clock(), capture.signal_times());
     let render_trace = std::mem::take(&mut render.trace);
     let render_run_qpc = render.run_qpc;
     let capture_trace = std::mem::take(&mut capture.trace);
@@ -226,5 +251,9 @@ pub fn run_loopback(
         capture_run_qpc,
         reported_latency_ms,
         reported_latency_frames,
+        render_clock,
+        render_signals,
+        capture_clock,
+        capture_signals,
     })
 }

@@ -5,6 +5,7 @@ use wavert_emulator::hlk::methods::MethodReport;
 use wavert_emulator::hlk::{Finding, KsPositionReport};
 use wavert_emulator::memory::PAGE_SIZE;
 use wavert_emulator::personality::summarise;
+use wavert_emulator::timing::position_error;
 use wavert_miniport::DmaMode;
 
 use super::run::{DriverCounters, Outcome, VirtualOutcome};
@@ -262,6 +263,27 @@ impl VirtualOutcome {
             "latency          : measured {frames_lag} frames ({lag_ms:.3} ms), reported {:.3} ms ({reported_frames} frames)",
             session.reported_latency_ms
         ));
+        lines.push(format!(
+            "event lateness   : render  {}",
+            session.render_lateness().summary()
+        ));
+        lines.push(format!(
+            "event lateness   : capture {}",
+            session.capture_lateness().summary()
+        ));
+        for (side, trace, clock) in [
+            ("render ", &session.render_trace, &session.render_clock),
+            ("capture", &session.capture_trace, &session.capture_clock),
+        ] {
+            let errors = position_error(trace, clock);
+            let (low, high) = errors
+                .iter()
+                .fold((0, 0), |(lo, hi), &(_, e)| (e.min(lo), e.max(hi)));
+            lines.push(format!(
+                "position error   : {side} {low} .. +{high} frames against the ideal clock over {} reads",
+                errors.len()
+            ));
+        }
         lines.push(format!(
             "bit-exact        : {} ({} of {} frames differ{}{})",
             if self.bit_exact() { "yes" } else { "NO" },
