@@ -12,10 +12,14 @@
 //! - [`qtest`]: the line protocol.
 //! - [`machine`]: the PC with an AC'97: process, guest RAM, firmware, port
 //!   windows ([`wavert_core::ac97::RegisterBus`]), interrupt delivery.
+//! - [`layout`]: where guest RAM sits in the physical address space (half
+//!   of it above 4 GiB).
 
+pub mod layout;
 pub mod machine;
 pub mod qtest;
 pub mod setup;
 
+pub use layout::{RamLayout, HIGH_RAM_BASE};
 pub use machine::{Audiodev, GuestRam, Machine, PortWindow};
 pub use setup::{ensure_qemu, QemuInstall};
