@@ -1,8 +1,9 @@
-//! A back-end that misbehaves on purpose.
+//! Back-ends that misbehave on purpose.
 //!
-//! The product's virtual cable behind a [`Backend`] decorator that injects
-//! one fault each, so the emulator's own checks can be seen to fail when a
-//! device breaks a rule.
+//! The product's virtual cable ([`FaultyCable`]) and AC'97
+//! ([`FaultyAc97`]) behind [`Backend`] decorators that inject one fault
+//! each, so the emulator's own checks can be seen to fail when a device
+//! breaks a rule.
 //!
 //! It goes through the real shared stream, wave miniport, topology miniport
 //! and adapter (`wavert_miniport::adapter::register_subdevices`): only the
@@ -21,11 +22,12 @@ use wavert_core::negotiate::DeviceLimits;
 use wavert_core::range::DeviceRange;
 use wavert_core::sg::SgProfile;
 use wavert_core::state::KsState;
+use wavert_miniport::ac97::{Ac97Device, PortIo};
 use wavert_miniport::adapter::{register_subdevices, SUBDEVICES};
 use wavert_miniport::modes::PacketSizeConstraints;
-use wavert_miniport::stream::DmaBuffer;
+use wavert_miniport::stream::{DeviceMemoryRequest, DmaBuffer};
 use wavert_miniport::topology::TopologyMiniport;
-use wavert_miniport::{Backend, Direction, DmaMode, PerDirection, VirtualCable};
+use wavert_miniport::{Backend, Direction, DmaMode, PerDirection, Platform, VirtualCable};
 
 use crate::cable::{finish_start, new_cable, CableAdapter, CableOptions, EmuPlatform, EmuPortCls};
 use crate::machine::{lock, Machine};
@@ -397,4 +399,187 @@ pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableA
         )
     });
     finish_start(machine, services, cable, installed, CableOptions::default())
+}
+
+// ---- the AC'97 with a fault ---------------------------------------------
+
+/// The fault a [`FaultyAc97`] injects: each one forgets the ICH's 32-bit
+/// bus-master limit in its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ac97Fault {
+    /// No fault: the control.
+    None,
+    /// Asks `AllocatePagesForMdl` and `AllocateContiguousPagesForMdl` for
+    /// pages anywhere (`HighAddress` all ones) instead of below 4 GiB. The
+    /// shared stream's descriptor builder still refuses a page the AC'97
+    /// profile cannot address, so a buffer with a page above 4 GiB is not
+    /// granted.
+    NoAddressLimit,
+    /// As [`Ac97Fault::NoAddressLimit`], and hands the device each page
+    /// address cut to its low 32 bits, as C code that programs
+    /// `PHYSICAL_ADDRESS.LowPart` does: the engine moves other pages than
+    /// the buffer's.
+    TruncatedAddresses,
+}
+
+/// The AC'97 back-end with one [`Ac97Fault`]. It goes through the real
+/// shared stream, wave miniport and adapter (`install_ac97_as`); the
+/// device underneath keeps its interrupt, codec and mixer.
+pub struct FaultyAc97<P: Platform, IO: PortIo> {
+    device: Arc<Ac97Device<P, IO>>,
+    fault: Ac97Fault,
+}
+
+impl<P: Platform, IO: PortIo> FaultyAc97<P, IO> {
+    /// `device` behind `fault`.
+    #[must_use]
+    pub const fn new(device: Arc<Ac97Device<P, IO>>, fault: Ac97Fault) -> Self {
+        Self { device, fault }
+    }
+
+    /// Whether the fault drops the 32-bit limit.
+    fn unlimited(&self) -> bool {
+        self.fault != Ac97Fault::None
+    }
+}
+
+/// The low 32 bits of an address, as a `ULONG` cast keeps them.
+const fn low_part(address: u64) -> u64 {
+    address & 0xFFFF_FFFF
+}
+
+impl<P: Platform, IO: PortIo> Backend for FaultyAc97<P, IO> {
+    const WAVE_RENDER_FILTER: PCFILTER_DESCRIPTOR =
+        <Ac97Device<P, IO> as Backend>::WAVE_RENDER_FILTER;
+    const WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR =
+        <Ac97Device<P, IO> as Backend>::WAVE_CAPTURE_FILTER;
+
+    type Platform = P;
+
+    fn platform(&self) -> &P {
+        self.device.platform()
+    }
+
+    fn buffer_limits(&self) -> DeviceLimits {
+        self.device.buffer_limits()
+    }
+
+    fn dma_reach(&self) -> u64 {
+        if self.unlimited() {
+            u64::MAX
+        } else {
+            self.device.dma_reach()
+        }
+    }
+
+    fn descriptor_profile(&self) -> SgProfile {
+        let profile = self.device.descriptor_profile();
+        if self.fault == Ac97Fault::TruncatedAddresses {
+            // The builder takes any address; the cut comes at install.
+            return SgProfile {
+                max_address: u64::MAX,
+                ..profile
+            };
+        }
+        profile
+    }
+
+    fn device_memory(&self) -> Option<DeviceMemoryRequest> {
+        let request = self.device.device_memory()?;
+        Some(if self.unlimited() {
+            DeviceMemoryRequest {
+                max_physical: u64::MAX,
+                ..request
+            }
+        } else {
+            request
+        })
+    }
+
+    fn hw_latency(&self, format: &AudioFormat) -> KSRTAUDIO_HWLATENCY {
+        self.device.hw_latency(format)
+    }
+
+    fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
+        self.device.open(direction, format)
+    }
+
+    fn close(&self, direction: Direction) -> Option<DmaBuffer> {
+        self.device.close(direction)
+    }
+
+    fn can_allocate(&self, direction: Direction) -> NtResult<()> {
+        self.device.can_allocate(direction)
+    }
+
+    fn install_buffer(
+        &self,
+        direction: Direction,
+        mut buffer: DmaBuffer,
+    ) -> Result<(), (DmaBuffer, NtStatus)> {
+        if self.fault == Ac97Fault::TruncatedAddresses {
+            for page in &mut buffer.pages {
+                *page = low_part(*page);
+            }
+            for descriptor in &mut buffer.descriptors {
+                descriptor.address = low_part(descriptor.address);
+            }
+            if let Some(list) = buffer.device_memory.as_mut() {
+                list.physical = low_part(list.physical);
+            }
+        }
+        self.device.install_buffer(direction, buffer)
+    }
+
+    fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
+        self.device.take_buffer(direction, mdl)
+    }
+
+    fn set_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()> {
+        self.device.set_state(direction, state)
+    }
+
+    fn state(&self, direction: Direction) -> KsState {
+        self.device.state(direction)
+    }
+
+    fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
+        self.device.position(direction)
+    }
+
+    fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
+        self.device.register_event(direction, event)
+    }
+
+    fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
+        self.device.unregister_event(direction, event)
+    }
+
+    fn log_prefix(&self) -> &'static str {
+        self.device.log_prefix()
+    }
+
+    fn host_ranges(&self, direction: Direction) -> &'static [DeviceRange] {
+        self.device.host_ranges(direction)
+    }
+
+    fn default_format(&self, direction: Direction) -> AudioFormat {
+        self.device.default_format(direction)
+    }
+
+    fn accepts(&self, direction: Direction, format: &AudioFormat) -> bool {
+        self.device.accepts(direction, format)
+    }
+
+    fn bus(&self) -> INTERFACE_TYPE {
+        self.device.bus()
+    }
+
+    fn signal_processing_modes(&self, direction: Direction) -> &'static [GUID] {
+        self.device.signal_processing_modes(direction)
+    }
+
+    fn packet_size_constraints(&self, direction: Direction) -> PacketSizeConstraints {
+        self.device.packet_size_constraints(direction)
+    }
 }

@@ -538,6 +538,25 @@ pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
     io: IO,
     resources: &ComPtr<IResourceList>,
 ) -> NtResult<(Arc<Ac97Device<P, IO>>, Registration)> {
+    install_ac97_as(services, platform, io, resources, Arc::clone)
+}
+
+/// [`install_ac97`] with the wave subdevices over a wrapper of the device.
+///
+/// `backend(&device)` is a [`Backend`] that wraps the device (a test
+/// harness's decorator that breaks one rule on purpose). The device itself
+/// keeps the interrupt, the codec and the mixer. IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+///
+/// As [`install_ac97`].
+pub fn install_ac97_as<S: PortClsServices, P: Platform, IO: PortIo, B: Backend>(
+    services: &S,
+    platform: P,
+    io: IO,
+    resources: &ComPtr<IResourceList>,
+    backend: impl FnOnce(&Arc<Ac97Device<P, IO>>) -> Arc<B>,
+) -> NtResult<(Arc<Ac97Device<P, IO>>, Registration)> {
     let windows = Ac97Resources::from_list(resources)?;
     let sync = services.new_interrupt_sync(resources, 0)?;
     let device = Arc::new(Ac97Device::new(
@@ -556,7 +575,7 @@ pub fn install_ac97<S: PortClsServices, P: Platform, IO: PortIo>(
             hardware,
         )
     };
-    let registration = register_subdevices(services, &device, &AC97_SUBDEVICES, &mixer)?;
+    let registration = register_subdevices(services, &backend(&device), &AC97_SUBDEVICES, &mixer)?;
     device.log(
         LogLevel::Info,
         format_args!(
