@@ -25,7 +25,9 @@ use wavert_emulator::hlk::methods::{run_on_cable, HlkConfig, HlkMethod};
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageRunError};
 use wavert_emulator::ks_formats::{check_wave_filter_formats, propose_format};
 use wavert_emulator::machine::{ClockMode, Machine};
-use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory, PAGE_SIZE};
+use wavert_emulator::memory::{
+    Fault, Fragmentation, MemoryConfig, PhysicalMemory, HIGH_RAM_BASE, PAGE_SIZE,
+};
 use wavert_emulator::personality::{summarise, OrderOutcome, PortPersonality};
 use wavert_emulator::session::{LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
@@ -657,6 +659,38 @@ fn both_dma_modes_and_notification_counts_are_bit_exact() {
                 assert_clean(&machine, &format!("{dma:?} {config:?}"));
             }
         }
+    }
+}
+
+#[test]
+fn buffers_with_pages_above_4_gib_stay_bit_exact() {
+    // The default layout puts half of RAM from 4 GiB up; the cable asks
+    // for any page (`HighAddress` -1), so its buffers get high pages, and
+    // its 64-bit page handling must keep them in order.
+    for dma in dma_modes() {
+        let machine = new_machine();
+        assert!(machine.memory.layout().above_4g() > 0);
+        let adapter = start(&machine, dma);
+        let config = LoopbackConfig {
+            format: request(96_000, 24, 6, false),
+            period_ms: 20,
+            notification_count: 2,
+            ..LoopbackConfig::default()
+        };
+        let (result, rendered) = loopback(&adapter, &config, 0.3);
+        assert_bit_exact(&result, &rendered, &config);
+        for pages in [&result.render_pages, &result.capture_pages] {
+            assert!(
+                pages.iter().any(|&p| p >= HIGH_RAM_BASE),
+                "{dma:?}: {pages:x?}"
+            );
+            assert!(
+                pages.iter().any(|&p| p < HIGH_RAM_BASE),
+                "{dma:?}: {pages:x?}"
+            );
+        }
+        adapter.remove();
+        assert_clean(&machine, &format!("{dma:?} high memory"));
     }
 }
 

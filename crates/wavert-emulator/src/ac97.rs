@@ -3,9 +3,15 @@
 //! Windows does it.
 //!
 //! * QEMU runs with the qtest accelerator and a `wav` audiodev; the
-//!   emulator's [`PhysicalMemory`] is QEMU's guest-RAM file, so the buffer
-//!   and descriptor list the miniport allocates through
-//!   `IPortWaveRTStream` are where QEMU's DMA reads.
+//!   emulator's [`PhysicalMemory`] is QEMU's guest-RAM file, half of it
+//!   above 4 GiB ([`qemu_memory_config`]), so the buffer and descriptor
+//!   list the miniport allocates through `IPortWaveRTStream` are where
+//!   QEMU's DMA reads, and a page the 32-bit bus master cannot reach is
+//!   there to be handed out.
+//! * Every bus-master register write is checked before QEMU sees it
+//!   ([`BusMasterWatch`]): the descriptor list and every buffer piece it
+//!   names must be pages the driver holds, within 32 bits; anything else is
+//!   a violation.
 //! * `StartDevice` is the miniport crate's own [`install_ac97`] over
 //!   [`EmuPortCls`], with an `IResourceList` of the two I/O BARs (mixer
 //!   and bus master) and the interrupt, and an [`InterruptLine`] as its
@@ -17,6 +23,7 @@
 //!   streams event-driven; afterwards QEMU's WAV output is compared with
 //!   the input byte for byte after its leading silence.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,16 +32,17 @@ use std::time::Instant;
 
 use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
 use wavert_com::{ComPtr, KernelEvent};
-use wavert_core::ac97::{ChannelStats, RegisterBus};
+use wavert_core::ac97::{nabm, ChannelStats, RegisterBus, BDL_BYTES, RING_SLOTS};
 use wavert_core::format::AudioFormat;
 use wavert_miniport::ac97::{Ac97Device, Ac97Stats, PortIo};
-use wavert_miniport::adapter::{install_ac97, Registration, AC97_SUBDEVICES};
+use wavert_miniport::adapter::{install_ac97, install_ac97_as, Registration, AC97_SUBDEVICES};
 use wavert_miniport::{Direction, LogLevel, Platform};
-use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT, RAM_BYTES};
+use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, LOW_RAM_BYTES, MIXER_PORT, RAM_BYTES};
 use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu};
 
 use crate::cable::{CableAdapter, EmuLock, EmuPortCls};
 use crate::engine::{negotiate_format, FormatRequest, Stream};
+use crate::faulty::{Ac97Fault, FaultyAc97};
 use crate::hlk::methods::{run_all, HlkConfig, HostPin, Loopback, MethodReport};
 use crate::hlk::Finding;
 use crate::image::{io_trap, start_image_adapter, ImageDevice};
@@ -42,7 +50,7 @@ use crate::ks::KsFilter;
 use crate::ks_formats::check_wave_filter_formats;
 use crate::ks_topology::{check_topology_filter, endpoint_channels};
 use crate::machine::{lock, ClockMode, Machine, TimerCallback, QPC_FREQUENCY, QPC_PER_MS};
-use crate::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
+use crate::memory::{Fragmentation, Layout, MemoryConfig, PhysicalMemory, HIGH_RAM_BASE};
 use crate::personality::PortPersonality;
 use crate::port::{new_resource_list, InterruptLine, ResourceDescriptor};
 use crate::signal;
@@ -59,6 +67,162 @@ const MAX_SERVICES_PER_STEP: u32 = 16;
 /// Virtual time run past the end of the input, beyond one buffer, so the
 /// last of it leaves QEMU's mixing buffer (two 10 ms audio ticks).
 const TAIL_MS: u64 = 100;
+
+/// The highest address the ICH bus master reaches: BDBAR and the
+/// descriptors' buffer addresses are 32-bit fields.
+pub const BUS_MASTER_REACH: u64 = 0xFFFF_FFFF;
+/// Bus-master channels, 16 register bytes each, in register order.
+const BUS_MASTER_CHANNEL_NAMES: [&str; 3] = ["PCM in", "PCM out", "mic in"];
+const BUS_MASTER_CHANNELS: u16 = 3;
+const BUS_MASTER_CHANNEL_BYTES: u16 = 0x10;
+/// Distinct DMA violations reported per session; more of the same kind add
+/// nothing and would flood the report.
+const MAX_DMA_REPORTS: usize = 8;
+
+/// The emulator's RAM as QEMU's guest RAM: the file's layout
+/// ([`wavert_qemu::machine::RAM_LAYOUT`]: 128 MiB at 0, 128 MiB from
+/// 4 GiB), the first MiB reserved, frames shuffled.
+#[must_use]
+pub const fn qemu_memory_config() -> MemoryConfig {
+    MemoryConfig {
+        size_bytes: RAM_BYTES,
+        layout: Layout::Split {
+            below_4g: LOW_RAM_BYTES,
+        },
+        reserved_low_bytes: 1 << 20,
+        fragmentation: Fragmentation::Shuffled(0xAC97),
+        page_budget: None,
+    }
+}
+
+/// The ICH bus master's side of the DMA rules.
+///
+/// What a driver programs into QEMU's AC'97 is checked against the RAM
+/// model ([`PhysicalMemory::check_dma`]) before QEMU acts on it. A BDBAR write
+/// is remembered (a driver may clear it while the channel is idle); an LVI
+/// write, or a CR write with the run bit, lets the engine fetch, so it
+/// checks that channel's 256-byte descriptor list and every entry in it
+/// with a length, read as the device reads them (32-bit address with the
+/// low two bits cleared, length in 16-bit samples). Each piece must be in
+/// pages the driver holds, within [`BUS_MASTER_REACH`]; a page that is the
+/// low 32 bits of a held page above 4 GiB is a page the device could not
+/// reach, handed to it cut.
+pub struct BusMasterWatch {
+    machine: Arc<Machine>,
+    base: u16,
+    lists: Mutex<[Option<u64>; BUS_MASTER_CHANNELS as usize]>,
+    reported: Mutex<HashSet<String>>,
+}
+
+impl fmt::Debug for BusMasterWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusMasterWatch")
+            .field("base", &self.base)
+            .field("lists", &*lock(&self.lists))
+            .finish_non_exhaustive()
+    }
+}
+
+impl BusMasterWatch {
+    /// The watch of the bus master at I/O port `base` over `machine`'s RAM.
+    #[must_use]
+    pub fn new(machine: &Arc<Machine>, base: u16) -> Self {
+        Self {
+            machine: Arc::clone(machine),
+            base,
+            lists: Mutex::new([None; BUS_MASTER_CHANNELS as usize]),
+            reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// A write of `width` bytes (1, 2 or 4) of `value` to I/O port `port`.
+    pub fn on_write(&self, port: u16, width: u16, value: u32) {
+        let Some(offset) = port.checked_sub(self.base) else {
+            return;
+        };
+        let channel = usize::from(offset / BUS_MASTER_CHANNEL_BYTES);
+        if channel >= usize::from(BUS_MASTER_CHANNELS) {
+            return;
+        }
+        let register = offset % BUS_MASTER_CHANNEL_BYTES;
+        let written = register..register + width;
+        // The byte of `value` that lands on `at`.
+        let byte_at =
+            |at: u16| u8::try_from((value >> (8 * u32::from(at - register))) & 0xFF).unwrap_or(0);
+        if register == nabm::BDBAR && width == 4 {
+            lock(&self.lists)[channel] = Some(u64::from(value & !3));
+        } else if written.contains(&nabm::LVI)
+            || (written.contains(&nabm::CR) && byte_at(nabm::CR) & nabm::CR_RUN != 0)
+        {
+            self.check_entries(channel);
+        }
+    }
+
+    /// `channel`'s descriptor list and every entry in it with a length.
+    fn check_entries(&self, channel: usize) {
+        let name = BUS_MASTER_CHANNEL_NAMES
+            .get(channel)
+            .copied()
+            .unwrap_or("?");
+        let Some(list) = lock(&self.lists)[channel] else {
+            self.report(format!(
+                "AC'97 bus master, {name}: started without a descriptor list (BDBAR never written)"
+            ));
+            return;
+        };
+        self.check(
+            &format!("{name} descriptor list (BDBAR)"),
+            list,
+            u64::from(BDL_BYTES),
+        );
+        let mut entries = [0u8; BDL_BYTES as usize];
+        if self
+            .machine
+            .memory
+            .read_physical(list, &mut entries)
+            .is_err()
+        {
+            // Reported by the check above.
+            return;
+        }
+        for (slot, entry) in entries.chunks_exact(8).enumerate() {
+            let word = |at: usize| {
+                entry
+                    .get(at..at + 4)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u32::from_le_bytes)
+            };
+            let samples = word(4) & 0xFFFF;
+            if samples == 0 {
+                continue;
+            }
+            let address = u64::from(word(0) & !3);
+            self.check(
+                &format!("{name} descriptor {slot} of {RING_SLOTS}"),
+                address,
+                u64::from(samples) * 2,
+            );
+        }
+    }
+
+    fn check(&self, what: &str, address: u64, len: u64) {
+        if let Err(e) = self
+            .machine
+            .memory
+            .check_dma(address, len, BUS_MASTER_REACH)
+        {
+            self.report(format!("AC'97 bus master, {what}: {e}"));
+        }
+    }
+
+    fn report(&self, violation: String) {
+        let mut reported = lock(&self.reported);
+        if reported.len() < MAX_DMA_REPORTS && reported.insert(violation.clone()) {
+            drop(reported);
+            self.machine.violation(violation);
+        }
+    }
+}
 
 /// Checks that the AC'97 session can play `request`: 16-bit stereo PCM at
 /// 8 to 48 kHz (the codec's variable-rate DAC, QEMU's `wav` back-end at
@@ -104,6 +268,8 @@ pub struct Ac97Options {
     pub image: Option<PathBuf>,
     /// The port personality the emulated PortCls follows.
     pub personality: PortPersonality,
+    /// A fault in the host build's back-end ([`Ac97Fault::None`]: none).
+    pub fault: Ac97Fault,
 }
 
 /// What the session saw.
@@ -119,6 +285,8 @@ pub struct Ac97Report {
     pub buffer_bytes: u32,
     /// Its pages (physical addresses in QEMU's guest RAM).
     pub buffer_pages: Vec<u64>,
+    /// Where guest RAM is ([`wavert_qemu::RamLayout::describe`]).
+    pub memory: String,
     /// Notification events per buffer.
     pub notification_count: u32,
     /// Bytes of input played.
@@ -245,6 +413,12 @@ impl Ac97Report {
                 f.block_align()
             ),
             format!(
+                "memory           : {}; buffer pages above 4 GiB: {} of {} (the bus master reaches {BUS_MASTER_REACH:#x})",
+                self.memory,
+                self.buffer_pages.iter().filter(|&&p| p >= HIGH_RAM_BASE).count(),
+                self.buffer_pages.len()
+            ),
+            format!(
                 "buffer           : {} bytes ({:.1} ms, {} pages, {} notifications per buffer)",
                 self.buffer_bytes,
                 f64::from(self.buffer_bytes) / frame / rate * 1000.0,
@@ -362,56 +536,73 @@ impl Platform for Ac97Platform {
     }
 }
 
-/// The miniport's port I/O over qtest; a stall steps QEMU's clock.
-pub struct QemuIo(Arc<Qemu>);
+/// The miniport's port I/O over qtest, each bus-master write checked by a
+/// [`BusMasterWatch`] first; a stall steps QEMU's clock.
+pub struct QemuIo {
+    qemu: Arc<Qemu>,
+    watch: BusMasterWatch,
+}
 
 impl QemuIo {
-    /// Port I/O on `qemu`'s I/O space.
+    /// Port I/O on `qemu`'s I/O space, the card's bus master watched over
+    /// `machine`'s RAM.
     #[must_use]
-    pub const fn new(qemu: Arc<Qemu>) -> Self {
-        Self(qemu)
+    pub fn new(qemu: Arc<Qemu>, machine: &Arc<Machine>) -> Self {
+        Self {
+            qemu,
+            watch: BusMasterWatch::new(machine, BUS_MASTER_PORT),
+        }
     }
 }
 
 impl fmt::Debug for QemuIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QemuIo").finish_non_exhaustive()
+        f.debug_struct("QemuIo")
+            .field("watch", &self.watch)
+            .finish_non_exhaustive()
     }
 }
 
 impl PortIo for QemuIo {
     fn read8(&self, port: u16) -> u8 {
-        self.0.io_ports().read8(port)
+        self.qemu.io_ports().read8(port)
     }
     fn read16(&self, port: u16) -> u16 {
-        self.0.io_ports().read16(port)
+        self.qemu.io_ports().read16(port)
     }
     fn read32(&self, port: u16) -> u32 {
-        self.0.io_ports().read32(port)
+        self.qemu.io_ports().read32(port)
     }
     fn write8(&self, port: u16, value: u8) {
-        self.0.io_ports().write8(port, value);
+        self.watch.on_write(port, 1, u32::from(value));
+        self.qemu.io_ports().write8(port, value);
     }
     fn write16(&self, port: u16, value: u16) {
-        self.0.io_ports().write16(port, value);
+        self.watch.on_write(port, 2, u32::from(value));
+        self.qemu.io_ports().write16(port, value);
     }
     fn write32(&self, port: u16, value: u32) {
-        self.0.io_ports().write32(port, value);
+        self.watch.on_write(port, 4, value);
+        self.qemu.io_ports().write32(port, value);
     }
     fn stall_us(&self, us: u32) {
-        let _ = self.0.clock_step(u64::from(us) * 1_000);
+        let _ = self.qemu.clock_step(u64::from(us) * 1_000);
     }
 }
 
 type Device = Ac97Device<Ac97Platform, QemuIo>;
 
 /// The shipped image's port I/O: its trapped `in`/`out` instructions,
-/// forwarded to QEMU over qtest (the image programs absolute ports).
-struct QemuTrappedIo(Arc<Qemu>);
+/// forwarded to QEMU over qtest (the image programs absolute ports), each
+/// bus-master write checked first.
+struct QemuTrappedIo {
+    qemu: Arc<Qemu>,
+    watch: BusMasterWatch,
+}
 
 impl io_trap::PortIoHandler for QemuTrappedIo {
     fn read(&self, port: u16, width: io_trap::PortWidth) -> u32 {
-        let mut ports = self.0.io_ports();
+        let mut ports = self.qemu.io_ports();
         match width {
             io_trap::PortWidth::Byte => u32::from(ports.read8(port)),
             io_trap::PortWidth::Word => u32::from(ports.read16(port)),
@@ -420,7 +611,13 @@ impl io_trap::PortIoHandler for QemuTrappedIo {
     }
 
     fn write(&self, port: u16, width: io_trap::PortWidth, value: u32) {
-        let mut ports = self.0.io_ports();
+        let bytes = match width {
+            io_trap::PortWidth::Byte => 1,
+            io_trap::PortWidth::Word => 2,
+            io_trap::PortWidth::Dword => 4,
+        };
+        self.watch.on_write(port, bytes, value);
+        let mut ports = self.qemu.io_ports();
         match width {
             io_trap::PortWidth::Byte => ports.write8(port, u8::try_from(value & 0xFF).unwrap_or(0)),
             io_trap::PortWidth::Word => {
@@ -465,19 +662,28 @@ fn couple(qemu: &Qemu, line: &InterruptLine, run_dpc: &dyn Fn()) -> Result<(), S
 /// What runs the driver's deferred step after the coupling's interrupts.
 type RunDpc = Box<dyn Fn() + Send + Sync>;
 
-/// `StartDevice` of the host-built AC'97 miniport on the card.
+/// `StartDevice` of the host-built AC'97 miniport on the card, its wave
+/// subdevices behind `fault` ([`Ac97Fault::None`]: the product as it is).
 fn install_host(
     qemu: &Arc<Qemu>,
     machine: &Arc<Machine>,
     line: &Arc<InterruptLine>,
     descriptors: &[ResourceDescriptor],
+    fault: Ac97Fault,
 ) -> Result<(Ac97Driver, RunDpc), String> {
     let services = EmuPortCls::new(Arc::clone(machine), None)
         .with_interrupt_line(Arc::clone(line))
         .with_resources(descriptors);
     let resources = new_resource_list(machine, descriptors);
     let platform = Ac97Platform::new(Arc::clone(machine));
-    let installed = install_ac97(&services, platform, QemuIo(Arc::clone(qemu)), &resources);
+    let io = QemuIo::new(Arc::clone(qemu), machine);
+    let installed = if fault == Ac97Fault::None {
+        install_ac97(&services, platform, io, &resources)
+    } else {
+        install_ac97_as(&services, platform, io, &resources, |device| {
+            Arc::new(FaultyAc97::new(Arc::clone(device), fault))
+        })
+    };
     let (device, registration) = match installed {
         Ok(started) => started,
         Err(e) => {
@@ -517,7 +723,10 @@ fn install_image(
         stall: Some(Box::new(move |us| {
             let _ = stepped.clock_step(u64::from(us) * 1_000);
         })),
-        port_io: Some(Arc::new(QemuTrappedIo(Arc::clone(qemu)))),
+        port_io: Some(Arc::new(QemuTrappedIo {
+            qemu: Arc::clone(qemu),
+            watch: BusMasterWatch::new(machine, BUS_MASTER_PORT),
+        })),
     };
     let adapter = start_image_adapter(machine, path, device)
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -543,6 +752,8 @@ struct Rig {
     line: Option<Arc<InterruptLine>>,
     timer: Option<u64>,
     fault: Arc<Mutex<Option<String>>>,
+    /// The back-end fault the host build was installed with.
+    backend_fault: Ac97Fault,
 }
 
 impl Rig {
@@ -550,6 +761,7 @@ impl Rig {
         audiodev: &Audiodev,
         image: Option<&Path>,
         personality: PortPersonality,
+        fault: Ac97Fault,
     ) -> Result<Self, String> {
         let install = ensure_qemu().map_err(|e| {
             let reason: Vec<&str> = e.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -560,16 +772,8 @@ impl Rig {
         );
         qemu.firmware_setup()
             .map_err(|e| format!("QEMU firmware setup failed: {e}"))?;
-        let memory = PhysicalMemory::with_file(
-            qemu.ram().path(),
-            MemoryConfig {
-                size_bytes: RAM_BYTES,
-                reserved_low_bytes: 1 << 20,
-                fragmentation: Fragmentation::Shuffled(0xAC97),
-                page_budget: None,
-            },
-        )
-        .map_err(|e| format!("{}: {e}", qemu.ram().path().display()))?;
+        let memory = PhysicalMemory::with_file(qemu.ram().path(), qemu_memory_config())
+            .map_err(|e| format!("{}: {e}", qemu.ram().path().display()))?;
         let machine = Machine::new(memory, ClockMode::Virtual);
         machine.set_personality(personality);
         let line = Arc::new(InterruptLine::new(&machine));
@@ -586,9 +790,13 @@ impl Rig {
             line: Some(Arc::clone(&line)),
             timer: None,
             fault: Arc::new(Mutex::new(None)),
+            backend_fault: fault,
         };
         let (driver, run_dpc) = match image {
-            None => install_host(&qemu, &machine, &line, &descriptors)?,
+            None => install_host(&qemu, &machine, &line, &descriptors, fault)?,
+            Some(_) if fault != Ac97Fault::None => {
+                return Err("faults are injected into the host build, not the image".to_owned())
+            }
             Some(path) => install_image(&qemu, &machine, &line, &descriptors, path)?,
         };
         rig.driver = Some(driver);
@@ -609,6 +817,12 @@ impl Rig {
             Some(Ac97Driver::Image(adapter)) => adapter
                 .image()
                 .map_or_else(String::new, crate::image::ImageDriver::describe),
+            _ if self.backend_fault != Ac97Fault::None => {
+                format!(
+                    "host build of wavert-miniport, back-end fault {:?}",
+                    self.backend_fault
+                )
+            }
             _ => "host build of wavert-miniport".to_owned(),
         }
     }
@@ -722,8 +936,10 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
         },
         options.image.as_deref(),
         options.personality,
+        options.fault,
     )?;
     let build = rig.build();
+    let memory = rig.machine.memory.layout().describe();
     let registrations = rig.machine.registrations();
     let render_name = AC97_SUBDEVICES
         .iter()
@@ -836,6 +1052,7 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
         connections: registrations.connections.len(),
         buffer_bytes,
         buffer_pages,
+        memory,
         notification_count: options.notifications,
         input_bytes: input.len(),
         output_bytes: output.len(),
@@ -910,7 +1127,12 @@ pub fn run_ac97_hlk(
     personality: PortPersonality,
 ) -> Result<Ac97HlkReport, String> {
     const RATE: u32 = 48_000;
-    let mut rig = Rig::start(&Audiodev::None { frequency: RATE }, image, personality)?;
+    let mut rig = Rig::start(
+        &Audiodev::None { frequency: RATE },
+        image,
+        personality,
+        Ac97Fault::None,
+    )?;
     let build = rig.build();
     let direction = if capture {
         Direction::Capture
@@ -991,6 +1213,74 @@ pub fn run_ac97_hlk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::PAGE_SIZE;
+
+    #[test]
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "addresses cut to 32 bits on purpose"
+    )]
+    fn the_bus_master_watch_checks_what_the_engine_may_fetch() {
+        const RUN_BITS: u8 = nabm::CR_RUN | nabm::CR_COMPLETION_INTERRUPT;
+        let memory = PhysicalMemory::anonymous(MemoryConfig::default()).unwrap();
+        let machine = Machine::new(memory, ClockMode::Virtual);
+        let memory = &machine.memory;
+        let watch = BusMasterWatch::new(&machine, BUS_MASTER_PORT);
+        let pcm_out = BUS_MASTER_PORT + nabm::PCM_OUT;
+        let page = |low, high| {
+            let mdl = memory.allocate_contiguous(low, high, PAGE_SIZE).unwrap();
+            memory.page_address(mdl, 0).unwrap()
+        };
+        let list = page(0, BUS_MASTER_REACH);
+        let low = page(0, BUS_MASTER_REACH);
+        let high = page(HIGH_RAM_BASE, u64::MAX);
+        let entry = |slot: u64, address: u64, samples: u32| {
+            let mut bytes = (address as u32).to_le_bytes().to_vec();
+            bytes.extend_from_slice(&samples.to_le_bytes());
+            memory.write_physical(list + slot * 8, &bytes).unwrap();
+        };
+        let violations = || machine.violations();
+
+        watch.on_write(pcm_out + nabm::LVI, 1, 0);
+        assert!(violations()[0].contains("PCM out: started without a descriptor list"));
+        // A list in a held page naming a held page (IOC and BUP set).
+        entry(0, low, (3 << 30) | 2048);
+        watch.on_write(pcm_out + nabm::BDBAR, 4, list as u32);
+        watch.on_write(pcm_out + nabm::LVI, 1, 0);
+        watch.on_write(pcm_out + nabm::CR, 1, u32::from(RUN_BITS));
+        assert_eq!(violations().len(), 1, "{:?}", violations());
+        // A page above 4 GiB, cut: not checked while the run bit stays off.
+        entry(1, high, 8);
+        watch.on_write(pcm_out + nabm::CR, 1, u32::from(nabm::CR_RESET));
+        assert_eq!(violations().len(), 1);
+        watch.on_write(pcm_out + nabm::CR, 1, u32::from(RUN_BITS));
+        let cut = violations();
+        assert_eq!(cut.len(), 2, "{cut:?}");
+        assert!(cut[1].contains("PCM out descriptor 1 of 32"), "{}", cut[1]);
+        assert!(
+            cut[1].contains(&format!("page {high:#x} cut to the device's address bits")),
+            "{}",
+            cut[1]
+        );
+        // Reported once, however often the engine is restarted.
+        watch.on_write(pcm_out + nabm::LVI, 1, 1);
+        assert_eq!(violations().len(), 2);
+        // A list in a page nobody holds (a dword write at CIV covers LVI).
+        watch.on_write(pcm_out + nabm::BDBAR, 4, 0x2000);
+        watch.on_write(pcm_out + nabm::CIV, 4, 0);
+        let stray = violations();
+        assert!(
+            stray[2].contains("PCM out descriptor list (BDBAR)")
+                && stray[2].contains("held by no MDL"),
+            "{stray:?}"
+        );
+        // Other registers and windows start nothing.
+        let before = violations().len();
+        watch.on_write(BUS_MASTER_PORT + nabm::GLOB_CNT, 4, 0x3);
+        watch.on_write(BUS_MASTER_PORT + nabm::PCM_IN + nabm::SR, 2, 0x1C);
+        watch.on_write(MIXER_PORT, 2, 0);
+        assert_eq!(violations().len(), before);
+    }
 
     #[test]
     fn other_formats_are_refused_in_one_line() {

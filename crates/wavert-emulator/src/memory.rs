@@ -1,7 +1,18 @@
 //! The physical memory model: a memory file stands for the machine's RAM.
 //!
-//! Guest-physical address = offset in the file, so the same file can later be
-//! QEMU's guest RAM (`-object memory-backend-file,mem-path=...,share=on`).
+//! The file is placed in the physical address space as QEMU's `pc` machine
+//! places guest RAM ([`RamLayout`]): a low part at address 0 and, unless
+//! the [`Layout`] is [`Layout::Low`], the rest from 4 GiB up, so the same
+//! file can be QEMU's guest RAM (`-object
+//! memory-backend-file,mem-path=...,share=on`) and a device with a 32-bit
+//! DMA limit meets pages it cannot reach. Allocations honour the
+//! `[LowAddress, HighAddress]` range a driver passes, page by page, as
+//! `MmAllocatePagesForMdlEx` does: every page lies wholly in the range, and
+//! a range that cannot supply the request gives fewer pages or none.
+//! [`PhysicalMemory::check_dma`] is the device side: whether an address a
+//! driver programmed into a bus master lies in pages it holds and the
+//! device reaches.
+//!
 //! Page allocations hand out page frames in a shuffled, non-contiguous order,
 //! and [`PhysicalMemory::map`] builds a virtually contiguous view of an MDL's
 //! pages by mapping each file page at its place: a miniport that walks the
@@ -20,6 +31,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr;
 use std::sync::Mutex;
+
+pub use wavert_qemu::layout::{RamLayout, HIGH_RAM_BASE};
 
 /// The page size of the modelled machine (x86-64).
 pub const PAGE_SIZE: usize = 4096;
@@ -58,11 +71,43 @@ pub enum AllocPoint {
     Map,
 }
 
+/// Where the RAM file sits in the physical address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// All of RAM below 4 GiB: physical address = file offset.
+    Low,
+    /// The first `below_4g` bytes at address 0, the rest from 4 GiB (QEMU's
+    /// `max-ram-below-4g`; RAM no larger than that is all low, as in QEMU).
+    Split {
+        /// Bytes below 4 GiB (whole pages).
+        below_4g: u64,
+    },
+    /// Half of RAM (whole pages) below 4 GiB, half from 4 GiB: the default,
+    /// so that every run hands a driver that asks for any page some pages
+    /// above 4 GiB, and a driver for a 32-bit device that forgets its limit
+    /// is caught.
+    HalfHigh,
+}
+
+impl Layout {
+    /// The placement of `size` bytes (whole pages).
+    #[must_use]
+    pub const fn of(self, size: u64) -> RamLayout {
+        match self {
+            Self::Low => RamLayout::low(size),
+            Self::Split { below_4g } => RamLayout::new(size, below_4g / PAGE_U64 * PAGE_U64),
+            Self::HalfHigh => RamLayout::new(size, size / 2 / PAGE_U64 * PAGE_U64),
+        }
+    }
+}
+
 /// Construction parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryConfig {
     /// Size of the RAM file in bytes (rounded down to whole pages).
     pub size_bytes: u64,
+    /// Where it sits in the physical address space.
+    pub layout: Layout,
     /// Low memory never handed out. A PC keeps the real-mode area, the VGA
     /// window and the BIOS below 1 MiB, which QEMU's guest RAM mirrors.
     pub reserved_low_bytes: u64,
@@ -76,6 +121,7 @@ impl Default for MemoryConfig {
     fn default() -> Self {
         Self {
             size_bytes: 64 << 20,
+            layout: Layout::HalfHigh,
             reserved_low_bytes: 1 << 20,
             fragmentation: Fragmentation::Shuffled(0x5EED),
             page_budget: None,
@@ -115,6 +161,7 @@ struct State {
 pub struct PhysicalMemory {
     file: OwnedFd,
     size: u64,
+    layout: RamLayout,
     /// The whole file mapped once, for access by physical address.
     whole: *mut u8,
     state: Mutex<State>,
@@ -178,10 +225,11 @@ impl PhysicalMemory {
 
     fn from_fd(file: OwnedFd, config: MemoryConfig, set_len: bool) -> io::Result<Self> {
         let size = config.size_bytes / PAGE_U64 * PAGE_U64;
-        if size == 0 || config.reserved_low_bytes >= size {
+        let layout = config.layout.of(size);
+        if size == 0 || config.reserved_low_bytes >= layout.below_4g() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "memory size must exceed the reserved low memory",
+                "the memory below 4 GiB must exceed the reserved low memory",
             ));
         }
         let len = usize::try_from(size).map_err(io::Error::other)?;
@@ -206,8 +254,13 @@ impl PhysicalMemory {
         if whole == libc::MAP_FAILED {
             return Err(os_error("mmap of the RAM file"));
         }
+        // Physical frame numbers: the low part above the reserved memory,
+        // then the high part from 4 GiB.
         let first = config.reserved_low_bytes.div_ceil(PAGE_U64);
-        let mut free: Vec<u64> = (first..size / PAGE_U64).collect();
+        let high_first = HIGH_RAM_BASE / PAGE_U64;
+        let mut free: Vec<u64> = (first..layout.below_4g() / PAGE_U64)
+            .chain(high_first..high_first + layout.above_4g() / PAGE_U64)
+            .collect();
         if let Fragmentation::Shuffled(seed) = config.fragmentation {
             let mut s = seed;
             for i in (1..free.len()).rev() {
@@ -220,6 +273,7 @@ impl PhysicalMemory {
         Ok(Self {
             file,
             size,
+            layout,
             whole: whole.cast(),
             state: Mutex::new(State {
                 free,
@@ -239,6 +293,12 @@ impl PhysicalMemory {
     #[must_use]
     pub const fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Where the RAM sits in the physical address space.
+    #[must_use]
+    pub const fn layout(&self) -> RamLayout {
+        self.layout
     }
 
     /// Makes allocation call number `call` (0-based, counting every
@@ -318,8 +378,10 @@ impl PhysicalMemory {
     }
 
     /// `AllocatePagesForMdl`: up to `bytes` rounded up to pages, each page
-    /// below `high_address`, in the free list's (shuffled) order. May return
-    /// fewer pages than asked; `None` when none at all.
+    /// wholly at or below `high_address` (the low end is 0, as Learn's
+    /// `IPortWaveRTStream::AllocatePagesForMdl` page says and the port in
+    /// `ReactOS` passes to `MmAllocatePagesForMdl`), in the free list's (shuffled)
+    /// order. May return fewer pages than asked; `None` when none at all.
     pub fn allocate_pages(&self, high_address: u64, bytes: usize) -> Option<usize> {
         let mut state = self.state();
         let mut wanted = bytes.div_ceil(PAGE_SIZE);
@@ -435,6 +497,57 @@ impl PhysicalMemory {
             .map(|r| r.frames.iter().map(|f| f * PAGE_U64).collect())
     }
 
+    /// Whether a bus master that reaches addresses up to `reach` (all ones
+    /// in its address bits: `0xFFFF_FFFF` for a 32-bit device) may move the
+    /// `len` bytes at `address` a driver programmed into it: every page
+    /// they touch must be held by a live MDL and lie within the reach.
+    ///
+    /// The device sees only the bits it has, so a driver that cut a 64-bit
+    /// page address to them programmed that page's low alias. An address
+    /// whose page equals the low bits of a live page above the reach is
+    /// reported as that page, truncated, even when the alias is itself a
+    /// live page: the device cannot tell them apart, so neither can this
+    /// check, and a driver whose device has a limit holds no page above it.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the first page that is wrong, in one line.
+    pub fn check_dma(&self, address: u64, len: u64, reach: u64) -> Result<(), String> {
+        let Some(last) = len.checked_sub(1) else {
+            return Ok(());
+        };
+        let last = address
+            .checked_add(last)
+            .ok_or_else(|| format!("DMA at {address:#x} ({len} bytes) wraps the address space"))?;
+        let state = self.state();
+        for frame in address / PAGE_U64..=last / PAGE_U64 {
+            let page = frame * PAGE_U64;
+            let meant = state
+                .in_use
+                .iter()
+                .map(|f| f * PAGE_U64)
+                .filter(|&held| held > reach && held & reach == page)
+                .min();
+            if let Some(meant) = meant {
+                return Err(format!(
+                    "DMA at {address:#x} ({len} bytes): page {page:#x} is page {meant:#x} cut to the device's address bits ({reach:#x}): a page above the device's reach was handed to its DMA engine"
+                ));
+            }
+            if !state.in_use.contains(&frame) {
+                return Err(format!(
+                    "DMA at {address:#x} ({len} bytes): page {page:#x} is held by no MDL"
+                ));
+            }
+            if page + (PAGE_U64 - 1) > reach {
+                return Err(format!(
+                    "DMA at {address:#x} ({len} bytes): page {page:#x} is above the device's reach ({reach:#x})"
+                ));
+            }
+        }
+        drop(state);
+        Ok(())
+    }
+
     /// `MapAllocatedPages`: a virtually contiguous view of the MDL's pages.
     pub fn map(&self, mdl: usize) -> Option<*mut u8> {
         self.map_view(mdl, true)
@@ -497,7 +610,19 @@ impl PhysicalMemory {
         let base = base.cast::<u8>();
         for (i, &frame) in frames.iter().enumerate() {
             let at = base.wrapping_add(i * PAGE_SIZE);
-            let offset = libc::off_t::try_from(frame * PAGE_U64).map_err(io::Error::other)?;
+            let offset = self
+                .layout
+                .file_offset(frame * PAGE_U64, PAGE_U64)
+                .ok_or_else(|| io::Error::other(format!("frame {frame:#x} is not RAM")))
+                .and_then(|o| libc::off_t::try_from(o).map_err(io::Error::other));
+            let offset = match offset {
+                Ok(offset) => offset,
+                Err(e) => {
+                    // SAFETY: the reservation is ours and not yet handed out.
+                    unsafe { libc::munmap(base.cast(), len) };
+                    return Err(e);
+                }
+            };
             // SAFETY: MAP_FIXED replaces one page of the reservation made above,
             // which this function owns; the file page is inside the file.
             let page = unsafe {
@@ -567,9 +692,11 @@ impl PhysicalMemory {
         state.free = frames;
     }
 
+    /// The offset in the whole-file mapping of `len` bytes at physical
+    /// `address`, when all of them are RAM of one piece.
     fn check_range(&self, address: u64, len: usize) -> Option<usize> {
-        let end = address.checked_add(len as u64)?;
-        (end <= self.size).then(|| usize::try_from(address).ok())?
+        let offset = self.layout.file_offset(address, len as u64)?;
+        usize::try_from(offset).ok()
     }
 
     /// Reads RAM at a physical address (as a device's DMA would).

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use portcls_sys::*;
 use wavert_com::ComPtr;
 use wavert_emulator::machine::{ClockMode, Machine};
-use wavert_emulator::memory::{Fault, Fragmentation, MemoryConfig, PhysicalMemory, PAGE_SIZE};
+use wavert_emulator::memory::{
+    Fault, Fragmentation, Layout, MemoryConfig, PhysicalMemory, HIGH_RAM_BASE, PAGE_SIZE,
+};
 use wavert_emulator::port::{
     new_resource_list, InterruptLine, Port, PortKind, PortList, PortStream, ResourceDescriptor,
 };
@@ -134,6 +136,7 @@ fn a_file_backed_ram_is_addressed_by_file_offset() {
         &path,
         MemoryConfig {
             size_bytes: 2 << 20,
+            layout: Layout::Low,
             ..MemoryConfig::default()
         },
     )
@@ -145,6 +148,188 @@ fn a_file_backed_ram_is_addressed_by_file_offset() {
     assert!(mem.write_physical((2 << 20) - 2, b"xyz").is_err());
     drop(mem);
     std::fs::remove_file(path).unwrap();
+}
+
+const PAGE: u64 = PAGE_SIZE as u64;
+const MIB: u64 = 1 << 20;
+
+/// 8 MiB in the default layout: 4 MiB at 0 (the first reserved), 4 MiB
+/// from 4 GiB.
+fn split_memory(fragmentation: Fragmentation) -> PhysicalMemory {
+    PhysicalMemory::anonymous(MemoryConfig {
+        size_bytes: 8 * MIB,
+        fragmentation,
+        ..MemoryConfig::default()
+    })
+    .unwrap()
+}
+
+/// Whether every page of `pages` lies wholly in `low..=high`.
+fn all_within(pages: &[u64], low: u64, high: u64) -> bool {
+    pages.iter().all(|&p| p >= low && p + PAGE - 1 <= high)
+}
+
+#[test]
+fn the_default_layout_puts_half_of_ram_above_4_gib_and_nothing_in_the_hole() {
+    let mem = split_memory(Fragmentation::Shuffled(11));
+    let layout = mem.layout();
+    assert_eq!((layout.below_4g(), layout.above_4g()), (4 * MIB, 4 * MIB));
+    let mut pages = Vec::new();
+    while let Some(mdl) = mem.allocate_pages(u64::MAX, 64 * PAGE_SIZE) {
+        pages.extend(mem.page_addresses(mdl).unwrap());
+    }
+    let low = pages.iter().filter(|&&p| p < HIGH_RAM_BASE).count() as u64;
+    let high = pages.len() as u64 - low;
+    // Every free page once: 3 MiB low above the reserved MiB, 4 MiB high.
+    assert_eq!((low, high), (3 * MIB / PAGE, 4 * MIB / PAGE));
+    assert!(pages
+        .iter()
+        .all(|&p| (MIB..4 * MIB).contains(&p)
+            || (HIGH_RAM_BASE..HIGH_RAM_BASE + 4 * MIB).contains(&p)));
+    // Shuffled across both parts: the first request already has both.
+    let mem = split_memory(Fragmentation::Shuffled(11));
+    let mdl = mem.allocate_pages(u64::MAX, 8 * PAGE_SIZE).unwrap();
+    let first = mem.page_addresses(mdl).unwrap();
+    assert!(first.iter().any(|&p| p >= HIGH_RAM_BASE), "{first:x?}");
+    assert!(first.iter().any(|&p| p < HIGH_RAM_BASE), "{first:x?}");
+    // Small RAM is all low, as QEMU does when RAM is under the limit.
+    let small = PhysicalMemory::anonymous(MemoryConfig {
+        size_bytes: 4 * MIB,
+        layout: Layout::Split { below_4g: 8 * MIB },
+        ..MemoryConfig::default()
+    })
+    .unwrap();
+    assert_eq!(small.layout().above_4g(), 0);
+}
+
+#[test]
+fn high_ram_is_the_file_past_the_low_part_as_qemu_maps_it() {
+    let path = std::env::temp_dir().join(format!("wavert-emu-split-{}", std::process::id()));
+    let mem = PhysicalMemory::with_file(
+        &path,
+        MemoryConfig {
+            size_bytes: 4 * MIB,
+            layout: Layout::Split { below_4g: 2 * MIB },
+            ..MemoryConfig::default()
+        },
+    )
+    .unwrap();
+    mem.write_physical(HIGH_RAM_BASE + 0x10, b"high").unwrap();
+    mem.write_physical(0x10_0010, b"low").unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[(2 * MIB) as usize + 0x10..][..4], b"high");
+    assert_eq!(&bytes[0x10_0010..][..3], b"low");
+    // The hole between the low part and 4 GiB, and past the high part.
+    assert!(mem.write_physical(2 * MIB, b"x").is_err());
+    assert!(mem.write_physical(2 * MIB - 1, b"xy").is_err());
+    assert!(mem
+        .write_physical(HIGH_RAM_BASE + 2 * MIB - 1, b"xy")
+        .is_err());
+    // A high page's mapping is that page.
+    let mdl = mem
+        .allocate_contiguous(HIGH_RAM_BASE, u64::MAX, PAGE_SIZE)
+        .unwrap();
+    let page = mem.page_address(mdl, 0).unwrap();
+    assert_eq!(page, HIGH_RAM_BASE, "the lowest high run");
+    let base = mem.map(mdl).unwrap();
+    // SAFETY: one mapped page, ours until unmapped.
+    let view = unsafe { std::slice::from_raw_parts(base, PAGE_SIZE) };
+    assert_eq!(&view[..4], b"\0\0\0\0");
+    assert_eq!(&view[0x10..0x14], b"high");
+    mem.unmap(base, mdl);
+    mem.free(mdl);
+    assert!(mem.violations().is_empty());
+    drop(mem);
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn allocations_stay_in_their_range_page_by_page_and_come_up_short_outside_it() {
+    // MmAllocatePagesForMdlEx's rule: every page wholly in [low, high];
+    // what the range cannot supply is missing (fewer pages, or none).
+    let mem = split_memory(Fragmentation::Shuffled(4));
+    let below_4g = u64::from(u32::MAX);
+    let low_pages = 3 * MIB / PAGE;
+    let mdl = mem.allocate_pages(below_4g, 2048 * PAGE_SIZE).unwrap();
+    let pages = mem.page_addresses(mdl).unwrap();
+    assert_eq!(pages.len() as u64, low_pages, "all of low RAM, no more");
+    assert!(all_within(&pages, 0, below_4g));
+    assert!(mem.allocate_pages(below_4g, PAGE_SIZE).is_none());
+    // The high pages are still there for a request without a limit.
+    let any = mem.allocate_pages(u64::MAX, 4 * PAGE_SIZE).unwrap();
+    assert!(all_within(
+        &mem.page_addresses(any).unwrap(),
+        HIGH_RAM_BASE,
+        u64::MAX
+    ));
+    assert!(mem.allocate_contiguous(0, below_4g, PAGE_SIZE).is_none());
+    mem.free(mdl);
+    mem.free(any);
+    // A limit inside a page excludes that page.
+    let limit = MIB + PAGE + 100;
+    let fresh = split_memory(Fragmentation::Contiguous);
+    let one = fresh.allocate_pages(limit, 8 * PAGE_SIZE).unwrap();
+    assert_eq!(fresh.page_addresses(one).unwrap(), vec![MIB]);
+    assert!(
+        fresh.allocate_pages(MIB - 1, PAGE_SIZE).is_none(),
+        "only reserved pages there"
+    );
+    // Contiguous: inside [low, high] or nothing.
+    let high = fresh
+        .allocate_contiguous(HIGH_RAM_BASE + PAGE, u64::MAX, 4 * PAGE_SIZE)
+        .unwrap();
+    let run = fresh.page_addresses(high).unwrap();
+    assert_eq!(run[0], HIGH_RAM_BASE + PAGE);
+    assert!(run.windows(2).all(|w| w[1] == w[0] + PAGE));
+    assert!(
+        fresh
+            .allocate_contiguous(0, below_4g, 4 * MIB as usize)
+            .is_none(),
+        "more than low RAM holds"
+    );
+    assert!(
+        fresh
+            .allocate_contiguous(HIGH_RAM_BASE, MIB, PAGE_SIZE)
+            .is_none(),
+        "low above high"
+    );
+    let low = fresh
+        .allocate_contiguous(2 * MIB, below_4g, PAGE_SIZE)
+        .unwrap();
+    assert_eq!(fresh.page_addresses(low).unwrap(), vec![2 * MIB]);
+}
+
+#[test]
+fn dma_is_allowed_only_into_held_pages_within_the_device_reach() {
+    let mem = split_memory(Fragmentation::Contiguous);
+    let reach = u64::from(u32::MAX);
+    let low = mem.allocate_contiguous(0, reach, 2 * PAGE_SIZE).unwrap();
+    let low_page = mem.page_address(low, 0).unwrap();
+    assert_eq!(mem.check_dma(low_page + 8, 2 * PAGE - 16, reach), Ok(()));
+    assert_eq!(mem.check_dma(low_page, 0, reach), Ok(()));
+    // One byte past the MDL: a page nobody holds.
+    let past = mem.check_dma(low_page + PAGE, PAGE + 1, reach).unwrap_err();
+    assert!(past.contains("held by no MDL"), "{past}");
+    // A page above 4 GiB, programmed as its low 32 bits.
+    let high = mem
+        .allocate_contiguous(HIGH_RAM_BASE, u64::MAX, PAGE_SIZE)
+        .unwrap();
+    let high_page = mem.page_address(high, 0).unwrap();
+    let cut = mem.check_dma(high_page & reach, 64, reach).unwrap_err();
+    assert!(
+        cut.contains(&format!("{high_page:#x} cut to the device's address bits")),
+        "{cut}"
+    );
+    // A device with 64-bit registers but a 32-bit reach (a DMA mask).
+    let above = mem.check_dma(high_page, 64, reach).unwrap_err();
+    assert!(above.contains("above the device's reach"), "{above}");
+    assert_eq!(mem.check_dma(high_page, 64, u64::MAX), Ok(()));
+    // Freed: nothing is held there any more.
+    mem.free(high);
+    let freed = mem.check_dma(high_page & reach, 64, reach).unwrap_err();
+    assert!(freed.contains("held by no MDL"), "{freed}");
+    assert!(mem.check_dma(u64::MAX, 2, reach).is_err());
+    mem.free(low);
 }
 
 fn machine() -> Arc<Machine> {
@@ -584,4 +769,57 @@ fn a_full_subdevice_table_refuses_the_next_registration() {
     assert_eq!(machine.violations().len(), 1, "{:?}", machine.violations());
     drop(kept);
     services.release_all();
+}
+
+#[test]
+fn port_stream_honours_high_address_through_the_vtable() {
+    let machine = Machine::new(split_memory(Fragmentation::Shuffled(8)), ClockMode::Virtual);
+    let stream = PortStream::new(&machine);
+    let iface = stream.interface();
+    let vt = iface.vtbl();
+    let this = iface.this();
+    let pages_of = |mdl: PMDL| {
+        let count = call!(vt.GetPhysicalPagesCount, this, mdl);
+        (0..count)
+            .map(|index| {
+                let mut result = PHYSICAL_ADDRESS::default();
+                call!(vt.GetPhysicalPageAddress, this, &raw mut result, mdl, index);
+                u64::try_from(result.QuadPart).unwrap()
+            })
+            .collect::<Vec<u64>>()
+    };
+    let limited = call!(
+        vt.AllocatePagesForMdl,
+        this,
+        PHYSICAL_ADDRESS {
+            QuadPart: 0xFFFF_FFFF
+        },
+        32 * PAGE_SIZE
+    );
+    let pages = pages_of(limited);
+    assert_eq!(pages.len(), 32);
+    assert!(all_within(&pages, 0, 0xFFFF_FFFF), "{pages:x?}");
+    // -1: any page; with half of RAM high, 32 shuffled pages have some.
+    let any = call!(
+        vt.AllocatePagesForMdl,
+        this,
+        PHYSICAL_ADDRESS { QuadPart: -1 },
+        32 * PAGE_SIZE
+    );
+    assert!(pages_of(any).iter().any(|&p| p >= HIGH_RAM_BASE));
+    let list = call!(
+        vt.AllocateContiguousPagesForMdl,
+        this,
+        PHYSICAL_ADDRESS {
+            QuadPart: i64::try_from(HIGH_RAM_BASE).unwrap()
+        },
+        PHYSICAL_ADDRESS { QuadPart: -1 },
+        PAGE_SIZE
+    );
+    assert!(pages_of(list)[0] >= HIGH_RAM_BASE);
+    for mdl in [limited, any, list] {
+        call!(vt.FreePagesFromMdl, this, mdl);
+    }
+    assert_eq!(machine.memory.pages_in_use(), 0);
+    assert!(machine.violations().is_empty());
 }

@@ -14,11 +14,18 @@ use std::time::{Duration, Instant};
 
 use wavert_core::ac97::{DmaMemory, RegisterBus};
 
+use crate::layout::RamLayout;
 use crate::qtest::Qtest;
 use crate::setup::QemuInstall;
 
-/// Guest RAM size.
-pub const RAM_BYTES: u64 = 128 << 20;
+/// Guest RAM size (the RAM file's size).
+pub const RAM_BYTES: u64 = 256 << 20;
+/// Guest RAM below 4 GiB (`-machine max-ram-below-4g`); the other half sits
+/// from 4 GiB up, so a driver that ignores a device's 32-bit DMA limit gets
+/// pages the device cannot reach.
+pub const LOW_RAM_BYTES: u64 = 128 << 20;
+/// Where guest RAM is: [`LOW_RAM_BYTES`] at 0, the rest from 4 GiB.
+pub const RAM_LAYOUT: RamLayout = RamLayout::new(RAM_BYTES, LOW_RAM_BYTES);
 /// I/O base given to the AC'97 mixer (BAR0, 1 KiB).
 pub const MIXER_PORT: u16 = 0xC000;
 /// I/O base given to the AC'97 bus master (BAR1, 256 bytes).
@@ -72,7 +79,9 @@ impl Audiodev {
 
 /// Guest RAM: a shared file QEMU maps as the guest's memory.
 ///
-/// Guest physical address = offset in the file. It is accessed with
+/// Laid out as [`RAM_LAYOUT`]: below [`LOW_RAM_BYTES`] the guest physical
+/// address is the offset in the file; from 4 GiB up it is the offset past
+/// the low part ([`RamLayout::file_offset`]). It is accessed with
 /// positioned reads and writes, which land on the same page-cache pages QEMU
 /// maps, so no mapping (and no `unsafe`) is needed on this side.
 #[derive(Debug)]
@@ -98,9 +107,8 @@ impl GuestRam {
         })
     }
 
-    /// The file backing guest RAM (guest physical address = offset), for
-    /// another process-local view such as the emulator's
-    /// `PhysicalMemory::with_file`.
+    /// The file backing guest RAM (laid out as [`RAM_LAYOUT`]), for another
+    /// process-local view such as the emulator's `PhysicalMemory::with_file`.
     #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
@@ -111,11 +119,11 @@ impl GuestRam {
     /// # Errors
     /// Outside guest RAM or an I/O error.
     pub fn write_bytes(&self, physical: u64, bytes: &[u8]) -> Result<(), String> {
-        if physical.saturating_add(bytes.len() as u64) > RAM_BYTES {
-            return Err(format!("guest write at {physical:#x} beyond RAM"));
-        }
+        let offset = RAM_LAYOUT
+            .file_offset(physical, bytes.len() as u64)
+            .ok_or_else(|| format!("guest write at {physical:#x} outside RAM"))?;
         self.file
-            .write_all_at(bytes, physical)
+            .write_all_at(bytes, offset)
             .map_err(|e| format!("guest write at {physical:#x}: {e}"))
     }
 
@@ -124,11 +132,11 @@ impl GuestRam {
     /// # Errors
     /// Outside guest RAM or an I/O error.
     pub fn read_bytes(&self, physical: u64, out: &mut [u8]) -> Result<(), String> {
-        if physical.saturating_add(out.len() as u64) > RAM_BYTES {
-            return Err(format!("guest read at {physical:#x} beyond RAM"));
-        }
+        let offset = RAM_LAYOUT
+            .file_offset(physical, out.len() as u64)
+            .ok_or_else(|| format!("guest read at {physical:#x} outside RAM"))?;
         self.file
-            .read_exact_at(out, physical)
+            .read_exact_at(out, offset)
             .map_err(|e| format!("guest read at {physical:#x}: {e}"))
     }
 }
@@ -214,8 +222,9 @@ fn qemu_log(workdir: &Path) -> String {
 }
 
 impl Machine {
-    /// Starts QEMU (qtest accelerator, 128 MiB shared guest RAM, an AC'97
-    /// card on `audiodev`) and accepts its qtest connection.
+    /// Starts QEMU (qtest accelerator, shared guest RAM laid out as
+    /// [`RAM_LAYOUT`], an AC'97 card on `audiodev`) and accepts its qtest
+    /// connection.
     ///
     /// # Errors
     /// QEMU failed to start or to connect; its log is included.
@@ -239,16 +248,27 @@ impl Machine {
         let log = File::create(workdir.join("qemu.log"))
             .map_err(|e| format!("cannot create QEMU log: {e}"))?;
         let log_err = log.try_clone().map_err(|e| format!("QEMU log: {e}"))?;
+        let ram_mib = RAM_BYTES >> 20;
+        // QEMU warns in its log that a `max-ram-below-4g` under 1 GiB is
+        // "not a multiple of 1G; possible bad performance": harmless here
+        // (no guest CPU runs), and it keeps the file small.
         let mut child = Command::new(&install.binary)
             .env("QEMU_MODULE_DIR", &install.module_dir)
-            .args(["-machine", "pc,accel=qtest,memory-backend=ram0"])
+            .args([
+                "-machine",
+                &format!(
+                    "pc,accel=qtest,memory-backend=ram0,max-ram-below-4g={}M",
+                    LOW_RAM_BYTES >> 20
+                ),
+            ])
             .args(["-qtest", &format!("unix:{}", socket.display())])
             .args(["-qtest-log", "/dev/null"])
-            .args(["-display", "none", "-nodefaults", "-m", "128M"])
+            .args(["-display", "none", "-nodefaults"])
+            .args(["-m", &format!("{ram_mib}M")])
             .args([
                 "-object",
                 &format!(
-                    "memory-backend-file,id=ram0,size=128M,mem-path={},share=on",
+                    "memory-backend-file,id=ram0,size={ram_mib}M,mem-path={},share=on",
                     ram_path.display()
                 ),
             ])

@@ -26,17 +26,17 @@ use std::time::Instant;
 use portcls_sys::KSSTATE_RUN;
 use wavert_com::ComPtr;
 use wavert_core::ac97::ChannelStats;
-use wavert_emulator::ac97::{Ac97Platform, QemuIo};
+use wavert_emulator::ac97::{qemu_memory_config, Ac97Platform, QemuIo};
 use wavert_emulator::cable::EmuPortCls;
 use wavert_emulator::engine::{negotiate_format, FormatRequest, Stream};
 use wavert_emulator::hlk;
 use wavert_emulator::machine::{ClockMode, Machine as Emu, QPC_PER_MS};
-use wavert_emulator::memory::{Fragmentation, MemoryConfig, PhysicalMemory};
+use wavert_emulator::memory::PhysicalMemory;
 use wavert_emulator::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
 use wavert_miniport::ac97::Ac97Device;
 use wavert_miniport::adapter::{install_ac97, AC97_SUBDEVICES};
 use wavert_miniport::Direction;
-use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT, RAM_BYTES};
+use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT};
 use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu, QemuInstall};
 
 const MS_NS: u64 = 1_000_000;
@@ -74,16 +74,7 @@ impl Rig {
     fn start(audiodev: &Audiodev) -> Self {
         let qemu = Arc::new(Qemu::start(install(), audiodev).unwrap());
         qemu.firmware_setup().unwrap();
-        let memory = PhysicalMemory::with_file(
-            qemu.ram().path(),
-            MemoryConfig {
-                size_bytes: RAM_BYTES,
-                reserved_low_bytes: 1 << 20,
-                fragmentation: Fragmentation::Shuffled(0xAC97),
-                page_budget: None,
-            },
-        )
-        .unwrap();
+        let memory = PhysicalMemory::with_file(qemu.ram().path(), qemu_memory_config()).unwrap();
         let emu = Emu::new(memory, ClockMode::Virtual);
         let line = Arc::new(InterruptLine::new(&emu));
         let services =
@@ -100,7 +91,7 @@ impl Rig {
         let (device, registration) = install_ac97(
             &services,
             platform,
-            QemuIo::new(Arc::clone(&qemu)),
+            QemuIo::new(Arc::clone(&qemu), &emu),
             &resources,
         )
         .unwrap();

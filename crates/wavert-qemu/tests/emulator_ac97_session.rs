@@ -12,10 +12,19 @@ use std::path::PathBuf;
 
 use wavert_emulator::ac97::{run_ac97_session, Ac97Options, Ac97Report, OUTPUT_WAV};
 use wavert_emulator::engine::FormatRequest;
+use wavert_emulator::faulty::Ac97Fault;
+use wavert_emulator::memory::HIGH_RAM_BASE;
 use wavert_emulator::personality::{OrderOutcome, PortPersonality};
 
 fn image() -> Option<PathBuf> {
     std::env::var_os("RSWAVERT_IMAGE").map(PathBuf::from)
+}
+
+fn output_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "wavert-emulator-ac97-{name}-{}",
+        std::process::id()
+    ))
 }
 
 fn session(
@@ -25,10 +34,7 @@ fn session(
     notifications: u32,
     personality: PortPersonality,
 ) -> Ac97Report {
-    let dir = std::env::temp_dir().join(format!(
-        "wavert-emulator-ac97-{name}-{personality}-{}",
-        std::process::id()
-    ));
+    let dir = output_dir(&format!("{name}-{personality}"));
     let report = run_ac97_session(&Ac97Options {
         input: None,
         format,
@@ -38,11 +44,20 @@ fn session(
         output_dir: dir.clone(),
         image: image(),
         personality,
+        fault: Ac97Fault::None,
     })
     .unwrap_or_else(|e| panic!("the AC'97 session failed: {e}"));
     for line in report.lines() {
         println!("{line}");
     }
+    // Half of guest RAM is above 4 GiB, yet the 32-bit bus master got
+    // only pages it reaches.
+    assert!(report.memory.contains("from 4 GiB"), "{}", report.memory);
+    assert!(
+        report.buffer_pages.iter().all(|&p| p < HIGH_RAM_BASE),
+        "{:x?}",
+        report.buffer_pages
+    );
     let frame_bytes = 4.0;
     #[allow(
         clippy::cast_precision_loss,
@@ -213,4 +228,74 @@ fn ac97_hlk_on_render_under_the_hostile_port() {
 #[test]
 fn ac97_hlk_on_capture_under_the_reactos_port() {
     hlk_on(true, PortPersonality::ReactOs);
+}
+
+/// The host build with `fault`, 1 s at 48 kHz with 100 ms packets (a
+/// 10-page buffer: with half of guest RAM above 4 GiB and the frames
+/// shuffled, a buffer without the 32-bit limit gets high pages).
+fn faulty_session(name: &str, fault: Ac97Fault) -> Result<Ac97Report, String> {
+    let dir = output_dir(name);
+    let result = run_ac97_session(&Ac97Options {
+        input: None,
+        format: FormatRequest::default(),
+        seconds: 1.0,
+        period_ms: 100,
+        notifications: 2,
+        output_dir: dir.clone(),
+        image: None,
+        personality: PortPersonality::Windows,
+        fault,
+    });
+    std::fs::remove_dir_all(&dir).ok();
+    if let Ok(report) = &result {
+        for line in report.lines() {
+            println!("{fault:?}: {line}");
+        }
+    }
+    result
+}
+
+#[test]
+fn the_fault_control_passes_with_pages_below_4_gib() {
+    let report = faulty_session("control", Ac97Fault::None).unwrap();
+    assert!(report.passed(), "{:?}", report.lines());
+    assert!(report.buffer_pages.iter().all(|&p| p < HIGH_RAM_BASE));
+    assert_eq!(report.buffer_pages.len(), 10);
+}
+
+#[test]
+fn a_page_above_4_gib_handed_cut_to_the_bus_master_is_a_violation() {
+    let report = faulty_session("truncated", Ac97Fault::TruncatedAddresses).unwrap();
+    let high: Vec<u64> = report
+        .buffer_pages
+        .iter()
+        .copied()
+        .filter(|&p| p >= HIGH_RAM_BASE)
+        .collect();
+    assert!(!high.is_empty(), "{:x?}", report.buffer_pages);
+    let cut: Vec<&String> = report
+        .violations
+        .iter()
+        .filter(|v| {
+            v.contains("AC'97 bus master") && v.contains("cut to the device's address bits")
+        })
+        .collect();
+    assert!(!cut.is_empty(), "{:?}", report.violations);
+    // Each one names a page the driver holds above 4 GiB.
+    assert!(cut
+        .iter()
+        .all(|v| high.iter().any(|p| v.contains(&format!("page {p:#x} cut")))));
+    assert!(!report.passed());
+}
+
+#[test]
+fn a_back_end_that_forgets_the_32_bit_limit_gets_no_buffer_when_pages_are_high() {
+    // The shared stream's descriptor builder refuses a page the AC'97
+    // profile cannot address: the buffer is not granted, so nothing wrong
+    // reaches the device.
+    let error = faulty_session("unlimited", Ac97Fault::NoAddressLimit).unwrap_err();
+    assert!(
+        error.contains("AllocateAudioBuffer failed with 0xc0000001"),
+        "{error}"
+    );
 }

@@ -12,6 +12,7 @@ use wavert_emulator::cable::{
     start_cable_adapter, CableAdapter, CableOptions, RegisteredWaveFilter,
 };
 use wavert_emulator::engine::{streaming_pin, FormatRequest};
+use wavert_emulator::faulty::Ac97Fault;
 use wavert_emulator::hlk::methods::{run_on_cable, HlkConfig, MethodReport};
 use wavert_emulator::hlk::{ks_position_check, Finding, KsPositionReport};
 use wavert_emulator::image::kernel::KernelCounters;
@@ -147,6 +148,7 @@ fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
         output_dir: args.output.clone(),
         image: args.image.clone(),
         personality: PortPersonality::from(args.port),
+        fault: Ac97Fault::None,
     })?;
     let hlk = [("render", false), ("capture", true)]
         .into_iter()
