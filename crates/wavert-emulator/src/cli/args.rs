@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use wavert_emulator::engine::FormatRequest;
+use wavert_emulator::memory::Layout;
 use wavert_emulator::personality::PortPersonality;
 use wavert_miniport::DmaMode;
 
@@ -79,6 +80,12 @@ pub struct Args {
     /// documentation allows, in the least convenient way)
     #[arg(long = "port", value_enum, value_name = "personality", default_value_t = Port::Windows)]
     pub port: Port,
+
+    /// Physical memory of the virtual device's machine: split (half of RAM
+    /// from 4 GiB up, so buffers get pages above 4 GiB) or low (all below
+    /// 4 GiB). The AC'97's QEMU guest RAM is always split.
+    #[arg(long, value_enum, value_name = "layout", default_value_t = MemoryLayout::Split)]
+    pub memory: MemoryLayout,
 }
 
 /// The port personality `--port` picks.
@@ -98,6 +105,24 @@ impl From<Port> for PortPersonality {
             Port::Windows => Self::Windows,
             Port::Reactos => Self::ReactOs,
             Port::Hostile => Self::Hostile,
+        }
+    }
+}
+
+/// The physical memory layout `--memory` picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MemoryLayout {
+    // Half of RAM below 4 GiB, half from 4 GiB up.
+    Split,
+    // All of RAM below 4 GiB.
+    Low,
+}
+
+impl From<MemoryLayout> for Layout {
+    fn from(layout: MemoryLayout) -> Self {
+        match layout {
+            MemoryLayout::Split => Self::HalfHigh,
+            MemoryLayout::Low => Self::Low,
         }
     }
 }
@@ -198,6 +223,14 @@ mod tests {
             assert_eq!(personality.name(), name, "the report uses the flag's name");
         }
         assert!(Args::try_parse_from(["x", "--port", "linux"]).is_err());
+    }
+
+    #[test]
+    fn memory_layouts_parse_and_map() {
+        let args = Args::try_parse_from(["wavert-emulator"]).unwrap();
+        assert_eq!(args.memory, MemoryLayout::Split);
+        let low = Args::try_parse_from(["x", "--memory", "low"]).unwrap();
+        assert_eq!(Layout::from(low.memory), Layout::Low);
     }
 
     #[test]

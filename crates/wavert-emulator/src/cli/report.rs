@@ -3,7 +3,7 @@
 use wavert_core::format::SampleType;
 use wavert_emulator::hlk::methods::MethodReport;
 use wavert_emulator::hlk::{Finding, KsPositionReport};
-use wavert_emulator::memory::PAGE_SIZE;
+use wavert_emulator::memory::{HIGH_RAM_BASE, PAGE_SIZE};
 use wavert_emulator::personality::summarise;
 use wavert_emulator::timing::position_error;
 use wavert_miniport::DmaMode;
@@ -59,6 +59,11 @@ fn describe_pages(pages: &[u64]) -> String {
         contiguous,
         pages.len().saturating_sub(1)
     )
+}
+
+/// How many of `pages` are at or above 4 GiB.
+fn above_4g(pages: &[u64]) -> usize {
+    pages.iter().filter(|&&p| p >= HIGH_RAM_BASE).count()
 }
 
 /// `pass (N rules)` or the failed rules.
@@ -212,6 +217,14 @@ impl VirtualOutcome {
                 (session.capture_buffer as usize).div_ceil(PAGE_SIZE),
                 self.notifications,
                 session.peak_pages
+            ),
+            format!(
+                "memory           : {}; buffer pages above 4 GiB: render {} of {}, capture {} of {}",
+                self.memory,
+                above_4g(&session.render_pages),
+                session.render_pages.len(),
+                above_4g(&session.capture_pages),
+                session.capture_pages.len()
             ),
             format!("render pages     : {}", describe_pages(&session.render_pages)),
             format!("capture pages    : {}", describe_pages(&session.capture_pages)),

@@ -27,7 +27,7 @@ use wavert_emulator::signal;
 use wavert_miniport::adapter::{SubdeviceKind, SUBDEVICES};
 use wavert_miniport::{CableStats, Direction, DmaMode};
 
-use super::args::{Args, Device};
+use super::args::{Args, Device, MemoryLayout};
 
 /// What a session saw, by device.
 pub enum Outcome {
@@ -57,6 +57,8 @@ pub struct VirtualOutcome {
     pub personality: PortPersonality,
     /// The orders the personality used, and what the miniport made of them.
     pub orders: Vec<OrderRecord>,
+    /// Where the machine's RAM was (`--memory`).
+    pub memory: String,
     /// Notification events per buffer asked for.
     pub notifications: u32,
     /// What the driver registered with PortCls.
@@ -139,6 +141,12 @@ fn format_request(args: &Args) -> Result<FormatRequest, String> {
 /// `--device ac97`: the AC'97 miniport on QEMU's AC'97, QEMU's output
 /// beside the report, then the HLK methods on both endpoints.
 fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
+    if args.memory != MemoryLayout::Split {
+        return Err(
+            "--memory low applies to --device virtual: the AC'97's QEMU guest RAM is always split"
+                .to_owned(),
+        );
+    }
     let session = run_ac97_session(&Ac97Options {
         input: args.input.clone(),
         format: format_request(args)?,
@@ -235,7 +243,11 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     }
     let request = format_request(args)?;
     std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
-    let memory = PhysicalMemory::anonymous(MemoryConfig::default()).map_err(|e| e.to_string())?;
+    let memory = PhysicalMemory::anonymous(MemoryConfig {
+        layout: args.memory.into(),
+        ..MemoryConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
     let mode = if args.real_time {
         ClockMode::RealTime
     } else {
@@ -390,6 +402,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         real_time: args.real_time,
         personality,
         orders: machine.orders(),
+        memory: machine.memory.layout().describe(),
         notifications: args.notifications,
         registrations,
         rendered_frames: rendered.len() / block,
