@@ -364,6 +364,7 @@ impl Ac97Report {
         clippy::cast_precision_loss,
         reason = "figures for the report: counts stay far below 2^52"
     )]
+    #[allow(clippy::too_many_lines, reason = "the report, in order")]
     pub fn lines(&self) -> Vec<String> {
         let f = &self.format;
         let rate = f64::from(f.sample_rate());
