@@ -86,6 +86,47 @@ pub struct LoopbackResult {
 }
 
 impl LoopbackResult {
+    /// A result with nothing in it (48 kHz 16-bit stereo), for tests that
+    /// fill in the parts they look at.
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        let clock = StreamClock {
+            run_qpc: 0,
+            rate: 48_000,
+            block_align: 4,
+            packet_frames: 1,
+        };
+        Self {
+            format: wavert_core::format::AudioFormat::extensible(
+                wavert_core::format::SampleType::Pcm,
+                2,
+                48_000,
+                16,
+                16,
+            )
+            .unwrap_or_else(|_| unreachable!("48 kHz 16-bit stereo is a format")),
+            render_buffer: 0,
+            capture_buffer: 0,
+            peak_pages: 0,
+            render: StreamStats::default(),
+            capture: StreamStats::default(),
+            packet_mode: false,
+            captured: Vec::new(),
+            render_pages: Vec::new(),
+            capture_pages: Vec::new(),
+            render_trace: Vec::new(),
+            render_run_qpc: 0,
+            capture_trace: Vec::new(),
+            capture_run_qpc: 0,
+            reported_latency_ms: 0.0,
+            reported_latency_frames: 0,
+            render_clock: clock,
+            render_signals: Vec::new(),
+            capture_clock: clock,
+            capture_signals: Vec::new(),
+        }
+    }
+
     /// How late the render events came.
     #[must_use]
     pub fn render_lateness(&self) -> Lateness {

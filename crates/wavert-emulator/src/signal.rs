@@ -1,17 +1,19 @@
 //! Test signals, alignment and bit-exact comparison, WAV files (hound) and
-//! the position plot (plotters).
+//! the session plot (plotters).
 
 use std::io;
 use std::path::Path;
 
 use plotters::prelude::{
-    ChartBuilder, Color as _, DrawingAreaErrorKind, IntoDrawingArea as _, LineSeries, RGBColor,
-    SVGBackend, WHITE,
+    ChartBuilder, Color as _, DrawingAreaErrorKind, IntoDrawingArea as _, LineSeries, PathElement,
+    RGBColor, SVGBackend, BLACK, WHITE,
 };
 use wavert_core::format::{AudioFormat, SampleType};
 
 use crate::engine::{FormatRequest, PositionSample};
 use crate::machine::QPC_FREQUENCY;
+use crate::session::LoopbackResult;
+use crate::timing::{position_error, Lateness, StreamClock};
 
 /// Frequency of the test tone (a prime, so it never lines up with buffers).
 pub const TONE_HZ: f64 = 997.0;
@@ -263,8 +265,10 @@ pub fn counter_at(format: &AudioFormat, data: &[u8], index: usize) -> Option<u16
     data.get(at..at + sample).map(|s| decode_counter(format, s))
 }
 
-/// An SVG plot of position (frames) against time (ms since RUN), with
-/// `title` above it and both axes labelled.
+/// The session's plot: three panels over the time since RUN (ms).
+///
+/// The position of both streams (frames), their position error against the
+/// ideal clock (frames), and how late each notification event came (us).
 ///
 /// plotters' SVG back-end writes text as SVG `<text>` elements and, with
 /// its `ttf` feature off, lays it out by estimate: no font files are read.
@@ -272,52 +276,115 @@ pub fn counter_at(format: &AudioFormat, data: &[u8], index: usize) -> Option<u16
 /// # Errors
 ///
 /// A drawing error from plotters.
-pub fn position_plot_svg(
-    trace: &[PositionSample],
-    run_qpc: u64,
-    block_align: u32,
-    title: &str,
-) -> Result<String, String> {
-    #[allow(clippy::cast_precision_loss, reason = "plot coordinates")]
-    let points: Vec<(f64, f64)> = trace
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "plot coordinates: times and positions far below 2^52"
+)]
+#[allow(clippy::too_many_lines, reason = "one figure, panel by panel")]
+pub fn session_plot_svg(session: &LoopbackResult, title: &str) -> Result<String, String> {
+    let ms = |ticks: u64| ticks as f64 * 1000.0 / QPC_FREQUENCY as f64;
+    let position = |trace: &[PositionSample], clock: &StreamClock| -> Vec<(f64, f64)> {
+        let block = u64::from(clock.block_align.max(1));
+        trace
+            .iter()
+            .filter(|s| s.qpc_before >= clock.run_qpc)
+            .map(|s| {
+                (
+                    ms(s.qpc_before - clock.run_qpc),
+                    (s.linear_bytes / block) as f64,
+                )
+            })
+            .collect()
+    };
+    let error = |trace: &[PositionSample], clock: &StreamClock| -> Vec<(f64, f64)> {
+        position_error(trace, clock)
+            .into_iter()
+            .map(|(t, e)| (ms(t), e as f64))
+            .collect()
+    };
+    let lateness = |l: &Lateness| -> Vec<(f64, f64)> {
+        l.late_ticks
+            .iter()
+            .map(|&(late, at)| (ms(at), ms(late) * 1000.0))
+            .collect()
+    };
+    let panels = [
+        (
+            "position (frames)",
+            position(&session.render_trace, &session.render_clock),
+            position(&session.capture_trace, &session.capture_clock),
+        ),
+        (
+            "position - ideal (frames)",
+            error(&session.render_trace, &session.render_clock),
+            error(&session.capture_trace, &session.capture_clock),
+        ),
+        (
+            "event lateness (us)",
+            lateness(&session.render_lateness()),
+            lateness(&session.capture_lateness()),
+        ),
+    ];
+    let max_t = panels
         .iter()
-        .map(|s| {
-            let t = (s.qpc_before.saturating_sub(run_qpc)) as f64 * 1000.0 / QPC_FREQUENCY as f64;
-            (t, (s.linear_bytes / u64::from(block_align.max(1))) as f64)
-        })
-        .collect();
-    let max_t = points.iter().map(|p| p.0).fold(1.0, f64::max);
-    let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max);
+        .flat_map(|(_, r, c)| r.iter().chain(c))
+        .map(|p| p.0)
+        .fold(1.0, f64::max);
     let mut svg = String::new();
     {
-        let plot_error = |e: DrawingAreaErrorKind<_>| format!("position plot: {e}");
-        let root = SVGBackend::with_string(&mut svg, (800, 480)).into_drawing_area();
+        let plot_error = |e: DrawingAreaErrorKind<_>| format!("session plot: {e}");
+        let root = SVGBackend::with_string(&mut svg, (800, 900)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..max_t, 0.0..max_y)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("time since RUN (ms)")
-            .y_desc("position (frames)")
-            .x_label_formatter(&|t| format!("{t:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .draw()
-            .map_err(plot_error)?;
-        chart
-            .draw_series(LineSeries::new(points, STEEL_BLUE.stroke_width(2)))
-            .map_err(plot_error)?;
+        let root = root.titled(title, ("sans-serif", 18)).map_err(plot_error)?;
+        for (area, (label, render, capture)) in root.split_evenly((3, 1)).iter().zip(panels) {
+            let (low, high) = render
+                .iter()
+                .chain(&capture)
+                .fold((0.0, 1.0), |(lo, hi): (f64, f64), p| {
+                    (lo.min(p.1), hi.max(p.1))
+                });
+            let mut chart = ChartBuilder::on(area)
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(70)
+                .build_cartesian_2d(0.0..max_t, low..(high - low).mul_add(0.05, high))
+                .map_err(plot_error)?;
+            chart
+                .configure_mesh()
+                .x_desc("time since RUN (ms)")
+                .y_desc(label)
+                .x_label_formatter(&|t| format!("{t:.0}"))
+                .y_label_formatter(&|y| format!("{y:.0}"))
+                .draw()
+                .map_err(plot_error)?;
+            for (points, colour, name) in [
+                (render, STEEL_BLUE, "render"),
+                (capture, DARK_ORANGE, "capture"),
+            ] {
+                chart
+                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))
+                    .map_err(plot_error)?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_error)?;
+        }
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
 }
 
-/// Steel blue, the line's colour.
+/// Steel blue, the render line's colour.
 const STEEL_BLUE: RGBColor = RGBColor(70, 130, 180);
+/// Dark orange, the capture line's colour.
+const DARK_ORANGE: RGBColor = RGBColor(255, 140, 0);
 
 #[cfg(test)]
 mod tests {
@@ -366,25 +433,51 @@ mod tests {
     }
 
     #[test]
-    fn the_position_plot_is_an_svg_with_title_and_axis_labels() {
-        let trace: Vec<PositionSample> = (0..50_u64)
-            .map(|i| PositionSample {
-                qpc_before: i * QPC_FREQUENCY / 100,
-                qpc_after: i * QPC_FREQUENCY / 100 + 1,
-                linear_bytes: i * 1920,
-                state: portcls_sys::KSSTATE_RUN,
-            })
-            .collect();
-        let svg = position_plot_svg(&trace, 0, 4, "render position").unwrap();
+    fn the_session_plot_has_three_labelled_panels_with_both_streams() {
+        let trace = |offset: u64| -> Vec<PositionSample> {
+            (0..50_u64)
+                .map(|i| PositionSample {
+                    qpc_before: offset + i * QPC_FREQUENCY / 100,
+                    qpc_after: offset + i * QPC_FREQUENCY / 100 + 1,
+                    linear_bytes: i * 1920,
+                    state: portcls_sys::KSSTATE_RUN,
+                })
+                .collect()
+        };
+        let clock = StreamClock {
+            run_qpc: 0,
+            rate: 48_000,
+            block_align: 4,
+            packet_frames: 480,
+        };
+        let session = LoopbackResult {
+            render_trace: trace(0),
+            capture_trace: trace(0),
+            render_clock: clock,
+            capture_clock: clock,
+            render_signals: vec![100_000, 200_500],
+            capture_signals: vec![100_000],
+            ..LoopbackResult::empty()
+        };
+        let svg = session_plot_svg(&session, "timing").unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.trim_end().ends_with("</svg>"));
         for text in [
-            "render position",
+            "timing",
             "time since RUN (ms)",
             "position (frames)",
+            "position - ideal (frames)",
+            "event lateness (us)",
+            "render",
+            "capture",
             "<polyline",
         ] {
             assert!(svg.contains(text), "no {text} in the plot");
         }
+        assert_eq!(
+            svg.matches("time since RUN (ms)").count(),
+            3,
+            "three panels"
+        );
     }
 }

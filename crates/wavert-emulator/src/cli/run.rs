@@ -379,12 +379,10 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     let wav_path = args.output.join("captured.wav");
     signal::write_wav(&wav_path, &format, &session.captured)
         .map_err(|e| format!("{}: {e}", wav_path.display()))?;
-    let plot_path = args.output.join("position.svg");
-    let svg = signal::position_plot_svg(
-        &session.render_trace,
-        session.render_run_qpc,
-        format.block_align(),
-        "render position (GetPosition) against time",
+    let plot_path = args.output.join("timing.svg");
+    let svg = signal::session_plot_svg(
+        &session,
+        "positions, position error and event lateness against the ideal clock",
     )?;
     std::fs::write(&plot_path, svg).map_err(|e| format!("{}: {e}", plot_path.display()))?;
 
