@@ -1070,9 +1070,8 @@ fn wave_filters_have_default_and_raw_modes_and_packet_constraints() {
     use wavert_emulator::modes::{
         check_packet_constraints, get_modes, with_signal_processing_mode,
     };
-    // AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS (Learn's modes page): a
-    // mode neither host pin has.
-    const COMMUNICATIONS: GUID = GUID::from_u128(0x98951333_B9CD_48B1_A0A3_FF40682D73F7);
+    // A mode neither host pin has.
+    const COMMUNICATIONS: GUID = portcls_sys::AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS;
     let machine = new_machine();
     let adapter = start(&machine, DmaMode::Looping);
     let registrations = machine.registrations();

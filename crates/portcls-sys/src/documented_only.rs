@@ -247,7 +247,7 @@ pub const DOCUMENTED_ONLY: &[DocumentedItem] = &[
         "ddi/portcls/nn-portcls-iminiportaudiosignalprocessing (value: WDK portcls.h)",
     ),
     item(
-        "AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW",
+        "AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW, AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS",
         "audio/audio-signal-processing-modes",
     ),
     item(

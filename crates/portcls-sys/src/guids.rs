@@ -89,3 +89,7 @@ pub const KSMEDIUMSETID_Standard: GUID = g(0x4747B320_62CE_11CF_A5D6_28DB04C1000
 // module); listed in `crate::documented_only::DOCUMENTED_ONLY`.
 pub const AUDIO_SIGNALPROCESSINGMODE_DEFAULT: GUID = g(0xC18E2F7E_933D_4965_B7D1_1EEF228D2AF3);
 pub const AUDIO_SIGNALPROCESSINGMODE_RAW: GUID = g(0x9E90EA20_B493_4FD1_A1A8_7E1361A956CF);
+/// One of the Windows 10 modes (voice calls), which neither back-end
+/// offers: the tests' "mode the pin lacks".
+pub const AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS: GUID =
+    g(0x98951333_B9CD_48B1_A0A3_FF40682D73F7);

@@ -29,23 +29,19 @@
 //!   `KSDATARANGE_AUDIO` allowing everything both intersect to that default
 //!   format, not the corner of the ranges.
 
-use std::mem::size_of;
 use std::sync::Arc;
 
 use portcls_sys::{
-    IMiniportWaveRT, KSPROPSETID_Pin, AUDIO_SIGNALPROCESSINGMODE_DEFAULT,
-    AUDIO_SIGNALPROCESSINGMODE_RAW, GUID, KSATTRIBUTE, KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
-    KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE, KSDATAFORMAT_ATTRIBUTES,
-    KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_TYPE_AUDIO, KSMULTIPLE_ITEM,
-    KSPROPERTY_PIN_PROPOSEDATAFORMAT, KSPROPERTY_PIN_PROPOSEDATAFORMAT2,
-    KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET, NTSTATUS,
-    PCFILTER_DESCRIPTOR, STATUS_BUFFER_OVERFLOW, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_NOT_SUPPORTED, STATUS_NO_MATCH, STATUS_SUCCESS,
+    IMiniportWaveRT, KSPROPSETID_Pin, GUID, KSDATAFORMAT_ATTRIBUTES,
+    KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_TYPE_AUDIO, KSPROPERTY_PIN_PROPOSEDATAFORMAT,
+    KSPROPERTY_PIN_PROPOSEDATAFORMAT2, KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET,
+    KSPROPERTY_TYPE_SET, NTSTATUS, PCFILTER_DESCRIPTOR, STATUS_BUFFER_OVERFLOW,
+    STATUS_INSUFFICIENT_RESOURCES, STATUS_NOT_SUPPORTED, STATUS_NO_MATCH, STATUS_SUCCESS,
 };
 use wavert_com::ComPtr;
 use wavert_core::format::{AudioFormat, SampleType, MAX_CHANNELS};
 use wavert_core::range::{KSDATAFORMAT_SIZE, KSDATARANGE_AUDIO_PADDED_SIZE};
-use zerocopy::IntoBytes;
+use wavert_miniport::fake::mode_attribute_list;
 
 use crate::engine::{
     data_ranges, intersect_client_range, ks_data_format_bytes, pins, EngineError, FormatRequest,
@@ -54,6 +50,7 @@ use crate::engine::{
 use crate::hlk::{advertised_formats, Finding};
 use crate::ks::{pin_instance, KsFilter, Property, Target};
 use crate::machine::Machine;
+use crate::modes::{get_modes, mode_name, KNOWN_MODES};
 
 const fn finding(rule: String, outcome: Result<(), String>) -> Finding {
     Finding { rule, outcome }
@@ -80,28 +77,6 @@ pub fn propose_format(filter: &KsFilter, pin: u32, format_bytes: &[u8]) -> NTSTA
             &mut value,
         )
         .status
-}
-
-/// A `KSMULTIPLE_ITEM` with one `KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE`
-/// naming `mode`, or with no attribute (`None`).
-#[must_use]
-pub fn mode_attribute_list(mode: Option<GUID>) -> Vec<u8> {
-    let attribute = mode.map(|mode| KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE {
-        AttributeHeader: KSATTRIBUTE {
-            Size: u32::try_from(size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>()).unwrap_or(0),
-            Flags: 0,
-            Attribute: KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
-        },
-        SignalProcessingMode: mode,
-    });
-    let body = attribute.as_ref().map_or(&[][..], IntoBytes::as_bytes);
-    let header = KSMULTIPLE_ITEM {
-        Size: u32::try_from(size_of::<KSMULTIPLE_ITEM>() + body.len()).unwrap_or(0),
-        Count: u32::from(attribute.is_some()),
-    };
-    let mut list = header.as_bytes().to_vec();
-    list.extend_from_slice(body);
-    list
 }
 
 /// `KSPROPERTY_PIN_PROPOSEDATAFORMAT2` (GET) on `pin` with `list` after
@@ -408,12 +383,16 @@ fn default_format_rules(
     let mut findings = Vec::new();
     let mut answered = Vec::new();
     let mut problems = Vec::new();
-    for (name, mode) in [
-        ("no mode", None),
-        ("DEFAULT", Some(AUDIO_SIGNALPROCESSINGMODE_DEFAULT)),
-        ("RAW", Some(AUDIO_SIGNALPROCESSINGMODE_RAW)),
-    ] {
-        let list = mode_attribute_list(mode);
+    // The modes the engine asks about are the pin's own (GetModes), and an
+    // empty list; every other mode is one the pin lacks.
+    let modes = get_modes(wave, pin).unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        Vec::new()
+    });
+    let asked = std::iter::once(("no mode".to_owned(), None))
+        .chain(modes.iter().map(|mode| (mode_name(mode), Some(*mode))));
+    for (name, mode) in asked {
+        let list = mode_attribute_list(mode.as_slice());
         match proposed_format_for(filter, pin, &list) {
             Ok(answer) => match parse_proposed(&answer, &list) {
                 Ok(format) => answered.push((name, format)),
@@ -422,7 +401,7 @@ fn default_format_rules(
             Err(status) => problems.push(format!("{name}: {status:#010x}")),
         }
     }
-    let default = answered.first().map(|&(_, f)| f);
+    let default = answered.first().map(|(_, f)| *f);
     if let Some(first) = default {
         for (name, format) in &answered {
             if format != &first {
@@ -443,10 +422,22 @@ fn default_format_rules(
             problems.push(format!("its own proposal: {status:#010x}"));
         }
     }
+    // A mode the pin lacks (GetModes does not list it: a well-known one, or
+    // one nobody defines) is refused as NewStream refuses it.
     let unknown = GUID::from_u128(0x0123_4567_89AB_CDEF_0123_4567_89AB_CDEF);
-    match proposed_format_for(filter, pin, &mode_attribute_list(Some(unknown))) {
-        Err(STATUS_NOT_SUPPORTED) => {}
-        other => problems.push(format!("an unknown mode: {other:?}")),
+    let lacking = KNOWN_MODES
+        .iter()
+        .map(|&(mode, _)| mode)
+        .chain(std::iter::once(unknown))
+        .filter(|mode| !modes.contains(mode));
+    for mode in lacking {
+        match proposed_format_for(filter, pin, &mode_attribute_list(&[mode])) {
+            Err(STATUS_NOT_SUPPORTED) => {}
+            other => problems.push(format!(
+                "{}, which GetModes does not list: {other:?}",
+                mode_name(&mode)
+            )),
+        }
     }
     let basic = filter.request(
         &pin_property(
@@ -545,9 +536,10 @@ mod tests {
     use crate::machine::{ClockMode, Machine};
     use crate::memory::{MemoryConfig, PhysicalMemory};
     use portcls_sys::{
-        windows_abi, PCAUTOMATION_TABLE, PCPROPERTY_ITEM, PCPROPERTY_REQUEST,
-        STATUS_INVALID_PARAMETER,
+        windows_abi, AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW,
+        PCAUTOMATION_TABLE, PCPROPERTY_ITEM, PCPROPERTY_REQUEST, STATUS_INVALID_PARAMETER,
     };
+    use wavert_core::range::ks_data_format_len;
     use wavert_miniport::cable::filters::DEFAULT_FORMAT;
     use wavert_miniport::wave::format_property_handler;
     use wavert_miniport::VirtualCable;
@@ -810,6 +802,113 @@ mod tests {
         );
     }
 
+    type Faulty = crate::faulty::FaultyCable;
+
+    /// Where a one-mode list puts the mode's GUID: after the `KSP_PIN`'s
+    /// tail in the instance, or after the format in the answer, then the
+    /// `KSMULTIPLE_ITEM` and the `KSATTRIBUTE` header.
+    const MODE_IN_LIST: usize = 8 + 24;
+
+    /// Writes `mode` at `at` of the request's instance (`value == false`)
+    /// or value, if the buffer is long enough.
+    ///
+    /// # Safety
+    ///
+    /// `request` is the router's live request; no reference to the buffer
+    /// is held across the call.
+    unsafe fn put_mode(request: *mut PCPROPERTY_REQUEST, value: bool, at: usize, mode: GUID) {
+        // SAFETY: a live request (caller).
+        let request = unsafe { &*request };
+        let (buffer, size) = if value {
+            (request.Value, request.ValueSize)
+        } else {
+            (request.Instance, request.InstanceSize)
+        };
+        if !buffer.is_null() && at + 16 <= size as usize {
+            // SAFETY: `size` writable bytes at `buffer`, `at + 16` within them.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    mode.to_bytes().as_ptr(),
+                    buffer.cast::<u8>().wrapping_add(at),
+                    16,
+                );
+            }
+        }
+    }
+
+    /// Answers `PROPOSEDATAFORMAT2` for RAW as for DEFAULT, whatever
+    /// `GetModes` says: a filter property keeping a mode list of its own.
+    #[windows_abi]
+    unsafe extern "system" fn answers_raw_anyway(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
+        // SAFETY: the router's live request; the slice is not kept.
+        let (id, _) = unsafe { id_and_value(request) };
+        // SAFETY: as above.
+        let instance = unsafe { &*request };
+        let at = 8 + MODE_IN_LIST;
+        let names_raw = id == KSPROPERTY_PIN_PROPOSEDATAFORMAT2
+            && !instance.Instance.is_null()
+            && instance.InstanceSize as usize >= at + 16
+            // SAFETY: `InstanceSize` readable bytes, `at + 16` within them.
+            && unsafe {
+                std::slice::from_raw_parts(instance.Instance.cast::<u8>().wrapping_add(at), 16)
+            }
+                == AUDIO_SIGNALPROCESSINGMODE_RAW.to_bytes();
+        if !names_raw {
+            // SAFETY: the product's own handler on the router's live request.
+            return unsafe { format_property_handler::<Faulty>(request) };
+        }
+        // SAFETY: the live request; asked as DEFAULT, then RAW put back in
+        // the instance and in the list the answer echoes after the format.
+        unsafe {
+            put_mode(request, false, at, AUDIO_SIGNALPROCESSINGMODE_DEFAULT);
+        }
+        // SAFETY: the product's own handler on the router's live request.
+        let status = unsafe { format_property_handler::<Faulty>(request) };
+        // SAFETY: as above.
+        unsafe {
+            put_mode(request, false, at, AUDIO_SIGNALPROCESSINGMODE_RAW);
+        }
+        if status == STATUS_SUCCESS {
+            let echoed = ks_data_format_len(&DEFAULT_FORMAT).next_multiple_of(8) + MODE_IN_LIST;
+            // SAFETY: as above.
+            unsafe { put_mode(request, true, echoed, AUDIO_SIGNALPROCESSINGMODE_RAW) };
+        }
+        status
+    }
+
+    #[test]
+    fn a_default_format_for_a_mode_get_modes_lacks_fails_the_per_mode_rule() {
+        // The control: a pin without RAW, whose property refuses RAW.
+        let machine = machine();
+        let adapter = start_faulty_cable(&machine, Fault::NoRawMode).unwrap();
+        let findings = run(
+            &machine,
+            &adapter,
+            "WaveRender",
+            None,
+            Some(&DEFAULT_FORMAT),
+        );
+        assert!(failures(&findings).is_empty(), "{:?}", failures(&findings));
+        // The same pin answering RAW anyway.
+        let broken = broken(&adapter, Some(Some(answers_raw_anyway)));
+        let findings = run(
+            &machine,
+            &adapter,
+            "WaveRender",
+            Some(broken),
+            Some(&DEFAULT_FORMAT),
+        );
+        assert_eq!(
+            failed_rules(&findings),
+            ["PROPOSEDATAFORMAT2 answers the default format for every mode"]
+        );
+        assert!(
+            failures(&findings)[0].contains("RAW, which GetModes does not list"),
+            "{:?}",
+            failures(&findings)
+        );
+    }
+
     #[test]
     fn proposals_and_default_requests_answer_the_documented_statuses() {
         let adapter = start_cable_adapter(&machine(), CableOptions::default()).unwrap();
@@ -858,7 +957,7 @@ mod tests {
         assert_eq!((reply.status, reply.value_size), (STATUS_SUCCESS, 40));
         assert_eq!(&description[4..8], &40u32.to_le_bytes());
         // PROPOSEDATAFORMAT2: the answer is the format, then the list.
-        let list = mode_attribute_list(Some(AUDIO_SIGNALPROCESSINGMODE_RAW));
+        let list = mode_attribute_list(&[AUDIO_SIGNALPROCESSINGMODE_RAW]);
         let answer = proposed_format_for(&filter, 0, &list).unwrap();
         assert_eq!(answer.len(), 104 + list.len());
         assert_eq!(parse_proposed(&answer, &list), Ok(DEFAULT_FORMAT));
@@ -867,7 +966,7 @@ mod tests {
             proposed_format_for(&filter, 0, &[]),
             Err(STATUS_INVALID_PARAMETER)
         );
-        let mut other = mode_attribute_list(Some(AUDIO_SIGNALPROCESSINGMODE_RAW));
+        let mut other = mode_attribute_list(&[AUDIO_SIGNALPROCESSINGMODE_RAW]);
         other[8 + 8] ^= 0xFF; // The attribute's GUID.
         assert_eq!(
             proposed_format_for(&filter, 0, &other),
@@ -879,7 +978,7 @@ mod tests {
             "bridge pin"
         );
         // A list longer than the handler reads (two attributes and more).
-        let mut long = mode_attribute_list(Some(AUDIO_SIGNALPROCESSINGMODE_RAW));
+        let mut long = mode_attribute_list(&[AUDIO_SIGNALPROCESSINGMODE_RAW]);
         long.resize(100, 0);
         assert_eq!(
             proposed_format_for(&filter, 0, &long),

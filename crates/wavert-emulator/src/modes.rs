@@ -6,7 +6,8 @@
 //!   checked on the way (a NULL array gets the count and `STATUS_SUCCESS`,
 //!   a short one `STATUS_BUFFER_TOO_SMALL` and the count).
 //! * [`with_signal_processing_mode`]: a data format carrying a mode in its
-//!   attribute list, as the audio engine opens a RAW stream.
+//!   attribute list, as the audio engine opens a RAW stream (built by
+//!   `wavert_miniport::fake`, the one builder of client attribute lists).
 //! * [`check_packet_constraints`]: the wave filter's
 //!   `DEVPKEY_KsAudio_PacketSize_Constraints2`, decoded
 //!   (`KSAUDIO_PACKETSIZE_CONSTRAINTS2`, Learn) and held to its rules: set
@@ -20,14 +21,15 @@ use std::mem::size_of;
 use std::ptr;
 
 use portcls_sys::{
-    DEVPKEY_KsAudio_PacketSize_Constraints2, IMiniportAudioSignalProcessing, IMiniportWaveRT, GUID,
-    KSATTRIBUTE, KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE, KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE,
-    KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER, KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT,
-    KSDATAFORMAT, KSDATAFORMAT_ATTRIBUTES, KSDATAFORMAT_TYPE_AUDIO, KSDATARANGE_AUDIO,
-    KSMULTIPLE_ITEM, STATUS_BUFFER_TOO_SMALL, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
+    DEVPKEY_KsAudio_PacketSize_Constraints2, IMiniportAudioSignalProcessing, IMiniportWaveRT,
+    AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS, AUDIO_SIGNALPROCESSINGMODE_DEFAULT,
+    AUDIO_SIGNALPROCESSINGMODE_RAW, GUID, KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER,
+    KSAUDIO_PACKETSIZE_PROCESSINGMODE_CONSTRAINT, KSDATAFORMAT, KSDATAFORMAT_TYPE_AUDIO,
+    KSDATARANGE_AUDIO, STATUS_BUFFER_TOO_SMALL, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
 };
 use wavert_com::ComPtr;
-use zerocopy::{FromBytes, IntoBytes};
+use wavert_miniport::fake::{mode_attribute_list, with_attribute_list};
+use zerocopy::FromBytes;
 
 use crate::cable::RegisteredWaveFilter;
 use crate::engine::{data_ranges, pins, streaming_pin, EngineError};
@@ -129,38 +131,30 @@ pub fn get_modes_of(
     Ok(modes.to_vec())
 }
 
-/// A format carrying `mode`, as a client opens a stream in a mode.
-///
-/// `format` (a `KSDATAFORMAT` and what follows, `FormatSize` bytes) with
-/// `KSDATAFORMAT_ATTRIBUTES` set and, at the next 8-byte boundary, an
-/// attribute list naming `mode`: how a client opens a stream in a mode.
+/// `format` (a `KSDATAFORMAT` and what follows, `FormatSize` bytes)
+/// flagged `KSDATAFORMAT_ATTRIBUTES` and followed by an attribute list
+/// naming `mode`: how a client opens a stream in a mode.
 #[must_use]
-#[allow(clippy::cast_possible_truncation, reason = "sizes of 40 and 48 bytes")]
 pub fn with_signal_processing_mode(format: &[u8], mode: GUID) -> Vec<u8> {
-    let mut bytes = format.to_vec();
-    let at = std::mem::offset_of!(KSDATAFORMAT, Flags);
-    if let Some(flags) = bytes.get_mut(at..at + 4) {
-        let value = u32::from_le_bytes([flags[0], flags[1], flags[2], flags[3]]);
-        flags.copy_from_slice(&(value | KSDATAFORMAT_ATTRIBUTES).to_le_bytes());
-    }
-    bytes.resize(bytes.len().next_multiple_of(8), 0);
-    let attribute = KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE {
-        AttributeHeader: KSATTRIBUTE {
-            Size: size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() as u32,
-            Flags: 0,
-            Attribute: KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
-        },
-        SignalProcessingMode: mode,
-    };
-    let list = KSMULTIPLE_ITEM {
-        Size: (size_of::<KSMULTIPLE_ITEM>() + size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>())
-            as u32,
-        Count: 1,
-    };
-    bytes.extend_from_slice(list.as_bytes());
-    bytes.extend_from_slice(attribute.as_bytes());
-    bytes
+    with_attribute_list(format, &mode_attribute_list(&[mode]))
 }
+
+/// A mode's name as Learn's "Audio Signal Processing Modes" page writes it
+/// (`DEFAULT`, `RAW`, ...), or its GUID.
+#[must_use]
+pub fn mode_name(mode: &GUID) -> String {
+    KNOWN_MODES
+        .iter()
+        .find(|(guid, _)| guid == mode)
+        .map_or_else(|| format!("{mode:?}"), |(_, name)| (*name).to_owned())
+}
+
+/// The modes Learn's modes page defines that a test names, with their names.
+pub const KNOWN_MODES: [(GUID, &str); 3] = [
+    (AUDIO_SIGNALPROCESSINGMODE_DEFAULT, "DEFAULT"),
+    (AUDIO_SIGNALPROCESSINGMODE_RAW, "RAW"),
+    (AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS, "COMMUNICATIONS"),
+];
 
 /// A wave filter's decoded packet-size constraints.
 #[derive(Clone, Debug, PartialEq, Eq)]

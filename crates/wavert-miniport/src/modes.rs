@@ -49,13 +49,17 @@ const ATTRIBUTE_ALIGNMENT: usize = 8;
 /// list (a format without `KSDATAFORMAT_ATTRIBUTES`) or without a mode
 /// attribute in it.
 ///
-/// `list` is the `KSMULTIPLE_ITEM` and what follows, `Size` bytes. Every
-/// count, size and offset in it is the client's, so each is checked
-/// against the bytes there really are.
+/// `list` is the `KSMULTIPLE_ITEM` and what follows: the `Size` bytes it
+/// announces (`NewStream`'s list, cut to `Size` by the trampoline) or more
+/// (the rest of a `KSPROPERTY_PIN_PROPOSEDATAFORMAT2` instance, which
+/// SYSVAD's `PropertyHandlerProposedFormat2` reads the same way); only
+/// the first `Size` bytes are read. Every count, size and offset in it is
+/// the client's, so each is checked against the bytes there really are.
 ///
 /// # Errors
 ///
-/// * `STATUS_INVALID_PARAMETER`: a list whose `Size` is not its length, an
+/// * `STATUS_INVALID_PARAMETER`: a list whose `Size` exceeds its bytes (or
+///   cannot hold its own header), an
 ///   attribute that does not fit (or is shorter than its header), a mode
 ///   attribute that is not exactly `KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE`,
 ///   two mode attributes;
@@ -67,9 +71,11 @@ pub fn mode_of(list: Option<&[u8]>) -> NtResult<GUID> {
     };
     let (header, _) =
         KSMULTIPLE_ITEM::read_from_prefix(list).map_err(|_| NtStatus::INVALID_PARAMETER)?;
-    if usize::try_from(header.Size).ok() != Some(list.len()) {
-        return Err(NtStatus::INVALID_PARAMETER);
-    }
+    let list = usize::try_from(header.Size)
+        .ok()
+        .filter(|&size| size >= core::mem::size_of::<KSMULTIPLE_ITEM>())
+        .and_then(|size| list.get(..size))
+        .ok_or(NtStatus::INVALID_PARAMETER)?;
     let mut mode = None;
     let mut offset = core::mem::size_of::<KSMULTIPLE_ITEM>();
     for _ in 0..header.Count {
@@ -167,37 +173,7 @@ pub fn constraints_value(constraints: &PacketSizeConstraints) -> NtResult<Vec<u8
 mod tests {
     use super::*;
 
-    #[allow(clippy::cast_possible_truncation)] // Test lists are a few bytes.
-    fn list(attributes: &[&[u8]], count: u32) -> Vec<u8> {
-        let mut body = Vec::new();
-        for a in attributes {
-            body.extend_from_slice(a);
-            while body.len() % 8 != 0 {
-                body.push(0);
-            }
-        }
-        let mut out = KSMULTIPLE_ITEM {
-            Size: (8 + body.len()) as u32,
-            Count: count,
-        }
-        .as_bytes()
-        .to_vec();
-        out.extend_from_slice(&body);
-        out
-    }
-
-    fn mode_attribute(mode: GUID, size: u32) -> Vec<u8> {
-        KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE {
-            AttributeHeader: KSATTRIBUTE {
-                Size: size,
-                Flags: 0,
-                Attribute: KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
-            },
-            SignalProcessingMode: mode,
-        }
-        .as_bytes()
-        .to_vec()
-    }
+    use crate::fake::{attribute_list as list, mode_attribute};
 
     #[test]
     fn no_list_or_an_empty_one_is_default() {
@@ -220,10 +196,24 @@ mod tests {
     #[test]
     fn hostile_lists_are_refused() {
         let raw = mode_attribute(AUDIO_SIGNALPROCESSINGMODE_RAW, 40);
-        // Size that is not the list's length, both ways.
+        // A Size beyond the list's bytes, or under its own header.
         let mut l = list(&[&raw], 1);
-        l[0] = 200;
+        for size in [200, 49, 7, 0] {
+            l[0] = size;
+            assert_eq!(
+                mode_of(Some(&l)),
+                Err(NtStatus::INVALID_PARAMETER),
+                "Size {size}"
+            );
+        }
+        // A Size shorter than the attribute it counts: the attribute is
+        // read within Size only.
+        l[0] = 40;
         assert_eq!(mode_of(Some(&l)), Err(NtStatus::INVALID_PARAMETER));
+        // Bytes after Size (the rest of a property instance) are not read.
+        let mut padded = list(&[&raw], 1);
+        padded.extend_from_slice(&[0xFF; 16]);
+        assert_eq!(mode_of(Some(&padded)), Ok(AUDIO_SIGNALPROCESSINGMODE_RAW));
         // More attributes counted than there are.
         assert_eq!(
             mode_of(Some(&list(&[&raw], 2))),

@@ -42,14 +42,12 @@ use core::mem::size_of;
 use alloc::sync::Arc;
 use portcls_sys::{
     windows_abi, IPortWaveRT, IPortWaveRTStream, IResourceList, IUnknown, KSPROPSETID_Pin,
-    Width32Bits, AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW,
-    DEVICE_DESCRIPTION, DEVICE_DESCRIPTION_VERSION, GUID, KSATTRIBUTE,
-    KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE, KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE,
-    KSDATAFORMAT_ATTRIBUTES, KSIDENTIFIER, KSMULTIPLE_ITEM, KSPROPERTY_DESCRIPTION,
-    KSPROPERTY_PIN_PROPOSEDATAFORMAT, KSPROPERTY_PIN_PROPOSEDATAFORMAT2,
-    KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET,
-    KSPROPERTY_TYPE_TOPOLOGY, NTSTATUS, PCAUTOMATION_TABLE, PCEVENT_ITEM, PCFILTER_DESCRIPTOR,
-    PCMETHOD_ITEM, PCPROPERTY_ITEM, PCPROPERTY_REQUEST, STATUS_INVALID_PARAMETER, ULONG,
+    Width32Bits, DEVICE_DESCRIPTION, DEVICE_DESCRIPTION_VERSION, GUID, KSDATAFORMAT_ATTRIBUTES,
+    KSIDENTIFIER, KSPROPERTY_DESCRIPTION, KSPROPERTY_PIN_PROPOSEDATAFORMAT,
+    KSPROPERTY_PIN_PROPOSEDATAFORMAT2, KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET,
+    KSPROPERTY_TYPE_SET, KSPROPERTY_TYPE_TOPOLOGY, NTSTATUS, PCAUTOMATION_TABLE, PCEVENT_ITEM,
+    PCFILTER_DESCRIPTOR, PCMETHOD_ITEM, PCPROPERTY_ITEM, PCPROPERTY_REQUEST,
+    STATUS_INVALID_PARAMETER, ULONG,
 };
 use wavert_com::{ComPtr, Miniport, MiniportWaveRt, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
@@ -91,6 +89,28 @@ impl<B: Backend> WaveMiniport<B> {
         let format = parse_format(bytes)?;
         if self.backend.accepts(self.direction, &format) {
             Ok(format)
+        } else {
+            Err(NtStatus::NOT_SUPPORTED)
+        }
+    }
+
+    /// The signal-processing mode `attributes` names (DEFAULT without a
+    /// list), if the host pin has it: the one rule `NewStream` and
+    /// `KSPROPERTY_PIN_PROPOSEDATAFORMAT2` answer by, over the back-end's
+    /// list ([`Backend::signal_processing_modes`], which `GetModes` answers).
+    ///
+    /// # Errors
+    ///
+    /// What [`mode_of`] refuses; `STATUS_NOT_SUPPORTED` for a mode the pin
+    /// lacks (refused like a format it lacks).
+    pub fn host_pin_mode(&self, attributes: Option<&[u8]>) -> NtResult<GUID> {
+        let mode = mode_of(attributes)?;
+        if self
+            .backend
+            .signal_processing_modes(self.direction)
+            .contains(&mode)
+        {
+            Ok(mode)
         } else {
             Err(NtStatus::NOT_SUPPORTED)
         }
@@ -182,15 +202,7 @@ impl<B: Backend> MiniportWaveRt for WaveMiniport<B> {
         if pin != WAVE_HOST_PIN || capture != (self.direction == Direction::Capture) {
             return Err(NtStatus::INVALID_PARAMETER);
         }
-        // A mode the pin lacks is refused like a format it lacks.
-        let mode = mode_of(attributes)?;
-        if !self
-            .backend
-            .signal_processing_modes(self.direction)
-            .contains(&mode)
-        {
-            return Err(NtStatus::NOT_SUPPORTED);
-        }
+        self.host_pin_mode(attributes)?;
         let format = self.stream_format(format)?;
         WaveRtStream::new(self.backend.clone(), self.direction, port_stream, format)
     }
@@ -254,13 +266,6 @@ pub(crate) fn write_intersection(
 }
 
 // ---- The wave filter's automation table --------------------------------------
-
-/// The signal-processing modes the host pins offer, each with the
-/// back-end's default format (no processing happens in either).
-pub const SIGNAL_PROCESSING_MODES: [GUID; 2] = [
-    AUDIO_SIGNALPROCESSINGMODE_DEFAULT,
-    AUDIO_SIGNALPROCESSINGMODE_RAW,
-];
 
 const SET_BASIC: ULONG = KSPROPERTY_TYPE_SET | KSPROPERTY_TYPE_BASICSUPPORT;
 const GET_BASIC: ULONG = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_BASICSUPPORT;
@@ -537,39 +542,6 @@ fn propose_format<B: Backend>(
     }
 }
 
-/// The signal-processing mode an attribute list names (DEFAULT when none).
-///
-/// Read as SYSVAD's `GetAttributesFromAttributeList` does: a
-/// `KSMULTIPLE_ITEM`, then `Count` attributes each at an 8-byte boundary.
-///
-/// # Errors
-///
-/// `STATUS_INVALID_PARAMETER` for a short or malformed list,
-/// `STATUS_NOT_SUPPORTED` for an attribute other than the mode.
-pub fn mode_of_attributes(list: &[u8]) -> NtResult<GUID> {
-    let (header, _) =
-        KSMULTIPLE_ITEM::read_from_prefix(list).map_err(|_| NtStatus::INVALID_PARAMETER)?;
-    let mut mode = AUDIO_SIGNALPROCESSINGMODE_DEFAULT;
-    let mut at = size_of::<KSMULTIPLE_ITEM>();
-    for _ in 0..header.Count {
-        let rest = list.get(at..).ok_or(NtStatus::INVALID_PARAMETER)?;
-        let (attribute, _) =
-            KSATTRIBUTE::read_from_prefix(rest).map_err(|_| NtStatus::INVALID_PARAMETER)?;
-        if attribute.Attribute != KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE {
-            return Err(NtStatus::NOT_SUPPORTED);
-        }
-        if attribute.Size as usize != size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>() {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
-        let (named, _) = KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE::read_from_prefix(rest)
-            .map_err(|_| NtStatus::INVALID_PARAMETER)?;
-        mode = named.SignalProcessingMode;
-        // The size is 40 (checked): the next attribute starts 40 bytes on.
-        at = at.saturating_add(size_of::<KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE>());
-    }
-    Ok(mode)
-}
-
 /// `n` rounded up to a multiple of 8 (`n` is at most a few hundred).
 const fn align8(n: usize) -> usize {
     n.saturating_add(7) & !7
@@ -584,11 +556,10 @@ fn proposed_format_for_mode<B: Backend>(
     if call.instance_truncated {
         return Err(NtStatus::INVALID_PARAMETER);
     }
+    // The list is required here (a request names its mode, or asks with
+    // an empty list for DEFAULT): a missing one is malformed.
     let list = call.instance.get(PIN_INSTANCE..).unwrap_or(&[]);
-    let mode = mode_of_attributes(list)?;
-    if !SIGNAL_PROCESSING_MODES.contains(&mode) {
-        return Err(NtStatus::NOT_SUPPORTED);
-    }
+    miniport.host_pin_mode(Some(list))?;
     if call.verb & KSPROPERTY_TYPE_GET == 0 {
         return Err(NtStatus::INVALID_DEVICE_REQUEST);
     }

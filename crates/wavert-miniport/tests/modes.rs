@@ -14,9 +14,8 @@ use std::ptr;
 
 use common::{ks_format, FakePortStream, Rig};
 use portcls_sys::{
-    IMiniportAudioSignalProcessing, IMiniportWaveRT, AUDIO_SIGNALPROCESSINGMODE_DEFAULT,
-    AUDIO_SIGNALPROCESSINGMODE_RAW, GUID, KSATTRIBUTE, KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
-    KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE, KSDATAFORMAT_ATTRIBUTES, KSMULTIPLE_ITEM, NTSTATUS,
+    IMiniportAudioSignalProcessing, IMiniportWaveRT, AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS,
+    AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW, GUID, NTSTATUS,
     STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
 };
 use wavert_com::ComPtr;
@@ -24,14 +23,13 @@ use wavert_miniport::ac97::{MIN_PACKET_PERIOD_HNS as AC97_MIN, PACKET_SIZE_CONST
 use wavert_miniport::cable::{
     MIN_PACKET_PERIOD_HNS as CABLE_MIN, PACKET_SIZE_CONSTRAINTS as CABLE,
 };
+use wavert_miniport::fake::{mode_attribute_list as mode_list, with_attribute_list};
 use wavert_miniport::filters::{WAVE_BRIDGE_PIN, WAVE_HOST_PIN};
 use wavert_miniport::modes::DEFAULT_AND_RAW;
 use wavert_miniport::{Direction, DmaMode, TIMER_PERIOD_100NS};
-use zerocopy::IntoBytes;
 
-/// A mode neither back-end offers (`AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS`,
-/// {98951333-B9CD-48B1-A0A3-FF40682D73F7}, Learn's modes page).
-const COMMUNICATIONS: GUID = GUID::from_u128(0x98951333_B9CD_48B1_A0A3_FF40682D73F7);
+/// A mode neither back-end offers.
+const COMMUNICATIONS: GUID = AUDIO_SIGNALPROCESSINGMODE_COMMUNICATIONS;
 
 fn get_modes(
     miniport: &ComPtr<IMiniportWaveRT>,
@@ -81,37 +79,7 @@ fn get_modes_lists_default_and_raw_on_the_host_pins_only() {
 /// A stereo 48 kHz 16-bit format, flagged and followed (8-byte aligned) by
 /// `list`.
 fn format_with(list: &[u8]) -> Vec<u8> {
-    let mut bytes = ks_format(false, 2, 48_000, 16, 16);
-    let flags = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) | KSDATAFORMAT_ATTRIBUTES;
-    bytes[4..8].copy_from_slice(&flags.to_le_bytes());
-    bytes.resize(bytes.len().next_multiple_of(8), 0);
-    bytes.extend_from_slice(list);
-    bytes
-}
-
-fn mode_list(modes: &[GUID]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for &mode in modes {
-        body.extend_from_slice(
-            KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE {
-                AttributeHeader: KSATTRIBUTE {
-                    Size: 40,
-                    Flags: 0,
-                    Attribute: KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
-                },
-                SignalProcessingMode: mode,
-            }
-            .as_bytes(),
-        );
-    }
-    let mut list = KSMULTIPLE_ITEM {
-        Size: 8 + body.len() as u32,
-        Count: modes.len() as u32,
-    }
-    .as_bytes()
-    .to_vec();
-    list.extend_from_slice(&body);
-    list
+    with_attribute_list(&ks_format(false, 2, 48_000, 16, 16), list)
 }
 
 fn open(rig: &Rig, direction: Direction, format: &[u8]) -> NTSTATUS {
