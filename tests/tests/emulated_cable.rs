@@ -1027,8 +1027,9 @@ fn proposals_accept_exactly_what_opens_a_stream_including_24_in_32() {
         let filter = adapter.wave_filter(name).unwrap();
         let ks = adapter.ks_filter(name).unwrap();
         let pin = streaming_pin(filter.description, capture).unwrap();
-        // The proposal <=> NewStream sweep, the advertised matrix, the
-        // busy pin, the default per mode against the INF's, the wildcard.
+        // The mode attribute in the ranges, the proposal <=> NewStream
+        // sweep, the advertised matrix, the busy pin, the default per mode
+        // against the INF's, the wildcard.
         let findings = check_wave_filter_formats(
             &machine,
             &filter.miniport,
@@ -1037,7 +1038,7 @@ fn proposals_accept_exactly_what_opens_a_stream_including_24_in_32() {
             capture,
             Some(&cable::filters::DEFAULT_FORMAT),
         );
-        assert_eq!(findings.len(), 5, "{name}");
+        assert_eq!(findings.len(), 6, "{name}");
         for f in &findings {
             assert_eq!(f.outcome, Ok(()), "{name}: {}", f.rule);
         }

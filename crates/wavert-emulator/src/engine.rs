@@ -214,22 +214,15 @@ pub fn streaming_pin(description: &'static PCFILTER_DESCRIPTOR, capture: bool) -
 }
 
 /// The data ranges a pin advertises, each as its `FormatSize` bytes.
+///
+/// The ranges of [`crate::range_table::read_range_table`], which steps over
+/// the attribute list after a range flagged `KSDATARANGE_ATTRIBUTES`.
 #[must_use]
 pub fn data_ranges(pin: &'static PCPIN_DESCRIPTOR) -> Vec<&'static [u8]> {
-    let ks = &pin.KsPinDescriptor;
-    if ks.DataRanges.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: the descriptor lists `DataRangesCount` range pointers (static data).
-    let list = unsafe { std::slice::from_raw_parts(ks.DataRanges, ks.DataRangesCount as usize) };
-    list.iter()
-        .filter(|r| !r.is_null())
-        .map(|&r| {
-            // SAFETY: each range starts with a KSDATARANGE header (static data).
-            let size = unsafe { (*r).FormatSize } as usize;
-            // SAFETY: the range is `FormatSize` bytes long (KS rule).
-            unsafe { std::slice::from_raw_parts(r.cast::<u8>(), size) }
-        })
+    crate::range_table::read_range_table(pin)
+        .entries
+        .into_iter()
+        .map(|entry| entry.range)
         .collect()
 }
 

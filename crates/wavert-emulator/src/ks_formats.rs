@@ -28,6 +28,9 @@
 //! * **wildcard intersection**: a bare `KSDATARANGE` and a
 //!   `KSDATARANGE_AUDIO` allowing everything both intersect to that default
 //!   format, not the corner of the ranges.
+//! * **modes in the ranges**: the host pin's ranges are flagged
+//!   `KSDATARANGE_ATTRIBUTES` and followed by the mode attribute list, no
+//!   other pin's are ([`crate::range_table::check_range_attributes`]).
 
 use std::sync::Arc;
 
@@ -51,6 +54,7 @@ use crate::hlk::{advertised_formats, Finding};
 use crate::ks::{pin_instance, KsFilter, Property, Target};
 use crate::machine::Machine;
 use crate::modes::{get_modes, mode_name, KNOWN_MODES};
+use crate::range_table::check_range_attributes;
 
 const fn finding(rule: String, outcome: Result<(), String>) -> Finding {
     Finding { rule, outcome }
@@ -522,7 +526,12 @@ pub fn check_wave_filter_formats(
     capture: bool,
     expected: Option<&AudioFormat>,
 ) -> Vec<Finding> {
-    let mut findings = proposal_rules(machine, wave, filter, pin, capture);
+    let mut findings = vec![finding(
+        "the host pin's ranges name the signal-processing mode attribute, no other pin's do"
+            .to_owned(),
+        check_range_attributes(filter.description(), pin),
+    )];
+    findings.extend(proposal_rules(machine, wave, filter, pin, capture));
     findings.extend(default_format_rules(wave, filter, pin, expected));
     findings
 }
@@ -594,7 +603,7 @@ mod tests {
         let adapter = start_cable_adapter(&machine, CableOptions::default()).unwrap();
         for name in ["WaveRender", "WaveCapture"] {
             let findings = run(&machine, &adapter, name, None, Some(&DEFAULT_FORMAT));
-            assert_eq!(findings.len(), 5, "{name}");
+            assert_eq!(findings.len(), 6, "{name}");
             assert!(
                 failures(&findings).is_empty(),
                 "{name}: {:?}",

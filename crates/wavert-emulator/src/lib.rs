@@ -26,6 +26,10 @@
 //!   wildcard intersection give the default format.
 //! * [`ks_topology`]: the HLK's KS topology rules (node basic support,
 //!   channel round trips, jacks) over [`ks`].
+//! * [`range_table`]: a pin's data-range table as KS reads it: the
+//!   attribute list after a range flagged `KSDATARANGE_ATTRIBUTES`, the
+//!   `KSPROPERTY_PIN_DATARANGES` value, and the rule that host ranges name
+//!   the signal-processing mode.
 //! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`modes`]: `GetModes` with its size protocol checked, streams opened
@@ -63,6 +67,7 @@ pub mod memory;
 pub mod modes;
 pub mod personality;
 pub mod port;
+pub mod range_table;
 pub mod session;
 pub mod signal;
 pub mod tamper;

@@ -27,11 +27,13 @@ use core::mem::size_of;
 use core::ptr;
 
 use portcls_sys::{
-    KSPROPSETID_Audio, KSPROPSETID_Jack, GUID, KSAUDFNAME_MASTER_MUTE, KSAUDFNAME_MASTER_VOLUME,
-    KSAUDFNAME_MIC_MUTE, KSAUDFNAME_MIC_VOLUME, KSAUDFNAME_RECORDING_CONTROL, KSCATEGORY_AUDIO,
-    KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
-    KSDATAFORMAT_SPECIFIER_NONE, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_SUBTYPE_ANALOG,
-    KSDATAFORMAT_TYPE_AUDIO, KSDATARANGE, KSDATARANGE_AUDIO, KSNODETYPE_ADC, KSNODETYPE_DAC,
+    KSPROPSETID_Audio, KSPROPSETID_Jack, GUID, KSATTRIBUTE,
+    KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE, KSATTRIBUTE_LIST, KSAUDFNAME_MASTER_MUTE,
+    KSAUDFNAME_MASTER_VOLUME, KSAUDFNAME_MIC_MUTE, KSAUDFNAME_MIC_VOLUME,
+    KSAUDFNAME_RECORDING_CONTROL, KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME,
+    KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY, KSDATAFORMAT_SPECIFIER_NONE,
+    KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_SUBTYPE_ANALOG, KSDATAFORMAT_TYPE_AUDIO,
+    KSDATARANGE, KSDATARANGE_ATTRIBUTES, KSDATARANGE_AUDIO, KSNODETYPE_ADC, KSNODETYPE_DAC,
     KSNODETYPE_MICROPHONE, KSNODETYPE_MUTE, KSNODETYPE_SPEAKER, KSNODETYPE_VOLUME,
     KSPIN_COMMUNICATION, KSPIN_COMMUNICATION_NONE, KSPIN_COMMUNICATION_SINK, KSPIN_DATAFLOW,
     KSPIN_DATAFLOW_IN, KSPIN_DATAFLOW_OUT, KSPIN_DESCRIPTOR, KSPROPERTY_AUDIO_MUTE,
@@ -39,7 +41,7 @@ use portcls_sys::{
     PCAUTOMATION_TABLE, PCCONNECTION_DESCRIPTOR, PCEVENT_ITEM, PCFILTER_DESCRIPTOR, PCFILTER_NODE,
     PCMETHOD_ITEM, PCNODE_DESCRIPTOR, PCPFNPROPERTY_HANDLER, PCPIN_DESCRIPTOR, PCPROPERTY_ITEM,
     PCPROPERTY_ITEM_FLAG_BASICSUPPORT, PCPROPERTY_ITEM_FLAG_GET, PCPROPERTY_ITEM_FLAG_SET,
-    PKSDATARANGE, ULONG,
+    PKSATTRIBUTE, PKSDATARANGE, ULONG,
 };
 use wavert_core::range::DeviceRange;
 
@@ -77,12 +79,15 @@ const fn size32<T>() -> ULONG {
     size_of::<T>() as ULONG
 }
 
+/// A host pin's `KSDATARANGE_AUDIO` for `range`, flagged
+/// `KSDATARANGE_ATTRIBUTES`: in its table ([`host_range_table`]) the mode
+/// attribute list follows it.
 pub(crate) const fn audio_range(sub_format: GUID, range: &DeviceRange) -> KSDATARANGE_AUDIO {
     KSDATARANGE_AUDIO {
         DataRange: KSDATARANGE {
             Alignment: [],
             FormatSize: size32::<KSDATARANGE_AUDIO>(),
-            Flags: 0,
+            Flags: KSDATARANGE_ATTRIBUTES,
             SampleSize: 0,
             Reserved: 0,
             MajorFormat: KSDATAFORMAT_TYPE_AUDIO,
@@ -118,6 +123,76 @@ unsafe impl<const N: usize> Sync for DataRangeTable<N> {}
 
 pub(crate) static BRIDGE_KSRANGES: DataRangeTable<1> =
     DataRangeTable([ptr::addr_of!(BRIDGE_KSRANGE).cast_mut()]);
+
+// ---- The signal-processing mode in the host pins' ranges -------------------
+//
+// A mode-aware host pin says that its ranges accept a mode attribute in the
+// format a stream is opened with: each range is flagged
+// `KSDATARANGE_ATTRIBUTES`, and the next entry of the pin's data-range table
+// is not a range but a `KSATTRIBUTE_LIST` (Learn, "KSDATARANGE": the
+// following entry "is to be interpreted as an attribute list that uses the
+// KSATTRIBUTE_LIST structure"; "KSATTRIBUTE_LIST": mode-aware drivers' list
+// holds one `KSATTRIBUTE` whose `Attribute` is
+// `KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE`). SYSVAD's host pins are laid
+// out so (`speakerwavtable.h`: `SpeakerPinDataRangePointersStream` is the
+// range, then `PinDataRangeAttributeList`, counted in `DataRangesCount`).
+// Bridge pins carry analog audio and no attributes.
+
+/// The attribute a host range accepts: the signal-processing mode. Its
+/// `Size` is the bare header's: a range names the attribute, the mode
+/// itself travels in the format (`KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE`).
+static MODE_ATTRIBUTE: KSATTRIBUTE = KSATTRIBUTE {
+    Size: size32::<KSATTRIBUTE>(),
+    Flags: 0,
+    Attribute: KSATTRIBUTEID_AUDIOSIGNALPROCESSING_MODE,
+};
+
+/// `KSATTRIBUTE_LIST::Attributes`: pointers to the attributes.
+#[repr(transparent)]
+struct AttributeTable<const N: usize>([PKSATTRIBUTE; N]);
+
+// SAFETY: the pointers lead to immutable statics that PortCls only reads.
+unsafe impl<const N: usize> Sync for AttributeTable<N> {}
+
+static MODE_ATTRIBUTES: AttributeTable<1> =
+    AttributeTable([ptr::addr_of!(MODE_ATTRIBUTE).cast_mut()]);
+
+/// The attribute list after each host range: the mode attribute.
+pub static MODE_ATTRIBUTE_LIST: KSATTRIBUTE_LIST = KSATTRIBUTE_LIST {
+    Count: 1,
+    Attributes: ptr::addr_of!(MODE_ATTRIBUTES).cast::<PKSATTRIBUTE>(),
+};
+
+/// A host pin's data-range table: each of `ranges` (from [`audio_range`],
+/// flagged), then [`MODE_ATTRIBUTE_LIST`]. `M` is `2 * N` (the table
+/// counts the lists, as `DataRangesCount` must).
+#[allow(
+    clippy::indexing_slicing,
+    reason = "evaluated at compile time (the tables are statics): a wrong size or an unflagged range fails the build"
+)]
+pub(crate) const fn host_range_table<const N: usize, const M: usize>(
+    ranges: [&'static KSDATARANGE_AUDIO; N],
+) -> DataRangeTable<M> {
+    assert!(
+        M == 2 * N,
+        "a host range table holds each range and its list"
+    );
+    let mut table: [PKSDATARANGE; M] = [ptr::null_mut(); M];
+    let mut i = 0;
+    while i < N {
+        let range = ranges[i];
+        assert!(
+            range.DataRange.Flags & KSDATARANGE_ATTRIBUTES != 0,
+            "a host range must be flagged KSDATARANGE_ATTRIBUTES"
+        );
+        table[2 * i] = ptr::from_ref(range).cast_mut().cast::<KSDATARANGE>();
+        table[2 * i + 1] = ptr::addr_of!(MODE_ATTRIBUTE_LIST)
+            .cast_mut()
+            .cast::<KSDATARANGE>();
+        i += 1;
+    }
+    DataRangeTable(table)
+}
 
 /// A pin descriptor. No pin here has an automation table: the host pins'
 /// properties are the port's (`KSPROPSETID_RtAudio` and the stream's), and
@@ -294,7 +369,8 @@ pub(crate) const fn filter(
 // ---- Wave filters (every back-end) -----------------------------------------
 
 /// A wave filter's host pin: one stream instance (the engines are not
-/// shared), the back-end's data ranges.
+/// shared), the back-end's data ranges (a [`host_range_table`]: each range
+/// and its attribute list, all counted).
 pub(crate) const fn host_pin<const N: usize>(
     flow: KSPIN_DATAFLOW,
     ranges: &'static DataRangeTable<N>,

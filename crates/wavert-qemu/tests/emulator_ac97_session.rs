@@ -182,7 +182,7 @@ fn hlk_on(capture: bool, personality: PortPersonality) {
             finding.rule, finding.outcome
         );
     }
-    assert_eq!(report.ks_formats.len(), 5, "every format rule ran");
+    assert_eq!(report.ks_formats.len(), 6, "every format rule ran");
     if let Some(path) = image() {
         assert!(
             report.build.contains(&path.display().to_string()),

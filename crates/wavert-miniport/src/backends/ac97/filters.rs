@@ -13,17 +13,15 @@
 //! the ICH's PCM engines take in two-channel mode, at the codec's highest
 //! rate (the AC'97's fixed-rate 48 kHz, which a codec without VRA runs at).
 
-use core::ptr;
-
 use portcls_sys::{
-    KSDATAFORMAT_SUBTYPE_PCM, KSDATARANGE, KSDATARANGE_AUDIO, PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR,
+    KSDATAFORMAT_SUBTYPE_PCM, KSDATARANGE_AUDIO, PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR,
 };
 use wavert_core::ac97::{MAX_RATE, MIN_RATE};
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::range::DeviceRange;
 
 use crate::direction::Direction;
-use crate::filters::{audio_range, wave_filter, wave_pins, DataRangeTable};
+use crate::filters::{audio_range, host_range_table, wave_filter, wave_pins, DataRangeTable};
 
 /// Channels of the PCM-out and PCM-in engines in two-channel mode.
 pub const CHANNELS: u16 = 2;
@@ -54,8 +52,8 @@ pub const DEFAULT_FORMAT: AudioFormat =
     };
 
 static AC97_KSRANGE: KSDATARANGE_AUDIO = audio_range(KSDATAFORMAT_SUBTYPE_PCM, &AC97_RANGE);
-static AC97_KSRANGES: DataRangeTable<1> =
-    DataRangeTable([ptr::addr_of!(AC97_KSRANGE).cast_mut().cast::<KSDATARANGE>()]);
+/// The range, then its mode attribute list.
+static AC97_KSRANGES: DataRangeTable<2> = host_range_table([&AC97_KSRANGE]);
 
 static RENDER_PINS: [PCPIN_DESCRIPTOR; 2] = wave_pins(Direction::Render, &AC97_KSRANGES);
 static CAPTURE_PINS: [PCPIN_DESCRIPTOR; 2] = wave_pins(Direction::Capture, &AC97_KSRANGES);

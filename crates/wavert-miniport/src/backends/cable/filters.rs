@@ -31,19 +31,18 @@
 //!
 //! The range holding the default format comes first in the table: PortCls
 //! tries a pin's ranges in order and the first intersection wins, so a
-//! wildcard client gets the default format.
-
-use core::ptr;
+//! wildcard client gets the default format. Each range is followed in the
+//! table by the mode attribute list (`crate::filters::host_range_table`).
 
 use portcls_sys::{
-    KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_SUBTYPE_PCM, KSDATARANGE, KSDATARANGE_AUDIO,
+    KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, KSDATAFORMAT_SUBTYPE_PCM, KSDATARANGE_AUDIO,
     PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR,
 };
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::range::DeviceRange;
 
 use crate::direction::Direction;
-use crate::filters::{audio_range, wave_filter, wave_pins, DataRangeTable};
+use crate::filters::{audio_range, host_range_table, wave_filter, wave_pins, DataRangeTable};
 
 /// Lowest sample rate the cable offers.
 pub const MIN_RATE: u32 = 44_100;
@@ -99,19 +98,12 @@ static PCM32_KSRANGE: KSDATARANGE_AUDIO = audio_range(KSDATAFORMAT_SUBTYPE_PCM, 
 static FLOAT_KSRANGE: KSDATARANGE_AUDIO =
     audio_range(KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, &FLOAT_RANGE);
 
-static HOST_KSRANGES: DataRangeTable<4> = DataRangeTable([
-    ptr::addr_of!(PCM24_KSRANGE)
-        .cast_mut()
-        .cast::<KSDATARANGE>(),
-    ptr::addr_of!(PCM16_KSRANGE)
-        .cast_mut()
-        .cast::<KSDATARANGE>(),
-    ptr::addr_of!(PCM32_KSRANGE)
-        .cast_mut()
-        .cast::<KSDATARANGE>(),
-    ptr::addr_of!(FLOAT_KSRANGE)
-        .cast_mut()
-        .cast::<KSDATARANGE>(),
+/// Each range, then its mode attribute list.
+static HOST_KSRANGES: DataRangeTable<8> = host_range_table([
+    &PCM24_KSRANGE,
+    &PCM16_KSRANGE,
+    &PCM32_KSRANGE,
+    &FLOAT_KSRANGE,
 ]);
 static RENDER_PINS: [PCPIN_DESCRIPTOR; 2] = wave_pins(Direction::Render, &HOST_KSRANGES);
 static CAPTURE_PINS: [PCPIN_DESCRIPTOR; 2] = wave_pins(Direction::Capture, &HOST_KSRANGES);
