@@ -1164,7 +1164,6 @@ pub fn run_ac97_hlk(
         // (The driver's declared packet-size constraint, issue 13 item 5,
         // is where the HLK would read it.)
         min_period_ms: Some(10),
-        modes: None,
         format_sweeps: true,
     };
     let methods = run_all(

@@ -130,6 +130,20 @@ pub struct FaultyCable {
 }
 
 impl FaultyCable {
+    /// A cable of its own over `machine`, with `fault`, registered
+    /// nowhere: the back-end alone, for a test that builds its own
+    /// miniport around it ([`start_faulty_cable`] registers the product's
+    /// four subdevices around one).
+    #[must_use]
+    pub fn new(machine: &Arc<Machine>, fault: Fault) -> Arc<Self> {
+        Arc::new(Self {
+            cable: new_cable(machine, DmaMode::Looping),
+            fault,
+            states: Mutex::new(PerDirection::new_with(|_| (KSSTATE_STOP, false))),
+            tracks: Mutex::new(PerDirection::new_with(|_| Track::default())),
+        })
+    }
+
     fn pretending(&self, direction: Direction) -> bool {
         lock(&self.states)[direction].1
     }
@@ -383,13 +397,8 @@ impl Backend for FaultyCable {
 ///
 /// A failing PortCls call's status.
 pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableAdapter, NtStatus> {
-    let cable = new_cable(machine, DmaMode::Looping);
-    let faulty = Arc::new(FaultyCable {
-        cable: Arc::clone(&cable),
-        fault,
-        states: Mutex::new(PerDirection::new_with(|_| (KSSTATE_STOP, false))),
-        tracks: Mutex::new(PerDirection::new_with(|_| Track::default())),
-    });
+    let faulty = FaultyCable::new(machine, fault);
+    let cable = Arc::clone(&faulty.cable);
     machine.set_device_stopped(false);
     let services = EmuPortCls::new(Arc::clone(machine), None);
     let installed = register_subdevices(&services, &faulty, &SUBDEVICES, &|direction| {

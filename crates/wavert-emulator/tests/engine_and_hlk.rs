@@ -19,13 +19,17 @@ use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::session::{LoopbackConfig, LoopbackResult};
 use wavert_emulator::signal;
 
-fn setup(fault: Fault) -> (Arc<Machine>, CableAdapter) {
+fn machine() -> Arc<Machine> {
     let memory = PhysicalMemory::anonymous(MemoryConfig {
         size_bytes: 16 << 20,
         ..MemoryConfig::default()
     })
     .unwrap();
-    let machine = Machine::new(memory, ClockMode::Virtual);
+    Machine::new(memory, ClockMode::Virtual)
+}
+
+fn setup(fault: Fault) -> (Arc<Machine>, CableAdapter) {
+    let machine = machine();
     let adapter = start_faulty_cable(&machine, fault).unwrap();
     (machine, adapter)
 }
@@ -424,35 +428,234 @@ fn loopback_stream_different_format_fails_when_the_loopback_refuses_a_host_forma
 
 #[test]
 fn stream_multiple_modes_skips_like_the_hlk_on_one_instance_pins() {
-    // Two modes (their values do not reach the stream: see the method).
-    let two_modes = HlkConfig {
-        modes: Some(vec![
-            portcls_sys::GUID::from_u128(1),
-            portcls_sys::GUID::from_u128(2),
-        ]),
-        ..HlkConfig::default()
-    };
-    // The product's pins allow one instance: the HLK skips, and so do we.
+    // The product's pins have two modes (GetModes) and allow one instance:
+    // the HLK skips, and so do we.
     for capture in [false, true] {
         let product = method_on(
             Fault::None,
             HlkMethod::StreamMultipleModes,
             capture,
-            &two_modes,
+            &hlk_config(),
         );
-        assert!(
-            product
-                .skipped
-                .as_deref()
-                .is_some_and(|r| r.contains("instance")),
+        assert_eq!(
+            product.skipped.as_deref(),
+            Some("the pin allows 1 instance(s): the HLK skips below 2"),
             "{}",
             product.summary()
         );
         assert!(!product.passed() && !product.failed());
-        // A filter that claims two instances but refuses the second stream
-        // is not built: the wave filter descriptors are the back-end type's
-        // constants (format-property handlers are generic over it), so a
-        // decorator cannot hand out a changed copy at run time.
+        // With DEFAULT alone, the mode count stops it first (the HLK's order).
+        let one_mode = method_on(
+            Fault::NoRawMode,
+            HlkMethod::StreamMultipleModes,
+            capture,
+            &hlk_config(),
+        );
+        assert_eq!(
+            one_mode.skipped.as_deref(),
+            Some("1 mode(s): the HLK skips below 2"),
+            "{}",
+            one_mode.summary()
+        );
+    }
+}
+
+mod two_instances {
+    //! `StreamMultipleModes` run for real: a host pin with two instances
+    //! and two modes. Neither product pin has two instances (and a
+    //! `Backend` drives one stream per direction), so the pin is built
+    //! here: two faulty cables behind one render host pin, each instance a
+    //! cable's render side, through the product's own `WaveMiniport` (its
+    //! mode and format checks) and shared stream.
+
+    use portcls_sys::{
+        IPortWaveRT, IPortWaveRTStream, IResourceList, IUnknown, DEVICE_DESCRIPTION, GUID,
+        PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR,
+    };
+    use wavert_com::{new_wave_rt_miniport, ComPtr, Miniport, MiniportWaveRt, NtResult, NtStatus};
+    use wavert_emulator::engine::{pins, streaming_pin};
+    use wavert_emulator::faulty::{Fault, FaultyCable};
+    use wavert_emulator::hlk::methods::{stream_multiple_modes, HlkConfig, HostPin, MethodReport};
+    use wavert_miniport::wave::wave_filter;
+    use wavert_miniport::{Direction, WaveMiniport, WaveRtStream};
+
+    use super::{assert_clean, machine};
+
+    /// A render host pin of two instances: a stream opens on the first
+    /// instance that is free (a busy one answers
+    /// `STATUS_INSUFFICIENT_RESOURCES`). Modes, formats and intersections
+    /// are the first instance's.
+    struct TwoInstancePin {
+        instances: [WaveMiniport<FaultyCable>; 2],
+        description: &'static PCFILTER_DESCRIPTOR,
+    }
+
+    impl TwoInstancePin {
+        /// The cable's render filter with its host pin allowing two
+        /// instances. Its format-property table is left out: those handlers
+        /// are typed for a `WaveMiniport<FaultyCable>`, which this object
+        /// is not.
+        fn new(instances: [WaveMiniport<FaultyCable>; 2]) -> Self {
+            let product = wave_filter::<FaultyCable>(Direction::Render);
+            let mut pins: Vec<PCPIN_DESCRIPTOR> = pins(product).to_vec();
+            let host = streaming_pin(product, false).unwrap() as usize;
+            pins[host].MaxGlobalInstanceCount = 2;
+            pins[host].MaxFilterInstanceCount = 2;
+            let description = Box::leak(Box::new(PCFILTER_DESCRIPTOR {
+                AutomationTable: std::ptr::null(),
+                Pins: pins.leak().as_ptr(),
+                ..*product
+            }));
+            Self {
+                instances,
+                description,
+            }
+        }
+    }
+
+    impl Miniport for TwoInstancePin {
+        fn description(&self) -> &'static PCFILTER_DESCRIPTOR {
+            self.description
+        }
+
+        fn data_range_intersection(
+            &self,
+            pin_id: u32,
+            data_range: &[u8],
+            matching_range: &[u8],
+            result: &mut [u8],
+            result_len: &mut u32,
+        ) -> NtResult<()> {
+            self.instances[0].data_range_intersection(
+                pin_id,
+                data_range,
+                matching_range,
+                result,
+                result_len,
+            )
+        }
+    }
+
+    impl MiniportWaveRt for TwoInstancePin {
+        type Stream = WaveRtStream<FaultyCable>;
+
+        fn init(
+            &self,
+            _adapter: Option<ComPtr<IUnknown>>,
+            _resources: Option<ComPtr<IResourceList>>,
+            _port: ComPtr<IPortWaveRT>,
+        ) -> NtResult<()> {
+            Ok(())
+        }
+
+        fn new_stream(
+            &self,
+            port_stream: ComPtr<IPortWaveRTStream>,
+            pin: u32,
+            capture: bool,
+            format: &[u8],
+            attributes: Option<&[u8]>,
+        ) -> NtResult<Self::Stream> {
+            let mut last = NtStatus::INSUFFICIENT_RESOURCES;
+            for instance in &self.instances {
+                match instance.new_stream(port_stream.clone(), pin, capture, format, attributes) {
+                    Err(busy) if busy == NtStatus::INSUFFICIENT_RESOURCES => last = busy,
+                    other => return other,
+                }
+            }
+            Err(last)
+        }
+
+        fn device_description(&self, description: &mut DEVICE_DESCRIPTION) -> NtResult<()> {
+            self.instances[0].device_description(description)
+        }
+
+        fn has_signal_processing_modes(&self) -> bool {
+            self.instances[0].has_signal_processing_modes()
+        }
+
+        fn signal_processing_modes(&self, pin: u32) -> NtResult<&'static [GUID]> {
+            self.instances[0].signal_processing_modes(pin)
+        }
+    }
+
+    /// `StreamMultipleModes` on a two-instance pin whose second instance
+    /// has `second`.
+    fn run_with_second_instance(second: Fault) -> MethodReport {
+        let machine = machine();
+        let report = {
+            let instances = [Fault::None, second].map(|fault| {
+                WaveMiniport::new(FaultyCable::new(&machine, fault), Direction::Render)
+            });
+            let pin = TwoInstancePin::new(instances);
+            let description = pin.description;
+            let wave = new_wave_rt_miniport(pin).unwrap();
+            let host = HostPin {
+                wave: &wave,
+                description,
+                pin: streaming_pin(description, false).unwrap(),
+                capture: false,
+            };
+            stream_multiple_modes(&machine, &host, &HlkConfig::default())
+        };
+        assert_clean(&machine);
+        report
+    }
+
+    fn outcome<'a>(report: &'a MethodReport, rule: &str) -> &'a Result<(), String> {
+        &report
+            .finding(rule)
+            .unwrap_or_else(|| panic!("no finding {rule}: {}", report.summary()))
+            .outcome
+    }
+
+    #[test]
+    fn two_instances_in_two_modes_pass() {
+        let report = run_with_second_instance(Fault::None);
+        assert!(report.passed(), "{}", report.summary());
+        // The resource of each mode, with the other mode beside it.
+        let rules: Vec<&str> = report.findings.iter().map(|f| f.rule.as_str()).collect();
+        assert_eq!(
+            rules,
+            [
+                "streams in DEFAULT and RAW both move",
+                "streams in RAW and DEFAULT both move"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_second_stream_that_does_not_move_fails() {
+        // Every buffer of the second instance stalls.
+        let report = run_with_second_instance(Fault::StallAbove { bytes: 0 });
+        assert!(report.failed(), "{}", report.summary());
+        for rule in [
+            "streams in DEFAULT and RAW both move",
+            "streams in RAW and DEFAULT both move",
+        ] {
+            let error = outcome(&report, rule).clone().unwrap_err();
+            assert!(error.starts_with("second stream:"), "{rule}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_second_instance_that_refuses_raw_fails() {
+        // GetModes lists RAW, but the second instance refuses a RAW stream
+        // (its back-end offers DEFAULT only): NewStream in RAW fails.
+        let report = run_with_second_instance(Fault::NoRawMode);
+        assert!(report.failed(), "{}", report.summary());
+        let error = outcome(&report, "streams in DEFAULT and RAW both move")
+            .clone()
+            .unwrap_err();
+        assert!(
+            error.starts_with("second stream: NewStream failed with 0xc00000bb"),
+            "{error}"
+        );
+        // With RAW on the first instance, DEFAULT opens on the second.
+        assert_eq!(
+            outcome(&report, "streams in RAW and DEFAULT both move"),
+            &Ok(())
+        );
     }
 }
 

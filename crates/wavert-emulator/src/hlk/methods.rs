@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use portcls_sys::{IMiniportWaveRT, GUID, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
+use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
 use wavert_com::ComPtr;
 
 use super::{
@@ -27,6 +27,7 @@ use super::{
 };
 use crate::engine::{negotiate_format, pins, EngineError, FormatRequest, Stream};
 use crate::machine::Machine;
+use crate::modes::{get_modes, mode_name, with_signal_processing_mode};
 
 /// The HLK test methods the emulator ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -215,8 +216,6 @@ pub struct HlkConfig {
     /// known (the packet-size constraint the driver declares); `None`:
     /// the smallest buffer the driver grants.
     pub min_period_ms: Option<u32>,
-    /// The host pin's signal-processing modes, where known.
-    pub modes: Option<Vec<GUID>>,
     /// Whether to run the per-format sweeps (they take 0.6 s of stream time
     /// per format).
     pub format_sweeps: bool,
@@ -227,7 +226,6 @@ impl Default for HlkConfig {
         Self {
             format: FormatRequest::default(),
             min_period_ms: None,
-            modes: None,
             format_sweeps: true,
         }
     }
@@ -580,10 +578,13 @@ pub fn loopback_stream_different_format(
 
 /// `WaveTest.StreamMultipleModes` on one host pin.
 ///
-/// `StreamMultipleModes` (`Test_StreamMultipleModes`): with at least two
-/// modes and two free pin instances, a stream in each other mode runs
-/// beside one in the current mode, both moving at every read; the HLK skips
-/// the method otherwise.
+/// `StreamMultipleModes` (`Test_StreamMultipleModes`): skipped below two
+/// modes (the pin's own, from `IMiniportAudioSignalProcessing::GetModes`),
+/// then below two free pin instances; otherwise, for the resource of each
+/// mode (the HLK makes one per mode of the pin) and each other mode, a
+/// stream in the resource's mode is started, then one in the other mode,
+/// and both must move at every read. Each stream is opened in its mode
+/// (the mode attribute after the format, as the audio engine opens it).
 #[must_use]
 pub fn stream_multiple_modes(
     machine: &Arc<Machine>,
@@ -591,24 +592,10 @@ pub fn stream_multiple_modes(
     config: &HlkConfig,
 ) -> MethodReport {
     let method = HlkMethod::StreamMultipleModes;
-    // KSPROPERTY_PIN_CINSTANCES: PossibleCount - CurrentCount, nothing open.
-    // Checked first: with one instance the HLK skips whatever the modes.
-    let possible = pins(host.description)
-        .get(host.pin as usize)
-        .map_or(0, |p| {
-            p.MaxFilterInstanceCount.min(p.MaxGlobalInstanceCount)
-        });
-    if possible < 2 {
-        return MethodReport::skip(
-            method,
-            format!("the pin allows {possible} instance(s): the HLK skips below 2"),
-        );
-    }
-    let Some(modes) = &config.modes else {
-        return MethodReport::skip(
-            method,
-            "the pin's signal-processing modes are not known here yet (IMiniportAudioSignalProcessing::GetModes, issue 13 item 4)",
-        );
+    // The HLK's m_cModes: the modes the engine read from the pin.
+    let modes = match get_modes(host.wave, host.pin) {
+        Ok(modes) => modes,
+        Err(e) => return MethodReport::new(method).call_failed("GetModes", &e),
     };
     if modes.len() < 2 {
         return MethodReport::skip(
@@ -616,46 +603,75 @@ pub fn stream_multiple_modes(
             format!("{} mode(s): the HLK skips below 2", modes.len()),
         );
     }
-    let mut report = MethodReport::new(method);
+    // KSPROPERTY_PIN_CINSTANCES: PossibleCount - CurrentCount, nothing open.
+    let possible = pins(host.description)
+        .get(host.pin as usize)
+        .map_or(0, |p| {
+            p.MaxFilterInstanceCount.min(p.MaxGlobalInstanceCount)
+        });
+    let detail = Some(format!(
+        "GetModes: {}",
+        modes.iter().map(mode_name).collect::<Vec<_>>().join(", ")
+    ));
+    if possible < 2 {
+        return MethodReport {
+            detail,
+            ..MethodReport::skip(
+                method,
+                format!("the pin allows {possible} instance(s): the HLK skips below 2"),
+            )
+        };
+    }
+    let mut report = MethodReport {
+        detail,
+        ..MethodReport::new(method)
+    };
     report.not_reproduced.push(
-        "each stream's mode (a KSATTRIBUTE_AUDIOSIGNALPROCESSING_MODE after the format): the emulator's engine opens both with the plain format".to_owned(),
+        "each stream's format: the HLK takes the preferred format of the stream's mode (KSPROPERTY_PIN_PROPOSEDATAFORMAT2); both streams here use the endpoint's current format (the ks formats rules hold PROPOSEDATAFORMAT2 to one default format for every mode)".to_owned(),
     );
     let format = match format_bytes(host, &config.format) {
         Ok(f) => f,
         Err(e) => return report.call_failed("format", &e),
     };
     let buffer = two_periods(&format, ENGINE_PERIOD_MS);
-    for (index, mode) in modes.iter().enumerate().skip(1) {
-        let outcome = (|| -> Result<(), String> {
-            let mut first =
-                open_stream(machine, host, &format, buffer).map_err(|e| format!("first: {e}"))?;
-            first
-                .set_state(KSSTATE_RUN)
-                .map_err(|e| format!("first: {e}"))?;
-            engine_wait(machine, &mut [&mut first], SETTLE_MS).map_err(|e| e.to_string())?;
-            let second = open_stream(machine, host, &format, buffer)
-                .map_err(|e| format!("second stream: {e}"));
-            let result = second.and_then(|mut second| {
-                let moved = second
+    for first_mode in &modes {
+        for second_mode in modes.iter().filter(|m| *m != first_mode) {
+            let outcome = (|| -> Result<(), String> {
+                let first_format = with_signal_processing_mode(&format, *first_mode);
+                let second_format = with_signal_processing_mode(&format, *second_mode);
+                let mut first = open_stream(machine, host, &first_format, buffer)
+                    .map_err(|e| format!("first stream: {e}"))?;
+                let result = first
                     .set_state(KSSTATE_RUN)
-                    .and_then(|()| moving_reads(machine, &mut [&mut first, &mut second]))
-                    .map_err(|e| e.to_string());
-                let closed = second.close().map_err(|e| e.to_string());
-                let moved = moved?;
-                moved[0].clone().map_err(|e| format!("first: {e}"))?;
-                moved[1].clone().map_err(|e| format!("second: {e}"))?;
-                closed
-            });
-            first.close().map_err(|e| e.to_string())?;
-            result.map(|_| ())
-        })();
-        report.findings.push(finding(
-            format!(
-                "streams in modes 0 and {index} ({:08x}) both move",
-                mode.Data1
-            ),
-            outcome,
-        ));
+                    .and_then(|()| engine_wait(machine, &mut [&mut first], SETTLE_MS))
+                    .map_err(|e| format!("first stream: {e}"))
+                    .and_then(|()| {
+                        let mut second = open_stream(machine, host, &second_format, buffer)
+                            .map_err(|e| format!("second stream: {e}"))?;
+                        let moved = second
+                            .set_state(KSSTATE_RUN)
+                            .and_then(|()| moving_reads(machine, &mut [&mut first, &mut second]))
+                            .map_err(|e| e.to_string());
+                        let closed = second.close().map_err(|e| e.to_string());
+                        let moved = moved?;
+                        moved[0].clone().map_err(|e| format!("first stream: {e}"))?;
+                        moved[1]
+                            .clone()
+                            .map_err(|e| format!("second stream: {e}"))?;
+                        closed.map(|_| ())
+                    });
+                let closed = first.close().map(|_| ()).map_err(|e| e.to_string());
+                result.and(closed)
+            })();
+            report.findings.push(finding(
+                format!(
+                    "streams in {} and {} both move",
+                    mode_name(first_mode),
+                    mode_name(second_mode)
+                ),
+                outcome,
+            ));
+        }
     }
     report
 }
