@@ -46,6 +46,7 @@ use crate::faulty::{Ac97Fault, FaultyAc97};
 use crate::hlk::methods::{run_all, HlkConfig, HostPin, Loopback, MethodReport};
 use crate::hlk::Finding;
 use crate::image::{io_trap, start_image_adapter, ImageDevice};
+use crate::irql;
 use crate::ks::KsFilter;
 use crate::ks_formats::check_wave_filter_formats;
 use crate::ks_topology::{check_topology_filter, endpoint_channels};
@@ -510,6 +511,10 @@ impl fmt::Debug for Ac97Platform {
 impl Platform for Ac97Platform {
     type Lock<T: Send> = EmuLock<T>;
 
+    fn new_lock<T: Send>(&self, value: T) -> EmuLock<T> {
+        EmuLock::on(&self.machine, value)
+    }
+
     fn qpc(&self) -> u64 {
         self.machine.qpc()
     }
@@ -519,7 +524,10 @@ impl Platform for Ac97Platform {
     }
 
     fn signal_event(&self, event: KernelEvent) {
-        self.machine.set_event(event.as_raw());
+        irql::as_kernel(|| {
+            irql::require_at_most(&self.machine, "KeSetEvent", irql::DISPATCH_LEVEL);
+            self.machine.set_event(event.as_raw());
+        });
     }
 
     // The AC'97 device is interrupt-driven: no periodic timer.
@@ -533,7 +541,7 @@ impl Platform for Ac97Platform {
     }
 
     fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
-        self.machine.log(format!("{level:?}: {message}"));
+        irql::as_kernel(|| self.machine.log(format!("{level:?}: {message}")));
     }
 }
 
@@ -564,30 +572,39 @@ impl fmt::Debug for QemuIo {
     }
 }
 
+/// Each access is the hardware's (qtest's allocations are not the driver's).
 impl PortIo for QemuIo {
     fn read8(&self, port: u16) -> u8 {
-        self.qemu.io_ports().read8(port)
+        irql::as_kernel(|| self.qemu.io_ports().read8(port))
     }
     fn read16(&self, port: u16) -> u16 {
-        self.qemu.io_ports().read16(port)
+        irql::as_kernel(|| self.qemu.io_ports().read16(port))
     }
     fn read32(&self, port: u16) -> u32 {
-        self.qemu.io_ports().read32(port)
+        irql::as_kernel(|| self.qemu.io_ports().read32(port))
     }
     fn write8(&self, port: u16, value: u8) {
-        self.watch.on_write(port, 1, u32::from(value));
-        self.qemu.io_ports().write8(port, value);
+        irql::as_kernel(|| {
+            self.watch.on_write(port, 1, u32::from(value));
+            self.qemu.io_ports().write8(port, value);
+        });
     }
     fn write16(&self, port: u16, value: u16) {
-        self.watch.on_write(port, 2, u32::from(value));
-        self.qemu.io_ports().write16(port, value);
+        irql::as_kernel(|| {
+            self.watch.on_write(port, 2, u32::from(value));
+            self.qemu.io_ports().write16(port, value);
+        });
     }
     fn write32(&self, port: u16, value: u32) {
-        self.watch.on_write(port, 4, value);
-        self.qemu.io_ports().write32(port, value);
+        irql::as_kernel(|| {
+            self.watch.on_write(port, 4, value);
+            self.qemu.io_ports().write32(port, value);
+        });
     }
     fn stall_us(&self, us: u32) {
-        let _ = self.qemu.clock_step(u64::from(us) * 1_000);
+        irql::as_kernel(|| {
+            let _ = self.qemu.clock_step(u64::from(us) * 1_000);
+        });
     }
 }
 
@@ -697,9 +714,18 @@ fn install_host(
         registration,
         services,
     };
+    // The host build's ISR and synchronized routines are driver code whose
+    // heap use is checked (the image's are not: it has no Rust heap here).
+    line.check_driver_heap();
+    let dpc_machine = Arc::downgrade(machine);
     let run_dpc: RunDpc = Box::new(move || {
+        let Some(machine) = dpc_machine.upgrade() else {
+            return;
+        };
         if device.platform().take_dpc() {
-            device.on_dpc();
+            irql::run_driver_routine(&machine, irql::DISPATCH_LEVEL, "the AC'97 DPC", || {
+                device.on_dpc();
+            });
         }
     });
     Ok((driver, run_dpc))

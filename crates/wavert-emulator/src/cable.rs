@@ -2,10 +2,12 @@
 //! PortCls loads it.
 //!
 //! * [`EmuPlatform`] is the miniport's [`Platform`] over the [`Machine`]:
-//!   QPC, a mutex as the spinlock, `KeSetEvent` on the machine's events
-//!   (an event the engine never made is a protocol violation), a periodic
-//!   machine timer whose callback calls [`VirtualCable::on_timer`], and the
-//!   driver log.
+//!   QPC, [`EmuLock`] as the spinlock (it raises to `DISPATCH_LEVEL`, see
+//!   [`crate::irql`]), `KeSetEvent` on the machine's events (an event the
+//!   engine never made, or one unregistered, is a protocol violation), a
+//!   periodic machine timer whose callback calls [`VirtualCable::on_timer`]
+//!   at `DISPATCH_LEVEL`, and the driver log. Each service runs as kernel
+//!   code ([`crate::irql::as_kernel`]).
 //! * [`EmuPortCls`] is the adapter's [`PortClsServices`] over [`Port`]:
 //!   `PcNewPort` makes a port object, `IPort::Init` is called through the
 //!   port's vtable (which calls the miniport's `Init` and `GetDescription`
@@ -32,14 +34,15 @@ use wavert_miniport::{Backend, DmaMode, LogLevel, Platform, VirtualCable};
 use crate::engine::pins;
 use crate::engine::EngineError;
 use crate::image::ImageDriver;
+use crate::irql;
 use crate::ks::KsFilter;
 use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{new_resource_list, InterruptLine, Port, PortKind, PortList, ResourceDescriptor};
 use crate::session::{run_loopback, LoopbackConfig, LoopbackResult, WaveFilter};
 use crate::signal;
 
-/// The kernel spinlock in the emulator: the miniport's own `std` fake.
-pub use wavert_miniport::fake::StdLock as EmuLock;
+/// The kernel spinlock in the emulator (raises the holder's IRQL).
+pub use crate::irql::EmuLock;
 
 /// Counters of what the cable asked of its platform.
 #[derive(Debug, Default)]
@@ -113,6 +116,10 @@ impl Drop for EmuPlatform {
 impl Platform for EmuPlatform {
     type Lock<T: Send> = EmuLock<T>;
 
+    fn new_lock<T: Send>(&self, value: T) -> EmuLock<T> {
+        EmuLock::on(&self.machine, value)
+    }
+
     fn qpc(&self) -> u64 {
         self.machine.qpc()
     }
@@ -122,37 +129,63 @@ impl Platform for EmuPlatform {
     }
 
     fn signal_event(&self, event: KernelEvent) {
-        self.counters.signals.fetch_add(1, Ordering::Relaxed);
-        self.machine.set_event(event.as_raw());
+        irql::as_kernel(|| {
+            irql::require_at_most(&self.machine, "KeSetEvent", irql::DISPATCH_LEVEL);
+            self.counters.signals.fetch_add(1, Ordering::Relaxed);
+            self.machine.set_event(event.as_raw());
+        });
     }
 
+    /// `ExSetTimer` on the cable's one timer: the machine's timer is
+    /// replaced, under the platform's own lock, so two processors that
+    /// start it at once still leave exactly one running.
     fn start_timer(&self, period_100ns: u32) {
-        self.cancel();
-        self.counters.timer_starts.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::clone(&self.cable);
-        let counters = Arc::clone(&self.counters);
-        let callback: TimerCallback = Arc::new(move |now| {
-            if let Some(cable) = slot.get().and_then(Weak::upgrade) {
+        irql::as_kernel(|| {
+            irql::require_at_most(&self.machine, "ExSetTimer", irql::DISPATCH_LEVEL);
+            self.counters.timer_starts.fetch_add(1, Ordering::Relaxed);
+            let slot = Arc::clone(&self.cable);
+            let counters = Arc::clone(&self.counters);
+            let machine = Arc::downgrade(&self.machine);
+            let callback: TimerCallback = Arc::new(move |now| {
+                let (Some(cable), Some(machine)) =
+                    (slot.get().and_then(Weak::upgrade), machine.upgrade())
+                else {
+                    return;
+                };
                 counters.timer_ticks.fetch_add(1, Ordering::Relaxed);
-                cable.on_timer(now);
+                // The glue's EXT_CALLBACK runs at DISPATCH_LEVEL.
+                irql::run_driver_routine(
+                    &machine,
+                    irql::DISPATCH_LEVEL,
+                    "the cable's timer callback",
+                    || cable.on_timer(now),
+                );
+            });
+            // 100 ns units to QPC ticks.
+            let period = u64::from(period_100ns) * QPC_FREQUENCY / 10_000_000;
+            let mut timer = lock(&self.timer);
+            if let Some(old) = timer.take() {
+                self.machine.cancel_timer(old);
             }
+            *timer = Some(self.machine.start_timer(period, callback));
         });
-        // 100 ns units to QPC ticks.
-        let period = u64::from(period_100ns) * QPC_FREQUENCY / 10_000_000;
-        let id = self.machine.start_timer(period, callback);
-        *lock(&self.timer) = Some(id);
     }
 
     fn stop_timer(&self) {
-        self.counters.timer_stops.fetch_add(1, Ordering::Relaxed);
-        self.cancel();
+        irql::as_kernel(|| {
+            irql::require_at_most(&self.machine, "ExCancelTimer", irql::DISPATCH_LEVEL);
+            self.counters.timer_stops.fetch_add(1, Ordering::Relaxed);
+            self.cancel();
+        });
     }
 
     fn log(&self, level: LogLevel, message: fmt::Arguments<'_>) {
-        if level == LogLevel::Error {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        self.machine.log(format!("{level:?}: {message}"));
+        irql::as_kernel(|| {
+            if level == LogLevel::Error {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            self.machine.log(format!("{level:?}: {message}"));
+        });
     }
 }
 

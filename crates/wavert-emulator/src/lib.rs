@@ -30,7 +30,9 @@
 //!   attribute list after a range flagged `KSDATARANGE_ATTRIBUTES`, the
 //!   `KSPROPERTY_PIN_DATARANGES` value, and the rule that host ranges name
 //!   the signal-processing mode.
-//! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs.
+//! * [`irql`]: each thread's IRQL, raised by spinlocks, DPCs and ISRs; the
+//!   host-built driver's spin lock ([`irql::EmuLock`]) and the heap check
+//!   ([`irql::DriverHeap`], this crate's global allocator).
 //! * [`hlk`]: position rules of the HLK `WaveTest` and KS position tests.
 //! * [`modes`]: `GetModes` with its size protocol checked, streams opened
 //!   in a mode, and the wave filters' packet-size constraints decoded and
@@ -72,3 +74,8 @@ pub mod session;
 pub mod signal;
 pub mod tamper;
 pub mod timing;
+
+/// Every binary that links the emulator counts the host-built driver's heap
+/// allocations at `DISPATCH_LEVEL` and above (see [`irql`]).
+#[global_allocator]
+static HEAP: irql::DriverHeap = irql::DriverHeap;

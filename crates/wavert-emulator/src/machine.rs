@@ -98,6 +98,11 @@ pub struct EventRecord {
     ready: Condvar,
     /// The QPC of every signal, in order (how late each came).
     times: Mutex<Vec<u64>>,
+    /// Set when the engine forgot it (after `UnregisterNotificationEvent`
+    /// returned): from then on a signal is a violation. The record stays
+    /// in the machine's table so that its address is never handed out
+    /// again while a late signal could still arrive.
+    retired: AtomicBool,
 }
 
 /// The engine's handle to an event it created.
@@ -385,16 +390,23 @@ impl Machine {
         }
     }
 
-    /// Forgets an event (after the driver unregistered it).
+    /// Retires an event (after the driver unregistered it, or after its
+    /// registration failed): the driver may not signal it any more.
     pub fn delete_event(&self, event: &EmuEvent) {
-        lock(&self.events).remove(&(event.as_pkevent() as usize));
+        event.record.retired.store(true, Ordering::Release);
     }
 
     /// `KeSetEvent` as the driver's platform calls it. An event the
-    /// emulator never made is a protocol violation.
+    /// emulator never made, or one retired (unregistered), is a protocol
+    /// violation.
     pub fn set_event(&self, event: PKEVENT) {
         let record = lock(&self.events).get(&(event as usize)).cloned();
         match record {
+            Some(record) if record.retired.load(Ordering::Acquire) => {
+                self.memory.record_violation(format!(
+                    "KeSetEvent on event {event:p} after UnregisterNotificationEvent returned"
+                ));
+            }
             Some(record) => {
                 lock(&record.times).push(self.qpc());
                 *lock(&record.signals) += 1;

@@ -262,12 +262,8 @@ macro_rules! port_object_class {
 /// before PortCls handles the stop or removal (SYSVAD's and
 /// simpleaudiosample's `PnpHandler` unregister, then call `PcDispatchIrp`).
 fn unregister_rules(machine: &Machine, routine: &str) {
-    let now = irql::current();
-    if now > irql::PASSIVE_LEVEL {
-        machine.violation(format!(
-            "{routine} called at {} (PASSIVE_LEVEL only)",
-            irql::name(now)
-        ));
+    if let Some(what) = irql::above(routine, irql::PASSIVE_LEVEL) {
+        machine.violation(what);
     }
     if machine.device_stopped() {
         machine.violation(format!(
@@ -784,6 +780,15 @@ const fn limit(address: PHYSICAL_ADDRESS) -> u64 {
     u64::from_ne_bytes(address.QuadPart.to_ne_bytes())
 }
 
+/// Every `IPortWaveRTStream` method is documented for `PASSIVE_LEVEL` only
+/// (Learn, each method's requirements table): a call from above it (under a
+/// spin lock, from a DPC) is a violation. What the stand-in allocates
+/// itself is the kernel's, not the driver's.
+fn stand_in(machine: &Machine, routine: &str) -> irql::KernelScope {
+    irql::require_at_most(machine, routine, irql::PASSIVE_LEVEL);
+    irql::KernelScope::enter()
+}
+
 #[windows_abi]
 unsafe extern "system" fn allocate_pages_for_mdl(
     this: *mut c_void,
@@ -792,6 +797,7 @@ unsafe extern "system" fn allocate_pages_for_mdl(
 ) -> PMDL {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    let _kernel = stand_in(&s.machine, "IPortWaveRTStream::AllocatePagesForMdl");
     s.machine
         .memory
         .allocate_pages(limit(high), bytes)
@@ -810,6 +816,10 @@ unsafe extern "system" fn allocate_contiguous_pages_for_mdl(
 ) -> PMDL {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    let _kernel = stand_in(
+        &s.machine,
+        "IPortWaveRTStream::AllocateContiguousPagesForMdl",
+    );
     s.machine
         .memory
         .allocate_contiguous(limit(low), limit(high), bytes)
@@ -827,6 +837,7 @@ unsafe extern "system" fn map_allocated_pages(
 ) -> PVOID {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    let _kernel = stand_in(&s.machine, "IPortWaveRTStream::MapAllocatedPages");
     if !is_usable_cache_type(cache) {
         s.machine.violation(format!(
             "MapAllocatedPages with cache type {cache}: only MmNonCached, MmCached and \
@@ -853,6 +864,7 @@ pub const fn is_usable_cache_type(cache: MEMORY_CACHING_TYPE) -> bool {
 unsafe extern "system" fn unmap_allocated_pages(this: *mut c_void, base: PVOID, mdl: PMDL) {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    let _kernel = stand_in(&s.machine, "IPortWaveRTStream::UnmapAllocatedPages");
     lock(&s.state.mappings).remove(&base.addr());
     s.machine.memory.unmap(base.cast(), mdl.addr());
 }
@@ -861,6 +873,7 @@ unsafe extern "system" fn unmap_allocated_pages(this: *mut c_void, base: PVOID, 
 unsafe extern "system" fn free_pages_from_mdl(this: *mut c_void, mdl: PMDL) {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    let _kernel = stand_in(&s.machine, "IPortWaveRTStream::FreePagesFromMdl");
     lock(&s.state.mdls).remove(&mdl.addr());
     s.machine.memory.free(mdl.addr());
 }
@@ -869,6 +882,7 @@ unsafe extern "system" fn free_pages_from_mdl(this: *mut c_void, mdl: PMDL) {
 unsafe extern "system" fn get_physical_pages_count(this: *mut c_void, mdl: PMDL) -> ULONG {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    let _kernel = stand_in(&s.machine, "IPortWaveRTStream::GetPhysicalPagesCount");
     s.machine
         .memory
         .page_count(mdl.addr())
@@ -887,6 +901,7 @@ unsafe extern "system" fn get_physical_page_address(
 ) -> *mut PHYSICAL_ADDRESS {
     // SAFETY: this vtable is only installed in port stream objects.
     let s = unsafe { port_stream(this) };
+    let _kernel = stand_in(&s.machine, "IPortWaveRTStream::GetPhysicalPageAddress");
     let address = s
         .machine
         .memory
@@ -968,6 +983,9 @@ struct InterruptState {
     connected: AtomicBool,
     /// Held while an ISR or a synchronized routine runs (the interrupt spin lock).
     spin: Mutex<()>,
+    /// Whether the routines are the host-built driver's, whose heap use at
+    /// device IRQL is checked ([`InterruptLine::check_driver_heap`]).
+    driver_heap_checked: AtomicBool,
     this: AtomicUsize,
     delivered: AtomicU32,
 }
@@ -1009,19 +1027,18 @@ unsafe extern "system" fn call_synchronized_routine(
     };
     // SAFETY: this vtable is only installed in interrupt sync objects.
     let i = unsafe { interrupt(this) };
+    let kernel = irql::KernelScope::enter();
     let _held = lock(&i.state.spin);
     // The routine runs at the device's IRQL, as under the interrupt spinlock.
-    let (status, left) = irql::run_at(irql::DEVICE_IRQL, || {
-        // SAFETY: the driver's routine, called with its own context as PortCls would.
-        unsafe { routine(this.cast(), context) }
-    });
-    if left != irql::DEVICE_IRQL {
-        i.machine.violation(format!(
-            "a CallSynchronizedRoutine routine returned at {} (entered at {})",
-            irql::name(left),
-            irql::name(irql::DEVICE_IRQL)
-        ));
-    }
+    // SAFETY: the driver's routine, called with its own context as PortCls would.
+    let call = || unsafe { routine(this.cast(), context) };
+    let what = "a CallSynchronizedRoutine routine";
+    let status = if i.state.driver_heap_checked.load(Ordering::Acquire) {
+        irql::run_driver_routine(&i.machine, irql::DEVICE_IRQL, what, call)
+    } else {
+        irql::run_routine(&i.machine, irql::DEVICE_IRQL, what, call)
+    };
+    drop(kernel);
     status
 }
 
@@ -1122,21 +1139,27 @@ impl InterruptLine {
         let _held = lock(&self.state.spin);
         self.state.delivered.fetch_add(1, Ordering::Relaxed);
         let this = self.interface.as_raw();
+        let checked = self.state.driver_heap_checked.load(Ordering::Acquire);
         routines.iter().any(|r| {
             // ISRs run at the line's device IRQL.
-            let (status, left) = irql::run_at(irql::DEVICE_IRQL, || {
-                // SAFETY: the driver registered this routine and context for its ISR.
-                unsafe { (r.routine)(this, r.context) }
-            });
-            if left != irql::DEVICE_IRQL {
-                self.machine.violation(format!(
-                    "an interrupt service routine returned at {} (entered at {})",
-                    irql::name(left),
-                    irql::name(irql::DEVICE_IRQL)
-                ));
-            }
+            // SAFETY: the driver registered this routine and context for its ISR.
+            let isr = || unsafe { (r.routine)(this, r.context) };
+            let what = "an interrupt service routine";
+            let status = if checked {
+                irql::run_driver_routine(&self.machine, irql::DEVICE_IRQL, what, isr)
+            } else {
+                irql::run_routine(&self.machine, irql::DEVICE_IRQL, what, isr)
+            };
             NT_SUCCESS(status)
         })
+    }
+
+    /// The routines on this line are the host-built driver's: their heap
+    /// allocations at device IRQL are reported (see [`crate::irql`]).
+    pub fn check_driver_heap(&self) {
+        self.state
+            .driver_heap_checked
+            .store(true, Ordering::Release);
     }
 
     /// Interrupts delivered to the ISRs.

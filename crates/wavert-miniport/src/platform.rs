@@ -45,6 +45,14 @@ pub trait Platform: Send + Sync + 'static {
     /// The spinlock type.
     type Lock<T: Send>: SpinLock<T>;
 
+    /// A spin lock around `value` (`KeInitializeSpinLock`). The miniport
+    /// makes every lock it holds through its platform, so that a platform
+    /// can tie its locks to what checks them (the emulator's machine
+    /// records what driver code does under them). The default is
+    /// [`SpinLock::new`]. IRQL: `PASSIVE_LEVEL` (while objects are built).
+    fn new_lock<T: Send>(&self, value: T) -> Self::Lock<T> {
+        Self::Lock::new(value)
+    }
     /// The performance counter (`KeQueryPerformanceCounter`). IRQL: any.
     fn qpc(&self) -> u64;
     /// Its frequency in ticks per second (constant). IRQL: any.

@@ -85,15 +85,8 @@ impl InterfaceState {
 /// The kernel, with the `PASSIVE_LEVEL` rule of `routine` checked.
 fn passive(routine: &str) -> Option<std::sync::Arc<Kernel>> {
     let kernel = current()?;
-    let now = irql::current();
-    if now > PASSIVE_LEVEL {
-        kernel.violation(
-            "IRQL",
-            &format!(
-                "{routine} called at {} (PASSIVE_LEVEL only)",
-                irql::name(now)
-            ),
-        );
+    if let Some(what) = irql::above(routine, PASSIVE_LEVEL) {
+        kernel.violation("IRQL", &what);
     }
     Some(kernel)
 }

@@ -291,16 +291,8 @@ impl Kernel {
 
     /// Checks that the caller runs at or below `limit`.
     fn require_irql_at_most(&self, routine: &str, limit: u8) {
-        let now = irql::current();
-        if now > limit {
-            self.violation(
-                "IRQL",
-                &format!(
-                    "{routine} called at {} (allowed up to {})",
-                    irql::name(now),
-                    irql::name(limit)
-                ),
-            );
+        if let Some(what) = irql::above(routine, limit) {
+            self.violation("IRQL", &what);
         }
     }
 

@@ -198,15 +198,8 @@ impl PortClsState {
 /// The kernel, with PortCls's IRQL rule checked.
 fn portcls(routine: &str) -> Option<(Arc<Kernel>, Arc<EmuPortCls>)> {
     let kernel = current()?;
-    let now = irql::current();
-    if now > PASSIVE_LEVEL {
-        kernel.violation(
-            "IRQL",
-            &format!(
-                "{routine} called at {} (PASSIVE_LEVEL only)",
-                irql::name(now)
-            ),
-        );
+    if let Some(what) = irql::above(routine, PASSIVE_LEVEL) {
+        kernel.violation("IRQL", &what);
     }
     let services = kernel.portcls.services()?;
     Some((kernel, services))

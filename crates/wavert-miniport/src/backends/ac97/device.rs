@@ -265,20 +265,22 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
             &mut |us| io.stall_us(us),
         )
         .map_err(hw_error)?;
+        let soft = platform.new_lock(SoftState {
+            channels: PerDirection::new_with(|_| SoftChannel::closed()),
+            signals: 0,
+        });
+        let mixer = platform.new_lock(MixerState {
+            codec,
+            master: nam::UNITY_GAIN,
+            record_gain: nam::UNITY_GAIN,
+        });
         Ok(Self {
             platform,
             io,
             resources,
             hw: InterruptLocked::new(interrupt, HwState::default()),
-            soft: P::Lock::new(SoftState {
-                channels: PerDirection::new_with(|_| SoftChannel::closed()),
-                signals: 0,
-            }),
-            mixer: P::Lock::new(MixerState {
-                codec,
-                master: nam::UNITY_GAIN,
-                record_gain: nam::UNITY_GAIN,
-            }),
+            soft,
+            mixer,
             completed_bytes: PerDirection::new_with(|_| AtomicU64::new(0)),
             deferred_pending: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),

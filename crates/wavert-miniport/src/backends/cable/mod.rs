@@ -206,18 +206,19 @@ enum TimerChange {
 impl<P: Platform> VirtualCable<P> {
     /// A cable with no stream open. IRQL: `PASSIVE_LEVEL`.
     pub fn new(platform: P, mode: DmaMode) -> Self {
+        let state = platform.new_lock(CableState {
+            ends: PerDirection {
+                render: End::closed(),
+                capture: End::closed(),
+            },
+            read_ptr: None,
+            running: 0,
+            stats: CableStats::default(),
+        });
         Self {
             platform,
             mode,
-            state: P::Lock::new(CableState {
-                ends: PerDirection {
-                    render: End::closed(),
-                    capture: End::closed(),
-                },
-                read_ptr: None,
-                running: 0,
-                stats: CableStats::default(),
-            }),
+            state,
         }
     }
 
