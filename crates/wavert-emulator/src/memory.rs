@@ -22,6 +22,25 @@
 //! model checks every handle it is given, and records misuse (unknown MDL,
 //! freeing a mapped MDL, unmapping the wrong address) as protocol violations
 //! instead of crashing, so a test can assert there were none.
+//!
+//! # Use after free
+//!
+//! Two traps catch a device or driver that touches a buffer it gave back:
+//!
+//! * **Unmapped views stay reserved.** [`PhysicalMemory::unmap`] replaces
+//!   the view with inaccessible memory and keeps the addresses (the last
+//!   [`QUARANTINE_SLOTS`] views of the process), so a later mapping never
+//!   lands there. An access through a stale pointer (the cable's timer
+//!   still copying through an unmapped view, say) faults; the process's
+//!   `SIGSEGV` handler (`image::io_trap`, which also traps port I/O) finds
+//!   the address in a quarantined view, records it, makes that page
+//!   accessible (fresh zeroes, no RAM behind it) and lets the access run
+//!   again. The next [`PhysicalMemory::violations`] reports it.
+//! * **Freed pages are poisoned.** [`PhysicalMemory::free`] fills each
+//!   frame with [`FREED_PAGE_POISON`]; a frame handed out again, or checked
+//!   with [`PhysicalMemory::check_freed_pages`], that no longer holds the
+//!   pattern was written after it was freed (a DMA engine still running on
+//!   it, or a mapping nobody unmapped).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
@@ -30,6 +49,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 pub use wavert_qemu::layout::{RamLayout, HIGH_RAM_BASE};
@@ -154,11 +174,112 @@ struct State {
     violations: Vec<String>,
     budget: Option<usize>,
     peak_in_use: usize,
+    /// Frames freed (and poisoned) and not handed out since.
+    poisoned: HashSet<u64>,
+}
+
+/// The byte every freed page frame is filled with.
+pub const FREED_PAGE_POISON: u8 = 0xDF;
+
+/// How many unmapped views the process keeps reserved (the oldest is
+/// released when another is unmapped).
+pub const QUARANTINE_SLOTS: usize = 512;
+
+/// One unmapped view kept reserved, and the stale accesses it caught. Read
+/// by the `SIGSEGV` handler, so lock-free.
+struct QuarantineSlot {
+    /// The view's base (0: slot free). Written last, read first.
+    start: AtomicUsize,
+    len: AtomicUsize,
+    /// The [`PhysicalMemory::id`] it belongs to.
+    owner: AtomicU64,
+    /// The MDL the view was mapped from.
+    mdl: AtomicUsize,
+    /// Pages of it accessed since the last report.
+    hits: AtomicU64,
+    /// The first address accessed (0: none).
+    first: AtomicUsize,
+}
+
+impl QuarantineSlot {
+    const fn empty() -> Self {
+        Self {
+            start: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            owner: AtomicU64::new(0),
+            mdl: AtomicUsize::new(0),
+            hits: AtomicU64::new(0),
+            first: AtomicUsize::new(0),
+        }
+    }
+}
+
+static QUARANTINE: [QuarantineSlot; QUARANTINE_SLOTS] =
+    [const { QuarantineSlot::empty() }; QUARANTINE_SLOTS];
+
+/// The next slot to fill; its lock serializes writers.
+static QUARANTINE_NEXT: Mutex<usize> = Mutex::new(0);
+
+/// Ids of [`PhysicalMemory`] instances (0 is never used).
+static NEXT_MEMORY_ID: AtomicU64 = AtomicU64::new(1);
+
+/// `si_code` of a `SIGSEGV` for an access the page's protection forbids
+/// (Linux `asm-generic/siginfo.h`; the `libc` crate does not name it).
+const SEGV_ACCERR: libc::c_int = 2;
+
+/// Called by the process's `SIGSEGV` handler: if the fault is an access to
+/// an unmapped view this model keeps reserved, records it, makes the page
+/// accessible and returns `true` (the access then runs again and
+/// succeeds). Async-signal-safe: atomics and one `mprotect`.
+///
+/// # Safety
+///
+/// `info` is null or the `siginfo_t` the kernel passed for a `SIGSEGV` on
+/// this thread.
+pub(crate) unsafe fn on_stale_access(info: *const libc::siginfo_t) -> bool {
+    if info.is_null() {
+        return false;
+    }
+    // SAFETY: the kernel's valid `siginfo_t` (caller's contract).
+    let info = unsafe { &*info };
+    if info.si_code != SEGV_ACCERR {
+        return false;
+    }
+    // SAFETY: for SIGSEGV the kernel fills in `si_addr`.
+    let address = unsafe { info.si_addr() }.addr();
+    for slot in &QUARANTINE {
+        let start = slot.start.load(Ordering::Acquire);
+        if start == 0 || address < start || address - start >= slot.len.load(Ordering::Acquire) {
+            continue;
+        }
+        let page = address & !(PAGE_SIZE - 1);
+        // SAFETY: the page lies in a reservation this model made and owns
+        // (a private anonymous mapping); making it accessible touches no
+        // other memory.
+        let rc = unsafe {
+            libc::mprotect(
+                ptr::with_exposed_provenance_mut::<libc::c_void>(page),
+                PAGE_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if rc != 0 {
+            return false;
+        }
+        slot.hits.fetch_add(1, Ordering::AcqRel);
+        let _ = slot
+            .first
+            .compare_exchange(0, address, Ordering::AcqRel, Ordering::Acquire);
+        return true;
+    }
+    false
 }
 
 /// The modelled RAM.
 #[derive(Debug)]
 pub struct PhysicalMemory {
+    /// Tags this model's quarantined views.
+    id: u64,
     file: OwnedFd,
     size: u64,
     layout: RamLayout,
@@ -271,6 +392,7 @@ impl PhysicalMemory {
         // Allocation pops from the end: reverse so the first frames come first.
         free.reverse();
         Ok(Self {
+            id: NEXT_MEMORY_ID.fetch_add(1, Ordering::Relaxed),
             file,
             size,
             layout,
@@ -342,10 +464,32 @@ impl PhysicalMemory {
         self.state().mappings.len()
     }
 
-    /// Misuse seen so far (unknown handles, double frees, ...).
+    /// Misuse seen so far (unknown handles, double frees, accesses through
+    /// unmapped views, ...).
     #[must_use]
     pub fn violations(&self) -> Vec<String> {
-        self.state().violations.clone()
+        let mut state = self.state();
+        for slot in &QUARANTINE {
+            if slot.owner.load(Ordering::Acquire) != self.id
+                || slot.start.load(Ordering::Acquire) == 0
+            {
+                continue;
+            }
+            let hits = slot.hits.swap(0, Ordering::AcqRel);
+            if hits == 0 {
+                continue;
+            }
+            let start = slot.start.load(Ordering::Acquire);
+            let first = slot.first.swap(0, Ordering::AcqRel);
+            state.violations.push(format!(
+                "use after free: the view at {start:#x} ({} bytes) of MDL {:#x} was accessed after \
+                 UnmapAllocatedPages ({hits} page(s), first at offset {:#x})",
+                slot.len.load(Ordering::Acquire),
+                slot.mdl.load(Ordering::Acquire),
+                first.saturating_sub(start)
+            ));
+        }
+        state.violations.clone()
     }
 
     /// Records a protocol violation found by another part of the emulator.
@@ -360,9 +504,12 @@ impl PhysicalMemory {
         state.faults.remove(&call)
     }
 
-    fn take_frames(state: &mut State, frames: Vec<u64>) -> usize {
+    fn take_frames(&self, state: &mut State, frames: Vec<u64>) -> usize {
         for &f in &frames {
             state.in_use.insert(f);
+            if state.poisoned.remove(&f) && !self.still_poisoned(f) {
+                state.violations.push(Self::written_after_free(f));
+            }
         }
         state.peak_in_use = state.peak_in_use.max(state.in_use.len());
         let record = Box::new(MdlRecord { frames });
@@ -406,7 +553,7 @@ impl PhysicalMemory {
         if frames.is_empty() {
             return None;
         }
-        let handle = Self::take_frames(&mut state, frames);
+        let handle = self.take_frames(&mut state, frames);
         drop(state);
         Some(handle)
     }
@@ -450,7 +597,7 @@ impl PhysicalMemory {
         state
             .free
             .retain(|f| !(start..start + wanted as u64).contains(f));
-        let handle = Self::take_frames(&mut state, frames);
+        let handle = self.take_frames(&mut state, frames);
         drop(state);
         Some(handle)
     }
@@ -645,6 +792,87 @@ impl PhysicalMemory {
         Ok(base)
     }
 
+    /// The page at frame `frame` (inside the file), as a slice of the
+    /// whole-file mapping.
+    fn frame_bytes(&self, frame: u64) -> Option<&[u8]> {
+        let at = self.check_range(frame * PAGE_U64, PAGE_SIZE)?;
+        // SAFETY: `at..at+PAGE_SIZE` lies inside the whole-file mapping
+        // (checked above), which lives as long as `self`; the bytes are
+        // plain integers, whatever another party writes meanwhile.
+        Some(unsafe { std::slice::from_raw_parts(self.whole.wrapping_add(at), PAGE_SIZE) })
+    }
+
+    /// Whether a freed frame still holds nothing but the poison.
+    fn still_poisoned(&self, frame: u64) -> bool {
+        self.frame_bytes(frame)
+            .is_some_and(|page| page.iter().all(|&b| b == FREED_PAGE_POISON))
+    }
+
+    fn written_after_free(frame: u64) -> String {
+        format!(
+            "use after free: page frame {:#x} was written after FreePagesFromMdl returned it \
+             (a DMA engine still running on it, or a mapping nobody unmapped)",
+            frame * PAGE_U64
+        )
+    }
+
+    /// Checks every freed frame not handed out since for writes after its
+    /// free; each one written is a violation (and is poisoned again).
+    /// Returns how many were written.
+    pub fn check_freed_pages(&self) -> usize {
+        let mut state = self.state();
+        let mut written: Vec<u64> = state
+            .poisoned
+            .iter()
+            .copied()
+            .filter(|&f| !self.still_poisoned(f))
+            .collect();
+        written.sort_unstable();
+        for &f in &written {
+            state.violations.push(Self::written_after_free(f));
+            self.poison(f);
+        }
+        written.len()
+    }
+
+    fn poison(&self, frame: u64) {
+        let _ = self.write_physical(frame * PAGE_U64, &[FREED_PAGE_POISON; PAGE_SIZE]);
+    }
+
+    /// Keeps an unmapped view's addresses reserved and inaccessible (see
+    /// the module documentation), releasing the oldest kept view.
+    fn quarantine(&self, base: *mut u8, len: usize, mdl: usize) {
+        // A stale access to the view is caught by the SIGSEGV handler;
+        // without it, it would kill the process, which is still no silent
+        // corruption.
+        if let Err(e) = crate::image::io_trap::install() {
+            eprintln!("wavert-emulator: stale accesses to unmapped views are not trapped: {e}");
+        }
+        let mut next = QUARANTINE_NEXT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(slot) = QUARANTINE.get(*next) else {
+            return;
+        };
+        *next = (*next + 1) % QUARANTINE_SLOTS;
+        let old = slot.start.swap(0, Ordering::AcqRel);
+        if old != 0 {
+            let old_len = slot.len.load(Ordering::Acquire);
+            // SAFETY: the oldest kept view, a reservation this model made;
+            // nobody may use it (it was unmapped long ago), and the slot no
+            // longer names it.
+            unsafe { libc::munmap(ptr::with_exposed_provenance_mut(old), old_len) };
+        }
+        slot.len.store(len, Ordering::Release);
+        slot.owner.store(self.id, Ordering::Release);
+        slot.mdl.store(mdl, Ordering::Release);
+        slot.hits.store(0, Ordering::Release);
+        slot.first.store(0, Ordering::Release);
+        slot.start
+            .store(base.expose_provenance(), Ordering::Release);
+        drop(next);
+    }
+
     /// `UnmapAllocatedPages`.
     pub fn unmap(&self, base: *mut u8, mdl: usize) {
         let mut state = self.state();
@@ -663,8 +891,24 @@ impl PhysicalMemory {
         state.mappings.remove(&(base as usize));
         drop(state);
         // SAFETY: `base..base+len` is a mapping this model made and nobody
-        // may use after UnmapAllocatedPages (the caller's contract).
-        unsafe { libc::munmap(base.cast(), mapping.len) };
+        // may use after UnmapAllocatedPages (the caller's contract); the new
+        // inaccessible reservation replaces exactly it, in place.
+        let reserved = unsafe {
+            libc::mmap(
+                base.cast(),
+                mapping.len,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        if reserved == libc::MAP_FAILED {
+            // SAFETY: as above; the view is simply released then.
+            unsafe { libc::munmap(base.cast(), mapping.len) };
+            return;
+        }
+        self.quarantine(base, mapping.len, mdl);
     }
 
     /// `FreePagesFromMdl`: the pages go back to the free list.
@@ -681,8 +925,10 @@ impl PhysicalMemory {
                 .push(format!("free of unknown (or already freed) MDL {mdl:#x}"));
             return;
         };
-        for f in &record.frames {
-            state.in_use.remove(f);
+        for &f in &record.frames {
+            state.in_use.remove(&f);
+            self.poison(f);
+            state.poisoned.insert(f);
         }
         // Freed pages are reused last, as a real free list would scatter them.
         let mut frames = record.frames;
@@ -734,6 +980,28 @@ impl PhysicalMemory {
 
 impl Drop for PhysicalMemory {
     fn drop(&mut self) {
+        // The views this model keeps reserved go with it.
+        {
+            let _writers = QUARANTINE_NEXT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for slot in &QUARANTINE {
+                if slot.owner.load(Ordering::Acquire) != self.id {
+                    continue;
+                }
+                let start = slot.start.swap(0, Ordering::AcqRel);
+                if start != 0 {
+                    // SAFETY: a reservation this model made, named by no
+                    // slot any more, used by nobody.
+                    unsafe {
+                        libc::munmap(
+                            ptr::with_exposed_provenance_mut(start),
+                            slot.len.load(Ordering::Acquire),
+                        );
+                    };
+                }
+            }
+        }
         let state = self.state();
         for (&base, m) in &state.mappings {
             // SAFETY: each recorded mapping was made by this model and is

@@ -96,6 +96,68 @@ fn misuse_is_recorded_not_crashed_on() {
 }
 
 #[test]
+fn a_stale_access_through_an_unmapped_view_is_recorded_and_resumed() {
+    let mem = memory(Fragmentation::Shuffled(4));
+    let mdl = mem.allocate_pages(u64::MAX, 2 * PAGE_SIZE).unwrap();
+    let base = mem.map(mdl).unwrap();
+    mem.unmap(base, mdl);
+    assert!(mem.violations().is_empty());
+    // A driver that still copies through the view it unmapped.
+    let stale = base.wrapping_add(PAGE_SIZE + 0x10);
+    // SAFETY: deliberately stale: the model keeps the range reserved and
+    // inaccessible, so the access faults into its handler, which records it
+    // and backs the page with fresh memory before the access runs again.
+    unsafe { stale.write_volatile(0xAB) };
+    // SAFETY: as above; the page is now the handler's fresh memory.
+    assert_eq!(unsafe { stale.read_volatile() }, 0xAB);
+    let violations = mem.violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(
+        violations[0]
+            .contains("accessed after UnmapAllocatedPages (1 page(s), first at offset 0x1010)"),
+        "{violations:?}"
+    );
+    // Reported once; the next view lands elsewhere.
+    assert_eq!(mem.violations().len(), 1);
+    let again = mem.map(mdl).unwrap();
+    assert_ne!(again, base, "an unmapped view's addresses stay reserved");
+    mem.unmap(again, mdl);
+    mem.free(mdl);
+    assert_eq!(mem.violations().len(), 1);
+}
+
+#[test]
+fn a_freed_page_written_after_its_free_is_reported() {
+    let mem = memory(Fragmentation::Contiguous);
+    let mdl = mem.allocate_pages(u64::MAX, 2 * PAGE_SIZE).unwrap();
+    let pages = mem.page_addresses(mdl).unwrap();
+    mem.free(mdl);
+    assert_eq!(
+        mem.check_freed_pages(),
+        0,
+        "the free poisons, nothing wrote"
+    );
+    // A DMA engine nobody stopped writes the second page.
+    mem.write_physical(pages[1] + 8, &[1, 2, 3]).unwrap();
+    assert_eq!(mem.check_freed_pages(), 1);
+    let violations = mem.violations();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(
+        violations[0].contains(&format!(
+            "page frame {:#x} was written after FreePagesFromMdl",
+            pages[1]
+        )),
+        "{violations:?}"
+    );
+    // Checked again when the frame is handed out again.
+    mem.write_physical(pages[0], &[9]).unwrap();
+    let all = mem.allocate_pages(u64::MAX, 4 << 20).unwrap();
+    assert!(mem.page_addresses(all).unwrap().contains(&pages[0]));
+    assert_eq!(mem.violations().len(), 2);
+    mem.free(all);
+}
+
+#[test]
 fn injected_faults_all_or_nothing_and_partial_and_the_budget() {
     let mem = memory(Fragmentation::Shuffled(2));
     mem.inject(0, Fault::Fail);

@@ -22,6 +22,11 @@
 //!
 //! # Faults that are not port I/O
 //!
+//! An access to an unmapped buffer view the memory model keeps reserved
+//! (`SEGV_ACCERR` inside one of its quarantined views) is recorded there and
+//! resumed (see [`crate::memory`], "Use after free"); the memory model
+//! installs this handler for that.
+//!
 //! Anything else (another fault kind, an instruction that is not one of the
 //! forms [`decode`] accepts, such as `ins`/`outs`, `hlt` or `cli`, no handler
 //! set, or a handler that panicked) is passed on to the action that was in
@@ -401,7 +406,7 @@ extern "C" fn on_sigsegv(signum: c_int, info: *mut libc::siginfo_t, context: *mu
     let saved_errno = unsafe { errno.read() };
 
     // SAFETY: called with the kernel's `info` and `context` for this signal.
-    let handled = unsafe { emulate(info, context) };
+    let handled = unsafe { crate::memory::on_stale_access(info) || emulate(info, context) };
     if !handled {
         // SAFETY: as above, the kernel's arguments for this signal.
         unsafe { pass_on(signum, info, context) };
