@@ -142,6 +142,7 @@ impl Platform for EmuPlatform {
     fn start_timer(&self, period_100ns: u32) {
         irql::as_kernel(|| {
             irql::require_at_most(&self.machine, "ExSetTimer", irql::DISPATCH_LEVEL);
+            irql::preemption_point();
             self.counters.timer_starts.fetch_add(1, Ordering::Relaxed);
             let slot = Arc::clone(&self.cable);
             let counters = Arc::clone(&self.counters);
@@ -174,6 +175,7 @@ impl Platform for EmuPlatform {
     fn stop_timer(&self) {
         irql::as_kernel(|| {
             irql::require_at_most(&self.machine, "ExCancelTimer", irql::DISPATCH_LEVEL);
+            irql::preemption_point();
             self.counters.timer_stops.fetch_add(1, Ordering::Relaxed);
             self.cancel();
         });

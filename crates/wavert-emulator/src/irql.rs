@@ -57,6 +57,8 @@ thread_local! {
     static RAISED_ALLOCATIONS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     /// This thread's processor number, for spin lock ownership (0: none yet).
     static PROCESSOR: Cell<u64> = const { Cell::new(0) };
+    /// The state of this thread's preemption decisions (never 0).
+    static PREEMPTION: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) };
 }
 
 /// The calling thread's IRQL (`KeGetCurrentIrql`).
@@ -115,6 +117,31 @@ pub fn above(routine: &str, limit: u8) -> Option<String> {
 pub fn require_at_most(machine: &Machine, routine: &str, limit: u8) {
     if let Some(what) = above(routine, limit) {
         as_kernel(|| machine.violation(format!("IRQL: {what}")));
+    }
+}
+
+/// A kernel call from a thread below `DISPATCH_LEVEL` is a point where
+/// the scheduler may switch it out and let another processor's thread run
+/// ahead (above it, nothing preempts the thread): the stand-ins yield
+/// there, which widens the windows a race in the driver needs.
+pub fn preemption_point() {
+    if current() >= DISPATCH_LEVEL {
+        return;
+    }
+    // Now and then the thread loses its processor for a while (a
+    // xorshift per thread decides, about one call in eight).
+    let lost = PREEMPTION.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x % 8 == 0
+    });
+    if lost {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    } else {
+        std::thread::yield_now();
     }
 }
 

@@ -49,6 +49,10 @@
 //!   position at the buffer's end, ...): what proves the port's rules fire.
 //! * [`timing`]: notification lateness and position error against the
 //!   ideal clock of a stream (what a cable user hears as crackle or drift).
+//! * [`concurrency`]: a bounded stress with the device (timer, ISR, DPC)
+//!   and the engine's stream lives on their own threads, its checks
+//!   (monotonic positions, events alive in RUN, no signal after
+//!   unregister, no use after free, no leak).
 //! * [`signal`]: test signals, alignment and bit-exact comparison, WAV and SVG output.
 //!
 //! `unsafe` lives in the memory model and the port objects (they are the
@@ -56,6 +60,7 @@
 
 pub mod ac97;
 pub mod cable;
+pub mod concurrency;
 pub mod engine;
 pub mod faulty;
 pub mod hlk;

@@ -786,6 +786,7 @@ const fn limit(address: PHYSICAL_ADDRESS) -> u64 {
 /// itself is the kernel's, not the driver's.
 fn stand_in(machine: &Machine, routine: &str) -> irql::KernelScope {
     irql::require_at_most(machine, routine, irql::PASSIVE_LEVEL);
+    irql::preemption_point();
     irql::KernelScope::enter()
 }
 
