@@ -62,7 +62,8 @@ pub trait Platform: Send + Sync + 'static {
     /// lock.
     fn signal_event(&self, event: KernelEvent);
     /// Starts (or restarts) the timer as a periodic one with a period of
-    /// `period_100ns` hundred-nanosecond units. IRQL: `<= DISPATCH_LEVEL`.
+    /// `period_100ns` hundred-nanosecond units. IRQL: `<= DISPATCH_LEVEL`;
+    /// called at `DISPATCH_LEVEL` under the cable lock.
     fn start_timer(&self, period_100ns: u32);
     /// Stops the timer; a callback already running may
     /// finish. IRQL: `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under

@@ -249,6 +249,14 @@ impl<P: Platform> VirtualCable<P> {
         self.state.with(|s| s.running)
     }
 
+    /// Starts or stops the timer as a state change asks. Called under the
+    /// cable lock, in the same critical section that counted the running
+    /// streams: two processors changing state at once then start and stop
+    /// the timer in the order they counted (the stress in
+    /// `wavert_emulator::concurrency` found a capture stream left in RUN
+    /// without its timer when the render side's stop was applied after the
+    /// capture side's start). `ExSetTimer` and `ExCancelTimer` (without a
+    /// wait) are callable at `DISPATCH_LEVEL`.
     fn apply(&self, change: TimerChange) {
         match change {
             TimerChange::None => {}
@@ -345,7 +353,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     /// Closes one side (stream release) and hands back its buffer, if any,
     /// for the stream to free. IRQL: `PASSIVE_LEVEL`.
     fn close(&self, direction: Direction) -> Option<DmaBuffer> {
-        let (buffer, change) = self.state.with(|s| {
+        let buffer = self.state.with(|s| {
             let now = self.platform.qpc();
             service(s, &self.platform, now);
             let end = core::mem::replace(&mut s.ends[direction], End::closed());
@@ -362,9 +370,9 @@ impl<P: Platform> Backend for VirtualCable<P> {
             } else {
                 TimerChange::None
             };
-            (end.buffer, change)
+            self.apply(change);
+            end.buffer
         });
-        self.apply(change);
         buffer.map(|b| b.dma)
     }
 
@@ -429,15 +437,12 @@ impl<P: Platform> Backend for VirtualCable<P> {
     /// `SetState`: one step at a time. IRQL: `PASSIVE_LEVEL`.
     fn set_state(&self, direction: Direction, raw: KSSTATE) -> NtResult<()> {
         let now = self.platform.qpc();
-        let (result, change) = self.state.with(|s| {
+        self.state.with(|s| {
             service(s, &self.platform, now);
-            match change_state(s, direction, raw, now) {
-                Ok(change) => (Ok(()), change),
-                Err(e) => (Err(e), TimerChange::None),
-            }
-        });
-        self.apply(change);
-        result
+            let change = change_state(s, direction, raw, now)?;
+            self.apply(change);
+            Ok(())
+        })
     }
 
     fn state(&self, direction: Direction) -> KsState {
