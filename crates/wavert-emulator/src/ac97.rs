@@ -41,6 +41,7 @@ use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, LOW_RAM_BYTES, MIXER_PORT,
 use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu};
 
 use crate::cable::{CableAdapter, EmuLock, EmuPortCls};
+use crate::concurrency::{run_stress, Endpoint, StressConfig, StressReport};
 use crate::engine::{negotiate_format, FormatRequest, Stream};
 use crate::faulty::{Ac97Fault, FaultyAc97};
 use crate::hlk::methods::{run_all, HlkConfig, HostPin, Loopback, MethodReport};
@@ -661,6 +662,12 @@ enum Ac97Driver {
 
 /// One coupling step: QEMU 1 ms on, the interrupt delivered while the line
 /// is up, then the queued DPC (`run_dpc`).
+///
+/// An ISR that does not claim the interrupt is a failure only if the line
+/// is still up afterwards: with the driver on another processor, the
+/// device may drop the line (a channel reset under the interrupt lock)
+/// between the moment it is seen up and the moment the ISR gets the
+/// lock, which a real machine sees as a spurious interrupt.
 fn couple(qemu: &Qemu, line: &InterruptLine, run_dpc: &dyn Fn()) -> Result<(), String> {
     qemu.clock_step(MS_NS)?;
     let mut services = 0;
@@ -668,13 +675,74 @@ fn couple(qemu: &Qemu, line: &InterruptLine, run_dpc: &dyn Fn()) -> Result<(), S
         if services == MAX_SERVICES_PER_STEP {
             return Err(format!("QEMU's IRQ {AC97_IRQ} stays asserted"));
         }
-        if !line.raise() {
-            return Err("the miniport's ISR did not claim its interrupt".to_owned());
+        if !line.raise() && qemu.interrupt_pending() {
+            return Err(format!(
+                "the miniport's ISR did not claim its interrupt, which stays asserted ({})",
+                bus_master_state(qemu)
+            ));
         }
         services += 1;
     }
     run_dpc();
     Ok(())
+}
+
+/// What a DMA engine running on freed memory looks like from the bus
+/// master: a channel that runs (run bit set, not halted) whose descriptor
+/// list, or whose current entry's buffer, `check(address, bytes)` refuses
+/// (the RAM model's [`PhysicalMemory::check_dma`]: pages nobody holds any
+/// more). `read_u32(address)` reads RAM. Empty when none.
+fn dma_on_freed_memory(
+    bus: &mut impl RegisterBus,
+    check: &dyn Fn(u64, u64) -> Result<(), String>,
+    read_u32: &dyn Fn(u64) -> Option<u32>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, base) in [("PCM out", nabm::PCM_OUT), ("PCM in", nabm::PCM_IN)] {
+        let control = bus.read8(base + nabm::CR);
+        let status = bus.read16(base + nabm::SR);
+        if control & nabm::CR_RUN == 0 || status & nabm::SR_HALTED != 0 {
+            continue;
+        }
+        let list = u64::from(bus.read32(base + nabm::BDBAR));
+        if let Err(what) = check(list, u64::from(BDL_BYTES)) {
+            found.push(format!(
+                "use after free: the AC'97 {name} bus master runs on its descriptor list: {what}"
+            ));
+            continue;
+        }
+        let current = u64::from(bus.read8(base + nabm::CIV)) % u64::from(RING_SLOTS);
+        let entry = list + current * 8;
+        let (Some(address), Some(control)) = (read_u32(entry), read_u32(entry + 4)) else {
+            continue;
+        };
+        // 32-bit address, low bits cleared; length in 16-bit samples.
+        let bytes = u64::from(control & 0xFFFF) * 2;
+        if let Err(what) = check(u64::from(address & !3), bytes) {
+            found.push(format!(
+                "use after free: the AC'97 {name} bus master runs on entry {current}: {what}"
+            ));
+        }
+    }
+    found
+}
+
+/// Both bus-master channels' control and status, for a coupling failure.
+fn bus_master_state(qemu: &Qemu) -> String {
+    let mut bus = qemu.bus_master();
+    [("PCM out", nabm::PCM_OUT), ("PCM in", nabm::PCM_IN)]
+        .iter()
+        .map(|&(name, base)| {
+            format!(
+                "{name}: CR {:#04x} SR {:#06x} CIV {} LVI {}",
+                bus.read8(base + nabm::CR),
+                bus.read16(base + nabm::SR),
+                bus.read8(base + nabm::CIV),
+                bus.read8(base + nabm::LVI)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What runs the driver's deferred step after the coupling's interrupts.
@@ -781,6 +849,9 @@ struct Rig {
     fault: Arc<Mutex<Option<String>>>,
     /// The back-end fault the host build was installed with.
     backend_fault: Ac97Fault,
+    /// Whether each coupling step checks that the bus master runs only on
+    /// pages the driver holds ([`dma_on_freed_memory`]).
+    watch_dma: Arc<AtomicBool>,
 }
 
 impl Rig {
@@ -818,6 +889,7 @@ impl Rig {
             timer: None,
             fault: Arc::new(Mutex::new(None)),
             backend_fault: fault,
+            watch_dma: Arc::new(AtomicBool::new(false)),
         };
         let (driver, run_dpc) = match image {
             None => install_host(&qemu, &machine, &line, &descriptors, fault)?,
@@ -828,10 +900,37 @@ impl Rig {
         };
         rig.driver = Some(driver);
         let fault = Arc::clone(&rig.fault);
+        let watch_dma = Arc::clone(&rig.watch_dma);
+        let watched = Arc::downgrade(&machine);
         let callback: TimerCallback = Arc::new(move |_now| {
             let mut fault = lock(&fault);
             if fault.is_none() {
                 *fault = couple(&qemu, &line, &*run_dpc).err();
+            }
+            drop(fault);
+            if let Some(machine) = watched
+                .upgrade()
+                .filter(|_| watch_dma.load(Ordering::Acquire))
+            {
+                // Under the interrupt lock: the driver stops a channel under
+                // it before it frees the channel's pages, so the engine is
+                // seen either running on pages still held or stopped.
+                let found = line.with_interrupt_lock(|| {
+                    dma_on_freed_memory(
+                        &mut qemu.bus_master(),
+                        &|address, bytes| {
+                            machine.memory.check_dma(address, bytes, BUS_MASTER_REACH)
+                        },
+                        &|address| {
+                            let mut word = [0u8; 4];
+                            machine.memory.read_physical(address, &mut word).ok()?;
+                            Some(u32::from_le_bytes(word))
+                        },
+                    )
+                });
+                for what in found {
+                    machine.violation(what);
+                }
             }
         });
         rig.timer = Some(machine.start_timer(QPC_PER_MS, callback));
@@ -1236,6 +1335,71 @@ pub fn run_ac97_hlk(
     })
 }
 
+/// The concurrency stress ([`crate::concurrency`]) on the host-built AC'97
+/// miniport on QEMU's AC'97.
+///
+/// One engine thread alternates between the
+/// render and the capture endpoint (QEMU 7.2 drops the shared interrupt
+/// line when either channel's status clears, so the two channels do not
+/// run at once), 48 kHz 16-bit stereo, buffers of 100 and 60 ms; the
+/// device thread steps QEMU 1 ms at a time, the ISR runs there at device
+/// IRQL and the DPC after it. `config.device_step` is the coupling's 1 ms.
+///
+/// # Errors
+///
+/// QEMU cannot be set up or the driver does not start.
+pub fn run_ac97_stress(config: &StressConfig) -> Result<StressReport, String> {
+    const RATE: u32 = 48_000;
+    let mut rig = Rig::start(
+        &Audiodev::None { frequency: RATE },
+        None,
+        config.personality,
+        Ac97Fault::None,
+    )?;
+    let mut endpoints = Vec::new();
+    for direction in Direction::BOTH {
+        let name = AC97_SUBDEVICES
+            .iter()
+            .find(|s| s.kind == wavert_miniport::adapter::SubdeviceKind::Wave(direction))
+            .map(|s| s.name)
+            .ok_or("no AC'97 wave subdevice for a direction")?;
+        let (wave, description) = rig
+            .wave(name)
+            .ok_or_else(|| format!("no wave filter registered as {name}"))?;
+        endpoints.push(Endpoint {
+            name: name.to_owned(),
+            wave,
+            description,
+            pin: 0,
+            capture: direction == Direction::Capture,
+            format: FormatRequest {
+                rate: RATE,
+                ..FormatRequest::default()
+            },
+            buffer_ms: vec![100, 60],
+        });
+    }
+    rig.watch_dma.store(true, Ordering::Release);
+    let config = StressConfig {
+        device_step: QPC_PER_MS,
+        ..*config
+    };
+    let device = format!(
+        "AC'97 (host build) on QEMU's AC'97, port {:?}",
+        config.personality
+    );
+    let mut report = run_stress(&rig.machine, &device, vec![endpoints], &config);
+    if let Some(fault) = rig.fault() {
+        report
+            .failures
+            .push(format!("the coupling with QEMU failed: {fault}"));
+    }
+    rig.remove();
+    report.finish(&rig.machine);
+    rig.qemu.check()?;
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1335,6 +1499,66 @@ mod tests {
             };
             assert!(check_format(&request).is_ok());
         }
+    }
+
+    #[test]
+    fn a_bus_master_running_on_pages_nobody_holds_is_reported() {
+        use wavert_core::ac97::sim::{SimAc97, SimMemory};
+        use wavert_core::ac97::DmaMemory as _;
+        const LIST: u64 = 0x0010_0000;
+        const BUFFER: u64 = 0x0020_3000;
+        let memory = SimMemory::new(LIST);
+        let mut entry = Vec::new();
+        entry.extend_from_slice(&u32::try_from(BUFFER).unwrap_or(0).to_le_bytes());
+        entry.extend_from_slice(&(0x8000_0000u32 | 1024).to_le_bytes());
+        (&memory).write(LIST, &entry);
+        let mut sim = SimAc97::new();
+        let read = |address: u64| Some(memory.read_u32(address));
+        let check = |sim: &mut SimAc97, held: &[u64]| {
+            let holds = |address: u64, bytes: u64| {
+                let last = address + bytes.max(1) - 1;
+                (address & !0xFFF..=last & !0xFFF)
+                    .step_by(0x1000)
+                    .find(|page| !held.contains(page))
+                    .map_or(Ok(()), |page| {
+                        Err(format!("page {page:#x} is held by no MDL"))
+                    })
+            };
+            dma_on_freed_memory(&mut sim.bus_master(&memory), &holds, &read)
+        };
+        // Stopped: nothing runs, whatever is freed.
+        assert!(check(&mut sim, &[]).is_empty());
+        {
+            let mut bus = sim.bus_master(&memory);
+            bus.write32(
+                nabm::PCM_OUT + nabm::BDBAR,
+                u32::try_from(LIST).unwrap_or(0),
+            );
+            bus.write8(nabm::PCM_OUT + nabm::LVI, 0);
+            bus.write8(nabm::PCM_OUT + nabm::CR, nabm::CR_RUN);
+        }
+        assert!(
+            check(&mut sim, &[LIST, BUFFER]).is_empty(),
+            "both pages held"
+        );
+        let freed_buffer = check(&mut sim, &[LIST]);
+        assert_eq!(freed_buffer.len(), 1, "{freed_buffer:?}");
+        assert!(
+            freed_buffer[0]
+                .contains("PCM out bus master runs on entry 0: page 0x203000 is held by no MDL"),
+            "{freed_buffer:?}"
+        );
+        let freed_list = check(&mut sim, &[BUFFER]);
+        assert!(
+            freed_list[0].contains(
+                "PCM out bus master runs on its descriptor list: page 0x100000 is held by no MDL"
+            ),
+            "{freed_list:?}"
+        );
+        // The driver's stop: not running any more.
+        sim.bus_master(&memory)
+            .write8(nabm::PCM_OUT + nabm::CR, nabm::CR_RESET);
+        assert!(check(&mut sim, &[]).is_empty());
     }
 
     #[test]

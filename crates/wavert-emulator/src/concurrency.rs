@@ -56,6 +56,7 @@ use crate::engine::{negotiate_format, streaming_pin, FormatRequest, Stream};
 use crate::faulty::{start_faulty_cable, Fault};
 use crate::machine::{lock, ClockMode, Machine, QPC_FREQUENCY};
 use crate::memory::{MemoryConfig, PhysicalMemory};
+use crate::personality::PortPersonality;
 
 /// How far (in % of the buffer) time may run past an engine thread's last
 /// position read while it checks positions.
@@ -83,6 +84,8 @@ pub struct StressConfig {
     pub device_step: u64,
     /// Wall time after which the run counts as stuck.
     pub wall_limit: Duration,
+    /// How the emulated PortCls drives the streams ([`PortPersonality`]).
+    pub personality: PortPersonality,
 }
 
 impl Default for StressConfig {
@@ -94,6 +97,7 @@ impl Default for StressConfig {
             toggles: 8,
             device_step: QPC_FREQUENCY / 4000,
             wall_limit: Duration::from_secs(120),
+            personality: PortPersonality::Windows,
         }
     }
 }
@@ -563,9 +567,10 @@ fn device_thread(shared: &Shared, engines: u64, step: u64) {
     }
 }
 
-/// Runs the stress on `machine`'s device: one engine thread per entry of
-/// `lanes`, each cycling through its endpoints, and the device thread.
-/// The report's violations and leaks are for the caller to fill in with
+/// Runs the stress on `machine`'s device.
+///
+/// One engine thread per entry of `lanes`, each cycling through its
+/// endpoints, and the device thread. The report's violations and leaks are for the caller to fill in with
 /// [`StressReport::finish`] once the device is removed.
 #[must_use]
 pub fn run_stress(
@@ -647,8 +652,9 @@ pub fn run_stress(
     }
 }
 
-/// The stress on the virtual cable: the host build, or the faulty cable
-/// with `fault`; one engine thread on the render endpoint and one on the
+/// The stress on the virtual cable: the host build, or the faulty cable.
+///
+/// With `fault`, the faulty cable ([`crate::faulty`]). One engine thread on the render endpoint and one on the
 /// capture endpoint, 48 kHz 16-bit stereo (the capture side then copies
 /// render data), buffers of 10, 20 and 50 ms in turn.
 ///
@@ -662,10 +668,11 @@ pub fn stress_cable(fault: Option<Fault>, config: &StressConfig) -> Result<Stres
     })
     .map_err(|e| format!("RAM: {e}"))?;
     let machine = Machine::new(memory, ClockMode::Virtual);
-    let started = match fault {
-        None => start_cable_adapter(&machine, CableOptions::default()),
-        Some(fault) => start_faulty_cable(&machine, fault),
-    };
+    machine.set_personality(config.personality);
+    let started = fault.map_or_else(
+        || start_cable_adapter(&machine, CableOptions::default()),
+        |fault| start_faulty_cable(&machine, fault),
+    );
     let adapter =
         started.map_err(|status| format!("StartDevice failed: {:#010x}", status.code()))?;
     let mut lanes = Vec::new();
@@ -685,10 +692,10 @@ pub fn stress_cable(fault: Option<Fault>, config: &StressConfig) -> Result<Stres
             buffer_ms: vec![10, 20, 50],
         }]);
     }
-    let device = match fault {
-        None => "virtual cable (host build)".to_owned(),
-        Some(fault) => format!("virtual cable with fault {fault:?}"),
-    };
+    let device = fault.map_or_else(
+        || "virtual cable (host build)".to_owned(),
+        |fault| format!("virtual cable with fault {fault:?}"),
+    ) + &format!(", port {:?}", config.personality);
     let mut report = run_stress(&machine, &device, lanes, config);
     adapter.remove();
     report.finish(&machine);

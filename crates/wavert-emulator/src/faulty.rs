@@ -24,12 +24,17 @@ use wavert_core::sg::SgProfile;
 use wavert_core::state::KsState;
 use wavert_miniport::ac97::{Ac97Device, PortIo};
 use wavert_miniport::adapter::{register_subdevices, SUBDEVICES};
+use wavert_miniport::memory::Mapping;
 use wavert_miniport::modes::PacketSizeConstraints;
 use wavert_miniport::stream::{DeviceMemoryRequest, DmaBuffer};
 use wavert_miniport::topology::TopologyMiniport;
-use wavert_miniport::{Backend, Direction, DmaMode, PerDirection, Platform, VirtualCable};
+use wavert_miniport::{
+    Backend, Direction, DmaMode, PerDirection, Platform, SpinLock, VirtualCable,
+};
 
-use crate::cable::{finish_start, new_cable, CableAdapter, CableOptions, EmuPlatform, EmuPortCls};
+use crate::cable::{
+    finish_start, new_cable, CableAdapter, CableOptions, EmuLock, EmuPlatform, EmuPortCls,
+};
 use crate::machine::{lock, Machine};
 
 /// The fault a [`FaultyCable`] injects.
@@ -96,6 +101,25 @@ pub enum Fault {
     /// The host pins offer DEFAULT only, while the packet-size constraints
     /// still name RAW.
     NoRawMode,
+    /// Every `every`-th position read answers one frame behind the answer
+    /// before it (a position register read torn against the DMA).
+    PositionBackwards {
+        /// How often.
+        every: u32,
+    },
+    /// An unregistered event is kept and signalled once more when its
+    /// buffer is freed (an event list copied out of the lock).
+    SignalAfterUnregister,
+    /// The buffer's kernel view is written once more when the stream is
+    /// released, after the buffer was unmapped and freed (a DMA engine
+    /// nobody detached).
+    TouchAfterFree,
+    /// `GetPosition` builds a small `Vec` while holding the driver's spin
+    /// lock (an allocation at `DISPATCH_LEVEL`).
+    AllocateUnderLock,
+    /// `GetPosition` never returns (a driver spinning on a register that
+    /// never changes, or a deadlock).
+    NeverReturns,
 }
 
 /// The corner [`Fault::MaxCornerDefault`] makes the default.
@@ -127,6 +151,16 @@ pub struct FaultyCable {
     states: Mutex<PerDirection<(KSSTATE, bool)>>,
     /// Per direction: the position the faults transform.
     tracks: Mutex<PerDirection<Track>>,
+    /// Per direction, for [`Fault::PositionBackwards`]: reads so far and
+    /// the last offset answered.
+    reads: Mutex<PerDirection<(u32, u64)>>,
+    /// Per direction, for [`Fault::SignalAfterUnregister`]: the event kept.
+    kept_events: Mutex<PerDirection<Option<KernelEvent>>>,
+    /// Per direction, for [`Fault::TouchAfterFree`]: the address of the
+    /// last freed buffer's kernel view.
+    stale_views: Mutex<PerDirection<Option<usize>>>,
+    /// A spin lock of the driver's own, for [`Fault::AllocateUnderLock`].
+    own_lock: EmuLock<()>,
 }
 
 impl FaultyCable {
@@ -136,11 +170,17 @@ impl FaultyCable {
     /// four subdevices around one).
     #[must_use]
     pub fn new(machine: &Arc<Machine>, fault: Fault) -> Arc<Self> {
+        let cable = new_cable(machine, DmaMode::Looping);
+        let own_lock = cable.platform().new_lock(());
         Arc::new(Self {
-            cable: new_cable(machine, DmaMode::Looping),
+            cable,
             fault,
             states: Mutex::new(PerDirection::new_with(|_| (KSSTATE_STOP, false))),
             tracks: Mutex::new(PerDirection::new_with(|_| Track::default())),
+            reads: Mutex::new(PerDirection::new_with(|_| (0, 0))),
+            kept_events: Mutex::new(PerDirection::new_with(|_| None)),
+            stale_views: Mutex::new(PerDirection::new_with(|_| None)),
+            own_lock,
         })
     }
 
@@ -198,6 +238,37 @@ impl FaultyCable {
         KSAUDIO_POSITION {
             PlayOffset: wrapped,
             WriteOffset: wrapped,
+        }
+    }
+
+    /// [`Fault::PositionBackwards`]: the cable's answer, or every
+    /// `every`-th read one frame behind the answer before.
+    fn backwards(
+        &self,
+        direction: Direction,
+        real: KSAUDIO_POSITION,
+        every: u32,
+    ) -> KSAUDIO_POSITION {
+        let (size, block) = {
+            let tracks = lock(&self.tracks);
+            (
+                u64::from(tracks[direction].size),
+                u64::from(tracks[direction].block_align),
+            )
+        };
+        let mut reads = lock(&self.reads);
+        let (count, last) = &mut reads[direction];
+        *count = count.wrapping_add(1);
+        let offset = if size > 0 && *count % every.max(1) == 0 {
+            (*last + size - block % size) % size
+        } else {
+            real.PlayOffset
+        };
+        *last = offset;
+        drop(reads);
+        KSAUDIO_POSITION {
+            PlayOffset: offset,
+            WriteOffset: offset,
         }
     }
 
@@ -264,6 +335,16 @@ impl Backend for FaultyCable {
 
     fn close(&self, direction: Direction) -> Option<DmaBuffer> {
         lock(&self.states)[direction] = (KSSTATE_STOP, false);
+        let stale = lock(&self.stale_views)[direction].take();
+        if let Some(stale) = stale {
+            let view = std::ptr::with_exposed_provenance_mut::<u8>(stale);
+            // SAFETY: not sound, on purpose: this is the use after free the
+            // emulator must catch. The memory model keeps the unmapped view
+            // reserved and inaccessible, so the write faults into its
+            // handler (which records it and backs the page with fresh
+            // memory) and never reaches anyone else's memory.
+            unsafe { view.write_volatile(0x5A) };
+        }
         self.cable.close(direction)
     }
 
@@ -287,10 +368,48 @@ impl Backend for FaultyCable {
 
     fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
         let buffer = self.cable.take_buffer(direction, mdl)?;
-        if self.fault == Fault::LeakBuffer {
-            // Lost: nobody unmaps or frees it (the emulator must notice).
-            std::mem::forget(buffer);
-            return None;
+        match self.fault {
+            Fault::LeakBuffer => {
+                // Lost: nobody unmaps or frees it (the emulator must notice).
+                std::mem::forget(buffer);
+                return None;
+            }
+            Fault::SignalAfterUnregister => {
+                let kept = lock(&self.kept_events)[direction].take();
+                if let Some(event) = kept {
+                    self.cable.platform().signal_event(event);
+                }
+            }
+            Fault::TouchAfterFree => {
+                // The view's address, kept for after the stream unmapped it.
+                let DmaBuffer {
+                    mdl,
+                    mapping,
+                    pages,
+                    descriptors,
+                    size,
+                    packet_bytes,
+                    notification_count,
+                    device_memory,
+                } = buffer;
+                let len = mapping.len();
+                let base = mapping.into_base();
+                lock(&self.stale_views)[direction] = Some(base.as_ptr().expose_provenance());
+                // SAFETY: the same view, wrapped again at once; it stays
+                // mapped until the stream unmaps it after this returns.
+                let mapping = unsafe { Mapping::new(base, len) };
+                return Some(DmaBuffer {
+                    mdl,
+                    mapping,
+                    pages,
+                    descriptors,
+                    size,
+                    packet_bytes,
+                    notification_count,
+                    device_memory,
+                });
+            }
+            _ => {}
         }
         Some(buffer)
     }
@@ -331,10 +450,18 @@ impl Backend for FaultyCable {
 
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
         let real = self.cable.position(direction);
-        if self.moves_position() {
-            self.faulty_position(direction, real)
-        } else {
-            real
+        match self.fault {
+            Fault::PositionBackwards { every } => self.backwards(direction, real, every),
+            Fault::NeverReturns => loop {
+                std::thread::park();
+            },
+            Fault::AllocateUnderLock => {
+                self.own_lock
+                    .with(|()| drop(std::hint::black_box(Vec::<u8>::with_capacity(32))));
+                real
+            }
+            _ if self.moves_position() => self.faulty_position(direction, real),
+            _ => real,
         }
     }
 
@@ -349,7 +476,11 @@ impl Backend for FaultyCable {
         if self.fault == Fault::NoNotifications {
             return Ok(());
         }
-        self.cable.unregister_event(direction, event)
+        self.cable.unregister_event(direction, event)?;
+        if self.fault == Fault::SignalAfterUnregister {
+            lock(&self.kept_events)[direction] = Some(event);
+        }
+        Ok(())
     }
 
     fn host_ranges(&self, direction: Direction) -> &'static [DeviceRange] {

@@ -120,10 +120,13 @@ pub fn require_at_most(machine: &Machine, routine: &str, limit: u8) {
     }
 }
 
-/// A kernel call from a thread below `DISPATCH_LEVEL` is a point where
-/// the scheduler may switch it out and let another processor's thread run
-/// ahead (above it, nothing preempts the thread): the stand-ins yield
-/// there, which widens the windows a race in the driver needs.
+/// A kernel call below `DISPATCH_LEVEL`: where the scheduler may switch
+/// the thread out.
+///
+/// Another processor's thread then runs ahead (above `DISPATCH_LEVEL`,
+/// nothing preempts the thread): the stand-ins yield there, and now and
+/// then sleep a little, which widens the windows a race in the driver
+/// needs.
 pub fn preemption_point() {
     if current() >= DISPATCH_LEVEL {
         return;
@@ -204,10 +207,11 @@ fn report_heap(machine: Option<&Machine>, scope: &str) {
     }
 }
 
-/// Runs a routine at `level` the way the kernel calls it (a timer callback
-/// or DPC at `DISPATCH_LEVEL`, an ISR at device IRQL): a routine that
-/// returns at another IRQL is a violation on `machine`. Returns what the
-/// routine returned.
+/// Runs a routine at `level` the way the kernel calls it.
+///
+/// A timer callback or DPC runs at `DISPATCH_LEVEL`, an ISR at device
+/// IRQL; a routine that returns at another IRQL is a violation on
+/// `machine`. Returns what the routine returned.
 pub fn run_routine<R>(machine: &Machine, level: u8, routine: &str, f: impl FnOnce() -> R) -> R {
     let (result, left) = run_at(level, f);
     if left != level {
@@ -294,9 +298,10 @@ fn processor() -> u64 {
     })
 }
 
-/// The host-built driver's spin lock (a `KSPIN_LOCK` with
-/// `KeAcquireSpinLockRaiseToDpc` / `KeReleaseSpinLock`): a mutex that
-/// raises the holder's IRQL to `DISPATCH_LEVEL`, marks the code under it
+/// The host-built driver's spin lock.
+///
+/// A `KSPIN_LOCK` with `KeAcquireSpinLockRaiseToDpc` /
+/// `KeReleaseSpinLock`: a mutex that raises the holder's IRQL to `DISPATCH_LEVEL`, marks the code under it
 /// as the driver's and reports to its machine what that code breaks (see
 /// the module documentation).
 ///

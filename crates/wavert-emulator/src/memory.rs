@@ -828,8 +828,11 @@ impl PhysicalMemory {
             .filter(|&f| !self.still_poisoned(f))
             .collect();
         written.sort_unstable();
+        state
+            .violations
+            .extend(written.iter().map(|&f| Self::written_after_free(f)));
+        drop(state);
         for &f in &written {
-            state.violations.push(Self::written_after_free(f));
             self.poison(f);
         }
         written.len()

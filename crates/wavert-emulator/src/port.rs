@@ -1155,6 +1155,14 @@ impl InterruptLine {
         })
     }
 
+    /// Runs `f` under the interrupt lock, as an ISR would hold it (the
+    /// emulator's look at the device, atomic with the driver's
+    /// synchronized routines).
+    pub fn with_interrupt_lock<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _held = lock(&self.state.spin);
+        f()
+    }
+
     /// The routines on this line are the host-built driver's: their heap
     /// allocations at device IRQL are reported (see [`crate::irql`]).
     pub fn check_driver_heap(&self) {

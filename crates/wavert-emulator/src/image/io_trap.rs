@@ -405,8 +405,10 @@ extern "C" fn on_sigsegv(signum: c_int, info: *mut libc::siginfo_t, context: *mu
     // SAFETY: the slot is valid and aligned for the life of the thread.
     let saved_errno = unsafe { errno.read() };
 
+    // SAFETY: called with the kernel's `info` for this signal.
+    let stale = unsafe { crate::memory::on_stale_access(info) };
     // SAFETY: called with the kernel's `info` and `context` for this signal.
-    let handled = unsafe { crate::memory::on_stale_access(info) || emulate(info, context) };
+    let handled = stale || unsafe { emulate(info, context) };
     if !handled {
         // SAFETY: as above, the kernel's arguments for this signal.
         unsafe { pass_on(signum, info, context) };
