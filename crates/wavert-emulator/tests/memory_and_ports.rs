@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use portcls_sys::*;
 use wavert_com::ComPtr;
+use wavert_com::KernelEvent;
+use wavert_emulator::cable::{start_cable_adapter, CableOptions};
+use wavert_emulator::irql;
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{
     Fault, Fragmentation, Layout, MemoryConfig, PhysicalMemory, HIGH_RAM_BASE, PAGE_SIZE,
@@ -21,6 +24,7 @@ use wavert_emulator::port::{
     new_resource_list, InterruptLine, Port, PortKind, PortList, PortStream, ResourceDescriptor,
 };
 use wavert_miniport::ac97::{Ac97Resources, DeviceKind};
+use wavert_miniport::Platform as _;
 
 fn memory(fragmentation: Fragmentation) -> PhysicalMemory {
     PhysicalMemory::anonymous(MemoryConfig {
@@ -471,6 +475,83 @@ fn port_stream_refcount_query_interface_and_the_hidden_return_pointer() {
     drop(stream);
     assert_eq!(machine.live_objects(), 0);
     assert!(machine.violations().is_empty());
+}
+
+#[test]
+fn port_stream_calls_above_passive_level_are_reported() {
+    let machine = machine();
+    let stream = PortStream::new(&machine);
+    let iface = stream.interface();
+    let vt = iface.vtbl();
+    let this = iface.this();
+    // A driver that allocates its buffer under its spin lock.
+    let (mdl, _) = irql::run_at(irql::DISPATCH_LEVEL, || {
+        call!(
+            vt.AllocatePagesForMdl,
+            this,
+            PHYSICAL_ADDRESS { QuadPart: -1 },
+            PAGE_SIZE
+        )
+    });
+    assert!(!mdl.is_null(), "the stand-in still does what it is asked");
+    let ((), _) = irql::run_at(irql::DEVICE_IRQL, || call!(vt.FreePagesFromMdl, this, mdl));
+    let violations = machine.violations();
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(violations[0].contains(
+        "IPortWaveRTStream::AllocatePagesForMdl called at DISPATCH_LEVEL (PASSIVE_LEVEL only)"
+    ));
+    assert!(violations[1].contains("IPortWaveRTStream::FreePagesFromMdl called at DIRQL 5"));
+    // At PASSIVE_LEVEL: nothing.
+    let mdl = call!(
+        vt.AllocatePagesForMdl,
+        this,
+        PHYSICAL_ADDRESS { QuadPart: -1 },
+        PAGE_SIZE
+    );
+    call!(vt.FreePagesFromMdl, this, mdl);
+    assert_eq!(machine.violations().len(), 2);
+}
+
+#[test]
+fn the_host_platforms_kernel_calls_above_dispatch_level_are_reported() {
+    let machine = machine();
+    let adapter = start_cable_adapter(&machine, CableOptions::default()).unwrap();
+    let platform = adapter.cable().unwrap().platform();
+    let event = machine.new_event();
+    // SAFETY: an event the machine made, alive for the whole test.
+    let kernel_event = unsafe { KernelEvent::from_raw(event.as_pkevent()) }.unwrap();
+    // At DISPATCH_LEVEL (under the cable lock, in the timer callback): allowed.
+    let ((), _) = irql::run_at(irql::DISPATCH_LEVEL, || {
+        platform.signal_event(kernel_event);
+        platform.start_timer(10_000);
+        platform.stop_timer();
+    });
+    assert!(
+        machine.violations().is_empty(),
+        "{:?}",
+        machine.violations()
+    );
+    // From an ISR: each one is reported.
+    let ((), _) = irql::run_at(irql::DEVICE_IRQL, || {
+        platform.signal_event(kernel_event);
+        platform.start_timer(10_000);
+        platform.stop_timer();
+    });
+    let violations = machine.violations();
+    assert_eq!(violations.len(), 3, "{violations:?}");
+    for (found, routine) in violations
+        .iter()
+        .zip(["KeSetEvent", "ExSetTimer", "ExCancelTimer"])
+    {
+        assert!(
+            found.contains(&format!(
+                "{routine} called at DIRQL 5 (allowed up to DISPATCH_LEVEL)"
+            )),
+            "{found}"
+        );
+    }
+    assert_eq!(event.signals(), 2, "the stand-in still signals");
+    adapter.remove();
 }
 
 #[test]
