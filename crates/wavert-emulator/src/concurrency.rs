@@ -20,8 +20,9 @@
 //! * **positions** stay monotonic within each RUN and inside the buffer;
 //!   the device thread never lets time run more than [`WINDOW_PERCENT`] %
 //!   of a buffer past an engine thread's last read while that thread
-//!   checks positions, so a cyclic offset that falls behind the previous
-//!   one is a step backwards, not a wrap;
+//!   checks positions (and 2 ms past its last call otherwise), so a cyclic
+//!   offset that falls behind the previous one is a step backwards, not a
+//!   wrap;
 //! * **events keep coming in RUN**: after its reads, the engine thread
 //!   waits for a notification without reading the position, for at most
 //!   [`LIVENESS_BUFFERS`] buffers of virtual time (the timer, or the
@@ -30,9 +31,9 @@
 //!   an event after its `UnregisterNotificationEvent` returned;
 //! * **no use after free**: the memory model reports a stale access
 //!   through an unmapped view and a write to a freed frame
-//!   ([`crate::memory`]); for the AC'97, a bus master left running on
-//!   freed pages shows as such a write (capture) or, for render, as the
-//!   engine still running when the next buffer is installed;
+//!   ([`crate::memory`]); for the AC'97, every coupling step also checks
+//!   that a running bus master's descriptor list and current buffer lie in
+//!   pages still held ([`crate::ac97::run_ac97_stress`]);
 //! * **IRQL and heap rules** ([`crate::irql`]): every violation the machine
 //!   records;
 //! * **nothing leaks**: pages, MDLs, mappings, timers and port objects are
