@@ -179,6 +179,30 @@ impl QpcClock {
             qpc: self.last_qpc,
         }
     }
+    /// How many frames this clock is ahead of `other`, rounded up: the
+    /// exact difference of the two positions (frames and the fraction the
+    /// remainder holds) at the QPC both were last updated to. `None` unless
+    /// both run at the same rate and QPC frequency and were updated to the
+    /// same QPC.
+    ///
+    /// Rounding up is what a copy from `other`'s stream into this one needs:
+    /// this clock's frame `n` holds `other`'s frame `n - lead`, which `other`
+    /// has always consumed by the time this clock has frame `n`.
+    #[must_use]
+    pub fn lead_frames(&self, other: &Self) -> Option<i64> {
+        let comparable = self.running
+            && other.running
+            && self.sample_rate == other.sample_rate
+            && self.qpc_frequency == other.qpc_frequency
+            && self.last_qpc == other.last_qpc;
+        if !comparable {
+            return None;
+        }
+        let whole = i128::from(self.frames) - i128::from(other.frames);
+        let up = i128::from(self.remainder > other.remainder);
+        i64::try_from(whole + up).ok()
+    }
+
     /// The earliest QPC at which the frame count reaches `target` frames,
     /// assuming the clock keeps running (for programming a timer).
     /// `None` when already reached, not running, or beyond u64.

@@ -264,3 +264,45 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The lead of one clock over another is the exact difference of their
+    /// positions, rounded up, whichever started first.
+    #[test]
+    fn lead_is_the_exact_difference_rounded_up(
+        rate in 8_000u32..=192_000,
+        first in 0u64..1_000_000,
+        second in 0u64..1_000_000,
+        later in 0u64..100_000_000,
+    ) {
+        let mut a = QpcClock::new(QPC_HZ, rate, 4, 4 * rate, 2 * rate).expect("valid");
+        let mut b = a;
+        a.run(first);
+        b.run(second);
+        let now = first.max(second) + later;
+        a.update(now);
+        b.update(now);
+        // Exact: (now - first) * rate / f - (now - second) * rate / f.
+        let num = (i128::from(second) - i128::from(first)) * i128::from(rate);
+        let f = i128::from(QPC_HZ);
+        let ceil = num.div_euclid(f) + i128::from(num.rem_euclid(f) != 0);
+        prop_assert_eq!(a.lead_frames(&b).map(i128::from), Some(ceil));
+        // Frame n of `a` maps to frame n - lead of `b`, which `b` has.
+        let lead = a.lead_frames(&b).expect("comparable");
+        prop_assert!(i128::from(a.frames()) - i128::from(lead) <= i128::from(b.frames()));
+    }
+}
+
+#[test]
+fn clocks_not_updated_together_have_no_lead() {
+    let mut a = QpcClock::new(QPC_HZ, 48_000, 4, 19_200, 9_600).expect("valid");
+    let mut b = a;
+    a.run(0);
+    b.run(0);
+    a.update(1_000);
+    b.update(2_000);
+    assert_eq!(a.lead_frames(&b), None, "not at the same QPC");
+    b.pause(2_000);
+    a.update(2_000);
+    assert_eq!(a.lead_frames(&b), None, "one is paused");
+}

@@ -127,6 +127,41 @@ impl LoopbackResult {
         }
     }
 
+    /// The render stream's start after the capture's, in QPC ticks
+    /// (negative: render started first).
+    #[must_use]
+    pub fn start_offset_ticks(&self) -> i128 {
+        i128::from(self.render_run_qpc) - i128::from(self.capture_run_qpc)
+    }
+
+    /// The cable's own delay, in frames, that a capture repeating the render
+    /// `lag` frames late means: the lag less the start offset (a capture that
+    /// entered RUN first holds silence for as long as the render was not yet
+    /// playing).
+    #[must_use]
+    pub fn delay_frames(&self, lag: u64) -> f64 {
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a report figure: offsets are far below 2^52 ticks"
+        )]
+        let offset = self.start_offset_ticks() as f64 * f64::from(self.format.sample_rate())
+            / crate::machine::QPC_FREQUENCY as f64;
+        #[allow(clippy::cast_precision_loss, reason = "a frame count far below 2^52")]
+        let lag = lag as f64;
+        lag - offset
+    }
+
+    /// Whether a capture `lag` frames behind the render is the reported
+    /// latency, within one frame, once the start offset is taken off (exact
+    /// integer arithmetic: |(lag - reported) x f - offset x rate| <= f).
+    #[must_use]
+    pub fn lag_is_reported_latency(&self, lag: u64) -> bool {
+        let f = i128::from(crate::machine::QPC_FREQUENCY);
+        let extra = i128::from(lag) - i128::from(self.reported_latency_frames);
+        let offset = self.start_offset_ticks() * i128::from(self.format.sample_rate());
+        (extra * f - offset).abs() <= f
+    }
+
     /// How late the render events came.
     #[must_use]
     pub fn render_lateness(&self) -> Lateness {

@@ -113,9 +113,11 @@ fn ks_text(ks: &KsPositionReport) -> String {
 
 impl VirtualOutcome {
     /// Whether the capture repeats the render data at the reported latency.
+    /// Whether the capture repeats the render at the reported latency
+    /// (within one frame, after the start offset of the two RUNs).
     fn lag_as_reported(&self) -> bool {
         self.lag
-            .is_some_and(|l| l as u64 == self.session.reported_latency_frames)
+            .is_some_and(|l| self.session.lag_is_reported_latency(l as u64))
     }
 
     /// Whether every rendered frame came back, unchanged, at the reported
@@ -272,8 +274,11 @@ impl VirtualOutcome {
                 stats.signals
             )),
         }
+        #[allow(clippy::cast_precision_loss, reason = "report")]
+        let offset_us = session.start_offset_ticks() as f64 / 10.0;
         lines.push(format!(
-            "latency          : measured {frames_lag} frames ({lag_ms:.3} ms), reported {:.3} ms ({reported_frames} frames)",
+            "latency          : capture {frames_lag} frames ({lag_ms:.3} ms) behind render; render entered RUN {offset_us:.1} us after capture, so the cable's delay is {:.2} frames; reported {:.3} ms ({reported_frames} frames)",
+            session.delay_frames(frames_lag as u64),
             session.reported_latency_ms
         ));
         lines.push(format!(

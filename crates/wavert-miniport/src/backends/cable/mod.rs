@@ -11,16 +11,25 @@
 //! 1. the render engine moves what the render clock says it has consumed
 //!    since the last service (nominal rate);
 //! 2. the capture engine moves what the capture clock says, and each piece
-//!    it moves is filled from the render buffer at the cable's read pointer
-//!    (one copy, render mapping to capture mapping, split at the pages of
-//!    both buffers), or with silence when there is nothing to read: no render
-//!    stream, render paused, formats differ, or the reader caught up;
-//! 3. notification events fall due at packet ends and are signalled.
+//!    it moves is filled from the render buffer (one copy, render mapping to
+//!    capture mapping, split at the pages of both buffers), or with silence
+//!    where there is nothing to take: no render stream, render paused,
+//!    formats differ, render frames not played yet or already overwritten;
+//! 3. notification events fall due at packet ends and are signalled, the
+//!    render ones only after the copy: a client woken by its event rewrites
+//!    the packet just played, which the copy must have read first (on a
+//!    multi-processor machine the client runs while the service is still
+//!    going).
 //!
-//! The read pointer is a render linear byte position. It starts where the
-//! render stream was at the start of the first service that sees both
-//! streams running, so two streams started at the same QPC see the same
-//! bytes, in order, with no offset (the bit-exact tests rely on this).
+//! The cable is a wire with no delay: what plays at time `t` is what is
+//! recorded at time `t`. While both streams run, capture frame `n` holds
+//! render frame `n - lead`, where `lead` is how many frames the capture
+//! clock is ahead of the render clock, rounded up
+//! ([`QpcClock::lead_frames`]), fixed at the first service that sees both
+//! running and kept until either changes state. Started in either order,
+//! the capture is silence up to the render's first frame and then the render
+//! signal, frame for frame: never a gap or a repeat later. Two streams
+//! started at the same QPC have a lead of 0 (the bit-exact tests rely on it).
 
 pub mod endpoints;
 pub mod engine;
@@ -179,7 +188,9 @@ pub struct CableStats {
 #[derive(Debug)]
 pub struct CableState {
     ends: PerDirection<End>,
-    read_ptr: Option<u64>,
+    /// Capture frames minus render frames while both run
+    /// ([`QpcClock::lead_frames`]); `None` until a service sees both running.
+    capture_lead: Option<i64>,
     running: u32,
     stats: CableStats,
 }
@@ -211,7 +222,7 @@ impl<P: Platform> VirtualCable<P> {
                 render: End::closed(),
                 capture: End::closed(),
             },
-            read_ptr: None,
+            capture_lead: None,
             running: 0,
             stats: CableStats::default(),
         });
@@ -357,9 +368,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
             let now = self.platform.qpc();
             service(s, &self.platform, now);
             let end = core::mem::replace(&mut s.ends[direction], End::closed());
-            if direction == Direction::Render {
-                s.read_ptr = None;
-            }
+            s.capture_lead = None;
             let change = if end.state == KsState::Run {
                 s.running = s.running.saturating_sub(1);
                 if s.running == 0 {
@@ -418,9 +427,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
         self.state.with(|s| {
             let now = self.platform.qpc();
             service(s, &self.platform, now);
-            if direction == Direction::Render {
-                s.read_ptr = None;
-            }
+            s.capture_lead = None;
             let end = &mut s.ends[direction];
             if end
                 .buffer
@@ -555,8 +562,10 @@ fn change_state(
         }
     }
     end.state = to;
-    if direction == Direction::Render && step == Transition::Stop {
-        s.read_ptr = None;
+    if step != Transition::None {
+        // The mapping holds while both run unchanged; the next service that
+        // sees both running fixes it afresh.
+        s.capture_lead = None;
     }
     Ok(match step {
         Transition::Run => {
@@ -599,11 +608,17 @@ fn due_bytes(b: &mut Buffer, now: u64, stats: &mut CableStats) -> u32 {
     u32::try_from(need).unwrap_or(0)
 }
 
-/// Where the capture side reads render data.
+/// Where the capture side reads render data: the render buffer and the
+/// render linear bytes it still holds (played, not yet rewritten).
 struct Source<'a> {
     mapping: &'a Mapping,
     geometry: CyclicBuffer<'a>,
-    read: u64,
+    /// Render linear byte the capture's next byte maps to (may be negative:
+    /// before the render's first frame).
+    next: i128,
+    /// Oldest render byte still in the buffer.
+    oldest: u64,
+    /// Render bytes played so far.
     end: u64,
 }
 
@@ -638,16 +653,14 @@ fn account(
 fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
     let CableState {
         ends,
-        read_ptr,
+        capture_lead,
         stats,
         ..
     } = s;
     let PerDirection { render, capture } = ends;
 
     // 1. Render: the engine consumes what the clock says.
-    let mut render_span = None;
     if let Some(rb) = render.buffer.as_mut() {
-        let before = rb.moved;
         let need = due_bytes(rb, now, stats);
         if need > 0 {
             let moved = rb.engine.advance(need, &rb.dma.descriptors, &mut |_, _| {});
@@ -655,92 +668,134 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
                 .moved
                 .saturating_add(u64::from(account(moved, need, stats)));
         }
-        if rb.started {
-            render_span = Some((before, rb.moved));
-        }
-        signal(rb, platform, now, stats);
     }
 
     // 2. Capture: filled from the render buffer, or with silence.
-    let Some(cb) = capture.buffer.as_mut() else {
-        return;
-    };
-    let formats_match = match (&render.format, &capture.format) {
-        (Some(r), Some(c)) => same_format(r, c),
-        _ => false,
-    };
-    let mut source = match (render.buffer.as_ref(), render_span) {
-        (Some(rb), Some((before, after))) if formats_match => {
-            CyclicBuffer::new(&rb.dma.pages, 0, rb.dma.size)
-                .ok()
-                .map(|geometry| {
-                    let mut read = match *read_ptr {
-                        Some(p) if p <= after => p,
-                        _ => before,
-                    };
-                    // Fell more than a buffer behind: the oldest bytes are
-                    // gone (the client rewrote them); restart near the head.
-                    if after - read > u64::from(rb.dma.size) {
-                        read = after.saturating_sub(u64::from(rb.dma.size / 2));
-                    }
-                    Source {
+    if let Some(cb) = capture.buffer.as_mut() {
+        let mut need = due_bytes(cb, now, stats);
+        let block = match (&render.format, &capture.format) {
+            (Some(r), Some(c)) if same_format(r, c) => Some(i128::from(r.block_align())),
+            _ => None,
+        };
+        let running = |b: &Buffer| b.started && b.timed.state() == KsState::Run;
+        let mut source = match (render.buffer.as_ref(), block) {
+            (Some(rb), Some(block)) if running(rb) && running(cb) => {
+                if capture_lead.is_none() {
+                    *capture_lead = cb.timed.clock().lead_frames(rb.timed.clock());
+                }
+                let geometry = CyclicBuffer::new(&rb.dma.pages, 0, rb.dma.size).ok();
+                match (*capture_lead, geometry) {
+                    (Some(lead), Some(geometry)) => Some(Source {
                         mapping: &rb.dma.mapping,
                         geometry,
-                        read,
-                        end: after,
-                    }
-                })
-        }
-        _ => None,
-    };
-    let need = due_bytes(cb, now, stats);
-    if need > 0 {
-        let capture_map = &cb.dma.mapping;
-        let mut fill = |offset: u32, len: u32| {
-            let copied = source
-                .as_mut()
-                .map_or(0, |src| copy_from_render(src, capture_map, offset, len));
-            stats.copied_bytes = stats.copied_bytes.saturating_add(u64::from(copied));
-            let rest = len - copied;
-            if rest > 0 {
-                // In bounds: the engine's pieces lie inside the buffer.
-                let _zeroed = capture_map.zero(offset + copied, rest);
-                stats.silence_bytes = stats.silence_bytes.saturating_add(u64::from(rest));
+                        next: i128::from(cb.moved) - i128::from(lead) * block,
+                        oldest: rb.moved.saturating_sub(u64::from(rb.dma.size)),
+                        end: rb.moved,
+                    }),
+                    _ => None,
+                }
             }
+            _ => None,
         };
-        let moved = cb.engine.advance(need, &cb.dma.descriptors, &mut fill);
-        cb.moved = cb
-            .moved
-            .saturating_add(u64::from(account(moved, need, stats)));
+        if let (Some(src), Some(block)) = (&source, block) {
+            // The render frames played so far map at most one frame past the
+            // capture clock (the lead is rounded up): take that frame now,
+            // before the render client may rewrite it. The capture engine
+            // then runs that frame ahead of its clock, into bytes the client
+            // read a buffer ago.
+            let played = i128::from(src.end) - src.next;
+            let ahead = (played - i128::from(need)).clamp(0, block);
+            need = need.saturating_add(u32::try_from(ahead).unwrap_or(0));
+        }
+        if need > 0 {
+            let capture_map = &cb.dma.mapping;
+            let mut fill = |offset: u32, len: u32| {
+                let copied = source.as_mut().map_or_else(
+                    || {
+                        // In bounds: the engine's pieces lie inside the buffer.
+                        let _zeroed = capture_map.zero(offset, len);
+                        0
+                    },
+                    |src| copy_from_render(src, capture_map, offset, len, stats),
+                );
+                stats.silence_bytes = stats.silence_bytes.saturating_add(u64::from(len - copied));
+            };
+            let moved = cb.engine.advance(need, &cb.dma.descriptors, &mut fill);
+            cb.moved = cb
+                .moved
+                .saturating_add(u64::from(account(moved, need, stats)));
+        }
     }
-    *read_ptr = source.map(|src| src.read);
-    signal(cb, platform, now, stats);
+
+    // 3. Events, render after the copy that read what it announces.
+    for b in [render.buffer.as_mut(), capture.buffer.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        signal(b, platform, now, stats);
+    }
 }
 
-/// Copies up to `len` render bytes from the read pointer to `capture[offset..]`,
-/// split at the render buffer's page ends. Returns the bytes copied.
-fn copy_from_render(src: &mut Source<'_>, capture: &Mapping, offset: u32, len: u32) -> u32 {
-    let available = src.end.saturating_sub(src.read);
-    let want = u32::try_from(available.min(u64::from(len))).unwrap_or(0);
-    if want == 0 {
-        return 0;
-    }
+/// Fills `capture[offset..offset + len]` with the render bytes it maps to,
+/// silence where the render has none (not played yet, before its first
+/// frame, or already rewritten), split at the render buffer's page ends.
+/// Returns the bytes copied (the rest is silence).
+fn copy_from_render(
+    src: &mut Source<'_>,
+    capture: &Mapping,
+    offset: u32,
+    len: u32,
+    stats: &mut CableStats,
+) -> u32 {
     let size = u64::from(src.geometry.size());
-    // The remainder is below the buffer size, itself a u32.
-    let start = u32::try_from(src.read % size).unwrap_or(0);
-    let Ok(runs) = src.geometry.runs(start, want) else {
-        return 0;
-    };
+    let mut copied = 0u32;
     let mut done = 0u32;
-    for run in runs {
-        if !src
-            .mapping
-            .copy_to(run.buffer_offset, capture, offset + done, run.len)
-        {
-            break;
+    while done < len {
+        let at = src.next + i128::from(done);
+        let left = len - done;
+        // Render bytes this piece maps to that the buffer holds.
+        let (take, silent) = if at < i128::from(src.oldest) {
+            let gap = i128::from(src.oldest) - at;
+            let silent = u32::try_from(gap.min(i128::from(left))).unwrap_or(left);
+            if at >= 0 {
+                stats.skipped_bytes = stats.skipped_bytes.saturating_add(u64::from(silent));
+            }
+            (0, silent)
+        } else if at >= i128::from(src.end) {
+            (0, left)
+        } else {
+            let available = i128::from(src.end) - at;
+            (
+                u32::try_from(available.min(i128::from(left))).unwrap_or(0),
+                0,
+            )
+        };
+        if silent > 0 {
+            // In bounds: the engine's pieces lie inside the buffer.
+            let _zeroed = capture.zero(offset + done, silent);
+            done += silent;
+            continue;
         }
-        done += run.len;
+        // `at` lies in [oldest, end): non-negative, and its offset in the
+        // buffer is below the size, itself a u32.
+        let start = u32::try_from(u64::try_from(at).unwrap_or(0) % size).unwrap_or(0);
+        let Ok(runs) = src.geometry.runs(start, take) else {
+            break;
+        };
+        for run in runs {
+            if !src
+                .mapping
+                .copy_to(run.buffer_offset, capture, offset + done, run.len)
+            {
+                let _zeroed = capture.zero(offset + done, len - done);
+                src.next += i128::from(len);
+                return copied;
+            }
+            done += run.len;
+            copied += run.len;
+        }
     }
-    src.read = src.read.saturating_add(u64::from(done));
-    done
+    src.next += i128::from(len);
+    stats.copied_bytes = stats.copied_bytes.saturating_add(u64::from(copied));
+    copied
 }
