@@ -29,7 +29,7 @@ use wavert_emulator::memory::{
     Fault, Fragmentation, MemoryConfig, PhysicalMemory, HIGH_RAM_BASE, PAGE_SIZE,
 };
 use wavert_emulator::personality::{summarise, OrderOutcome, PortPersonality};
-use wavert_emulator::session::{LoopbackConfig, LoopbackResult};
+use wavert_emulator::session::{LoopbackConfig, LoopbackResult, PacketModeUse};
 use wavert_emulator::signal;
 use wavert_miniport::adapter::{PHYSICAL_CONNECTIONS, SUBDEVICES};
 use wavert_miniport::{ac97, cable, DmaMode};
@@ -155,10 +155,49 @@ fn loopback(
     )
 }
 
-/// Every rendered frame comes back, at exactly the reported latency, with
-/// no glitch on either side, and the event and packet counts agree.
+/// [`assert_bit_exact_under`] the Windows port.
 fn assert_bit_exact(result: &LoopbackResult, rendered: &[u8], config: &LoopbackConfig) {
-    let what = format!("{config:?}");
+    assert_bit_exact_under(result, rendered, config, PortPersonality::Windows);
+}
+
+/// Every rendered frame comes back, at exactly the reported latency, with
+/// no glitch on either side, and the event and packet counts agree; packet
+/// mode was used where the port knows it (render with two packets per
+/// buffer, capture always), and every packet answer passed its rule.
+fn assert_bit_exact_under(
+    result: &LoopbackResult,
+    rendered: &[u8],
+    config: &LoopbackConfig,
+    personality: PortPersonality,
+) {
+    let what = format!("{personality} {config:?}");
+    let packet_port = personality.behaviour().packet_mode;
+    assert_eq!(
+        result.packet_mode,
+        PacketModeUse {
+            render: packet_port && config.notification_count == 2,
+            capture: packet_port,
+        },
+        "{what}"
+    );
+    if result.packet_mode.render {
+        // GetPacketCount, the presentation position and SetWritePacket per
+        // packet, each held to its rule (a broken one ends the session).
+        assert!(
+            result.render.packet_calls >= 3 * result.render.packets,
+            "{what}: {:?}",
+            result.render
+        );
+    }
+    if result.packet_mode.capture {
+        assert!(
+            result.capture.packet_calls >= result.capture.packets,
+            "{what}: {:?}",
+            result.capture
+        );
+    }
+    assert_eq!(result.render.late_writes, 0, "{what}");
+    assert_eq!(result.capture.dropped_packets, 0, "{what}");
     let format = result.format;
     assert_eq!(format.sample_rate(), config.format.rate, "{what}");
     assert_eq!(format.channels(), config.format.channels, "{what}");
@@ -956,7 +995,7 @@ fn every_port_personality_streams_bit_exact_and_passes_the_hlk_methods() {
             // not); the one-shot timer of issue 15 removes that lateness.
             let config = LoopbackConfig::default();
             let (result, rendered) = loopback(&adapter, &config, 0.3);
-            assert_bit_exact(&result, &rendered, &config);
+            assert_bit_exact_under(&result, &rendered, &config, personality);
             let hlk = HlkConfig {
                 format_sweeps: false,
                 ..HlkConfig::default()

@@ -100,6 +100,10 @@ pub const KSSTATE_ACQUIRE: KSSTATE = 1;
 pub const KSSTATE_PAUSE: KSSTATE = 2;
 pub const KSSTATE_RUN: KSSTATE = 3;
 
+/// `KSSTREAM_HEADER` option: the last data of the stream (also the one flag
+/// `IMiniportWaveRTOutputStream::SetWritePacket` takes).
+pub const KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM: ULONG = 0x0000_0200;
+
 pub type KSPIN_DATAFLOW = i32;
 pub const KSPIN_DATAFLOW_IN: KSPIN_DATAFLOW = 1;
 pub const KSPIN_DATAFLOW_OUT: KSPIN_DATAFLOW = 2;

@@ -20,6 +20,10 @@ pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = st(0xC000_0010);
 pub const STATUS_NO_MEMORY: NTSTATUS = st(0xC000_0017);
 pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = st(0xC000_0023);
 pub const STATUS_DEVICE_NOT_READY: NTSTATUS = st(0xC000_00A3);
+/// `SetWritePacket`: a packet number higher than the buffer can hold.
+pub const STATUS_DATA_OVERRUN: NTSTATUS = st(0xC000_003C);
+/// `SetWritePacket`: a packet already transferred or being transferred.
+pub const STATUS_DATA_LATE_ERROR: NTSTATUS = st(0xC000_003D);
 pub const STATUS_INVALID_BUFFER_SIZE: NTSTATUS = st(0xC000_0206);
 pub const STATUS_INSUFFICIENT_RESOURCES: NTSTATUS = st(0xC000_009A);
 pub const STATUS_NOT_SUPPORTED: NTSTATUS = st(0xC000_00BB);

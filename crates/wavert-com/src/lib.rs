@@ -81,6 +81,10 @@ impl NtStatus {
     pub const NOT_IMPLEMENTED: Self = failure(portcls_sys::STATUS_NOT_IMPLEMENTED);
     /// `STATUS_DEVICE_NOT_READY`.
     pub const DEVICE_NOT_READY: Self = failure(portcls_sys::STATUS_DEVICE_NOT_READY);
+    /// `STATUS_DATA_LATE_ERROR`.
+    pub const DATA_LATE_ERROR: Self = failure(portcls_sys::STATUS_DATA_LATE_ERROR);
+    /// `STATUS_DATA_OVERRUN`.
+    pub const DATA_OVERRUN: Self = failure(portcls_sys::STATUS_DATA_OVERRUN);
     /// `STATUS_DEVICE_CONFIGURATION_ERROR`.
     pub const DEVICE_CONFIGURATION_ERROR: Self =
         failure(portcls_sys::STATUS_DEVICE_CONFIGURATION_ERROR);

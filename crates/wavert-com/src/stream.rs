@@ -34,13 +34,13 @@ pub struct AudioBuffer {
 /// A captured packet (`IMiniportWaveRTInputStream::GetReadPacket`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadPacket {
-    /// Number of the packet (0-based since RUN).
+    /// Number of the packet (0-based since STOP, low 32 bits).
     pub packet_number: u32,
     /// Flags, 0 for now.
     pub flags: u32,
     /// QPC value of the packet's first sample.
     pub performance_counter: u64,
-    /// Whether more packets are ready.
+    /// Whether a newer complete packet is ready too (`MoreData`).
     pub more_data: bool,
 }
 
@@ -154,7 +154,9 @@ pub trait MiniportWaveRtStream: Send + Sync + 'static {
     fn presentation_position(&self) -> NtResult<KSAUDIO_PRESENTATION_POSITION> {
         Err(NtStatus::NOT_SUPPORTED)
     }
-    /// Render packet mode: packets transferred since RUN (1-based count).
+    /// Render packet mode: packets completely transferred since STOP (the
+    /// 1-based count, which is also the 0-based number of the packet in
+    /// transfer).
     ///
     /// # Errors
     ///
@@ -162,7 +164,7 @@ pub trait MiniportWaveRtStream: Send + Sync + 'static {
     fn packet_count(&self) -> NtResult<u32> {
         Err(NtStatus::NOT_SUPPORTED)
     }
-    /// Capture packet mode: the newest complete packet.
+    /// Capture packet mode: the next complete packet for the OS to read.
     ///
     /// # Errors
     ///

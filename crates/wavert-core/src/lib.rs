@@ -14,6 +14,8 @@
 //!   a model of an AC'97-style bus-master engine used to test them.
 //! - [`position`]: linear, cyclic and presentation positions from QPC time.
 //! - [`notify`]: the packet / notification-event schedule.
+//! - [`packet`]: Windows 10 packet mode (which packet the OS writes or
+//!   reads next).
 //! - [`state`]: the KSSTATE machine tying positions and notifications together.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -38,6 +40,7 @@ pub mod geometry;
 pub mod guid;
 pub mod negotiate;
 pub mod notify;
+pub mod packet;
 pub mod position;
 pub mod range;
 pub mod sg;

@@ -211,12 +211,73 @@ impl QpcClock {
         if !self.running || target <= self.frames {
             return None;
         }
-        // Need delta with delta*rate + remainder >= (target-frames)*freq.
-        let needed = u128::from(target - self.frames) * u128::from(self.qpc_frequency);
-        // remainder < qpc_frequency <= needed, so this cannot underflow.
-        let numerator = needed - u128::from(self.remainder);
-        let delta = numerator.div_ceil(u128::from(self.sample_rate));
-        u64::try_from(u128::from(self.last_qpc) + delta).ok()
+        self.reading().qpc_of_frame(target)
+    }
+
+    /// The clock as of its last update, for the packet interfaces.
+    #[must_use]
+    pub const fn reading(&self) -> ClockReading {
+        ClockReading {
+            frames: self.frames,
+            qpc: self.last_qpc,
+            remainder: self.remainder,
+            sample_rate: self.sample_rate,
+            qpc_frequency: self.qpc_frequency,
+        }
+    }
+}
+
+/// A stream clock read at one instant: what the packet interfaces derive
+/// their answers from (`GetPacketCount` from `frames`,
+/// `GetOutputStreamPresentationPosition` from `frames` and `qpc`,
+/// `GetReadPacket`'s time from [`ClockReading::qpc_of_frame`]).
+///
+/// A timer-paced clock ([`QpcClock::reading`]) gives its exact state; a
+/// DMA-paced device gives the frames its engine has moved, the QPC it read
+/// them at, and a remainder of 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockReading {
+    /// Frames moved since STOP.
+    pub frames: u64,
+    /// QPC of the reading.
+    pub qpc: u64,
+    /// How much of the next frame had elapsed, in `1 / qpc_frequency`
+    /// frames (below `qpc_frequency`).
+    pub remainder: u64,
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// QPC ticks per second.
+    pub qpc_frequency: u64,
+}
+
+impl ClockReading {
+    /// The earliest QPC at which the frame count was (or will be) at least
+    /// `frame`, at the nominal rate: the sampling instant of frame `frame`.
+    ///
+    /// Exact for a timer-paced clock that ran without a pause between that
+    /// frame and the reading (a pause in between shifts the answer by the
+    /// pause's length). `None` for a zero rate or a time outside `u64`.
+    #[must_use]
+    pub fn qpc_of_frame(&self, frame: u64) -> Option<u64> {
+        if self.sample_rate == 0 || self.qpc_frequency == 0 {
+            return None;
+        }
+        let rate = u128::from(self.sample_rate);
+        let freq = u128::from(self.qpc_frequency);
+        let remainder = u128::from(self.remainder);
+        let qpc = u128::from(self.qpc);
+        let at = if frame <= self.frames {
+            // Elapsed since that frame's instant, in 1 / rate ticks:
+            // (frames - frame) whole frames plus the fraction of the next.
+            let back = u128::from(self.frames - frame) * freq + remainder;
+            qpc.checked_sub(back / rate)?
+        } else {
+            // Still to elapse; the remainder is below `freq`, so this stays
+            // positive.
+            let ahead = (u128::from(frame - self.frames) * freq).checked_sub(remainder)?;
+            qpc + ahead.div_ceil(rate)
+        };
+        u64::try_from(at).ok()
     }
 }
 

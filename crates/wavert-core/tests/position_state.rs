@@ -69,6 +69,56 @@ proptest! {
     }
 }
 
+proptest! {
+    /// The sampling instant of any frame, past or future, read back from
+    /// the clock's state: the first QPC whose closed-form count reaches it.
+    #[test]
+    fn every_frames_instant_is_the_first_tick_that_counts_it(
+        rate in 1u32..=384_000,
+        start in 0u64..1_000_000_000,
+        elapsed in 0u64..100_000_000,
+        back in 0u64..100_000,
+        ahead in 1u64..100_000,
+    ) {
+        let mut clock = QpcClock::new(QPC_HZ, rate, 4, 4000, 2000).expect("valid");
+        clock.run(start);
+        clock.update(start + elapsed);
+        let reading = clock.reading();
+        prop_assert_eq!(reading.qpc, start + elapsed);
+        prop_assert_eq!(reading.frames, clock.frames());
+        let frames = reading.frames;
+        for frame in [frames.saturating_sub(back), frames, frames + ahead] {
+            let at = reading.qpc_of_frame(frame).expect("in range");
+            prop_assert!(at >= start, "not before RUN");
+            prop_assert!(closed_form(at - start, rate) >= frame, "counted at {}", at);
+            if at > start {
+                prop_assert!(closed_form(at - start - 1, rate) < frame, "one tick earlier is short");
+            } else {
+                prop_assert_eq!(frame, 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_reading_without_a_rate_or_before_time_began_has_no_instant() {
+    use wavert_core::position::ClockReading;
+    let reading = ClockReading {
+        frames: 48_000,
+        qpc: 5,
+        remainder: 0,
+        sample_rate: 48_000,
+        qpc_frequency: QPC_HZ,
+    };
+    assert_eq!(reading.qpc_of_frame(0), None, "a second before QPC 5");
+    assert_eq!(reading.qpc_of_frame(48_000), Some(5));
+    let stopped = ClockReading {
+        sample_rate: 0,
+        ..reading
+    };
+    assert_eq!(stopped.qpc_of_frame(48_000), None);
+}
+
 #[test]
 fn earlier_qpc_does_not_move_position() {
     let mut c = QpcClock::new(QPC_HZ, 48_000, 4, 19_200, 9_600).expect("valid");

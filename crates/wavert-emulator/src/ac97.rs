@@ -1106,7 +1106,7 @@ pub fn run_ac97_session(options: &Ac97Options) -> Result<Ac97Report, String> {
         out[n..].fill(0);
         next += out.len();
     };
-    stream.prefill(&mut source);
+    stream.prefill(&mut source).map_err(|e| e.to_string())?;
     let accesses_at_start = rig.qemu.register_accesses();
     stream.set_state(KSSTATE_RUN).map_err(|e| e.to_string())?;
     let input_ms = input.len() as u64 * 1000 / (u64::from(rate) * u64::from(FRAME_BYTES));

@@ -13,18 +13,23 @@ use std::sync::Arc;
 use portcls_sys::{
     IMiniportWaveRT, IMiniportWaveRTInputStream, IMiniportWaveRTOutputStream,
     IMiniportWaveRTStream, IMiniportWaveRTStreamNotification, MmWriteCombined, DEVICE_DESCRIPTION,
-    KSAUDIO_POSITION, KSDATAFORMAT, KSPIN_COMMUNICATION_BOTH, KSPIN_COMMUNICATION_SINK,
-    KSPIN_DATAFLOW_OUT, KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER, KSSTATE, KSSTATE_ACQUIRE,
-    KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP, MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS,
+    KSAUDIO_POSITION, KSAUDIO_PRESENTATION_POSITION, KSDATAFORMAT, KSPIN_COMMUNICATION_BOTH,
+    KSPIN_COMMUNICATION_SINK, KSPIN_DATAFLOW_OUT, KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER,
+    KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP,
+    KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, MEMORY_CACHING_TYPE, NTSTATUS, NT_SUCCESS,
     PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR, PMDL, PMINIPORTWAVERTSTREAM, STATUS_BUFFER_OVERFLOW,
-    STATUS_UNSUCCESSFUL,
+    STATUS_DATA_LATE_ERROR, STATUS_DEVICE_NOT_READY, STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 use wavert_com::ComPtr;
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::position::LinearFromCyclic;
 use wavert_core::range::{ks_data_format_len, write_ks_data_format, DeviceRange};
 
-use crate::machine::{EmuEvent, Machine};
+use crate::machine::{EmuEvent, Machine, QPC_FREQUENCY};
+use crate::packets::{
+    check_not_ready, check_packet_count, check_presentation, check_read_packet, check_write_status,
+    expected_write_status, packets, Bounds, IdealClock, ReadAnswer,
+};
 use crate::personality::{OrderOutcome, PortPersonality};
 use crate::port::PortStream;
 use crate::timing::StreamClock;
@@ -53,6 +58,10 @@ impl std::fmt::Display for EngineError {
 }
 
 impl std::error::Error for EngineError {}
+
+fn no_interface(which: &str) -> EngineError {
+    EngineError::Protocol(format!("the stream offers no packet {which} interface"))
+}
 
 const fn check(call: &'static str, status: NTSTATUS) -> Result<(), EngineError> {
     if NT_SUCCESS(status) {
@@ -339,9 +348,32 @@ pub struct StreamStats {
     pub packets: u64,
     /// Packets written too late / read before captured or after overwrite.
     pub glitches: u64,
-    /// Packet-interface answers that disagreed with the position.
-    pub packet_mismatches: u64,
+    /// Packet-interface answers held to the packet rules (every one
+    /// passed: a broken rule ends the stream with an error).
+    pub packet_calls: u64,
+    /// Render packet mode: packets `SetWritePacket` refused as late
+    /// (`STATUS_DATA_LATE_ERROR`; the engine resynchronised after each).
+    pub late_writes: u64,
+    /// Capture packet mode: packets the device overwrote before the
+    /// engine read them.
+    pub dropped_packets: u64,
 }
+
+/// The engine's packet-mode book-keeping of one stream since STOP.
+#[derive(Clone, Copy, Debug, Default)]
+struct PacketTrack {
+    /// Capture: the last packet read.
+    last_read: Option<u64>,
+    /// Render: the last presentation position.
+    last_presentation: Option<KSAUDIO_PRESENTATION_POSITION>,
+    /// Render: the end of stream was sent.
+    end_of_stream: bool,
+}
+
+/// What stale data the engine leaves after the valid bytes of its last
+/// packet: not silence, so a device that plays past the end of stream
+/// is heard.
+pub const STALE_BYTE: u8 = 0xA5;
 
 /// The client's view of the cyclic buffer.
 #[derive(Debug)]
@@ -543,6 +575,9 @@ pub struct Stream {
     pub trace: Vec<PositionSample>,
     /// QPC at which RUN was last entered.
     pub run_qpc: u64,
+    /// The engine's own clock of the stream, for the packet rules.
+    ideal: IdealClock,
+    packets: PacketTrack,
 }
 
 impl Stream {
@@ -609,6 +644,8 @@ impl Stream {
             stats: StreamStats::default(),
             trace: Vec::new(),
             run_qpc: 0,
+            ideal: IdealClock::new(format.sample_rate(), QPC_FREQUENCY),
+            packets: PacketTrack::default(),
         };
         opened.at_open(wave)?;
         Ok(opened)
@@ -716,6 +753,29 @@ impl Stream {
         } else {
             self.output.is_some()
         }
+    }
+
+    /// Whether the engine streams in packet mode: the stream offers it,
+    /// the port knows it (Windows 10's; ReactOS's `KSPROPSETID_RtAudio`
+    /// set in `pin_wavert.cpp` has the seven Vista properties and none of
+    /// the packet ones), and the buffer has notifications. Render also
+    /// needs two packets per buffer: with one, the only packet is always
+    /// the one in transfer, and the packet the protocol has the OS write
+    /// next (count + 1) would overwrite it while it plays (Windows asks
+    /// for two notifications in event-driven exclusive mode:
+    /// microsoft/Windows-driver-samples issue 255).
+    #[must_use]
+    pub fn uses_packets(&self) -> bool {
+        let Some(b) = self.buffer.as_ref() else {
+            return false;
+        };
+        let port_knows = self.machine.personality().behaviour().packet_mode;
+        let enough = if self.capture {
+            b.with_notification
+        } else {
+            b.with_notification && b.notification_count >= 2
+        };
+        port_knows && self.supports_packets() && enough
     }
 
     /// The port stream (for leak checks).
@@ -995,11 +1055,13 @@ impl Stream {
                 state_name(self.state),
                 state_name(target)
             );
+            let before = self.machine.qpc();
             // SAFETY: the stream is live.
             let status = unsafe { set(this, target) };
+            let after = self.machine.qpc();
             if NT_SUCCESS(status) {
                 self.machine.record_order(&order, OrderOutcome::Tolerated);
-                self.entered(target);
+                self.entered(target, (before, after));
                 return Ok(());
             }
             self.machine
@@ -1011,25 +1073,33 @@ impl Stream {
             } else {
                 self.state - 1
             };
+            let before = self.machine.qpc();
             // SAFETY: the stream is live.
             check("SetState", unsafe { set(this, next) })?;
-            self.entered(next);
+            let after = self.machine.qpc();
+            self.entered(next, (before, after));
         }
         Ok(())
     }
 
-    /// Book-keeping once the miniport is in `state`.
-    fn entered(&mut self, state: KSSTATE) {
+    /// Book-keeping once the miniport is in `state`, by a call made
+    /// between the QPCs of `call`.
+    fn entered(&mut self, state: KSSTATE, call: Bounds) {
         let from = self.state;
         self.state = state;
         if state == KSSTATE_RUN {
-            self.run_qpc = self.machine.qpc();
+            self.run_qpc = call.1;
+            self.ideal.run(call.0, call.1);
+        } else if from == KSSTATE_RUN {
+            self.ideal.pause(call.0, call.1);
         }
         if state == KSSTATE_STOP && from != KSSTATE_STOP {
             if let Some(u) = self.unwrap.as_mut() {
                 u.reset();
             }
             self.cursor = 0;
+            self.ideal.stop();
+            self.packets = PacketTrack::default();
         }
     }
 
@@ -1116,65 +1186,277 @@ impl Stream {
         }
     }
 
-    /// Render: fills the whole buffer before RUN, advancing the write cursor.
-    pub fn prefill(&mut self, source: &mut dyn FnMut(&mut [u8])) {
+    /// Render: fills the whole buffer before RUN, advancing the write
+    /// cursor; in packet mode each packet is announced with
+    /// `SetWritePacket` (before RUN the whole buffer is the OS's to write).
+    ///
+    /// # Errors
+    ///
+    /// In packet mode, a refused packet or a broken packet rule.
+    pub fn prefill(&mut self, source: &mut dyn FnMut(&mut [u8])) -> Result<(), EngineError> {
         let mut data = vec![0u8; self.buffer_size() as usize];
         source(&mut data);
         self.write_at(0, &data);
         self.cursor = data.len() as u64;
+        if !self.uses_packets() {
+            return Ok(());
+        }
+        let packets = self.buffer.as_ref().map_or(0, |b| b.notification_count);
+        for number in 0..u64::from(packets) {
+            let status = self.set_write_packet(number, 0, 0)?;
+            check("SetWritePacket", status)?;
+        }
+        Ok(())
     }
 
     /// Render: writes one packet at the write cursor, checking against the
     /// play position (`position` must have been read just before).
     ///
+    /// In packet mode ([`Self::uses_packets`]) the engine first reads
+    /// `GetPacketCount` and the presentation position (each held to its
+    /// rule), then announces the packet with `SetWritePacket`. A packet
+    /// refused as late (the client missed packet ends) is counted, and the
+    /// engine resynchronises as the page tells the OS to: the same data
+    /// goes out as packet count + 1. After the end of stream nothing more
+    /// is written; the counters are still read and checked (the stream
+    /// keeps counting).
+    ///
     /// # Errors
     ///
-    /// A failing packet-interface call.
+    /// A failing call or a broken packet rule.
     pub fn write_packet(
         &mut self,
         play: u64,
         source: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), EngineError> {
         let packet = u64::from(self.packet_bytes());
-        let size = u64::from(self.buffer_size());
         if packet == 0 {
             return Ok(());
         }
-        if self.cursor < play || self.cursor + packet > play + size {
-            self.stats.glitches += 1;
+        if !self.uses_packets() {
+            let data = self.next_data(play, source);
+            self.put_packet(self.cursor / packet, &data);
+            return Ok(());
         }
-        let number = self.cursor / packet;
-        if let Some(out) = &self.output {
-            let mut count = 0u32;
-            let get = out.vtbl().GetPacketCount;
-            // SAFETY: the stream is live; `count` outlives the call.
-            check("GetPacketCount", unsafe { get(out.this(), &raw mut count) })?;
-            let per_buffer = size / packet;
-            if u64::from(count) + per_buffer - 1 != number {
-                self.stats.packet_mismatches += 1;
-            }
+        let count = self.packet_count()?;
+        self.presentation_position()?;
+        if self.packets.end_of_stream {
+            return Ok(());
         }
-        let mut data = vec![0u8; usize::try_from(packet).unwrap_or(0)];
-        source(&mut data);
-        let at = self.cursor;
-        self.write_at(at, &data);
-        self.cursor += packet;
-        self.stats.packets += 1;
-        if let Some(out) = &self.output {
-            let set = out.vtbl().SetWritePacket;
-            let n = u32::try_from(number % (1 << 32)).unwrap_or(0);
-            // SAFETY: the stream is live.
-            check("SetWritePacket", unsafe { set(out.this(), n, 0, 0) })?;
-        }
-        Ok(())
+        let data = self.next_data(play, source);
+        self.announce(count, &data, 0, 0)
     }
 
-    /// Capture: reads one packet at the read cursor, checking against the
-    /// record position (`position` must have been read just before).
+    /// Render packet mode: the last packet, `valid` bytes from `source`
+    /// followed by stale bytes ([`STALE_BYTE`]), announced with the end of
+    /// stream flag and its length. The device must play silence after the
+    /// `valid` bytes and keep counting.
     ///
     /// # Errors
     ///
-    /// A failing packet-interface call.
+    /// Not in packet mode, a failing call or a broken packet rule.
+    pub fn end_stream(
+        &mut self,
+        play: u64,
+        valid: u32,
+        source: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), EngineError> {
+        if !self.uses_packets() || self.packets.end_of_stream {
+            return Err(EngineError::Protocol(
+                "an end of stream needs render packet mode, once".to_owned(),
+            ));
+        }
+        let count = self.packet_count()?;
+        self.presentation_position()?;
+        let mut data = self.next_data(play, source);
+        let valid = valid.min(self.packet_bytes());
+        let tail = data.get_mut(valid as usize..).unwrap_or_default();
+        tail.fill(STALE_BYTE);
+        self.announce(count, &data, KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, valid)?;
+        self.packets.end_of_stream = true;
+        Ok(())
+    }
+
+    /// The next packet of `source`, the write cursor checked against the
+    /// play position (a write behind it or a buffer ahead is a glitch).
+    fn next_data(&mut self, play: u64, source: &mut dyn FnMut(&mut [u8])) -> Vec<u8> {
+        let packet = u64::from(self.packet_bytes());
+        let size = u64::from(self.buffer_size());
+        if self.cursor < play || self.cursor + packet > play + size {
+            self.stats.glitches += 1;
+        }
+        let mut data = vec![0u8; usize::try_from(packet).unwrap_or(0)];
+        source(&mut data);
+        data
+    }
+
+    /// Writes `data` as packet `number` and moves the cursor past it.
+    fn put_packet(&mut self, number: u64, data: &[u8]) {
+        let packet = u64::from(self.packet_bytes());
+        self.write_at(number * packet, data);
+        self.cursor = (number + 1) * packet;
+        self.stats.packets += 1;
+    }
+
+    /// Packet mode: writes `data` as the next packet and announces it; a
+    /// late packet goes out again as `count + 1` after a fresh count.
+    fn announce(
+        &mut self,
+        count: u64,
+        data: &[u8],
+        flags: u32,
+        length: u32,
+    ) -> Result<(), EngineError> {
+        let packet = u64::from(self.packet_bytes());
+        let number = self.cursor / packet;
+        self.put_packet(number, data);
+        let status = self.set_write_packet(number, flags, length)?;
+        if status != STATUS_DATA_LATE_ERROR {
+            return Ok(());
+        }
+        // The client was late: packets `number ..= count` went by. Learn's
+        // recovery: read the count again and write the packet after the one
+        // in transfer.
+        self.stats.late_writes += 1;
+        self.stats.glitches += 1;
+        let count = self.packet_count()?.max(count);
+        self.put_packet(count + 1, data);
+        let status = self.set_write_packet(count + 1, flags, length)?;
+        if status == STATUS_SUCCESS {
+            Ok(())
+        } else {
+            Err(EngineError::Call {
+                call: "SetWritePacket",
+                status,
+            })
+        }
+    }
+
+    /// Frames per packet.
+    fn packet_frames(&self) -> u64 {
+        u64::from(self.packet_bytes()) / u64::from(self.format.block_align().max(1))
+    }
+
+    /// Packets the nominal clock has completed at an instant within `call`.
+    fn ideal_packets(&self, call: Bounds) -> Bounds {
+        packets(self.ideal.frames(call.0, call.1), self.packet_frames())
+    }
+
+    /// `GetPacketCount`, held to the nominal clock
+    /// ([`check_packet_count`]); returns the full count.
+    ///
+    /// # Errors
+    ///
+    /// No output interface, a failing call or the broken rule.
+    pub fn packet_count(&mut self) -> Result<u64, EngineError> {
+        let out = self.output.as_ref().ok_or_else(|| no_interface("output"))?;
+        let get = out.vtbl().GetPacketCount;
+        let mut count = POISON_U32;
+        let before = self.machine.qpc();
+        // SAFETY: the stream is live; `count` outlives the call.
+        let status = unsafe { get(out.this(), &raw mut count) };
+        let after = self.machine.qpc();
+        check("GetPacketCount", status)?;
+        self.stats.packet_calls += 1;
+        check_packet_count(count, self.ideal_packets((before, after)))
+            .map_err(EngineError::Protocol)
+    }
+
+    /// `SetWritePacket(number, flags, eos_length)`; the status must be
+    /// what the page says for the packets the nominal clock has completed
+    /// during the call ([`expected_write_status`]). Returns it.
+    ///
+    /// # Errors
+    ///
+    /// No output interface or the broken rule.
+    pub fn set_write_packet(
+        &mut self,
+        number: u64,
+        flags: u32,
+        eos_length: u32,
+    ) -> Result<NTSTATUS, EngineError> {
+        let out = self.output.as_ref().ok_or_else(|| no_interface("output"))?;
+        let set = out.vtbl().SetWritePacket;
+        let low = u32::try_from(number & u64::from(u32::MAX)).unwrap_or(0);
+        let before = self.machine.qpc();
+        // SAFETY: the stream is live.
+        let status = unsafe { set(out.this(), low, flags, eos_length) };
+        let after = self.machine.qpc();
+        self.stats.packet_calls += 1;
+        let running = self.ideal.running();
+        let frames = self.ideal.frames(before, after);
+        let packet_frames = self.packet_frames().max(1);
+        let expect = |moved: u64| {
+            expected_write_status(
+                number,
+                flags,
+                eos_length,
+                moved / packet_frames,
+                running || moved % packet_frames != 0,
+                self.buffer.as_ref().map_or(1, |b| b.notification_count),
+                self.packet_bytes(),
+                self.format.block_align(),
+                self.packets.end_of_stream,
+            )
+        };
+        let mut allowed = vec![expect(frames.0), expect(frames.1)];
+        if allowed[0] != allowed[1] {
+            // A packet end fell inside the call: any answer in between.
+            allowed.push(STATUS_SUCCESS);
+        }
+        check_write_status(number, status, &allowed).map_err(EngineError::Protocol)?;
+        Ok(status)
+    }
+
+    /// `GetOutputStreamPresentationPosition`, held to its rules
+    /// ([`check_presentation`]) against the nominal clock and the
+    /// reported latency.
+    ///
+    /// # Errors
+    ///
+    /// No output interface, a failing call or the broken rule.
+    pub fn presentation_position(&mut self) -> Result<KSAUDIO_PRESENTATION_POSITION, EngineError> {
+        let latency = self.hw_latency()?;
+        let out = self.output.as_ref().ok_or_else(|| no_interface("output"))?;
+        let get = out.vtbl().GetOutputStreamPresentationPosition;
+        let mut position = KSAUDIO_PRESENTATION_POSITION {
+            u64PositionInBlocks: u64::MAX,
+            u64QPCPosition: u64::MAX,
+        };
+        let before = self.machine.qpc();
+        // SAFETY: the stream is live; `position` outlives the call.
+        let status = unsafe { get(out.this(), &raw mut position) };
+        let after = self.machine.qpc();
+        check("GetOutputStreamPresentationPosition", status)?;
+        self.stats.packet_calls += 1;
+        let block = u64::from(self.format.block_align().max(1));
+        let rate = u64::from(self.format.sample_rate());
+        let latency_frames = u64::from(latency.FifoSize) / block
+            + (u64::from(latency.ChipsetDelay) + u64::from(latency.CodecDelay)) * rate / 10_000_000;
+        check_presentation(
+            &position,
+            (before, after),
+            self.packets.last_presentation.as_ref(),
+            self.ideal.frames(before, after),
+            latency_frames,
+        )
+        .map_err(EngineError::Protocol)?;
+        self.packets.last_presentation = Some(position);
+        Ok(position)
+    }
+
+    /// Capture: reads one packet, checking against the record position
+    /// (`position` must have been read just before).
+    ///
+    /// In packet mode ([`Self::uses_packets`]) `GetReadPacket` says which
+    /// packet and when its first sample was taken (each answer held to the
+    /// packet rules); the engine reads that packet, and the next while
+    /// `MoreData` says more are ready. Packets the device overwrote before
+    /// the read are counted as dropped.
+    ///
+    /// # Errors
+    ///
+    /// A failing call or a broken packet rule.
     pub fn read_packet(&mut self, recorded: u64, sink: &mut Vec<u8>) -> Result<(), EngineError> {
         let packet = u64::from(self.packet_bytes());
         let size = u64::from(self.buffer_size());
@@ -1184,32 +1466,77 @@ impl Stream {
         if self.cursor + packet > recorded || self.cursor + size < recorded {
             self.stats.glitches += 1;
         }
-        if let Some(input) = &self.input {
-            let (mut number, mut flags, mut qpc, mut more) = (0u32, 0u32, 0u64, 0i32);
-            let get = input.vtbl().GetReadPacket;
-            // SAFETY: the stream is live; the out-parameters outlive the call.
-            let status = unsafe {
-                get(
-                    input.this(),
-                    &raw mut number,
-                    &raw mut flags,
-                    &raw mut qpc,
-                    &raw mut more,
-                )
+        if !self.uses_packets() {
+            self.take_packet(self.cursor / packet, sink);
+            return Ok(());
+        }
+        loop {
+            let Some(answer) = self.get_read_packet()? else {
+                return Ok(());
             };
-            check("GetReadPacket", status)?;
-            let newest = recorded / packet;
-            if u64::from(number) + 1 != newest.max(1) % (1 << 32) {
-                self.stats.packet_mismatches += 1;
+            let first_unread = self.packets.last_read.map_or(0, |r| r + 1);
+            let number = answer.0;
+            self.stats.dropped_packets += number - first_unread;
+            self.packets.last_read = Some(number);
+            self.take_packet(number, sink);
+            if !answer.1 {
+                return Ok(());
             }
         }
+    }
+
+    /// Copies packet `number` to `sink` and moves the cursor past it.
+    fn take_packet(&mut self, number: u64, sink: &mut Vec<u8>) {
+        let packet = u64::from(self.packet_bytes());
         let mut data = vec![0u8; usize::try_from(packet).unwrap_or(0)];
-        let at = self.cursor;
-        self.read_at(at, &mut data);
+        self.read_at(number * packet, &mut data);
         sink.extend_from_slice(&data);
-        self.cursor += packet;
+        self.cursor = (number + 1) * packet;
         self.stats.packets += 1;
-        Ok(())
+    }
+
+    /// `GetReadPacket`, held to the packet rules ([`check_read_packet`],
+    /// [`check_not_ready`]): the packet's full number and `MoreData`, or
+    /// `None` when nothing is new.
+    ///
+    /// # Errors
+    ///
+    /// No input interface, a failing call or the broken rule.
+    pub fn get_read_packet(&mut self) -> Result<Option<(u64, bool)>, EngineError> {
+        let input = self.input.as_ref().ok_or_else(|| no_interface("input"))?;
+        let get = input.vtbl().GetReadPacket;
+        let (mut number, mut flags, mut qpc, mut more) = (POISON_U32, POISON_U32, u64::MAX, -1i32);
+        let before = self.machine.qpc();
+        // SAFETY: the stream is live; the out-parameters outlive the call.
+        let status = unsafe {
+            get(
+                input.this(),
+                &raw mut number,
+                &raw mut flags,
+                &raw mut qpc,
+                &raw mut more,
+            )
+        };
+        let after = self.machine.qpc();
+        self.stats.packet_calls += 1;
+        let completed = self.ideal_packets((before, after));
+        if status == STATUS_DEVICE_NOT_READY {
+            check_not_ready(completed, self.packets.last_read).map_err(EngineError::Protocol)?;
+            return Ok(None);
+        }
+        check("GetReadPacket", status)?;
+        let answer = ReadAnswer {
+            number,
+            flags,
+            qpc,
+            more: more != 0,
+        };
+        let packet_frames = self.packet_frames();
+        let ideal = self.ideal;
+        let instant = move |packet: u64| ideal.instant_of_frame(packet * packet_frames);
+        let packet = check_read_packet(&answer, completed, self.packets.last_read, &instant)
+            .map_err(EngineError::Protocol)?;
+        Ok(Some((packet, answer.more)))
     }
 
     /// The QPC of every signal of the registered event so far.

@@ -37,6 +37,9 @@
 //! * [`modes`]: `GetModes` with its size protocol checked, streams opened
 //!   in a mode, and the wave filters' packet-size constraints decoded and
 //!   held to their rules.
+//! * [`packets`]: packet mode (Windows 10's `IMiniportWaveRTOutputStream`
+//!   and `IMiniportWaveRTInputStream`) as the audio engine uses it, and the
+//!   rules its answers are held to against the engine's own clock.
 //! * [`personality`]: the port personalities (`windows`, `reactos`,
 //!   `hostile`): the orders a real PortCls may call in, and the record of
 //!   what each miniport tolerated.
@@ -72,6 +75,7 @@ pub mod ks_topology;
 pub mod machine;
 pub mod memory;
 pub mod modes;
+pub mod packets;
 pub mod personality;
 pub mod port;
 pub mod range_table;

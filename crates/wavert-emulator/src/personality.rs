@@ -7,15 +7,17 @@
 //! * [`PortPersonality::Windows`]: the order the Learn pages document: the
 //!   requested size passed as the client asked, `GetHWLatency` when the
 //!   client asks, states one step at a time (`IMiniportWaveRTStream::SetState`:
-//!   transitions always run STOP, ACQUIRE, PAUSE, RUN or back), and on close
-//!   the event unregistered before the buffer is freed (the
+//!   transitions always run STOP, ACQUIRE, PAUSE, RUN or back), packet mode
+//!   where the stream offers it, and on close the event unregistered
+//!   before the buffer is freed (the
 //!   `KSPROPERTY_RTAUDIO_UNREGISTER_NOTIFICATION_EVENT` page: after the
 //!   stop, before the close).
 //! * [`PortPersonality::ReactOs`]: ReactOS's PortCls (`pin_wavert.cpp`):
 //!   the requested size rounded up to a whole page, `GetHWLatency` at pin
 //!   open before any buffer, the client's target state passed straight
-//!   through (STOP to RUN in one call), and on close the buffer freed
-//!   before the event is unregistered.
+//!   through (STOP to RUN in one call), on close the buffer freed
+//!   before the event is unregistered, and no packet mode (its property
+//!   set predates Windows 10's packet interfaces).
 //! * [`PortPersonality::Hostile`]: everything the documentation allows, in
 //!   the least convenient way: a requested size that is no whole number of
 //!   frames, the position and latency read before any buffer exists, a
@@ -88,6 +90,7 @@ impl PortPersonality {
                 jump_states: false,
                 extra_queries: false,
                 position_before_buffer: false,
+                packet_mode: true,
             },
             Self::ReactOs => PortBehaviour {
                 page_round_request: true,
@@ -98,6 +101,7 @@ impl PortPersonality {
                 jump_states: true,
                 extra_queries: false,
                 position_before_buffer: false,
+                packet_mode: false,
             },
             Self::Hostile => PortBehaviour {
                 page_round_request: false,
@@ -108,6 +112,7 @@ impl PortPersonality {
                 jump_states: false,
                 extra_queries: true,
                 position_before_buffer: true,
+                packet_mode: true,
             },
         }
     }
@@ -149,6 +154,11 @@ pub struct PortBehaviour {
     pub extra_queries: bool,
     /// `GetPosition` (and `GetHWLatency`) on the pin before any buffer.
     pub position_before_buffer: bool,
+    /// The port uses the Windows 10 packet interfaces when a stream offers
+    /// them (Windows); ReactOS's port predates them (its
+    /// `KSPROPSETID_RtAudio` set in `pin_wavert.cpp` has only the seven
+    /// Vista properties).
+    pub packet_mode: bool,
 }
 
 /// What a miniport did with one order a port used.
@@ -235,6 +245,7 @@ mod tests {
         assert!(!w.free_before_unregister && r.free_before_unregister);
         assert!(r.page_round_request && r.latency_at_open);
         assert!(h.reallocate && h.extra_queries && h.ragged_request);
+        assert!(w.packet_mode && h.packet_mode && !r.packet_mode);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A whole loopback session: play a signal through the render endpoint in
 //! event-driven mode while recording the capture endpoint.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use portcls_sys::{IMiniportWaveRT, KSSTATE_RUN, PCFILTER_DESCRIPTOR};
@@ -25,6 +26,11 @@ pub struct LoopbackConfig {
     pub notification_count: u32,
     /// How often the engine wakes to read positions, in QPC ticks.
     pub poll_qpc: u64,
+    /// Render packet mode: the signal's last packet goes out with the end
+    /// of stream flag, and the capture after it must be silence (the
+    /// buffer still holds older packets, and the last one stale bytes
+    /// after its valid length).
+    pub end_of_stream: bool,
 }
 
 impl Default for LoopbackConfig {
@@ -34,6 +40,7 @@ impl Default for LoopbackConfig {
             period_ms: 20,
             notification_count: 2,
             poll_qpc: QPC_PER_MS,
+            end_of_stream: false,
         }
     }
 }
@@ -53,8 +60,10 @@ pub struct LoopbackResult {
     pub render: StreamStats,
     /// Capture counters.
     pub capture: StreamStats,
-    /// Whether the streams offered the packet interfaces.
-    pub packet_mode: bool,
+    /// Which side streamed in packet mode.
+    pub packet_mode: PacketModeUse,
+    /// Render linear byte at which the end of stream was set, if it was.
+    pub end_of_stream_at: Option<u64>,
     /// Everything captured, in order.
     pub captured: Vec<u8>,
     /// Physical page addresses of the render buffer, in buffer order.
@@ -175,6 +184,16 @@ impl LoopbackResult {
     }
 }
 
+/// Which side of a session streamed in packet mode
+/// ([`Stream::uses_packets`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketModeUse {
+    /// Render: `GetPacketCount`, `SetWritePacket`, presentation position.
+    pub render: bool,
+    /// Capture: `GetReadPacket`.
+    pub capture: bool,
+}
+
 /// The wave filter to stream through.
 #[derive(Clone, Copy)]
 pub struct WaveFilter<'a> {
@@ -239,9 +258,17 @@ pub fn run_loopback(
         false,
         &render_bytes,
     )?;
-    let packet_mode = render.supports_packets() && capture.supports_packets();
     let render_buffer = render.allocate(requested, Some(config.notification_count))?;
     let capture_buffer = capture.allocate(requested, Some(config.notification_count))?;
+    let packet_mode = PacketModeUse {
+        render: render.uses_packets(),
+        capture: capture.uses_packets(),
+    };
+    if config.end_of_stream && !packet_mode.render {
+        return Err(EngineError::Protocol(
+            "an end of stream needs render packet mode".to_owned(),
+        ));
+    }
     render.register_event()?;
     capture.register_event()?;
     let latency = render.hw_latency()?;
@@ -253,14 +280,15 @@ pub fn run_loopback(
             * u64::from(format.sample_rate())
             / 10_000_000;
 
-    let mut source_at = 0usize;
+    let source_at = Cell::new(0usize);
     let mut source = |out: &mut [u8]| {
         for byte in out.iter_mut() {
-            *byte = signal.get(source_at).copied().unwrap_or(0);
-            source_at += 1;
+            *byte = signal.get(source_at.get()).copied().unwrap_or(0);
+            source_at.set(source_at.get() + 1);
         }
     };
-    render.prefill(&mut source);
+    render.prefill(&mut source)?;
+    let mut end_of_stream_at = None;
     capture.set_state(KSSTATE_RUN)?;
     render.set_state(KSSTATE_RUN)?;
 
@@ -282,7 +310,17 @@ pub fn run_loopback(
         let play = render.position()?;
         for _ in 0..render.take_notifications() {
             let play = render.position()?;
-            render.write_packet(play, &mut source)?;
+            let left = signal.len().saturating_sub(source_at.get());
+            let last = u32::try_from(left)
+                .ok()
+                .filter(|&left| left <= render.packet_bytes());
+            match last {
+                Some(valid) if config.end_of_stream && end_of_stream_at.is_none() => {
+                    end_of_stream_at = Some(signal.len() as u64);
+                    render.end_stream(play, valid, &mut source)?;
+                }
+                _ => render.write_packet(play, &mut source)?,
+            }
         }
         let recorded = capture.position()?;
         for _ in 0..capture.take_notifications() {
@@ -297,6 +335,18 @@ pub fn run_loopback(
         if done - last_report >= 0.01 {
             progress(done.min(1.0));
             last_report = done;
+        }
+    }
+    if let Some(end) = end_of_stream_at {
+        let at = end + reported_latency_frames * u64::from(block);
+        let after = captured.get(usize::try_from(at).unwrap_or(usize::MAX)..);
+        if let Some(offset) = after.and_then(|tail| tail.iter().position(|&b| b != 0)) {
+            return Err(EngineError::Protocol(format!(
+                "capture after the end of stream (render byte {end}) is not silence: byte {} \
+                 is {:#04x}",
+                at + offset as u64,
+                captured[usize::try_from(at).unwrap_or(0) + offset]
+            )));
         }
     }
     let peak_pages = machine.memory.peak_pages_in_use();
@@ -318,6 +368,7 @@ pub fn run_loopback(
         render: render_stats,
         capture: capture_stats,
         packet_mode,
+        end_of_stream_at,
         captured,
         render_pages,
         capture_pages,

@@ -9,21 +9,25 @@
 //! computes (the granted size, the offset, the cache type). This object sits
 //! where PortCls sits: it is an `IMiniportWaveRT` whose streams wrap the real
 //! streams, so the engine calls it through the same vtables and
-//! trampolines, and exactly one answer comes back wrong.
+//! trampolines, and exactly one answer comes back wrong. The packet
+//! interfaces are forwarded too (answered when the real stream answers
+//! them), so the packet rules can be seen to fire.
 
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use portcls_sys::{
-    IMiniportWaveRT, IMiniportWaveRTStream, IMiniportWaveRTStreamNotification, IPortWaveRT,
-    IPortWaveRTStream, IResourceList, IUnknown, DEVICE_DESCRIPTION, KSAUDIO_POSITION,
-    KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER, KSSTATE, KSSTATE_STOP, MEMORY_CACHING_TYPE,
-    PCFILTER_DESCRIPTOR, PMDL, PMINIPORTWAVERTSTREAM, ULONG,
+    IMiniportWaveRT, IMiniportWaveRTInputStream, IMiniportWaveRTOutputStream,
+    IMiniportWaveRTStream, IMiniportWaveRTStreamNotification, IPortWaveRT, IPortWaveRTStream,
+    IResourceList, IUnknown, DEVICE_DESCRIPTION, KSAUDIO_POSITION, KSAUDIO_PRESENTATION_POSITION,
+    KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER, KSSTATE, KSSTATE_STOP,
+    KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL,
+    PMINIPORTWAVERTSTREAM, STATUS_DATA_LATE_ERROR, ULONG,
 };
 use wavert_com::{
     new_wave_rt_miniport, AudioBuffer, ComPtr, KernelEvent, Miniport, MiniportWaveRt,
-    MiniportWaveRtStream, NtResult, NtStatus,
+    MiniportWaveRtStream, NtResult, NtStatus, PacketMode, ReadPacket,
 };
 
 use crate::engine::POISON_U32;
@@ -49,6 +53,21 @@ pub enum Tamper {
     DeviceDescriptionUnset,
     /// `SetState` refuses any jump of more than one step.
     RefuseStateJumps,
+    /// `GetPacketCount` one packet ahead of the real count.
+    PacketCountAhead,
+    /// `SetWritePacket` answers success where the real stream said the
+    /// packet is late.
+    AcceptLatePackets,
+    /// `SetWritePacket` drops the end-of-stream flag (the device keeps
+    /// playing the buffer).
+    IgnoreEndOfStream,
+    /// `GetOutputStreamPresentationPosition` one block behind its previous
+    /// answer, from the second call on.
+    PresentationBackwards,
+    /// `GetReadPacket`'s QPC this many ticks after the real one.
+    ReadPacketQpcLate(u64),
+    /// `GetReadPacket` names the packet before the real one.
+    ReadPacketNumberBehind,
 }
 
 /// An `IMiniportWaveRT` over `real` whose answers are `real`'s except the
@@ -159,11 +178,16 @@ impl MiniportWaveRt for TamperedWave {
         // SAFETY: a successful NewStream hands over one reference.
         let real = unsafe { ComPtr::from_raw(raw) }.ok_or(NtStatus::UNSUCCESSFUL)?;
         let notification = real.query::<IMiniportWaveRTStreamNotification>().ok();
+        let output = real.query::<IMiniportWaveRTOutputStream>().ok();
+        let input = real.query::<IMiniportWaveRTInputStream>().ok();
         Ok(TamperedStream {
             real,
             notification,
+            output,
+            input,
             tamper: self.tamper,
             state: AtomicI32::new(KSSTATE_STOP),
+            last_presented: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -199,14 +223,26 @@ static EMPTY_FILTER: PCFILTER_DESCRIPTOR = PCFILTER_DESCRIPTOR {
 pub struct TamperedStream {
     real: ComPtr<IMiniportWaveRTStream>,
     notification: Option<ComPtr<IMiniportWaveRTStreamNotification>>,
+    output: Option<ComPtr<IMiniportWaveRTOutputStream>>,
+    input: Option<ComPtr<IMiniportWaveRTInputStream>>,
     tamper: Tamper,
     /// The state the real stream last accepted.
     state: AtomicI32,
+    /// The last presentation position answered (`u64::MAX`: none yet).
+    last_presented: AtomicU64,
 }
 
 impl TamperedStream {
     fn notification(&self) -> NtResult<&ComPtr<IMiniportWaveRTStreamNotification>> {
         self.notification.as_ref().ok_or(NtStatus::NOT_SUPPORTED)
+    }
+
+    fn output(&self) -> NtResult<&ComPtr<IMiniportWaveRTOutputStream>> {
+        self.output.as_ref().ok_or(NtStatus::NOT_SUPPORTED)
+    }
+
+    fn input(&self) -> NtResult<&ComPtr<IMiniportWaveRTInputStream>> {
+        self.input.as_ref().ok_or(NtStatus::NOT_SUPPORTED)
     }
 
     /// The granted buffer with the tampered field changed.
@@ -239,6 +275,14 @@ fn buffer_from(
 }
 
 impl MiniportWaveRtStream for TamperedStream {
+    fn packet_mode(&self) -> PacketMode {
+        match (&self.output, &self.input) {
+            (Some(_), _) => PacketMode::Output,
+            (None, Some(_)) => PacketMode::Input,
+            (None, None) => PacketMode::None,
+        }
+    }
+
     fn set_format(&self, format: &[u8]) -> NtResult<()> {
         let mut format = format.to_vec();
         let set = self.real.vtbl().SetFormat;
@@ -380,5 +424,78 @@ impl MiniportWaveRtStream for TamperedStream {
         let unregister = n.vtbl().UnregisterNotificationEvent;
         // SAFETY: the real stream is live; the event is the port's.
         NtStatus::check(unsafe { unregister(n.this(), event.as_raw()) })
+    }
+
+    fn set_write_packet(&self, packet_number: u32, flags: u32, eos_length: u32) -> NtResult<()> {
+        let out = self.output()?;
+        let (flags, eos_length) = if self.tamper == Tamper::IgnoreEndOfStream {
+            (flags & !KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, 0)
+        } else {
+            (flags, eos_length)
+        };
+        let set = out.vtbl().SetWritePacket;
+        // SAFETY: the real stream is live.
+        let status = unsafe { set(out.this(), packet_number, flags, eos_length) };
+        if self.tamper == Tamper::AcceptLatePackets && status == STATUS_DATA_LATE_ERROR {
+            return Ok(());
+        }
+        NtStatus::check(status)
+    }
+
+    fn presentation_position(&self) -> NtResult<KSAUDIO_PRESENTATION_POSITION> {
+        let out = self.output()?;
+        let mut position = KSAUDIO_PRESENTATION_POSITION::default();
+        let get = out.vtbl().GetOutputStreamPresentationPosition;
+        // SAFETY: the real stream is live; `position` outlives the call.
+        NtStatus::check(unsafe { get(out.this(), &raw mut position) })?;
+        if self.tamper == Tamper::PresentationBackwards {
+            let last = self.last_presented.load(Ordering::Acquire);
+            if last != u64::MAX {
+                position.u64PositionInBlocks = last.saturating_sub(1);
+            }
+            self.last_presented
+                .store(position.u64PositionInBlocks, Ordering::Release);
+        }
+        Ok(position)
+    }
+
+    fn packet_count(&self) -> NtResult<u32> {
+        let out = self.output()?;
+        let mut count = 0;
+        let get = out.vtbl().GetPacketCount;
+        // SAFETY: the real stream is live; `count` outlives the call.
+        NtStatus::check(unsafe { get(out.this(), &raw mut count) })?;
+        if self.tamper == Tamper::PacketCountAhead {
+            count = count.wrapping_add(1);
+        }
+        Ok(count)
+    }
+
+    fn read_packet(&self) -> NtResult<ReadPacket> {
+        let input = self.input()?;
+        let (mut number, mut flags, mut qpc, mut more) = (0, 0, 0, 0);
+        let get = input.vtbl().GetReadPacket;
+        // SAFETY: the real stream is live; the out-parameters outlive the call.
+        let status = unsafe {
+            get(
+                input.this(),
+                &raw mut number,
+                &raw mut flags,
+                &raw mut qpc,
+                &raw mut more,
+            )
+        };
+        NtStatus::check(status)?;
+        match self.tamper {
+            Tamper::ReadPacketQpcLate(ticks) => qpc = qpc.saturating_add(ticks),
+            Tamper::ReadPacketNumberBehind => number = number.wrapping_sub(1),
+            _ => {}
+        }
+        Ok(ReadPacket {
+            packet_number: number,
+            flags,
+            performance_counter: qpc,
+            more_data: more != 0,
+        })
     }
 }

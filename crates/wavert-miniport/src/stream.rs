@@ -18,15 +18,19 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use portcls_sys::{
-    IPortWaveRTStream, MmCached, GUID, INTERFACE_TYPE, KSAUDIO_POSITION, KSRTAUDIO_HWLATENCY,
-    KSSTATE, MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL,
+    IPortWaveRTStream, MmCached, GUID, INTERFACE_TYPE, KSAUDIO_POSITION,
+    KSAUDIO_PRESENTATION_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, MEMORY_CACHING_TYPE,
+    PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{
     AudioBuffer, ComPtr, KernelEvent, MiniportWaveRtStream, NtResult, NtStatus, PacketMode,
+    ReadPacket,
 };
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::{negotiate, BufferPlan, BufferRequest, DeviceLimits};
+use wavert_core::packet::{check_write_flags, PacketProgress, WriteError};
+use wavert_core::position::ClockReading;
 use wavert_core::range::{parse_client_request, ClientRequest, DeviceRange};
 use wavert_core::sg::{self, Descriptor, SgProfile};
 use wavert_core::state::KsState;
@@ -34,7 +38,7 @@ use wavert_core::state::KsState;
 use crate::direction::Direction;
 use crate::memory::{Mapping, Mdl, PortStream};
 use crate::modes::PacketSizeConstraints;
-use crate::platform::{LogLevel, Platform};
+use crate::platform::{LogLevel, Platform, SpinLock};
 
 /// Parses a `KSDATAFORMAT` + `WAVEFORMATEX(TENSIBLE)` the port passes.
 ///
@@ -107,6 +111,30 @@ pub struct DmaBuffer {
     pub notification_count: u32,
     /// The back-end's own memory for this buffer, if it asked for any.
     pub device_memory: Option<DeviceMemory>,
+}
+
+/// One side's stream as packet mode sees it, read at one instant
+/// ([`Backend::packet_clock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketClock {
+    /// The device's clock: frames moved since STOP and the instant they
+    /// refer to (its last update: frozen while paused).
+    pub reading: ClockReading,
+    /// The QPC at which the back-end read its clock (the instant a
+    /// presentation position is taken at).
+    pub read_at: u64,
+    /// Bytes per frame.
+    pub block_align: u32,
+    /// Bytes per packet (the buffer divided by the notification count).
+    pub packet_bytes: u32,
+    /// Packets per buffer: the notification count (0 for a buffer
+    /// allocated without notification).
+    pub notification_count: u32,
+    /// The stream's state.
+    pub state: KsState,
+    /// Render: the linear byte from which the device plays silence, once
+    /// the OS has sent its last packet (cleared at STOP).
+    pub end_of_stream: Option<u64>,
 }
 
 /// What a device back-end provides to the shared [`WaveRtStream`].
@@ -207,6 +235,38 @@ pub trait Backend: Send + Sync + 'static {
     /// stream's buffer.
     fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()>;
 
+    /// Whether `direction`'s streams offer Windows 10 packet mode
+    /// (`IMiniportWaveRTOutputStream` for render,
+    /// `IMiniportWaveRTInputStream` for capture): the device can tell, at
+    /// any instant, how far it has moved (its packet counter keeps the
+    /// nominal rate) and, for render, can play silence after a last packet.
+    /// None by default.
+    fn offers_packets(&self, direction: Direction) -> bool {
+        let _ = direction;
+        false
+    }
+
+    /// `direction`'s stream for packet mode, as of now (`None` without a
+    /// buffer, or without packet mode). IRQL: `PASSIVE_LEVEL` (every packet
+    /// method is called there), no allocation.
+    fn packet_clock(&self, direction: Direction) -> Option<PacketClock> {
+        let _ = direction;
+        None
+    }
+
+    /// Render packet mode, end of stream: from linear byte `end` on the
+    /// device plays silence, and keeps counting packets. Cleared at STOP.
+    /// IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` without a buffer;
+    /// `STATUS_NOT_SUPPORTED` (the default) without packet mode.
+    fn set_end_of_stream(&self, direction: Direction, end: u64) -> NtResult<()> {
+        let _ = (direction, end);
+        Err(NtStatus::NOT_SUPPORTED)
+    }
+
     /// A line for the driver log.
     fn log(&self, level: LogLevel, message: core::fmt::Arguments<'_>) {
         self.platform().log(level, message);
@@ -265,6 +325,13 @@ pub struct WaveRtStream<B: Backend> {
     direction: Direction,
     port_stream: ComPtr<IPortWaveRTStream>,
     format: AudioFormat,
+    /// Capture packet mode: the last packet the OS read since STOP.
+    last_read_packet: <B::Platform as Platform>::Lock<Option<u64>>,
+}
+
+/// The low 32 bits of a packet number (the interfaces' `ULONG`s wrap).
+fn low_32(packet: u64) -> u32 {
+    u32::try_from(packet & u64::from(u32::MAX)).unwrap_or(0)
 }
 
 impl<B: Backend> WaveRtStream<B> {
@@ -285,7 +352,55 @@ impl<B: Backend> WaveRtStream<B> {
             direction,
             port_stream,
             format,
+            last_read_packet: SpinLock::new(None),
         })
+    }
+
+    /// The packet clock of this stream's side, for the packet methods:
+    /// only for a buffer with notifications (packet mode is event-driven;
+    /// SYSVAD answers the same).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_NOT_SUPPORTED` for the other direction's interface or a
+    /// buffer without notifications; `STATUS_INVALID_DEVICE_STATE` without
+    /// a buffer.
+    fn packet_clock(&self, direction: Direction) -> NtResult<PacketClock> {
+        if direction != self.direction || !self.backend.offers_packets(direction) {
+            return Err(NtStatus::NOT_SUPPORTED);
+        }
+        let clock = self
+            .backend
+            .packet_clock(direction)
+            .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+        if clock.notification_count == 0 {
+            return Err(NtStatus::NOT_SUPPORTED);
+        }
+        Ok(clock)
+    }
+
+    /// Where the packets stand on `clock`.
+    fn progress(clock: &PacketClock) -> NtResult<PacketProgress> {
+        let linear = clock
+            .reading
+            .frames
+            .saturating_mul(u64::from(clock.block_align));
+        PacketProgress::from_linear(
+            linear,
+            clock.packet_bytes,
+            clock.notification_count,
+            clock.state == KsState::Run,
+        )
+        .ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+
+    /// The reported hardware latency in frames (FIFO plus delays), what
+    /// separates the frames moved from the frames presented.
+    fn latency_frames(&self) -> u64 {
+        let latency = self.backend.hw_latency(&self.format);
+        let fifo = u64::from(latency.FifoSize) / u64::from(self.format.block_align().max(1));
+        let delay_100ns = u64::from(latency.ChipsetDelay) + u64::from(latency.CodecDelay);
+        fifo + delay_100ns * u64::from(self.format.sample_rate()) / 10_000_000
     }
 
     const fn port(&self) -> PortStream<'_> {
@@ -443,6 +558,7 @@ impl<B: Backend> WaveRtStream<B> {
         };
         match self.backend.install_buffer(self.direction, buffer) {
             Ok(()) => {
+                self.last_read_packet.with(|last| *last = None);
                 self.backend.log(
                     LogLevel::Info,
                     format_args!(
@@ -507,11 +623,16 @@ impl<B: Backend> Drop for WaveRtStream<B> {
 }
 
 impl<B: Backend> MiniportWaveRtStream for WaveRtStream<B> {
+    /// The packet interface of the stream's direction, when the back-end
+    /// offers packet mode (see [`Backend::offers_packets`]).
     fn packet_mode(&self) -> PacketMode {
-        // Packet mode (Windows 10 IMiniportWaveRTOutputStream/InputStream)
-        // is not offered yet: the port then drives the stream in plain
-        // event-driven mode. See docs/architecture.md.
-        PacketMode::None
+        if !self.backend.offers_packets(self.direction) {
+            return PacketMode::None;
+        }
+        match self.direction {
+            Direction::Render => PacketMode::Output,
+            Direction::Capture => PacketMode::Input,
+        }
     }
 
     fn set_format(&self, format: &[u8]) -> NtResult<()> {
@@ -550,6 +671,10 @@ impl<B: Backend> MiniportWaveRtStream for WaveRtStream<B> {
                 return Err(status);
             }
             now = next;
+        }
+        if target == KsState::Stop {
+            // GetReadPacket's numbers start again from 0.
+            self.last_read_packet.with(|last| *last = None);
         }
         Ok(())
     }
@@ -591,5 +716,99 @@ impl<B: Backend> MiniportWaveRtStream for WaveRtStream<B> {
 
     fn unregister_notification_event(&self, event: KernelEvent) -> NtResult<()> {
         self.backend.unregister_event(self.direction, event)
+    }
+
+    /// `SetWritePacket` (Learn): after an end of stream
+    /// `STATUS_INVALID_DEVICE_STATE`; another flag, or an end-of-stream
+    /// length that is no whole number of frames within the packet,
+    /// `STATUS_INVALID_PARAMETER`; a packet already transferred or in
+    /// transfer `STATUS_DATA_LATE_ERROR`; one the buffer cannot hold yet
+    /// `STATUS_DATA_OVERRUN` ([`PacketProgress::check_write`]). The
+    /// counter runs on at the nominal rate whatever the answer. An
+    /// end-of-stream packet of `length` bytes has the device play silence
+    /// from its `length`-th byte on.
+    fn set_write_packet(&self, packet_number: u32, flags: u32, eos_length: u32) -> NtResult<()> {
+        let clock = self.packet_clock(Direction::Render)?;
+        if clock.end_of_stream.is_some() {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        let end_of_stream =
+            check_write_flags(flags, eos_length, clock.packet_bytes, clock.block_align)
+                .map_err(|_| NtStatus::INVALID_PARAMETER)?;
+        let packet = Self::progress(&clock)?
+            .check_write(packet_number)
+            .map_err(|e| match e {
+                WriteError::Late => NtStatus::DATA_LATE_ERROR,
+                WriteError::Overrun => NtStatus::DATA_OVERRUN,
+            })?;
+        if let Some(length) = end_of_stream {
+            let end = packet
+                .saturating_mul(u64::from(clock.packet_bytes))
+                .saturating_add(u64::from(length));
+            self.backend.set_end_of_stream(Direction::Render, end)?;
+        }
+        Ok(())
+    }
+
+    /// `GetOutputStreamPresentationPosition`: the frames moved less the
+    /// reported latency (FIFO, chipset and codec delay) are what has been
+    /// presented, taken at the QPC the device was read at; block 0 is the
+    /// first sample of packet 0.
+    fn presentation_position(&self) -> NtResult<KSAUDIO_PRESENTATION_POSITION> {
+        let clock = self.packet_clock(Direction::Render)?;
+        Ok(KSAUDIO_PRESENTATION_POSITION {
+            u64PositionInBlocks: clock.reading.frames.saturating_sub(self.latency_frames()),
+            u64QPCPosition: clock.read_at,
+        })
+    }
+
+    /// `GetPacketCount`: packets completely transferred since STOP (low 32
+    /// bits).
+    fn packet_count(&self) -> NtResult<u32> {
+        let clock = self.packet_clock(Direction::Render)?;
+        Ok(low_32(Self::progress(&clock)?.completed))
+    }
+
+    /// `GetReadPacket`: outside PAUSE and RUN `STATUS_INVALID_DEVICE_STATE`
+    /// (as SYSVAD); with no packet completed since the last one read
+    /// `STATUS_DEVICE_NOT_READY`; otherwise the next packet for the OS
+    /// ([`PacketProgress::next_read`]: the one after the last read, or the
+    /// oldest the device has not begun to overwrite), the QPC of its first
+    /// sample at the nominal rate, and whether a newer one is complete.
+    fn read_packet(&self) -> NtResult<ReadPacket> {
+        let clock = self.packet_clock(Direction::Capture)?;
+        if clock.state < KsState::Pause {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        let progress = Self::progress(&clock)?;
+        let choice = self
+            .last_read_packet
+            .with(|last| {
+                let choice = progress.next_read(*last)?;
+                *last = Some(choice.packet);
+                Ok(choice)
+            })
+            .map_err(|_: wavert_core::packet::NotReady| NtStatus::DEVICE_NOT_READY)?;
+        if choice.dropped != 0 {
+            self.backend.log(
+                LogLevel::Error,
+                format_args!(
+                    "Capture: {} packet(s) overwritten before the OS read them",
+                    choice.dropped
+                ),
+            );
+        }
+        let first_frame = choice.packet.saturating_mul(u64::from(clock.packet_bytes))
+            / u64::from(clock.block_align.max(1));
+        let performance_counter = clock
+            .reading
+            .qpc_of_frame(first_frame)
+            .ok_or(NtStatus::UNSUCCESSFUL)?;
+        Ok(ReadPacket {
+            packet_number: low_32(choice.packet),
+            flags: 0,
+            performance_counter,
+            more_data: choice.more,
+        })
     }
 }

@@ -274,7 +274,7 @@ fn render(rate: u32, ms: u64, buffer_ms: u32, late: Option<(u64, u64)>) -> Rende
     let latency = stream.hw_latency().unwrap();
     assert_eq!(latency.FifoSize, wavert_miniport::ac97::stream::FIFO_BYTES);
     let mut signal = Signal { rate, next: 0 };
-    stream.prefill(&mut |out| signal.fill(out));
+    stream.prefill(&mut |out| signal.fill(out)).unwrap();
     let accesses_at_start = rig.qemu.register_accesses();
     stream.set_state(KSSTATE_RUN).unwrap();
     let mut last = 0;

@@ -235,11 +235,14 @@ impl VirtualOutcome {
                 session.render.notifications, session.capture.notifications
             ),
             format!(
-                "packets          : render {}, capture {} (packet interfaces: {}, mismatches {})",
+                "packets          : render {}, capture {} (packet mode: render {}, capture {}; {} packet answers checked, {} late writes, {} dropped reads)",
                 session.render.packets,
                 session.capture.packets,
-                if session.packet_mode { "yes" } else { "no" },
-                session.render.packet_mismatches + session.capture.packet_mismatches
+                if session.packet_mode.render { "yes" } else { "no" },
+                if session.packet_mode.capture { "yes" } else { "no" },
+                session.render.packet_calls + session.capture.packet_calls,
+                session.render.late_writes,
+                session.capture.dropped_packets
             ),
             format!(
                 "glitches         : render {}, capture {}",

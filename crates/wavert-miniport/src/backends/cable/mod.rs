@@ -56,7 +56,7 @@ use crate::direction::{Direction, PerDirection};
 use crate::memory::{Mapping, NotificationEvents};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{Platform, SpinLock};
-use crate::stream::{same_format, Backend, DmaBuffer, WaveRtStream};
+use crate::stream::{same_format, Backend, DmaBuffer, PacketClock, WaveRtStream};
 use crate::wave::WaveMiniport;
 
 /// Period of the virtual engine's timer: 1 ms, in 100 ns units. Notification
@@ -150,6 +150,9 @@ pub struct Buffer {
     pub started: bool,
     /// Registered events.
     pub events: NotificationEvents,
+    /// Render packet mode: the render linear byte from which capture gets
+    /// silence (the OS's last packet ended there). Cleared at STOP.
+    pub end_of_stream: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -315,6 +318,7 @@ impl<P: Platform> VirtualCable<P> {
             moved: 0,
             started: false,
             events: NotificationEvents::new(),
+            end_of_stream: None,
         })
     }
 }
@@ -528,6 +532,48 @@ impl<P: Platform> Backend for VirtualCable<P> {
     fn packet_size_constraints(&self, _direction: Direction) -> PacketSizeConstraints {
         PACKET_SIZE_CONSTRAINTS
     }
+
+    /// Both sides: the clocks are QPC-paced, so the packet counters keep
+    /// the nominal rate whatever the client does, and the capture side can
+    /// be fed silence after render's last packet.
+    fn offers_packets(&self, _direction: Direction) -> bool {
+        true
+    }
+
+    /// The side's clock after servicing the engines up to now (as
+    /// `GetPosition`). IRQL: `<= DISPATCH_LEVEL`.
+    fn packet_clock(&self, direction: Direction) -> Option<PacketClock> {
+        let now = self.platform.qpc();
+        self.state.with(|s| {
+            service(s, &self.platform, now);
+            let end = &mut s.ends[direction];
+            let block_align = end.format?.block_align();
+            let b = end.buffer.as_mut()?;
+            let _ = b.timed.position(now);
+            Some(PacketClock {
+                reading: b.timed.clock().reading(),
+                read_at: now,
+                block_align,
+                packet_bytes: b.dma.packet_bytes,
+                notification_count: b.dma.notification_count,
+                state: end.state,
+                end_of_stream: b.end_of_stream,
+            })
+        })
+    }
+
+    /// Render's last packet: capture reads silence from render byte `end`
+    /// on ([`service`] stops the copy there). IRQL: `<= DISPATCH_LEVEL`.
+    fn set_end_of_stream(&self, direction: Direction, end: u64) -> NtResult<()> {
+        self.state.with(|s| {
+            let b = s.ends[direction]
+                .buffer
+                .as_mut()
+                .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
+            b.end_of_stream = Some(end);
+            Ok(())
+        })
+    }
 }
 
 fn change_state(
@@ -557,6 +603,7 @@ fn change_state(
                 b.engine.stop();
                 b.started = false;
                 b.moved = 0;
+                b.end_of_stream = None;
             }
             _ => {}
         }
@@ -690,7 +737,8 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
                         geometry,
                         next: i128::from(cb.moved) - i128::from(lead) * block,
                         oldest: rb.moved.saturating_sub(u64::from(rb.dma.size)),
-                        end: rb.moved,
+                        // After the OS's last packet only silence.
+                        end: rb.end_of_stream.map_or(rb.moved, |eos| rb.moved.min(eos)),
                     }),
                     _ => None,
                 }
