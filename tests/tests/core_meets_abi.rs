@@ -162,3 +162,11 @@ fn speaker_layouts_agree() {
         assert_eq!(core, abi);
     }
 }
+
+#[test]
+fn the_end_of_stream_flag_the_core_checks_is_the_abi_crates() {
+    assert_eq!(
+        wavert_core::packet::END_OF_STREAM_FLAG,
+        portcls_sys::KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM
+    );
+}

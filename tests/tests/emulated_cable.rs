@@ -1186,3 +1186,214 @@ fn the_minimum_packet_period_streams_bit_exact() {
         assert_clean(&machine, &format!("{dma:?} 2 ms packets"));
     }
 }
+
+// ---- packet mode ------------------------------------------------------
+//
+// Every loopback above runs in packet mode where the Windows port would
+// (`assert_bit_exact_under`); these tests drive what a session in time
+// does not: an end of stream, a client late by several packets, and packet
+// numbers out of order. Each answer also passes the engine's packet rules
+// (`wavert_emulator::packets`), which `crates/wavert-emulator/tests/
+// packet_rules.rs` shows failing on a tampered answer.
+
+/// A 48 kHz 16-bit stereo stream on `adapter`'s render or capture host pin
+/// with a 40 ms buffer of two 20 ms packets and its event, in packet mode.
+fn packet_stream(machine: &Arc<Machine>, adapter: &CableAdapter, capture: bool) -> Stream {
+    let name = if capture { "WaveCapture" } else { "WaveRender" };
+    let filter = adapter.wave_filter(name).unwrap();
+    let pin = streaming_pin(filter.description, capture).unwrap();
+    let format = request(48_000, 16, 2, false);
+    let (_, bytes) = negotiate_format(&filter.miniport, filter.description, pin, &format).unwrap();
+    let mut stream = Stream::open(machine, &filter.miniport, pin, capture, &bytes).unwrap();
+    assert_eq!(stream.allocate(7_680, Some(2)).unwrap(), 7_680);
+    stream.register_event().unwrap();
+    assert!(stream.uses_packets(), "{name} offers packet mode");
+    stream
+}
+
+#[test]
+fn an_end_of_stream_is_followed_by_silence_and_the_counters_go_on() {
+    for dma in dma_modes() {
+        let what = format!("{dma:?}");
+        let machine = new_machine();
+        let adapter = start(&machine, dma);
+        // 0.31 s: the signal ends half-way through its last packet, whose
+        // tail the engine fills with stale bytes; the buffer still holds
+        // the packet before it. The session fails unless every captured
+        // byte after the end of stream is silence.
+        let config = LoopbackConfig {
+            end_of_stream: true,
+            ..LoopbackConfig::default()
+        };
+        let (result, rendered) = loopback(&adapter, &config, 0.31);
+        assert_eq!(rendered.len() % 3_840, 1_920, "{what}: half a packet");
+        assert_eq!(
+            result.end_of_stream_at,
+            Some(rendered.len() as u64),
+            "{what}"
+        );
+        let block = result.format.block_align() as usize;
+        assert_eq!(result.reported_latency_frames, 0, "{what}");
+        let (mismatches, first) = signal::mismatched_frames(&rendered, &result.captured, block, 0);
+        assert_eq!(mismatches, 0, "{what}: first differing frame {first:?}");
+        assert!(
+            result.captured[rendered.len()..].iter().all(|&b| b == 0),
+            "{what}: silence after the end"
+        );
+        assert!(
+            result.captured.len() >= rendered.len() + 2 * 7_680,
+            "{what}: two buffers recorded after the end"
+        );
+        // Events and packet counts kept coming after the last packet: every
+        // render event after it still read (and checked) the count and the
+        // presentation position.
+        let after_end = result.render.notifications - result.render.packets;
+        assert!(after_end >= 4, "{what}: {:?}", result.render);
+        assert!(
+            result.render.packet_calls >= 3 * result.render.packets + 2 * after_end,
+            "{what}: {:?}",
+            result.render
+        );
+        assert_eq!(result.render.glitches, 0, "{what}");
+        assert_eq!(result.capture.glitches, 0, "{what}");
+        adapter.remove();
+        assert_clean(&machine, &what);
+    }
+}
+
+#[test]
+fn a_late_render_client_is_told_late_and_the_counter_keeps_the_nominal_rate() {
+    use portcls_sys::{
+        KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM as EOS, STATUS_DATA_LATE_ERROR, STATUS_DATA_OVERRUN,
+        STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+    };
+    use wavert_emulator::machine::QPC_PER_MS;
+    for dma in dma_modes() {
+        let what = format!("{dma:?}");
+        let machine = new_machine();
+        let adapter = start(&machine, dma);
+        let mut stream = packet_stream(&machine, &adapter, false);
+        // Before RUN the whole buffer is the client's: packets 0 and 1.
+        stream.prefill(&mut |out| out.fill(0x11)).unwrap();
+        assert_eq!(stream.packet_count().unwrap(), 0, "{what}");
+        stream.set_state(portcls_sys::KSSTATE_RUN).unwrap();
+        // The client sleeps through three packet ends.
+        machine.advance(65 * QPC_PER_MS);
+        assert_eq!(stream.packet_count().unwrap(), 3, "{what}: 60 ms done");
+        // Its next packet in sequence, 2, is late; the engine resyncs to 4
+        // (the count is 3: packet 3 is in transfer).
+        let play = stream.position().unwrap();
+        stream
+            .write_packet(play, &mut |out| out.fill(0x22))
+            .unwrap();
+        assert_eq!(stream.stats.late_writes, 1, "{what}");
+        // Out of order: a packet behind the one in transfer, the one in
+        // transfer, one past what the buffer holds; the same packet again.
+        for (packet, status) in [
+            (2, STATUS_DATA_LATE_ERROR),
+            (3, STATUS_DATA_LATE_ERROR),
+            (5, STATUS_DATA_OVERRUN),
+            (1 << 31, STATUS_DATA_OVERRUN),
+            (4, STATUS_SUCCESS),
+        ] {
+            assert_eq!(
+                stream.set_write_packet(packet, 0, 0).unwrap(),
+                status,
+                "{what}: packet {packet}"
+            );
+        }
+        // Bad parameters: an unknown flag, an end-of-stream length that is
+        // no whole frame or longer than the packet.
+        for (flags, length) in [(1, 0), (EOS, 6), (EOS, 3_844)] {
+            assert_eq!(
+                stream.set_write_packet(4, flags, length).unwrap(),
+                STATUS_INVALID_PARAMETER,
+                "{what}: flags {flags:#x} length {length}"
+            );
+        }
+        // The end of stream, then nothing more.
+        assert_eq!(
+            stream.set_write_packet(4, EOS, 1_000).unwrap(),
+            STATUS_SUCCESS,
+            "{what}"
+        );
+        assert_eq!(
+            stream.set_write_packet(5, 0, 0).unwrap(),
+            STATUS_INVALID_DEVICE_STATE,
+            "{what}: after the end of stream"
+        );
+        // Ten seconds without a single write: the count goes on.
+        machine.advance(10_000 * QPC_PER_MS);
+        assert_eq!(
+            stream.packet_count().unwrap(),
+            (10_065 / 20) as u64,
+            "{what}"
+        );
+        let presented = stream.presentation_position().unwrap();
+        assert_eq!(presented.u64PositionInBlocks, 48 * 10_065, "{what}");
+        // STOP resets the count and forgets the end of stream.
+        stream.set_state(portcls_sys::KSSTATE_STOP).unwrap();
+        assert_eq!(stream.packet_count().unwrap(), 0, "{what}");
+        assert_eq!(
+            stream.set_write_packet(0, 0, 0).unwrap(),
+            STATUS_SUCCESS,
+            "{what}"
+        );
+        stream.close().unwrap();
+        adapter.remove();
+        assert_clean(&machine, &what);
+    }
+}
+
+#[test]
+fn a_late_capture_reader_gets_the_newest_whole_packet() {
+    use wavert_emulator::machine::QPC_PER_MS;
+    for dma in dma_modes() {
+        let what = format!("{dma:?}");
+        let machine = new_machine();
+        let adapter = start(&machine, dma);
+        let mut stream = packet_stream(&machine, &adapter, true);
+        stream.set_state(portcls_sys::KSSTATE_RUN).unwrap();
+        assert_eq!(
+            stream.get_read_packet().unwrap(),
+            None,
+            "{what}: nothing yet"
+        );
+        machine.advance(10 * QPC_PER_MS);
+        assert_eq!(
+            stream.get_read_packet().unwrap(),
+            None,
+            "{what}: half a packet"
+        );
+        // Three packet ends later packet 3 overwrites packet 1: only packet
+        // 2 is whole, and the reader is told so (MoreData FALSE).
+        machine.advance(55 * QPC_PER_MS);
+        let mut sink = Vec::new();
+        let recorded = stream.position().unwrap();
+        stream.read_packet(recorded, &mut sink).unwrap();
+        assert_eq!(sink.len(), 3_840, "{what}");
+        assert_eq!(stream.stats.dropped_packets, 2, "{what}");
+        assert_eq!(stream.get_read_packet().unwrap(), None, "{what}: read");
+        machine.advance(20 * QPC_PER_MS);
+        assert_eq!(
+            stream.get_read_packet().unwrap(),
+            Some((3, false)),
+            "{what}: the next"
+        );
+        // PAUSE keeps the count; STOP starts it again from 0.
+        stream.set_state(portcls_sys::KSSTATE_PAUSE).unwrap();
+        machine.advance(100 * QPC_PER_MS);
+        assert_eq!(stream.get_read_packet().unwrap(), None, "{what}: paused");
+        stream.set_state(portcls_sys::KSSTATE_STOP).unwrap();
+        stream.set_state(portcls_sys::KSSTATE_RUN).unwrap();
+        machine.advance(20 * QPC_PER_MS);
+        assert_eq!(
+            stream.get_read_packet().unwrap(),
+            Some((0, false)),
+            "{what}: after STOP"
+        );
+        stream.close().unwrap();
+        adapter.remove();
+        assert_clean(&machine, &what);
+    }
+}

@@ -1,7 +1,9 @@
-//! Windows 10 packet mode: which packets the OS may write
-//! (`IMiniportWaveRTOutputStream::SetWritePacket`) and which one it reads
-//! next (`IMiniportWaveRTInputStream::GetReadPacket`), derived from the
-//! packets the device has completed.
+//! Windows 10 packet mode: which packets the OS may write and which it
+//! reads next.
+//!
+//! Both follow from the packets the device has completed
+//! (`IMiniportWaveRTOutputStream::SetWritePacket`,
+//! `IMiniportWaveRTInputStream::GetReadPacket`).
 //!
 //! A packet is the buffer divided by the notification count, so a buffer
 //! holds `per_buffer` packets, packet `n` in slot `n % per_buffer`.
@@ -13,7 +15,7 @@
 //! * Render: packet `completed` is the one being transferred once the
 //!   device moves (or has moved part of it); a packet number at or before
 //!   it is late (`STATUS_DATA_LATE_ERROR`), one the buffer cannot hold yet
-//!   is an overrun (`STATUS_DATA_OVERRUN`). GetPacketCount's own example:
+//!   is an overrun (`STATUS_DATA_OVERRUN`). `GetPacketCount`'s own example:
 //!   a count of 5 means packet 5 is in progress and the OS writes packet 6.
 //! * Capture: the OS reads completed packets; when it calls, it has read
 //!   all earlier ones; a packet the device has already begun to overwrite
@@ -46,7 +48,7 @@ pub struct ReadChoice {
 /// Where a stream's packets stand at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketProgress {
-    /// Packets completely transferred since STOP (GetPacketCount's 1-based
+    /// Packets completely transferred since STOP (`GetPacketCount`'s 1-based
     /// count; also the 0-based number of the packet in progress).
     pub completed: u64,
     /// Whether packet `completed` has begun to move (the stream runs, or
@@ -83,7 +85,7 @@ impl PacketProgress {
     /// The buffer holds packets `completed .. completed + per_buffer`; the
     /// one in transfer is no longer the OS's to write. With one packet per
     /// buffer the single slot is always in use once the stream runs: the
-    /// next packet goes into it (what GetPacketCount's page tells the OS to
+    /// next packet goes into it (what `GetPacketCount`'s page tells the OS to
     /// write, and what SYSVAD accepts).
     #[must_use]
     pub const fn writable(&self) -> (u64, u64) {
@@ -172,10 +174,11 @@ pub struct InvalidWriteParameter;
 /// `SetWritePacket` takes.
 pub const END_OF_STREAM_FLAG: u32 = 0x0000_0200;
 
-/// Checks `SetWritePacket`'s flags and end-of-stream length: `Some(bytes)`
-/// of valid data in the last packet when the flag is set (0 is valid;
-/// whole frames, at most a packet), `None` for an ordinary packet (the
-/// length is then ignored, as the page says).
+/// Checks `SetWritePacket`'s flags and end-of-stream length.
+///
+/// `Some(bytes)` of valid data in the last packet when the flag is set (0
+/// is valid; whole frames, at most a packet), `None` for an ordinary
+/// packet (the length is then ignored, as the page says).
 ///
 /// # Errors
 ///

@@ -227,10 +227,12 @@ impl QpcClock {
     }
 }
 
-/// A stream clock read at one instant: what the packet interfaces derive
-/// their answers from (`GetPacketCount` from `frames`,
-/// `GetOutputStreamPresentationPosition` from `frames` and `qpc`,
-/// `GetReadPacket`'s time from [`ClockReading::qpc_of_frame`]).
+/// A stream clock read at one instant.
+///
+/// What the packet interfaces derive their answers from:
+/// `GetPacketCount` from `frames`, `GetOutputStreamPresentationPosition`
+/// from `frames`, `GetReadPacket`'s time from
+/// [`ClockReading::qpc_of_frame`].
 ///
 /// A timer-paced clock ([`QpcClock::reading`]) gives its exact state; a
 /// DMA-paced device gives the frames its engine has moved, the QPC it read

@@ -1272,9 +1272,7 @@ impl Stream {
         let valid = valid.min(self.packet_bytes());
         let tail = data.get_mut(valid as usize..).unwrap_or_default();
         tail.fill(STALE_BYTE);
-        self.announce(count, &data, KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, valid)?;
-        self.packets.end_of_stream = true;
-        Ok(())
+        self.announce(count, &data, KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, valid)
     }
 
     /// The next packet of `source`, the write cursor checked against the
@@ -1364,7 +1362,8 @@ impl Stream {
 
     /// `SetWritePacket(number, flags, eos_length)`; the status must be
     /// what the page says for the packets the nominal clock has completed
-    /// during the call ([`expected_write_status`]). Returns it.
+    /// during the call ([`expected_write_status`]). Returns it; an
+    /// accepted end of stream is remembered (later calls must be refused).
     ///
     /// # Errors
     ///
@@ -1405,6 +1404,9 @@ impl Stream {
             allowed.push(STATUS_SUCCESS);
         }
         check_write_status(number, status, &allowed).map_err(EngineError::Protocol)?;
+        if status == STATUS_SUCCESS && flags & KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM != 0 {
+            self.packets.end_of_stream = true;
+        }
         Ok(status)
     }
 
@@ -1470,19 +1472,13 @@ impl Stream {
             self.take_packet(self.cursor / packet, sink);
             return Ok(());
         }
-        loop {
-            let Some(answer) = self.get_read_packet()? else {
-                return Ok(());
-            };
-            let first_unread = self.packets.last_read.map_or(0, |r| r + 1);
-            let number = answer.0;
-            self.stats.dropped_packets += number - first_unread;
-            self.packets.last_read = Some(number);
+        while let Some((number, more)) = self.get_read_packet()? {
             self.take_packet(number, sink);
-            if !answer.1 {
-                return Ok(());
+            if !more {
+                break;
             }
         }
+        Ok(())
     }
 
     /// Copies packet `number` to `sink` and moves the cursor past it.
@@ -1497,7 +1493,9 @@ impl Stream {
 
     /// `GetReadPacket`, held to the packet rules ([`check_read_packet`],
     /// [`check_not_ready`]): the packet's full number and `MoreData`, or
-    /// `None` when nothing is new.
+    /// `None` when nothing is new. The packet counts as read (the driver
+    /// may assume the OS read every earlier one); those skipped count as
+    /// dropped.
     ///
     /// # Errors
     ///
@@ -1536,6 +1534,9 @@ impl Stream {
         let instant = move |packet: u64| ideal.instant_of_frame(packet * packet_frames);
         let packet = check_read_packet(&answer, completed, self.packets.last_read, &instant)
             .map_err(EngineError::Protocol)?;
+        let first_unread = self.packets.last_read.map_or(0, |r| r + 1);
+        self.stats.dropped_packets += packet - first_unread;
+        self.packets.last_read = Some(packet);
         Ok(Some((packet, answer.more)))
     }
 

@@ -178,10 +178,11 @@ pub fn check_packet_count(count: u32, allowed: Bounds) -> Result<u64, String> {
     })
 }
 
-/// What Learn says `SetWritePacket(number, flags, eos_length)` answers
-/// while `completed` packets of a buffer of `per_buffer` are done and the
-/// next one `in_transfer` or not, `packet_bytes` each of `block_align`
-/// frames, with an end of stream sent before or not.
+/// What Learn says `SetWritePacket(number, flags, eos_length)` answers.
+///
+/// The stream has completed `completed` packets of a buffer of
+/// `per_buffer`, the next one `in_transfer` or not, `packet_bytes` each of
+/// `block_align`-byte frames, with an end of stream sent before or not.
 #[must_use]
 #[allow(
     clippy::too_many_arguments,

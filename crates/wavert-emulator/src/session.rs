@@ -337,18 +337,6 @@ pub fn run_loopback(
             last_report = done;
         }
     }
-    if let Some(end) = end_of_stream_at {
-        let at = end + reported_latency_frames * u64::from(block);
-        let after = captured.get(usize::try_from(at).unwrap_or(usize::MAX)..);
-        if let Some(offset) = after.and_then(|tail| tail.iter().position(|&b| b != 0)) {
-            return Err(EngineError::Protocol(format!(
-                "capture after the end of stream (render byte {end}) is not silence: byte {} \
-                 is {:#04x}",
-                at + offset as u64,
-                captured[usize::try_from(at).unwrap_or(0) + offset]
-            )));
-        }
-    }
     let peak_pages = machine.memory.peak_pages_in_use();
     let render_pages = render.buffer_pages();
     let capture_pages = capture.buffer_pages();
@@ -360,6 +348,20 @@ pub fn run_loopback(
     let capture_run_qpc = capture.run_qpc;
     let render_stats = render.close()?;
     let capture_stats = capture.close()?;
+    if let Some(end) = end_of_stream_at {
+        // At the reported latency, capture byte `end` is render byte `end`.
+        let at = end + reported_latency_frames * u64::from(block);
+        let tail = captured
+            .get(usize::try_from(at).unwrap_or(usize::MAX)..)
+            .unwrap_or_default();
+        if let Some((offset, byte)) = tail.iter().enumerate().find(|(_, &b)| b != 0) {
+            return Err(EngineError::Protocol(format!(
+                "capture after the end of stream (render byte {end}) is not silence: byte {} \
+                 is {byte:#04x}",
+                at + offset as u64
+            )));
+        }
+    }
     Ok(LoopbackResult {
         format,
         render_buffer,

@@ -703,3 +703,93 @@ fn adapter_registers_four_subdevices_and_two_connections() {
         .iter()
         .any(|c| c.starts_with("connect")));
 }
+
+#[test]
+fn packet_interfaces_answer_their_own_direction_and_refuse_what_they_cannot() {
+    use portcls_sys::{
+        IMiniportWaveRTInputStream, IMiniportWaveRTOutputStream, KSAUDIO_PRESENTATION_POSITION,
+        STATUS_DEVICE_NOT_READY,
+    };
+    let rig = Rig::new(DmaMode::Looping);
+    let port = FakePortStream::new();
+    let render = rig
+        .new_stream(Direction::Render, &port, 0, &stereo16())
+        .unwrap();
+    let capture = rig
+        .new_stream(Direction::Capture, &port, 0, &stereo16())
+        .unwrap();
+    // Each stream answers the packet interface of its direction only.
+    let output = render.0.query::<IMiniportWaveRTOutputStream>().unwrap();
+    assert!(render.0.query::<IMiniportWaveRTInputStream>().is_err());
+    let input = capture.0.query::<IMiniportWaveRTInputStream>().unwrap();
+    assert!(capture.0.query::<IMiniportWaveRTOutputStream>().is_err());
+    let count = || {
+        let mut n = 0u32;
+        // SAFETY: live stream, writable count.
+        unsafe { (output.vtbl().GetPacketCount)(output.this(), &raw mut n) }
+    };
+    // SAFETY: live stream.
+    let write =
+        |n, flags, len| unsafe { (output.vtbl().SetWritePacket)(output.this(), n, flags, len) };
+    let presentation = || {
+        let mut p = KSAUDIO_PRESENTATION_POSITION::default();
+        // SAFETY: live stream, writable position.
+        unsafe { (output.vtbl().GetOutputStreamPresentationPosition)(output.this(), &raw mut p) }
+    };
+    let read = || {
+        let (mut n, mut f, mut q, mut m) = (0u32, 0u32, 0u64, 0i32);
+        // SAFETY: live stream, writable out-parameters.
+        unsafe {
+            (input.vtbl().GetReadPacket)(
+                input.this(),
+                &raw mut n,
+                &raw mut f,
+                &raw mut q,
+                &raw mut m,
+            )
+        }
+    };
+    let all = || [count(), write(0, 0, 0), presentation(), read()];
+    // No buffer yet.
+    assert_eq!(all(), [STATUS_INVALID_DEVICE_STATE; 4]);
+    // NULL out-parameters.
+    // SAFETY: live stream; the NULL is refused before anything is written.
+    let null_count = unsafe { (output.vtbl().GetPacketCount)(output.this(), ptr::null_mut()) };
+    assert_eq!(null_count, STATUS_INVALID_PARAMETER);
+    let (mut n, mut q, mut m) = (0u32, 0u64, 0i32);
+    // SAFETY: as above, with the flags pointer NULL.
+    let null_flags = unsafe {
+        (input.vtbl().GetReadPacket)(
+            input.this(),
+            &raw mut n,
+            ptr::null_mut(),
+            &raw mut q,
+            &raw mut m,
+        )
+    };
+    assert_eq!(null_flags, STATUS_INVALID_PARAMETER);
+    // Packet mode is event-driven: a buffer without notifications has none.
+    let plain = render.allocate(None, 7_680).unwrap();
+    let plain_capture = capture.allocate(None, 7_680).unwrap();
+    assert_eq!(all(), [STATUS_NOT_SUPPORTED; 4]);
+    render.free(false, plain.mdl, plain.size);
+    capture.free(false, plain_capture.mdl, plain_capture.size);
+    // With notifications: before RUN the count is 0, the buffer's two
+    // packets are the OS's to write, and capture has nothing to read (in
+    // STOP the stream refuses, as SYSVAD does).
+    let rendered = render.allocate(Some(2), 7_680).unwrap();
+    let captured = capture.allocate(Some(2), 7_680).unwrap();
+    assert_eq!(count(), STATUS_SUCCESS);
+    assert_eq!(write(0, 0, 0), STATUS_SUCCESS);
+    assert_eq!(write(1, 0, 0), STATUS_SUCCESS);
+    assert_eq!(presentation(), STATUS_SUCCESS);
+    assert_eq!(read(), STATUS_INVALID_DEVICE_STATE);
+    capture.run();
+    assert_eq!(read(), STATUS_DEVICE_NOT_READY);
+    capture.stop();
+    render.free(true, rendered.mdl, rendered.size);
+    capture.free(true, captured.mdl, captured.size);
+    drop((output, input, render, capture));
+    assert_eq!(port.outstanding(), 0);
+    assert!(port.bad_calls().is_empty(), "{:?}", port.bad_calls());
+}
