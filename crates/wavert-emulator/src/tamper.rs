@@ -68,6 +68,14 @@ pub enum Tamper {
     ReadPacketQpcLate(u64),
     /// `GetReadPacket` names the packet before the real one.
     ReadPacketNumberBehind,
+    /// `GetReadPacket` claims `MoreData` with every packet.
+    ReadPacketMoreData,
+    /// `GetReadPacket` answers `STATUS_DEVICE_NOT_READY` from the second
+    /// packet on, whatever is complete.
+    ReadPacketNeverReady,
+    /// `GetOutputStreamPresentationPosition` one block ahead of the real
+    /// answer.
+    PresentationAhead,
 }
 
 /// An `IMiniportWaveRT` over `real` whose answers are `real`'s except the
@@ -448,6 +456,9 @@ impl MiniportWaveRtStream for TamperedStream {
         let get = out.vtbl().GetOutputStreamPresentationPosition;
         // SAFETY: the real stream is live; `position` outlives the call.
         NtStatus::check(unsafe { get(out.this(), &raw mut position) })?;
+        if self.tamper == Tamper::PresentationAhead {
+            position.u64PositionInBlocks += 1;
+        }
         if self.tamper == Tamper::PresentationBackwards {
             let last = self.last_presented.load(Ordering::Acquire);
             if last != u64::MAX {
@@ -489,6 +500,8 @@ impl MiniportWaveRtStream for TamperedStream {
         match self.tamper {
             Tamper::ReadPacketQpcLate(ticks) => qpc = qpc.saturating_add(ticks),
             Tamper::ReadPacketNumberBehind => number = number.wrapping_sub(1),
+            Tamper::ReadPacketMoreData => more = 1,
+            Tamper::ReadPacketNeverReady if number > 0 => return Err(NtStatus::DEVICE_NOT_READY),
             _ => {}
         }
         Ok(ReadPacket {

@@ -165,6 +165,27 @@ fn a_read_packet_number_behind_is_caught() {
     );
 }
 
+#[test]
+fn a_presentation_position_ahead_of_the_clock_is_caught() {
+    let message = caught(Side::Render, Tamper::PresentationAhead, false);
+    assert!(message.contains("frames have been moved"), "{message}");
+}
+
+#[test]
+fn more_data_claimed_for_the_newest_packet_is_caught() {
+    let message = caught(Side::Capture, Tamper::ReadPacketMoreData, false);
+    assert!(message.contains("MoreData TRUE"), "{message}");
+}
+
+#[test]
+fn not_ready_while_a_packet_is_complete_is_caught() {
+    let message = caught(Side::Capture, Tamper::ReadPacketNeverReady, false);
+    assert!(
+        message.contains("STATUS_DEVICE_NOT_READY, but packet 1 is complete"),
+        "{message}"
+    );
+}
+
 /// A render stream in packet mode that sleeps through three packet ends
 /// before it writes again: its stale packet must be refused as late.
 fn late_render_client(rig: &Rig, miniport: &ComPtr<IMiniportWaveRT>) -> Result<u64, EngineError> {
