@@ -124,7 +124,7 @@ impl PacketProgress {
         if ahead > last - first {
             return Err(WriteError::Overrun);
         }
-        Ok(first + ahead)
+        Ok(first.saturating_add(ahead))
     }
 
     /// The packet `GetReadPacket` reports, given the last one the OS read
@@ -150,7 +150,10 @@ impl PacketProgress {
         if next > newest {
             return Err(NotReady);
         }
-        let oldest_whole = (self.completed + 1).saturating_sub(self.per_buffer as u64);
+        let oldest_whole = self
+            .completed
+            .saturating_add(1)
+            .saturating_sub(self.per_buffer as u64);
         let oldest = if oldest_whole > newest {
             newest
         } else {

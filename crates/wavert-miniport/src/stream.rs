@@ -400,7 +400,9 @@ impl<B: Backend> WaveRtStream<B> {
         let latency = self.backend.hw_latency(&self.format);
         let fifo = u64::from(latency.FifoSize) / u64::from(self.format.block_align().max(1));
         let delay_100ns = u64::from(latency.ChipsetDelay) + u64::from(latency.CodecDelay);
-        fifo + delay_100ns * u64::from(self.format.sample_rate()) / 10_000_000
+        // Below 2^33 x 2^32: no overflow in 128 bits.
+        let delay = u128::from(delay_100ns) * u128::from(self.format.sample_rate()) / 10_000_000;
+        fifo.saturating_add(u64::try_from(delay).unwrap_or(u64::MAX))
     }
 
     const fn port(&self) -> PortStream<'_> {
