@@ -188,14 +188,17 @@ impl Platform for KernelPlatform {
     }
 
     /// IRQL: `<= DISPATCH_LEVEL`.
-    fn start_timer(&self, period_100ns: u32) {
+    fn set_timer(&self, due_in_100ns: u64) {
         let timer = self.timer.load(Ordering::Acquire);
         if timer.is_null() {
             return;
         }
-        let period = i64::from(period_100ns);
-        // SAFETY: our live timer; a negative due time is relative.
-        unsafe { ExSetTimer(timer, -period, period, ptr::null_mut()) };
+        // Relative (negative), at least 100 ns: a due time of 0 would be
+        // the absolute time 0.
+        let due = i64::try_from(due_in_100ns.max(1)).unwrap_or(i64::MAX);
+        // SAFETY: our live timer; a negative due time is relative, period 0
+        // makes it a one-shot, and setting it again replaces the due time.
+        unsafe { ExSetTimer(timer, -due, 0, ptr::null_mut()) };
     }
 
     /// IRQL: `<= DISPATCH_LEVEL`.

@@ -145,6 +145,18 @@ impl QpcClock {
         self.last_qpc = 0;
     }
 
+    /// Bytes per frame.
+    #[must_use]
+    pub const fn block_align(&self) -> u32 {
+        self.block_align
+    }
+
+    /// The cyclic buffer's size in bytes.
+    #[must_use]
+    pub const fn buffer_bytes(&self) -> u32 {
+        self.buffer_bytes
+    }
+
     /// Whether counting.
     #[must_use]
     pub const fn is_running(&self) -> bool {

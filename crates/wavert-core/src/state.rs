@@ -196,6 +196,23 @@ impl TimedStream {
         self.notifications.poll(self.clock.linear_bytes())
     }
 
+    /// The QPC at which the stream next falls due for its engine: the next
+    /// packet end (with `events`, when a notification is owed there), else
+    /// half a buffer from the position (the most the engine may run
+    /// unserviced before the client's data is at risk), rounded up so a
+    /// timer set for it is never early. `None` unless the clock runs.
+    #[must_use]
+    pub fn next_due_qpc(&self, events: bool) -> Option<u64> {
+        let block = u64::from(self.clock.block_align().max(1));
+        let target_bytes = if events {
+            self.notifications.next_due_bytes()
+        } else {
+            self.clock.linear_bytes() + u64::from(self.clock.buffer_bytes()) / 2
+        };
+        let frames = target_bytes.div_ceil(block).max(self.clock.frames() + 1);
+        self.clock.qpc_when_frames_reach(frames)
+    }
+
     /// The clock, for timer programming.
     #[must_use]
     pub const fn clock(&self) -> &QpcClock {

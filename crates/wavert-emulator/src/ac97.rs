@@ -532,7 +532,7 @@ impl Platform for Ac97Platform {
     }
 
     // The AC'97 device is interrupt-driven: no periodic timer.
-    fn start_timer(&self, _period_100ns: u32) {}
+    fn set_timer(&self, _due_in_100ns: u64) {}
 
     fn stop_timer(&self) {}
 

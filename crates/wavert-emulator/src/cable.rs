@@ -139,7 +139,7 @@ impl Platform for EmuPlatform {
     /// `ExSetTimer` on the cable's one timer: the machine's timer is
     /// replaced, under the platform's own lock, so two processors that
     /// start it at once still leave exactly one running.
-    fn start_timer(&self, period_100ns: u32) {
+    fn set_timer(&self, due_in_100ns: u64) {
         irql::as_kernel(|| {
             irql::require_at_most(&self.machine, "ExSetTimer", irql::DISPATCH_LEVEL);
             irql::preemption_point();
@@ -162,13 +162,15 @@ impl Platform for EmuPlatform {
                     || cable.on_timer(now),
                 );
             });
-            // 100 ns units to QPC ticks.
-            let period = u64::from(period_100ns) * QPC_FREQUENCY / 10_000_000;
+            // 100 ns units to QPC ticks (the same unit at 10 MHz); a
+            // one-shot that replaces the due time set before.
+            let due = u128::from(due_in_100ns) * u128::from(QPC_FREQUENCY) / 10_000_000;
+            let due = u64::try_from(due).unwrap_or(u64::MAX).max(1);
             let mut timer = lock(&self.timer);
             if let Some(old) = timer.take() {
                 self.machine.cancel_timer(old);
             }
-            *timer = Some(self.machine.start_timer(period, callback));
+            *timer = Some(self.machine.start_timer_due(due, 0, callback));
         });
     }
 

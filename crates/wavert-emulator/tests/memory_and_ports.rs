@@ -523,7 +523,7 @@ fn the_host_platforms_kernel_calls_above_dispatch_level_are_reported() {
     // At DISPATCH_LEVEL (under the cable lock, in the timer callback): allowed.
     let ((), _) = irql::run_at(irql::DISPATCH_LEVEL, || {
         platform.signal_event(kernel_event);
-        platform.start_timer(10_000);
+        platform.set_timer(10_000);
         platform.stop_timer();
     });
     assert!(
@@ -534,7 +534,7 @@ fn the_host_platforms_kernel_calls_above_dispatch_level_are_reported() {
     // From an ISR: each one is reported.
     let ((), _) = irql::run_at(irql::DEVICE_IRQL, || {
         platform.signal_event(kernel_event);
-        platform.start_timer(10_000);
+        platform.set_timer(10_000);
         platform.stop_timer();
     });
     let violations = machine.violations();

@@ -58,8 +58,10 @@ pub struct FakePlatformLog {
     pub signals: Mutex<Vec<usize>>,
     /// Whether the timer runs.
     pub timer_running: AtomicBool,
-    /// `start_timer` calls.
+    /// `set_timer` calls.
     pub timer_starts: AtomicU32,
+    /// The due time the last `set_timer` asked for, in 100 ns units.
+    pub timer_due_100ns: AtomicU64,
     /// Log lines.
     pub lines: Mutex<Vec<String>>,
 }
@@ -106,10 +108,10 @@ impl Platform for FakePlatform {
         lock(&self.0.signals).push(event.as_raw().addr());
     }
 
-    fn start_timer(&self, period_100ns: u32) {
-        debug_assert!(period_100ns > 0, "a timer period of 0");
+    fn set_timer(&self, due_in_100ns: u64) {
         self.0.timer_running.store(true, Ordering::SeqCst);
         self.0.timer_starts.fetch_add(1, Ordering::SeqCst);
+        self.0.timer_due_100ns.store(due_in_100ns, Ordering::SeqCst);
     }
 
     fn stop_timer(&self) {

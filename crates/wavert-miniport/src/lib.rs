@@ -72,7 +72,7 @@ pub mod wave;
 
 pub use backends::{ac97, cable};
 pub use cable::engine::DmaMode;
-pub use cable::{CableStats, CableStream, CableWave, VirtualCable, TIMER_PERIOD_100NS};
+pub use cable::{CableStats, CableStream, CableWave, VirtualCable};
 pub use direction::{Direction, PerDirection};
 pub use platform::{LogLevel, Platform, SpinLock};
 pub use stream::{Backend, WaveRtStream};

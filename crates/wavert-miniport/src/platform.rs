@@ -36,11 +36,10 @@ pub enum LogLevel {
 /// The platform also owns a timer whose callback (at `DISPATCH_LEVEL`)
 /// calls [`crate::VirtualCable::on_timer`] of the cable that owns the
 /// platform: how the callback finds the cable is the platform's business
-/// (the driver gives the timer a pointer to the cable). The cable starts it
-/// as a periodic timer of [`crate::TIMER_PERIOD_100NS`] while a stream runs,
-/// so a notification event is signalled up to one period after its packet
-/// end (see `docs/testing.md`; a one-shot armed for the next packet end is
-/// the planned fix).
+/// (the driver gives the timer a pointer to the cable). While a stream
+/// runs, the cable keeps it armed as a one-shot for the next moment
+/// something falls due (the next packet end of either stream), so a
+/// notification event is signalled at its packet end.
 pub trait Platform: Send + Sync + 'static {
     /// The spinlock type.
     type Lock<T: Send>: SpinLock<T>;
@@ -61,10 +60,14 @@ pub trait Platform: Send + Sync + 'static {
     /// IRQL: `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under the cable
     /// lock.
     fn signal_event(&self, event: KernelEvent);
-    /// Starts (or restarts) the timer as a periodic one with a period of
-    /// `period_100ns` hundred-nanosecond units. IRQL: `<= DISPATCH_LEVEL`;
-    /// called at `DISPATCH_LEVEL` under the cable lock.
-    fn start_timer(&self, period_100ns: u32);
+    /// Arms the timer to fire once, `due_in_100ns` hundred-nanosecond units
+    /// from now (`ExSetTimer` with a relative due time and no period),
+    /// replacing any due time set before: the cable sets it for the next
+    /// moment something falls due, so an event is signalled at its packet
+    /// end, not at the next tick of a periodic timer. IRQL:
+    /// `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under the cable lock
+    /// (also from the timer's own callback).
+    fn set_timer(&self, due_in_100ns: u64);
     /// Stops the timer; a callback already running may
     /// finish. IRQL: `<= DISPATCH_LEVEL`; called at `DISPATCH_LEVEL` under
     /// the cable lock.

@@ -59,10 +59,6 @@ use crate::platform::{Platform, SpinLock};
 use crate::stream::{same_format, Backend, DmaBuffer, PacketClock, WaveRtStream};
 use crate::wave::WaveMiniport;
 
-/// Period of the virtual engine's timer: 1 ms, in 100 ns units. Notification
-/// events are signalled at most this late after their packet end.
-pub const TIMER_PERIOD_100NS: u32 = 10_000;
-
 /// The virtual device's buffer limits.
 ///
 /// Requests above the maximum are clamped to it (a request is a wish, and the audio engine never asks for
@@ -74,21 +70,17 @@ pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
     granularity_bytes: 1,
 };
 
-/// The shortest packet period the cable claims: two ticks of its service
-/// timer (2 ms), in 100 ns units.
+/// The shortest packet period the cable claims: 2 ms, in 100 ns units.
 ///
-/// Where the figure comes from: the engine runs on a periodic timer of
-/// [`TIMER_PERIOD_100NS`] (1 ms), and an event is signalled at the first
-/// tick at or after its packet end, so up to one tick late
-/// (`docs/testing.md`). A packet of two ticks still leaves the client a
-/// whole tick to refill; one of one tick could leave it nothing. The
-/// emulator streams 2 ms packets bit-exact in both DMA modes
-/// (`tests/tests/packet_constraints.rs`). The real-time search of
-/// `docs/performance.md` found no glitch-free period at 10, 5, 2 or 1 ms,
-/// for a cause that does not depend on the period (the emulator's
-/// real-time start-up order), so it neither supports nor refutes this
-/// figure; a measurement on Windows is still owed.
-pub const MIN_PACKET_PERIOD_HNS: u32 = 2 * TIMER_PERIOD_100NS;
+/// Where the figure comes from: the engine's one-shot timer fires at each
+/// packet end, so in virtual time every event comes exactly on time and any
+/// period streams; what bounds it is real time, where the event's lateness
+/// is the timer's and the scheduler's (`docs/performance.md`: the minimum
+/// period search of `cargo xtask bench`, 60 s of real-time loopback per
+/// period on this 2-core machine). 2 ms is the figure that search supports
+/// here; on Windows the high-resolution timer's own lateness is still to be
+/// measured.
+pub const MIN_PACKET_PERIOD_HNS: u32 = 20_000;
 
 /// One constraint per mode of the host pins: each at the device minimum.
 static MODE_PACKETS: [(GUID, u32); 2] = [
@@ -209,14 +201,6 @@ pub struct VirtualCable<P: Platform> {
     state: P::Lock<CableState>,
 }
 
-/// What a state change asks of the timer.
-#[derive(Clone, Copy)]
-enum TimerChange {
-    None,
-    Start,
-    Stop,
-}
-
 impl<P: Platform> VirtualCable<P> {
     /// A cable with no stream open. IRQL: `PASSIVE_LEVEL`.
     pub fn new(platform: P, mode: DmaMode) -> Self {
@@ -250,7 +234,10 @@ impl<P: Platform> VirtualCable<P> {
     /// signals events). IRQL: `<= DISPATCH_LEVEL` (the timer callback runs
     /// at DISPATCH).
     pub fn on_timer(&self, now: u64) {
-        self.state.with(|s| service(s, &self.platform, now));
+        self.state.with(|s| {
+            service(s, &self.platform, now);
+            self.arm(s, now);
+        });
     }
 
     /// Diagnostics counters.
@@ -263,20 +250,35 @@ impl<P: Platform> VirtualCable<P> {
         self.state.with(|s| s.running)
     }
 
-    /// Starts or stops the timer as a state change asks. Called under the
-    /// cable lock, in the same critical section that counted the running
-    /// streams: two processors changing state at once then start and stop
-    /// the timer in the order they counted (the stress in
+    /// Keeps the one-shot timer set for the next moment something falls due
+    /// (the earliest next packet end of a running stream; half a buffer on
+    /// for a stream without events), or stops it when nothing runs. Called
+    /// under the cable lock, in the critical section that counted the
+    /// running streams: two processors changing state at once then set and
+    /// stop the timer in the order they counted (the stress in
     /// `wavert_emulator::concurrency` found a capture stream left in RUN
     /// without its timer when the render side's stop was applied after the
-    /// capture side's start). `ExSetTimer` and `ExCancelTimer` (without a
-    /// wait) are callable at `DISPATCH_LEVEL`.
-    fn apply(&self, change: TimerChange) {
-        match change {
-            TimerChange::None => {}
-            TimerChange::Start => self.platform.start_timer(TIMER_PERIOD_100NS),
-            TimerChange::Stop => self.platform.stop_timer(),
+    /// capture side's start), and from the timer's callback after its
+    /// service. `ExSetTimer` and `ExCancelTimer` (without a wait) are
+    /// callable at `DISPATCH_LEVEL`.
+    fn arm(&self, s: &CableState, now: u64) {
+        if s.running == 0 {
+            self.platform.stop_timer();
+            return;
         }
+        let due = [&s.ends.render, &s.ends.capture]
+            .into_iter()
+            .filter_map(|end| end.buffer.as_ref())
+            .filter(|b| b.started && b.timed.state() == KsState::Run)
+            .filter_map(|b| b.timed.next_due_qpc(b.dma.notification_count != 0))
+            .min();
+        // A running stream always has a next due time; none would only mean
+        // a clock past u64, so look again in a millisecond.
+        let delta = due.map_or(self.platform.qpc_frequency() / 1_000, |due| {
+            due.saturating_sub(now)
+        });
+        self.platform
+            .set_timer(qpc_to_100ns(delta, self.platform.qpc_frequency()));
     }
 
     /// The full position of one side as of now (after servicing the
@@ -373,17 +375,10 @@ impl<P: Platform> Backend for VirtualCable<P> {
             service(s, &self.platform, now);
             let end = core::mem::replace(&mut s.ends[direction], End::closed());
             s.capture_lead = None;
-            let change = if end.state == KsState::Run {
+            if end.state == KsState::Run {
                 s.running = s.running.saturating_sub(1);
-                if s.running == 0 {
-                    TimerChange::Stop
-                } else {
-                    TimerChange::None
-                }
-            } else {
-                TimerChange::None
-            };
-            self.apply(change);
+            }
+            self.arm(s, now);
             end.buffer
         });
         buffer.map(|b| b.dma)
@@ -450,8 +445,8 @@ impl<P: Platform> Backend for VirtualCable<P> {
         let now = self.platform.qpc();
         self.state.with(|s| {
             service(s, &self.platform, now);
-            let change = change_state(s, direction, raw, now)?;
-            self.apply(change);
+            change_state(s, direction, raw, now)?;
+            self.arm(s, now);
             Ok(())
         })
     }
@@ -576,12 +571,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     }
 }
 
-fn change_state(
-    s: &mut CableState,
-    direction: Direction,
-    raw: KSSTATE,
-    now: u64,
-) -> NtResult<TimerChange> {
+fn change_state(s: &mut CableState, direction: Direction, raw: KSSTATE, now: u64) -> NtResult<()> {
     let end = &mut s.ends[direction];
     let to = KsState::from_raw(u32::from_ne_bytes(raw.to_ne_bytes()))
         .map_err(|_| NtStatus::INVALID_PARAMETER)?;
@@ -614,25 +604,19 @@ fn change_state(
         // sees both running fixes it afresh.
         s.capture_lead = None;
     }
-    Ok(match step {
-        Transition::Run => {
-            s.running = s.running.saturating_add(1);
-            if s.running == 1 {
-                TimerChange::Start
-            } else {
-                TimerChange::None
-            }
-        }
-        Transition::PauseFromRun => {
-            s.running = s.running.saturating_sub(1);
-            if s.running == 0 {
-                TimerChange::Stop
-            } else {
-                TimerChange::None
-            }
-        }
-        _ => TimerChange::None,
-    })
+    match step {
+        Transition::Run => s.running = s.running.saturating_add(1),
+        Transition::PauseFromRun => s.running = s.running.saturating_sub(1),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// QPC ticks as 100 ns units, rounded up: a timer set for them is never
+/// early.
+fn qpc_to_100ns(ticks: u64, frequency: u64) -> u64 {
+    let units = u128::from(ticks) * 10_000_000;
+    u64::try_from(units.div_ceil(u128::from(frequency.max(1)))).unwrap_or(u64::MAX)
 }
 
 /// Bytes the engine must move now, after skipping whole buffer cycles when
