@@ -274,9 +274,10 @@ impl<P: Platform> VirtualCable<P> {
             .min();
         // A running stream always has a next due time; none would only mean
         // a clock past u64, so look again in a millisecond.
-        let delta = due.map_or(self.platform.qpc_frequency() / 1_000, |due| {
-            due.saturating_sub(now)
-        });
+        let delta = due.map_or_else(
+            || self.platform.qpc_frequency() / 1_000,
+            |due| due.saturating_sub(now),
+        );
         self.platform
             .set_timer(qpc_to_100ns(delta, self.platform.qpc_frequency()));
     }
