@@ -73,13 +73,15 @@ pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
 /// The shortest packet period the cable claims: 2 ms, in 100 ns units.
 ///
 /// Where the figure comes from: the engine's one-shot timer fires at each
-/// packet end, so in virtual time every event comes exactly on time and any
-/// period streams; what bounds it is real time, where the event's lateness
-/// is the timer's and the scheduler's (`docs/performance.md`: the minimum
-/// period search of `cargo xtask bench`, 60 s of real-time loopback per
-/// period on this 2-core machine). 2 ms is the figure that search supports
-/// here; on Windows the high-resolution timer's own lateness is still to be
-/// measured.
+/// packet end, so in virtual time every event comes exactly on time and
+/// 2 ms packets stream bit-exact in every DMA mode
+/// (`the_minimum_packet_period_streams_bit_exact`); what bounds the period
+/// is real time, where an event is as late as the timer and the scheduler
+/// make it. The real-time search of `cargo xtask bench` on the 2-core Linux
+/// machine the emulator runs on passes 5 ms for 60 s and stops at 3 ms on a
+/// 3 ms stall of the host (`docs/performance.md`): a limit of the emulator's
+/// scheduling there, not of the driver. 2 ms stays the claim until a
+/// measurement of Windows' high-resolution timer settles it.
 pub const MIN_PACKET_PERIOD_HNS: u32 = 20_000;
 
 /// One constraint per mode of the host pins: each at the device minimum.
