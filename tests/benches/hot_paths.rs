@@ -19,8 +19,11 @@ use portcls_sys::{KSSTATE_RUN, KSSTATE_STOP};
 use wavert_core::ac97::{nabm, Channel, ChannelKind, DmaMemory, RegisterBus};
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::geometry::CyclicBuffer;
+use wavert_core::notify::NotificationSchedule;
+use wavert_core::position::QpcClock;
 use wavert_core::range::{intersect, DeviceRange, KSDATARANGE_AUDIO_SIZE};
 use wavert_core::sg::{build, Descriptor, ListMode, SgProfile};
+use wavert_core::state::TimedStream;
 use wavert_emulator::cable::{start_cable_adapter, CableAdapter, CableOptions};
 use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest, Stream};
 use wavert_emulator::machine::{ClockMode, Machine};
@@ -272,12 +275,22 @@ fn close(mut stream: Stream) {
 }
 
 /// `GetPosition` through the stream's vtable, as the port calls it for
-/// `KSPROPERTY_AUDIO_POSITION`, against a plain atomic load.
+/// `KSPROPERTY_AUDIO_POSITION`, against a plain atomic load and against the
+/// bare position-from-QPC computation it wraps (wavert-core's clock advanced
+/// to a new QPC and read as a cyclic offset, nothing else).
 fn get_position(c: &mut Criterion) {
     let machine = emulated_machine(ClockMode::Virtual);
     let adapter = cable_adapter(&machine);
     let stream = running_stream(&machine, &adapter, false, FormatRequest::default(), 10);
     let reference = AtomicU64::new(0x1234);
+    let mut bare = TimedStream::new(
+        QpcClock::new(10_000_000, 48_000, 4, 3_840, 1_920).expect("clock"),
+        NotificationSchedule::new(3_840, 2).expect("schedule"),
+    );
+    for state in [1, 2, 3] {
+        bare.set_state(state, 0).expect("stepwise to RUN");
+    }
+    let mut qpc = 0_u64;
     {
         let mut group = c.benchmark_group("position");
         group.bench_function("get_position_vtable", |b| {
@@ -285,6 +298,12 @@ fn get_position(c: &mut Criterion) {
         });
         group.bench_function("reference_atomic_load", |b| {
             b.iter(|| black_box(black_box(&reference).load(Ordering::Acquire)));
+        });
+        group.bench_function("reference_position_from_qpc", |b| {
+            b.iter(|| {
+                qpc += 37;
+                black_box(bare.position(black_box(qpc)).cyclic_offset)
+            });
         });
         group.finish();
     }

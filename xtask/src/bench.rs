@@ -172,6 +172,15 @@ const ROWS: &[Row] = &[
         target: Target::AtMostNanos(100.0),
     },
     Row {
+        path:
+            "GetPosition through the vtable against the bare position-from-QPC computation it wraps",
+        measured: "position/get_position_vtable",
+        measured_units: 1.0,
+        reference: Some(("position/reference_position_from_qpc", 1.0)),
+        unit: "call",
+        target: Target::AtLeastRatio(0.5),
+    },
+    Row {
         path: "loopback per period, 48 kHz 2 ch 16-bit, 1 ms (192 B)",
         measured: "loopback/cable_48k_2ch_16bit_1ms",
         measured_units: 1.0,

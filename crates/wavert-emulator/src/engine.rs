@@ -573,7 +573,7 @@ pub struct Stream {
     pub stats: StreamStats,
     /// Every position read.
     pub trace: Vec<PositionSample>,
-    /// QPC at which RUN was last entered.
+    /// QPC just before the `SetState` call that last entered RUN.
     pub run_qpc: u64,
     /// The engine's own clock of the stream, for the packet rules.
     ideal: IdealClock,
@@ -1088,7 +1088,11 @@ impl Stream {
         let from = self.state;
         self.state = state;
         if state == KSSTATE_RUN {
-            self.run_qpc = call.1;
+            // The QPC just before the call: the miniport's clock starts
+            // inside it, so the ideal clock started here is never later
+            // than the stream's and an on-time event never reads as early
+            // (it reads at most the call's duration late).
+            self.run_qpc = call.0;
             self.ideal.run(call.0, call.1);
         } else if from == KSSTATE_RUN {
             self.ideal.pause(call.0, call.1);
