@@ -393,7 +393,7 @@ use crate::port::POISON_POINTER;
 pub const POISON_U32: u32 = 0xBAAD_F00D;
 /// What the port poisons a cache-type out-parameter with: no valid
 /// `MEMORY_CACHING_TYPE`.
-const POISON_CACHE_TYPE: MEMORY_CACHING_TYPE = 0x0BAD_CAC4;
+pub const POISON_CACHE_TYPE: MEMORY_CACHING_TYPE = 0x0BAD_CAC4;
 
 /// What a miniport granted for one buffer request, as the port checks it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use portcls_sys::{
     IMiniportWaveRTStream, IMiniportWaveRTStreamNotification, IPortWaveRT, IPortWaveRTStream,
     IResourceList, IUnknown, DEVICE_DESCRIPTION, KSAUDIO_POSITION, KSAUDIO_PRESENTATION_POSITION,
     KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER, KSSTATE, KSSTATE_STOP,
-    KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL,
+    KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, MEMORY_CACHING_TYPE, NTSTATUS, PCFILTER_DESCRIPTOR, PMDL,
     PMINIPORTWAVERTSTREAM, STATUS_DATA_LATE_ERROR, ULONG,
 };
 use wavert_com::{
@@ -253,6 +253,23 @@ impl TamperedStream {
         self.input.as_ref().ok_or(NtStatus::NOT_SUPPORTED)
     }
 
+    /// One allocation call of the real stream, `call` given its four
+    /// out-parameters, read back as an [`AudioBuffer`] with the tampered
+    /// field changed.
+    fn allocated(
+        &self,
+        call: impl FnOnce(&mut PMDL, &mut u32, &mut u32, &mut MEMORY_CACHING_TYPE) -> NTSTATUS,
+    ) -> NtResult<AudioBuffer> {
+        let (mut mdl, mut size, mut offset, mut cache) = (ptr::null_mut(), 0, 0, 0);
+        NtStatus::check(call(&mut mdl, &mut size, &mut offset, &mut cache))?;
+        Ok(self.alter(AudioBuffer {
+            mdl,
+            actual_size: size,
+            offset_from_first_page: offset,
+            cache_type: cache,
+        }))
+    }
+
     /// The granted buffer with the tampered field changed.
     const fn alter(&self, mut buffer: AudioBuffer) -> AudioBuffer {
         match self.tamper {
@@ -263,23 +280,6 @@ impl TamperedStream {
         }
         buffer
     }
-}
-
-/// The four out-parameters of an allocation, read back as an [`AudioBuffer`].
-fn buffer_from(
-    status: i32,
-    mdl: PMDL,
-    size: u32,
-    offset: u32,
-    cache: MEMORY_CACHING_TYPE,
-) -> NtResult<AudioBuffer> {
-    NtStatus::check(status)?;
-    Ok(AudioBuffer {
-        mdl,
-        actual_size: size,
-        offset_from_first_page: offset,
-        cache_type: cache,
-    })
 }
 
 impl MiniportWaveRtStream for TamperedStream {
@@ -324,20 +324,11 @@ impl MiniportWaveRtStream for TamperedStream {
     }
 
     fn allocate_audio_buffer(&self, requested_size: u32) -> NtResult<AudioBuffer> {
-        let (mut mdl, mut size, mut offset, mut cache) = (ptr::null_mut(), 0, 0, 0);
         let allocate = self.real.vtbl().AllocateAudioBuffer;
-        // SAFETY: the real stream is live; the out-parameters outlive the call.
-        let status = unsafe {
-            allocate(
-                self.real.this(),
-                requested_size,
-                &raw mut mdl,
-                &raw mut size,
-                &raw mut offset,
-                &raw mut cache,
-            )
-        };
-        buffer_from(status, mdl, size, offset, cache).map(|b| self.alter(b))
+        self.allocated(|mdl, size, offset, cache| {
+            // SAFETY: the real stream is live; the out-parameters outlive the call.
+            unsafe { allocate(self.real.this(), requested_size, mdl, size, offset, cache) }
+        })
     }
 
     #[allow(
@@ -391,21 +382,21 @@ impl MiniportWaveRtStream for TamperedStream {
         requested_size: u32,
     ) -> NtResult<AudioBuffer> {
         let n = self.notification()?;
-        let (mut mdl, mut size, mut offset, mut cache) = (ptr::null_mut(), 0, 0, 0);
         let allocate = n.vtbl().AllocateBufferWithNotification;
-        // SAFETY: the real stream is live; the out-parameters outlive the call.
-        let status = unsafe {
-            allocate(
-                n.this(),
-                notification_count,
-                requested_size,
-                &raw mut mdl,
-                &raw mut size,
-                &raw mut offset,
-                &raw mut cache,
-            )
-        };
-        buffer_from(status, mdl, size, offset, cache).map(|b| self.alter(b))
+        self.allocated(|mdl, size, offset, cache| {
+            // SAFETY: the real stream is live; the out-parameters outlive the call.
+            unsafe {
+                allocate(
+                    n.this(),
+                    notification_count,
+                    requested_size,
+                    mdl,
+                    size,
+                    offset,
+                    cache,
+                )
+            }
+        })
     }
 
     #[allow(

@@ -10,7 +10,7 @@ use portcls_sys::{IMiniportWaveRT, MmWriteCombined, KSSTATE_RUN, PCFILTER_DESCRI
 use wavert_com::ComPtr;
 use wavert_emulator::cable::{start_cable_adapter, CableAdapter, CableOptions};
 use wavert_emulator::engine::{
-    negotiate_format, streaming_pin, EngineError, FormatRequest, Stream,
+    negotiate_format, streaming_pin, EngineError, FormatRequest, Stream, POISON_CACHE_TYPE,
 };
 use wavert_emulator::machine::{ClockMode, Machine, QPC_PER_MS};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
@@ -117,7 +117,7 @@ fn a_reserved_or_unset_cache_type_is_caught() {
     assert!(message.contains("no MEMORY_CACHING_TYPE"), "{message}");
     let unset = caught(
         PortPersonality::Windows,
-        Tamper::CacheType(0x0BAD_CAC4),
+        Tamper::CacheType(POISON_CACHE_TYPE),
         None,
     );
     assert!(unset.contains("left unset"), "{unset}");
