@@ -207,3 +207,15 @@ fn the_reactos_port_frees_before_unregistering_and_the_cable_takes_it() {
         rig.machine.violations()
     );
 }
+
+#[test]
+fn call_memory_barrier_is_derived_from_the_cache_type() {
+    // The cable maps its buffers cached: the client needs no barrier (the
+    // port sets CallMemoryBarrier only for MmWriteCombined).
+    let rig = rig(PortPersonality::Windows);
+    let mut stream = open(&rig, &rig.real).unwrap();
+    assert!(!stream.call_memory_barrier(), "no buffer yet");
+    stream.allocate(7_680, Some(2)).unwrap();
+    assert!(!stream.call_memory_barrier(), "a cached buffer");
+    stream.close().unwrap();
+}
