@@ -78,9 +78,10 @@ pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
 /// (`the_minimum_packet_period_streams_bit_exact`); what bounds the period
 /// is real time, where an event is as late as the timer and the scheduler
 /// make it. The real-time search of `cargo xtask bench` on the 2-core Linux
-/// machine the emulator runs on passes 5 ms for 60 s and stops at 3 ms on a
-/// 3 ms stall of the host (`docs/performance.md`): a limit of the emulator's
-/// scheduling there, not of the driver. 2 ms stays the claim until a
+/// machine the emulator runs on passes 5 ms for 60 s and fails at 3 ms, where
+/// the same run saw the host stall the engine's thread for 2.8 ms
+/// (`docs/performance.md`): most likely a limit of the emulator's scheduling
+/// there, not of the driver. 2 ms stays the claim until a
 /// measurement of Windows' high-resolution timer settles it.
 pub const MIN_PACKET_PERIOD_HNS: u32 = 20_000;
 
