@@ -143,6 +143,23 @@ fn main() {
             DeviceState
         }
     );
+    // `Flags` is the C struct's bit-field word, which has no C member name;
+    // the offsets of `Version` and `Address` around it pin where it sits.
+    item!(
+        o,
+        DEVICE_CAPABILITIES {
+            Size,
+            Version,
+            Address,
+            UINumber,
+            DeviceState,
+            SystemWake,
+            DeviceWake,
+            D1Latency,
+            D2Latency,
+            D3Latency
+        }
+    );
     item!(
         o,
         DEVICE_DESCRIPTION {
@@ -222,6 +239,15 @@ fn main() {
     );
     item!(o, KSATTRIBUTE_LIST { Count, Attributes });
     item!(o, DEVPROPKEY { fmtid, pid });
+    item!(
+        o,
+        KEY_VALUE_PARTIAL_INFORMATION {
+            TitleIndex,
+            Type,
+            DataLength,
+            Data
+        }
+    );
     types!(o, DEVPROPTYPE, LCID);
     item!(
         o,
@@ -644,6 +670,8 @@ fn main() {
         STATUS_INVALID_DEVICE_REQUEST,
         STATUS_NO_MEMORY,
         STATUS_BUFFER_TOO_SMALL,
+        STATUS_OBJECT_NAME_NOT_FOUND,
+        STATUS_INVALID_HANDLE,
         STATUS_DEVICE_NOT_READY,
         STATUS_DATA_OVERRUN,
         STATUS_DATA_LATE_ERROR,
@@ -893,13 +921,20 @@ fn main() {
         TypeC,
         TypeF,
         MaximumDmaSpeed,
+        PowerSystemUnspecified,
         PowerSystemWorking,
+        PowerSystemSleeping1,
+        PowerSystemSleeping2,
+        PowerSystemSleeping3,
         PowerSystemHibernate,
+        PowerSystemShutdown,
+        PowerSystemMaximum,
         PowerDeviceUnspecified,
         PowerDeviceD0,
         PowerDeviceD1,
         PowerDeviceD2,
         PowerDeviceD3,
+        PowerDeviceMaximum,
         DEVICE_DESCRIPTION_VERSION,
         DEVICE_DESCRIPTION_VERSION1,
         DEVICE_DESCRIPTION_VERSION2,
@@ -907,7 +942,13 @@ fn main() {
         DEVPROP_TYPEMOD_ARRAY,
         DEVPROP_TYPE_BYTE,
         DEVPROP_TYPE_BINARY,
+        DEVPROP_TYPE_STRING,
         PLUGPLAY_PROPERTY_PERSISTENT,
+        REG_SZ,
+        REG_DWORD,
+        PLUGPLAY_REGKEY_DEVICE,
+        KEY_READ,
+        KeyValuePartialInformation,
         FILE_BYTE_ALIGNMENT,
         FILE_WORD_ALIGNMENT,
         FILE_LONG_ALIGNMENT,

@@ -10,8 +10,8 @@ use core::mem::{align_of, offset_of, size_of};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::interfaces::{
-    IMiniportAudioSignalProcessingVtbl, IMiniportWaveRTInputStreamVtbl,
-    IMiniportWaveRTOutputStreamVtbl,
+    IAdapterPowerManagement2Vtbl, IMiniportAudioSignalProcessingVtbl,
+    IMiniportWaveRTInputStreamVtbl, IMiniportWaveRTOutputStreamVtbl,
 };
 use crate::ks::{KSATTRIBUTE, KSDATAFORMAT};
 use crate::ksmedia::WAVEFORMATEXTENSIBLE;
@@ -100,6 +100,20 @@ pub struct KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER {
 /// `KSAUDIO_PACKETSIZE_CONSTRAINTS2` page).
 pub const DEVPKEY_KsAudio_PacketSize_Constraints2: DEVPROPKEY = DEVPROPKEY {
     fmtid: GUID::from_u128(0x9404F781_7191_409B_8B0B_80BF6EC229AE),
+    pid: 2,
+};
+
+/// `DEVPKEY_DeviceInterface_FriendlyName` {026E516E-B814-414B-83CD-856D6FEF4822},2.
+///
+/// A device interface's friendly name, `DEVPROP_TYPE_STRING` (Learn's
+/// `DEVPKEY_DeviceInterface_FriendlyName` page; the value from MinGW-w64's
+/// user-mode `devpkey.h`, which the kernel headers the ABI check compiles
+/// do not include, and which `tests/tests/inf_matches_subdevices.rs` reads
+/// back). SYSVAD sets it on a topology filter's interface before the
+/// interface is enabled to name that endpoint pair at run time
+/// (`CAdapterCommon`'s dynamic endpoint creation).
+pub const DEVPKEY_DeviceInterface_FriendlyName: DEVPROPKEY = DEVPROPKEY {
+    fmtid: GUID::from_u128(0x026E516E_B814_414B_83CD_856D6FEF4822),
     pid: 2,
 };
 
@@ -263,6 +277,22 @@ pub const DOCUMENTED_ONLY: &[DocumentedItem] = &[
         "ddi/ksmedia/ns-ksmedia-_ksaudio_packetsize_constraints2 (its first four members)",
     ),
     item(
+        "IAdapterPowerManagement2Vtbl",
+        "ddi/portcls/nn-portcls-iadapterpowermanagement2 (slot order: WDK portcls.h, IAdapterPowerManagement's slots then PowerChangeState2)",
+    ),
+    item(
+        "IID_IAdapterPowerManagement2",
+        "ddi/portcls/nn-portcls-iadapterpowermanagement2 (value: WDK portcls.h)",
+    ),
+    item(
+        "IID_IAdapterPowerManagement3",
+        "ddi/portcls/nn-portcls-iadapterpowermanagement3 (value: WDK portcls.h)",
+    ),
+    item(
+        "DEVPKEY_DeviceInterface_FriendlyName",
+        "install/devpkey-deviceinterface-friendlyname (value: MinGW-w64 devpkey.h, user mode)",
+    ),
+    item(
         "DEVPKEY_KsAudio_PacketSize_Constraints2",
         "ddi/ksmedia/ns-ksmedia-_ksaudio_packetsize_constraints2 (value: Win32 metadata)",
     ),
@@ -313,6 +343,10 @@ const _: () = assert!(
     ) == 4 * P
 );
 const _: () = assert!(offset_of!(IMiniportWaveRTOutputStreamVtbl, GetPacketCount) == 5 * P);
+// IAdapterPowerManagement2: IUnknown's three slots, IAdapterPowerManagement's
+// three, then PowerChangeState2.
+const _: () = assert!(size_of::<IAdapterPowerManagement2Vtbl>() == 7 * P);
+const _: () = assert!(offset_of!(IAdapterPowerManagement2Vtbl, PowerChangeState2) == 6 * P);
 const _: () = assert!(size_of::<KSAUDIO_PACKETSIZE_CONSTRAINTS2_HEADER>() == 16);
 const _: () = assert!(
     offset_of!(KSAUDIO_PACKETSIZE_CONSTRAINTS2, ProcessingModeConstraints)

@@ -24,6 +24,10 @@ pub const IID_IMiniportWaveRTStreamNotification: GUID = g(0x23759128_96F1_423B_A
 pub const IID_IResourceList: GUID = g(0x22C6AC60_851B_11D0_9A7F_00AA0038ACFE);
 pub const IID_IInterruptSync: GUID = g(0x22C6AC63_851B_11D0_9A7F_00AA0038ACFE);
 pub const IID_IAdapterPowerManagement: GUID = g(0x793417D0_35FE_11D1_AD08_00A0C90AB1B0);
+// Not in MinGW-w64's portcls.h: the WDK portcls.h's DEFINE_GUIDs (Learn:
+// IAdapterPowerManagement2 / IAdapterPowerManagement3 interfaces).
+pub const IID_IAdapterPowerManagement2: GUID = g(0xE0F92E5D_67F5_48EE_B57A_7D1E90C5F43D);
+pub const IID_IAdapterPowerManagement3: GUID = g(0xA8C7303E_F80C_4BC9_B2E3_FB2D08BE920F);
 pub const IID_IPowerNotify: GUID = g(0x3DD648B8_969F_11D1_95A9_00C04FB925D3);
 pub const IID_IUnregisterSubdevice: GUID = g(0x16738177_E199_41F9_9A87_ABB2A5432F21);
 pub const IID_IUnregisterPhysicalConnection: GUID = g(0x6C38E231_2A0D_428D_81F8_07CC428BB9A4);

@@ -15,11 +15,11 @@ use crate::ks::{KSSTATE, PKSDATAFORMAT, PKSDATARANGE};
 use crate::ksmedia::PKSAUDIO_POSITION;
 use crate::portcls::{PINTERRUPTSYNCROUTINE, PPCFILTER_DESCRIPTOR};
 use crate::types::{
-    ACCESS_MASK, BOOL, BOOLEAN, CM_RESOURCE_TYPE, DEVICE_REGISTRY_PROPERTY, DWORD, GUID,
-    MEMORY_CACHING_TYPE, NTSTATUS, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST,
+    ACCESS_MASK, BOOL, BOOLEAN, CM_RESOURCE_TYPE, DEVICE_POWER_STATE, DEVICE_REGISTRY_PROPERTY,
+    DWORD, GUID, MEMORY_CACHING_TYPE, NTSTATUS, PCM_PARTIAL_RESOURCE_DESCRIPTOR, PCM_RESOURCE_LIST,
     PDEVICE_CAPABILITIES, PDEVICE_DESCRIPTION, PDEVICE_OBJECT, PHYSICAL_ADDRESS, PIRP, PKEVENT,
     PKINTERRUPT, PMDL, POBJECT_ATTRIBUTES, POWER_STATE, PUNICODE_STRING, PVOID, REFIID, SIZE_T,
-    ULONG, ULONG64,
+    SYSTEM_POWER_STATE, ULONG, ULONG64,
 };
 
 /// The object pointer every slot receives first.
@@ -434,6 +434,30 @@ pub struct IAdapterPowerManagementVtbl {
         windows_fn!(unsafe fn(This: THIS, NewStateQuery: POWER_STATE) -> NTSTATUS),
     pub QueryDeviceCapabilities:
         windows_fn!(unsafe fn(This: THIS, PowerDeviceCaps: PDEVICE_CAPABILITIES) -> NTSTATUS),
+}
+
+interface!(
+    /// `IAdapterPowerManagement2`: `IAdapterPowerManagement` plus `PowerChangeState2`.
+    ///
+    /// PortCls prefers it when the adapter answers its IID (Windows 7 and
+    /// later). Not in MinGW-w64's `portcls.h`: the WDK
+    /// `portcls.h` declares it with `DEFINE_ABSTRACT_ADAPTERPOWERMANAGEMENT()`
+    /// after the `IUnknown` slots, so its first six slots are
+    /// `IAdapterPowerManagement`'s).
+    IAdapterPowerManagement2, IAdapterPowerManagement2Vtbl, PADAPTERPOWERMANAGEMENT2
+);
+/// `IAdapterPowerManagement2` slots.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IAdapterPowerManagement2Vtbl {
+    pub base__: IAdapterPowerManagementVtbl,
+    pub PowerChangeState2: windows_fn!(
+        unsafe fn(
+            This: THIS,
+            NewDeviceState: DEVICE_POWER_STATE,
+            NewSystemState: SYSTEM_POWER_STATE,
+        )
+    ),
 }
 
 interface!(

@@ -32,6 +32,10 @@ pub const STATUS_NOT_FOUND: NTSTATUS = st(0xC000_0225);
 pub const STATUS_INVALID_DEVICE_STATE: NTSTATUS = st(0xC000_0184);
 pub const STATUS_DEVICE_BUSY: NTSTATUS = st(0x8000_0011);
 pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = st(0xC000_0035);
+/// `ZwClose` / `ZwQueryValueKey`: not an open handle.
+pub const STATUS_INVALID_HANDLE: NTSTATUS = st(0xC000_0008);
+/// `ZwQueryValueKey`: no value of that name under the key.
+pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = st(0xC000_0034);
 /// What `KsAddObjectCreateItemToDeviceHeader` (and so `PcRegisterSubdevice`)
 /// returns when every create-item slot is taken (Microsoft Learn, ks.h).
 pub const STATUS_ALLOTTED_SPACE_EXCEEDED: NTSTATUS = st(0xC000_0099);

@@ -113,8 +113,6 @@ opaque!(
     KINTERRUPT,
     /// Opaque counted UTF-16 string (`UNICODE_STRING`).
     UNICODE_STRING,
-    /// Opaque `DEVICE_CAPABILITIES`.
-    DEVICE_CAPABILITIES,
     /// Opaque `OBJECT_ATTRIBUTES`.
     OBJECT_ATTRIBUTES,
     /// Opaque `KSEVENT_ENTRY`.
@@ -387,14 +385,61 @@ pub const MaximumDmaSpeed: DMA_SPEED = 5;
 pub type DEVICE_REGISTRY_PROPERTY = i32;
 
 pub type SYSTEM_POWER_STATE = i32;
+pub const PowerSystemUnspecified: SYSTEM_POWER_STATE = 0;
 pub const PowerSystemWorking: SYSTEM_POWER_STATE = 1;
+pub const PowerSystemSleeping1: SYSTEM_POWER_STATE = 2;
+pub const PowerSystemSleeping2: SYSTEM_POWER_STATE = 3;
+pub const PowerSystemSleeping3: SYSTEM_POWER_STATE = 4;
 pub const PowerSystemHibernate: SYSTEM_POWER_STATE = 5;
+pub const PowerSystemShutdown: SYSTEM_POWER_STATE = 6;
+pub const PowerSystemMaximum: SYSTEM_POWER_STATE = 7;
 pub type DEVICE_POWER_STATE = i32;
 pub const PowerDeviceUnspecified: DEVICE_POWER_STATE = 0;
 pub const PowerDeviceD0: DEVICE_POWER_STATE = 1;
 pub const PowerDeviceD1: DEVICE_POWER_STATE = 2;
 pub const PowerDeviceD2: DEVICE_POWER_STATE = 3;
 pub const PowerDeviceD3: DEVICE_POWER_STATE = 4;
+pub const PowerDeviceMaximum: DEVICE_POWER_STATE = 5;
+
+/// `DEVICE_CAPABILITIES` (`wdm.h`): what `IRP_MN_QUERY_CAPABILITIES`
+/// fills, and what PortCls hands `IAdapterPowerManagement::
+/// QueryDeviceCapabilities` to adjust.
+///
+/// The C struct's one-bit fields `DeviceD1` .. `NoDisplayInUI` share the
+/// `ULONG` after `Version`; here that word is [`DEVICE_CAPABILITIES::Flags`]
+/// and its bits are the `DEVICE_CAPABILITIES_*` masks below (bit order as
+/// declared in MinGW-w64's `wdm.h`: first declared, lowest bit, which is
+/// how MSVC and clang allocate bit-fields on x64).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DEVICE_CAPABILITIES {
+    pub Size: USHORT,
+    pub Version: USHORT,
+    /// The bit-field word (`DeviceD1:1`, `DeviceD2:1`, ...).
+    pub Flags: ULONG,
+    pub Address: ULONG,
+    pub UINumber: ULONG,
+    /// The device state for each system state, indexed by `SYSTEM_POWER_STATE`.
+    pub DeviceState: [DEVICE_POWER_STATE; 7],
+    pub SystemWake: SYSTEM_POWER_STATE,
+    pub DeviceWake: DEVICE_POWER_STATE,
+    pub D1Latency: ULONG,
+    pub D2Latency: ULONG,
+    pub D3Latency: ULONG,
+}
+
+/// `DEVICE_CAPABILITIES.DeviceD1` (bit 0 of the bit-field word).
+pub const DEVICE_CAPABILITIES_DeviceD1: ULONG = 1 << 0;
+/// `DEVICE_CAPABILITIES.DeviceD2` (bit 1).
+pub const DEVICE_CAPABILITIES_DeviceD2: ULONG = 1 << 1;
+/// `DEVICE_CAPABILITIES.WakeFromD0` (bit 10).
+pub const DEVICE_CAPABILITIES_WakeFromD0: ULONG = 1 << 10;
+/// `DEVICE_CAPABILITIES.WakeFromD1` (bit 11).
+pub const DEVICE_CAPABILITIES_WakeFromD1: ULONG = 1 << 11;
+/// `DEVICE_CAPABILITIES.WakeFromD2` (bit 12).
+pub const DEVICE_CAPABILITIES_WakeFromD2: ULONG = 1 << 12;
+/// `DEVICE_CAPABILITIES.WakeFromD3` (bit 13).
+pub const DEVICE_CAPABILITIES_WakeFromD3: ULONG = 1 << 13;
 
 /// `POWER_STATE`: a system or a device power state, passed by value.
 #[repr(C)]
@@ -454,6 +499,8 @@ pub const DEVPROP_TYPEMOD_ARRAY: DEVPROPTYPE = 0x0000_1000;
 pub const DEVPROP_TYPE_BYTE: DEVPROPTYPE = 0x0000_0003;
 /// `DEVPROP_TYPE_BINARY` = `DEVPROP_TYPE_BYTE | DEVPROP_TYPEMOD_ARRAY`.
 pub const DEVPROP_TYPE_BINARY: DEVPROPTYPE = DEVPROP_TYPE_BYTE | DEVPROP_TYPEMOD_ARRAY;
+/// `DEVPROP_TYPE_STRING` (`devpropdef.h`): a NUL-terminated UTF-16 string.
+pub const DEVPROP_TYPE_STRING: DEVPROPTYPE = 0x0000_0012;
 /// `PLUGPLAY_PROPERTY_PERSISTENT` (`wdm.h`): the property survives a reboot.
 pub const PLUGPLAY_PROPERTY_PERSISTENT: ULONG = 0x0000_0001;
 /// `LCID`, a locale id.
@@ -468,3 +515,32 @@ pub const FILE_BYTE_ALIGNMENT: ULONG = 0x0000_0000;
 pub const FILE_WORD_ALIGNMENT: ULONG = 0x0000_0001;
 pub const FILE_LONG_ALIGNMENT: ULONG = 0x0000_0003;
 pub const FILE_QUAD_ALIGNMENT: ULONG = 0x0000_0007;
+
+// ---- the registry (`wdm.h`) --------------------------------------------------
+
+/// `REG_SZ`: a NUL-terminated UTF-16 string value.
+pub const REG_SZ: ULONG = 1;
+/// `REG_DWORD`: a 32-bit value.
+pub const REG_DWORD: ULONG = 4;
+/// `PLUGPLAY_REGKEY_DEVICE`: `IoOpenDeviceRegistryKey` opens the device's
+/// hardware key (`Device Parameters` under its `Enum` instance key).
+pub const PLUGPLAY_REGKEY_DEVICE: ULONG = 1;
+/// `KEY_READ` (`STANDARD_RIGHTS_READ | KEY_QUERY_VALUE |
+/// KEY_ENUMERATE_SUB_KEYS | KEY_NOTIFY`, without `SYNCHRONIZE`).
+pub const KEY_READ: ACCESS_MASK = 0x0002_0019;
+/// `KEY_VALUE_INFORMATION_CLASS`: what `ZwQueryValueKey` returns.
+pub type KEY_VALUE_INFORMATION_CLASS = i32;
+/// `KeyValuePartialInformation`: a [`KEY_VALUE_PARTIAL_INFORMATION`].
+pub const KeyValuePartialInformation: KEY_VALUE_INFORMATION_CLASS = 2;
+
+/// `KEY_VALUE_PARTIAL_INFORMATION`: a value's type and data, as
+/// `ZwQueryValueKey(.., KeyValuePartialInformation, ..)` fills it. `Data`
+/// is the first of `DataLength` bytes (the C structure's `Data[1]`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KEY_VALUE_PARTIAL_INFORMATION {
+    pub TitleIndex: ULONG,
+    pub Type: ULONG,
+    pub DataLength: ULONG,
+    pub Data: [UCHAR; 1],
+}

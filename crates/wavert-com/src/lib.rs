@@ -4,7 +4,8 @@
 //!   [`MiniportWaveRt`], [`MiniportWaveRtStream`] (with event notification
 //!   and the Windows 10 packet interfaces), [`MiniportTopology`].
 //! * Objects built from a Rust value: [`new_wave_rt_miniport`],
-//!   [`new_topology_miniport`], [`new_wave_rt_stream`]. Each is a pinned,
+//!   [`new_topology_miniport`], [`new_wave_rt_stream`], and the adapter's
+//!   power management ([`new_adapter_power_management`]). Each is a pinned,
 //!   heap-allocated `#[repr(C)]` block whose first words are the interface
 //!   (vtable) pointers, then an atomic reference count, then the value.
 //! * One `const` vtable per implementing type and interface, made of generic
@@ -22,7 +23,9 @@ extern crate alloc;
 mod event;
 mod miniport;
 mod object;
+mod power;
 mod ptr;
+mod single;
 mod stream;
 
 pub use event::KernelEvent;
@@ -31,7 +34,9 @@ pub use miniport::{
     Miniport, MiniportTopology, MiniportWaveRt,
 };
 pub use object::{unknown_vtbl, ComClass, ComObject};
+pub use power::{new_adapter_power_management, AdapterPowerManagement};
 pub use ptr::{ComPtr, Interface};
+pub use single::{new_single, single_value, OneInterface, SingleInterface};
 pub use stream::{new_wave_rt_stream, AudioBuffer, MiniportWaveRtStream, PacketMode, ReadPacket};
 
 use portcls_sys::{NTSTATUS, NT_SUCCESS};

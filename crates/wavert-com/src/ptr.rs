@@ -50,6 +50,7 @@ interfaces!(
     IMiniportWaveRTInputStream IMiniportWaveRTInputStreamVtbl IID_IMiniportWaveRTInputStream,
     IMiniportWaveRTOutputStream IMiniportWaveRTOutputStreamVtbl IID_IMiniportWaveRTOutputStream,
     IAdapterPowerManagement IAdapterPowerManagementVtbl IID_IAdapterPowerManagement,
+    IAdapterPowerManagement2 IAdapterPowerManagement2Vtbl IID_IAdapterPowerManagement2,
     IPowerNotify IPowerNotifyVtbl IID_IPowerNotify,
     IUnregisterSubdevice IUnregisterSubdeviceVtbl IID_IUnregisterSubdevice,
     IUnregisterPhysicalConnection IUnregisterPhysicalConnectionVtbl IID_IUnregisterPhysicalConnection,

@@ -2,8 +2,9 @@
 #![allow(
     clippy::many_single_char_names,
     clippy::unwrap_used,
-    clippy::cast_possible_truncation
-)] // Short test code.
+    clippy::cast_possible_truncation,
+    clippy::missing_const_for_fn
+)] // Short test code; vtable slots are runtime functions.
 
 /// Calls a raw vtable slot.
 macro_rules! call {
@@ -626,4 +627,116 @@ fn new_stream_passes_the_attribute_list_that_follows_a_flagged_format() {
     assert_eq!(*seen.lock().unwrap(), None);
     drop(m);
     assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+/// A one-interface object (the shape of the port-side objects and test
+/// doubles): an `IResourceList` whose only working slot counts entries.
+struct CountedList {
+    entries: u32,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Drop for CountedList {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[windows_abi]
+unsafe extern "system" fn list_entries(this: *mut c_void) -> ULONG {
+    // SAFETY: this vtable is only installed on `CountedList` objects.
+    unsafe { single_value::<CountedList>(this) }.entries
+}
+
+#[windows_abi]
+unsafe extern "system" fn list_entries_of_type(
+    _this: *mut c_void,
+    _kind: CM_RESOURCE_TYPE,
+) -> ULONG {
+    0
+}
+
+#[windows_abi]
+unsafe extern "system" fn list_find(
+    _this: *mut c_void,
+    _kind: CM_RESOURCE_TYPE,
+    _index: ULONG,
+) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR {
+    ptr::null_mut()
+}
+
+#[windows_abi]
+unsafe extern "system" fn list_add(
+    _this: *mut c_void,
+    _translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+    _untranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+) -> NTSTATUS {
+    STATUS_NOT_IMPLEMENTED
+}
+
+#[windows_abi]
+unsafe extern "system" fn list_add_from_parent(
+    _this: *mut c_void,
+    _parent: PRESOURCELIST,
+    _kind: CM_RESOURCE_TYPE,
+    _index: ULONG,
+) -> NTSTATUS {
+    STATUS_NOT_IMPLEMENTED
+}
+
+#[windows_abi]
+unsafe extern "system" fn list_raw(_this: *mut c_void) -> PCM_RESOURCE_LIST {
+    ptr::null_mut()
+}
+
+// SAFETY: `VTBL` is an `IResourceList` vtable whose IUnknown part is
+// `unknown_vtbl::<Self, 0>()`; `IIDS` names IUnknown and IResourceList.
+unsafe impl SingleInterface for CountedList {
+    type Vtbl = IResourceListVtbl;
+    const VTBL: &'static IResourceListVtbl = &IResourceListVtbl {
+        base__: unknown_vtbl::<Self, 0>(),
+        NumberOfEntries: list_entries,
+        NumberOfEntriesOfType: list_entries_of_type,
+        FindTranslatedEntry: list_find,
+        FindUntranslatedEntry: list_find,
+        AddEntry: list_add,
+        AddEntryFromParent: list_add_from_parent,
+        TranslatedList: list_raw,
+        UntranslatedList: list_raw,
+    };
+    const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IResourceList];
+}
+
+#[test]
+fn single_interface_objects_count_answer_and_free_once() {
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let list: ComPtr<IResourceList> = new_single(CountedList {
+        entries: 3,
+        dropped: Arc::clone(&dropped),
+    })
+    .unwrap();
+    let p = list.this();
+    assert_eq!(
+        call!(list.vtbl().NumberOfEntries, p),
+        3,
+        "slots reach the value"
+    );
+    let (status, same) = qi(p, &IID_IResourceList);
+    assert_eq!(
+        (status, same),
+        (STATUS_SUCCESS, p),
+        "its own interface, at offset 0"
+    );
+    let (status, none) = qi(p, &IID_IPort);
+    assert_eq!((status, none), (STATUS_NOINTERFACE, ptr::null_mut()));
+    assert_eq!(add_ref(p), 3, "the list's reference, QI's and this one");
+    assert_eq!(release(p), 2);
+    assert_eq!(release(p), 1, "QI's reference given back");
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    drop(list);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "freed at the last release, once"
+    );
 }
