@@ -5,6 +5,12 @@
 //!
 //! - [`ac97`]: the Intel ICH AC'97 back-end (codec, bus-master channels, ISR)
 //!   over a register-bus trait, and [`ac97::sim`], a register-level model.
+//! - [`bus`]: the register-bus and DMA-memory traits the back-ends use.
+//! - [`hda`]: the Intel HD Audio back-end (controller, CORB/RIRB verbs,
+//!   codec walk, stream descriptors, ISR) over MMIO, and [`hda::sim`], a
+//!   register-level model of QEMU's controller and codec.
+//! - [`convert`]: format conversion (sample type and depth, channel map by
+//!   speaker mask, fixed-point polyphase resampling) for the cable.
 //! - [`format`]: WAVEFORMATEX / WAVEFORMATEXTENSIBLE parsing and validation.
 //! - [`range`]: KSDATARANGE_AUDIO and the data-range intersection.
 //! - [`negotiate`]: cyclic buffer size negotiation (`KSPROPERTY_RTAUDIO_BUFFER`).
@@ -34,10 +40,13 @@
 )]
 
 pub mod ac97;
+pub mod bus;
+pub mod convert;
 pub mod dma;
 pub mod format;
 pub mod geometry;
 pub mod guid;
+pub mod hda;
 pub mod negotiate;
 pub mod notify;
 pub mod packet;

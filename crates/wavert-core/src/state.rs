@@ -190,6 +190,23 @@ impl TimedStream {
         }
     }
 
+    /// The linear byte position as of `qpc` (advances the clock when
+    /// running): what an engine that moves bytes needs each service,
+    /// without the cyclic offset and packet count [`Self::position`]
+    /// divides out.
+    pub fn linear_bytes_at(&mut self, qpc: u64) -> u64 {
+        self.clock.update(qpc);
+        self.clock.linear_bytes()
+    }
+
+    /// The offset in the cyclic buffer as of `qpc` (advances the clock
+    /// when running): `GetPosition`'s one figure, without the packet count
+    /// [`Self::position`] also divides out.
+    pub fn cyclic_offset_at(&mut self, qpc: u64) -> u32 {
+        self.clock.update(qpc);
+        self.clock.cyclic_offset()
+    }
+
     /// Timer / DPC service at `qpc`: the notifications now due.
     pub fn poll_notifications(&mut self, qpc: u64) -> Due {
         self.clock.update(qpc);

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use wavert_core::notify::{Due, NotificationSchedule, NotifyError};
-use wavert_core::position::{LinearFromCyclic, PositionError, QpcClock};
+use wavert_core::position::{ClockReading, LinearFromCyclic, PositionError, QpcClock};
 use wavert_core::state::{transition, KsState, StateError, TimedStream, Transition};
 
 const QPC_HZ: u64 = 10_000_000;
@@ -66,6 +66,65 @@ proptest! {
             prop_assert!(closed_form(at - 5, rate) >= target);
             prop_assert!(closed_form(at - 6, rate) < target);
         }
+    }
+}
+
+proptest! {
+    /// Both paths of the per-step division (u64 for a service's step, u128
+    /// past it) give the exact quotient and remainder.
+    #[test]
+    fn frames_for_ticks_is_exact_at_any_step(
+        delta in prop_oneof![0u64..100_000_000, any::<u64>()],
+        rate in 1u32..=384_000,
+        frequency in 1u64..=100_000_000,
+        remainder_seed in any::<u64>(),
+    ) {
+        let remainder = remainder_seed % frequency;
+        let total = u128::from(delta) * u128::from(rate) + u128::from(remainder);
+        let expected = (
+            u64::try_from(total / u128::from(frequency)).unwrap_or(u64::MAX),
+            u64::try_from(total % u128::from(frequency)).expect("below the frequency"),
+        );
+        prop_assert_eq!(QpcClock::frames_for_ticks(delta, rate, frequency, remainder), expected);
+    }
+}
+
+/// `qpc_of_frame` as its documentation states it, in u128 throughout.
+fn qpc_of_frame_reference(reading: &ClockReading, frame: u64) -> Option<u64> {
+    let rate = u128::from(reading.sample_rate);
+    let freq = u128::from(reading.qpc_frequency);
+    let qpc = u128::from(reading.qpc);
+    let at = if frame <= reading.frames {
+        let back = u128::from(reading.frames - frame) * freq + u128::from(reading.remainder);
+        qpc.checked_sub(back / rate)?
+    } else {
+        let ahead = (u128::from(frame - reading.frames) * freq)
+            .checked_sub(u128::from(reading.remainder))?;
+        qpc + ahead.div_ceil(rate)
+    };
+    u64::try_from(at).ok()
+}
+
+proptest! {
+    /// Near the reading (the timer's case, u64 arithmetic) and far from it
+    /// (u128), the instant of a frame is the same exact answer.
+    #[test]
+    fn qpc_of_frame_is_exact_near_and_far(
+        frames in prop_oneof![0u64..1_000_000, any::<u64>()],
+        frame in prop_oneof![0u64..1_000_000, any::<u64>()],
+        qpc in prop_oneof![0u64..1_000_000_000, any::<u64>()],
+        rate in 1u32..=384_000,
+        frequency in 1u64..=100_000_000,
+        remainder_seed in any::<u64>(),
+    ) {
+        let reading = ClockReading {
+            frames,
+            qpc,
+            remainder: remainder_seed % frequency,
+            sample_rate: rate,
+            qpc_frequency: frequency,
+        };
+        prop_assert_eq!(reading.qpc_of_frame(frame), qpc_of_frame_reference(&reading, frame));
     }
 }
 
@@ -269,6 +328,18 @@ fn run_moves_pause_freezes_stop_resets() {
     assert_eq!(p.packet_count, 2);
     assert_eq!(p.cyclic_offset, 0);
     assert_eq!(s.poll_notifications(10_000_000 + QPC_HZ / 100).count, 2);
+    assert_eq!(
+        s.cyclic_offset_at(10_000_000 + QPC_HZ / 100 + QPC_HZ / 400),
+        480,
+        "12.5 ms: 2.5 ms into the second 10 ms buffer cycle"
+    );
+    assert_eq!(
+        s.linear_bytes_at(10_000_000 + QPC_HZ / 50),
+        3840,
+        "the engine's figure advances the same clock: 20 ms"
+    );
+    assert_eq!(s.position(10_000_000 + QPC_HZ / 50).linear_bytes, 3840);
+
     s.set_state(2, 10_000_000 + QPC_HZ / 50).unwrap(); // pause at 20 ms
     let frozen = s.position(99_000_000);
     assert_eq!(frozen.presentation.frames, 960);

@@ -26,6 +26,8 @@
 
 pub mod sim;
 
+use crate::bus::Counted;
+pub use crate::bus::{DmaMemory, RegisterBus};
 use crate::dma::{DmaError, Refill, RefillDma};
 use crate::sg::{encode_entry, Descriptor, SgError, SgProfile};
 
@@ -49,6 +51,16 @@ pub mod nam {
     pub const RECORD_SELECT: u16 = 0x1A;
     /// Record gain.
     pub const RECORD_GAIN: u16 = 0x1C;
+    /// Powerdown control/status: ready bits 0..3 (ADC, DAC, analog mixer,
+    /// Vref), power-down requests PR0..PR6 in bits 8..14 (AC'97 2.3
+    /// specification, section 5.8.3 / register 26h).
+    pub const POWERDOWN: u16 = 0x26;
+    /// Powerdown: PR0 (PCM-in ADCs and input mux), PR1 (PCM-out DACs), PR2
+    /// (analog mixer, Vref kept), PR3 (analog mixer and Vref), PR4 (AC-link:
+    /// only a cold or warm reset wakes the codec again).
+    pub const POWERDOWN_D3: u16 = 0x1F00;
+    /// Powerdown: PR0 and PR1, the converters only (mixer and link kept).
+    pub const POWERDOWN_CONVERTERS: u16 = 0x0300;
     /// Extended audio capabilities (read-only).
     pub const EXTENDED_AUDIO_ID: u16 = 0x28;
     /// Extended audio status and control.
@@ -119,33 +131,6 @@ pub mod nabm {
     pub const GLOB_CNT_COLD_RESET_RELEASED: u32 = 0x02;
     /// `GLOB_STA`: primary codec ready.
     pub const GLOB_STA_PRIMARY_READY: u32 = 0x100;
-}
-
-/// Port or memory-mapped register access at an offset inside one window.
-///
-/// Accesses cannot fail: on a real bus a missing device reads all ones, and
-/// implementations for test harnesses record their own transport errors.
-pub trait RegisterBus {
-    /// Reads a byte.
-    fn read8(&mut self, offset: u16) -> u8;
-    /// Reads a 16-bit word.
-    fn read16(&mut self, offset: u16) -> u16;
-    /// Reads a 32-bit dword.
-    fn read32(&mut self, offset: u16) -> u32;
-    /// Writes a byte.
-    fn write8(&mut self, offset: u16, value: u8);
-    /// Writes a 16-bit word.
-    fn write16(&mut self, offset: u16, value: u16);
-    /// Writes a 32-bit dword.
-    fn write32(&mut self, offset: u16, value: u32);
-}
-
-/// The driver's view of memory the device reads descriptors from: bytes at
-/// a physical address. In the kernel this is the common buffer's virtual
-/// mapping; in a harness, guest RAM.
-pub trait DmaMemory {
-    /// Writes `bytes` starting at `physical`.
-    fn write(&mut self, physical: u64, bytes: &[u8]);
 }
 
 /// Why the back-end refused or failed.
@@ -384,42 +369,6 @@ pub struct ServiceReport {
     pub register_accesses: u32,
 }
 
-/// Counts the accesses made through it.
-struct Counted<'a, B> {
-    bus: &'a mut B,
-    accesses: u32,
-}
-
-impl<'a, B: RegisterBus> Counted<'a, B> {
-    const fn new(bus: &'a mut B) -> Self {
-        Self { bus, accesses: 0 }
-    }
-    fn read8(&mut self, offset: u16) -> u8 {
-        self.accesses += 1;
-        self.bus.read8(offset)
-    }
-    fn read16(&mut self, offset: u16) -> u16 {
-        self.accesses += 1;
-        self.bus.read16(offset)
-    }
-    fn read32(&mut self, offset: u16) -> u32 {
-        self.accesses += 1;
-        self.bus.read32(offset)
-    }
-    fn write8(&mut self, offset: u16, value: u8) {
-        self.accesses += 1;
-        self.bus.write8(offset, value);
-    }
-    fn write16(&mut self, offset: u16, value: u16) {
-        self.accesses += 1;
-        self.bus.write16(offset, value);
-    }
-    fn write32(&mut self, offset: u16, value: u32) {
-        self.accesses += 1;
-        self.bus.write32(offset, value);
-    }
-}
-
 /// CIV, LVI and SR from one dword read at CIV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct IndexStatus {
@@ -567,8 +516,74 @@ impl Channel {
             bus.write8(self.register(nabm::CR), RUN_CONTROL);
             self.dma = Some(dma);
         }
-        self.stats.control_register_accesses += u64::from(bus.accesses);
+        self.stats.control_register_accesses += u64::from(bus.accesses());
         result
+    }
+
+    /// Starts the channel again after its registers were lost (a power
+    /// loss, or the cold reset before D0) at linear byte `position` of the
+    /// stream, where it was paused: resets the channel, sets the list base,
+    /// loads the ring from the segment holding `position`, its first entry
+    /// shortened to what of it was not yet moved, and runs. The refill
+    /// counters go on linearly, so [`Self::position`] continues from
+    /// `position` (the shortened entry's PICB counts down what is left of
+    /// the segment).
+    ///
+    /// # Errors
+    /// As [`Self::start`]; [`Ac97Error::Dma`] for a position the segment
+    /// list does not hold.
+    pub fn resume_at(
+        &mut self,
+        bus_master: &mut impl RegisterBus,
+        memory: &mut impl DmaMemory,
+        segments: &[Descriptor],
+        buffer_size: u32,
+        position: u64,
+    ) -> Result<(), Ac97Error> {
+        let count = u32::try_from(segments.len()).unwrap_or(0);
+        let mut dma = RefillDma::new(count, RING_SLOTS, SLOTS_AHEAD)?;
+        let size = u64::from(buffer_size.max(1));
+        let offset = position % size;
+        let (index, segment) = segments
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, s)| u64::from(s.buffer_offset) <= offset)
+            .ok_or(Ac97Error::Dma(DmaError::SegmentTableMismatch))?;
+        let done = position / size * u64::from(count) + index as u64;
+        // Whole samples of the segment already moved (positions advance in
+        // samples, so this is even).
+        let consumed = u32::try_from(offset - u64::from(segment.buffer_offset)).unwrap_or(0);
+        let mut bus = Counted::new(bus_master);
+        bus.write8(self.register(nabm::CR), nabm::CR_RESET);
+        bus.write32(self.register(nabm::BDBAR), self.list_physical);
+        let refill = dma.start_at(done);
+        self.last_valid_index = refill.last_valid_index.wrapping_add(1);
+        let mut result = self.apply_refill(&mut bus, memory, segments, &refill);
+        if result.is_ok() && consumed != 0 {
+            // Slot 0 holds segment `index`: its rest only.
+            let rest = Descriptor {
+                address: segment.address + u64::from(consumed),
+                length_bytes: segment.length_bytes.saturating_sub(consumed),
+                ..*segment
+            };
+            let mut entry = [0u8; 8];
+            result = encode_entry(&SgProfile::AC97, index, &rest, &mut entry)
+                .map_err(Ac97Error::from)
+                .map(|_| memory.write(u64::from(self.list_physical), &entry));
+        }
+        if result.is_ok() {
+            bus.write8(self.register(nabm::CR), RUN_CONTROL);
+            self.dma = Some(dma);
+        }
+        self.stats.control_register_accesses += u64::from(bus.accesses());
+        result
+    }
+
+    /// Forgets the engine without a register access (its registers went
+    /// with the power): a later [`Self::start`] begins afresh.
+    pub const fn forget(&mut self) {
+        self.dma = None;
     }
 
     /// Stops the engine and resets the channel's registers.
@@ -577,7 +592,7 @@ impl Channel {
         bus.write8(self.register(nabm::CR), 0);
         bus.write8(self.register(nabm::CR), nabm::CR_RESET);
         self.dma = None;
-        self.stats.control_register_accesses += u64::from(bus.accesses);
+        self.stats.control_register_accesses += u64::from(bus.accesses());
     }
 
     /// Pauses a running channel: clears the run bit (the engine stops
@@ -592,7 +607,7 @@ impl Channel {
         }
         let mut bus = Counted::new(bus_master);
         bus.write8(self.register(nabm::CR), RUN_CONTROL & !nabm::CR_RUN);
-        self.stats.control_register_accesses += u64::from(bus.accesses);
+        self.stats.control_register_accesses += u64::from(bus.accesses());
         Ok(())
     }
 
@@ -607,7 +622,7 @@ impl Channel {
         }
         let mut bus = Counted::new(bus_master);
         bus.write8(self.register(nabm::CR), RUN_CONTROL);
-        self.stats.control_register_accesses += u64::from(bus.accesses);
+        self.stats.control_register_accesses += u64::from(bus.accesses());
         Ok(())
     }
 
@@ -629,9 +644,9 @@ impl Channel {
     ) -> Result<ServiceReport, Ac97Error> {
         let mut bus = Counted::new(bus_master);
         let result = self.service(&mut bus, memory, segments);
-        self.stats.interrupt_register_accesses += u64::from(bus.accesses);
+        self.stats.interrupt_register_accesses += u64::from(bus.accesses());
         result.map(|mut report| {
-            report.register_accesses = bus.accesses;
+            report.register_accesses = bus.accesses();
             report
         })
     }
@@ -697,6 +712,32 @@ impl Channel {
         segments: &[Descriptor],
         buffer_size: u32,
     ) -> Result<u64, Ac97Error> {
+        self.read_position(bus_master, segments, buffer_size, false)
+    }
+
+    /// [`Self::position`] of a channel [`Self::pause`]d: clearing the run
+    /// bit sets DCH (ICH documentation; QEMU's model), which here does not
+    /// mean the last valid entry finished, so CIV and PICB are read as an
+    /// entry in progress.
+    ///
+    /// # Errors
+    /// As [`Self::position`].
+    pub fn paused_position(
+        &mut self,
+        bus_master: &mut impl RegisterBus,
+        segments: &[Descriptor],
+        buffer_size: u32,
+    ) -> Result<u64, Ac97Error> {
+        self.read_position(bus_master, segments, buffer_size, true)
+    }
+
+    fn read_position(
+        &mut self,
+        bus_master: &mut impl RegisterBus,
+        segments: &[Descriptor],
+        buffer_size: u32,
+        paused: bool,
+    ) -> Result<u64, Ac97Error> {
         let dma = self.dma.ok_or(Ac97Error::NotRunning)?;
         let mut bus = Counted::new(bus_master);
         let mut result = Err(Ac97Error::PositionUnstable);
@@ -710,14 +751,14 @@ impl Channel {
                         segments,
                         buffer_size,
                         first.civ,
-                        first.halted(),
+                        first.halted() && !paused,
                         u32::from(samples_left) * 2,
                     )
                     .map_err(Ac97Error::from);
                 break;
             }
         }
-        self.stats.position_register_accesses += u64::from(bus.accesses);
+        self.stats.position_register_accesses += u64::from(bus.accesses());
         result
     }
 }

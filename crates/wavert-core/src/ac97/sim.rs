@@ -11,74 +11,15 @@
 //! Accesses at a width the hardware does not decode are counted
 //! ([`SimAc97::bad_width_accesses`]) and read as all ones.
 
-use core::cell::Cell;
-
-use super::{nabm, nam, DmaMemory, RegisterBus, RING_SLOTS};
+use super::{nabm, nam, RegisterBus, RING_SLOTS};
+use crate::bus::SharedMemory;
 
 /// Physical bytes of descriptor memory the model holds.
 pub const SIM_MEMORY_BYTES: usize = 1024;
 
-/// Descriptor memory: [`SIM_MEMORY_BYTES`] bytes starting at a physical base.
-/// Writes outside it are counted, not stored.
-///
-/// Like real memory it is shared: the driver writes it (through
-/// `&SimMemory`, which is [`DmaMemory`]) while the engine reads it.
-#[derive(Debug)]
-pub struct SimMemory {
-    base: u64,
-    bytes: [Cell<u8>; SIM_MEMORY_BYTES],
-    stray_writes: Cell<u32>,
-}
-
-impl SimMemory {
-    /// Memory covering `base..base + SIM_MEMORY_BYTES`, zeroed.
-    #[must_use]
-    pub const fn new(base: u64) -> Self {
-        Self {
-            base,
-            bytes: [const { Cell::new(0) }; SIM_MEMORY_BYTES],
-            stray_writes: Cell::new(0),
-        }
-    }
-
-    /// Writes that fell outside the modelled range.
-    #[must_use]
-    pub fn stray_writes(&self) -> u32 {
-        self.stray_writes.get()
-    }
-
-    fn cells(&self, physical: u64, len: usize) -> Option<&[Cell<u8>]> {
-        let start = usize::try_from(physical.checked_sub(self.base)?).ok()?;
-        self.bytes.get(start..start.checked_add(len)?)
-    }
-
-    /// Reads a little-endian dword (0 outside the modelled range).
-    #[must_use]
-    pub fn read_u32(&self, physical: u64) -> u32 {
-        let mut word = [0u8; 4];
-        if let Some(cells) = self.cells(physical, 4) {
-            for (byte, cell) in word.iter_mut().zip(cells) {
-                *byte = cell.get();
-            }
-        }
-        u32::from_le_bytes(word)
-    }
-}
-
-impl DmaMemory for &SimMemory {
-    fn write(&mut self, physical: u64, bytes: &[u8]) {
-        match self.cells(physical, bytes.len()) {
-            Some(cells) => {
-                for (cell, byte) in cells.iter().zip(bytes) {
-                    cell.set(*byte);
-                }
-            }
-            None => self
-                .stray_writes
-                .set(self.stray_writes.get().saturating_add(1)),
-        }
-    }
-}
+/// Descriptor memory: [`SIM_MEMORY_BYTES`] bytes starting at a physical
+/// base, shared by the driver and the model ([`SharedMemory`]).
+pub type SimMemory = SharedMemory<SIM_MEMORY_BYTES>;
 
 const IOC: u32 = 1 << 31;
 

@@ -290,3 +290,102 @@ fn start_writes_the_list_and_runs_from_slot_zero() {
         (1 << 31) | (1 << 30) | (second.length_bytes / 2)
     );
 }
+
+/// How a channel comes back after the model lost its registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Comeback {
+    /// [`Channel::resume_at`] the paused position (the product).
+    ResumeAt,
+    /// [`Channel::start`] again (a driver that forgets the position).
+    Restart,
+    /// [`Channel::resume`] (a driver that sets the run bit on reset registers).
+    RunBitOnly,
+}
+
+/// Renders `before` chunks, pauses mid-segment, loses every register (a
+/// fresh model: power off), brings the codec up again, comes back as
+/// `comeback` says and renders `after` chunks. Returns the pieces moved and
+/// the position read before the loss and right after the comeback.
+fn power_loss_run(comeback: Comeback, before: u32, after: u32) -> (Vec<(u32, u32)>, u64, u64) {
+    let memory = SimMemory::new(LIST_BASE);
+    let segments = segments();
+    let kind = ChannelKind::PcmOut;
+    let mut sim = SimAc97::new();
+    brought_up(&mut sim, &memory);
+    let mut channel = Channel::new(kind, LIST_BASE + 0x100).unwrap();
+    channel
+        .start(&mut sim.bus_master(&memory), &mut &memory, &segments)
+        .unwrap();
+    let mut pieces = Vec::new();
+    let chunk = 1_000; // not a divisor of any segment: pauses land mid-entry
+    let serve = |sim: &mut SimAc97, channel: &mut Channel, pieces: &mut Vec<(u32, u32)>| {
+        sim.step(kind.base(), chunk, &memory, &mut |a, l| {
+            push_merged(pieces, a, l);
+        });
+        if sim.interrupt_line() {
+            channel
+                .service_interrupt(&mut sim.bus_master(&memory), &mut &memory, &segments)
+                .unwrap();
+        }
+    };
+    for _ in 0..before {
+        serve(&mut sim, &mut channel, &mut pieces);
+    }
+    channel.pause(&mut sim.bus_master(&memory)).unwrap();
+    let held = channel
+        .paused_position(&mut sim.bus_master(&memory), &segments, BUFFER_SIZE)
+        .unwrap();
+    sim.mixer().write16(nam::POWERDOWN, nam::POWERDOWN_D3);
+    // Power off: every register back to its reset value.
+    sim = SimAc97::new();
+    brought_up(&mut sim, &memory);
+    let resumed = match comeback {
+        Comeback::ResumeAt => channel.resume_at(
+            &mut sim.bus_master(&memory),
+            &mut &memory,
+            &segments,
+            BUFFER_SIZE,
+            held,
+        ),
+        Comeback::Restart => channel.start(&mut sim.bus_master(&memory), &mut &memory, &segments),
+        Comeback::RunBitOnly => channel.resume(&mut sim.bus_master(&memory)),
+    };
+    resumed.unwrap();
+    let after_position = channel
+        .position(&mut sim.bus_master(&memory), &segments, BUFFER_SIZE)
+        .unwrap_or(u64::MAX);
+    for _ in 0..after {
+        serve(&mut sim, &mut channel, &mut pieces);
+    }
+    (pieces, held, after_position)
+}
+
+#[test]
+fn resume_at_continues_byte_exact_after_a_power_loss() {
+    let segments = segments();
+    for before in [3, 17, 40] {
+        let (pieces, held, resumed) = power_loss_run(Comeback::ResumeAt, before, 60);
+        assert_eq!(held, u64::from(before) * 1_000, "{before}");
+        assert_eq!(
+            resumed, held,
+            "{before}: the position goes on from where it was"
+        );
+        // The stream is the uninterrupted one: no byte lost, none repeated.
+        assert_eq!(
+            pieces,
+            expected_stream(&segments, u64::from(before + 60) * 1_000),
+            "{before}"
+        );
+    }
+    // The controls: a driver that restarts from the top repeats the
+    // buffer's start; one that only sets the run bit on reset registers
+    // moves nothing (BDBAR is 0, the model's list is gone).
+    for comeback in [Comeback::Restart, Comeback::RunBitOnly] {
+        let (pieces, _, _) = power_loss_run(comeback, 17, 60);
+        assert_ne!(
+            pieces,
+            expected_stream(&segments, 77 * 1_000),
+            "{comeback:?} went unnoticed"
+        );
+    }
+}

@@ -115,6 +115,8 @@ pub struct SlotWrites {
     end: u64,
     ring: u8,
     segments: u32,
+    /// The linear segment the engine's slot 0 held at the last (re)start.
+    base: u64,
 }
 
 impl Iterator for SlotWrites {
@@ -128,7 +130,7 @@ impl Iterator for SlotWrites {
         self.next += 1;
         Some(SlotWrite {
             // Remainders are below u8 / u32 ranges by construction.
-            slot: u8::try_from(linear % u64::from(self.ring)).unwrap_or(0),
+            slot: u8::try_from((linear - self.base) % u64::from(self.ring)).unwrap_or(0),
             segment: u32::try_from(linear % u64::from(self.segments)).unwrap_or(0),
         })
     }
@@ -159,6 +161,10 @@ pub struct RefillDma {
     loaded: u64,
     completed: u64,
     running: bool,
+    /// The linear segment slot 0 holds since the last start: 0 after
+    /// [`Self::start`], the resume point after [`Self::start_at`] (a channel
+    /// reset puts the engine back at slot 0).
+    base: u64,
 }
 
 impl RefillDma {
@@ -182,12 +188,14 @@ impl RefillDma {
             loaded: 0,
             completed: 0,
             running: false,
+            base: 0,
         })
     }
 
     fn slot_of(&self, linear: u64) -> u8 {
-        // The remainder is below `ring`, itself a u8.
-        u8::try_from(linear % u64::from(self.ring)).unwrap_or(0)
+        // The remainder is below `ring`, itself a u8; `linear` is never
+        // below `base` (both only grow from it).
+        u8::try_from(linear.saturating_sub(self.base) % u64::from(self.ring)).unwrap_or(0)
     }
 
     fn fill(&mut self, restart: bool) -> Refill {
@@ -197,6 +205,7 @@ impl RefillDma {
             end: target,
             ring: self.ring,
             segments: self.segments,
+            base: self.base,
         };
         self.loaded = target.max(self.loaded);
         Refill {
@@ -208,8 +217,16 @@ impl RefillDma {
 
     /// Starts from segment 0 in slot 0: write the slots, LVI, then the run bit.
     pub fn start(&mut self) -> Refill {
-        self.loaded = 0;
-        self.completed = 0;
+        self.start_at(0)
+    }
+
+    /// Starts again from linear segment `completed` (segments finished so
+    /// far) in slot 0, after the engine's registers were reset (a power
+    /// loss): the counters go on from there, so positions stay linear.
+    pub fn start_at(&mut self, completed: u64) -> Refill {
+        self.loaded = completed;
+        self.completed = completed;
+        self.base = completed;
         self.running = true;
         self.fill(false)
     }
