@@ -10,14 +10,19 @@
 //! fake in tests and the emulator).
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use portcls_sys::{
-    CLSID_PortTopology, CLSID_PortWaveRT, DEVPKEY_KsAudio_PacketSize_Constraints2, IInterruptSync,
-    IPort, IResourceList, IUnknown, IUnregisterPhysicalConnection, IUnregisterSubdevice,
-    DEVICE_OBJECT, DEVPROPKEY, GUID, KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE, KSCATEGORY_REALTIME,
-    KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
+    CLSID_PortTopology, CLSID_PortWaveRT, DEVPKEY_DeviceInterface_FriendlyName,
+    DEVPKEY_KsAudio_PacketSize_Constraints2, IInterruptSync, IPort, IResourceList, IUnknown,
+    IUnregisterPhysicalConnection, IUnregisterSubdevice, DEVICE_OBJECT, DEVPROPKEY, DEVPROPTYPE,
+    DEVPROP_TYPE_BINARY, DEVPROP_TYPE_STRING, GUID, KSCATEGORY_AUDIO, KSCATEGORY_CAPTURE,
+    KSCATEGORY_REALTIME, KSCATEGORY_RENDER, KSCATEGORY_TOPOLOGY,
 };
-use wavert_com::{new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult, NtStatus};
+use wavert_com::{
+    new_adapter_power_management, new_topology_miniport, new_wave_rt_miniport, ComPtr, NtResult,
+    NtStatus,
+};
 
 use crate::ac97::interrupt::InterruptSync;
 use crate::ac97::{Ac97Device, Ac97Resources, MixerNode, PortIo};
@@ -25,7 +30,9 @@ use crate::cable::VirtualCable;
 use crate::direction::Direction;
 use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
 use crate::modes::constraints_value;
+use crate::parameters::{CableName, MAX_NAME_UNITS};
 use crate::platform::{LogLevel, Platform};
+use crate::power::{AdapterPowerPolicy, DevicePower, PowerBackend};
 use crate::stream::Backend;
 use crate::topology::TopologyMiniport;
 use crate::wave::WaveMiniport;
@@ -56,12 +63,13 @@ pub trait PortClsServices {
     ///
     /// PortCls' status.
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()>;
-    /// Sets a binary property on the `KSCATEGORY_AUDIO` device interface
+    /// Sets a property (of type `kind`, `DEVPROP_TYPE_BINARY` or
+    /// `DEVPROP_TYPE_STRING`) on the `KSCATEGORY_AUDIO` device interface
     /// that the subdevice `name` (NUL-terminated UTF-16) is registered
     /// under, before it is registered: `PcGetPhysicalDeviceObject`,
     /// `IoRegisterDeviceInterface(pdo, &KSCATEGORY_AUDIO, name, &link)`,
     /// `IoSetDeviceInterfacePropertyData(&link, key, LOCALE_NEUTRAL,
-    /// PLUGPLAY_PROPERTY_PERSISTENT, DEVPROP_TYPE_BINARY, value)`, as
+    /// PLUGPLAY_PROPERTY_PERSISTENT, kind, value)`, as
     /// SYSVAD's `CAdapterCommon::CreateAudioInterfaceWithProperties` does
     /// (`PcRegisterSubdevice` then finds the interface registered and
     /// enables it with the property in place).
@@ -73,6 +81,7 @@ pub trait PortClsServices {
         &self,
         name: &'static [u16],
         key: &DEVPROPKEY,
+        kind: DEVPROPTYPE,
         value: &[u8],
     ) -> NtResult<()>;
     /// `PcRegisterPhysicalConnection(DeviceObject, from, from_pin, to, to_pin)`.
@@ -102,6 +111,39 @@ pub trait PortClsServices {
     ) -> NtResult<ComPtr<IInterruptSync>> {
         let _ = (resources, index);
         Err(wavert_com::NtStatus::NOT_SUPPORTED)
+    }
+    /// `PcRegisterAdapterPowerManagement(power, DeviceObject)`: PortCls
+    /// queries `power` for `IAdapterPowerManagement(2)` and keeps it for its
+    /// power IRPs. The default (services with no power IRPs to send)
+    /// refuses with `STATUS_NOT_SUPPORTED`.
+    ///
+    /// # Errors
+    ///
+    /// PortCls' status.
+    fn register_adapter_power_management(&self, power: &ComPtr<IUnknown>) -> NtResult<()> {
+        let _ = power;
+        Err(wavert_com::NtStatus::NOT_SUPPORTED)
+    }
+}
+
+/// Registers `device`'s power management with PortCls (an
+/// [`AdapterPowerPolicy`] over it), before its subdevices, as
+/// simpleaudiosample's `StartDevice` does. A refusal is logged and the
+/// start goes on: the device then works as before, never told of a power
+/// change (what every start did before power management existed).
+fn register_power<S: PortClsServices, D: PowerBackend>(services: &S, device: &Arc<D>) {
+    let registered = new_adapter_power_management(AdapterPowerPolicy::new(device.clone()))
+        .and_then(|power| power.query::<IUnknown>())
+        .and_then(|unknown| services.register_adapter_power_management(&unknown));
+    if let Err(status) = registered {
+        device.power_platform().log(
+            LogLevel::Error,
+            format_args!(
+                "{}power management not registered: {:#x}",
+                device.power_log_prefix(),
+                status.code()
+            ),
+        );
     }
 }
 
@@ -149,11 +191,6 @@ const fn utf16z<const N: usize>(s: &str) -> [u16; N] {
     out
 }
 
-static WAVE_RENDER_W: [u16; 11] = utf16z("WaveRender");
-static TOPOLOGY_RENDER_W: [u16; 15] = utf16z("TopologyRender");
-static WAVE_CAPTURE_W: [u16; 12] = utf16z("WaveCapture");
-static TOPOLOGY_CAPTURE_W: [u16; 16] = utf16z("TopologyCapture");
-
 /// The four subdevices of a device with the shared filter layout (wave
 /// render, topology render, wave capture, topology capture), in
 /// registration order, under the names given (each as text and as
@@ -188,17 +225,97 @@ const fn four_subdevices(names: [(&'static str, &'static [u16]); 4]) -> [Subdevi
     ]
 }
 
-/// How many subdevices a device registers (the cable's or the AC'97's four):
-/// what the driver's `AddDevice` asks `PcAddAdapterDevice` to make room for.
-pub const MAX_SUBDEVICES: u32 = 4;
+/// The most cables one device registers (issue 16: 1 to 8), each its own
+/// pair of wave + topology filters over its own [`VirtualCable`].
+pub const MAX_CABLES: usize = 8;
 
-/// The cable's four subdevices, in registration order.
-pub const SUBDEVICES: [Subdevice; 4] = four_subdevices([
-    ("WaveRender", &WAVE_RENDER_W),
-    ("TopologyRender", &TOPOLOGY_RENDER_W),
-    ("WaveCapture", &WAVE_CAPTURE_W),
-    ("TopologyCapture", &TOPOLOGY_CAPTURE_W),
-]);
+/// How many subdevices a device registers at most (four per cable, the
+/// AC'97's four): what the driver's `AddDevice` asks `PcAddAdapterDevice`
+/// to make room for.
+#[allow(clippy::cast_possible_truncation, reason = "4 * 8 subdevices")]
+pub const MAX_SUBDEVICES: u32 = 4 * MAX_CABLES as u32;
+
+/// The statics of one cable's four subdevice names: the reference strings
+/// as text and as NUL-terminated UTF-16, and the table over them.
+macro_rules! cable_subdevices {
+    ($wave_render:literal, $topology_render:literal, $wave_capture:literal, $topology_capture:literal) => {{
+        static WAVE_RENDER: [u16; $wave_render.len() + 1] = utf16z($wave_render);
+        static TOPOLOGY_RENDER: [u16; $topology_render.len() + 1] = utf16z($topology_render);
+        static WAVE_CAPTURE: [u16; $wave_capture.len() + 1] = utf16z($wave_capture);
+        static TOPOLOGY_CAPTURE: [u16; $topology_capture.len() + 1] = utf16z($topology_capture);
+        four_subdevices([
+            ($wave_render, &WAVE_RENDER),
+            ($topology_render, &TOPOLOGY_RENDER),
+            ($wave_capture, &WAVE_CAPTURE),
+            ($topology_capture, &TOPOLOGY_CAPTURE),
+        ])
+    }};
+}
+
+/// Every cable's four subdevices, cable by cable, each in registration
+/// order.
+///
+/// Cable 1 keeps the names a one-cable device always had; cable `n`
+/// (2 to 8) appends `n` to each, as SYSVAD tells its endpoint pairs apart by
+/// their reference strings (`WaveSpeaker`, `TopologySpeaker`, ...). The INF
+/// adds an interface for every one of them (`tests/inf_matches_subdevices.rs`);
+/// only the configured cables are registered, so the others stay disabled.
+pub static CABLE_SUBDEVICES: [[Subdevice; 4]; MAX_CABLES] = CABLE_TABLES;
+
+/// [`CABLE_SUBDEVICES`] as a constant, for [`SUBDEVICES`].
+const CABLE_TABLES: [[Subdevice; 4]; MAX_CABLES] = [
+    cable_subdevices!(
+        "WaveRender",
+        "TopologyRender",
+        "WaveCapture",
+        "TopologyCapture"
+    ),
+    cable_subdevices!(
+        "WaveRender2",
+        "TopologyRender2",
+        "WaveCapture2",
+        "TopologyCapture2"
+    ),
+    cable_subdevices!(
+        "WaveRender3",
+        "TopologyRender3",
+        "WaveCapture3",
+        "TopologyCapture3"
+    ),
+    cable_subdevices!(
+        "WaveRender4",
+        "TopologyRender4",
+        "WaveCapture4",
+        "TopologyCapture4"
+    ),
+    cable_subdevices!(
+        "WaveRender5",
+        "TopologyRender5",
+        "WaveCapture5",
+        "TopologyCapture5"
+    ),
+    cable_subdevices!(
+        "WaveRender6",
+        "TopologyRender6",
+        "WaveCapture6",
+        "TopologyCapture6"
+    ),
+    cable_subdevices!(
+        "WaveRender7",
+        "TopologyRender7",
+        "WaveCapture7",
+        "TopologyCapture7"
+    ),
+    cable_subdevices!(
+        "WaveRender8",
+        "TopologyRender8",
+        "WaveCapture8",
+        "TopologyCapture8"
+    ),
+];
+
+/// The first cable's four subdevices, in registration order.
+pub const SUBDEVICES: [Subdevice; 4] = CABLE_TABLES[0];
 
 /// One physical connection, by index into [`SUBDEVICES`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +353,7 @@ fn install_one<S: PortClsServices, B: Backend>(
     services: &S,
     backend: &Arc<B>,
     subdevice: &Subdevice,
+    friendly_name: Option<&CableName>,
     topology: &dyn Fn(Direction) -> TopologyMiniport,
 ) -> NtResult<ComPtr<IPort>> {
     let port = match subdevice.kind {
@@ -247,6 +365,7 @@ fn install_one<S: PortClsServices, B: Backend>(
             services.set_filter_interface_property(
                 subdevice.name_utf16,
                 &DEVPKEY_KsAudio_PacketSize_Constraints2,
+                DEVPROP_TYPE_BINARY,
                 &constraints,
             )?;
             let miniport = new_wave_rt_miniport(WaveMiniport::new(backend.clone(), direction))?;
@@ -255,6 +374,20 @@ fn install_one<S: PortClsServices, B: Backend>(
             port
         }
         SubdeviceKind::Topology(direction) => {
+            if let Some(name) = friendly_name {
+                // The endpoint's name in sound settings, in place of the
+                // INF's FriendlyName, as SYSVAD names a topology interface
+                // before enabling it (DEVPROP_TYPE_STRING: UTF-16 with its
+                // NUL).
+                with_string_value(name, |value| {
+                    services.set_filter_interface_property(
+                        subdevice.name_utf16,
+                        &DEVPKEY_DeviceInterface_FriendlyName,
+                        DEVPROP_TYPE_STRING,
+                        value,
+                    )
+                })?;
+            }
             let miniport = new_topology_miniport(topology(direction))?;
             let port = services.new_port(&CLSID_PortTopology)?;
             services.init_port(&port, &miniport.query::<IUnknown>()?)?;
@@ -267,6 +400,18 @@ fn install_one<S: PortClsServices, B: Backend>(
     Ok(port)
 }
 
+/// `name` with its NUL as the little-endian UTF-16 bytes a
+/// `DEVPROP_TYPE_STRING` value is, handed to `f` (on the stack: no
+/// allocation).
+fn with_string_value<R>(name: &CableName, f: impl FnOnce(&[u8]) -> R) -> R {
+    let units = name.units_with_nul();
+    let mut bytes = [0u8; 2 * (MAX_NAME_UNITS + 1)];
+    for (pair, unit) in bytes.chunks_exact_mut(2).zip(units) {
+        pair.copy_from_slice(&unit.to_le_bytes());
+    }
+    f(bytes.get(..2 * units.len()).unwrap_or(&[]))
+}
+
 /// The functional device object, kept for the unregister calls.
 #[derive(Clone, Copy, Debug)]
 struct DeviceObject(*mut DEVICE_OBJECT);
@@ -277,10 +422,35 @@ unsafe impl Send for DeviceObject {}
 // SAFETY: as above; nothing is reached through `&DeviceObject`.
 unsafe impl Sync for DeviceObject {}
 
+/// One set of four subdevices and their two connections (a cable's, the
+/// AC'97's) as registered.
+#[derive(Debug)]
+struct Group {
+    subdevices: &'static [Subdevice; 4],
+    /// The name its topology interfaces get (none: the INF's).
+    friendly_name: Option<CableName>,
+    /// A port is `Some` while its subdevice is registered.
+    ports: [Option<ComPtr<IPort>>; 4],
+    /// Indexed like [`PHYSICAL_CONNECTIONS`].
+    connections: [bool; PHYSICAL_CONNECTIONS.len()],
+}
+
+impl Group {
+    const fn new(subdevices: &'static [Subdevice; 4], friendly_name: Option<CableName>) -> Self {
+        Self {
+            subdevices,
+            friendly_name,
+            ports: [None, None, None, None],
+            connections: [false; PHYSICAL_CONNECTIONS.len()],
+        }
+    }
+}
+
 /// What one start registered, for [`Registration::unregister`] to undo.
 ///
-/// The port of each subdevice (one reference each, in [`SUBDEVICES`]
-/// order) and which of [`PHYSICAL_CONNECTIONS`] are registered.
+/// Per group of four subdevices (one per cable, or the AC'97's): the port
+/// of each subdevice (one reference each, in the table's order) and which
+/// of [`PHYSICAL_CONNECTIONS`] are registered.
 ///
 /// SYSVAD and simpleaudiosample keep the same in their adapter common object,
 /// stored in the device extension for their `IRP_MJ_PNP` handler; the
@@ -288,39 +458,65 @@ unsafe impl Sync for DeviceObject {}
 #[derive(Debug)]
 pub struct Registration {
     device: DeviceObject,
-    subdevices: &'static [Subdevice; 4],
-    /// A port is `Some` while its subdevice is registered.
-    ports: [Option<ComPtr<IPort>>; 4],
-    /// Indexed like [`PHYSICAL_CONNECTIONS`].
-    connections: [bool; PHYSICAL_CONNECTIONS.len()],
+    groups: Vec<Group>,
 }
 
 impl Registration {
-    const fn new(device: *mut DEVICE_OBJECT, subdevices: &'static [Subdevice; 4]) -> Self {
-        Self {
+    /// Room for `tables`, nothing registered yet. The only allocation
+    /// (`PASSIVE_LEVEL`), refused without a panic when pool is short.
+    fn new(
+        device: *mut DEVICE_OBJECT,
+        tables: impl ExactSizeIterator<Item = (&'static [Subdevice; 4], Option<CableName>)>,
+    ) -> NtResult<Self> {
+        let mut groups = Vec::new();
+        groups
+            .try_reserve_exact(tables.len())
+            .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+        groups.extend(tables.map(|(table, name)| Group::new(table, name)));
+        Ok(Self {
             device: DeviceObject(device),
-            subdevices,
-            ports: [None, None, None, None],
-            connections: [false; PHYSICAL_CONNECTIONS.len()],
-        }
+            groups,
+        })
     }
 
     /// How many subdevices are registered.
     #[must_use]
     pub fn subdevice_count(&self) -> usize {
-        self.ports.iter().filter(|p| p.is_some()).count()
+        self.groups
+            .iter()
+            .map(|g| g.ports.iter().filter(|p| p.is_some()).count())
+            .sum()
     }
 
     /// How many physical connections are registered.
     #[must_use]
     pub fn connection_count(&self) -> usize {
-        self.connections.iter().filter(|c| **c).count()
+        self.groups
+            .iter()
+            .map(|g| g.connections.iter().filter(|c| **c).count())
+            .sum()
     }
 
-    /// The port registered as subdevice `index` ([`SUBDEVICES`] order).
+    /// The port registered as subdevice `index`, counted over the groups
+    /// in registration order (cable 1's four first, in [`SUBDEVICES`]
+    /// order, then cable 2's, ...).
     #[must_use]
     pub fn port(&self, index: usize) -> Option<&ComPtr<IPort>> {
-        self.ports.get(index).and_then(Option::as_ref)
+        self.groups
+            .get(index / 4)
+            .and_then(|g| g.ports.get(index % 4))
+            .and_then(Option::as_ref)
+    }
+
+    /// The subdevice names registered, in registration order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.groups.iter().flat_map(|g| {
+            g.subdevices
+                .iter()
+                .zip(&g.ports)
+                .filter(|(_, port)| port.is_some())
+                .map(|(s, _)| s.name)
+        })
     }
 
     /// Unregisters what this start registered, in the reverse order: the
@@ -356,36 +552,51 @@ impl Registration {
             );
             first_error.get_or_insert(status);
         };
-        for (index, connection) in PHYSICAL_CONNECTIONS.iter().enumerate().rev() {
-            let Some(registered) = self.connections.get_mut(index) else {
-                continue;
-            };
-            if !*registered {
-                continue;
-            }
-            *registered = false;
-            let name = self.subdevices.get(connection.from).map_or("?", |s| s.name);
-            if let Err(status) = self.unregister_connection(connection) {
-                note("the physical connection from", name, status);
+        let device = self.device;
+        for group in self.groups.iter_mut().rev() {
+            for (index, connection) in PHYSICAL_CONNECTIONS.iter().enumerate().rev() {
+                let Some(registered) = group.connections.get_mut(index) else {
+                    continue;
+                };
+                if !*registered {
+                    continue;
+                }
+                *registered = false;
+                let name = group
+                    .subdevices
+                    .get(connection.from)
+                    .map_or("?", |s| s.name);
+                if let Err(status) = group.unregister_connection(device, connection) {
+                    note("the physical connection from", name, status);
+                }
             }
         }
-        for (subdevice, slot) in self.subdevices.iter().zip(self.ports.iter_mut()).rev() {
-            let Some(port) = slot.take() else {
-                continue;
-            };
-            if let Err(status) = unregister_subdevice(self.device, &port) {
-                note("subdevice", subdevice.name, status);
+        for group in self.groups.iter_mut().rev() {
+            for (subdevice, slot) in group.subdevices.iter().zip(group.ports.iter_mut()).rev() {
+                let Some(port) = slot.take() else {
+                    continue;
+                };
+                if let Err(status) = unregister_subdevice(device, &port) {
+                    note("subdevice", subdevice.name, status);
+                }
+                // Our reference goes here, as SYSVAD releases its port after
+                // `UnregisterSubdevice`.
             }
-            // Our reference goes here, as SYSVAD releases its port after
-            // `UnregisterSubdevice`.
         }
         first_error.map_or(Ok(()), Err)
     }
+}
 
+impl Group {
     /// `IUnregisterPhysicalConnection::UnregisterPhysicalConnection` of one
     /// registered connection, through its topology-side port.
-    fn unregister_connection(&self, connection: &PhysicalConnection) -> NtResult<()> {
-        let (Some(from), Some(to)) = (self.port(connection.from), self.port(connection.to)) else {
+    fn unregister_connection(
+        &self,
+        device: DeviceObject,
+        connection: &PhysicalConnection,
+    ) -> NtResult<()> {
+        let port = |index: usize| self.ports.get(index).and_then(Option::as_ref);
+        let (Some(from), Some(to)) = (port(connection.from), port(connection.to)) else {
             return Err(NtStatus::INVALID_PARAMETER);
         };
         let topology_side = match self.subdevices.get(connection.from).map(|s| s.kind) {
@@ -399,7 +610,7 @@ impl Registration {
         NtStatus::check(unsafe {
             call(
                 unregister.this(),
-                self.device.0,
+                device.0,
                 from.as_raw().cast(),
                 connection.from_pin,
                 to.as_raw().cast(),
@@ -438,29 +649,54 @@ pub fn register_subdevices<S: PortClsServices, B: Backend>(
     subdevices: &'static [Subdevice; 4],
     topology: &dyn Fn(Direction) -> TopologyMiniport,
 ) -> NtResult<Registration> {
-    let mut registration = Registration::new(services.device_object(), subdevices);
-    let log = |level, message: core::fmt::Arguments<'_>| backend.log(level, message);
-    let result = register_into(services, backend, topology, &mut registration);
-    if let Err(e) = result {
-        // The failure itself was logged; the undo is best effort.
-        let _ = registration.unregister(&log);
-        return Err(e);
+    register_groups(services, &[(backend, subdevices, None)], topology)
+}
+
+/// [`register_subdevices`] for several groups of four (one per cable), each
+/// over its own back-end and with the friendly name its topology
+/// interfaces get (none: the INF's), in order; all or nothing.
+///
+/// # Errors
+///
+/// As [`register_subdevices`]: what was registered before a failure is
+/// unregistered again.
+pub fn register_groups<S: PortClsServices, B: Backend>(
+    services: &S,
+    groups: &[(&Arc<B>, &'static [Subdevice; 4], Option<&CableName>)],
+    topology: &dyn Fn(Direction) -> TopologyMiniport,
+) -> NtResult<Registration> {
+    let Some((first, _, _)) = groups.first() else {
+        return Err(NtStatus::INVALID_PARAMETER);
+    };
+    let log = |level, message: core::fmt::Arguments<'_>| first.log(level, message);
+    let tables = groups
+        .iter()
+        .map(|(_, table, name)| (*table, name.copied()));
+    let mut registration = Registration::new(services.device_object(), tables)?;
+    for ((backend, _, _), group) in groups.iter().zip(registration.groups.iter_mut()) {
+        if let Err(e) = register_group(services, backend, topology, group) {
+            // The failure itself was logged; the undo is best effort.
+            let _ = registration.unregister(&log);
+            return Err(e);
+        }
     }
     Ok(registration)
 }
 
-fn register_into<S: PortClsServices, B: Backend>(
+fn register_group<S: PortClsServices, B: Backend>(
     services: &S,
     backend: &Arc<B>,
     topology: &dyn Fn(Direction) -> TopologyMiniport,
-    registration: &mut Registration,
+    group: &mut Group,
 ) -> NtResult<()> {
-    for (subdevice, slot) in registration
-        .subdevices
-        .iter()
-        .zip(registration.ports.iter_mut())
-    {
-        match install_one(services, backend, subdevice, topology) {
+    for (subdevice, slot) in group.subdevices.iter().zip(group.ports.iter_mut()) {
+        match install_one(
+            services,
+            backend,
+            subdevice,
+            group.friendly_name.as_ref(),
+            topology,
+        ) {
             Ok(port) => *slot = Some(port),
             Err(e) => {
                 backend.log(
@@ -473,20 +709,31 @@ fn register_into<S: PortClsServices, B: Backend>(
     }
     for (c, registered) in PHYSICAL_CONNECTIONS
         .iter()
-        .zip(registration.connections.iter_mut())
+        .zip(group.connections.iter_mut())
     {
-        let (Some(Some(from)), Some(Some(to))) =
-            (registration.ports.get(c.from), registration.ports.get(c.to))
+        let (Some(Some(from)), Some(Some(to))) = (group.ports.get(c.from), group.ports.get(c.to))
         else {
             return Err(NtStatus::INVALID_PARAMETER);
         };
-        services.register_physical_connection(from, c.from_pin, to, c.to_pin)?;
+        if let Err(e) = services.register_physical_connection(from, c.from_pin, to, c.to_pin) {
+            let name = |index: usize| group.subdevices.get(index).map_or("?", |s| s.name);
+            backend.log(
+                LogLevel::Error,
+                format_args!(
+                    "physical connection {} -> {} failed: {:#x}",
+                    name(c.from),
+                    name(c.to),
+                    e.code()
+                ),
+            );
+            return Err(e);
+        }
         *registered = true;
     }
     Ok(())
 }
 
-/// Registers the whole cable (its four subdevices and two connections).
+/// Registers one cable (its four subdevices and two connections).
 ///
 /// # Errors
 ///
@@ -496,11 +743,114 @@ pub fn install<S: PortClsServices, P: Platform>(
     services: &S,
     cable: &Arc<VirtualCable<P>>,
 ) -> NtResult<Registration> {
-    let registration = register_subdevices(services, cable, &SUBDEVICES, &|direction| {
+    install_cables(services, core::slice::from_ref(cable), &[])
+}
+
+/// One cable's back-end, subdevice names and friendly name.
+type CableGroup<'a, P> = (
+    &'a Arc<VirtualCable<P>>,
+    &'static [Subdevice; 4],
+    Option<&'a CableName>,
+);
+
+/// Registers `cables` (1 to [`MAX_CABLES`]), each with its own names.
+///
+/// The `n`-th goes under the `n`-th names of [`CABLE_SUBDEVICES`], each over its own [`VirtualCable`] (its own
+/// streams, buffers and timer), its topology interfaces named `names[n]`
+/// (the cable's name parameter, [`crate::parameters`]; where `names` has
+/// none, the INF's `FriendlyName` stays). IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+///
+/// `STATUS_INVALID_PARAMETER` for no cables or more than [`MAX_CABLES`]
+/// (the parameters were validated before, see [`crate::parameters`]);
+/// otherwise the first failing PortCls call's status, with everything
+/// registered before it unregistered again.
+pub fn install_cables<S: PortClsServices, P: Platform>(
+    services: &S,
+    cables: &[Arc<VirtualCable<P>>],
+    names: &[CableName],
+) -> NtResult<Registration> {
+    if cables.is_empty() || cables.len() > MAX_CABLES {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let mut groups: Vec<CableGroup<'_, P>> = Vec::new();
+    groups
+        .try_reserve_exact(cables.len())
+        .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+    groups.extend(
+        cables
+            .iter()
+            .zip(CABLE_SUBDEVICES.iter())
+            .enumerate()
+            .map(|(index, (cable, table))| (cable, table, names.get(index))),
+    );
+    if let Some(power) = CablePower::of(cables) {
+        register_power(services, &Arc::new(power));
+    }
+    let registration = register_groups(services, &groups, &|direction| {
         TopologyMiniport::new(direction, crate::cable::endpoints::endpoint(direction))
     })?;
-    cable.log(LogLevel::Info, format_args!("virtual cable registered"));
+    for (index, cable) in cables.iter().enumerate() {
+        cable.log(
+            LogLevel::Info,
+            format_args!("virtual cable {} of {} registered", index + 1, cables.len()),
+        );
+    }
     Ok(registration)
+}
+
+/// A device's cables as the one device PortCls powers: each cable held
+/// and resumed in turn (each has its own streams and timer).
+struct CablePower<P: Platform> {
+    first: Arc<VirtualCable<P>>,
+    rest: Vec<Arc<VirtualCable<P>>>,
+}
+
+impl<P: Platform> CablePower<P> {
+    /// `None` for no cables, or when the list cannot be allocated (the
+    /// device then starts without power management, logged as a refusal
+    /// would be).
+    fn of(cables: &[Arc<VirtualCable<P>>]) -> Option<Self> {
+        let (first, rest) = cables.split_first()?;
+        let mut others = Vec::new();
+        if others.try_reserve_exact(rest.len()).is_err() {
+            first.log(
+                LogLevel::Error,
+                format_args!("power management not registered: no memory for the cable list"),
+            );
+            return None;
+        }
+        others.extend(rest.iter().cloned());
+        Some(Self {
+            first: first.clone(),
+            rest: others,
+        })
+    }
+
+    fn each(&self) -> impl Iterator<Item = &Arc<VirtualCable<P>>> {
+        core::iter::once(&self.first).chain(self.rest.iter())
+    }
+}
+
+impl<P: Platform> PowerBackend for CablePower<P> {
+    type Platform = P;
+
+    fn power_platform(&self) -> &P {
+        self.first.power_platform()
+    }
+
+    fn power_down(&self, to: DevicePower) {
+        for cable in self.each() {
+            cable.power_down(to);
+        }
+    }
+
+    fn power_up(&self, from: DevicePower, system: Option<portcls_sys::SYSTEM_POWER_STATE>) {
+        for cable in self.each() {
+            cable.power_up(from, system);
+        }
+    }
 }
 
 // ---- AC'97 ----------------------------------------------------------------
@@ -566,6 +916,7 @@ pub fn install_ac97_as<S: PortClsServices, P: Platform, IO: PortIo, B: Backend>(
         InterruptSync::new(sync),
     )?);
     device.connect()?;
+    register_power(services, &device);
     // Volume and mute act on the codec's mixer registers.
     let mixer = |direction| {
         let hardware = Arc::new(MixerNode::new(device.clone(), direction));

@@ -15,6 +15,15 @@ pub enum Direction {
 impl Direction {
     /// Both directions, render first.
     pub const BOTH: [Self; 2] = [Self::Render, Self::Capture];
+
+    /// The other side of a cable.
+    #[must_use]
+    pub const fn other(self) -> Self {
+        match self {
+            Self::Render => Self::Capture,
+            Self::Capture => Self::Render,
+        }
+    }
 }
 
 /// One `T` for each [`Direction`].

@@ -167,6 +167,22 @@ impl Mapping {
         true
     }
 
+    /// Copies `bytes.len()` bytes of the mapping at `offset` into `bytes`.
+    /// Returns `false` (reading nothing) when out of bounds.
+    #[must_use]
+    pub fn read(&self, offset: u32, bytes: &mut [u8]) -> bool {
+        let Ok(len) = u32::try_from(bytes.len()) else {
+            return false;
+        };
+        let Some(src) = self.range(offset, len) else {
+            return false;
+        };
+        // SAFETY: the range lies inside the live mapping (checked above) and
+        // `bytes` is a distinct Rust slice, so the two cannot overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), bytes.as_mut_ptr(), bytes.len()) };
+        true
+    }
+
     /// Mapping length in bytes.
     #[must_use]
     pub const fn len(&self) -> u32 {

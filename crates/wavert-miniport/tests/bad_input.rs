@@ -132,13 +132,13 @@ fn short_memory_shrinks_or_fails_cleanly() {
         .new_stream(Direction::Render, &port, 0, &stereo16())
         .unwrap();
     // Fewer pages than asked: the buffer shrinks to fit.
-    port.state.lock().unwrap().max_pages = Some(3);
+    port.state().max_pages = Some(3);
     let a = s.allocate(Some(2), 40_000).unwrap();
     assert!(a.size <= 3 * 4096 && a.size % 8 == 0 && a.size > 8192);
     s.free(true, a.mdl, a.size);
     // The first two attempts fail: the wish is halved twice.
     {
-        let mut st = port.state.lock().unwrap();
+        let mut st = port.state();
         st.max_pages = None;
         st.fail_allocs = 2;
     }
@@ -146,14 +146,14 @@ fn short_memory_shrinks_or_fails_cleanly() {
     assert!(a.size <= 40_000 / 4 + 4096, "{}", a.size);
     s.free(true, a.mdl, a.size);
     // Nothing at all.
-    port.state.lock().unwrap().fail_allocs = 1000;
+    port.state().fail_allocs = 1000;
     assert_eq!(
         s.allocate(Some(2), 40_000).err(),
         Some(STATUS_INSUFFICIENT_RESOURCES)
     );
     // Mapping fails: the pages go back.
     {
-        let mut st = port.state.lock().unwrap();
+        let mut st = port.state();
         st.fail_allocs = 0;
         st.fail_map = true;
     }
@@ -163,13 +163,18 @@ fn short_memory_shrinks_or_fails_cleanly() {
     );
     assert_eq!(port.outstanding(), 0);
     assert!(port.bad_calls().is_empty(), "{:?}", port.bad_calls());
-    port.state.lock().unwrap().fail_map = false;
+    port.state().fail_map = false;
     // A buffer never freed is freed with the stream.
     let a = s.allocate(Some(1), 9600).unwrap();
     assert!(a.size > 0);
+    assert_eq!(port.refs(), 2, "the open stream holds the port stream");
     drop(s);
     assert_eq!(port.outstanding(), 0);
-    assert_eq!(port.refs(), 1);
+    assert_eq!(
+        port.refs(),
+        1,
+        "the stream released it: only the test's own is left"
+    );
 }
 
 #[test]
@@ -614,6 +619,7 @@ impl PortClsServices for FakeServices {
         &self,
         name: &'static [u16],
         key: &portcls_sys::DEVPROPKEY,
+        _kind: portcls_sys::DEVPROPTYPE,
         value: &[u8],
     ) -> NtResult<()> {
         let name = String::from_utf16(&name[..name.len() - 1]).unwrap();

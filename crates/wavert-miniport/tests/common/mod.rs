@@ -1,7 +1,7 @@
 //! Test doubles: the crate's own fake platform (`wavert_miniport::fake`,
-//! a manual clock), and a fake `IPortWaveRTStream` reached only through its
-//! vtable, handing out shuffled fake physical pages, with failure injection
-//! and leak counters.
+//! a manual clock), and a fake `IPortWaveRTStream` (a `wavert_com` object
+//! reached only through its vtable) handing out shuffled fake physical
+//! pages, with failure injection and leak counters.
 #![allow(
     dead_code,
     unused_imports,
@@ -21,18 +21,20 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use portcls_sys::{
-    IID_IPortWaveRTStream, IID_IUnknown, IPortWaveRTStream, IPortWaveRTStreamVtbl, IUnknownVtbl,
-    KEVENT, MEMORY_CACHING_TYPE, NTSTATUS, PHYSICAL_ADDRESS, PKEVENT, PMDL, PVOID, REFIID, SIZE_T,
+    IID_IPortWaveRTStream, IID_IUnknown, IPortWaveRTStream, IPortWaveRTStreamVtbl, GUID, KEVENT,
+    MEMORY_CACHING_TYPE, NTSTATUS, PHYSICAL_ADDRESS, PKEVENT, PMDL, PVOID, REFIID, SIZE_T,
     STATUS_NOINTERFACE, STATUS_SUCCESS, ULONG,
 };
 use portcls_sys::{
     IMiniportWaveRT, IMiniportWaveRTStreamNotification, KSAUDIO_POSITION, KSRTAUDIO_HWREGISTER,
     KSSTATE, KSSTATE_ACQUIRE, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP,
 };
-use wavert_com::{new_wave_rt_miniport, ComPtr};
+use wavert_com::{
+    new_single, new_wave_rt_miniport, single_value, unknown_vtbl, ComPtr, SingleInterface,
+};
 use wavert_miniport::{CableWave, Direction, DmaMode, VirtualCable};
 
 pub use wavert_miniport::fake::{
@@ -67,47 +69,43 @@ pub struct FakeState {
     pub bad_calls: Vec<String>,
 }
 
-/// The fake port stream object: vtable pointer first, as COM lays it out.
-#[repr(C)]
+/// The fake port stream's body: a `wavert_com` object with one interface,
+/// the layout, counting and `QueryInterface` every COM object here has.
+pub struct FakePortStreamValue {
+    state: Mutex<FakeState>,
+}
+
+// SAFETY: `VTBL` is the `IPortWaveRTStream` vtable with
+// `unknown_vtbl::<Self, 0>()` as its IUnknown part; `IIDS` names only
+// IUnknown and `IPortWaveRTStream`.
+unsafe impl SingleInterface for FakePortStreamValue {
+    type Vtbl = IPortWaveRTStreamVtbl;
+    const VTBL: &'static IPortWaveRTStreamVtbl = &IPortWaveRTStreamVtbl {
+        base__: unknown_vtbl::<Self, 0>(),
+        AllocatePagesForMdl: allocate_pages,
+        AllocateContiguousPagesForMdl: allocate_contiguous,
+        MapAllocatedPages: map,
+        UnmapAllocatedPages: unmap,
+        FreePagesFromMdl: free_pages,
+        GetPhysicalPagesCount: page_count,
+        GetPhysicalPageAddress: page_address,
+    };
+    const IIDS: &'static [GUID] = &[IID_IUnknown, IID_IPortWaveRTStream];
+}
+
+/// The test's own reference to a fake port stream.
 pub struct FakePortStream {
-    vtbl: *const IPortWaveRTStreamVtbl,
-    refs: AtomicU32,
-    pub state: Mutex<FakeState>,
+    object: ComPtr<IPortWaveRTStream>,
 }
 
-// SAFETY: the state is behind a mutex; the vtable is a static.
-unsafe impl Send for FakePortStream {}
-// SAFETY: as above.
-unsafe impl Sync for FakePortStream {}
-
-fn fake<'a>(this: *mut c_void) -> &'a FakePortStream {
-    // SAFETY: tests only install this vtable on FakePortStream objects.
-    unsafe { &*this.cast::<FakePortStream>() }
-}
-
-#[windows_abi]
-unsafe extern "system" fn qi(this: *mut c_void, iid: REFIID, out: *mut PVOID) -> NTSTATUS {
-    // SAFETY: caller passes valid pointers.
-    let iid = unsafe { &*iid };
-    if *iid == IID_IUnknown || *iid == IID_IPortWaveRTStream {
-        fake(this).refs.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: caller passes a writable out pointer.
-        unsafe { out.write(this) };
-        STATUS_SUCCESS
-    } else {
-        // SAFETY: as above.
-        unsafe { out.write(ptr::null_mut()) };
-        STATUS_NOINTERFACE
-    }
-}
-#[windows_abi]
-unsafe extern "system" fn add_ref(this: *mut c_void) -> ULONG {
-    fake(this).refs.fetch_add(1, Ordering::SeqCst) + 1
-}
-#[windows_abi]
-unsafe extern "system" fn release(this: *mut c_void) -> ULONG {
-    // Never freed here: the test keeps the Box and checks the count.
-    fake(this).refs.fetch_sub(1, Ordering::SeqCst) - 1
+fn fake<'a>(this: *mut c_void) -> MutexGuard<'a, FakeState> {
+    // SAFETY: the vtable above is only installed on `FakePortStreamValue`
+    // objects, which the test's reference keeps alive while a miniport
+    // calls them.
+    unsafe { single_value::<FakePortStreamValue>(this) }
+        .state
+        .lock()
+        .unwrap()
 }
 
 /// A scrambled page frame: distinct, page aligned, far from 0 and not in
@@ -123,7 +121,7 @@ unsafe extern "system" fn allocate_pages(
     _high: PHYSICAL_ADDRESS,
     bytes: SIZE_T,
 ) -> PMDL {
-    let mut s = fake(this).state.lock().unwrap();
+    let mut s = fake(this);
     s.alloc_calls += 1;
     if s.fail_allocs > 0 {
         s.fail_allocs -= 1;
@@ -161,16 +159,13 @@ unsafe extern "system" fn allocate_contiguous(
     _bytes: SIZE_T,
 ) -> PMDL {
     fake(this)
-        .state
-        .lock()
-        .unwrap()
         .bad_calls
         .push("AllocateContiguousPagesForMdl".into());
     ptr::null_mut()
 }
 #[windows_abi]
 unsafe extern "system" fn map(this: *mut c_void, mdl: PMDL, _cache: MEMORY_CACHING_TYPE) -> PVOID {
-    let mut s = fake(this).state.lock().unwrap();
+    let mut s = fake(this);
     if s.fail_map {
         return ptr::null_mut();
     }
@@ -183,7 +178,7 @@ unsafe extern "system" fn map(this: *mut c_void, mdl: PMDL, _cache: MEMORY_CACHI
 }
 #[windows_abi]
 unsafe extern "system" fn unmap(this: *mut c_void, base: PVOID, mdl: PMDL) {
-    let mut s = fake(this).state.lock().unwrap();
+    let mut s = fake(this);
     match s.allocations.get_mut(&(mdl as usize)) {
         Some(a) if a.mapped && a.memory.as_ptr().cast::<c_void>() == base.cast_const() => {
             a.mapped = false;
@@ -193,7 +188,7 @@ unsafe extern "system" fn unmap(this: *mut c_void, base: PVOID, mdl: PMDL) {
 }
 #[windows_abi]
 unsafe extern "system" fn free_pages(this: *mut c_void, mdl: PMDL) {
-    let mut s = fake(this).state.lock().unwrap();
+    let mut s = fake(this);
     match s.allocations.remove(&(mdl as usize)) {
         Some(a) if !a.mapped => {}
         Some(_) => s.bad_calls.push("free of mapped pages".into()),
@@ -202,7 +197,7 @@ unsafe extern "system" fn free_pages(this: *mut c_void, mdl: PMDL) {
 }
 #[windows_abi]
 unsafe extern "system" fn page_count(this: *mut c_void, mdl: PMDL) -> ULONG {
-    let s = fake(this).state.lock().unwrap();
+    let s = fake(this);
     s.allocations
         .get(&(mdl as usize))
         .map_or(0, |a| u32::try_from(a.pages.len()).unwrap())
@@ -215,7 +210,7 @@ unsafe extern "system" fn page_address(
     mdl: PMDL,
     index: ULONG,
 ) -> *mut PHYSICAL_ADDRESS {
-    let s = fake(this).state.lock().unwrap();
+    let s = fake(this);
     let address = s
         .allocations
         .get(&(mdl as usize))
@@ -231,60 +226,53 @@ unsafe extern "system" fn page_address(
     result
 }
 
-static FAKE_VTBL: IPortWaveRTStreamVtbl = IPortWaveRTStreamVtbl {
-    base__: IUnknownVtbl {
-        QueryInterface: qi,
-        AddRef: add_ref,
-        Release: release,
-    },
-    AllocatePagesForMdl: allocate_pages,
-    AllocateContiguousPagesForMdl: allocate_contiguous,
-    MapAllocatedPages: map,
-    UnmapAllocatedPages: unmap,
-    FreePagesFromMdl: free_pages,
-    GetPhysicalPagesCount: page_count,
-    GetPhysicalPageAddress: page_address,
-};
-
 impl FakePortStream {
-    pub fn new() -> Box<Self> {
-        Box::new(Self {
-            vtbl: &FAKE_VTBL,
-            refs: AtomicU32::new(1),
+    pub fn new() -> Self {
+        let value = FakePortStreamValue {
             state: Mutex::new(FakeState::default()),
-        })
+        };
+        Self {
+            object: new_single(value).unwrap(),
+        }
+    }
+    /// Failure injection and counters.
+    pub fn state(&self) -> MutexGuard<'_, FakeState> {
+        fake(self.object.this())
     }
     /// The interface pointer PortCls would pass to `NewStream`.
     pub fn as_port_stream(&self) -> *mut IPortWaveRTStream {
-        ptr::from_ref(self).cast_mut().cast()
+        self.object.this().cast()
     }
     /// A counted reference (as `NewStream` gives the miniport).
     pub fn com_ptr(&self) -> ComPtr<IPortWaveRTStream> {
-        // SAFETY: a live fake object.
-        unsafe { ComPtr::from_raw_borrowed(self.as_port_stream()) }.unwrap()
+        self.object.clone()
     }
+    /// References held, the test's own included: the count `Release`
+    /// returns after an `AddRef` of the probe's own.
     pub fn refs(&self) -> u32 {
-        self.refs.load(Ordering::SeqCst)
+        let unknown = &self.object.vtbl().base__;
+        // SAFETY: a live object the test holds a reference to.
+        unsafe { (unknown.AddRef)(self.object.this()) };
+        // SAFETY: gives back the reference the probe just added.
+        unsafe { (unknown.Release)(self.object.this()) }
     }
     pub fn outstanding(&self) -> usize {
-        self.state.lock().unwrap().allocations.len()
+        self.state().allocations.len()
     }
     pub fn bad_calls(&self) -> Vec<String> {
-        self.state.lock().unwrap().bad_calls.clone()
+        self.state().bad_calls.clone()
     }
     /// The buffer bytes behind an MDL (the client's view).
     pub fn memory(&self, mdl: PMDL) -> *mut u8 {
-        let mut s = self.state.lock().unwrap();
-        s.allocations
+        self.state()
+            .allocations
             .get_mut(&(mdl as usize))
             .unwrap()
             .memory
             .as_mut_ptr()
     }
     pub fn pages(&self, mdl: PMDL) -> Vec<u64> {
-        self.state.lock().unwrap().allocations[&(mdl as usize)]
-            .pages
-            .clone()
+        self.state().allocations[&(mdl as usize)].pages.clone()
     }
 }
 

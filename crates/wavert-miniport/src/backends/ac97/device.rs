@@ -53,6 +53,7 @@ use crate::direction::{Direction, PerDirection};
 use crate::memory::{Mapping, NotificationEvents};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{LogLevel, Platform, SpinLock};
+use crate::power::{DevicePower, PowerBackend};
 use crate::stream::{Backend, DeviceMemoryRequest, DmaBuffer};
 use crate::topology::{TopologyHardware, VolumeRange};
 
@@ -91,6 +92,10 @@ struct HwChannel {
     /// the descriptor list the bus master reads.
     buffer: Option<DmaBuffer>,
     last_position: u64,
+    /// Where a started channel stood when the device left D0: its
+    /// registers are gone, so the next RUN restarts it there
+    /// ([`Channel::resume_at`]) and positions read it until then.
+    held_at: Option<u64>,
 }
 
 impl HwChannel {
@@ -196,6 +201,9 @@ pub struct Ac97Device<P: Platform, IO: PortIo> {
     service_errors: AtomicU64,
     dpcs_queued: AtomicU64,
     deferred_runs: AtomicU64,
+    /// Out of D0: no register is touched (Learn: no hardware access while
+    /// the device is not in D0), the ISR claims nothing, nothing opens.
+    powered_down: AtomicBool,
 }
 
 /// The service routine registered with `IInterruptSync` (at DIRQL, under
@@ -288,6 +296,7 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
             service_errors: AtomicU64::new(0),
             dpcs_queued: AtomicU64::new(0),
             deferred_runs: AtomicU64::new(0),
+            powered_down: AtomicBool::new(false),
         })
     }
 
@@ -346,6 +355,12 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
     ///
     /// Only with the interrupt lock held (PortCls' service routine call).
     pub unsafe fn service_interrupt(&self) -> bool {
+        // A powered-down card raises nothing: a shared line's interrupt is
+        // another device's, and its registers are not read.
+        if self.powered_down.load(Ordering::Acquire) {
+            self.not_mine.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
         // SAFETY: the caller holds the interrupt lock (contract); the
         // reference ends with this call.
         let hw = unsafe { self.hw.in_isr() };
@@ -490,7 +505,10 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
                     nam::RECORD_GAIN
                 }
             };
-            wavert_core::ac97::RegisterBus::write16(&mut self.mixer_window(), register, value);
+            // Out of D0 the value is kept for the re-initialisation at D0.
+            if !self.powered_down.load(Ordering::Acquire) {
+                wavert_core::ac97::RegisterBus::write16(&mut self.mixer_window(), register, value);
+            }
         });
     }
 
@@ -504,14 +522,16 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
     /// stream to unmap and free at `PASSIVE_LEVEL`. Events registered on it
     /// are forgotten.
     fn take_installed(&self, direction: Direction) -> Option<DmaBuffer> {
+        let powered_down = self.powered_down.load(Ordering::Acquire);
         let taken = self
             .with_hw(|hw, bus| {
                 let slot = &mut hw.channels[direction];
                 if let Some(mut channel) = slot.channel.take() {
-                    if channel.is_running() {
+                    if channel.is_running() && !powered_down && slot.held_at.is_none() {
                         channel.stop(bus);
                     }
                 }
+                slot.held_at = None;
                 slot.buffer.take()
             })
             .ok()
@@ -544,10 +564,14 @@ impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
                 channel,
                 buffer,
                 last_position,
+                held_at,
             } = slot;
             let Some(buffer) = buffer.as_ref() else {
                 return (0, 0);
             };
+            if let Some(held) = *held_at {
+                return (held, buffer.size);
+            }
             match channel.as_mut() {
                 Some(channel) if channel.is_running() => {
                     // A read that never settles keeps the last good one.
@@ -606,6 +630,9 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
     /// Opens one direction for a stream (sets the converter rate).
     /// IRQL: `PASSIVE_LEVEL`.
     fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
+        if self.powered_down.load(Ordering::Acquire) {
+            return Err(NtStatus::DEVICE_NOT_READY);
+        }
         self.soft.with(|s| {
             let channel = &mut s.channels[direction];
             if channel.open {
@@ -632,7 +659,9 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
         let (open, has_buffer) = self
             .soft
             .with(|s| (s.channels[direction].open, s.channels[direction].has_buffer));
-        if has_buffer || !open {
+        if self.powered_down.load(Ordering::Acquire) {
+            Err(NtStatus::DEVICE_NOT_READY)
+        } else if has_buffer || !open {
             Err(NtStatus::INVALID_DEVICE_REQUEST)
         } else {
             Ok(())
@@ -653,8 +682,8 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
             Ok(c) => c,
             Err(e) => return Err((buffer, hw_error(e))),
         };
-        if self.can_allocate(direction).is_err() {
-            return Err((buffer, NtStatus::INVALID_DEVICE_REQUEST));
+        if let Err(status) = self.can_allocate(direction) {
+            return Err((buffer, status));
         }
         let notifications = buffer.notification_count;
         let packet_bytes = if notifications == 0 {
@@ -668,6 +697,7 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
             slot.channel = Some(channel);
             slot.buffer = parts.take();
             slot.last_position = 0;
+            slot.held_at = None;
         });
         if let Err(status) = installed {
             // `None`: installed after all (the routine ran): keep it.
@@ -721,15 +751,24 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
                 }
                 // Events count packets from the start of this run of DMA.
                 self.update(direction, |c| c.state = KsState::Run);
+                if self.powered_down.load(Ordering::Acquire) {
+                    // Recorded; the engine starts at D0 (power_up).
+                    self.log(
+                        LogLevel::Info,
+                        format_args!("AC'97 {direction:?}: RUN held until D0"),
+                    );
+                    return Ok(());
+                }
                 let result = self.with_hw(|hw, bus| {
-                    let Some((channel, segments, mut memory, _)) = hw.channels[direction].parts()
-                    else {
+                    let slot = &mut hw.channels[direction];
+                    let held = slot.held_at.take();
+                    let Some((channel, segments, mut memory, size)) = slot.parts() else {
                         return Err(Ac97Error::NotRunning);
                     };
-                    if started {
-                        channel.resume(bus)
-                    } else {
-                        channel.start(bus, &mut memory, segments)
+                    match held {
+                        Some(at) => channel.resume_at(bus, &mut memory, segments, size, at),
+                        None if started => channel.resume(bus),
+                        None => channel.start(bus, &mut memory, segments),
                     }
                 })?;
                 if let Err(e) = result {
@@ -740,21 +779,33 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
             }
             Transition::PauseFromRun => {
                 self.update(direction, |c| c.state = KsState::Pause);
+                let powered_down = self.powered_down.load(Ordering::Acquire);
                 self.with_hw(|hw, bus| {
-                    if let Some(channel) = hw.channels[direction].channel.as_mut() {
-                        let _ = channel.pause(bus);
+                    let slot = &mut hw.channels[direction];
+                    // A held channel is stopped already (and out of D0 its
+                    // registers are not touched).
+                    if slot.held_at.is_none() && !powered_down {
+                        if let Some(channel) = slot.channel.as_mut() {
+                            let _ = channel.pause(bus);
+                        }
                     }
                 })?;
             }
             Transition::Stop => {
+                let powered_down = self.powered_down.load(Ordering::Acquire);
                 self.with_hw(|hw, bus| {
                     let slot = &mut hw.channels[direction];
                     if let Some(channel) = slot.channel.as_mut() {
-                        if channel.is_running() {
+                        if powered_down || slot.held_at.is_some() {
+                            // Its registers went with the power (or come
+                            // back reset at D0): only the bookkeeping goes.
+                            channel.forget();
+                        } else if channel.is_running() {
                             channel.stop(bus);
                         }
                     }
                     slot.last_position = 0;
+                    slot.held_at = None;
                 })?;
                 self.completed_bytes[direction].store(0, Ordering::Release);
                 self.update(direction, |c| {
@@ -848,6 +899,129 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
 
     fn packet_size_constraints(&self, _direction: Direction) -> PacketSizeConstraints {
         PACKET_SIZE_CONSTRAINTS
+    }
+}
+
+impl<P: Platform, IO: PortIo> Ac97Device<P, IO> {
+    /// The cold reset and codec set-up of D0 (as at start), then the rates
+    /// of the open streams and the topology's volumes again, in the order
+    /// the codec needs (volumes after rates: QEMU's model forgets them on
+    /// a rate change).
+    fn reinitialise_codec(&self) -> NtResult<()> {
+        self.mixer.with(|m| {
+            let mut mixer = self.mixer_window();
+            // bring_up sets both rates (render last) and leaves unity gain:
+            // the topology's choices go back on top.
+            m.codec = Codec::bring_up(
+                &mut mixer,
+                &mut self.bus_master(),
+                m.codec.render_rate(),
+                m.codec.capture_rate(),
+                &mut |us| self.io.stall_us(us),
+            )
+            .map_err(hw_error)?;
+            wavert_core::ac97::RegisterBus::write16(&mut mixer, nam::MASTER_VOLUME, m.master);
+            wavert_core::ac97::RegisterBus::write16(&mut mixer, nam::RECORD_GAIN, m.record_gain);
+            Ok(())
+        })
+    }
+}
+
+impl<P: Platform, IO: PortIo> PowerBackend for Ac97Device<P, IO> {
+    type Platform = P;
+
+    fn power_platform(&self) -> &P {
+        &self.platform
+    }
+
+    fn power_log_prefix(&self) -> &'static str {
+        "AC'97 "
+    }
+
+    /// Pauses every started channel and keeps where it stood (its
+    /// registers may not survive), then powers the codec down through its
+    /// powerdown register (26h): converters, mixer, Vref and the AC-link
+    /// for D3; the converters only for D1/D2 (AC'97 2.3, 5.8.3).
+    fn power_down(&self, to: DevicePower) {
+        let running = self
+            .soft
+            .with(|s| PerDirection::new_with(|d| s.channels[d].state == KsState::Run));
+        let _ = self.with_hw(|hw, bus| {
+            for direction in Direction::BOTH {
+                let slot = &mut hw.channels[direction];
+                if slot.held_at.is_some() {
+                    continue;
+                }
+                let last = slot.last_position;
+                let Some((channel, segments, _, size)) = slot.parts() else {
+                    continue;
+                };
+                if !channel.is_running() {
+                    continue;
+                }
+                if running[direction] {
+                    let _ = channel.pause(bus);
+                }
+                let at = channel.paused_position(bus, segments, size).unwrap_or(last);
+                slot.held_at = Some(at);
+                slot.last_position = at;
+            }
+        });
+        let value = if to == DevicePower::D3 {
+            nam::POWERDOWN_D3
+        } else {
+            nam::POWERDOWN_CONVERTERS
+        };
+        self.mixer.with(|_| {
+            wavert_core::ac97::RegisterBus::write16(
+                &mut self.mixer_window(),
+                nam::POWERDOWN,
+                value,
+            );
+        });
+        self.powered_down.store(true, Ordering::Release);
+    }
+
+    /// Cold-resets the link and sets the codec up from scratch (rates,
+    /// volumes), then restarts every channel in RUN at the byte it was held
+    /// at, its descriptor list and registers programmed afresh.
+    fn power_up(&self, from: DevicePower, _system: Option<portcls_sys::SYSTEM_POWER_STATE>) {
+        let codec = self.reinitialise_codec();
+        self.powered_down.store(false, Ordering::Release);
+        if let Err(status) = codec {
+            self.log(
+                LogLevel::Error,
+                format_args!(
+                    "AC'97 power: the codec did not come back from {from:?}: {:#x}",
+                    status.code()
+                ),
+            );
+            return;
+        }
+        let running = self
+            .soft
+            .with(|s| PerDirection::new_with(|d| s.channels[d].state == KsState::Run));
+        for direction in Direction::BOTH {
+            if !running[direction] {
+                continue;
+            }
+            let resumed = self.with_hw(|hw, bus| {
+                let slot = &mut hw.channels[direction];
+                let Some(at) = slot.held_at.take() else {
+                    return Ok(());
+                };
+                let Some((channel, segments, mut memory, size)) = slot.parts() else {
+                    return Ok(());
+                };
+                channel.resume_at(bus, &mut memory, segments, size, at)
+            });
+            if let Ok(Err(e)) = resumed {
+                self.log(
+                    LogLevel::Error,
+                    format_args!("AC'97 {direction:?}: no resume after {from:?}: {e:?}"),
+                );
+            }
+        }
     }
 }
 

@@ -12,9 +12,10 @@
 //!    since the last service (nominal rate);
 //! 2. the capture engine moves what the capture clock says, and each piece
 //!    it moves is filled from the render buffer (one copy, render mapping to
-//!    capture mapping, split at the pages of both buffers), or with silence
-//!    where there is nothing to take: no render stream, render paused,
-//!    formats differ, render frames not played yet or already overwritten;
+//!    capture mapping, split at the pages of both buffers), converted when
+//!    the formats differ ([`convert`]), or with silence where there is
+//!    nothing to take: no render stream, render paused, render frames not
+//!    played yet or already overwritten;
 //! 3. notification events fall due at packet ends and are signalled, the
 //!    render ones only after the copy: a client woken by its event rewrites
 //!    the packet just played, which the copy must have read first (on a
@@ -31,6 +32,7 @@
 //! signal, frame for frame: never a gap or a repeat later. Two streams
 //! started at the same QPC have a lead of 0 (the bit-exact tests rely on it).
 
+mod convert;
 pub mod endpoints;
 pub mod engine;
 pub mod filters;
@@ -50,12 +52,14 @@ use wavert_core::range::DeviceRange;
 use wavert_core::sg::SgProfile;
 use wavert_core::state::{transition, KsState, StreamPosition, TimedStream, Transition};
 
+use self::convert::{codec_delay_100ns, convert_into, Conversion, RenderSide};
 use self::engine::{DmaMode, Engine};
 use self::filters::{DEFAULT_FORMAT, HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
 use crate::direction::{Direction, PerDirection};
 use crate::memory::{Mapping, NotificationEvents};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{Platform, SpinLock};
+use crate::power::{DevicePower, PowerBackend};
 use crate::stream::{same_format, Backend, DmaBuffer, PacketClock, WaveRtStream};
 use crate::wave::WaveMiniport;
 
@@ -117,7 +121,9 @@ const _: () = assert!(
 ///   device FIFO between the buffer and the "converter".
 /// * `ChipsetDelay` 0: there is no bus between memory and the device.
 /// * `CodecDelay` 0: render bytes reach the capture buffer in the same
-///   service that consumes them; there is no converter.
+///   service that consumes them. A capture side converted from a render
+///   side at another rate reports the resampler's delay instead
+///   ([`convert`]'s module docs).
 pub const HW_LATENCY: KSRTAUDIO_HWLATENCY = KSRTAUDIO_HWLATENCY {
     FifoSize: 0,
     ChipsetDelay: 0,
@@ -143,6 +149,9 @@ pub struct Buffer {
     pub moved: u64,
     /// Whether the engine runs (first RUN after STOP until STOP).
     pub started: bool,
+    /// The stream is in RUN but its clock is held paused because the
+    /// device is out of D0 ([`crate::power`]); D0 runs it again.
+    pub held: bool,
     /// Registered events.
     pub events: NotificationEvents,
     /// Render packet mode: the render linear byte from which capture gets
@@ -174,6 +183,8 @@ pub struct CableStats {
     pub silence_bytes: u64,
     /// Capture bytes copied from render.
     pub copied_bytes: u64,
+    /// Capture bytes converted from render audio (formats differ).
+    pub converted_bytes: u64,
     /// Bytes skipped because a service came more than a buffer late.
     pub skipped_bytes: u64,
     /// Engine failures (each treated as an underrun).
@@ -189,7 +200,12 @@ pub struct CableState {
     /// Capture frames minus render frames while both run
     /// ([`QpcClock::lead_frames`]); `None` until a service sees both running.
     capture_lead: Option<i64>,
+    /// The render -> capture conversion when the formats differ (made at
+    /// buffer installation, `PASSIVE_LEVEL`).
+    conversion: Option<Conversion>,
     running: u32,
+    /// The device is out of D0: nothing moves, nothing opens or allocates.
+    powered_down: bool,
     stats: CableStats,
 }
 
@@ -213,7 +229,9 @@ impl<P: Platform> VirtualCable<P> {
                 capture: End::closed(),
             },
             capture_lead: None,
+            conversion: None,
             running: 0,
+            powered_down: false,
             stats: CableStats::default(),
         });
         Self {
@@ -296,6 +314,28 @@ impl<P: Platform> VirtualCable<P> {
         })
     }
 
+    /// The conversion between the two open sides' formats (its FIFO sized
+    /// for a render buffer of `render_bytes`), allocated here
+    /// (`PASSIVE_LEVEL`) when they differ and the state has none for them
+    /// yet; `None` otherwise (or when the converter refuses the pair: the
+    /// capture then hears silence, as before conversion existed).
+    fn new_conversion(&self, render_bytes: Option<u32>) -> Option<Conversion> {
+        let (render, capture, have) = self.state.with(|s| {
+            let (r, c) = (s.ends.render.format, s.ends.capture.format);
+            let have = match (&s.conversion, &r, &c) {
+                (Some(conv), Some(r), Some(c)) => conv.converts(r, c),
+                _ => false,
+            };
+            (r, c, have)
+        });
+        match (render, capture, render_bytes) {
+            (Some(r), Some(c), Some(bytes)) if !have && !same_format(&r, &c) => {
+                Conversion::new(&r, &c, bytes).ok()
+            }
+            _ => None,
+        }
+    }
+
     /// A buffer built for `format` as this cable's engine needs it.
     fn engine_buffer(
         &self,
@@ -323,6 +363,7 @@ impl<P: Platform> VirtualCable<P> {
             engine,
             moved: 0,
             started: false,
+            held: false,
             events: NotificationEvents::new(),
             end_of_stream: None,
         })
@@ -351,13 +392,31 @@ impl<P: Platform> Backend for VirtualCable<P> {
         self.mode.profile()
     }
 
-    fn hw_latency(&self, _format: &AudioFormat) -> KSRTAUDIO_HWLATENCY {
-        HW_LATENCY
+    /// [`HW_LATENCY`], plus the resampler's delay on a capture side
+    /// converted from a render side at another rate.
+    fn hw_latency(&self, format: &AudioFormat) -> KSRTAUDIO_HWLATENCY {
+        let formats = self
+            .state
+            .with(|s| (s.ends.render.format, s.ends.capture.format));
+        match formats {
+            (Some(render), Some(capture))
+                if capture == *format && !same_format(&render, &capture) =>
+            {
+                KSRTAUDIO_HWLATENCY {
+                    CodecDelay: codec_delay_100ns(&render, &capture),
+                    ..HW_LATENCY
+                }
+            }
+            _ => HW_LATENCY,
+        }
     }
 
     /// Opens one side for a stream of `format`. IRQL: `PASSIVE_LEVEL`.
     fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
         self.state.with(|s| {
+            if s.powered_down {
+                return Err(NtStatus::DEVICE_NOT_READY);
+            }
             let end = &mut s.ends[direction];
             if end.format.is_some() {
                 return Err(NtStatus::INSUFFICIENT_RESOURCES);
@@ -374,17 +433,21 @@ impl<P: Platform> Backend for VirtualCable<P> {
     /// Closes one side (stream release) and hands back its buffer, if any,
     /// for the stream to free. IRQL: `PASSIVE_LEVEL`.
     fn close(&self, direction: Direction) -> Option<DmaBuffer> {
-        let buffer = self.state.with(|s| {
+        let (buffer, conversion) = self.state.with(|s| {
             let now = self.platform.qpc();
             service(s, &self.platform, now);
             let end = core::mem::replace(&mut s.ends[direction], End::closed());
             s.capture_lead = None;
-            if end.state == KsState::Run {
+            // A held stream was taken off the running count at power-down.
+            if end.state == KsState::Run && !end.buffer.as_ref().is_some_and(|b| b.held) {
                 s.running = s.running.saturating_sub(1);
             }
             self.arm(s, now);
-            end.buffer
+            // The formats it converted between are gone with this side.
+            (end.buffer, s.conversion.take())
         });
+        // Freed here, outside the lock.
+        drop(conversion);
         buffer.map(|b| b.dma)
     }
 
@@ -392,7 +455,9 @@ impl<P: Platform> Backend for VirtualCable<P> {
     fn can_allocate(&self, direction: Direction) -> NtResult<()> {
         self.state.with(|s| {
             let end = &s.ends[direction];
-            if end.buffer.is_some() {
+            if s.powered_down {
+                Err(NtStatus::DEVICE_NOT_READY)
+            } else if end.buffer.is_some() {
                 Err(NtStatus::INVALID_DEVICE_REQUEST)
             } else if end.state != KsState::Stop {
                 Err(NtStatus::INVALID_DEVICE_STATE)
@@ -413,15 +478,42 @@ impl<P: Platform> Backend for VirtualCable<P> {
             return Err((dma, NtStatus::INVALID_DEVICE_STATE));
         };
         let buffer = self.engine_buffer(&format, dma)?;
-        self.state.with(|s| {
+        // The conversion's FIFO holds a render buffer: made once both
+        // buffers exist (this one, or the other side's).
+        let render_bytes = match direction {
+            Direction::Render => Some(buffer.dma.size),
+            Direction::Capture => self
+                .state
+                .with(|s| s.ends.render.buffer.as_ref().map(|b| b.dma.size)),
+        };
+        let other_has_buffer = self
+            .state
+            .with(|s| s.ends[direction.other()].buffer.is_some());
+        let conversion = if other_has_buffer {
+            self.new_conversion(render_bytes)
+        } else {
+            None
+        };
+        let (result, unused) = self.state.with(|s| {
+            // A power-down between `can_allocate` and here wins: the
+            // buffer goes back to be freed and the client is told why.
+            if s.powered_down {
+                return (Err((buffer.dma, NtStatus::DEVICE_NOT_READY)), conversion);
+            }
             let end = &mut s.ends[direction];
             if end.buffer.is_none() && end.state == KsState::Stop {
                 end.buffer = Some(buffer);
-                Ok(())
+                (Ok(()), install_conversion(s, conversion))
             } else {
-                Err((buffer.dma, NtStatus::INVALID_DEVICE_REQUEST))
+                (
+                    Err((buffer.dma, NtStatus::INVALID_DEVICE_REQUEST)),
+                    conversion,
+                )
             }
-        })
+        });
+        // A conversion the state did not take is freed here, outside the lock.
+        drop(unused);
+        result
     }
 
     /// Takes the buffer out if its MDL is `mdl` (a free of anything else,
@@ -430,7 +522,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
         self.state.with(|s| {
             let now = self.platform.qpc();
             service(s, &self.platform, now);
-            s.capture_lead = None;
+            forget_mapping(s);
             let end = &mut s.ends[direction];
             if end
                 .buffer
@@ -469,7 +561,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
                 .buffer
                 .as_mut()
                 .map_or_else(KSAUDIO_POSITION::default, |b| {
-                    let offset = u64::from(b.timed.position(now).cyclic_offset);
+                    let offset = u64::from(b.timed.cyclic_offset_at(now));
                     KSAUDIO_POSITION {
                         PlayOffset: offset,
                         WriteOffset: offset,
@@ -584,6 +676,24 @@ fn change_state(s: &mut CableState, direction: Direction, raw: KSSTATE, now: u64
         return Err(NtStatus::INVALID_DEVICE_STATE);
     }
     if let Some(b) = end.buffer.as_mut() {
+        // Out of D0 a RUN is recorded but its clock stays held until D0,
+        // and a held stream leaves RUN without its (already paused) clock
+        // noticing; the running count left it at power-down.
+        match step {
+            Transition::Run if s.powered_down => {
+                b.held = true;
+                end.state = to;
+                return Ok(());
+            }
+            Transition::PauseFromRun if b.held => {
+                b.held = false;
+                end.state = to;
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    if let Some(b) = end.buffer.as_mut() {
         // Same machine, same state: this cannot fail after `transition` did not.
         b.timed
             .set_state(u32::from_ne_bytes(raw.to_ne_bytes()), now)
@@ -606,7 +716,7 @@ fn change_state(s: &mut CableState, direction: Direction, raw: KSSTATE, now: u64
     if step != Transition::None {
         // The mapping holds while both run unchanged; the next service that
         // sees both running fixes it afresh.
-        s.capture_lead = None;
+        forget_mapping(s);
     }
     match step {
         Transition::Run => s.running = s.running.saturating_add(1),
@@ -616,9 +726,99 @@ fn change_state(s: &mut CableState, direction: Direction, raw: KSSTATE, now: u64
     Ok(())
 }
 
+impl<P: Platform> PowerBackend for VirtualCable<P> {
+    type Platform = P;
+
+    fn power_platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// Holds every running stream's clock where it is (after a last service
+    /// up to now, so what was due is moved and signalled) and stops the
+    /// timer. The cable has no hardware to power down.
+    fn power_down(&self, _to: DevicePower) {
+        let now = self.platform.qpc();
+        self.state.with(|s| {
+            service(s, &self.platform, now);
+            s.powered_down = true;
+            for end in [&mut s.ends.render, &mut s.ends.capture] {
+                let Some(b) = end.buffer.as_mut() else {
+                    continue;
+                };
+                if end.state == KsState::Run && !b.held {
+                    // RUN -> PAUSE on the clock alone: the same machine,
+                    // so this cannot fail.
+                    let _ = b.timed.set_state(KSSTATE_PAUSE_RAW, now);
+                    b.held = true;
+                    s.running = s.running.saturating_sub(1);
+                }
+            }
+            self.arm(s, now);
+        });
+    }
+
+    /// Runs every held stream's clock again from its held position (both
+    /// sides at the same instant, so the capture side's lead over render is
+    /// unchanged) and re-arms the timer. Nothing to re-initialise: the
+    /// cable's state is all in memory.
+    fn power_up(&self, _from: DevicePower, _system: Option<portcls_sys::SYSTEM_POWER_STATE>) {
+        let now = self.platform.qpc();
+        self.state.with(|s| {
+            s.powered_down = false;
+            for end in [&mut s.ends.render, &mut s.ends.capture] {
+                let Some(b) = end.buffer.as_mut() else {
+                    continue;
+                };
+                if b.held {
+                    let _ = b.timed.set_state(KSSTATE_RUN_RAW, now);
+                    if !b.started {
+                        b.engine.start(&b.dma.descriptors);
+                        b.started = true;
+                    }
+                    b.held = false;
+                    s.running = s.running.saturating_add(1);
+                }
+            }
+            self.arm(s, now);
+        });
+    }
+}
+
+/// `KSSTATE_PAUSE` and `KSSTATE_RUN` as [`TimedStream::set_state`] takes them.
+const KSSTATE_PAUSE_RAW: u32 = KsState::Pause as u32;
+const KSSTATE_RUN_RAW: u32 = KsState::Run as u32;
+
+/// Forgets how capture frames map to render frames (the lead, and a
+/// conversion's anchor): the next service that sees both running fixes it
+/// afresh.
+const fn forget_mapping(s: &mut CableState) {
+    s.capture_lead = None;
+    if let Some(conversion) = s.conversion.as_mut() {
+        conversion.unanchor();
+    }
+}
+
+/// Puts `conversion` in the state if it converts between the formats open
+/// now; returns what the state did not keep (to free outside the lock).
+fn install_conversion(s: &mut CableState, conversion: Option<Conversion>) -> Option<Conversion> {
+    let fits = match (&conversion, &s.ends.render.format, &s.ends.capture.format) {
+        (Some(conv), Some(r), Some(c)) => conv.converts(r, c),
+        _ => false,
+    };
+    if fits {
+        core::mem::replace(&mut s.conversion, conversion)
+    } else {
+        conversion
+    }
+}
+
 /// QPC ticks as 100 ns units, rounded up: a timer set for them is never
 /// early.
 fn qpc_to_100ns(ticks: u64, frequency: u64) -> u64 {
+    // A due time is a buffer away at most: u64 holds it (one division).
+    if let Some(units) = ticks.checked_mul(10_000_000) {
+        return units.div_ceil(frequency.max(1));
+    }
     let units = u128::from(ticks) * 10_000_000;
     u64::try_from(units.div_ceil(u128::from(frequency.max(1)))).unwrap_or(u64::MAX)
 }
@@ -630,7 +830,7 @@ fn due_bytes(b: &mut Buffer, now: u64, stats: &mut CableStats) -> u32 {
     if !b.started {
         return 0;
     }
-    let target = b.timed.position(now).linear_bytes;
+    let target = b.timed.linear_bytes_at(now);
     let mut need = target.saturating_sub(b.moved);
     let size = u64::from(b.dma.size);
     if need > size {
@@ -689,12 +889,15 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
     let CableState {
         ends,
         capture_lead,
+        conversion,
         stats,
         ..
     } = s;
     let PerDirection { render, capture } = ends;
 
-    // 1. Render: the engine consumes what the clock says.
+    // 1. Render: the engine consumes what the clock says. Frames played
+    // before this service may be rewritten by the client already.
+    let render_trusted_from = render.buffer.as_ref().map_or(0, |rb| rb.moved);
     if let Some(rb) = render.buffer.as_mut() {
         let need = due_bytes(rb, now, stats);
         if need > 0 {
@@ -743,17 +946,38 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
             let ahead = (played - i128::from(need)).clamp(0, block);
             need = need.saturating_add(u32::try_from(ahead).unwrap_or(0));
         }
+        // Formats that differ: the render side converted (one call per
+        // piece, `convert::convert_into`), where a plain copy would be.
+        let mut converted = match (render.buffer.as_ref(), block, conversion.as_mut()) {
+            (Some(rb), None, Some(conv)) if running(rb) && running(cb) => {
+                anchor_conversion(conv, capture_lead, rb, cb, need, render_trusted_from);
+                conv.tap(&RenderSide {
+                    mapping: &rb.dma.mapping,
+                    size: rb.dma.size,
+                    oldest: rb.moved.saturating_sub(u64::from(rb.dma.size)),
+                    end: rb.end_of_stream.map_or(rb.moved, |eos| rb.moved.min(eos)),
+                });
+                Some(conv)
+            }
+            _ => None,
+        };
         if need > 0 {
             let capture_map = &cb.dma.mapping;
             let mut fill = |offset: u32, len: u32| {
-                let copied = source.as_mut().map_or_else(
-                    || {
+                let copied = match (source.as_mut(), converted.as_mut()) {
+                    (Some(src), _) => copy_from_render(src, capture_map, offset, len, stats),
+                    (None, Some(conv)) => {
+                        let made = convert_into(conv, capture_map, offset, len);
+                        stats.converted_bytes =
+                            stats.converted_bytes.saturating_add(u64::from(made));
+                        made
+                    }
+                    (None, None) => {
                         // In bounds: the engine's pieces lie inside the buffer.
                         let _zeroed = capture_map.zero(offset, len);
                         0
-                    },
-                    |src| copy_from_render(src, capture_map, offset, len, stats),
-                );
+                    }
+                };
                 stats.silence_bytes = stats.silence_bytes.saturating_add(u64::from(len - copied));
             };
             let moved = cb.engine.advance(need, &cb.dma.descriptors, &mut fill);
@@ -769,6 +993,37 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         .flatten()
     {
         signal(b, platform, now, stats);
+    }
+}
+
+/// Fixes a conversion's mapping at the first service that sees both sides
+/// running (render frames from `render_trusted_from`, the bytes played
+/// before this service, are the first the conversion takes): the capture frame the engine writes next maps to the render
+/// frame at the same instant. Without a rate change that is the lead of a
+/// plain copy; with one, the render frame playing now less the capture
+/// frames due now (`need` bytes) converted to render frames.
+fn anchor_conversion(
+    conversion: &mut Conversion,
+    capture_lead: &mut Option<i64>,
+    rb: &Buffer,
+    cb: &Buffer,
+    need: u32,
+    render_trusted_from: u64,
+) {
+    if conversion.is_anchored() {
+        return;
+    }
+    let (render_block, capture_block) = conversion.block_aligns();
+    let next_capture = i128::from(cb.moved / capture_block);
+    let playing = i128::from(rb.moved / render_block);
+    let trusted = i128::from(render_trusted_from.div_ceil(render_block));
+    if let Some(lead) = cb.timed.clock().lead_frames(rb.timed.clock()) {
+        *capture_lead = Some(lead);
+        conversion.anchor(next_capture - i128::from(lead), 0, trusted);
+    } else {
+        let due = u64::from(need) / capture_block;
+        let (whole, fraction) = conversion.render_frames_for(due);
+        conversion.anchor(playing - whole, fraction, trusted);
     }
 }
 
@@ -834,4 +1089,24 @@ fn copy_from_render(
     src.next += i128::from(len);
     stats.copied_bytes = stats.copied_bytes.saturating_add(u64::from(copied));
     copied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qpc_to_100ns;
+
+    #[test]
+    fn due_times_round_up_to_100ns_on_both_paths() {
+        // 10 MHz: the same unit.
+        assert_eq!(qpc_to_100ns(12_345, 10_000_000), 12_345);
+        // 3 MHz (a common TSC-derived QPC): 1 tick = 3.33 units, rounded up.
+        assert_eq!(qpc_to_100ns(1, 3_000_000), 4);
+        assert_eq!(qpc_to_100ns(3, 3_000_000), 10);
+        // Past u64 in the product: the wide path, still exact and rounded up.
+        let ticks = u64::MAX / 1_000;
+        let exact = (u128::from(ticks) * 10_000_000).div_ceil(24_000_000);
+        assert_eq!(u128::from(qpc_to_100ns(ticks, 24_000_000)), exact);
+        // A zero frequency never divides by zero.
+        assert_eq!(qpc_to_100ns(5, 0), 50_000_000);
+    }
 }
