@@ -822,6 +822,7 @@ fn install_image(
             qemu: Arc::clone(qemu),
             watch: BusMasterWatch::new(machine, BUS_MASTER_PORT),
         })),
+        registry: Vec::new(),
     };
     let adapter = start_image_adapter(machine, path, device)
         .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -23,22 +23,25 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use portcls_sys::{
-    CLSID_PortTopology, CLSID_PortWaveRT, IInterruptSync, IMiniportTopology, IMiniportWaveRT,
-    IPort, IResourceList, IUnknown, DEVICE_OBJECT, DEVPROPKEY, GUID, PCFILTER_DESCRIPTOR,
-    STATUS_ALLOTTED_SPACE_EXCEEDED,
+    CLSID_PortTopology, CLSID_PortWaveRT, IAdapterPowerManagement, IAdapterPowerManagement2,
+    IInterruptSync, IMiniportTopology, IMiniportWaveRT, IPort, IResourceList, IUnknown,
+    DEVICE_CAPABILITIES, DEVICE_OBJECT, DEVPROPKEY, DEVPROPTYPE, GUID, PCFILTER_DESCRIPTOR,
+    POWER_STATE, STATUS_ALLOTTED_SPACE_EXCEEDED,
 };
 use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
 use wavert_miniport::adapter::{self, PortClsServices, MAX_SUBDEVICES as HOST_MAX_SUBDEVICES};
+use wavert_miniport::parameters::{CableName, DeviceParameters};
 use wavert_miniport::{Backend, DmaMode, LogLevel, Platform, VirtualCable};
 
 use crate::engine::pins;
 use crate::engine::EngineError;
+use crate::image::registry::{HostKey, RegistryData};
 use crate::image::ImageDriver;
 use crate::irql;
 use crate::ks::KsFilter;
 use crate::machine::{lock, Machine, TimerCallback, QPC_FREQUENCY};
 use crate::port::{new_resource_list, InterruptLine, Port, PortKind, PortList, ResourceDescriptor};
-use crate::session::{run_loopback, LoopbackConfig, LoopbackResult, WaveFilter};
+use crate::session::{run_loopback_with, BetweenPolls, LoopbackConfig, LoopbackResult, WaveFilter};
 use crate::signal;
 
 /// The kernel spinlock in the emulator (raises the holder's IRQL).
@@ -65,7 +68,9 @@ type CableSlot = Arc<OnceLock<Weak<VirtualCable<EmuPlatform>>>>;
 /// The miniport's [`Platform`] over the emulated machine.
 pub struct EmuPlatform {
     machine: Arc<Machine>,
-    cable: CableSlot,
+    /// The timer's routine, made once, as the glue's `ExAllocateTimer`
+    /// names its callback once: `set_timer` only moves the due time.
+    callback: TimerCallback,
     timer: Mutex<Option<u64>>,
     counters: Arc<PlatformCounters>,
 }
@@ -144,33 +149,20 @@ impl Platform for EmuPlatform {
             irql::require_at_most(&self.machine, "ExSetTimer", irql::DISPATCH_LEVEL);
             irql::preemption_point();
             self.counters.timer_starts.fetch_add(1, Ordering::Relaxed);
-            let slot = Arc::clone(&self.cable);
-            let counters = Arc::clone(&self.counters);
-            let machine = Arc::downgrade(&self.machine);
-            let callback: TimerCallback = Arc::new(move |now| {
-                let (Some(cable), Some(machine)) =
-                    (slot.get().and_then(Weak::upgrade), machine.upgrade())
-                else {
-                    return;
-                };
-                counters.timer_ticks.fetch_add(1, Ordering::Relaxed);
-                // The glue's EXT_CALLBACK runs at DISPATCH_LEVEL.
-                irql::run_driver_routine(
-                    &machine,
-                    irql::DISPATCH_LEVEL,
-                    "the cable's timer callback",
-                    || cable.on_timer(now),
-                );
-            });
             // 100 ns units to QPC ticks (the same unit at 10 MHz); a
             // one-shot that replaces the due time set before.
             let due = u128::from(due_in_100ns) * u128::from(QPC_FREQUENCY) / 10_000_000;
             let due = u64::try_from(due).unwrap_or(u64::MAX).max(1);
             let mut timer = lock(&self.timer);
-            if let Some(old) = timer.take() {
-                self.machine.cancel_timer(old);
+            // The same machine timer moved while it is set; a new one once
+            // the last has fired (a fired one-shot leaves the table).
+            let moved = timer.is_some_and(|id| self.machine.reset_timer_due(id, due, 0));
+            if !moved {
+                *timer = Some(
+                    self.machine
+                        .start_timer_due(due, 0, Arc::clone(&self.callback)),
+                );
             }
-            *timer = Some(self.machine.start_timer_due(due, 0, callback));
         });
     }
 
@@ -209,6 +201,15 @@ pub struct EmuPortCls {
     /// The device's resources, as `StartDevice` got them and `IPort::Init`
     /// passes them on (none for the root-enumerated cable: an empty list).
     resources: Vec<ResourceDescriptor>,
+    /// What `PcRegisterAdapterPowerManagement` was given, queried for
+    /// `IAdapterPowerManagement` as PortCls does (ReactOS portcls
+    /// `power.cpp`), for [`EmuPortCls::set_device_power`] and friends.
+    adapter_power: Mutex<Option<ComPtr<IAdapterPowerManagement>>>,
+    /// What sets this device's registrations apart from another device's
+    /// on the machine (empty for the first device; `#N\` for instance N):
+    /// Windows keeps each device's interfaces under its own instance path,
+    /// so two devices register the same subdevice names.
+    device_prefix: String,
 }
 
 /// Reads a NUL-terminated UTF-16 name (the whole slice if it has no NUL).
@@ -235,7 +236,39 @@ impl EmuPortCls {
             max_subdevices: AtomicU32::new(HOST_MAX_SUBDEVICES),
             interrupt: None,
             resources: Vec::new(),
+            adapter_power: Mutex::new(None),
+            device_prefix: String::new(),
         }
+    }
+
+    /// The same services for device instance `instance` of the driver (0:
+    /// the first, whose names the machine records as registered; N > 0:
+    /// recorded as `#N\name`).
+    #[must_use]
+    pub fn for_device(mut self, instance: u32) -> Self {
+        self.device_prefix = if instance == 0 {
+            String::new()
+        } else {
+            format!("#{instance}\\")
+        };
+        self
+    }
+
+    /// PortCls handled this device's stop or removal (`true`) or start.
+    pub fn set_stopped(&self, stopped: bool) {
+        self.machine
+            .set_instance_stopped(&self.device_prefix, stopped);
+    }
+
+    /// `name` as the machine records it for this device.
+    fn scoped(&self, name: &str) -> String {
+        format!("{}{name}", self.device_prefix)
+    }
+
+    /// Whether the machine's record `name` is this device's.
+    fn owns(&self, name: &str) -> bool {
+        name.strip_prefix(self.device_prefix.as_str())
+            .is_some_and(|rest| !rest.starts_with('#'))
     }
 
     /// The same services for a device with these resources, which
@@ -291,7 +324,7 @@ impl EmuPortCls {
             .registrations()
             .subdevices
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == self.scoped(name))
             .map(|(_, a)| *a)?;
         lock(&self.ports)
             .iter()
@@ -304,12 +337,89 @@ impl EmuPortCls {
     /// released (outside the lock: the last miniport reference may run
     /// driver code).
     pub fn release_all(&self) {
+        drop(lock(&self.adapter_power).take());
         let ports = self.take_ports();
         for port in &ports {
             self.machine.unregister_port(port.address());
             port.unbind();
         }
         drop(ports);
+    }
+
+    /// The registered power management, if any.
+    fn adapter_power(&self) -> Option<ComPtr<IAdapterPowerManagement>> {
+        lock(&self.adapter_power).clone()
+    }
+
+    /// Whether the adapter registered power management.
+    #[must_use]
+    pub fn has_power_management(&self) -> bool {
+        self.adapter_power().is_some()
+    }
+
+    /// PortCls' `IRP_MN_SET_POWER` for a device state: `PowerChangeState2`
+    /// when the object answers `IID_IAdapterPowerManagement2` and a system
+    /// state is given (a system sleep or wake), else `PowerChangeState`, as
+    /// kernel code at `PASSIVE_LEVEL` (PortCls calls from a work item).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_NOT_SUPPORTED` when no power management is registered.
+    pub fn set_device_power(&self, device: i32, system: Option<i32>) -> NtResult<()> {
+        let power = self.adapter_power().ok_or(NtStatus::NOT_SUPPORTED)?;
+        let second = system.and_then(|system| {
+            power
+                .query::<IAdapterPowerManagement2>()
+                .ok()
+                .map(|p| (p, system))
+        });
+        irql::as_kernel(|| {
+            if let Some((power2, system)) = second {
+                let call = power2.vtbl().PowerChangeState2;
+                // SAFETY: a live interface (we hold a reference).
+                unsafe { call(power2.this(), device, system) };
+            } else {
+                let call = power.vtbl().PowerChangeState;
+                let state = POWER_STATE {
+                    DeviceState: device,
+                };
+                // SAFETY: a live interface; POWER_STATE is passed by value.
+                unsafe { call(power.this(), state) };
+            }
+        });
+        Ok(())
+    }
+
+    /// PortCls' `IRP_MN_QUERY_POWER` for a device state: the adapter's
+    /// `QueryPowerChangeState` answer.
+    ///
+    /// # Errors
+    ///
+    /// The adapter's veto; `STATUS_NOT_SUPPORTED` without power management.
+    pub fn query_device_power(&self, device: i32) -> NtResult<()> {
+        let power = self.adapter_power().ok_or(NtStatus::NOT_SUPPORTED)?;
+        let call = power.vtbl().QueryPowerChangeState;
+        // SAFETY: a live interface; POWER_STATE is passed by value.
+        NtStatus::check(irql::as_kernel(|| unsafe {
+            call(
+                power.this(),
+                POWER_STATE {
+                    DeviceState: device,
+                },
+            )
+        }))
+    }
+
+    /// PortCls' `IRP_MN_QUERY_CAPABILITIES`: the adapter adjusts `caps`.
+    ///
+    /// # Errors
+    ///
+    /// The adapter's status; `STATUS_NOT_SUPPORTED` without power management.
+    pub fn query_capabilities(&self, caps: &mut DEVICE_CAPABILITIES) -> NtResult<()> {
+        let power = self.adapter_power().ok_or(NtStatus::NOT_SUPPORTED)?;
+        let call = power.vtbl().QueryDeviceCapabilities;
+        // SAFETY: a live interface; `caps` is writable for the call.
+        NtStatus::check(irql::as_kernel(|| unsafe { call(power.this(), caps) }))
     }
 
     fn call(&self) -> NtResult<()> {
@@ -339,6 +449,15 @@ impl EmuPortCls {
 }
 
 impl PortClsServices for EmuPortCls {
+    /// Not one of the counted calls (`fail_call` indices stay as they
+    /// were); a second registration replaces the first, as ReactOS's
+    /// `PcRegisterAdapterPowerManagement` overwrites its pointer.
+    fn register_adapter_power_management(&self, power: &ComPtr<IUnknown>) -> NtResult<()> {
+        let power = power.query::<IAdapterPowerManagement>()?;
+        *lock(&self.adapter_power) = Some(power);
+        Ok(())
+    }
+
     /// The host build has no device object (the emulated PortCls never
     /// reads it).
     fn device_object(&self) -> *mut DEVICE_OBJECT {
@@ -382,8 +501,10 @@ impl PortClsServices for EmuPortCls {
         if described != Some(true) {
             return Err(NtStatus::INVALID_DEVICE_REQUEST);
         }
-        let name = name_of(name);
-        let registered = self.machine.registrations().subdevices;
+        let name = self.scoped(&name_of(name));
+        let mut registered = self.machine.registrations().subdevices;
+        // The slots and names of this device only.
+        registered.retain(|(n, _)| self.owns(n));
         // PortCls adds a KS create item per subdevice to the table
         // `PcAddAdapterDevice` sized with `MaxObjects`;
         // `KsAddObjectCreateItemToDeviceHeader` refuses a full table with
@@ -422,10 +543,11 @@ impl PortClsServices for EmuPortCls {
         &self,
         name: &'static [u16],
         key: &DEVPROPKEY,
+        kind: DEVPROPTYPE,
         value: &[u8],
     ) -> NtResult<()> {
         self.machine
-            .set_interface_property(&name_of(name), key, value);
+            .set_typed_interface_property(&self.scoped(&name_of(name)), key, kind, value);
         Ok(())
     }
 
@@ -493,7 +615,8 @@ impl RegisteredWaveFilter {
 /// The host-built driver's state between PnP IRPs: what the glue keeps in
 /// the device extension (the registration) and the cable it made.
 struct HostStarted {
-    cable: Arc<VirtualCable<EmuPlatform>>,
+    /// Cable 1 first; each its own state and timer.
+    cables: Vec<Arc<VirtualCable<EmuPlatform>>>,
     registration: adapter::Registration,
 }
 
@@ -556,6 +679,21 @@ impl CableAdapter {
         config: &LoopbackConfig,
         seconds: f64,
     ) -> (Result<LoopbackResult, EngineError>, Vec<u8>) {
+        self.loopback_test_signal_with(config, seconds, &mut |_, _| Ok(()))
+    }
+
+    /// [`CableAdapter::loopback_test_signal`] with `between` run after every
+    /// poll of the session ([`run_loopback_with`]).
+    ///
+    /// # Errors
+    ///
+    /// A missing filter, the session's first engine error or `between`'s.
+    pub fn loopback_test_signal_with(
+        &self,
+        config: &LoopbackConfig,
+        seconds: f64,
+        between: &mut BetweenPolls<'_>,
+    ) -> (Result<LoopbackResult, EngineError>, Vec<u8>) {
         let (Some(render), Some(capture)) = (
             self.wave_filter("WaveRender"),
             self.wave_filter("WaveCapture"),
@@ -564,7 +702,7 @@ impl CableAdapter {
             return (Err(missing), Vec::new());
         };
         let mut rendered = Vec::new();
-        let result = run_loopback(
+        let result = run_loopback_with(
             &self.machine,
             render.as_filter(),
             capture.as_filter(),
@@ -574,6 +712,7 @@ impl CableAdapter {
                 rendered.clone()
             },
             &mut |_| {},
+            between,
         );
         (result, rendered)
     }
@@ -614,14 +753,26 @@ impl CableAdapter {
             .flatten()
     }
 
-    /// The host-built cable (for its counters) while the device is started.
+    /// The host-built cables (cable 1 first) while the device is started.
     #[must_use]
-    pub const fn cable(&self) -> Option<&Arc<VirtualCable<EmuPlatform>>> {
+    pub fn cables(&self) -> &[Arc<VirtualCable<EmuPlatform>>] {
         match &self.driver {
             DriverUnderTest::Host {
                 started: Some(started),
                 ..
-            } => Some(&started.cable),
+            } => &started.cables,
+            _ => &[],
+        }
+    }
+
+    /// The host-built cable 1 (for its counters) while the device is started.
+    #[must_use]
+    pub fn cable(&self) -> Option<&Arc<VirtualCable<EmuPlatform>>> {
+        match &self.driver {
+            DriverUnderTest::Host {
+                started: Some(started),
+                ..
+            } => started.cables.first(),
             _ => None,
         }
     }
@@ -630,6 +781,12 @@ impl CableAdapter {
     #[must_use]
     pub fn port_count(&self) -> usize {
         self.services.port_count()
+    }
+
+    /// The device's emulated PortCls (to send it power IRPs).
+    #[must_use]
+    pub fn portcls(&self) -> &EmuPortCls {
+        &self.services
     }
 
     /// The adapter of a started driver image (see [`crate::image`]).
@@ -708,7 +865,7 @@ impl CableAdapter {
                     if let Some(mut done) = started.take() {
                         if !options.skip_unregister_on_stop {
                             let log = |level, message: fmt::Arguments<'_>| {
-                                done.cable.log(level, message);
+                                log_first(&done.cables, level, message);
                             };
                             // The glue logs failures and passes the IRP on
                             // all the same; so does this.
@@ -720,18 +877,18 @@ impl CableAdapter {
                         drop(done);
                     }
                     // PortCls's part: it keeps what is still registered.
-                    self.machine.set_device_stopped(true);
+                    self.services.set_stopped(true);
                     Ok(())
                 }
                 PnpRequest::Start => {
                     if started.is_some() {
                         return Err(NtStatus::INVALID_DEVICE_STATE);
                     }
-                    self.machine.set_device_stopped(false);
-                    let cable = new_cable(&self.machine, options.dma);
-                    let registration = adapter::install(&*self.services, &cable)?;
+                    self.services.set_stopped(false);
+                    let (cables, names) = new_cables(&self.machine, options);
+                    let registration = adapter::install_cables(&*self.services, &cables, &names)?;
                     *started = Some(HostStarted {
-                        cable,
+                        cables,
                         registration,
                     });
                     Ok(())
@@ -754,11 +911,11 @@ impl CableAdapter {
             DriverUnderTest::Host { started, .. } => {
                 if let Some(mut done) = started.take() {
                     let log = |level, message: fmt::Arguments<'_>| {
-                        done.cable.log(level, message);
+                        log_first(&done.cables, level, message);
                     };
                     let _ = done.registration.unregister(&log);
                 }
-                self.machine.set_device_stopped(true);
+                self.services.set_stopped(true);
             }
         }
         self.services.release_all();
@@ -769,7 +926,7 @@ impl CableAdapter {
 }
 
 /// Options of [`start_cable_adapter`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CableOptions {
     /// How the virtual DMA engine walks its descriptors.
     pub dma: DmaMode,
@@ -779,6 +936,26 @@ pub struct CableOptions {
     /// stop or surprise removal (for the test that the emulated PortCls
     /// then refuses the restart).
     pub skip_unregister_on_stop: bool,
+    /// The device's hardware key (`CableCount`, `CableNName`, see
+    /// `wavert_miniport::parameters`): the host build reads it through the
+    /// same parser the image runs over its `ZwQueryValueKey` (empty: every
+    /// parameter takes its default, one cable).
+    pub registry: Vec<(String, RegistryData)>,
+    /// Which root device of the driver this is (0: the first; a second
+    /// device is instance 1, with its own cables and registrations).
+    pub instance: u32,
+}
+
+impl CableOptions {
+    /// The default options for a device whose parameters ask for `count`
+    /// cables.
+    #[must_use]
+    pub fn with_cables(count: u32) -> Self {
+        Self {
+            registry: vec![("CableCount".to_owned(), RegistryData::Dword(count))],
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for CableOptions {
@@ -787,6 +964,8 @@ impl Default for CableOptions {
             dma: DmaMode::Looping,
             fail_portcls_call: None,
             skip_unregister_on_stop: false,
+            registry: Vec::new(),
+            instance: 0,
         }
     }
 }
@@ -801,21 +980,77 @@ pub fn start_cable_adapter(
     machine: &Arc<Machine>,
     options: CableOptions,
 ) -> Result<CableAdapter, NtStatus> {
-    machine.set_device_stopped(false);
-    let cable = new_cable(machine, options.dma);
-    let services = EmuPortCls::new(Arc::clone(machine), options.fail_portcls_call);
-    let installed = adapter::install(&services, &cable);
-    finish_start(machine, services, cable, installed, options)
+    let (cables, names) = new_cables(machine, &options);
+    let services = EmuPortCls::new(Arc::clone(machine), options.fail_portcls_call)
+        .for_device(options.instance);
+    services.set_stopped(false);
+    let installed = adapter::install_cables(&services, &cables, &names);
+    finish_start(machine, services, cables, installed, options)
+}
+
+/// The host build's `StartDevice` before the registration, as the glue's
+/// `start_cable`: the device's parameters read from `options.registry`
+/// (refusals in the driver log), then one cable per configured cable, each
+/// over its own platform and timer, with its name.
+fn new_cables(
+    machine: &Arc<Machine>,
+    options: &CableOptions,
+) -> (Vec<Arc<VirtualCable<EmuPlatform>>>, Vec<CableName>) {
+    let parameters = DeviceParameters::read(&HostKey(&options.registry), &|level, message| {
+        machine.log(format!("{level:?}: {message}"));
+    });
+    parameters
+        .cables()
+        .iter()
+        .map(|cable| (new_cable(machine, options.dma), cable.name))
+        .unzip()
+}
+
+/// Logs through the first cable's platform (the driver log), as the glue
+/// logs through its platform.
+fn log_first(
+    cables: &[Arc<VirtualCable<EmuPlatform>>],
+    level: LogLevel,
+    message: fmt::Arguments<'_>,
+) {
+    if let Some(cable) = cables.first() {
+        cable.log(level, message);
+    }
+}
+
+/// The routine the cable's timer runs: the glue's `EXT_CALLBACK`, at
+/// `DISPATCH_LEVEL`, on the cable that owns the platform (none once it is
+/// gone).
+fn timer_routine(
+    slot: CableSlot,
+    counters: Arc<PlatformCounters>,
+    machine: &Arc<Machine>,
+) -> TimerCallback {
+    let machine = Arc::downgrade(machine);
+    Arc::new(move |now| {
+        let (Some(cable), Some(machine)) = (slot.get().and_then(Weak::upgrade), machine.upgrade())
+        else {
+            return;
+        };
+        counters.timer_ticks.fetch_add(1, Ordering::Relaxed);
+        irql::run_driver_routine(
+            &machine,
+            irql::DISPATCH_LEVEL,
+            "the cable's timer callback",
+            || cable.on_timer(now),
+        );
+    })
 }
 
 /// The product's cable over the machine, its timer routed to it.
 pub(crate) fn new_cable(machine: &Arc<Machine>, dma: DmaMode) -> Arc<VirtualCable<EmuPlatform>> {
     let slot: CableSlot = Arc::new(OnceLock::new());
+    let counters = Arc::new(PlatformCounters::default());
     let platform = EmuPlatform {
         machine: Arc::clone(machine),
-        cable: Arc::clone(&slot),
+        callback: timer_routine(Arc::clone(&slot), Arc::clone(&counters), machine),
         timer: Mutex::new(None),
-        counters: Arc::new(PlatformCounters::default()),
+        counters,
     };
     let cable = Arc::new(VirtualCable::new(platform, dma));
     // The slot is new: it cannot be set already.
@@ -828,14 +1063,14 @@ pub(crate) fn new_cable(machine: &Arc<Machine>, dma: DmaMode) -> Arc<VirtualCabl
 pub(crate) fn finish_start(
     machine: &Arc<Machine>,
     services: EmuPortCls,
-    cable: Arc<VirtualCable<EmuPlatform>>,
+    cables: Vec<Arc<VirtualCable<EmuPlatform>>>,
     installed: NtResult<adapter::Registration>,
     options: CableOptions,
 ) -> Result<CableAdapter, NtStatus> {
     let (started, result) = match installed {
         Ok(registration) => (
             Some(HostStarted {
-                cable,
+                cables,
                 registration,
             }),
             Ok(()),

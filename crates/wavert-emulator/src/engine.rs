@@ -1107,6 +1107,24 @@ impl Stream {
         }
     }
 
+    /// The device left D0 by a call made between the QPCs of `call`: a
+    /// stream in RUN stops moving there, so its nominal clock (what the
+    /// packet rules hold the counters to) stands still until
+    /// [`Stream::device_powered`], as it does in PAUSE.
+    pub const fn device_unpowered(&mut self, call: Bounds) {
+        if self.state == KSSTATE_RUN {
+            self.ideal.pause(call.0, call.1);
+        }
+    }
+
+    /// The device is back in D0 by a call made between the QPCs of `call`:
+    /// a stream in RUN moves again from there.
+    pub const fn device_powered(&mut self, call: Bounds) {
+        if self.state == KSSTATE_RUN {
+            self.ideal.run(call.0, call.1);
+        }
+    }
+
     /// The state the engine last set.
     #[must_use]
     pub const fn state(&self) -> KSSTATE {

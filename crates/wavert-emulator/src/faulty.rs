@@ -538,7 +538,13 @@ pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableA
             wavert_miniport::cable::endpoints::endpoint(direction),
         )
     });
-    finish_start(machine, services, cable, installed, CableOptions::default())
+    finish_start(
+        machine,
+        services,
+        vec![cable],
+        installed,
+        CableOptions::default(),
+    )
 }
 
 // ---- the AC'97 with a fault ---------------------------------------------

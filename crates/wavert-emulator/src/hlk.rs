@@ -27,6 +27,14 @@
 
 pub mod methods;
 
+// The KS position test's rules live in wavert-analysis, shared with the
+// Windows setup tool's `check` (the same analysis on a real machine's reads).
+use wavert_analysis::position::PositionRead;
+pub use wavert_analysis::position::{
+    KsPositionReport, KS_DATA_POINTS, KS_MIN_POINTS, MAX_JITTER_MS, MAX_JITTER_STD_MS,
+    MAX_MEAN_ERROR_MS, MAX_RATE_ERROR_PERCENT, MAX_READ_MS, MAX_START_MS,
+};
+
 use std::mem::{offset_of, size_of};
 use std::sync::Arc;
 
@@ -49,26 +57,8 @@ pub const READS_PER_STATE: usize = 10;
 /// The audio engine's default period (`PropertyHelper.h`
 /// `kSystemDefaultPeriod`, 10 ms; Learn, `PKEY_AudioEngine_OEMPeriod`).
 pub const ENGINE_PERIOD_MS: u64 = 10;
-/// KS position test: position reads wanted (`PreComp.h` `DATA_POINTS`).
-pub const KS_DATA_POINTS: usize = 100;
-/// KS position test: fewest usable reads (`CollectSampleData`).
-pub const KS_MIN_POINTS: usize = 30;
-/// KS position test: the largest mean error that passes, truncated to whole
-/// milliseconds (`CalculateJitter`).
-pub const MAX_MEAN_ERROR_MS: f64 = 2.0;
 /// `Latency`: how long the first non-zero position is waited for.
 pub const LATENCY_WAIT_MS: u64 = 500;
-/// Largest relative sample-rate error, in percent (`SAMPLERATE_THRESHOLD`).
-pub const MAX_RATE_ERROR_PERCENT: f64 = 1.0;
-/// Largest jitter standard deviation (`JITTER_STD_THRESHOLD`).
-pub const MAX_JITTER_STD_MS: f64 = 1.0;
-/// Largest single jitter (`JITTER_MAX_THRESHOLD`).
-pub const MAX_JITTER_MS: f64 = 4.0;
-/// Reads that took this long or longer are discarded.
-pub const MAX_READ_MS: f64 = 1.0;
-/// The KS position test stops collecting when the position is still 0 this
-/// long after RUN.
-pub const MAX_START_MS: f64 = 1000.0;
 /// `Latency`: largest start latency (`LATENCY_THRESHOLD`).
 pub const MAX_START_LATENCY_MS: f64 = 20.0;
 
@@ -137,171 +127,31 @@ pub fn position_zero_after_stop(play_offset: u64) -> Result<(), String> {
     }
 }
 
-/// What the KS position test (`DriftAndJitter`) measured.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct KsPositionReport {
-    /// Reads used for the fit.
-    pub used: usize,
-    /// Reads discarded: slow (took [`MAX_READ_MS`] or more) or stamped at
-    /// the same time as the read before.
-    pub discarded: usize,
-    /// Sample rate from the fit (frames per second).
-    pub measured_rate: f64,
-    /// Its error against nominal, in percent.
-    pub rate_error_percent: f64,
-    /// Mean error against the nominal-rate line through the fitted offset, in ms.
-    pub mean_error_ms: f64,
-    /// Standard deviation of that error, in ms.
-    pub jitter_std_ms: f64,
-    /// Largest absolute error, in ms.
-    pub jitter_max_ms: f64,
-    /// Time from RUN to the first non-zero position, in ms.
-    pub first_nonzero_ms: Option<f64>,
-    /// Rules broken, each starting with the rule's name.
-    pub failures: Vec<String>,
-}
-
-impl KsPositionReport {
-    /// No rule broken.
-    #[must_use]
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-}
-
-/// The KS position test's rules (`CollectSampleData`, `CalculateSampleRate`,
-/// `CalculateJitter`) over the reads of a RUN trace.
-///
-/// A read's position time is the middle of the call (the audio clock's
-/// QPC stamp), its test time the QPC after it. The fit is bytes against
-/// position time; the jitter of a read is how far its position (at the
-/// nominal rate) is from the fitted offset line, corrected by the time
-/// between its stamp and the test's clock read.
+/// The KS position test's rules over the reads of an emulated RUN trace
+/// ([`wavert_analysis::position::ks_position_check`] on the machine's clock).
 #[must_use]
-#[allow(
-    clippy::cast_precision_loss,
-    reason = "statistics over positions in floating point, as the HLK computes them"
-)]
-#[allow(
-    clippy::too_many_lines,
-    reason = "the HLK's collection, fit and jitter rules in their order"
-)]
 pub fn ks_position_check(
     samples: &[PositionSample],
     run_qpc: u64,
     nominal_rate: u32,
     block_align: u32,
 ) -> KsPositionReport {
-    let mut report = KsPositionReport::default();
-    let run: Vec<&PositionSample> = samples.iter().filter(|s| s.state == KSSTATE_RUN).collect();
-    report.first_nonzero_ms = run
+    let reads: Vec<PositionRead> = samples
         .iter()
-        .find(|s| s.linear_bytes != 0)
-        .map(|s| ms(s.qpc_after.saturating_sub(run_qpc)));
-    match report.first_nonzero_ms {
-        None => report
-            .failures
-            .push("first non-zero position: the position never left 0".to_owned()),
-        Some(t) if t > MAX_START_MS => report.failures.push(format!(
-            "first non-zero position {t:.1} ms after RUN (the HLK stops collecting at {MAX_START_MS} ms)"
-        )),
-        Some(_) => {}
-    }
-    // (position time ms, test time ms, bytes) of each usable read.
-    let mut points: Vec<(f64, f64, f64)> = Vec::new();
-    let mut last_stamp: Option<u64> = None;
-    for s in run.iter().filter(|s| s.linear_bytes != 0) {
-        if points.len() == KS_DATA_POINTS {
-            break;
-        }
-        if ms(s.qpc_after.saturating_sub(s.qpc_before)) >= MAX_READ_MS {
-            report.discarded += 1;
-            continue;
-        }
-        let stamp_qpc = s.qpc_before / 2 + s.qpc_after / 2;
-        if last_stamp == Some(stamp_qpc) {
-            report.discarded += 1;
-            continue;
-        }
-        last_stamp = Some(stamp_qpc);
-        let stamp = ms(stamp_qpc.saturating_sub(run_qpc));
-        points.push((
-            stamp,
-            ms(s.qpc_after.saturating_sub(run_qpc)),
-            s.linear_bytes as f64,
-        ));
-    }
-    report.used = points.len();
-    if points.len() < KS_MIN_POINTS {
-        report.failures.push(format!(
-            "enough samples: only {} usable position reads (the HLK needs {KS_MIN_POINTS})",
-            points.len()
-        ));
-        return report;
-    }
-    let n = points.len() as f64;
-    let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let mean_b = points.iter().map(|p| p.2).sum::<f64>() / n;
-    let var_t = points.iter().map(|p| (p.0 - mean_t).powi(2)).sum::<f64>();
-    let cov = points
-        .iter()
-        .map(|p| (p.0 - mean_t) * (p.2 - mean_b))
-        .sum::<f64>();
-    // Bytes per millisecond, and the bytes at time 0.
-    let slope = if var_t > 0.0 { cov / var_t } else { 0.0 };
-    let intercept = mean_b - slope * mean_t;
-    let nominal_bps = f64::from(nominal_rate.max(1)) * f64::from(block_align.max(1));
-    let measured_bps = slope * 1000.0;
-    report.measured_rate = measured_bps / f64::from(block_align.max(1));
-    report.rate_error_percent = (measured_bps - nominal_bps) / nominal_bps * 100.0;
-    let offset_ms = if measured_bps > 0.0 {
-        intercept / measured_bps * 1000.0
-    } else {
-        0.0
-    };
-    let errors: Vec<f64> = points
-        .iter()
-        .map(|&(stamp, test, bytes)| {
-            let reported_ms = bytes / nominal_bps * 1000.0;
-            let compensated = reported_ms - offset_ms + (test - stamp);
-            test - compensated
+        .map(|s| PositionRead {
+            qpc_before: s.qpc_before,
+            qpc_after: s.qpc_after,
+            linear_bytes: s.linear_bytes,
+            running: s.state == KSSTATE_RUN,
         })
         .collect();
-    report.mean_error_ms = errors.iter().sum::<f64>() / n;
-    report.jitter_max_ms = errors.iter().fold(0.0, |m, e| m.max(e.abs()));
-    report.jitter_std_ms = (errors
-        .iter()
-        .map(|e| (e - report.mean_error_ms).powi(2))
-        .sum::<f64>()
-        / n)
-        .sqrt();
-    if report.rate_error_percent.abs() > MAX_RATE_ERROR_PERCENT {
-        report.failures.push(format!(
-            "sample rate: measured rate {:.1} Hz is {:.2} % off {nominal_rate} Hz (limit {MAX_RATE_ERROR_PERCENT} %)",
-            report.measured_rate, report.rate_error_percent
-        ));
-    }
-    // The HLK truncates the mean to whole milliseconds as an unsigned
-    // number: a mean at or below -1 ms wraps to a huge value and fails too.
-    if report.mean_error_ms <= -1.0 || report.mean_error_ms >= MAX_MEAN_ERROR_MS {
-        report.failures.push(format!(
-            "mean error: {:.3} ms (must truncate to 0 or 1 ms)",
-            report.mean_error_ms
-        ));
-    }
-    if report.jitter_max_ms >= MAX_JITTER_MS {
-        report.failures.push(format!(
-            "jitter max: {:.3} ms (limit {MAX_JITTER_MS} ms)",
-            report.jitter_max_ms
-        ));
-    }
-    if report.jitter_std_ms >= MAX_JITTER_STD_MS {
-        report.failures.push(format!(
-            "jitter std-dev: {:.3} ms (limit {MAX_JITTER_STD_MS} ms)",
-            report.jitter_std_ms
-        ));
-    }
-    report
+    wavert_analysis::position::ks_position_check(
+        &reads,
+        run_qpc,
+        QPC_FREQUENCY,
+        nominal_rate,
+        block_align,
+    )
 }
 
 /// What the `Latency` method measured.

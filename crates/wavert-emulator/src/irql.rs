@@ -388,16 +388,10 @@ impl<T: Send> wavert_miniport::SpinLock<T> for EmuLock<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::ClockMode;
-    use crate::memory::{MemoryConfig, PhysicalMemory};
     use wavert_miniport::SpinLock as _;
 
     fn machine() -> Arc<Machine> {
-        let memory = PhysicalMemory::anonymous(MemoryConfig {
-            size_bytes: 4 << 20,
-            ..MemoryConfig::default()
-        });
-        Machine::new(memory.unwrap_or_else(|e| panic!("{e}")), ClockMode::Virtual)
+        Machine::small_for_tests()
     }
 
     #[test]

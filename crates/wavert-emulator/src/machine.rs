@@ -6,12 +6,12 @@
 //! [`Machine::advance`], so runs are deterministic; in real-time mode QPC is
 //! the host's monotonic clock and [`Machine::advance`] sleeps.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use portcls_sys::{DEVPROPKEY, KEVENT, PKEVENT};
+use portcls_sys::{DEVPROPKEY, DEVPROPTYPE, DEVPROP_TYPE_BINARY, KEVENT, PKEVENT};
 
 use crate::memory::PhysicalMemory;
 use crate::personality::{OrderOutcome, OrderRecord, PortPersonality};
@@ -173,7 +173,9 @@ pub struct InterfaceProperty {
     pub name: String,
     /// The property key.
     pub key: DEVPROPKEY,
-    /// Its binary value.
+    /// Its `DEVPROP_TYPE_*`.
+    pub kind: DEVPROPTYPE,
+    /// Its value's bytes.
     pub value: Vec<u8>,
     /// Whether it was set before the subdevice was registered (and so
     /// before PortCls enabled the interface).
@@ -207,13 +209,15 @@ pub struct Machine {
     /// RAM.
     pub memory: PhysicalMemory,
     clock: Clock,
-    timers: Mutex<HashMap<u64, TimerEntry>>,
+    timers: Mutex<BTreeMap<u64, TimerEntry>>,
     next_timer: AtomicU64,
     events: Mutex<HashMap<usize, Arc<EventRecord>>>,
     registrations: Mutex<Registrations>,
     /// Whether PortCls has handled a stop, surprise removal or removal of
     /// the device (and no start since).
-    device_stopped: AtomicBool,
+    /// The device instances (by registration prefix, `""` for the first)
+    /// whose stop or removal PortCls has handled since their last start.
+    stopped_devices: Mutex<std::collections::BTreeSet<String>>,
     log: Mutex<Vec<String>>,
     live_objects: AtomicUsize,
     personality: Mutex<PortPersonality>,
@@ -236,16 +240,22 @@ impl Machine {
         Arc::new(Self {
             memory,
             clock: Clock::new(mode),
-            timers: Mutex::new(HashMap::new()),
+            timers: Mutex::new(BTreeMap::new()),
             next_timer: AtomicU64::new(1),
             events: Mutex::new(HashMap::new()),
             registrations: Mutex::new(Registrations::default()),
-            device_stopped: AtomicBool::new(false),
+            stopped_devices: Mutex::new(std::collections::BTreeSet::new()),
             log: Mutex::new(Vec::new()),
             live_objects: AtomicUsize::new(0),
             personality: Mutex::new(PortPersonality::default()),
             orders: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Virtual or real time.
+    #[must_use]
+    pub const fn clock_mode(&self) -> ClockMode {
+        self.clock.mode
     }
 
     /// The port personality the emulated PortCls follows (Windows unless set).
@@ -311,6 +321,18 @@ impl Machine {
         id
     }
 
+    /// Moves a running timer: next due `due_in_qpc` from now, then every
+    /// `period_qpc` (0: once), keeping its routine; `false` (and nothing
+    /// changed) if it is not running, e.g. a one-shot that has fired.
+    pub fn reset_timer_due(&self, id: u64, due_in_qpc: u64, period_qpc: u64) -> bool {
+        let next_due = self.qpc() + due_in_qpc;
+        lock(&self.timers).get_mut(&id).is_some_and(|entry| {
+            entry.period = period_qpc;
+            entry.next_due = next_due;
+            true
+        })
+    }
+
     /// Cancels a timer; `false` if it was not running.
     pub fn cancel_timer(&self, id: u64) -> bool {
         lock(&self.timers).remove(&id).is_some()
@@ -362,20 +384,44 @@ impl Machine {
                 while self.fire_one(target) {}
                 self.clock.set_virtual(target);
             }
-            ClockMode::RealTime => loop {
-                while self.fire_one(self.qpc()) {}
-                let now = self.qpc();
-                if now >= target {
-                    break;
-                }
-                let next = lock(&self.timers)
-                    .values()
-                    .map(|t| t.next_due)
-                    .min()
-                    .unwrap_or(target)
-                    .min(target);
-                std::thread::sleep(Duration::from_nanos(next.saturating_sub(now) * 100));
-            },
+            ClockMode::RealTime => self.run_real_time(target, false),
+        }
+    }
+
+    /// Like [`Self::advance`], but in real time it returns as soon as a
+    /// timer has fired (after every timer then due): the audio engine
+    /// waits on its events, not on a poll interval, so what a timer
+    /// signals reaches the engine's loop at once. In virtual time the
+    /// same as `advance` (every timer up to the target fires, at its own
+    /// instant).
+    pub fn advance_until_timer(&self, qpc_ticks: u64) {
+        let target = self.qpc() + qpc_ticks;
+        match self.clock.mode {
+            ClockMode::Virtual => self.advance(qpc_ticks),
+            ClockMode::RealTime => self.run_real_time(target, true),
+        }
+    }
+
+    /// Real time up to `target`: fires each timer when it falls due and
+    /// sleeps in between; with `until_timer`, returns after the first
+    /// round of timers fired.
+    fn run_real_time(&self, target: u64, until_timer: bool) {
+        loop {
+            let mut fired = false;
+            while self.fire_one(self.qpc()) {
+                fired = true;
+            }
+            let now = self.qpc();
+            if (fired && until_timer) || now >= target {
+                return;
+            }
+            let next = lock(&self.timers)
+                .values()
+                .map(|t| t.next_due)
+                .min()
+                .unwrap_or(target)
+                .min(target);
+            std::thread::sleep(Duration::from_nanos(next.saturating_sub(now) * 100));
         }
     }
 
@@ -451,6 +497,17 @@ impl Machine {
     /// `name`; a property set after the subdevice was registered is a
     /// violation (the audio engine reads it when the interface arrives).
     pub fn set_interface_property(&self, name: &str, key: &DEVPROPKEY, value: &[u8]) {
+        self.set_typed_interface_property(name, key, DEVPROP_TYPE_BINARY, value);
+    }
+
+    /// [`Machine::set_interface_property`] of a value of type `kind`.
+    pub fn set_typed_interface_property(
+        &self,
+        name: &str,
+        key: &DEVPROPKEY,
+        kind: DEVPROPTYPE,
+        value: &[u8],
+    ) {
         let mut r = lock(&self.registrations);
         let before_registration = !r.subdevices.iter().any(|(n, _)| n == name);
         r.interface_properties
@@ -458,6 +515,7 @@ impl Machine {
         r.interface_properties.push(InterfaceProperty {
             name: name.to_owned(),
             key: *key,
+            kind,
             value: value.to_vec(),
             before_registration,
         });
@@ -529,13 +587,43 @@ impl Machine {
 
     /// PortCls handled a stop or removal (`true`) or a start (`false`).
     pub fn set_device_stopped(&self, stopped: bool) {
-        self.device_stopped.store(stopped, Ordering::Release);
+        self.set_instance_stopped("", stopped);
+    }
+
+    /// [`Machine::set_device_stopped`] for the device instance whose
+    /// registrations carry `prefix` (see `EmuPortCls::for_device`).
+    pub fn set_instance_stopped(&self, prefix: &str, stopped: bool) {
+        let mut stopped_devices = lock(&self.stopped_devices);
+        if stopped {
+            stopped_devices.insert(prefix.to_owned());
+        } else {
+            stopped_devices.remove(prefix);
+        }
+    }
+
+    /// Whether PortCls has handled a stop or removal of the device that
+    /// registered the port at `port` (the first device's, for a port not
+    /// registered) since its last start.
+    #[must_use]
+    pub fn device_of_port_stopped(&self, port: usize) -> bool {
+        let registrations = self.registrations();
+        let prefix = registrations
+            .name_of(port)
+            .filter(|name| name.starts_with('#'))
+            .and_then(|name| name.split_once('\\'))
+            .map_or("", |(instance, _)| instance);
+        let prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}\\")
+        };
+        lock(&self.stopped_devices).contains(&prefix)
     }
 
     /// Whether PortCls has handled a stop or removal since the last start.
     #[must_use]
     pub fn device_stopped(&self) -> bool {
-        self.device_stopped.load(Ordering::Acquire)
+        lock(&self.stopped_devices).contains("")
     }
 
     /// Everything registered so far.
@@ -556,5 +644,43 @@ impl Machine {
 
     pub(crate) fn object_destroyed(&self) {
         self.live_objects.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Machine {
+    /// A virtual-time machine with 4 MiB of RAM, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn small_for_tests() -> Arc<Self> {
+        let memory = PhysicalMemory::anonymous(crate::memory::MemoryConfig {
+            size_bytes: 4 << 20,
+            ..crate::memory::MemoryConfig::default()
+        });
+        Self::new(memory.unwrap_or_else(|e| panic!("{e}")), ClockMode::Virtual)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reset_timer_fires_at_its_new_due_time_once() {
+        let machine = Machine::small_for_tests();
+        let fired = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&fired);
+        let callback: TimerCallback = Arc::new(move |now| lock(&seen).push(now));
+        let start = machine.qpc();
+        let id = machine.start_timer_due(100, 0, callback);
+        assert!(machine.reset_timer_due(id, 250, 0), "a set timer moves");
+        machine.advance(200);
+        assert!(lock(&fired).is_empty(), "not at its old due time");
+        machine.advance(100);
+        assert_eq!(*lock(&fired), [start + 250], "once, at the new due time");
+        assert!(
+            !machine.reset_timer_due(id, 10, 0),
+            "a fired one-shot is gone: the caller must start a new one"
+        );
+        machine.advance(100);
+        assert_eq!(lock(&fired).len(), 1, "nothing fires after a refused reset");
     }
 }

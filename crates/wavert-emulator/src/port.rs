@@ -31,47 +31,28 @@ use portcls_sys::{
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND,
     STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
 };
-use wavert_com::{unknown_vtbl, ComClass, ComObject, ComPtr, Interface};
+use wavert_com::{unknown_vtbl, ComClass, ComObject, ComPtr, Interface, SingleInterface};
 
 use crate::irql;
 use crate::machine::{lock, Machine};
 
-/// A port-side object type: its vtable and the interfaces it answers.
+/// A port object's primary interface (`IPortWaveRT` or `IPortTopology`):
+/// its vtable and the interface ids it answers; the unregister interfaces
+/// beside it come from [`PortUnregister`].
 ///
-/// The objects themselves are `wavert_com::ComObject`s, the same layout,
+/// Every port-side object is a `wavert_com::ComObject`, the same layout,
 /// reference counting and `QueryInterface` the miniport's objects use (one
-/// COM layer for both sides): [`port_class!`] makes each type a
-/// `ComClass` with one interface pointer, at offset 0, to `VTBL`.
+/// COM layer for both sides); those with one interface (the port stream,
+/// the interrupt, the resource list) are `wavert_com::SingleInterface`
+/// classes.
 trait PortClass: ComClass {
-    /// The vtable type (starts with the `IUnknown` slots).
+    /// The vtable type (starts with the `IPort` slots).
     type Vtbl: 'static;
     /// The vtable (a `'static` reference: a generic `&T::VTBL` would not be
     /// promoted and would dangle).
     const VTBL: &'static Self::Vtbl;
-    /// Interface ids `QueryInterface` answers with this one interface.
+    /// Interface ids `QueryInterface` answers with the port interface.
     const IIDS: &'static [GUID];
-}
-
-/// The interface pointers of a port-side object: one vtable pointer.
-#[repr(C)]
-struct OneInterface(*const c_void);
-
-/// Makes a [`PortClass`] a `ComClass` with its one interface at offset 0.
-macro_rules! port_class {
-    ($($value:ty),* $(,)?) => {$(
-        // SAFETY: `OneInterface` is one vtable pointer, at offset 0; its
-        // vtable's IUnknown part is `unknown_vtbl::<Self, 0>()` (see each
-        // `VTBL`), and `query` only answers offset 0.
-        unsafe impl ComClass for $value {
-            type Interfaces = OneInterface;
-            fn interfaces() -> OneInterface {
-                OneInterface(ptr::from_ref(<Self as PortClass>::VTBL).cast())
-            }
-            fn query(&self, iid: &GUID) -> Option<usize> {
-                <Self as PortClass>::IIDS.contains(iid).then_some(0)
-            }
-        }
-    )*};
 }
 
 /// A port-side object's count in the machine's live objects: counted when
@@ -99,7 +80,7 @@ impl std::ops::Deref for LiveObject {
 }
 
 /// Creates an object with one reference, owned by the returned pointer.
-fn create<T: PortClass, I: Interface>(value: T) -> ComPtr<I> {
+fn create<T: ComClass, I: Interface>(value: T) -> ComPtr<I> {
     let object = ComObject::create(value).expect("the host allocator failed");
     // SAFETY: a new object whose first interface (offset 0) is `I`'s
     // vtable, with one reference that passes to the `ComPtr`.
@@ -112,8 +93,9 @@ fn create<T: PortClass, I: Interface>(value: T) -> ComPtr<I> {
 /// # Safety
 ///
 /// `this` must be the interface pointer of a live object of `T`.
-unsafe fn object<'a, T: PortClass>(this: *mut c_void) -> &'a T {
-    // SAFETY: guaranteed by the caller (offset 0: `T` has one interface).
+unsafe fn object<'a, T: ComClass>(this: *mut c_void) -> &'a T {
+    // SAFETY: guaranteed by the caller (every port-side object's first
+    // interface, the one its methods are called through, is at offset 0).
     unsafe { ComObject::<T>::from_this::<0>(this) }.value()
 }
 
@@ -261,11 +243,11 @@ macro_rules! port_object_class {
 /// The rules of both unregister interfaces: `PASSIVE_LEVEL` (Learn), and
 /// before PortCls handles the stop or removal (SYSVAD's and
 /// simpleaudiosample's `PnpHandler` unregister, then call `PcDispatchIrp`).
-fn unregister_rules(machine: &Machine, routine: &str) {
+fn unregister_rules(machine: &Machine, routine: &str, port: usize) {
     if let Some(what) = irql::above(routine, irql::PASSIVE_LEVEL) {
         machine.violation(what);
     }
-    if machine.device_stopped() {
+    if machine.device_of_port_stopped(port) {
         machine.violation(format!(
             "{routine} after PortCls handled the stop or removal (unregister first, then PcDispatchIrp)"
         ));
@@ -292,7 +274,11 @@ where
     let port =
         unsafe { ComObject::<PortValue<WAVE>>::from_this::<UNREGISTER_SUBDEVICE>(this) }.value();
     let machine = &*port.live;
-    unregister_rules(machine, "IUnregisterSubdevice::UnregisterSubdevice");
+    unregister_rules(
+        machine,
+        "IUnregisterSubdevice::UnregisterSubdevice",
+        unknown.addr(),
+    );
     if unknown.is_null() {
         return STATUS_INVALID_PARAMETER;
     }
@@ -358,6 +344,7 @@ where
     unregister_rules(
         machine,
         "IUnregisterPhysicalConnection::UnregisterPhysicalConnection",
+        from.addr(),
     );
     if from.is_null() || to.is_null() {
         return STATUS_INVALID_PARAMETER;
@@ -743,7 +730,9 @@ struct PortStreamValue {
     state: Arc<PortStreamState>,
 }
 
-impl PortClass for PortStreamValue {
+// SAFETY: `VTBL` is the `IPortWaveRTStream` vtable with `unknown_vtbl::<Self, 0>()` as
+// its IUnknown part, and `IIDS` names only IUnknown and `IPortWaveRTStream`.
+unsafe impl SingleInterface for PortStreamValue {
     type Vtbl = IPortWaveRTStreamVtbl;
     const VTBL: &'static IPortWaveRTStreamVtbl = &IPortWaveRTStreamVtbl {
         base__: unknown_vtbl::<Self, 0>(),
@@ -996,7 +985,9 @@ struct InterruptValue {
     state: Arc<InterruptState>,
 }
 
-impl PortClass for InterruptValue {
+// SAFETY: `VTBL` is the `IInterruptSync` vtable with `unknown_vtbl::<Self, 0>()` as
+// its IUnknown part, and `IIDS` names only IUnknown and `IInterruptSync`.
+unsafe impl SingleInterface for InterruptValue {
     type Vtbl = IInterruptSyncVtbl;
     const VTBL: &'static IInterruptSyncVtbl = &IInterruptSyncVtbl {
         base__: unknown_vtbl::<Self, 0>(),
@@ -1298,7 +1289,9 @@ struct ResourceListValue {
     entries: Box<[ResourceDescriptor]>,
 }
 
-impl PortClass for ResourceListValue {
+// SAFETY: `VTBL` is the `IResourceList` vtable with `unknown_vtbl::<Self, 0>()` as
+// its IUnknown part, and `IIDS` names only IUnknown and `IResourceList`.
+unsafe impl SingleInterface for ResourceListValue {
     type Vtbl = IResourceListVtbl;
     const VTBL: &'static IResourceListVtbl = &IResourceListVtbl {
         base__: unknown_vtbl::<Self, 0>(),
@@ -1395,8 +1388,6 @@ pub fn new_resource_list(
 }
 
 port_object_class!(PortValue<true>, PortValue<false>);
-
-port_class!(PortStreamValue, InterruptValue, ResourceListValue,);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-//! Test signals, alignment and bit-exact comparison, WAV files (hound) and
-//! the session plot (plotters).
+//! Test signals, alignment and bit-exact comparison (from wavert-analysis),
+//! WAV files (hound) and the session plot (plotters).
 
 use std::io;
 use std::path::Path;
@@ -15,76 +15,11 @@ use crate::machine::QPC_FREQUENCY;
 use crate::session::LoopbackResult;
 use crate::timing::{position_error, Lateness, StreamClock};
 
-/// Frequency of the test tone (a prime, so it never lines up with buffers).
-pub const TONE_HZ: f64 = 997.0;
-
-/// Encodes one sample: `value` in [-1, 1] for audio, or a raw 16-bit
-/// `counter` placed in the sample's top 16 bits (float: counter / 65536).
-fn encode(format: &AudioFormat, value: f64, counter: Option<u16>, out: &mut Vec<u8>) {
-    let container = u32::from(format.container_bits());
-    let valid = u32::from(format.valid_bits());
-    if format.sample_type() == SampleType::Float {
-        #[allow(
-            clippy::cast_possible_truncation,
-            reason = "a sample is f32 by definition"
-        )]
-        let v = counter.map_or(value as f32, |c| f32::from(c) / 65536.0);
-        out.extend_from_slice(&v.to_le_bytes());
-        return;
-    }
-    let word: i64 = counter.map_or_else(
-        || {
-            let full_scale = f64::from((1u32 << (valid - 1)) - 1);
-            #[allow(clippy::cast_possible_truncation, reason = "bounded by full scale")]
-            let v = (value * full_scale).round() as i64;
-            v << (container - valid)
-        },
-        |c| i64::from(i16::from_le_bytes(c.to_le_bytes())) << (container - 16),
-    );
-    let bytes = word.to_le_bytes();
-    out.extend_from_slice(&bytes[..(container / 8) as usize]);
-}
-
-/// Decodes the counter of [`encode`] back from a sample's bytes.
-fn decode_counter(format: &AudioFormat, sample: &[u8]) -> u16 {
-    if format.sample_type() == SampleType::Float {
-        let v = f32::from_le_bytes(sample.try_into().unwrap_or([0; 4]));
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "a 16-bit counter"
-        )]
-        return (v * 65536.0).round() as u16;
-    }
-    let n = sample.len();
-    u16::from_le_bytes([sample[n - 2], sample[n - 1]])
-}
-
-/// `seconds` of a 997 Hz sine (amplitude 1/2) on every channel but the
-/// second, which carries a frame counter (1, 2, ... 65535, 1, ...), never 0
-/// so the first frame differs from silence.
-#[must_use]
-pub fn test_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
-    let rate = f64::from(format.sample_rate());
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "a frame count"
-    )]
-    let frames = (rate * seconds).round() as u64;
-    let mut out =
-        Vec::with_capacity(usize::try_from(frames).unwrap_or(0) * format.block_align() as usize);
-    for k in 0..frames {
-        #[allow(clippy::cast_precision_loss, reason = "frame index in a test signal")]
-        let t = k as f64 / rate;
-        let tone = 0.5 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin();
-        let counter = u16::try_from(k % 65_535 + 1).unwrap_or(1);
-        for ch in 0..format.channels() {
-            encode(format, tone, (ch == 1).then_some(counter), &mut out);
-        }
-    }
-    out
-}
+// The test signal and the bit-exact comparison live in wavert-analysis,
+// shared with the Windows setup tool's `check`.
+pub use wavert_analysis::signal::{
+    counter_at, find_alignment, mismatched_frames, test_signal, TONE_HZ,
+};
 
 /// Reads a WAV file as raw frames in `format` (which must be the file's own:
 /// use [`wav_format_request`] to ask for it).
@@ -209,60 +144,6 @@ pub fn write_wav(path: &Path, format: &AudioFormat, data: &[u8]) -> io::Result<(
         }
     }
     writer.finalize().map_err(io::Error::other)
-}
-
-/// The delay, in frames, at which `captured` repeats `rendered`: the
-/// smallest lag up to `max_lag` at which the first non-silent frames of
-/// the render data (up to 256 of them) come back byte for byte.
-#[must_use]
-pub fn find_alignment(
-    rendered: &[u8],
-    captured: &[u8],
-    block_align: usize,
-    max_lag: usize,
-) -> Option<usize> {
-    let first = rendered
-        .chunks_exact(block_align)
-        .position(|f| f.iter().any(|&b| b != 0))?;
-    let window = 256.min(rendered.len() / block_align - first);
-    let wanted = &rendered[first * block_align..(first + window) * block_align];
-    (0..=max_lag).find(|lag| {
-        let at = (first + lag) * block_align;
-        captured.get(at..at + wanted.len()) == Some(wanted)
-    })
-}
-
-/// Frames of `rendered` that do not come back exactly at `lag`, and the
-/// first of them.
-#[must_use]
-pub fn mismatched_frames(
-    rendered: &[u8],
-    captured: &[u8],
-    block_align: usize,
-    lag: usize,
-) -> (usize, Option<usize>) {
-    let mut count = 0;
-    let mut first = None;
-    for (i, frame) in rendered.chunks_exact(block_align).enumerate() {
-        let at = (i + lag) * block_align;
-        if captured.get(at..at + block_align) != Some(frame) {
-            count += 1;
-            first.get_or_insert(i);
-        }
-    }
-    (count, first)
-}
-
-/// The counter channel of the frame at `index` (see [`test_signal`]).
-#[must_use]
-pub fn counter_at(format: &AudioFormat, data: &[u8], index: usize) -> Option<u16> {
-    if format.channels() < 2 {
-        return None;
-    }
-    let block = format.block_align() as usize;
-    let sample = (format.container_bits() / 8) as usize;
-    let at = index * block + sample;
-    data.get(at..at + sample).map(|s| decode_counter(format, s))
 }
 
 /// The session's plot: three panels over the time since RUN (ms).

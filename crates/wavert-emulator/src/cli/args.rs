@@ -62,7 +62,7 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "dma", default_value_t = DmaEngine::Looping)]
     pub dma: DmaEngine,
 
-    /// Run the shipped driver image (e.g. target/package/rswavert/rswavert.sys,
+    /// Run the shipped driver image (e.g. target/package/rswavert/amd64/rswavert.sys,
     /// from `cargo xtask cross`) instead of the host-built miniport: loaded,
     /// relocated and bound to kernel and PortCls stand-ins with Driver
     /// Verifier's rules
@@ -81,11 +81,26 @@ pub struct Args {
     #[arg(long = "port", value_enum, value_name = "personality", default_value_t = Port::Windows)]
     pub port: Port,
 
+    /// Send the virtual device N D0 -> D3 -> D0 power cycles during
+    /// playback (through the power management its adapter registered, at
+    /// random moments), each checked: positions held, nothing signalled,
+    /// capture bit-exact after every resume
+    #[arg(long = "power-cycle", value_name = "N", default_value_t = 0)]
+    pub power_cycle: u32,
+
     /// Physical memory of the virtual device's machine: split (half of RAM
     /// from 4 GiB up, so buffers get pages above 4 GiB) or low (all below
     /// 4 GiB). The AC'97's QEMU guest RAM is always split.
     #[arg(long, value_enum, value_name = "layout", default_value_t = MemoryLayout::Split)]
     pub memory: MemoryLayout,
+
+    /// Cables the virtual device registers (1 to 8, as the INF's
+    /// `CableCount` parameter sets them), all streamed at once, each with
+    /// its own signal and each checked bit-exact; cable 1 gets the full
+    /// report
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub cables: u8,
 }
 
 /// The port personality `--port` picks.
@@ -209,6 +224,21 @@ mod tests {
         assert!(args.input.is_none() && args.format.is_none() && args.image.is_none());
         assert!(!args.real_time);
         assert_eq!(args.port, Port::Windows);
+        assert_eq!(args.cables, 1);
+    }
+
+    #[test]
+    fn cable_counts_outside_one_to_eight_are_refused() {
+        assert_eq!(
+            Args::try_parse_from(["x", "--cables", "8"]).unwrap().cables,
+            8
+        );
+        for bad in ["0", "9", "99"] {
+            assert!(
+                Args::try_parse_from(["x", "--cables", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

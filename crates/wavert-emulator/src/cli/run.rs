@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use portcls_sys::{DEVPKEY_DeviceInterface_FriendlyName, DEVPROP_TYPE_STRING};
 use wavert_emulator::ac97::{
     run_ac97_hlk, run_ac97_session, Ac97HlkReport, Ac97Options, Ac97Report,
 };
@@ -16,15 +17,16 @@ use wavert_emulator::faulty::Ac97Fault;
 use wavert_emulator::hlk::methods::{run_on_cable, HlkConfig, MethodReport};
 use wavert_emulator::hlk::{ks_position_check, Finding, KsPositionReport};
 use wavert_emulator::image::kernel::KernelCounters;
-use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver};
+use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver, RegistryData};
 use wavert_emulator::ks_formats::check_wave_filter_formats;
 use wavert_emulator::ks_topology::{check_topology_filter, endpoint_channels};
 use wavert_emulator::machine::{ClockMode, Machine, Registrations};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::personality::{OrderRecord, PortPersonality};
-use wavert_emulator::session::{run_loopback, LoopbackConfig, LoopbackResult};
+use wavert_emulator::power::{PowerCycle, PowerCycler, PowerPlan};
+use wavert_emulator::session::{run_loopbacks_with, LoopbackConfig, LoopbackResult, WaveFilter};
 use wavert_emulator::signal;
-use wavert_miniport::adapter::{SubdeviceKind, SUBDEVICES};
+use wavert_miniport::adapter::{Subdevice, SubdeviceKind, CABLE_SUBDEVICES, SUBDEVICES};
 use wavert_miniport::{CableStats, Direction, DmaMode};
 
 use super::args::{Args, Device, MemoryLayout};
@@ -65,12 +67,19 @@ pub struct VirtualOutcome {
     pub registrations: Registrations,
     /// The loopback session.
     pub session: LoopbackResult,
+    /// Power cycles asked for (`--power-cycle`).
+    pub power_cycles_asked: u32,
+    /// The power cycles made during the session.
+    pub power_cycles: Vec<PowerCycle>,
     /// Frames rendered.
     pub rendered_frames: usize,
     /// Where the capture repeats the render data, in frames, if anywhere.
     pub lag: Option<usize>,
     /// Rendered frames that did not come back at `lag`, and the first.
     pub mismatches: (usize, Option<usize>),
+    /// Every cable streamed at the same time as cable 1's session (cable 1
+    /// first, the same checks as `lag` and `mismatches`).
+    pub cables: Vec<CableCheck>,
     /// KS position rules on the render stream.
     pub ks_render: KsPositionReport,
     /// KS position rules on the capture stream.
@@ -101,6 +110,91 @@ pub struct VirtualOutcome {
     pub wav_path: PathBuf,
     /// The position plot written.
     pub plot_path: PathBuf,
+}
+
+/// What one cable's loopback, streamed beside the others, delivered.
+pub struct CableCheck {
+    /// 1-based.
+    pub number: usize,
+    /// Its four subdevice names, in registration order.
+    pub subdevices: [&'static str; 4],
+    /// The friendly name the driver gave its topology interfaces
+    /// (`DEVPKEY_DeviceInterface_FriendlyName`, the endpoint name Windows
+    /// shows), if it set one.
+    pub name: Option<String>,
+    /// Frames rendered into it.
+    pub frames: usize,
+    /// Where its capture repeats its render, in frames.
+    pub lag: Option<usize>,
+    /// Whether that lag is the reported latency.
+    pub lag_as_reported: bool,
+    /// Rendered frames that did not come back at `lag`, and the first.
+    pub mismatches: (usize, Option<usize>),
+}
+
+impl CableCheck {
+    /// Every frame back, unchanged, at the reported latency.
+    #[must_use]
+    pub const fn bit_exact(&self) -> bool {
+        self.lag_as_reported && self.mismatches.0 == 0
+    }
+
+    fn of(
+        number: usize,
+        subdevices: &[Subdevice; 4],
+        registrations: &Registrations,
+        rendered: &[u8],
+        session: &LoopbackResult,
+    ) -> Self {
+        let block = session.format.block_align() as usize;
+        let max_lag = usize::try_from(session.capture_buffer).unwrap_or(0) / block * 4 + 4800;
+        let lag = signal::find_alignment(rendered, &session.captured, block, max_lag);
+        let mismatches = lag.map_or((rendered.len() / block, Some(0)), |l| {
+            signal::mismatched_frames(rendered, &session.captured, block, l)
+        });
+        Self {
+            number,
+            subdevices: subdevices.each_ref().map(|s| s.name),
+            name: friendly_name(registrations, subdevices),
+            frames: rendered.len() / block,
+            lag,
+            lag_as_reported: lag.is_some_and(|l| session.lag_is_reported_latency(l as u64)),
+            mismatches,
+        }
+    }
+}
+
+/// The `DEVPROP_TYPE_STRING` friendly name set on `subdevices`' render
+/// topology interface.
+fn friendly_name(registrations: &Registrations, subdevices: &[Subdevice; 4]) -> Option<String> {
+    let topology = subdevices
+        .iter()
+        .find(|s| s.kind == SubdeviceKind::Topology(Direction::Render))?;
+    let property = registrations.interface_properties.iter().find(|p| {
+        p.name == topology.name
+            && p.key == DEVPKEY_DeviceInterface_FriendlyName
+            && p.kind == DEVPROP_TYPE_STRING
+    })?;
+    let units: Vec<u16> = property
+        .value
+        .chunks_exact(2)
+        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+        .take_while(|&unit| unit != 0)
+        .collect();
+    Some(String::from_utf16_lossy(&units))
+}
+
+/// Cable `index`'s own signal: cable 1's rotated by `index` times 4801
+/// frames (not a multiple of any period), so a capture that heard another
+/// cable's render would not line up at the reported latency.
+fn cable_signal(first: &[u8], block: usize, index: usize) -> Vec<u8> {
+    let frames = first.len() / block.max(1);
+    if frames == 0 {
+        return first.to_vec();
+    }
+    let mut out = first.to_vec();
+    out.rotate_left((index * 4801 % frames) * block);
+    out
 }
 
 /// Counters of the driver that ran.
@@ -144,6 +238,13 @@ fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
     if args.memory != MemoryLayout::Split {
         return Err(
             "--memory low applies to --device virtual: the AC'97's QEMU guest RAM is always split"
+                .to_owned(),
+        );
+    }
+    if args.power_cycle != 0 {
+        return Err(
+            "--power-cycle applies to --device virtual (the AC'97's power cycles run in \
+             wavert-qemu's tests)"
                 .to_owned(),
         );
     }
@@ -241,6 +342,11 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     if !(args.seconds > 0.0 && args.seconds <= 600.0) {
         return Err(format!("--seconds {} is outside 0 .. 600", args.seconds));
     }
+    if args.power_cycle != 0 && args.cables != 1 {
+        // The power cycler tells one pair of engine streams of the device's
+        // power changes; the other cables' streams would not know.
+        return Err("--power-cycle takes one cable: leave --cables at 1".to_owned());
+    }
     let request = format_request(args)?;
     std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
     let memory = PhysicalMemory::anonymous(MemoryConfig {
@@ -257,6 +363,12 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     let personality = PortPersonality::from(args.port);
     machine.set_personality(personality);
     let dma = DmaMode::from(args.dma);
+    // Both builds read the cable count where the INF puts it: the device's
+    // hardware key (the image through its ZwQueryValueKey stand-in).
+    let registry = vec![(
+        "CableCount".to_owned(),
+        RegistryData::Dword(u32::from(args.cables)),
+    )];
     let adapter = match &args.image {
         Some(path) => {
             if dma != DmaMode::Looping {
@@ -265,13 +377,18 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
                         .to_owned(),
                 );
             }
-            start_image_adapter(&machine, path, ImageDevice::default())
+            let device = ImageDevice {
+                registry,
+                ..ImageDevice::default()
+            };
+            start_image_adapter(&machine, path, device)
                 .map_err(|e| format!("{}: {e}", path.display()))?
         }
         None => start_cable_adapter(
             &machine,
             CableOptions {
                 dma,
+                registry,
                 ..CableOptions::default()
             },
         )
@@ -289,6 +406,35 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     let capture_filter = adapter
         .wave_filter("WaveCapture")
         .ok_or("no wave filter registered as WaveCapture")?;
+    // Cables 2 and up, found by their own registered names.
+    let mut more_cables = Vec::new();
+    for table in CABLE_SUBDEVICES
+        .iter()
+        .take(usize::from(args.cables))
+        .skip(1)
+    {
+        let find = |kind: SubdeviceKind| {
+            let name = table
+                .iter()
+                .find(|s| s.kind == kind)
+                .map_or("?", |s| s.name);
+            adapter
+                .wave_filter(name)
+                .ok_or_else(|| format!("no wave filter registered as {name}"))
+        };
+        more_cables.push((
+            find(SubdeviceKind::Wave(Direction::Render))?,
+            find(SubdeviceKind::Wave(Direction::Capture))?,
+        ));
+    }
+    let pairs: Vec<(WaveFilter<'_>, WaveFilter<'_>)> =
+        std::iter::once((render_filter.as_filter(), capture_filter.as_filter()))
+            .chain(
+                more_cables
+                    .iter()
+                    .map(|(r, c)| (r.as_filter(), c.as_filter())),
+            )
+            .collect();
     let config = LoopbackConfig {
         format: request,
         period_ms: args.period,
@@ -297,24 +443,33 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     };
 
     let bar = progress_bar(args)?;
-    let mut rendered = Vec::new();
+    let mut rendered_by_cable: Vec<Vec<u8>> = Vec::new();
     let mut read_error = None;
-    let session = run_loopback(
+    let mut cycler = PowerCycler::new(
         &machine,
-        render_filter.as_filter(),
-        capture_filter.as_filter(),
+        adapter.portcls(),
+        PowerPlan::spread(args.power_cycle, args.seconds, 0x5EED),
+    );
+    let sessions = run_loopbacks_with(
+        &machine,
+        &pairs,
         &config,
-        &mut |format| {
-            let data = args.input.as_ref().map_or_else(
-                || signal::test_signal(format, args.seconds),
-                |path| {
-                    signal::read_wav(path, format).unwrap_or_else(|e| {
-                        read_error = Some(e);
-                        Vec::new()
-                    })
+        &mut |index, format| {
+            let data = rendered_by_cable.first().map_or_else(
+                || {
+                    args.input.as_ref().map_or_else(
+                        || signal::test_signal(format, args.seconds),
+                        |path| {
+                            signal::read_wav(path, format).unwrap_or_else(|e| {
+                                read_error = Some(e);
+                                Vec::new()
+                            })
+                        },
+                    )
                 },
+                |first| cable_signal(first, format.block_align() as usize, index),
             );
-            rendered.clone_from(&data);
+            rendered_by_cable.push(data.clone());
             data
         },
         &mut |done| {
@@ -325,19 +480,34 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
             )]
             bar.set_position((done * 1000.0) as u64);
         },
+        &mut |render, capture| cycler.between(render, capture),
     );
+    let power_cycles = cycler.cycles().to_vec();
+    drop(cycler);
     bar.finish_and_clear();
     if let Some(e) = read_error {
         return Err(e);
     }
-    let session = session.map_err(|e| e.to_string())?;
+    drop(pairs);
+    let mut sessions = sessions.map_err(|e| e.to_string())?;
+    let cables: Vec<CableCheck> = sessions
+        .iter()
+        .zip(&rendered_by_cable)
+        .zip(CABLE_SUBDEVICES.iter())
+        .enumerate()
+        .map(|(index, ((session, rendered), table))| {
+            CableCheck::of(index + 1, table, &registrations, rendered, session)
+        })
+        .collect();
+    // Cable 1's session gets the full report.
+    let session = sessions.swap_remove(0);
+    drop(sessions);
+    let rendered = rendered_by_cable.swap_remove(0);
     let format = session.format;
     let block = format.block_align() as usize;
-    let max_lag = usize::try_from(session.capture_buffer).unwrap_or(0) / block * 4 + 4800;
-    let lag = signal::find_alignment(&rendered, &session.captured, block, max_lag);
-    let mismatches = lag.map_or((rendered.len() / block, Some(0)), |l| {
-        signal::mismatched_frames(&rendered, &session.captured, block, l)
-    });
+    let (lag, mismatches) = cables
+        .first()
+        .map_or((None, (0, None)), |c| (c.lag, c.mismatches));
 
     let ks_render = ks_position_check(
         &session.render_trace,
@@ -386,7 +556,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     )?;
     std::fs::write(&plot_path, svg).map_err(|e| format!("{}: {e}", plot_path.display()))?;
 
-    drop((render_filter, capture_filter));
+    drop((render_filter, capture_filter, more_cables));
     adapter.remove();
     let counters = kernel.map_or(DriverCounters::Host(cable_stats), |kernel| {
         DriverCounters::Image {
@@ -405,8 +575,11 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         registrations,
         rendered_frames: rendered.len() / block,
         session,
+        power_cycles_asked: args.power_cycle,
+        power_cycles,
         lag,
         mismatches,
+        cables,
         ks_render,
         ks_capture,
         hlk,

@@ -22,9 +22,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use portcls_sys::{
-    windows_abi, DEVPROPKEY, DEVPROPTYPE, DEVPROP_TYPE_BINARY, GUID, NTSTATUS, PDEVICE_OBJECT,
-    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
-    STATUS_UNSUCCESSFUL,
+    windows_abi, DEVPROPKEY, DEVPROPTYPE, DEVPROP_TYPE_BINARY, DEVPROP_TYPE_STRING, GUID, NTSTATUS,
+    PDEVICE_OBJECT, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED,
+    STATUS_SUCCESS, STATUS_UNSUCCESSFUL,
 };
 
 use super::kernel::{current, Kernel};
@@ -83,7 +83,7 @@ impl InterfaceState {
 }
 
 /// The kernel, with the `PASSIVE_LEVEL` rule of `routine` checked.
-fn passive(routine: &str) -> Option<std::sync::Arc<Kernel>> {
+pub(super) fn passive(routine: &str) -> Option<std::sync::Arc<Kernel>> {
     let kernel = current()?;
     if let Some(what) = irql::above(routine, PASSIVE_LEVEL) {
         kernel.violation("IRQL", &what);
@@ -214,8 +214,8 @@ pub unsafe extern "system" fn IoSetDeviceInterfacePropertyData(
         );
         return STATUS_INVALID_PARAMETER;
     };
-    if kind != DEVPROP_TYPE_BINARY {
-        // The model keeps binary values only (all the driver sets).
+    if kind != DEVPROP_TYPE_BINARY && kind != DEVPROP_TYPE_STRING {
+        // The model keeps binary values and strings (all the driver sets).
         return STATUS_NOT_SUPPORTED;
     }
     let value = if size == 0 {
@@ -224,9 +224,22 @@ pub unsafe extern "system" fn IoSetDeviceInterfacePropertyData(
         // SAFETY: `size` readable bytes at `data` (the caller's contract).
         unsafe { std::slice::from_raw_parts(data, size as usize) }
     };
+    // A DEVPROP_TYPE_STRING is UTF-16 with its NUL, the size in bytes
+    // counting it (Learn: DEVPROP_TYPE_STRING).
+    if kind == DEVPROP_TYPE_STRING
+        && !(value.len() >= 2 && value.len() % 2 == 0 && value.ends_with(&[0, 0]))
+    {
+        kernel.violation(
+            "device interfaces",
+            &format!("IoSetDeviceInterfacePropertyData on {name}: a DEVPROP_TYPE_STRING of {size} bytes that is not NUL-terminated UTF-16"),
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
     // SAFETY: the image's DEVPROPKEY.
     let key = unsafe { &*key };
-    kernel.machine().set_interface_property(&name, key, value);
+    kernel
+        .machine()
+        .set_typed_interface_property(&name, key, kind, value);
     STATUS_SUCCESS
 }
 

@@ -128,6 +128,7 @@ pub struct Kernel {
     violations: AtomicUsize,
     pub(super) portcls: super::portcls::PortClsState,
     pub(super) interfaces: super::device_interfaces::InterfaceState,
+    pub(super) registry: super::registry::RegistryState,
 }
 
 /// What `KeStallExecutionProcessor` also does (e.g. run a device model's clock).
@@ -216,6 +217,7 @@ impl Kernel {
             violations: AtomicUsize::new(0),
             portcls,
             interfaces: super::device_interfaces::InterfaceState::default(),
+            registry: super::registry::RegistryState::default(),
         });
         *lock(&CURRENT) = Some(Arc::clone(&kernel));
         Installed { kernel }
@@ -374,7 +376,8 @@ impl Kernel {
     /// Driver unload: everything the driver still holds is a violation.
     /// Returns the number of leaks found.
     pub fn check_unload(&self) -> usize {
-        let mut leaks = self.interfaces.check_unload(&self.machine);
+        let mut leaks =
+            self.interfaces.check_unload(&self.machine) + self.registry.check_unload(&self.machine);
         let blocks: Vec<(usize, usize, u32, String)> = lock(&self.pool)
             .iter()
             .map(|(&a, b)| (a, b.size, b.tag, b.call_site.clone()))

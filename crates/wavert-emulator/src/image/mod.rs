@@ -34,6 +34,7 @@ pub mod device_interfaces;
 pub mod kernel;
 pub mod pe;
 pub mod portcls;
+pub mod registry;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod io_trap;
@@ -56,6 +57,7 @@ use crate::machine::Machine;
 use crate::port::{new_resource_list, InterruptLine, ResourceDescriptor};
 use kernel::{Installed, Kernel};
 use pe::{ImageError, LoadedImage};
+pub use registry::RegistryData;
 
 /// `DriverEntry` (`DRIVER_INITIALIZE`).
 type DriverEntry = windows_fn!(
@@ -126,6 +128,7 @@ pub fn resolve(module: &str, name: &str) -> Option<usize> {
         .into_iter()
         .chain(portcls::exports())
         .chain(device_interfaces::exports())
+        .chain(registry::exports())
         .find(|(m, n, _)| m.eq_ignore_ascii_case(module) && *n == name)
         .map(|(_, _, address)| address)
 }
@@ -435,6 +438,11 @@ pub struct ImageDevice {
     /// and removed with it, so that runs in other threads never share it.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     pub port_io: Option<Arc<dyn io_trap::PortIoHandler>>,
+    /// The values of the device's hardware key (`Device Parameters`) the
+    /// image's `IoOpenDeviceRegistryKey` / `ZwQueryValueKey` find, as the
+    /// INF's `AddReg` or a user left them (none: an empty key, so every
+    /// parameter takes its default).
+    pub registry: Vec<(String, RegistryData)>,
 }
 
 impl std::fmt::Debug for ImageDevice {
@@ -470,6 +478,9 @@ pub fn start_image_adapter(
     let services = Arc::new(services);
     let mut driver = ImageDriver::load(machine, path, Arc::clone(&services))?;
     driver.kernel().set_stall(device.stall);
+    for (name, data) in device.registry {
+        driver.kernel().registry.set(&name, data);
+    }
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     if let Some(port_io) = device.port_io {
         io_trap::install().map_err(ImageRunError::Protocol)?;

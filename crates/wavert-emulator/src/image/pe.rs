@@ -19,8 +19,8 @@ use std::fmt;
 use std::ptr::NonNull;
 
 use object::pe::{
-    ImageNtHeaders64, IMAGE_FILE_MACHINE_AMD64, IMAGE_REL_BASED_ABSOLUTE, IMAGE_REL_BASED_DIR64,
-    IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_READ, IMAGE_SCN_MEM_WRITE,
+    ImageNtHeaders64, IMAGE_FILE_MACHINE_AMD64, IMAGE_FILE_MACHINE_ARM64, IMAGE_REL_BASED_ABSOLUTE,
+    IMAGE_REL_BASED_DIR64, IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_READ, IMAGE_SCN_MEM_WRITE,
 };
 use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, Import, PeFile64};
 use object::LittleEndian as LE;
@@ -252,6 +252,15 @@ pub fn load(
     let pe = PeFile64::parse(file).map_err(|e| malformed(format!("not a PE32+ image: {e}")))?;
     let headers: &ImageNtHeaders64 = pe.nt_headers();
     let machine = headers.file_header().machine.get(LE);
+    if machine == IMAGE_FILE_MACHINE_ARM64 {
+        // The package's ARM64 driver: real code for another processor. The
+        // emulator calls into the image's x64 code natively, so it cannot run
+        // it; say so instead of a bare "wrong machine".
+        return Err(malformed(format!(
+            "machine {machine:#06x} is ARM64: the emulator runs x64 (AMD64) driver images \
+             only, natively on an x86_64 host; run the package's amd64/rswavert.sys"
+        )));
+    }
     if machine != IMAGE_FILE_MACHINE_AMD64 {
         return Err(malformed(format!(
             "machine {machine:#06x} is not AMD64 (0x8664)"

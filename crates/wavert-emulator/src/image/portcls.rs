@@ -13,10 +13,10 @@ use portcls_sys::{
     windows_abi, windows_fn, DEVICE_OBJECT_DeviceExtension_OFFSET,
     DRIVER_OBJECT_MajorFunction_OFFSET, IInterruptSync, IO_STACK_LOCATION_MajorFunction_OFFSET,
     IO_STACK_LOCATION_MinorFunction_OFFSET, IPort, IRP_CurrentStackLocation_OFFSET, IResourceList,
-    DEVICE_OBJECT, INTERRUPTSYNCMODE, IRP_MJ_PNP, IRP_MN_REMOVE_DEVICE, IRP_MN_START_DEVICE,
-    IRP_MN_STOP_DEVICE, IRP_MN_SURPRISE_REMOVAL, NTSTATUS, PCPFNSTARTDEVICE, PDEVICE_OBJECT,
-    PDRIVER_ADD_DEVICE, PDRIVER_OBJECT, PIRP, PORT_CLASS_ADAPTER_SLOT,
-    PORT_CLASS_DEVICE_EXTENSION_SIZE, PRESOURCELIST, PUNICODE_STRING, PUNKNOWN, REFCLSID,
+    IUnknown, DEVICE_OBJECT, INTERRUPTSYNCMODE, IRP_MJ_PNP, IRP_MN_REMOVE_DEVICE,
+    IRP_MN_START_DEVICE, IRP_MN_STOP_DEVICE, IRP_MN_SURPRISE_REMOVAL, NTSTATUS, PCPFNSTARTDEVICE,
+    PDEVICE_OBJECT, PDRIVER_ADD_DEVICE, PDRIVER_OBJECT, PIRP, PORT_CLASS_ADAPTER_SLOT,
+    PORT_CLASS_DEVICE_EXTENSION_SIZE, PRESOURCELIST, PUNICODE_STRING, PUNKNOWN, PVOID, REFCLSID,
     STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS,
     STATUS_UNSUCCESSFUL,
 };
@@ -520,6 +520,28 @@ pub unsafe extern "system" fn PcRegisterPhysicalConnection(
     status(services.register_physical_connection(&from, from_pin, &to, to_pin))
 }
 
+/// `PcRegisterAdapterPowerManagement`: PortCls queries the object for
+/// `IAdapterPowerManagement` and keeps it (ReactOS portcls `power.cpp`).
+///
+/// # Safety
+///
+/// `unknown` is a live object of the image's.
+#[windows_abi]
+pub unsafe extern "system" fn PcRegisterAdapterPowerManagement(
+    unknown: PUNKNOWN,
+    _device: PVOID,
+) -> NTSTATUS {
+    let Some((_, services)) = portcls("PcRegisterAdapterPowerManagement") else {
+        return STATUS_UNSUCCESSFUL;
+    };
+    // SAFETY: the image's live object, borrowed for the call (PortCls takes
+    // its own reference through QueryInterface).
+    let Some(unknown) = (unsafe { ComPtr::<IUnknown>::from_raw_borrowed(unknown) }) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    status(services.register_adapter_power_management(&unknown))
+}
+
 /// `PcNewInterruptSync`.
 ///
 /// # Safety
@@ -588,6 +610,7 @@ pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
             PcRegisterPhysicalConnection,
             PcNewInterruptSync,
             PcGetPhysicalDeviceObject,
+            PcRegisterAdapterPowerManagement,
         ],
     }
 }
