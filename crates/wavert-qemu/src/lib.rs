@@ -1,4 +1,5 @@
-//! Runs wavert-core's AC'97 back-end against QEMU's AC'97 device model.
+//! Runs wavert-core's AC'97 and HD Audio back-ends against QEMU's device
+//! models.
 //!
 //! QEMU runs with the qtest accelerator: no guest CPU executes; this
 //! process plays firmware and driver. It answers QEMU's qtest connection,
@@ -10,8 +11,9 @@
 //! - [`setup`]: install QEMU and build the qtest accelerator module
 //!   ([`setup::ensure_qemu`]).
 //! - [`qtest`]: the line protocol.
-//! - [`machine`]: the PC with an AC'97: process, guest RAM, firmware, port
-//!   windows ([`wavert_core::ac97::RegisterBus`]), interrupt delivery.
+//! - [`machine`]: the PC with an AC'97 or HD Audio card: process, guest
+//!   RAM, firmware, port and MMIO windows
+//!   ([`wavert_core::bus::RegisterBus`]), interrupt delivery.
 //! - [`layout`]: where guest RAM sits in the physical address space (half
 //!   of it above 4 GiB).
 
@@ -21,5 +23,5 @@ pub mod qtest;
 pub mod setup;
 
 pub use layout::{RamLayout, HIGH_RAM_BASE};
-pub use machine::{Audiodev, GuestRam, Machine, PortWindow};
+pub use machine::{Audiodev, Card, GuestRam, Machine, MmioWindow, PortWindow, Window};
 pub use setup::{ensure_qemu, QemuInstall};

@@ -1,5 +1,6 @@
-//! A QEMU PC with an AC'97 card, driven over qtest: process, guest RAM,
-//! the firmware's PCI work, port windows and interrupt delivery.
+//! A QEMU PC with an AC'97 or an Intel HD Audio card, driven over qtest:
+//! process, guest RAM, the firmware's PCI work, port and MMIO windows and
+//! interrupt delivery.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
@@ -12,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use wavert_core::ac97::{DmaMemory, RegisterBus};
+use wavert_core::bus::{DmaMemory, DmaMemoryRead, RegisterBus};
 
 use crate::layout::RamLayout;
 use crate::qtest::Qtest;
@@ -32,6 +33,16 @@ pub const MIXER_PORT: u16 = 0xC000;
 pub const BUS_MASTER_PORT: u16 = 0xC400;
 /// The interrupt the AC'97 is routed to (through PIIX3 PIRQB).
 pub const AC97_IRQ: u8 = 10;
+/// The interrupt the card in slot 2 is routed to, whichever card it is
+/// (the HD Audio controller sits where the AC'97 would, INTA as well).
+pub const CARD_IRQ: u8 = AC97_IRQ;
+/// Memory base given to the HD Audio controller's BAR0 (16 KiB), inside
+/// the PCI hole above [`LOW_RAM_BYTES`].
+pub const HDA_MMIO_BASE: u64 = 0xE000_0000;
+/// QEMU `intel-hda` (ICH6) PCI vendor/device, as config dword 0.
+pub const INTEL_HDA_ICH6: u32 = 0x2668_8086;
+/// QEMU `ich9-intel-hda` PCI vendor/device.
+pub const INTEL_HDA_ICH9: u32 = 0x293E_8086;
 
 const PCI_ADDRESS_PORT: u16 = 0xCF8;
 const PCI_DATA_PORT: u16 = 0xCFC;
@@ -73,6 +84,37 @@ impl Audiodev {
                 "none,id=snd0,in.frequency={frequency},in.channels=2,in.format=s16,\
                  out.frequency={frequency},out.channels=2,out.format=s16"
             ),
+        }
+    }
+}
+
+/// Which sound card the machine has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Card {
+    /// `-device AC97`.
+    Ac97,
+    /// An HD Audio controller with one codec.
+    Hda {
+        /// `intel-hda` (false) or `ich9-intel-hda` (true).
+        ich9: bool,
+        /// `hda-duplex` (true) or `hda-output` (false).
+        duplex: bool,
+    },
+}
+
+impl Card {
+    fn device_arguments(self) -> Vec<String> {
+        match self {
+            Self::Ac97 => vec!["-device".into(), "AC97,audiodev=snd0".into()],
+            Self::Hda { ich9, duplex } => vec![
+                "-device".into(),
+                if ich9 { "ich9-intel-hda" } else { "intel-hda" }.into(),
+                "-device".into(),
+                format!(
+                    "{},audiodev=snd0",
+                    if duplex { "hda-duplex" } else { "hda-output" }
+                ),
+            ],
         }
     }
 }
@@ -149,52 +191,99 @@ impl DmaMemory for &GuestRam {
     }
 }
 
-/// One I/O window of the card (BAR0 or BAR1) over qtest port commands.
-/// Transport failures read as all ones and are kept by the qtest session
-/// ([`Machine::check`]).
+impl DmaMemoryRead for &GuestRam {
+    fn read(&mut self, physical: u64, out: &mut [u8]) {
+        // As for writes: a bad address reads as zeros and shows up as
+        // wrong responses.
+        if self.read_bytes(physical, out).is_err() {
+            out.fill(0);
+        }
+    }
+}
+
+/// The qtest commands of one address space, and how its addresses wrap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Space {
+    /// Byte, word and dword reads.
+    reads: [&'static str; 3],
+    /// Byte, word and dword writes.
+    writes: [&'static str; 3],
+    /// Addresses wrap to this mask (port numbers are 16 bits).
+    mask: u64,
+}
+
+/// Port I/O: `in*` / `out*`.
+const IO_SPACE: Space = Space {
+    reads: ["inb", "inw", "inl"],
+    writes: ["outb", "outw", "outl"],
+    mask: 0xFFFF,
+};
+
+/// Memory (MMIO): `read*` / `write*`.
+const MEMORY_SPACE: Space = Space {
+    reads: ["readb", "readw", "readl"],
+    writes: ["writeb", "writew", "writel"],
+    mask: u64::MAX,
+};
+
+/// One register window of the card (an I/O BAR, or a memory BAR) over
+/// qtest commands. Transport failures read as all ones and are kept by the
+/// qtest session ([`Machine::check`]).
 #[derive(Debug)]
-pub struct PortWindow<'a> {
+pub struct Window<'a> {
     qtest: &'a Mutex<Qtest>,
-    base: u16,
+    base: u64,
+    space: Space,
     accesses: &'a AtomicU64,
 }
 
-impl PortWindow<'_> {
-    fn read(&self, op: &str, offset: u16, all_ones: u32) -> u32 {
+/// An I/O window (the AC'97's BARs, or all of port space).
+pub type PortWindow<'a> = Window<'a>;
+/// A memory window (the HD Audio controller's BAR0).
+pub type MmioWindow<'a> = Window<'a>;
+
+impl Window<'_> {
+    const fn address(&self, offset: u16) -> u64 {
+        self.base.wrapping_add(offset as u64) & self.space.mask
+    }
+
+    fn read(&self, width: usize, offset: u16, all_ones: u32) -> u32 {
         self.accesses.fetch_add(1, Ordering::Relaxed);
-        let port = self.base.wrapping_add(offset);
+        let op = self.space.reads.get(width).copied().unwrap_or("readl");
+        let address = self.address(offset);
         lock(self.qtest)
-            .command_value(&format!("{op} {port:#x}"))
+            .command_value(&format!("{op} {address:#x}"))
             .ok()
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(all_ones)
     }
 
-    fn write(&self, op: &str, offset: u16, value: u32) {
+    fn write(&self, width: usize, offset: u16, value: u32) {
         self.accesses.fetch_add(1, Ordering::Relaxed);
-        let port = self.base.wrapping_add(offset);
-        let _ = lock(self.qtest).command(&format!("{op} {port:#x} {value:#x}"));
+        let op = self.space.writes.get(width).copied().unwrap_or("writel");
+        let address = self.address(offset);
+        let _ = lock(self.qtest).command(&format!("{op} {address:#x} {value:#x}"));
     }
 }
 
-impl RegisterBus for PortWindow<'_> {
+impl RegisterBus for Window<'_> {
     fn read8(&mut self, offset: u16) -> u8 {
-        u8::try_from(self.read("inb", offset, 0xFF)).unwrap_or(u8::MAX)
+        u8::try_from(self.read(0, offset, 0xFF)).unwrap_or(u8::MAX)
     }
     fn read16(&mut self, offset: u16) -> u16 {
-        u16::try_from(self.read("inw", offset, 0xFFFF)).unwrap_or(u16::MAX)
+        u16::try_from(self.read(1, offset, 0xFFFF)).unwrap_or(u16::MAX)
     }
     fn read32(&mut self, offset: u16) -> u32 {
-        self.read("inl", offset, u32::MAX)
+        self.read(2, offset, u32::MAX)
     }
     fn write8(&mut self, offset: u16, value: u8) {
-        self.write("outb", offset, u32::from(value));
+        self.write(0, offset, u32::from(value));
     }
     fn write16(&mut self, offset: u16, value: u16) {
-        self.write("outw", offset, u32::from(value));
+        self.write(1, offset, u32::from(value));
     }
     fn write32(&mut self, offset: u16, value: u32) {
-        self.write("outl", offset, value);
+        self.write(2, offset, value);
     }
 }
 
@@ -204,7 +293,7 @@ fn lock(qtest: &Mutex<Qtest>) -> MutexGuard<'_, Qtest> {
     qtest.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A running QEMU with an AC'97 card, its qtest session and guest RAM.
+/// A running QEMU with a sound card, its qtest session and guest RAM.
 /// Dropping it kills QEMU (without finalising a WAV file: call
 /// [`Machine::shutdown`] for that) and removes its files.
 #[derive(Debug)]
@@ -229,6 +318,18 @@ impl Machine {
     /// # Errors
     /// QEMU failed to start or to connect; its log is included.
     pub fn start(install: &QemuInstall, audiodev: &Audiodev) -> Result<Self, String> {
+        Self::start_with_card(install, audiodev, Card::Ac97)
+    }
+
+    /// As [`Self::start`], with `card` instead of the AC'97.
+    ///
+    /// # Errors
+    /// QEMU failed to start or to connect; its log is included.
+    pub fn start_with_card(
+        install: &QemuInstall,
+        audiodev: &Audiodev,
+        card: Card,
+    ) -> Result<Self, String> {
         let name = format!(
             "wavert-qemu-{}-{}",
             std::process::id(),
@@ -272,7 +373,7 @@ impl Machine {
                     ram_path.display()
                 ),
             ])
-            .args(["-device", "AC97,audiodev=snd0"])
+            .args(card.device_arguments())
             .args(["-audiodev", &audiodev.argument()])
             .stdin(Stdio::null())
             .stdout(log)
@@ -374,12 +475,56 @@ impl Machine {
             .map(|_| ())
     }
 
+    /// The firmware's part for an HD Audio controller in slot 2: checks
+    /// its identity, assigns BAR0 at [`HDA_MMIO_BASE`], enables memory
+    /// decoding and bus mastering, routes its INTA as the AC'97's (to
+    /// [`CARD_IRQ`]) and intercepts the I/O APIC's inputs. Returns the
+    /// vendor/device dword.
+    ///
+    /// # Errors
+    /// Another device in slot 2, a BAR that did not take, qtest errors.
+    pub fn firmware_setup_hda(&self) -> Result<u32, String> {
+        let id = self.config_read32(AC97_SLOT, 0)?;
+        if id != INTEL_HDA_ICH6 && id != INTEL_HDA_ICH9 {
+            return Err(format!(
+                "00:02.0 is {id:#010x}, not an Intel HD Audio controller"
+            ));
+        }
+        let base = u32::try_from(HDA_MMIO_BASE).map_err(|_| "BAR above 4 GiB".to_owned())?;
+        self.config_write(AC97_SLOT, 0x10, 4, base)?;
+        let bar = self.config_read32(AC97_SLOT, 0x10)?;
+        // Memory BAR: the low nibble holds type bits (0: 32-bit, not
+        // prefetchable), so the base reads back as written.
+        if bar & !0xF != base {
+            return Err(format!("BAR0 reads {bar:#x} after writing {base:#x}"));
+        }
+        // Command register: memory space and bus master.
+        self.config_write(AC97_SLOT, 0x04, 2, 0x0006)?;
+        self.config_write(PIIX3_SLOT, PIIX3_PIRQB_ROUTE, 1, u32::from(CARD_IRQ))?;
+        lock(&self.qtest)
+            .command("irq_intercept_in ioapic")
+            .map(|_| ())?;
+        Ok(id)
+    }
+
+    /// The HD Audio controller's registers (BAR0 at [`HDA_MMIO_BASE`]).
+    #[must_use]
+    pub const fn hda_registers(&self) -> MmioWindow<'_> {
+        Window {
+            qtest: &self.qtest,
+            base: HDA_MMIO_BASE,
+            space: MEMORY_SPACE,
+            accesses: &self.port_accesses,
+        }
+    }
+
     /// The mixer window (BAR0).
     #[must_use]
     pub const fn mixer(&self) -> PortWindow<'_> {
-        PortWindow {
+        Window {
             qtest: &self.qtest,
-            base: MIXER_PORT,
+            base: MIXER_PORT as u64,
+            space: IO_SPACE,
             accesses: &self.port_accesses,
         }
     }
@@ -387,9 +532,10 @@ impl Machine {
     /// The bus-master window (BAR1).
     #[must_use]
     pub const fn bus_master(&self) -> PortWindow<'_> {
-        PortWindow {
+        Window {
             qtest: &self.qtest,
-            base: BUS_MASTER_PORT,
+            base: BUS_MASTER_PORT as u64,
+            space: IO_SPACE,
             accesses: &self.port_accesses,
         }
     }
@@ -398,9 +544,10 @@ impl Machine {
     /// driver that programs absolute ports as the Windows glue does.
     #[must_use]
     pub const fn io_ports(&self) -> PortWindow<'_> {
-        PortWindow {
+        Window {
             qtest: &self.qtest,
             base: 0,
+            space: IO_SPACE,
             accesses: &self.port_accesses,
         }
     }

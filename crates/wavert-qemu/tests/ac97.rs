@@ -11,16 +11,18 @@
     reason = "figures for the report: byte and interrupt counts stay far below 2^52"
 )]
 
+mod common;
+
 use std::f64::consts::PI;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Instant;
 
+use common::{install, leading_silence, wav_data};
 use wavert_core::ac97::{Channel, ChannelKind, Codec};
 use wavert_core::geometry::{CyclicBuffer, PAGE_SIZE};
 use wavert_core::sg::{build, Descriptor, SgProfile};
-use wavert_qemu::{ensure_qemu, Audiodev, Machine, QemuInstall};
+use wavert_qemu::{ensure_qemu, Audiodev, Machine};
 
 const MS: u64 = 1_000_000;
 /// QEMU's audio timer period: DMA moves on these ticks.
@@ -36,14 +38,6 @@ const BUFFER_BYTES: u32 = 32 * PAGE_SIZE;
 const PERIOD_BYTES: u32 = PAGE_SIZE;
 /// What the capture test fills the buffer with before the engine writes it.
 const POISON: u8 = 0xA5;
-
-fn install() -> &'static QemuInstall {
-    static INSTALL: OnceLock<Result<QemuInstall, String>> = OnceLock::new();
-    match INSTALL.get_or_init(ensure_qemu) {
-        Ok(install) => install,
-        Err(reason) => panic!("QEMU could not be set up, so the AC'97 tests cannot run: {reason}"),
-    }
-}
 
 fn pages() -> Vec<u64> {
     // 7 is coprime with 33: a permutation, spaced two pages apart.
@@ -218,30 +212,10 @@ fn render(rate: u32, first_page_offset: u32, ticks: u32, late: Option<(u32, u64)
     }
 }
 
-/// The `data` chunk of a RIFF/WAVE file (read by hound), checking the
-/// header QEMU finalised on SIGTERM.
-fn wav_data(file: &[u8]) -> Vec<u8> {
-    let wav = wavert_emulator::signal::wav_data(file).unwrap();
-    let frame_bytes = usize::from(wav.format.channels) * usize::from(wav.format.bits / 8);
-    assert_eq!(
-        wav.declared_frames as usize * frame_bytes,
-        wav.data.len(),
-        "data chunk length matches the file"
-    );
-    wav.data.to_vec()
-}
-
 /// Bytes QEMU's audio layer may hold between DMA and the WAV back-end:
 /// two timer ticks of audio.
 fn max_audio_layer_lead(rate: u32) -> u64 {
     2 * u64::from(rate * FRAME_BYTES) * TICK_NS / 1_000_000_000
-}
-
-fn leading_silence(pcm: &[u8]) -> usize {
-    pcm.chunks_exact(4)
-        .take_while(|f| f == &[0, 0, 0, 0])
-        .count()
-        * 4
 }
 
 fn figures(name: &str, r: &RenderResult, rate: u32) {

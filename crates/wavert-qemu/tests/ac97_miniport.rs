@@ -62,6 +62,8 @@ struct Rig {
     emu: Arc<Emu>,
     device: Arc<Device>,
     ports: Vec<Port>,
+    /// The emulated PortCls, kept for its power IRPs.
+    services: EmuPortCls,
     /// What `StartDevice` registered (kept, as the driver keeps it).
     _registration: wavert_miniport::adapter::Registration,
     timer: u64,
@@ -138,12 +140,13 @@ impl Rig {
                 }),
             )
         };
-        let ports = services.into_ports();
+        let ports = services.take_ports();
         Self {
             qemu,
             emu,
             device,
             ports,
+            services,
             _registration: registration,
             timer,
             hold_isr,
@@ -184,6 +187,7 @@ impl Rig {
             port.unbind();
         }
         drop(self.ports);
+        self.services.release_all();
         assert!(
             self.emu.violations().is_empty(),
             "{:?}",
@@ -236,6 +240,18 @@ fn leading_silence(pcm: &[u8]) -> usize {
         .take_while(|f| f == &[0, 0, 0, 0])
         .count()
         * 4
+}
+
+/// Closes the stream, shuts QEMU down (which finalises its WAV file) and
+/// returns the file's samples, removing it.
+fn close_and_read_wav(stream: Stream, rig: Rig, wav: &std::path::Path) -> Vec<u8> {
+    stream.close().unwrap();
+    let qemu = rig.shutdown();
+    qemu.check().unwrap();
+    qemu.terminate().unwrap();
+    let file = fs::read(wav).unwrap();
+    fs::remove_file(wav).unwrap();
+    wav_data(&file)
 }
 
 struct RenderRun {
@@ -300,14 +316,8 @@ fn render(rate: u32, ms: u64, buffer_ms: u32, late: Option<(u64, u64)>) -> Rende
     let device = rig.device.stats();
     let glitches = stream.stats.glitches;
     let notifications = stream.stats.notifications;
-    stream.close().unwrap();
-    let qemu = rig.shutdown();
-    qemu.check().unwrap();
-    qemu.terminate().unwrap();
-    let file = fs::read(&wav).unwrap();
-    fs::remove_file(&wav).unwrap();
     RenderRun {
-        pcm: wav_data(&file),
+        pcm: close_and_read_wav(stream, rig, &wav),
         channel,
         device,
         glitches,
@@ -498,4 +508,185 @@ fn miniport_hlk_positions_render() {
 #[test]
 fn miniport_hlk_positions_capture() {
     hlk_on(Direction::Capture);
+}
+
+/// What a power loss leaves of the card (QEMU's model ignores the cold
+/// reset bit of `GLOB_CNT`, so the test clears the registers itself while
+/// the device is in D3): the codec's registers at their reset values (a
+/// write to register 00h), both bus-master channels reset with their list
+/// base gone, the AC-link held in reset.
+fn lose_registers(qemu: &Qemu) {
+    use wavert_core::ac97::{nabm, nam, RegisterBus};
+    let mut io = qemu.io_ports();
+    io.write16(MIXER_PORT + nam::RESET, 0);
+    for channel in [nabm::PCM_OUT, nabm::PCM_IN] {
+        io.write8(BUS_MASTER_PORT + channel + nabm::CR, nabm::CR_RESET);
+        io.write32(BUS_MASTER_PORT + channel + nabm::BDBAR, 0);
+    }
+    io.write32(BUS_MASTER_PORT + nabm::GLOB_CNT, 0);
+}
+
+struct PowerRun {
+    pcm: Vec<u8>,
+    /// Frames the engine had handed over when each cycle began.
+    held_positions: Vec<u64>,
+    final_position: u64,
+    glitches: u64,
+    hold_ms: u64,
+}
+
+/// Plays the signal for `ms` with a D0 -> D3 -> D0 cycle (a system sleep,
+/// S3, via `PowerChangeState2`) at each of `cycles_at` ms, the registers
+/// lost while in D3; out of D0 the position must stand and no event come.
+/// `fault` replaces the AC'97's power hooks with a broken variant.
+fn render_with_power_cycles(
+    ms: u64,
+    cycles_at: &[u64],
+    fault: Option<wavert_emulator::power::PowerFault>,
+) -> PowerRun {
+    use portcls_sys::{PowerDeviceD0, PowerDeviceD3, PowerSystemSleeping3, PowerSystemWorking};
+    let rate = 48_000;
+    let hold_ms = 60;
+    let wav = std::env::temp_dir().join(format!(
+        "wavert-qemu-miniport-power-{}-{}.wav",
+        std::process::id(),
+        fault.is_some()
+    ));
+    let rig = Rig::start(&Audiodev::Wav {
+        path: wav.clone(),
+        frequency: rate,
+    });
+    if let Some(fault) = fault {
+        wavert_emulator::power::register_power(
+            &rig.services,
+            Arc::new(wavert_emulator::power::FaultyPower::new(
+                Arc::clone(&rig.device),
+                Arc::clone(&rig.emu),
+                fault,
+            )),
+        )
+        .unwrap();
+    }
+    assert!(rig.services.has_power_management());
+    let bytes = rig.format(Direction::Render, rate);
+    let (wave, _) = rig.wave(Direction::Render);
+    let mut stream = Stream::open(&rig.emu, &wave, 0, false, &bytes).unwrap();
+    stream.allocate(rate * FRAME_BYTES / 10, Some(2)).unwrap();
+    stream.register_event().unwrap();
+    let mut signal = Signal { rate, next: 0 };
+    stream.prefill(&mut |out| signal.fill(out)).unwrap();
+    stream.set_state(KSSTATE_RUN).unwrap();
+    let mut held_positions = Vec::new();
+    for t in 0..ms {
+        if cycles_at.contains(&t) {
+            rig.services.query_device_power(PowerDeviceD3).unwrap();
+            let held = stream.position().unwrap();
+            let before = rig.emu.qpc();
+            rig.services
+                .set_device_power(PowerDeviceD3, Some(PowerSystemSleeping3))
+                .unwrap();
+            stream.device_unpowered((before, rig.emu.qpc()));
+            lose_registers(&rig.qemu);
+            for _ in 0..hold_ms {
+                rig.emu.advance(QPC_PER_MS);
+                assert_eq!(stream.position().unwrap(), held, "moved in D3 at {t} ms");
+                assert_eq!(stream.take_notifications(), 0, "signalled in D3 at {t} ms");
+            }
+            let before = rig.emu.qpc();
+            rig.services
+                .set_device_power(PowerDeviceD0, Some(PowerSystemWorking))
+                .unwrap();
+            stream.device_powered((before, rig.emu.qpc()));
+            held_positions.push(held);
+        }
+        rig.emu.advance(QPC_PER_MS);
+        for _ in 0..stream.take_notifications() {
+            let play = stream.position().unwrap();
+            stream
+                .write_packet(play, &mut |out| signal.fill(out))
+                .unwrap();
+        }
+    }
+    let final_position = stream.position().unwrap();
+    let glitches = stream.stats.glitches;
+    PowerRun {
+        pcm: close_and_read_wav(stream, rig, &wav),
+        held_positions,
+        final_position,
+        glitches,
+        hold_ms,
+    }
+}
+
+/// The output without its silent frames, checked against the signal: how
+/// many frames of the signal came out in order before the first wrong one,
+/// and how many silent frames sat between signal frames.
+fn signal_after_silence(pcm: &[u8], rate: u32) -> (u64, u64, Option<u64>) {
+    let pcm = &pcm[leading_silence(pcm)..];
+    let mut next = 0u64;
+    let mut silent = 0u64;
+    let mut trailing = 0u64;
+    for f in pcm.chunks_exact(4) {
+        if f == frame(next, rate) {
+            next += 1;
+            silent += trailing;
+            trailing = 0;
+        } else if f == [0, 0, 0, 0] {
+            trailing += 1;
+        } else {
+            return (next, silent, Some(next));
+        }
+    }
+    (next, silent, None)
+}
+
+#[test]
+fn miniport_render_is_byte_exact_across_d3_cycles_with_a_cold_reset() {
+    let rate = 48_000;
+    // Three sleeps at uneven moments: three phases in the 100 ms buffer.
+    let r = render_with_power_cycles(2_500, &[410, 1_133, 1_876], None);
+    let (frames, silent, wrong) = signal_after_silence(&r.pcm, rate);
+    println!(
+        "wavert-qemu figures: miniport render 48 kHz across 3 S3/D3 cycles: {frames} frames in \
+         order, {silent} silent frames inside, held at {:?}",
+        r.held_positions
+    );
+    assert_eq!(
+        wrong, None,
+        "frame {frames} of the signal is wrong after a resume"
+    );
+    assert_eq!(r.held_positions.len(), 3);
+    let phases: std::collections::BTreeSet<u64> = r
+        .held_positions
+        .iter()
+        .map(|p| p % u64::from(rate * FRAME_BYTES / 10))
+        .collect();
+    assert_eq!(phases.len(), 3, "{:?}", r.held_positions);
+    // Everything the engine handed over up to the end came out, and the
+    // silence inside is no longer than the three transitions.
+    assert!(
+        frames * 4 + u64::from(rate * FRAME_BYTES / 5) >= r.final_position,
+        "{frames}"
+    );
+    assert!(
+        silent <= 3 * r.hold_ms * u64::from(rate) / 1000 + u64::from(rate / 100),
+        "{silent} silent frames"
+    );
+    assert_eq!(r.glitches, 0);
+}
+
+#[test]
+fn a_missing_resume_after_d3_is_caught_on_qemu() {
+    let rate = 48_000;
+    let r = render_with_power_cycles(
+        1_500,
+        &[410],
+        Some(wavert_emulator::power::PowerFault::NoResume),
+    );
+    let (frames, _, _) = signal_after_silence(&r.pcm, rate);
+    // Nothing after the sleep: the output stops where the device was held.
+    assert!(
+        frames * 4 <= r.held_positions[0] + u64::from(rate * FRAME_BYTES / 10),
+        "{frames} frames came out after a resume that never happened"
+    );
 }
