@@ -16,6 +16,7 @@
 
 use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use portcls_sys::windows_abi;
@@ -29,13 +30,18 @@ use portcls_sys::{
 };
 use wavert_com::ComPtr;
 use wavert_miniport::ac97::DeviceKind;
-use wavert_miniport::adapter::{install, install_ac97, Registration, MAX_SUBDEVICES};
+#[cfg(target_arch = "x86_64")]
+use wavert_miniport::adapter::install_ac97;
+use wavert_miniport::adapter::{install_cables, Registration, MAX_SUBDEVICES};
+use wavert_miniport::parameters::DeviceParameters;
 use wavert_miniport::{DmaMode, VirtualCable};
 use wdk_sys::ntddk::ExAllocateTimer;
 use wdk_sys::EX_TIMER_HIGH_RESOLUTION;
 
+#[cfg(target_arch = "x86_64")]
 use crate::io::KernelPortIo;
 use crate::platform::{kernel_log, timer_callback, KernelPlatform};
+use crate::registry::DeviceRegistry;
 use crate::services::KernelServices;
 
 /// Device extension size for `PcAddAdapterDevice`; 0 lets PortCls use its own
@@ -134,9 +140,14 @@ unsafe extern "system" fn start_device(
     let resources = unsafe { ComPtr::from_raw_borrowed(resource_list) };
     let registered = match DeviceKind::of(resources.as_ref()) {
         DeviceKind::VirtualCable => start_cable(&services),
+        #[cfg(target_arch = "x86_64")]
         DeviceKind::Ac97 => resources.map_or(Err(STATUS_INSUFFICIENT_RESOURCES), |resources| {
             start_ac97(&services, &resources)
         }),
+        // No port I/O on ARM64: the INF never offers the AC'97 there, and a
+        // device with its resources is refused rather than half-driven.
+        #[cfg(not(target_arch = "x86_64"))]
+        DeviceKind::Ac97 => Err(portcls_sys::STATUS_NOT_SUPPORTED),
         DeviceKind::Unknown => Err(STATUS_DEVICE_CONFIGURATION_ERROR),
     };
     match registered {
@@ -148,6 +159,7 @@ unsafe extern "system" fn start_device(
 
 /// `StartDevice` for a PCI AC'97: port I/O, interrupt sync, codec, ISR,
 /// the four subdevices; then the DPC is pointed at the device.
+#[cfg(target_arch = "x86_64")]
 fn start_ac97(
     services: &KernelServices,
     resources: &ComPtr<portcls_sys::IResourceList>,
@@ -161,8 +173,33 @@ fn start_ac97(
     }
 }
 
-/// `StartDevice` for the root-enumerated virtual cable.
+/// `StartDevice` for the root-enumerated virtual cable: the device's
+/// parameters from its hardware key (`crate::registry`; a bad value is
+/// logged and defaulted by `DeviceParameters::read`, a key that cannot be
+/// opened gives the defaults), then one [`VirtualCable`] per configured
+/// cable, each with its own timer, registered under its own names.
 fn start_cable(services: &KernelServices) -> Result<Registration, NTSTATUS> {
+    let parameters = DeviceRegistry::open(services.device)
+        .map_or_else(DeviceParameters::default, |key| {
+            DeviceParameters::read(&key, &kernel_log)
+        });
+    let configured = parameters.cables();
+    let mut cables = Vec::new();
+    let mut names = Vec::new();
+    cables
+        .try_reserve_exact(configured.len())
+        .and_then(|()| names.try_reserve_exact(configured.len()))
+        .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
+    for cable in configured {
+        cables.push(new_cable()?);
+        names.push(cable.name);
+    }
+    // The miniports keep the cables alive; our references go on return.
+    install_cables(services, &cables, &names).map_err(wavert_com::NtStatus::code)
+}
+
+/// One cable over a kernel platform with its own high-resolution timer.
+fn new_cable() -> Result<Arc<VirtualCable<KernelPlatform>>, NTSTATUS> {
     let cable = Arc::new(VirtualCable::new(KernelPlatform::new(), DmaMode::Looping));
     // SAFETY: the callback matches EXT_CALLBACK; its context is the cable,
     // which owns the timer and deletes it (waiting) before its state goes.
@@ -177,8 +214,7 @@ fn start_cable(services: &KernelServices) -> Result<Registration, NTSTATUS> {
         return Err(STATUS_INSUFFICIENT_RESOURCES);
     }
     cable.platform().attach_timer(timer);
-    // The miniports keep the cable alive; our reference goes on return.
-    install(services, &cable).map_err(wavert_com::NtStatus::code)
+    Ok(cable)
 }
 
 /// What `StartDevice` left for the PnP handler, in non-paged pool; the

@@ -6,8 +6,9 @@
 //! handler. Everything that can be portable lives in the workspace crates
 //! under `crates/`, which build and test on any host.
 //!
-//! It is built only for `x86_64-pc-windows-msvc`: `cargo make` on Windows, or
-//! `cargo xtask cross` on Linux.
+//! It is built only for Windows: `x86_64-pc-windows-msvc` (the cable and the
+//! AC'97) and `aarch64-pc-windows-msvc` (the cable), with `cargo make` on
+//! Windows or `cargo xtask cross` on Linux.
 #![no_std]
 // Every path here runs in the kernel: a panic is a bugcheck, and floating
 // point state is not saved at raised IRQL. Same rules as the portable crates.
@@ -25,8 +26,13 @@
 extern crate alloc;
 
 mod adapter;
+// Port I/O is an x86 instruction-set feature (`in`/`out`); ARM64 has none,
+// so the AC'97 back-end that needs it is part of the x64 build only (the
+// ARM64 INF does not offer the AC'97 either; xtask/src/inf.rs).
+#[cfg(target_arch = "x86_64")]
 mod io;
 mod platform;
+mod registry;
 mod services;
 
 // A panic in the kernel must stop the machine cleanly: wdk-panic bugchecks.

@@ -9,16 +9,21 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use wavert_com::KernelEvent;
-use wavert_miniport::ac97::Ac97Device;
 use wavert_miniport::{LogLevel, Platform, SpinLock, VirtualCable};
 use wdk_sys::ntddk::{
     DbgPrint, ExCancelTimer, ExDeleteTimer, ExSetTimer, KeAcquireSpinLockRaiseToDpc,
-    KeFlushQueuedDpcs, KeInitializeDpc, KeInsertQueueDpc, KeQueryPerformanceCounter,
-    KeReleaseSpinLock, KeRemoveQueueDpc, KeSetEvent,
+    KeFlushQueuedDpcs, KeInsertQueueDpc, KeQueryPerformanceCounter, KeReleaseSpinLock,
+    KeRemoveQueueDpc, KeSetEvent,
 };
-use wdk_sys::{KDPC, KSPIN_LOCK, LARGE_INTEGER, PEX_TIMER, PKDPC, PVOID};
+use wdk_sys::{KDPC, KSPIN_LOCK, LARGE_INTEGER, PEX_TIMER, PVOID};
 
+// The AC'97's DPC: x64 only, as is its port I/O (`crate::io`).
+#[cfg(target_arch = "x86_64")]
 use crate::io::KernelPortIo;
+#[cfg(target_arch = "x86_64")]
+use wavert_miniport::ac97::Ac97Device;
+#[cfg(target_arch = "x86_64")]
+use wdk_sys::{ntddk::KeInitializeDpc, PKDPC};
 
 /// A value guarded by a `KSPIN_LOCK` (`KeAcquireSpinLockRaiseToDpc`).
 pub struct KernelSpinLock<T> {
@@ -97,6 +102,7 @@ impl KernelPlatform {
     /// Points the DPC at the AC'97 device that owns this platform; until
     /// then `queue_dpc` answers `false` and the device runs its deferred
     /// step at the next position query. IRQL: `PASSIVE_LEVEL`, once.
+    #[cfg(target_arch = "x86_64")]
     pub fn attach_dpc(&self, device: *const Ac97Device<Self, KernelPortIo>) {
         if self.dpc_ready.load(Ordering::Acquire) {
             return;
@@ -261,6 +267,7 @@ pub unsafe extern "C" fn timer_callback(_timer: PEX_TIMER, context: PVOID) {
 ///
 /// `context` is the address of the `Ac97Device` that owns the DPC; it
 /// removes and flushes the DPC before its state is dropped.
+#[cfg(target_arch = "x86_64")]
 unsafe extern "C" fn dpc_routine(_dpc: PKDPC, context: PVOID, _arg1: PVOID, _arg2: PVOID) {
     // SAFETY: see the function's contract.
     let device = unsafe { &*context.cast::<Ac97Device<KernelPlatform, KernelPortIo>>() };

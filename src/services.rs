@@ -6,9 +6,9 @@ use core::ptr;
 
 use portcls_sys::{
     IInterruptSync, IPort, IResourceList, IUnknown, InterruptSyncModeNormal,
-    PcGetPhysicalDeviceObject, PcNewInterruptSync, PcNewPort, PcRegisterPhysicalConnection,
-    PcRegisterSubdevice, DEVICE_OBJECT, DEVPROPKEY, DEVPROPTYPE, DEVPROP_TYPE_BINARY, GUID, IRP,
-    KSCATEGORY_AUDIO, LCID, LOCALE_NEUTRAL, PLUGPLAY_PROPERTY_PERSISTENT, PRESOURCELIST,
+    PcGetPhysicalDeviceObject, PcNewInterruptSync, PcNewPort, PcRegisterAdapterPowerManagement,
+    PcRegisterPhysicalConnection, PcRegisterSubdevice, DEVICE_OBJECT, DEVPROPKEY, DEVPROPTYPE,
+    GUID, IRP, KSCATEGORY_AUDIO, LCID, LOCALE_NEUTRAL, PLUGPLAY_PROPERTY_PERSISTENT, PRESOURCELIST,
 };
 use wavert_com::{ComPtr, NtResult, NtStatus};
 use wavert_miniport::adapter::PortClsServices;
@@ -74,6 +74,13 @@ impl PortClsServices for KernelServices {
         })
     }
 
+    fn register_adapter_power_management(&self, power: &ComPtr<IUnknown>) -> NtResult<()> {
+        // SAFETY: a live object (we hold a reference; PortCls takes its own
+        // by QueryInterface); our functional device object (Learn:
+        // PcRegisterAdapterPowerManagement takes the FDO as `pvContext1`).
+        check(unsafe { PcRegisterAdapterPowerManagement(power.as_raw(), self.device.cast()) })
+    }
+
     fn register_subdevice(&self, name: &'static [u16], port: &ComPtr<IPort>) -> NtResult<()> {
         // SAFETY: `name` is NUL-terminated (SUBDEVICES); the port is live.
         check(unsafe { PcRegisterSubdevice(self.device, name.as_ptr(), port.as_raw().cast()) })
@@ -83,6 +90,7 @@ impl PortClsServices for KernelServices {
         &self,
         name: &'static [u16],
         key: &DEVPROPKEY,
+        kind: DEVPROPTYPE,
         value: &[u8],
     ) -> NtResult<()> {
         let mut pdo = ptr::null_mut();
@@ -129,7 +137,7 @@ impl PortClsServices for KernelServices {
                     key,
                     LOCALE_NEUTRAL,
                     PLUGPLAY_PROPERTY_PERSISTENT,
-                    DEVPROP_TYPE_BINARY,
+                    kind,
                     size,
                     value.as_ptr().cast_mut().cast(),
                 )
