@@ -6,7 +6,7 @@ use object::pe::{IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_WRITE};
 
 use crate::{
     exports, inf, pe_check, pe_checksum,
-    prereq::{self, WINDOWS_TARGET},
+    prereq::{self, WindowsTarget, ARM64, WINDOWS_TARGETS, X64},
     util::{cargo, run, target_dir, workspace_root, StepResult},
     wdk_host,
 };
@@ -14,9 +14,17 @@ use crate::{
 /// The driver package's name (and the `.sys`/`.inf` stem).
 pub const DRIVER_NAME: &str = "rswavert";
 
-/// Where `cargo xtask cross` puts the driver package.
-pub fn package_dir() -> PathBuf {
+/// Where `cargo xtask cross` puts the driver packages: one folder per
+/// architecture (`amd64/`, `arm64/`, the INF decorations), each a complete
+/// package (`.sys`, `.inf`, the setup tool) that `pnputil /add-driver` or
+/// `rswavert-setup install` takes as it is.
+pub fn package_root() -> PathBuf {
     target_dir().join("package").join(DRIVER_NAME)
+}
+
+/// The driver package of one architecture.
+pub fn package_dir(target: &WindowsTarget) -> PathBuf {
+    package_root().join(target.inf.decoration)
 }
 
 /// Prepares the patched wdk-build and the WDK stand-in; returns the export lists.
@@ -38,28 +46,64 @@ pub fn prepare() -> Result<Vec<exports::ModuleExports>, String> {
         .clone()
 }
 
-/// A cargo command for the driver package on the Windows target.
-pub fn driver_cargo(subcommand: &str) -> Result<std::process::Command, String> {
+/// A cargo command for the driver package on a Windows target.
+pub fn driver_cargo(
+    subcommand: &str,
+    target: &WindowsTarget,
+) -> Result<std::process::Command, String> {
     let mut command = cargo();
     command
         .current_dir(workspace_root())
         .arg(subcommand)
-        .args(["--package", DRIVER_NAME, "--target", WINDOWS_TARGET])
-        .args(wdk_host::cross_cargo_config())
+        .args(["--package", DRIVER_NAME, "--target", target.triple])
+        .args(wdk_host::cross_cargo_config(target))
         .envs(wdk_host::cross_environment()?);
     Ok(command)
 }
 
-/// Builds the driver, packages it and checks the image.
+/// The cross stage: the driver for every architecture the headers here can
+/// serve, packaged and checked; an architecture they cannot serve is named
+/// in the summary with the reason (never dropped silently).
 pub fn run_cross() -> StepResult {
+    let mut summaries = Vec::new();
+    for target in WINDOWS_TARGETS {
+        println!("    --- {} ---", target.triple);
+        match build_blocker(target)? {
+            None => summaries.push(run_cross_for(target)?),
+            Some(reason) => {
+                println!("    {} not built: {reason}", target.triple);
+                summaries.push(format!(
+                    "{} NOT BUILT (MinGW-w64 headers lack ARM64 kernel definitions)",
+                    target.machine_name
+                ));
+            }
+        }
+    }
+    Ok(summaries.join("; "))
+}
+
+/// What keeps a target from being built on this host, if anything.
+fn build_blocker(target: &WindowsTarget) -> Result<Option<String>, String> {
+    if target.machine == ARM64.machine {
+        wdk_host::installed_arm64_header_blocker()
+    } else {
+        Ok(None)
+    }
+}
+
+/// Builds the driver for one target, packages it and checks the image.
+pub fn run_cross_for(target: &WindowsTarget) -> StepResult {
     let modules = prepare()?;
-    run(driver_cargo("build")?.arg("--release"))?;
+    if let Some(reason) = build_blocker(target)? {
+        return Err(format!("{} cannot be built here: {reason}", target.triple));
+    }
+    run(driver_cargo("build", target)?.arg("--release"))?;
 
     let built = target_dir()
-        .join(WINDOWS_TARGET)
+        .join(target.triple)
         .join("release")
         .join(format!("{DRIVER_NAME}.dll"));
-    let package = package_dir();
+    let package = package_dir(target);
     fs::create_dir_all(&package)
         .map_err(|error| format!("create {}: {error}", package.display()))?;
     let sys = package.join(format!("{DRIVER_NAME}.sys"));
@@ -84,14 +128,14 @@ pub fn run_cross() -> StepResult {
     let inx = fs::read_to_string(&inx_path)
         .map_err(|error| format!("read {}: {error}", inx_path.display()))?;
     let version = inf::four_part_version(env!("CARGO_PKG_VERSION"))?;
-    let stamped = inf::stamp(&inx, inf::ARCH_AMD64, inf::Date::today(), &version)?;
+    let stamped = inf::stamp(&inx, target.inf, inf::Date::today(), &version)?;
     let inf_path = package.join(format!("{DRIVER_NAME}.inf"));
     fs::write(&inf_path, stamped)
         .map_err(|error| format!("write {}: {error}", inf_path.display()))?;
 
     let image = fs::read(&sys).map_err(|error| format!("read {}: {error}", sys.display()))?;
     let facts = pe_check::read_facts(&image)?;
-    let problems = pe_check::check(&facts, &modules);
+    let problems = pe_check::check(&facts, target, &modules);
     if !problems.is_empty() {
         return Err(format!(
             "{} fails the image check:\n  {}",
@@ -99,14 +143,15 @@ pub fn run_cross() -> StepResult {
             problems.join("\n  ")
         ));
     }
-    negative_controls(&image, &facts, &modules)?;
+    negative_controls(&image, &facts, target, &modules)?;
 
     println!("    driver image: {}", sys.display());
     println!("    driver INF:   {}", inf_path.display());
-    print!("{}", pe_check::summary(&facts));
+    print!("{}", pe_check::summary(&facts, target));
     Ok(format!(
-        "{} ({} bytes, {} imports) and {} pass the image checks",
+        "{} ({}, {} bytes, {} imports) and {} pass the image checks",
         sys.display(),
+        target.machine_name,
         facts.file_size,
         facts.imports.len(),
         inf_path
@@ -135,7 +180,11 @@ const FORBIDDEN_IMPORT: &str = "ExAllocatePoolWithTag";
 /// The broken copies, one per rule of the image check that a byte patch can
 /// break. Every copy but the checksum ones gets its checksum recomputed, so it
 /// is rejected for its own rule and not merely for a stale checksum.
-fn build_controls(image: &[u8], facts: &pe_check::ImageFacts) -> Vec<NegativeControl> {
+fn build_controls(
+    image: &[u8],
+    facts: &pe_check::ImageFacts,
+    target: &WindowsTarget,
+) -> Vec<NegativeControl> {
     let fixed = |copy: Option<Vec<u8>>| copy.and_then(pe_check::with_checksum_fixed);
     let redirected = facts
         .imports
@@ -165,7 +214,19 @@ fn build_controls(image: &[u8], facts: &pe_check::ImageFacts) -> Vec<NegativeCon
         .iter()
         .find(|(_, symbol)| symbol.len() >= FORBIDDEN_IMPORT.len())
         .and_then(|(_, symbol)| pe_check::importing_renamed(image, symbol, FORBIDDEN_IMPORT));
+    // The other architecture's machine: an image of the right shape for the
+    // wrong processor.
+    let other_machine = WINDOWS_TARGETS
+        .into_iter()
+        .find(|other| other.machine != target.machine)
+        .map_or(0, |other| other.machine);
     vec![
+        NegativeControl {
+            what: "the COFF machine set to the other architecture's",
+            image: fixed(pe_check::with_machine(image, other_machine)),
+            expected: "machine is",
+            breaks_checksum: false,
+        },
         NegativeControl {
             what: "FORCE_INTEGRITY cleared",
             image: fixed(pe_check::without_force_integrity(image)),
@@ -221,9 +282,10 @@ fn build_controls(image: &[u8], facts: &pe_check::ImageFacts) -> Vec<NegativeCon
 fn negative_controls(
     image: &[u8],
     facts: &pe_check::ImageFacts,
+    target: &WindowsTarget,
     modules: &[exports::ModuleExports],
 ) -> Result<(), String> {
-    let controls = build_controls(image, facts);
+    let controls = build_controls(image, facts, target);
     for control in &controls {
         let what = control.what;
         let mutated = control
@@ -232,7 +294,7 @@ fn negative_controls(
             .ok_or_else(|| format!("negative control `{what}`: could not build it"))?;
         let facts = pe_check::read_facts(mutated)
             .map_err(|error| format!("negative control `{what}`: {error}"))?;
-        let problems = pe_check::check(&facts, modules);
+        let problems = pe_check::check(&facts, target, modules);
         let Some(reason) = problems
             .iter()
             .find(|problem| problem.contains(control.expected))
@@ -260,11 +322,29 @@ fn negative_controls(
     Ok(())
 }
 
-/// Clippy on the driver for the Windows target.
+/// Clippy on the driver for every Windows target (the ARM64 build compiles
+/// other code: the AC'97 glue is x64-only).
 pub fn run_driver_clippy() -> StepResult {
     prepare()?;
-    run(driver_cargo("clippy")?.args(["--", "-D", "warnings"]))?;
+    let mut checked = Vec::new();
+    for target in WINDOWS_TARGETS {
+        if build_blocker(target)?.is_none() {
+            run(driver_cargo("clippy", target)?.args(["--", "-D", "warnings"]))?;
+            checked.push(target.triple);
+        } else {
+            println!(
+                "    {} not checked: it cannot be built here (see `cross`)",
+                target.triple
+            );
+        }
+    }
     Ok(format!(
-        "clippy clean for {DRIVER_NAME} on {WINDOWS_TARGET}"
+        "clippy clean for {DRIVER_NAME} on {}",
+        checked.join(" and ")
     ))
+}
+
+/// The x64 package, the one the emulator runs.
+pub fn x64_package_dir() -> PathBuf {
+    package_dir(&X64)
 }

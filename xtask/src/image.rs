@@ -17,7 +17,7 @@ use crate::util::{cargo, passed_tests, run, run_captured, workspace_root, StepRe
 
 /// The packaged image `cargo xtask cross` writes.
 fn packaged_image() -> PathBuf {
-    cross::package_dir().join("rswavert.sys")
+    cross::x64_package_dir().join("rswavert.sys")
 }
 
 fn existing_image() -> Result<PathBuf, String> {
@@ -43,6 +43,7 @@ pub fn run_stage() -> StepResult {
     let qemu_target = workspace_root().join("target").join("qemu");
     for (package, suite, extra) in [
         ("wavert-tests", "emulated_cable", None),
+        ("wavert-tests", "emulated_cables", None),
         ("wavert-tests", "image_controls", Some("--include-ignored")),
         ("wavert-qemu", "emulator_ac97_session", None),
     ] {
@@ -65,7 +66,7 @@ pub fn run_stage() -> StepResult {
         passed += count;
     }
     Ok(format!(
-        "{passed} tests passed on the shipped image {} (cable sessions, sweep, HLK rules, fault injection, negative controls, AC'97 on QEMU)",
+        "{passed} tests passed on the shipped image {} (cable sessions, several cables from its registry parameters, sweep, HLK rules, fault injection, negative controls, AC'97 on QEMU)",
         image.display()
     ))
 }

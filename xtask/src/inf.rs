@@ -1,11 +1,94 @@
 //! Renders the driver's `.inx` into an `.inf` the way `stampinf` does on
 //! Windows: `$ARCH$` becomes the architecture decoration and the `DriverVer`
-//! line gets a date and a four-part version.
+//! line gets a date and a four-part version. One step more than stampinf: an
+//! architecture can leave models out (their Models lines and every section
+//! named after their install section), for back-ends its build lacks.
 
 use std::fmt::Write as _;
 
-/// Architecture decoration for x64 (`NTamd64`).
-pub const ARCH_AMD64: &str = "amd64";
+/// One architecture an INF is rendered for.
+#[derive(Debug)]
+pub struct Architecture {
+    /// The decoration, `NT<decoration>` (Learn, "INF Manufacturer Section").
+    pub decoration: &'static str,
+    /// Install sections of models this architecture's driver cannot serve:
+    /// their Models lines and the sections `<name>` and `<name>.*` are left out.
+    pub models_left_out: &'static [&'static str],
+}
+
+/// x64 (`NTamd64`): every model.
+pub const ARCH_AMD64: Architecture = Architecture {
+    decoration: "amd64",
+    models_left_out: &[],
+};
+
+/// ARM64 (`NTarm64`): the cable only. The AC'97 back-end is programmed with
+/// x86 port I/O (`in`/`out`), which ARM64 processors do not have, so the
+/// ARM64 driver is built without it and its INF must not offer the device.
+pub const ARCH_ARM64: Architecture = Architecture {
+    decoration: "arm64",
+    models_left_out: &["Ac97"],
+};
+
+/// The `%name%` tokens of a text, lowercased (DIRIDs such as `%13%` too;
+/// they never name a string).
+fn percent_tokens(text: &str) -> std::collections::BTreeSet<String> {
+    text.split('%')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+impl Architecture {
+    /// The template's lines with their section (lowercased, with brackets),
+    /// split into those this architecture keeps and those it leaves out.
+    fn split_lines<'a>(&self, inx: &'a str) -> (Vec<(String, &'a str)>, Vec<&'a str>) {
+        let mut section = String::new();
+        let mut kept = Vec::new();
+        let mut dropped = Vec::new();
+        for line in inx.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') {
+                section = trimmed.to_ascii_lowercase();
+            }
+            let section_name = section.trim_start_matches('[').trim_end_matches(']');
+            if self.leaves_out_section(section_name)
+                || (section_name.starts_with("models.")
+                    && !trimmed.starts_with(';')
+                    && self.leaves_out_model_line(trimmed))
+            {
+                dropped.push(line);
+            } else {
+                kept.push((section.clone(), line));
+            }
+        }
+        (kept, dropped)
+    }
+
+    /// Whether a section belongs to a model this architecture leaves out.
+    fn leaves_out_section(&self, lowercase_name: &str) -> bool {
+        self.models_left_out.iter().any(|model| {
+            let model = model.to_ascii_lowercase();
+            lowercase_name == model
+                || lowercase_name
+                    .strip_prefix(model.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+    }
+
+    /// Whether a Models line installs a model this architecture leaves out.
+    fn leaves_out_model_line(&self, line: &str) -> bool {
+        let install = line
+            .split_once('=')
+            .and_then(|(_, value)| value.split(',').next())
+            .map(str::trim)
+            .unwrap_or_default();
+        self.models_left_out
+            .iter()
+            .any(|model| install.eq_ignore_ascii_case(model))
+    }
+}
 
 /// A calendar date (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,16 +166,34 @@ pub fn four_part_version(cargo_version: &str) -> Result<String, String> {
 
 /// Stamps an `.inx`. Fails if the template has no `DriverVer` line in
 /// `[Version]` or still holds an unknown `$...$` token afterwards.
-pub fn stamp(inx: &str, architecture: &str, date: Date, version: &str) -> Result<String, String> {
-    let mut section = String::new();
+pub fn stamp(
+    inx: &str,
+    architecture: &Architecture,
+    date: Date,
+    version: &str,
+) -> Result<String, String> {
+    let (kept, dropped) = architecture.split_lines(inx);
+    // Strings only the left-out sections used go with them.
+    let dropped_tokens = percent_tokens(&dropped.join("\n"));
+    let kept_tokens = percent_tokens(
+        &kept
+            .iter()
+            .filter(|(section, _)| section != "[strings]")
+            .map(|(_, line)| *line)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     let mut stamped_driver_ver = false;
     let mut output = String::with_capacity(inx.len());
-    for line in inx.lines() {
+    for (section, line) in kept {
         let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            section = trimmed.to_ascii_lowercase();
-        }
         let key = trimmed.split('=').next().unwrap_or_default().trim();
+        if section == "[strings]"
+            && dropped_tokens.contains(&key.to_ascii_lowercase())
+            && !kept_tokens.contains(&key.to_ascii_lowercase())
+        {
+            continue;
+        }
         if section == "[version]" && key.eq_ignore_ascii_case("DriverVer") {
             let _ = write!(
                 output,
@@ -101,7 +202,7 @@ pub fn stamp(inx: &str, architecture: &str, date: Date, version: &str) -> Result
             );
             stamped_driver_ver = true;
         } else {
-            output.push_str(&line.replace("$ARCH$", architecture));
+            output.push_str(&line.replace("$ARCH$", architecture.decoration));
         }
         output.push_str("\r\n");
     }
@@ -168,11 +269,44 @@ mod tests {
             month: 11,
             day: 20,
         };
-        let inf = stamp(inx, ARCH_AMD64, date, "0.1.0.0").unwrap();
+        let inf = stamp(inx, &ARCH_AMD64, date, "0.1.0.0").unwrap();
         assert!(inf.contains("DriverVer   = 11/20/2026,0.1.0.0\r\n"));
         assert!(inf.contains("NTamd64.10.0...16299"));
         assert!(inf.contains("$WINDOWS NT$"));
         assert!(!inf.contains("$ARCH$"));
+    }
+
+    #[test]
+    fn arm64_leaves_out_the_port_io_models_and_only_them() {
+        let inx = "[Version]\nDriverVer = ; stamped\n\
+                   [Manufacturer]\n%M%=Models,NT$ARCH$.10.0...16299\n\
+                   [Models.NT$ARCH$.10.0...16299]\n\
+                   %Cable%  = Cable, ROOT\\cable\n\
+                   %Ac97%   = Ac97, PCI\\VEN_8086&DEV_2415\n\
+                   [Cable.NT]\nCopyFiles = F\n\
+                   [Ac97.NT]\nCopyFiles = F\n\
+                   [Ac97.NT.Services]\nAddService = s, 2, S\n\
+                   [Ac97Like.NT]\nCopyFiles = F\n\
+                   [Strings]\nCable = \"c\"\nAc97 = \"a\"\nM = \"m\"\n";
+        let date = Date {
+            year: 2026,
+            month: 1,
+            day: 1,
+        };
+        let x64 = stamp(inx, &ARCH_AMD64, date, "1.0.0.0").unwrap();
+        let arm64 = stamp(inx, &ARCH_ARM64, date, "1.0.0.0").unwrap();
+        assert!(x64.contains("= Ac97, PCI") && x64.contains("[Ac97.NT.Services]"));
+        assert!(arm64.contains("[Models.NTarm64.10.0...16299]"));
+        assert!(arm64.contains("= Cable, ROOT") && arm64.contains("[Cable.NT]"));
+        assert!(!arm64.contains("= Ac97, PCI"), "{arm64}");
+        assert!(!arm64.contains("[Ac97.NT"), "{arm64}");
+        assert!(!arm64.contains("AddService = s"), "{arm64}");
+        // A section that merely starts with the model's name stays.
+        assert!(arm64.contains("[Ac97Like.NT]"), "{arm64}");
+        // Strings only the dropped lines used go; the others stay.
+        assert!(x64.contains("Ac97 = \"a\""));
+        assert!(!arm64.contains("Ac97 = \"a\""), "{arm64}");
+        assert!(arm64.contains("Cable = \"c\"") && arm64.contains("M = \"m\""));
     }
 
     #[test]
@@ -182,10 +316,10 @@ mod tests {
             month: 1,
             day: 1,
         };
-        assert!(stamp("[Version]\nSignature=x\n", ARCH_AMD64, date, "1.0.0.0").is_err());
+        assert!(stamp("[Version]\nSignature=x\n", &ARCH_AMD64, date, "1.0.0.0").is_err());
         assert!(stamp(
             "[Version]\nDriverVer=\n[X]\na=$KMDFVERSION$\n",
-            ARCH_AMD64,
+            &ARCH_AMD64,
             date,
             "1.0.0.0"
         )

@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's task runner.
 //!
 //! * `cargo xtask cross` builds the Windows driver on Linux with the real
-//!   windows-drivers-rs crates, packages `rswavert.sys` and `rswavert.inf`
-//!   under `target/package/rswavert/` and checks the image.
+//!   windows-drivers-rs crates, for x64 and ARM64, packages `rswavert.sys`
+//!   and `rswavert.inf` under `target/package/rswavert/<arch>/` and checks
+//!   the images.
 //! * `cargo xtask test` is the one test command: every stage, in order, with a
 //!   summary line each; it exits non-zero if any stage fails. A stage that
 //!   cannot run is a failure with a reason, never a silent skip.
@@ -19,6 +20,7 @@ mod pe_check;
 mod pe_checksum;
 mod prereq;
 mod qemu;
+mod setup_tool;
 mod util;
 mod wdk_host;
 
@@ -30,9 +32,11 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  cross   build the Windows driver for x86_64-pc-windows-msvc on this Linux host,
-          package rswavert.sys + rswavert.inf under target/package/rswavert/
-          and check the image
+  cross [--target TRIPLE]
+          build the Windows driver on this Linux host for x86_64-pc-windows-msvc
+          and aarch64-pc-windows-msvc (or the one TRIPLE), package rswavert.sys,
+          rswavert.inf and rswavert-setup.exe under
+          target/package/rswavert/{amd64,arm64}/ and check the images
   abi     check portcls-sys against the MinGW-w64 headers (the abi-conformance
           stage of `test`)
   clippy-driver
@@ -42,13 +46,16 @@ tasks:
   bench [--quick]
           run the hot-path benchmarks and write docs/performance.md
           (--quick: build them and run each once)
-  qemu    set up QEMU with the qtest accelerator and run the AC'97 tests on
-          QEMU's device model
+  setup-tool
+          lint rswavert-setup for both Windows targets, link it for x64 and put
+          rswavert-setup.exe in target/package/rswavert/amd64/
+  qemu    set up QEMU with the qtest accelerator and run the AC'97 and HD
+          Audio tests on QEMU's device models
   image   run the emulated-cable suite and the negative controls on the packaged
           rswavert.sys (after cross)
   play [ARGS...]
           cross-build the driver and run the emulator's main job on the shipped
-          image (wavert-emulator --image target/package/rswavert/rswavert.sys ARGS)
+          image (wavert-emulator --image target/package/rswavert/amd64/rswavert.sys ARGS)
   test    run every test stage (format, lints, tests, cross build + image checks)
   help    show this text";
 
@@ -61,6 +68,18 @@ fn main() -> ExitCode {
         .as_slice()
     {
         ["cross"] => report(&[run_stage("cross", cross::run_cross)]),
+        ["cross", "--target", triple] => prereq::WindowsTarget::from_triple(triple).map_or_else(
+            || {
+                eprintln!(
+                    "error: `cargo xtask cross --target` takes one of {}, got {triple:?}",
+                    prereq::WINDOWS_TARGETS
+                        .map(|target| target.triple)
+                        .join(", ")
+                );
+                ExitCode::from(2)
+            },
+            |target| report(&[run_stage("cross", || cross::run_cross_for(target))]),
+        ),
         ["abi"] => report(&[run_stage("abi-conformance", abi_check::run)]),
         ["clippy-driver"] => report(&[run_stage("clippy-driver", cross::run_driver_clippy)]),
         ["fuzz"] => report(&[run_stage("fuzz", || {
@@ -76,6 +95,7 @@ fn main() -> ExitCode {
         ["bench"] => report(&[run_stage("bench", || bench::run_bench(false))]),
         ["bench", "--quick"] => report(&[run_stage("bench", || bench::run_bench(true))]),
         ["qemu"] => report(&[run_stage("qemu", qemu::run)]),
+        ["setup-tool"] => report(&[run_stage("setup-tool", setup_tool::run_stage)]),
         ["test"] => report(&test_stages()),
         ["image"] => report(&[run_stage("image", image::run_stage)]),
         ["play", rest @ ..] => {
@@ -156,6 +176,7 @@ fn test_stages() -> Vec<StageOutcome> {
         ("clippy-driver", cross::run_driver_clippy),
         ("test", stage_test),
         ("cross", cross::run_cross),
+        ("setup-tool", setup_tool::run_stage),
         ("abi-conformance", abi_check::run),
         ("miri", miri::run),
         ("qemu-ac97", qemu::run),

@@ -23,8 +23,7 @@ use object::{
     pe::{
         ImageNtHeaders64, IMAGE_DIRECTORY_ENTRY_IAT, IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE,
         IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY, IMAGE_DLLCHARACTERISTICS_NX_COMPAT,
-        IMAGE_FILE_MACHINE_AMD64, IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_READ, IMAGE_SCN_MEM_WRITE,
-        IMAGE_SUBSYSTEM_NATIVE,
+        IMAGE_SCN_MEM_EXECUTE, IMAGE_SCN_MEM_READ, IMAGE_SCN_MEM_WRITE, IMAGE_SUBSYSTEM_NATIVE,
     },
     read::pe::{ImageThunkData as _, PeFile64},
     Object, ObjectSection,
@@ -32,6 +31,7 @@ use object::{
 
 use crate::exports::ModuleExports;
 use crate::pe_checksum;
+use crate::prereq::WindowsTarget;
 
 /// The page size memory integrity aligns sections to (x64 `PAGE_SIZE`).
 const PAGE_SIZE: u32 = 0x1000;
@@ -234,13 +234,16 @@ pub fn read_facts(data: &[u8]) -> Result<ImageFacts, String> {
 }
 
 /// Every way the image falls short of a loadable, signed-policy-ready driver.
-pub fn check(facts: &ImageFacts, modules: &[ModuleExports]) -> Vec<String> {
+pub fn check(facts: &ImageFacts, target: &WindowsTarget, modules: &[ModuleExports]) -> Vec<String> {
     let mut problems = Vec::new();
     if !facts.is_pe32_plus {
         problems.push("not PE32+".to_owned());
     }
-    if facts.machine != IMAGE_FILE_MACHINE_AMD64 {
-        problems.push(format!("machine is {:#06x}, not AMD64", facts.machine));
+    if facts.machine != target.machine {
+        problems.push(format!(
+            "machine is {:#06x}, not {} ({:#06x})",
+            facts.machine, target.machine_name, target.machine
+        ));
     }
     if facts.subsystem != IMAGE_SUBSYSTEM_NATIVE {
         problems.push(format!("subsystem is {}, not NATIVE (1)", facts.subsystem));
@@ -357,10 +360,10 @@ fn check_memory_integrity(facts: &ImageFacts, problems: &mut Vec<String>) {
 }
 
 /// A one-screen summary of the image.
-pub fn summary(facts: &ImageFacts) -> String {
+pub fn summary(facts: &ImageFacts, target: &WindowsTarget) -> String {
     let mut text = format!(
-        "    size {} bytes, machine AMD64, subsystem NATIVE, DLL characteristics {:#06x}\n",
-        facts.file_size, facts.dll_characteristics
+        "    size {} bytes, machine {} ({:#06x}), subsystem NATIVE, DLL characteristics {:#06x}\n",
+        facts.file_size, target.machine_name, facts.machine, facts.dll_characteristics
     );
     let checksum_verdict =
         if facts.stored_checksum != 0 && facts.stored_checksum == facts.computed_checksum {
@@ -451,6 +454,15 @@ pub fn with_checksum(data: &[u8], value: u32) -> Option<Vec<u8>> {
         pe_checksum::checksum_offset(data)?,
         &value.to_le_bytes(),
     )
+}
+
+/// A copy of the image with the COFF file header's `Machine` set to `machine`.
+pub fn with_machine(data: &[u8], machine: u16) -> Option<Vec<u8>> {
+    // The file header (20 bytes, `Machine` first) ends where the optional
+    // header begins (PE/COFF specification, "COFF File Header").
+    let offset = pe_checksum::optional_header_offset(data)?.checked_sub(20)?;
+    read_u16_at(data, offset)?;
+    patched(data, offset, &machine.to_le_bytes())
 }
 
 /// A copy of the image with `FORCE_INTEGRITY` cleared.
@@ -579,6 +591,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::prereq::{ARM64, X64};
 
     fn modules() -> Vec<ModuleExports> {
         vec![
@@ -589,7 +602,7 @@ mod tests {
 
     fn good() -> ImageFacts {
         ImageFacts {
-            machine: IMAGE_FILE_MACHINE_AMD64,
+            machine: X64.machine,
             is_pe32_plus: true,
             subsystem: IMAGE_SUBSYSTEM_NATIVE,
             dll_characteristics: IMAGE_DLLCHARACTERISTICS_DYNAMIC_BASE
@@ -625,7 +638,7 @@ mod tests {
 
     #[test]
     fn a_well_formed_driver_passes() {
-        assert_eq!(check(&good(), &modules()), Vec::<String>::new());
+        assert_eq!(check(&good(), &X64, &modules()), Vec::<String>::new());
     }
 
     #[test]
@@ -634,7 +647,7 @@ mod tests {
         facts
             .imports
             .push(("kernel32.dll".to_owned(), "Sleep".to_owned()));
-        let problems = check(&facts, &modules());
+        let problems = check(&facts, &X64, &modules());
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("kernel32.dll"));
     }
@@ -645,7 +658,7 @@ mod tests {
         facts
             .imports
             .push(("ntoskrnl.exe".to_owned(), "ZwMadeUp".to_owned()));
-        assert!(check(&facts, &modules())[0].contains("ZwMadeUp"));
+        assert!(check(&facts, &X64, &modules())[0].contains("ZwMadeUp"));
     }
 
     #[test]
@@ -653,7 +666,7 @@ mod tests {
         let mut facts = good();
         facts.dll_characteristics &= !IMAGE_DLLCHARACTERISTICS_FORCE_INTEGRITY;
         assert_eq!(
-            check(&facts, &modules()),
+            check(&facts, &X64, &modules()),
             vec!["DLL characteristics lack FORCE_INTEGRITY"]
         );
     }
@@ -664,14 +677,28 @@ mod tests {
         facts.subsystem = 2;
         facts.machine = 0x14c;
         facts.entry = 0x1_4000_2000;
-        assert_eq!(check(&facts, &modules()).len(), 3);
+        assert_eq!(check(&facts, &X64, &modules()).len(), 3);
+    }
+
+    #[test]
+    fn each_target_wants_its_own_machine() {
+        let x64_image = good();
+        assert!(check(&x64_image, &X64, &modules()).is_empty());
+        assert_eq!(
+            check(&x64_image, &ARM64, &modules()),
+            vec!["machine is 0x8664, not ARM64 (0xaa64)"]
+        );
+        let mut arm64_image = good();
+        arm64_image.machine = object::pe::IMAGE_FILE_MACHINE_ARM64;
+        assert!(check(&arm64_image, &ARM64, &modules()).is_empty());
+        assert_eq!(check(&arm64_image, &X64, &modules()).len(), 1);
     }
 
     #[test]
     fn missing_checksum_fails() {
         let mut facts = good();
         facts.stored_checksum = 0;
-        let problems = check(&facts, &modules());
+        let problems = check(&facts, &X64, &modules());
         assert_eq!(problems.len(), 1);
         assert!(problems[0].starts_with("CheckSum is 0"), "{problems:?}");
     }
@@ -681,7 +708,7 @@ mod tests {
         let mut facts = good();
         facts.stored_checksum += 1;
         assert_eq!(
-            check(&facts, &modules()),
+            check(&facts, &X64, &modules()),
             vec!["CheckSum is 0x0001a2b4, but the image sums to 0x0001a2b3: Windows refuses it"]
         );
     }
@@ -691,7 +718,7 @@ mod tests {
         let mut facts = good();
         facts.sections[0].characteristics |= IMAGE_SCN_MEM_WRITE;
         assert_eq!(
-            check(&facts, &modules()),
+            check(&facts, &X64, &modules()),
             vec!["memory integrity: section .text is both writable and executable"]
         );
     }
@@ -700,11 +727,11 @@ mod tests {
     fn sub_page_section_alignment_fails() {
         let mut facts = good();
         facts.section_alignment = 0x200;
-        let problems = check(&facts, &modules());
+        let problems = check(&facts, &X64, &modules());
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("SectionAlignment 0x200"));
         facts.section_alignment = 0;
-        assert!(check(&facts, &modules())
+        assert!(check(&facts, &X64, &modules())
             .iter()
             .any(|problem| problem.contains("SectionAlignment 0x0")));
     }
@@ -715,7 +742,7 @@ mod tests {
         facts.sections[1].virtual_address = 0x2200;
         facts.import_address_table = None;
         assert_eq!(
-            check(&facts, &modules()),
+            check(&facts, &X64, &modules()),
             vec!["memory integrity: section .rdata starts at RVA 0x2200, not on a page boundary"]
         );
     }
@@ -725,13 +752,13 @@ mod tests {
         for alignment in [0, 0x100, 0x300, 0x2000] {
             let mut facts = good();
             facts.file_alignment = alignment;
-            let problems = check(&facts, &modules());
+            let problems = check(&facts, &X64, &modules());
             assert_eq!(problems.len(), 1, "{alignment:#x}: {problems:?}");
             assert!(problems[0].starts_with("FileAlignment"));
         }
         let mut facts = good();
         facts.file_alignment = 0x1000;
-        assert!(check(&facts, &modules()).is_empty());
+        assert!(check(&facts, &X64, &modules()).is_empty());
     }
 
     #[test]
@@ -739,7 +766,7 @@ mod tests {
         let mut facts = good();
         facts.import_address_table = Some(0x1100);
         assert_eq!(
-            check(&facts, &modules()),
+            check(&facts, &X64, &modules()),
             vec![
                 "memory integrity: the import address table (RVA 0x1100) lies in executable \
                  section .text"
@@ -753,7 +780,7 @@ mod tests {
         facts
             .imports
             .push(("ntoskrnl.exe".to_owned(), "MmMapIoSpace".to_owned()));
-        let problems = check(&facts, &modules());
+        let problems = check(&facts, &X64, &modules());
         // Also not in the test's export list; the memory-integrity reason is its own line.
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[1].starts_with("memory integrity: imports MmMapIoSpace"));
@@ -762,7 +789,7 @@ mod tests {
         facts
             .imports
             .push(("ntoskrnl.exe".to_owned(), "ExAllocatePool2".to_owned()));
-        assert!(!check(&facts, &modules())
+        assert!(!check(&facts, &X64, &modules())
             .iter()
             .any(|problem| problem.starts_with("memory integrity")));
     }
@@ -781,7 +808,7 @@ mod tests {
 
     #[test]
     fn summary_reports_checksum_and_protection() {
-        let text = summary(&good());
+        let text = summary(&good(), &X64);
         assert!(text.contains("checksum 0x0001a2b3 ok"), "{text}");
         assert!(
             text.contains(".text (2048 B, RX) .rdata (2048 B, R)"),
@@ -789,7 +816,7 @@ mod tests {
         );
         let mut facts = good();
         facts.stored_checksum = 0;
-        assert!(summary(&facts).contains("checksum 0x00000000 WRONG"));
+        assert!(summary(&facts, &X64).contains("checksum 0x00000000 WRONG"));
     }
 
     /// A minimal fake header: `e_lfanew` = 0x40, a 0xf0-byte optional header,

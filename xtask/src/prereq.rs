@@ -7,6 +7,7 @@
 
 use std::{process::Command, sync::OnceLock};
 
+use crate::inf::{self, Architecture};
 use crate::util::{on_path, output, run, StepResult};
 
 /// Debian packages the cross build and the ABI check rely on.
@@ -16,10 +17,65 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "llvm",
     "mingw-w64-common",
     "mingw-w64-x86-64-dev",
+    // The linker of rswavert-setup.exe (x86_64-pc-windows-gnu): MinGW-w64's
+    // GCC driver with its CRT and import libraries.
+    "gcc-mingw-w64-x86-64-win32",
 ];
 
-/// The Windows kernel target.
-pub const WINDOWS_TARGET: &str = "x86_64-pc-windows-msvc";
+/// The target `rswavert-setup.exe` is linked for (see `xtask/src/setup_tool.rs`).
+pub const SETUP_TOOL_TARGET: &str = "x86_64-pc-windows-gnu";
+
+/// One Windows architecture the driver is built for, with every name the
+/// build and the package use for it.
+#[derive(Debug)]
+pub struct WindowsTarget {
+    /// The Rust target triple.
+    pub triple: &'static str,
+    /// The COFF machine the image must carry (`IMAGE_FILE_MACHINE_*`, winnt.h).
+    pub machine: u16,
+    /// The machine's name in messages.
+    pub machine_name: &'static str,
+    /// How its INF is rendered; its decoration names the package folder.
+    pub inf: &'static Architecture,
+    /// The folder of the WDK's kernel import libraries, `Lib/<ver>/km/<this>`,
+    /// as wdk-build 0.6 spells it (`CpuArchitecture::as_windows_str`; the
+    /// file system here is case-sensitive).
+    pub wdk_library_folder: &'static str,
+    /// `llvm-dlltool -m` for the import libraries.
+    pub dlltool_machine: &'static str,
+}
+
+/// x64: the cable and the AC'97.
+pub const X64: WindowsTarget = WindowsTarget {
+    triple: "x86_64-pc-windows-msvc",
+    machine: object::pe::IMAGE_FILE_MACHINE_AMD64,
+    machine_name: "AMD64",
+    inf: &inf::ARCH_AMD64,
+    wdk_library_folder: "x64",
+    dlltool_machine: "i386:x86-64",
+};
+
+/// Windows on ARM: the cable only (see `inf::ARCH_ARM64`).
+pub const ARM64: WindowsTarget = WindowsTarget {
+    triple: "aarch64-pc-windows-msvc",
+    machine: object::pe::IMAGE_FILE_MACHINE_ARM64,
+    machine_name: "ARM64",
+    inf: &inf::ARCH_ARM64,
+    wdk_library_folder: "ARM64",
+    dlltool_machine: "arm64",
+};
+
+/// Every architecture the package holds, x64 first.
+pub const WINDOWS_TARGETS: [&WindowsTarget; 2] = [&X64, &ARM64];
+
+impl WindowsTarget {
+    /// The target a triple names, if the package has it.
+    pub fn from_triple(triple: &str) -> Option<&'static Self> {
+        WINDOWS_TARGETS
+            .into_iter()
+            .find(|target| target.triple == triple)
+    }
+}
 
 /// Installs what is missing; returns a summary of what was installed.
 pub fn ensure_all() -> StepResult {
@@ -90,10 +146,16 @@ fn ensure_debian_packages() -> Result<Vec<String>, String> {
 fn ensure_rustup_parts() -> Result<Vec<String>, String> {
     let mut installed = Vec::new();
     let targets = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if !targets.lines().any(|line| line.trim() == WINDOWS_TARGET) {
-        println!("    installing rustup target {WINDOWS_TARGET}");
-        run(Command::new("rustup").args(["target", "add", WINDOWS_TARGET]))?;
-        installed.push(format!("rustup:{WINDOWS_TARGET}"));
+    let triples = WINDOWS_TARGETS
+        .into_iter()
+        .map(|target| target.triple)
+        .chain([SETUP_TOOL_TARGET]);
+    for triple in triples {
+        if !targets.lines().any(|line| line.trim() == triple) {
+            println!("    installing rustup target {triple}");
+            run(Command::new("rustup").args(["target", "add", triple]))?;
+            installed.push(format!("rustup:{triple}"));
+        }
     }
     let components = output(Command::new("rustup").args(["component", "list", "--installed"]))?;
     for component in ["clippy", "rustfmt"] {

@@ -1,5 +1,5 @@
-//! The QEMU stage: wavert-core's AC'97 back-end against QEMU's AC'97 device
-//! model over qtest.
+//! The QEMU stage: wavert-core's AC'97 and HD Audio back-ends against
+//! QEMU's device models over qtest.
 //!
 //! Setup first, with its own binary (`wavert-qemu-setup`: installs Debian's
 //! `qemu-system-x86` and builds the qtest accelerator module Debian leaves
@@ -23,7 +23,7 @@ fn figures(output: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Sets QEMU up and runs the AC'97 tests on it.
+/// Sets QEMU up and runs the AC'97 and HD Audio tests on it.
 ///
 /// # Errors
 ///

@@ -9,7 +9,7 @@
 //!   textual edits; each edit must match exactly as many times as expected, so
 //!   a new `wdk-build` release fails loudly here instead of building wrongly.
 //! * **A WDK stand-in root** laid out as the WDK is
-//!   (`Include/<ver>/{km,km/crt,shared}`, `Lib/<ver>/km/x64`): headers from
+//!   (`Include/<ver>/{km,km/crt,shared}`, `Lib/<ver>/km/{x64,ARM64}`): headers from
 //!   MinGW-w64 plus a small shim for newer kernel APIs, and import libraries
 //!   generated with `llvm-dlltool` from the `.def` files in
 //!   `xtask/kernel-exports/`.
@@ -22,6 +22,7 @@ use std::{
 
 use crate::{
     exports::ModuleExports,
+    prereq::{WindowsTarget, WINDOWS_TARGETS},
     util::{output, run, target_dir},
 };
 
@@ -224,6 +225,48 @@ NTKERNELAPI PVOID NTAPI ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, 
 #endif
 ";
 
+/// Why the ARM64 driver cannot be built against MinGW-w64's DDK headers, or
+/// `None` once they can serve it.
+///
+/// Measured here (2026-12-02): `wdm.h` and `ntddk.h` of MinGW-w64 10.0
+/// (Debian) and of upstream master (2026-08-20) end their per-processor
+/// chains in `#error Unknown Architecture` for `_M_ARM64`. Routing
+/// `_M_ARM64` to a small shim of our own (IRQLs, `PAGE_SIZE`) gets bindgen
+/// through, and then wdk-sys's layout assertions fail on ten structures
+/// (`IO_STACK_LOCATION`'s parameter unions among them): MinGW packs them to
+/// 4 bytes on every processor but AMD64 and IA64 (`wdm.h`: `#if
+/// !defined(_AMD64_) && !defined(_IA64_)` around `pshpack4.h`, five places)
+/// and leaves `XSTATE_SAVE` and other processor-specific types empty for
+/// ARM64. Correct ARM64 layouts need Microsoft's ARM64 headers (the WDK),
+/// which no registry reachable here carries.
+pub fn arm64_header_blocker(wdm_h: &str, ntddk_h: &str) -> Option<String> {
+    let serves_arm64 = |text: &str| text.contains("_M_ARM64") || text.contains("_ARM64_");
+    let missing: Vec<&str> = [("wdm.h", wdm_h), ("ntddk.h", ntddk_h)]
+        .into_iter()
+        .filter(|(_, text)| !serves_arm64(text))
+        .map(|(name, _)| name)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the MinGW-w64 DDK headers ({MINGW_INCLUDE}/ddk: {}) have no ARM64 kernel \
+             definitions (their processor chains end in `#error Unknown Architecture`), \
+             so wdk-sys cannot generate ARM64 bindings here; the ARM64 driver builds \
+             with the WDK on Windows (`cargo make` for aarch64-pc-windows-msvc, \
+             docs/windows-testing.md)",
+            missing.join(", ")
+        )
+    })
+}
+
+/// [`arm64_header_blocker`] on the installed headers.
+pub fn installed_arm64_header_blocker() -> Result<Option<String>, String> {
+    let read = |name: &str| {
+        let path = Path::new(MINGW_INCLUDE).join("ddk").join(name);
+        fs::read_to_string(&path).map_err(|error| format!("read {}: {error}", path.display()))
+    };
+    Ok(arm64_header_blocker(&read("wdm.h")?, &read("ntddk.h")?))
+}
+
 #[cfg(unix)]
 fn symlink(from: &Path, to: &Path) -> Result<(), String> {
     if fs::read_link(to).is_ok_and(|existing| existing == from) {
@@ -245,11 +288,7 @@ pub fn prepare_wdk_root(modules: &[ModuleExports]) -> Result<PathBuf, String> {
     let include = root.join("Include").join(SDK_VERSION);
     let km = include.join("km");
     let crt = km.join("crt");
-    let lib = root.join("Lib").join(SDK_VERSION).join("km").join("x64");
-    for directory in [&crt, &lib] {
-        fs::create_dir_all(directory)
-            .map_err(|error| format!("create {}: {error}", directory.display()))?;
-    }
+    fs::create_dir_all(&crt).map_err(|error| format!("create {}: {error}", crt.display()))?;
     let mingw_include = Path::new(MINGW_INCLUDE);
     if !mingw_include.join("ddk").join("wdm.h").is_file() {
         return Err(format!(
@@ -266,6 +305,24 @@ pub fn prepare_wdk_root(modules: &[ModuleExports]) -> Result<PathBuf, String> {
     symlink(mingw_include, &include.join("shared"))?;
     write_if_changed(&crt.join("ntstrsafe.h"), POOL2_SHIM.as_bytes())?;
 
+    for target in WINDOWS_TARGETS {
+        prepare_import_libraries(&root, target, modules)?;
+    }
+    Ok(root)
+}
+
+/// The kernel import libraries of one architecture, `Lib/<ver>/km/<arch>`.
+fn prepare_import_libraries(
+    root: &Path,
+    target: &WindowsTarget,
+    modules: &[ModuleExports],
+) -> Result<(), String> {
+    let lib = root
+        .join("Lib")
+        .join(SDK_VERSION)
+        .join("km")
+        .join(target.wdk_library_folder);
+    fs::create_dir_all(&lib).map_err(|error| format!("create {}: {error}", lib.display()))?;
     for module in modules {
         let def_path = lib.join(format!("{}.def", module.library_stem()));
         let library_path = lib.join(format!("{}.lib", module.library_stem()));
@@ -276,21 +333,24 @@ pub fn prepare_wdk_root(modules: &[ModuleExports]) -> Result<PathBuf, String> {
         }
         write_if_changed(&def_path, module.to_def_text().as_bytes())?;
         run(Command::new("llvm-dlltool")
-            .args(["-m", "i386:x86-64", "-d"])
+            .args(["-m", target.dlltool_machine, "-d"])
             .arg(&def_path)
             .arg("-l")
             .arg(&library_path))?;
     }
     // Libraries wdk-build links for every WDM driver that contribute nothing
-    // here: the /GS fast-fail helper (our Rust code has no /GS cookies) and the
-    // WMI helper library (we register no WMI blocks). Empty archives satisfy
-    // the linker without adding code.
-    for empty in ["BufferOverflowFastFailK", "wmilib"] {
+    // here: the /GS fast-fail helper (our Rust code has no /GS cookies), the
+    // WMI helper library (we register no WMI blocks) and, on ARM64, `arm64rt`
+    // (WindowsDriver.arm64.props via wdk-build's `base_wdm_arm64_appends_arm64rt`;
+    // the compiler-runtime helpers MSVC-compiled C calls, which Rust code
+    // takes from its own compiler-builtins). Empty archives satisfy the
+    // linker without adding code: a symbol nobody defines still fails the link.
+    for empty in ["BufferOverflowFastFailK", "wmilib", "arm64rt"] {
         run(Command::new("llvm-ar")
             .arg("rcs")
             .arg(lib.join(format!("{empty}.lib"))))?;
     }
-    Ok(root)
+    Ok(())
 }
 
 /// Environment for cargo when it builds the driver against the stand-in root.
@@ -313,8 +373,8 @@ pub fn cross_environment() -> Result<Vec<(String, String)>, String> {
     ])
 }
 
-/// Cargo `--config` arguments for the cross build.
-pub fn cross_cargo_config() -> Vec<String> {
+/// Cargo `--config` arguments for the cross build of one target.
+pub fn cross_cargo_config(target: &WindowsTarget) -> Vec<String> {
     vec![
         "--config".to_owned(),
         format!(
@@ -323,6 +383,26 @@ pub fn cross_cargo_config() -> Vec<String> {
         ),
         "--config".to_owned(),
         // Debian's lld-link 14 rejects /KERNEL; the toolchain's rust-lld accepts it.
-        "target.x86_64-pc-windows-msvc.linker=\"rust-lld\"".to_owned(),
+        format!("target.{}.linker=\"rust-lld\"", target.triple),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arm64_header_blocker;
+
+    #[test]
+    fn headers_without_an_arm64_branch_block_the_arm64_build() {
+        let chain =
+            "#elif defined(_M_AMD64)\n#elif defined(_M_ARM)\n#else\n#error Unknown Architecture\n";
+        let blocker = arm64_header_blocker(chain, chain).expect("blocked");
+        assert!(blocker.contains("wdm.h, ntddk.h"), "{blocker}");
+        let with_arm64 = chain.replace(
+            "#elif defined(_M_ARM)",
+            "#elif defined(_M_ARM64)\n#elif defined(_M_ARM)",
+        );
+        let only_ntddk = arm64_header_blocker(&with_arm64, chain).expect("still blocked");
+        assert!(only_ntddk.contains("ddk: ntddk.h)"), "{only_ntddk}");
+        assert_eq!(arm64_header_blocker(&with_arm64, &with_arm64), None);
+    }
 }
