@@ -29,6 +29,9 @@ use wavert_emulator::memory::{
     Fault, Fragmentation, MemoryConfig, PhysicalMemory, HIGH_RAM_BASE, PAGE_SIZE,
 };
 use wavert_emulator::personality::{summarise, OrderOutcome, PortPersonality};
+use wavert_emulator::power::{
+    register_power, FaultyPower, PowerCycle, PowerCycler, PowerFault, PowerPlan,
+};
 use wavert_emulator::session::{LoopbackConfig, LoopbackResult, PacketModeUse};
 use wavert_emulator::signal;
 use wavert_miniport::adapter::{PHYSICAL_CONNECTIONS, SUBDEVICES};
@@ -339,7 +342,8 @@ fn start_device_registers_four_subdevices_and_two_connections() {
     assert_eq!(machine.running_timers(), 0);
     let log = machine.log_lines();
     assert!(
-        log.iter().any(|l| l.contains("virtual cable registered")),
+        log.iter()
+            .any(|l| l.contains("virtual cable 1 of 1 registered")),
         "{log:?}"
     );
     drop((render, capture));
@@ -468,20 +472,21 @@ fn pnp_stop_start_stream_and_remove_reregister_cleanly() {
 fn a_restart_after_a_stop_that_did_not_unregister_is_refused() {
     // The host build with a PnP handler that unregisters nothing: PortCls's
     // subdevice slots stay taken, so the restart's PcRegisterSubdevice fails
-    // as KS's KsAddObjectCreateItemToDeviceHeader does.
+    // as KS's KsAddObjectCreateItemToDeviceHeader does. All eight cables,
+    // so that every slot AddDevice asked for is taken.
     let machine = new_machine();
     let mut adapter = start_cable_adapter(
         &machine,
         CableOptions {
             skip_unregister_on_stop: true,
-            ..CableOptions::default()
+            ..CableOptions::with_cables(8)
         },
     )
     .unwrap();
     adapter.stop().unwrap();
     assert_eq!(
         machine.registrations().subdevices.len(),
-        4,
+        wavert_miniport::adapter::MAX_SUBDEVICES as usize,
         "left registered"
     );
     assert_eq!(
@@ -599,7 +604,8 @@ fn a_failing_portcls_call_during_start_device_leaves_nothing_behind() {
             "call {call}: {r:?}"
         );
         assert_clean(&machine, &format!("PortCls call {call} failed"));
-        // The log says which subdevice failed (connections come after all four).
+        // The log says which subdevice or connection failed (connections
+        // come after all four subdevices).
         let failed = machine
             .log_lines()
             .into_iter()
@@ -611,7 +617,15 @@ fn a_failing_portcls_call_during_start_device_leaves_nothing_behind() {
                 "call {call}: {failed:?}"
             );
         } else {
-            assert_eq!(failed, None, "call {call}");
+            let c = PHYSICAL_CONNECTIONS[call - 4 * per_subdevice];
+            let expected = format!(
+                "physical connection {} -> {} failed",
+                SUBDEVICES[c.from].name, SUBDEVICES[c.to].name
+            );
+            assert!(
+                failed.as_deref().is_some_and(|l| l.contains(&expected)),
+                "call {call}: {failed:?}"
+            );
         }
     }
 }
@@ -1396,4 +1410,215 @@ fn a_late_capture_reader_gets_the_newest_whole_packet() {
         adapter.remove();
         assert_clean(&machine, &what);
     }
+}
+
+// ---- Power management (issue 18) -----------------------------------------
+//
+// The emulated PortCls sends the adapter's registered IAdapterPowerManagement
+// D-state changes in the middle of a loopback session
+// (`wavert_emulator::power`): out of D0 nothing may move or be signalled,
+// and after D0 the session's own checks (bit-exact capture at the reported
+// latency, packets and notifications in step) hold the resume.
+
+/// One loopback session with `plan`'s power cycles between its polls.
+fn power_session(
+    machine: &Arc<Machine>,
+    adapter: &CableAdapter,
+    plan: PowerPlan,
+    config: &LoopbackConfig,
+) -> (Result<LoopbackResult, String>, Vec<u8>, Vec<PowerCycle>) {
+    let mut cycler = PowerCycler::new(machine, adapter.portcls(), plan);
+    let (result, rendered) =
+        adapter.loopback_test_signal_with(config, 0.8, &mut |r, c| cycler.between(r, c));
+    (
+        result.map_err(|e| e.to_string()),
+        rendered,
+        cycler.cycles().to_vec(),
+    )
+}
+
+fn power_config(notification_count: u32) -> LoopbackConfig {
+    LoopbackConfig {
+        format: request(48_000, 16, 2, false),
+        period_ms: 10,
+        notification_count,
+        ..LoopbackConfig::default()
+    }
+}
+
+/// A render position trace that never goes back.
+fn assert_monotonic(result: &LoopbackResult, what: &str) {
+    for trace in [&result.render_trace, &result.capture_trace] {
+        let back = trace
+            .windows(2)
+            .find(|w| w[1].linear_bytes < w[0].linear_bytes);
+        assert!(back.is_none(), "{what}: position went back: {back:?}");
+    }
+}
+
+#[test]
+fn power_cycles_while_streaming_stay_bit_exact() {
+    for (plan, dma) in [
+        (PowerPlan::d3(4, 7), DmaMode::Looping),
+        (PowerPlan::every_state(11), DmaMode::Looping),
+        (PowerPlan::every_state(23), *dma_modes().last().unwrap()),
+        (PowerPlan::d3(3, 31).with_port_pausing(), DmaMode::Looping),
+    ] {
+        for notification_count in [1, 2] {
+            let machine = new_machine();
+            let adapter = start(&machine, dma);
+            assert!(
+                adapter.portcls().has_power_management(),
+                "StartDevice registered no power management"
+            );
+            let config = power_config(notification_count);
+            let what = format!("{plan:?} {dma:?} {notification_count}");
+            let (result, rendered, cycles) =
+                power_session(&machine, &adapter, plan.clone(), &config);
+            let result = result.unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(cycles.len(), plan.cycles as usize, "{what}: {cycles:?}");
+            // Random phases: not all cycles at one place in the buffer.
+            let phases: std::collections::BTreeSet<u32> =
+                cycles.iter().map(|c| c.render_phase).collect();
+            assert!(phases.len() > 1, "{what}: one phase {phases:?}");
+            assert!(cycles.iter().all(|c| c.polls >= 40), "{what}: {cycles:?}");
+            assert_monotonic(&result, &what);
+            // No gap at all: the cable's two sides stop and resume at the
+            // same instant, so the capture is the render at the reported
+            // latency throughout.
+            assert_bit_exact(&result, &rendered, &config);
+            adapter.remove();
+            assert_clean(&machine, &what);
+        }
+    }
+}
+
+#[test]
+fn each_power_rule_fails_on_a_broken_power_implementation() {
+    if image().is_some() {
+        return; // The faults wrap the host-built cable.
+    }
+    let config = power_config(2);
+    for (fault, expected) in [
+        // The control: the product's hooks through the same harness.
+        (None, "0 frames differ"),
+        (Some(PowerFault::NoQuiesce), "moved out of D0"),
+        (Some(PowerFault::NoResume), "must keep the nominal rate"),
+        (Some(PowerFault::RenderResumesLate(15)), "frames differ"),
+    ] {
+        let machine = new_machine();
+        let adapter = start(&machine, DmaMode::Looping);
+        let cable = Arc::clone(adapter.cable().unwrap());
+        match fault {
+            Some(fault) => register_power(
+                adapter.portcls(),
+                Arc::new(FaultyPower::new(cable, Arc::clone(&machine), fault)),
+            ),
+            None => register_power(adapter.portcls(), cable),
+        }
+        .unwrap();
+        let (result, rendered, _) = power_session(&machine, &adapter, PowerPlan::d3(3, 5), &config);
+        // A session that ends is held to the gap rule: every rendered frame
+        // at the reported latency (the cable's two sides stop and resume
+        // together, so the gap allowed is none).
+        let failure = match result {
+            Err(e) => e,
+            Ok(result) => {
+                let block = result.format.block_align() as usize;
+                let lag = result.reported_latency_frames as usize;
+                let (mismatches, first) =
+                    signal::mismatched_frames(&rendered, &result.captured, block, lag);
+                format!("{mismatches} frames differ, the first at {first:?}")
+            }
+        };
+        let broke = !failure.starts_with("0 frames");
+        assert!(
+            failure.contains(expected) && broke == fault.is_some(),
+            "{fault:?}: expected {expected:?}, got {failure:?}"
+        );
+        adapter.remove();
+    }
+}
+
+#[test]
+fn power_bad_input_has_documented_answers() {
+    use portcls_sys::{
+        PowerDeviceD0, PowerDeviceD3, PowerDeviceMaximum, PowerDeviceUnspecified,
+        DEVICE_CAPABILITIES, STATUS_DEVICE_NOT_READY, STATUS_INVALID_PARAMETER,
+    };
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let portcls = adapter.portcls();
+    // An unknown state is vetoed by the query and ignored by the change.
+    for bad in [PowerDeviceUnspecified, PowerDeviceMaximum, 99] {
+        assert_eq!(
+            portcls
+                .query_device_power(bad)
+                .map_err(wavert_com::NtStatus::code),
+            Err(STATUS_INVALID_PARAMETER)
+        );
+        portcls.set_device_power(bad, None).unwrap();
+    }
+    // Capabilities: a short structure is refused; a whole one maps S0 to
+    // D0 and every sleep state to D3, no D1/D2, no wake.
+    let mut caps = DEVICE_CAPABILITIES {
+        Size: 8,
+        ..DEVICE_CAPABILITIES::default()
+    };
+    assert_eq!(
+        portcls
+            .query_capabilities(&mut caps)
+            .map_err(wavert_com::NtStatus::code),
+        Err(STATUS_INVALID_PARAMETER)
+    );
+    caps.Size = u16::try_from(std::mem::size_of::<DEVICE_CAPABILITIES>()).unwrap();
+    caps.Flags = 0b11 | (0b1111 << 10);
+    portcls.query_capabilities(&mut caps).unwrap();
+    assert_eq!(caps.DeviceState, [0, 1, 4, 4, 4, 4, 4]);
+    assert_eq!(caps.Flags, 0);
+
+    // A stream open before the device sleeps; a second one opened, and a
+    // buffer allocated, in D3 are refused and change nothing.
+    let mut render = packet_stream(&machine, &adapter, false);
+    let filter = adapter.wave_filter("WaveCapture").unwrap();
+    let pin = streaming_pin(filter.description, true).unwrap();
+    let (_, bytes) = negotiate_format(
+        &filter.miniport,
+        filter.description,
+        pin,
+        &request(48_000, 16, 2, false),
+    )
+    .unwrap();
+    render.set_state(portcls_sys::KSSTATE_RUN).unwrap();
+    machine.advance(15 * wavert_emulator::machine::QPC_PER_MS);
+    portcls.set_device_power(PowerDeviceD3, None).unwrap();
+    let held = render.position().unwrap();
+    // The same state again: nothing happens (still held).
+    portcls.set_device_power(PowerDeviceD3, None).unwrap();
+    let refused = Stream::open(&machine, &filter.miniport, pin, true, &bytes);
+    assert!(
+        refused.as_ref().is_err_and(|e| e
+            .to_string()
+            .contains(&format!("{STATUS_DEVICE_NOT_READY:#x}"))),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    machine.advance(30 * wavert_emulator::machine::QPC_PER_MS);
+    assert_eq!(render.position().unwrap(), held);
+    assert_eq!(render.take_notifications(), 0);
+    portcls.set_device_power(PowerDeviceD0, None).unwrap();
+    // D0 twice: the second does nothing either.
+    portcls.set_device_power(PowerDeviceD0, None).unwrap();
+    machine.advance(15 * wavert_emulator::machine::QPC_PER_MS);
+    assert!(render.position().unwrap() > held);
+    assert!(render.take_notifications() > 0);
+    // In D0 the capture side opens.
+    let capture = Stream::open(&machine, &filter.miniport, pin, true, &bytes).unwrap();
+    capture.close().unwrap();
+    render.close().unwrap();
+    // The filter's miniport reference goes before the removal, as the
+    // engine's handles do.
+    drop(filter);
+    adapter.remove();
+    assert_clean(&machine, "power bad input");
 }

@@ -59,6 +59,45 @@ fn the_unpatched_image_starts() {
     adapter.remove();
 }
 
+/// The COFF machine field of the image (PE/COFF specification: the file
+/// header follows the 4-byte signature at `e_lfanew`, machine first).
+fn machine_offset(bytes: &[u8]) -> usize {
+    u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize + 4
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn an_arm64_image_is_refused_by_name_before_anything_runs() {
+    let mut bytes = image_bytes();
+    let at = machine_offset(&bytes);
+    assert_eq!(
+        bytes[at..at + 2],
+        0x8664_u16.to_le_bytes(),
+        "the control's own image is x64"
+    );
+    bytes[at..at + 2].copy_from_slice(&0xaa64_u16.to_le_bytes());
+    match start(&patched("arm64.sys", &bytes)) {
+        Err(ImageRunError::Load(error)) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("is ARM64") && text.contains("amd64/rswavert.sys"),
+                "{text}"
+            );
+        }
+        Err(other) => panic!("expected the loader to refuse it, got {other}"),
+        Ok(_) => panic!("an ARM64 image was run"),
+    }
+    // Another foreign machine gets the plain message.
+    bytes[at..at + 2].copy_from_slice(&0x014c_u16.to_le_bytes());
+    match start(&patched("i386.sys", &bytes)) {
+        Err(ImageRunError::Load(error)) => {
+            assert!(error.to_string().contains("is not AMD64"), "{error}");
+        }
+        Err(other) => panic!("expected the loader to refuse it, got {other}"),
+        Ok(_) => panic!("an i386 image was run"),
+    }
+}
+
 #[test]
 #[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
 fn an_import_nothing_exports_is_refused_before_driver_entry() {

@@ -226,3 +226,38 @@ fn the_check_fails_when_either_side_changes() {
     );
     assert_eq!(mismatches(&dword, &expected).len(), 4);
 }
+
+/// The `PKEY_AudioEngine_OEMFormat` line of one topology interface section.
+fn oem_line(inx: &str, section: &str) -> Option<String> {
+    sections(inx)
+        .get(section)?
+        .iter()
+        .find(|l| l.contains("%PKEY_AudioEngine_OEMFormat%"))
+        .cloned()
+}
+
+#[test]
+fn every_cable_declares_the_same_default_format_as_cable_one() {
+    // Cable 1's blob is held to the back-end's default above; every other
+    // cable (same back-end) must carry the same bytes.
+    let differing = |inx: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        for side in ["render", "capture"] {
+            let first = oem_line(inx, &format!("cable.i.topology{side}.addreg"));
+            assert!(first.is_some(), "cable 1 {side} has no OEM format");
+            for n in 2..=wavert_miniport::adapter::MAX_CABLES {
+                let section = format!("cable.i.topology{side}{n}.addreg");
+                if oem_line(inx, &section) != first {
+                    out.push(section);
+                }
+            }
+        }
+        out
+    };
+    assert_eq!(differing(INX), Vec::<String>::new());
+    // The fault variant: cable 6's capture blob declaring 44.1 kHz.
+    let at = INX.find("[Cable.I.TopologyCapture6.AddReg]").unwrap();
+    let (head, tail) = INX.split_at(at);
+    let tampered = format!("{head}{}", tail.replacen("80,BB,00,00", "44,AC,00,00", 1));
+    assert_eq!(differing(&tampered), ["cable.i.topologycapture6.addreg"]);
+}

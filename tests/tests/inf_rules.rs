@@ -1463,13 +1463,17 @@ fn check(text: &str, stage: Stage) -> (Vec<Finding>, Summary) {
 }
 
 fn rendered() -> String {
+    rendered_for(&render::ARCH_AMD64)
+}
+
+fn rendered_for(architecture: &render::Architecture) -> String {
     let version = render::four_part_version(env!("CARGO_PKG_VERSION")).unwrap();
     let date = render::Date {
         year: 2026,
         month: 1,
         day: 2,
     };
-    render::stamp(INX, render::ARCH_AMD64, date, &version).unwrap()
+    render::stamp(INX, architecture, date, &version).unwrap()
 }
 
 fn describe(findings: &[Finding]) -> String {
@@ -1498,14 +1502,19 @@ fn assert_clean(text: &str, stage: Stage) -> Summary {
 }
 
 /// What a clean run must have looked at: both models, their one service,
-/// all twenty interfaces and the registry entries.
+/// every interface (ten per cable for all eight cables the INF declares,
+/// `wavert_miniport::adapter::MAX_CABLES`, and the AC'97's ten) and the
+/// registry entries.
 fn assert_looked_at_everything(summary: &Summary) {
     assert_eq!(summary.install_sections, ["Cable.NT", "Ac97.NT"]);
     assert_eq!(
         summary.services.iter().collect::<Vec<_>>(),
         [(&"rswavert".to_string(), &"Rswavert.Service".to_string())]
     );
-    assert_eq!(summary.interfaces, 20);
+    assert_eq!(
+        summary.interfaces,
+        10 * (wavert_miniport::adapter::MAX_CABLES + 1)
+    );
     assert!(summary.registry_entries >= 30, "{summary:?}");
 }
 
@@ -1519,6 +1528,39 @@ fn the_rendered_inf_passes_every_rule() {
     let inf = rendered();
     assert!(inf.contains("NTamd64.10.0...16299"));
     assert_looked_at_everything(&assert_clean(&inf, Stage::Rendered));
+}
+
+/// The ARM64 INF offers the cable alone (the AC'97 needs x86 port I/O) and,
+/// with the AC'97's sections gone, still passes every rule: nothing left
+/// unreferenced, nothing referenced that was dropped.
+#[test]
+fn the_arm64_inf_passes_every_rule_with_the_cable_alone() {
+    let inf = rendered_for(&render::ARCH_ARM64);
+    assert!(inf.contains("NTarm64.10.0...16299"));
+    assert!(!inf.contains("NTamd64"));
+    assert!(!inf.contains("= Ac97, PCI\\VEN_8086&DEV_2415"));
+    let summary = assert_clean(&inf, Stage::Rendered);
+    assert_eq!(summary.install_sections, ["Cable.NT"]);
+    // Ten interfaces for each of the eight cables the INF declares.
+    assert_eq!(summary.interfaces, 8 * 10);
+}
+
+/// Its control: the same ARM64 rendering with one AC'97 section put back is
+/// caught as an unreferenced section.
+#[test]
+fn an_ac97_section_left_in_the_arm64_inf_is_reported() {
+    let inf = rendered_for(&render::ARCH_ARM64).replace(
+        "[Cable.NT]",
+        "[Ac97.NT.HW]\r\nAddReg = Rswavert.HW.AddReg\r\n\r\n[Cable.NT]",
+    );
+    let (findings, _) = check(&inf, Stage::Rendered);
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.rule == Rule::UnusedSection && f.message.contains("Ac97.NT.HW")),
+        "{}",
+        describe(&findings)
+    );
 }
 
 // ---------------------------------------------------------------------------
