@@ -1622,3 +1622,94 @@ fn power_bad_input_has_documented_answers() {
     adapter.remove();
     assert_clean(&machine, "power bad input");
 }
+
+/// Sets a volume (`KSPROPERTY_AUDIO_VOLUMELEVEL`, 1/65536 dB) or mute node
+/// of a topology filter, for `channel` (-1: every channel), as the audio
+/// engine does when a user moves the slider.
+fn set_node(filter: &wavert_emulator::ks::KsFilter, id: u32, channel: i32, value: i32) {
+    use wavert_emulator::ks::{channel_instance, Property, Target};
+    let node = if id == portcls_sys::KSPROPERTY_AUDIO_VOLUMELEVEL {
+        wavert_miniport::filters::TOPO_VOLUME_NODE
+    } else {
+        wavert_miniport::filters::TOPO_MUTE_NODE
+    };
+    let mut bytes = value.to_le_bytes();
+    let reply = filter.request(
+        &Property {
+            set: portcls_sys::KSPROPSETID_Audio,
+            id,
+            verb: portcls_sys::KSPROPERTY_TYPE_SET,
+            target: Target::Node(node),
+        },
+        &channel_instance(channel),
+        &mut bytes,
+    );
+    assert_eq!(
+        reply.status,
+        portcls_sys::STATUS_SUCCESS,
+        "SET {id} {channel}"
+    );
+}
+
+/// 16-bit stereo samples of `bytes`.
+fn samples_i16(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// Volume and mute act on the audio: with the render side at -6 dB on
+/// every channel and the capture side's right channel at -3.5 dB, each
+/// captured sample is the rendered one times the two sides' gain for its
+/// channel, within the one step of rounding (checked against the decibel
+/// values in floating point here, not against the driver's table); a mute
+/// on either side is silence; back at 0 dB and unmuted the cable is
+/// bit-exact again.
+#[test]
+fn volume_and_mute_nodes_scale_what_the_capture_hears() {
+    use portcls_sys::{KSPROPERTY_AUDIO_MUTE, KSPROPERTY_AUDIO_VOLUMELEVEL};
+    const DB: i32 = 65_536;
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let render = adapter.ks_filter("TopologyRender").unwrap();
+    let capture = adapter.ks_filter("TopologyCapture").unwrap();
+    let config = LoopbackConfig {
+        format: request(48_000, 16, 2, false),
+        ..LoopbackConfig::default()
+    };
+
+    set_node(&render, KSPROPERTY_AUDIO_VOLUMELEVEL, -1, -6 * DB);
+    set_node(&capture, KSPROPERTY_AUDIO_VOLUMELEVEL, 1, -7 * DB / 2);
+    let (result, rendered) = loopback(&adapter, &config, 0.3);
+    let lag = result.reported_latency_frames as usize * 4;
+    let (played, heard) = (samples_i16(&rendered), samples_i16(&result.captured[lag..]));
+    let gains = [10f64.powf(-6.0 / 20.0), 10f64.powf(-9.5 / 20.0)];
+    let mut loud = 0;
+    for (index, (&played, &heard)) in played.iter().zip(&heard).enumerate() {
+        let want = f64::from(played) * gains[index % 2];
+        assert!(
+            (f64::from(heard) - want).abs() <= 1.0,
+            "sample {index}: heard {heard}, {played} scaled is {want:.2}"
+        );
+        loud += usize::from(played.unsigned_abs() > 1_000);
+    }
+    assert!(loud > played.len() / 4, "the test signal is not quiet");
+    assert!(heard.len() >= played.len(), "the whole signal came back");
+
+    set_node(&render, KSPROPERTY_AUDIO_VOLUMELEVEL, -1, 0);
+    set_node(&capture, KSPROPERTY_AUDIO_VOLUMELEVEL, 1, 0);
+    for muted in [&render, &capture] {
+        set_node(muted, KSPROPERTY_AUDIO_MUTE, -1, 1);
+        let (result, _) = loopback(&adapter, &config, 0.2);
+        assert!(
+            result.captured.iter().all(|&b| b == 0),
+            "a muted side is silence"
+        );
+        set_node(muted, KSPROPERTY_AUDIO_MUTE, -1, 0);
+    }
+    let (result, rendered) = loopback(&adapter, &config, 0.3);
+    assert_bit_exact(&result, &rendered, &config);
+    adapter.remove();
+    assert_clean(&machine, "after the volume session");
+}

@@ -314,3 +314,86 @@ fn every_encoding_pair_converts_with_the_narrower_depths_quality() {
         }
     }
 }
+
+/// The converter's volume: the render side's gain per render channel
+/// before the channel map, the capture side's per capture channel after
+/// it. Stereo to 5.1 at the same rate copies FL and FR, so output left is
+/// input left times render-left and capture-left; through a rate change the
+/// tone's amplitude drops by the gain and its SNR stays.
+#[test]
+fn gains_scale_render_channels_before_the_map_and_capture_channels_after() {
+    use wavert_core::convert::gain::ChannelGains;
+    const DB: i32 = 65_536;
+    let from = pcm32(48_000, 2);
+    let to = AudioFormat::extensible(SampleType::Pcm, 6, 48_000, 32, 32).expect("5.1");
+    let mut c = converter(&from, &to);
+    c.set_gains(
+        ChannelGains::from_levels(&[-6 * DB, 0], false),
+        ChannelGains::from_levels(&[0, -12 * DB, -20 * DB], false),
+    );
+    let input: Vec<u8> = [1_000_000_000i32, -1_000_000_000]
+        .iter()
+        .cycle()
+        .take(64)
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
+    let mut output = vec![0u8; 32 * 24];
+    let done = c.convert(&input, &mut output);
+    assert_eq!(done.outputs, 32);
+    let out = samples(&output);
+    let (left, right) = (out[0] * 2_147_483_648.0, out[1] * 2_147_483_648.0);
+    assert!(
+        (left - 1e9 * 10f64.powf(-6.0 / 20.0)).abs() <= 1.0,
+        "{left}"
+    );
+    assert!(
+        (right + 1e9 * 10f64.powf(-12.0 / 20.0)).abs() <= 1.0,
+        "{right}"
+    );
+    assert!(
+        out[2..6].iter().all(|&s| s == 0.0),
+        "unmapped speakers silent"
+    );
+
+    // Through 44.1 -> 48 kHz at -6 dB on both sides: -12 dB of tone.
+    let from = pcm32(44_100, 1);
+    let to = pcm32(48_000, 1);
+    let mut c = converter(&from, &to);
+    c.set_gains(
+        ChannelGains::from_levels(&[-6 * DB], false),
+        ChannelGains::from_levels(&[-6 * DB], false),
+    );
+    let input = sine(44_100, 997.0, -1.0, 44_100);
+    let mut output = vec![0u8; 4 * 48_000];
+    let made = c.convert(&input, &mut output).outputs;
+    let out = samples(&output[..made * 4]);
+    let settled = &out[1_000..made - 1_000];
+    let (amplitude, residual) = fit(settled, 48_000.0, 997.0);
+    let level = db(amplitude);
+    assert!((level - -13.0).abs() < 0.01, "tone at {level:.3} dBFS");
+    assert!(
+        db(amplitude / residual) > 90.0,
+        "SNR {:.1}",
+        db(amplitude / residual)
+    );
+
+    // A muted capture side is silence at once; a muted render side once
+    // the resampler's window has passed the last unmuted input.
+    c.set_gains(ChannelGains::UNITY, ChannelGains::from_levels(&[0], true));
+    let made = c.convert(&input, &mut output).outputs;
+    assert!(made > 0 && output[..made * 4].iter().all(|&b| b == 0));
+    c.set_gains(ChannelGains::from_levels(&[0], true), ChannelGains::UNITY);
+    let made = c.convert(&input, &mut output).outputs;
+    // The window in input frames, as output frames.
+    let window = ((2 * c.look_ahead() + 2) * 48_000).div_ceil(44_100);
+    assert!(
+        output[..4 * window].iter().any(|&b| b != 0),
+        "the tail plays out"
+    );
+    let last = output[..made * 4]
+        .iter()
+        .rposition(|&b| b != 0)
+        .unwrap_or(0)
+        / 4;
+    assert!(last < window, "last sound at frame {last}, window {window}");
+}

@@ -532,10 +532,11 @@ pub fn start_faulty_cable(machine: &Arc<Machine>, fault: Fault) -> Result<CableA
     let cable = Arc::clone(&faulty.cable);
     machine.set_device_stopped(false);
     let services = EmuPortCls::new(Arc::clone(machine), None);
-    let installed = register_subdevices(&services, &faulty, &SUBDEVICES, &|direction| {
-        TopologyMiniport::new(
+    let installed = register_subdevices(&services, &faulty, &SUBDEVICES, &|_, direction| {
+        TopologyMiniport::with_hardware(
             direction,
             wavert_miniport::cable::endpoints::endpoint(direction),
+            cable.volume(direction),
         )
     });
     finish_start(

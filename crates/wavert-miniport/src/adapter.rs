@@ -354,7 +354,7 @@ fn install_one<S: PortClsServices, B: Backend>(
     backend: &Arc<B>,
     subdevice: &Subdevice,
     friendly_name: Option<&CableName>,
-    topology: &dyn Fn(Direction) -> TopologyMiniport,
+    topology: &dyn Fn(&Arc<B>, Direction) -> TopologyMiniport,
 ) -> NtResult<ComPtr<IPort>> {
     let port = match subdevice.kind {
         SubdeviceKind::Wave(direction) => {
@@ -388,7 +388,7 @@ fn install_one<S: PortClsServices, B: Backend>(
                     )
                 })?;
             }
-            let miniport = new_topology_miniport(topology(direction))?;
+            let miniport = new_topology_miniport(topology(backend, direction))?;
             let port = services.new_port(&CLSID_PortTopology)?;
             services.init_port(&port, &miniport.query::<IUnknown>()?)?;
             port
@@ -647,7 +647,7 @@ pub fn register_subdevices<S: PortClsServices, B: Backend>(
     services: &S,
     backend: &Arc<B>,
     subdevices: &'static [Subdevice; 4],
-    topology: &dyn Fn(Direction) -> TopologyMiniport,
+    topology: &dyn Fn(&Arc<B>, Direction) -> TopologyMiniport,
 ) -> NtResult<Registration> {
     register_groups(services, &[(backend, subdevices, None)], topology)
 }
@@ -663,7 +663,7 @@ pub fn register_subdevices<S: PortClsServices, B: Backend>(
 pub fn register_groups<S: PortClsServices, B: Backend>(
     services: &S,
     groups: &[(&Arc<B>, &'static [Subdevice; 4], Option<&CableName>)],
-    topology: &dyn Fn(Direction) -> TopologyMiniport,
+    topology: &dyn Fn(&Arc<B>, Direction) -> TopologyMiniport,
 ) -> NtResult<Registration> {
     let Some((first, _, _)) = groups.first() else {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -686,7 +686,7 @@ pub fn register_groups<S: PortClsServices, B: Backend>(
 fn register_group<S: PortClsServices, B: Backend>(
     services: &S,
     backend: &Arc<B>,
-    topology: &dyn Fn(Direction) -> TopologyMiniport,
+    topology: &dyn Fn(&Arc<B>, Direction) -> TopologyMiniport,
     group: &mut Group,
 ) -> NtResult<()> {
     for (subdevice, slot) in group.subdevices.iter().zip(group.ports.iter_mut()) {
@@ -788,8 +788,12 @@ pub fn install_cables<S: PortClsServices, P: Platform>(
     if let Some(power) = CablePower::of(cables) {
         register_power(services, &Arc::new(power));
     }
-    let registration = register_groups(services, &groups, &|direction| {
-        TopologyMiniport::new(direction, crate::cable::endpoints::endpoint(direction))
+    let registration = register_groups(services, &groups, &|cable, direction| {
+        TopologyMiniport::with_hardware(
+            direction,
+            crate::cable::endpoints::endpoint(direction),
+            cable.volume(direction),
+        )
     })?;
     for (index, cable) in cables.iter().enumerate() {
         cable.log(
@@ -918,7 +922,7 @@ pub fn install_ac97_as<S: PortClsServices, P: Platform, IO: PortIo, B: Backend>(
     device.connect()?;
     register_power(services, &device);
     // Volume and mute act on the codec's mixer registers.
-    let mixer = |direction| {
+    let mixer = |_: &Arc<B>, direction| {
         let hardware = Arc::new(MixerNode::new(device.clone(), direction));
         TopologyMiniport::with_hardware(
             direction,

@@ -130,13 +130,23 @@ pub const SOFTWARE_VOLUME_RANGE: VolumeRange = VolumeRange {
     step: VOLUME_STEP,
 };
 
-/// Hardware behind a topology filter's volume and mute nodes (the AC'97
-/// codec's mixer registers). IRQL: `PASSIVE_LEVEL` (property handlers).
+/// What acts on a topology filter's volume and mute nodes: hardware (the
+/// AC'97 codec's mixer registers) or the cable's own gain stage. IRQL:
+/// `PASSIVE_LEVEL` (property handlers).
 pub trait TopologyHardware: Send + Sync {
     /// The volume node's range.
     fn volume_range(&self) -> VolumeRange;
     /// Applies left/right levels (snapped into the range) and the mute state.
     fn apply(&self, left: i32, right: i32, muted: bool);
+    /// Applies every channel's level (snapped into the range; one per
+    /// channel of the endpoint) and the mute state. Stereo hardware takes
+    /// the first two ([`Self::apply`]; a mono endpoint's one level serves
+    /// both).
+    fn apply_channels(&self, levels: &[i32], muted: bool) {
+        let left = levels.first().copied().unwrap_or(0);
+        let right = levels.get(1).copied().unwrap_or(left);
+        self.apply(left, right, muted);
+    }
 }
 
 /// `JACKDESC_RGB(r, g, b)`: a jack colour as `KSJACK_DESCRIPTION.Color`
@@ -259,9 +269,12 @@ impl TopologyMiniport {
 
     fn apply(&self) {
         if let Some(hardware) = &self.hardware {
-            let left = self.level(0).unwrap_or(self.range.max);
-            let right = self.level(1).unwrap_or(left);
-            hardware.apply(left, right, self.is_muted());
+            let mut levels = [0; MAX_CHANNELS];
+            let count = self.endpoint.channels();
+            for (channel, level) in levels.iter_mut().enumerate().take(count) {
+                *level = self.level(channel).unwrap_or(self.range.max);
+            }
+            hardware.apply_channels(levels.get(..count).unwrap_or(&[]), self.is_muted());
         }
     }
 

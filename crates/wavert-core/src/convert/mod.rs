@@ -8,15 +8,19 @@
 //! Q31 working sample, [`channels`] maps the render speakers to the capture
 //! speakers, [`resample`] changes the rate (only when the rates differ),
 //! and [`sample`] encodes the result. Identical formats never come here:
-//! the cable copies them byte for byte.
+//! the cable copies them byte for byte. Volume and mute ([`gain`]) scale the
+//! working samples: the render side's per render channel before the
+//! channel map, the capture side's per capture channel after it.
 
 pub mod channels;
+pub mod gain;
 pub mod resample;
 pub mod sample;
 
 use crate::format::AudioFormat;
 
 use self::channels::{ChannelError, ChannelMap, MAX_CHANNELS};
+use self::gain::ChannelGains;
 use self::resample::{ResampleError, Resampler};
 use self::sample::Encoding;
 
@@ -48,6 +52,10 @@ pub struct Converter<S> {
     in_block: usize,
     out_block: usize,
     resampler: Option<Resampler<S>>,
+    /// Render-side gain (per input channel, before the map).
+    input_gains: ChannelGains,
+    /// Capture-side gain (per output channel, after the map).
+    output_gains: ChannelGains,
 }
 
 impl<S: AsMut<[i32]> + AsRef<[i32]>> Converter<S> {
@@ -102,7 +110,17 @@ impl<S: AsMut<[i32]> + AsRef<[i32]>> Converter<S> {
             in_block: from.block_align() as usize,
             out_block: to.block_align() as usize,
             resampler,
+            input_gains: ChannelGains::UNITY,
+            output_gains: ChannelGains::UNITY,
         })
+    }
+
+    /// Sets the volume: `input` scales each render channel before the
+    /// channel map, `output` each capture channel after it (from the next
+    /// frame on; the resampler's history keeps the gain it was made with).
+    pub const fn set_gains(&mut self, input: ChannelGains, output: ChannelGains) {
+        self.input_gains = input;
+        self.output_gains = output;
     }
 
     /// Forgets the input seen so far (the resampler's history and phase):
@@ -153,7 +171,14 @@ impl<S: AsMut<[i32]> + AsRef<[i32]>> Converter<S> {
                     let Some(frame) = frames_in.next() else {
                         break;
                     };
-                    decode_map(self.decode, &self.map, frame, &mut decoded, &mut mapped);
+                    decode_map(
+                        self.decode,
+                        &self.map,
+                        &self.input_gains,
+                        frame,
+                        &mut decoded,
+                        &mut mapped,
+                    );
                     done.inputs += 1;
                     true
                 }
@@ -164,7 +189,14 @@ impl<S: AsMut<[i32]> + AsRef<[i32]>> Converter<S> {
                     let Some(frame) = frames_in.next() else {
                         break false;
                     };
-                    decode_map(self.decode, &self.map, frame, &mut decoded, &mut mapped);
+                    decode_map(
+                        self.decode,
+                        &self.map,
+                        &self.input_gains,
+                        frame,
+                        &mut decoded,
+                        &mut mapped,
+                    );
                     resampler.push(&mapped);
                     done.inputs += 1;
                 },
@@ -172,6 +204,7 @@ impl<S: AsMut<[i32]> + AsRef<[i32]>> Converter<S> {
             if !made {
                 break;
             }
+            self.output_gains.scale_working(&mut mapped, MAX_CHANNELS);
             let size = self.encode.bytes();
             for (sample, out) in mapped.iter().zip(out_frame.chunks_exact_mut(size)) {
                 self.encode.encode(*sample, out);
@@ -203,6 +236,7 @@ impl<S> Converter<S> {
                 break;
             };
             self.decode.decode_all(src, dec);
+            self.input_gains.scale_working(dec, ins);
             if self.map.is_identity() {
                 map.copy_from_slice(dec);
             } else {
@@ -213,6 +247,7 @@ impl<S> Converter<S> {
                     self.map.apply(i, o);
                 }
             }
+            self.output_gains.scale_working(map, outs);
             self.encode.encode_all(map, dst);
             done += n;
         }
@@ -226,6 +261,7 @@ impl<S> Converter<S> {
 fn decode_map(
     encoding: Encoding,
     map: &ChannelMap,
+    gains: &ChannelGains,
     frame: &[u8],
     decoded: &mut [i32; MAX_CHANNELS],
     mapped: &mut [i32; MAX_CHANNELS],
@@ -233,6 +269,7 @@ fn decode_map(
     for (sample, bytes) in decoded.iter_mut().zip(frame.chunks_exact(encoding.bytes())) {
         *sample = encoding.decode(bytes);
     }
+    gains.scale_working(decoded, MAX_CHANNELS);
     if map.is_identity() {
         *mapped = *decoded;
     } else {

@@ -34,6 +34,7 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use wavert_core::convert::gain::ChannelGains;
 use wavert_core::convert::resample::Resampler;
 use wavert_core::convert::{ConvertError, Converter};
 use wavert_core::format::AudioFormat;
@@ -122,6 +123,12 @@ impl Conversion {
             fifo_start: 0,
             fifo_end: 0,
         })
+    }
+
+    /// Sets the volume the converter applies: `render`'s factors per render
+    /// channel, `capture`'s per capture channel.
+    pub fn set_gains(&mut self, render: ChannelGains, capture: ChannelGains) {
+        self.converter.set_gains(render, capture);
     }
 
     /// Whether this conversion is the one for `render` -> `capture`.

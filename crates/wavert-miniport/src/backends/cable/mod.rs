@@ -36,6 +36,9 @@ mod convert;
 pub mod endpoints;
 pub mod engine;
 pub mod filters;
+pub mod volume;
+
+use alloc::sync::Arc;
 
 use portcls_sys::{
     PNPBus, AUDIO_SIGNALPROCESSINGMODE_DEFAULT, AUDIO_SIGNALPROCESSINGMODE_RAW,
@@ -43,6 +46,8 @@ use portcls_sys::{
     PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
+use wavert_core::convert::gain::ChannelGains;
+use wavert_core::convert::sample::Encoding;
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
 use wavert_core::negotiate::DeviceLimits;
@@ -55,6 +60,7 @@ use wavert_core::state::{transition, KsState, StreamPosition, TimedStream, Trans
 use self::convert::{codec_delay_100ns, convert_into, Conversion, RenderSide};
 use self::engine::{DmaMode, Engine};
 use self::filters::{DEFAULT_FORMAT, HOST_RANGES, WAVE_CAPTURE_FILTER, WAVE_RENDER_FILTER};
+use self::volume::{CableVolume, Gains};
 use crate::direction::{Direction, PerDirection};
 use crate::memory::{Mapping, NotificationEvents};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
@@ -147,6 +153,8 @@ pub struct Buffer {
     pub engine: Engine,
     /// Linear bytes the engine has moved since STOP.
     pub moved: u64,
+    /// Capture: linear bytes (whole frames) the volume has been applied to.
+    pub gained: u64,
     /// Whether the engine runs (first RUN after STOP until STOP).
     pub started: bool,
     /// The stream is in RUN but its clock is held paused because the
@@ -206,6 +214,8 @@ pub struct CableState {
     running: u32,
     /// The device is out of D0: nothing moves, nothing opens or allocates.
     powered_down: bool,
+    /// The volume nodes' factors as the service last read them.
+    gains: Gains,
     stats: CableStats,
 }
 
@@ -218,6 +228,8 @@ pub struct VirtualCable<P: Platform> {
     platform: P,
     mode: DmaMode,
     state: P::Lock<CableState>,
+    /// What each side's volume and mute nodes set ([`volume`]).
+    volume: PerDirection<Arc<CableVolume>>,
 }
 
 impl<P: Platform> VirtualCable<P> {
@@ -232,13 +244,31 @@ impl<P: Platform> VirtualCable<P> {
             conversion: None,
             running: 0,
             powered_down: false,
+            gains: Gains::default(),
             stats: CableStats::default(),
         });
         Self {
             platform,
             mode,
             state,
+            volume: PerDirection {
+                render: Arc::new(CableVolume::new()),
+                capture: Arc::new(CableVolume::new()),
+            },
         }
+    }
+
+    /// What `direction`'s volume and mute nodes act on: the cable's gain
+    /// stage ([`volume`]), for that side's topology miniport.
+    pub fn volume(&self, direction: Direction) -> Arc<CableVolume> {
+        self.volume[direction].clone()
+    }
+
+    /// One service of both engines at `now`, with the volume nodes'
+    /// latest factors. Under the cable lock.
+    fn service(&self, s: &mut CableState, now: u64) {
+        s.gains.refresh(&self.volume.render, &self.volume.capture);
+        service(s, &self.platform, now);
     }
 
     /// The platform.
@@ -256,7 +286,7 @@ impl<P: Platform> VirtualCable<P> {
     /// at DISPATCH).
     pub fn on_timer(&self, now: u64) {
         self.state.with(|s| {
-            service(s, &self.platform, now);
+            self.service(s, now);
             self.arm(s, now);
         });
     }
@@ -308,7 +338,7 @@ impl<P: Platform> VirtualCable<P> {
     pub fn stream_position(&self, direction: Direction) -> Option<StreamPosition> {
         let now = self.platform.qpc();
         self.state.with(|s| {
-            service(s, &self.platform, now);
+            self.service(s, now);
             let b = s.ends[direction].buffer.as_mut()?;
             Some(b.timed.position(now))
         })
@@ -362,6 +392,7 @@ impl<P: Platform> VirtualCable<P> {
             timed: TimedStream::new(clock, schedule),
             engine,
             moved: 0,
+            gained: 0,
             started: false,
             held: false,
             events: NotificationEvents::new(),
@@ -435,7 +466,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     fn close(&self, direction: Direction) -> Option<DmaBuffer> {
         let (buffer, conversion) = self.state.with(|s| {
             let now = self.platform.qpc();
-            service(s, &self.platform, now);
+            self.service(s, now);
             let end = core::mem::replace(&mut s.ends[direction], End::closed());
             s.capture_lead = None;
             // A held stream was taken off the running count at power-down.
@@ -521,7 +552,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
         self.state.with(|s| {
             let now = self.platform.qpc();
-            service(s, &self.platform, now);
+            self.service(s, now);
             forget_mapping(s);
             let end = &mut s.ends[direction];
             if end
@@ -540,7 +571,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     fn set_state(&self, direction: Direction, raw: KSSTATE) -> NtResult<()> {
         let now = self.platform.qpc();
         self.state.with(|s| {
-            service(s, &self.platform, now);
+            self.service(s, now);
             change_state(s, direction, raw, now)?;
             self.arm(s, now);
             Ok(())
@@ -556,7 +587,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
         let now = self.platform.qpc();
         self.state.with(|s| {
-            service(s, &self.platform, now);
+            self.service(s, now);
             s.ends[direction]
                 .buffer
                 .as_mut()
@@ -636,7 +667,7 @@ impl<P: Platform> Backend for VirtualCable<P> {
     fn packet_clock(&self, direction: Direction) -> Option<PacketClock> {
         let now = self.platform.qpc();
         self.state.with(|s| {
-            service(s, &self.platform, now);
+            self.service(s, now);
             let end = &mut s.ends[direction];
             let block_align = end.format?.block_align();
             let b = end.buffer.as_mut()?;
@@ -707,6 +738,7 @@ fn change_state(s: &mut CableState, direction: Direction, raw: KSSTATE, now: u64
                 b.engine.stop();
                 b.started = false;
                 b.moved = 0;
+                b.gained = 0;
                 b.end_of_stream = None;
             }
             _ => {}
@@ -739,7 +771,7 @@ impl<P: Platform> PowerBackend for VirtualCable<P> {
     fn power_down(&self, _to: DevicePower) {
         let now = self.platform.qpc();
         self.state.with(|s| {
-            service(s, &self.platform, now);
+            self.service(s, now);
             s.powered_down = true;
             for end in [&mut s.ends.render, &mut s.ends.capture] {
                 let Some(b) = end.buffer.as_mut() else {
@@ -890,6 +922,7 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         ends,
         capture_lead,
         conversion,
+        gains,
         stats,
         ..
     } = s;
@@ -951,6 +984,7 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         let mut converted = match (render.buffer.as_ref(), block, conversion.as_mut()) {
             (Some(rb), None, Some(conv)) if running(rb) && running(cb) => {
                 anchor_conversion(conv, capture_lead, rb, cb, need, render_trusted_from);
+                conv.set_gains(gains.render, gains.capture);
                 conv.tap(&RenderSide {
                     mapping: &rb.dma.mapping,
                     size: rb.dma.size,
@@ -985,6 +1019,13 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
                 .moved
                 .saturating_add(u64::from(account(moved, need, stats)));
         }
+        // The plain copy moved bytes; the volume scales the frames it
+        // wrote (a converter scaled its own).
+        let copied = source.is_some();
+        match (&capture.format, copied) {
+            (Some(format), true) => apply_volume(cb, format, &gains.through()),
+            _ => cb.gained = cb.moved,
+        }
     }
 
     // 3. Events, render after the copy that read what it announces.
@@ -993,6 +1034,48 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         .flatten()
     {
         signal(b, platform, now, stats);
+    }
+}
+
+/// Scales the capture frames written since the last service (whole frames
+/// only: a frame the engine wrote in part is scaled once it is whole) by
+/// `gains`, in place in the capture buffer. Frames more than a buffer old
+/// are gone already and are skipped. Bounded by a buffer per call; nothing
+/// is scaled at unity.
+fn apply_volume(cb: &mut Buffer, format: &AudioFormat, gains: &ChannelGains) {
+    /// Bytes scaled per step (a stack copy of whole frames).
+    const CHUNK: usize = 768;
+    let block = u64::from(format.block_align().max(1));
+    let size = u64::from(cb.dma.size);
+    let end = cb.moved / block * block;
+    let start = cb.gained.max(end.saturating_sub(size / block * block));
+    cb.gained = end;
+    let chunk_len = CHUNK as u64 / block * block;
+    if gains.is_unity() || size % block != 0 || chunk_len == 0 {
+        return;
+    }
+    let encoding = Encoding::of(format);
+    let channels = usize::from(format.channels());
+    let mut chunk = [0u8; CHUNK];
+    let mut at = start;
+    while at < end {
+        let offset = at % size;
+        let len = (end - at).min(size - offset).min(chunk_len);
+        // offset < size and len <= CHUNK: both fit their types.
+        let (Ok(offset), Some(bytes)) = (
+            u32::try_from(offset),
+            chunk.get_mut(..usize::try_from(len).unwrap_or(0)),
+        ) else {
+            return;
+        };
+        if !cb.dma.mapping.read(offset, bytes) {
+            return;
+        }
+        gains.scale_encoded(encoding, bytes, channels);
+        if !cb.dma.mapping.write(offset, bytes) {
+            return;
+        }
+        at += len;
     }
 }
 
