@@ -1623,34 +1623,6 @@ fn power_bad_input_has_documented_answers() {
     assert_clean(&machine, "power bad input");
 }
 
-/// Sets a volume (`KSPROPERTY_AUDIO_VOLUMELEVEL`, 1/65536 dB) or mute node
-/// of a topology filter, for `channel` (-1: every channel), as the audio
-/// engine does when a user moves the slider.
-fn set_node(filter: &wavert_emulator::ks::KsFilter, id: u32, channel: i32, value: i32) {
-    use wavert_emulator::ks::{channel_instance, Property, Target};
-    let node = if id == portcls_sys::KSPROPERTY_AUDIO_VOLUMELEVEL {
-        wavert_miniport::filters::TOPO_VOLUME_NODE
-    } else {
-        wavert_miniport::filters::TOPO_MUTE_NODE
-    };
-    let mut bytes = value.to_le_bytes();
-    let reply = filter.request(
-        &Property {
-            set: portcls_sys::KSPROPSETID_Audio,
-            id,
-            verb: portcls_sys::KSPROPERTY_TYPE_SET,
-            target: Target::Node(node),
-        },
-        &channel_instance(channel),
-        &mut bytes,
-    );
-    assert_eq!(
-        reply.status,
-        portcls_sys::STATUS_SUCCESS,
-        "SET {id} {channel}"
-    );
-}
-
 /// 16-bit stereo samples of `bytes`.
 fn samples_i16(bytes: &[u8]) -> Vec<i16> {
     bytes
@@ -1668,7 +1640,7 @@ fn samples_i16(bytes: &[u8]) -> Vec<i16> {
 /// bit-exact again.
 #[test]
 fn volume_and_mute_nodes_scale_what_the_capture_hears() {
-    use portcls_sys::{KSPROPERTY_AUDIO_MUTE, KSPROPERTY_AUDIO_VOLUMELEVEL};
+    use wavert_emulator::ks_topology::{set_mute, set_volume};
     const DB: i32 = 65_536;
     let machine = new_machine();
     let adapter = start(&machine, DmaMode::Looping);
@@ -1679,8 +1651,8 @@ fn volume_and_mute_nodes_scale_what_the_capture_hears() {
         ..LoopbackConfig::default()
     };
 
-    set_node(&render, KSPROPERTY_AUDIO_VOLUMELEVEL, -1, -6 * DB);
-    set_node(&capture, KSPROPERTY_AUDIO_VOLUMELEVEL, 1, -7 * DB / 2);
+    assert_eq!(set_volume(&render, -1, -6 * DB), Ok(-6 * DB));
+    assert_eq!(set_volume(&capture, 1, -7 * DB / 2), Ok(-7 * DB / 2));
     let (result, rendered) = loopback(&adapter, &config, 0.3);
     let lag = result.reported_latency_frames as usize * 4;
     let (played, heard) = (samples_i16(&rendered), samples_i16(&result.captured[lag..]));
@@ -1697,16 +1669,16 @@ fn volume_and_mute_nodes_scale_what_the_capture_hears() {
     assert!(loud > played.len() / 4, "the test signal is not quiet");
     assert!(heard.len() >= played.len(), "the whole signal came back");
 
-    set_node(&render, KSPROPERTY_AUDIO_VOLUMELEVEL, -1, 0);
-    set_node(&capture, KSPROPERTY_AUDIO_VOLUMELEVEL, 1, 0);
+    assert_eq!(set_volume(&render, -1, 0), Ok(0));
+    assert_eq!(set_volume(&capture, 1, 0), Ok(0));
     for muted in [&render, &capture] {
-        set_node(muted, KSPROPERTY_AUDIO_MUTE, -1, 1);
+        set_mute(muted, true).unwrap();
         let (result, _) = loopback(&adapter, &config, 0.2);
         assert!(
             result.captured.iter().all(|&b| b == 0),
             "a muted side is silence"
         );
-        set_node(muted, KSPROPERTY_AUDIO_MUTE, -1, 0);
+        set_mute(muted, false).unwrap();
     }
     let (result, rendered) = loopback(&adapter, &config, 0.3);
     assert_bit_exact(&result, &rendered, &config);

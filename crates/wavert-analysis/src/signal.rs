@@ -132,6 +132,109 @@ pub fn counter_at(format: &AudioFormat, data: &[u8], index: usize) -> Option<u16
     data.get(at..at + sample).map(|s| decode_counter(format, s))
 }
 
+/// A sample's value as a fraction of full scale (float samples as they
+/// are), from its bytes in `format`.
+fn sample_value(format: &AudioFormat, sample: &[u8]) -> f64 {
+    if format.sample_type() == SampleType::Float {
+        return f64::from(f32::from_le_bytes(sample.try_into().unwrap_or([0; 4])));
+    }
+    let container = sample.len() * 8;
+    let mut word = [0u8; 8];
+    // Left-justified in an i64, so the sign comes along.
+    word[8 - sample.len()..].copy_from_slice(sample);
+    let value = i64::from_le_bytes(word);
+    let top = if container == 8 {
+        // 8-bit PCM is unsigned, 128 is silence.
+        value ^ i64::MIN
+    } else {
+        value
+    };
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "audio samples: 53 bits are plenty"
+    )]
+    let fraction = top as f64 / 9_223_372_036_854_775_808.0;
+    fraction
+}
+
+/// How far a scaled sample may be from `want` (a fraction of full scale)
+/// and still be the driver's rounding of it: one step of the format's
+/// valid bits (two at 32 bits, where the gain's own Q30 rounding shows), or
+/// for float a few units in the last place of `want`.
+fn tolerance(format: &AudioFormat, want: f64) -> f64 {
+    if format.sample_type() == SampleType::Float {
+        return want
+            .abs()
+            .mul_add(f64::from(2u32.pow(22)).recip(), f64::MIN_POSITIVE);
+    }
+    let valid = i32::from(format.valid_bits().min(32));
+    let step = 2f64.powi(1 - valid);
+    if valid >= 32 {
+        2.0 * step
+    } else {
+        step
+    }
+}
+
+/// Frames of `rendered` that do not come back at `lag` scaled by `gain`
+/// (every channel; a volume node's linear gain), within the rounding of
+/// the format ([`tolerance`]), and the first of them.
+#[must_use]
+pub fn mismatched_scaled_frames(
+    format: &AudioFormat,
+    rendered: &[u8],
+    captured: &[u8],
+    lag: usize,
+    gain: f64,
+) -> (usize, Option<usize>) {
+    let block = format.block_align() as usize;
+    let size = (format.container_bits() / 8) as usize;
+    let mut count = 0;
+    let mut first = None;
+    for (i, frame) in rendered.chunks_exact(block).enumerate() {
+        let at = (i + lag) * block;
+        let matches = captured.get(at..at + block).is_some_and(|heard| {
+            frame
+                .chunks_exact(size)
+                .zip(heard.chunks_exact(size))
+                .all(|(played, heard)| {
+                    let want = sample_value(format, played) * gain;
+                    (sample_value(format, heard) - want).abs() <= tolerance(format, want)
+                })
+        });
+        if !matches {
+            count += 1;
+            first.get_or_insert(i);
+        }
+    }
+    (count, first)
+}
+
+/// [`find_alignment`] for a capture that should be the render scaled by
+/// `gain`: the smallest lag up to `max_lag` at which the first non-silent
+/// frames (up to 256) come back scaled.
+#[must_use]
+pub fn find_scaled_alignment(
+    format: &AudioFormat,
+    rendered: &[u8],
+    captured: &[u8],
+    gain: f64,
+    max_lag: usize,
+) -> Option<usize> {
+    let block = format.block_align() as usize;
+    let first = rendered
+        .chunks_exact(block)
+        .position(|f| f.iter().any(|&b| b != 0))?;
+    let window = 256.min(rendered.len() / block - first);
+    let wanted = &rendered[first * block..(first + window) * block];
+    (0..=max_lag).find(|lag| {
+        captured.get((first + lag) * block..).is_some_and(|heard| {
+            heard.len() >= wanted.len()
+                && mismatched_scaled_frames(format, wanted, heard, 0, gain).0 == 0
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +276,72 @@ mod tests {
             find_alignment(&rendered, &vec![0; captured.len()], block, 100),
             None
         );
+    }
+
+    /// A capture at half the level is found and matches within a step;
+    /// off by two steps, or at the wrong gain, it does not.
+    #[test]
+    fn a_scaled_copy_is_found_and_checked_within_one_step() {
+        for format in [
+            stereo_16(),
+            AudioFormat::extensible(SampleType::Pcm, 2, 48_000, 32, 24).unwrap(),
+            AudioFormat::extensible(SampleType::Float, 2, 48_000, 32, 32).unwrap(),
+        ] {
+            let block = format.block_align() as usize;
+            let size = (format.container_bits() / 8) as usize;
+            let rendered = test_signal(&format, 0.02);
+            let half = |bytes: &[u8]| -> Vec<u8> {
+                bytes
+                    .chunks_exact(size)
+                    .flat_map(|s| {
+                        if format.sample_type() == SampleType::Float {
+                            let v = f32::from_le_bytes(s.try_into().unwrap()) / 2.0;
+                            v.to_le_bytes().to_vec()
+                        } else {
+                            let mut word = [0u8; 4];
+                            word[4 - size..].copy_from_slice(s);
+                            let v = i32::from_le_bytes(word) / 2;
+                            let mask = if format.valid_bits() == 24 && size == 4 {
+                                !0xff
+                            } else {
+                                !0
+                            };
+                            ((v & mask).to_le_bytes()[4 - size..]).to_vec()
+                        }
+                    })
+                    .collect()
+            };
+            let mut captured = vec![0; 11 * block];
+            captured.extend(half(&rendered));
+            assert_eq!(
+                find_scaled_alignment(&format, &rendered, &captured, 0.5, 50),
+                Some(11),
+                "{format:?}"
+            );
+            assert_eq!(
+                mismatched_scaled_frames(&format, &rendered, &captured, 11, 0.5),
+                (0, None)
+            );
+            assert_ne!(
+                mismatched_scaled_frames(&format, &rendered, &captured, 11, 0.45).0,
+                0
+            );
+            // Two steps off in one sample of frame 100 (a counter sample).
+            let at = (11 + 100) * block + size;
+            let step = if format.sample_type() == SampleType::Float {
+                1 << 8
+            } else {
+                2 << (8 * (size - format.valid_bits() as usize / 8))
+            };
+            let mut word = [0u8; 4];
+            word[4 - size..].copy_from_slice(&captured[at..at + size]);
+            let v = i32::from_le_bytes(word).wrapping_add(step << (8 * (4 - size)));
+            captured[at..at + size].copy_from_slice(&v.to_le_bytes()[4 - size..]);
+            assert_eq!(
+                mismatched_scaled_frames(&format, &rendered, &captured, 11, 0.5),
+                (1, Some(100)),
+                "{format:?}"
+            );
+        }
     }
 }

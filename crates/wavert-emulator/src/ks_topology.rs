@@ -418,6 +418,50 @@ fn filter_lists(filter: &KsFilter, set: &GUID, id: u32) -> bool {
     })
 }
 
+/// The first node of `filter` of type `kind`, by id.
+fn node_of_type(filter: &KsFilter, kind: &GUID) -> Option<u32> {
+    nodes(filter.description())
+        .iter()
+        // SAFETY: node types point at the miniport's static GUIDs (or are null).
+        .position(|node| unsafe { node.Type.as_ref() } == Some(kind))
+        .and_then(|index| u32::try_from(index).ok())
+}
+
+/// Sets `filter`'s volume node as the audio engine does when the slider
+/// moves, and reads back the level the node holds.
+///
+/// `channel` -1 is every channel; `level` is in 1/65536 dB; the answer is
+/// the level snapped to the node's steps (channel 0's for every channel).
+///
+/// # Errors
+///
+/// No volume node, or the SET or GET failed.
+pub fn set_volume(filter: &KsFilter, channel: i32, level: i32) -> Result<i32, String> {
+    let node = node_of_type(filter, &KSNODETYPE_VOLUME).ok_or("no volume node")?;
+    let property = ChannelProperty {
+        filter,
+        node,
+        id: KSPROPERTY_AUDIO_VOLUMELEVEL,
+    };
+    property.set_ok(channel, level)?;
+    property.get(channel.max(0))
+}
+
+/// Sets `filter`'s mute node (every channel).
+///
+/// # Errors
+///
+/// No mute node, or the SET failed.
+pub fn set_mute(filter: &KsFilter, muted: bool) -> Result<(), String> {
+    let node = node_of_type(filter, &KSNODETYPE_MUTE).ok_or("no mute node")?;
+    ChannelProperty {
+        filter,
+        node,
+        id: KSPROPERTY_AUDIO_MUTE,
+    }
+    .set_ok(-1, i32::from(muted))
+}
+
 /// The KS topology rules on `filter`, whose endpoint has `channels`
 /// channels (its wave filter's host pin's most). One finding per rule.
 #[must_use]

@@ -101,6 +101,28 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=8))]
     pub cables: u8,
+
+    /// Render volume in dB (-96 to 0; the node keeps 0.5 dB steps), set on
+    /// every cable's render volume node before playback as the audio
+    /// engine sets it (`KSPROPERTY_AUDIO_VOLUMELEVEL`, all channels); the
+    /// capture is then checked against the render scaled by that gain
+    #[arg(long, value_name = "DB", allow_negative_numbers = true, value_parser = parse_volume)]
+    pub volume: Option<f64>,
+}
+
+/// Parses `--volume DB`: a number of decibels from -96 to 0.
+fn parse_volume(text: &str) -> Result<f64, String> {
+    let db: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of decibels"))?;
+    if (-96.0..=0.0).contains(&db) {
+        Ok(db)
+    } else {
+        Err(format!(
+            "{db} dB is outside -96 .. 0 (the cable's volume never amplifies)"
+        ))
+    }
 }
 
 /// The port personality `--port` picks.
@@ -225,6 +247,18 @@ mod tests {
         assert!(!args.real_time);
         assert_eq!(args.port, Port::Windows);
         assert_eq!(args.cables, 1);
+        assert!(args.volume.is_none());
+    }
+
+    #[test]
+    fn volumes_parse_and_amplification_is_refused() {
+        let volume = |v: &str| Args::try_parse_from(["x", "--volume", v]).map(|a| a.volume);
+        assert_eq!(volume("-6").unwrap(), Some(-6.0));
+        assert_eq!(volume("-0.5").unwrap(), Some(-0.5));
+        assert_eq!(volume("0").unwrap(), Some(0.0));
+        for bad in ["3", "-97", "loud"] {
+            assert!(volume(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -192,7 +192,11 @@ impl VirtualOutcome {
                 cable.lag.map_or_else(|| "none".to_owned(), |l| l.to_string()),
                 if cable.lag_as_reported { " as reported" } else { " NOT as reported" },
                 cable.mismatches.0,
-                if cable.bit_exact() { "bit-exact" } else { "FAIL" },
+                match (cable.bit_exact(), self.volume.is_some()) {
+                    (true, false) => "bit-exact",
+                    (true, true) => "as rendered at the set volume",
+                    (false, _) => "FAIL",
+                },
             )
         }));
         lines.extend([
@@ -311,8 +315,22 @@ impl VirtualOutcome {
                 errors.len()
             ));
         }
+        if let Some(volume) = &self.volume {
+            lines.push(format!(
+                "volume           : render {:.1} dB asked, node at {:.1} dB (level {}): the capture must be the render x {:.6}, each sample within the format's rounding",
+                volume.asked_db,
+                f64::from(volume.level) / 65_536.0,
+                volume.level,
+                volume.gain
+            ));
+        }
         lines.push(format!(
-            "bit-exact        : {} ({} of {} frames differ{}{})",
+            "{}: {} ({} of {} frames differ{}{})",
+            if self.volume.is_some() {
+                "as scaled       "
+            } else {
+                "bit-exact       "
+            },
             if self.bit_exact() { "yes" } else { "NO" },
             mismatches,
             self.rendered_frames,

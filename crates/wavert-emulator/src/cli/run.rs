@@ -19,7 +19,7 @@ use wavert_emulator::hlk::{ks_position_check, Finding, KsPositionReport};
 use wavert_emulator::image::kernel::KernelCounters;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver, RegistryData};
 use wavert_emulator::ks_formats::check_wave_filter_formats;
-use wavert_emulator::ks_topology::{check_topology_filter, endpoint_channels};
+use wavert_emulator::ks_topology::{check_topology_filter, endpoint_channels, set_volume};
 use wavert_emulator::machine::{ClockMode, Machine, Registrations};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::personality::{OrderRecord, PortPersonality};
@@ -77,6 +77,8 @@ pub struct VirtualOutcome {
     pub lag: Option<usize>,
     /// Rendered frames that did not come back at `lag`, and the first.
     pub mismatches: (usize, Option<usize>),
+    /// The render volume set before playback (`--volume`), if any.
+    pub volume: Option<VolumeSet>,
     /// Every cable streamed at the same time as cable 1's session (cable 1
     /// first, the same checks as `lag` and `mismatches`).
     pub cables: Vec<CableCheck>,
@@ -112,6 +114,44 @@ pub struct VirtualOutcome {
     pub plot_path: PathBuf,
 }
 
+/// The render volume `--volume` set on every cable's render volume node.
+#[derive(Clone, Copy, Debug)]
+pub struct VolumeSet {
+    /// What was asked, in dB.
+    pub asked_db: f64,
+    /// The level the node holds (its 0.5 dB step), in 1/65536 dB.
+    pub level: i32,
+    /// That level's linear gain, which every captured sample must show.
+    pub gain: f64,
+}
+
+/// Sets the render volume node of cable `number` (1-based) to `db`.
+fn set_render_volume(adapter: &CableAdapter, number: usize, db: f64) -> Result<VolumeSet, String> {
+    let name = CABLE_SUBDEVICES
+        .get(number - 1)
+        .and_then(|table| {
+            table
+                .iter()
+                .find(|s| s.kind == SubdeviceKind::Topology(Direction::Render))
+        })
+        .map(|s| s.name)
+        .ok_or("no render topology subdevice")?;
+    let filter = adapter
+        .ks_filter(name)
+        .ok_or_else(|| format!("no topology filter registered as {name}"))?;
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "-96 dB in 1/65536 dB fits an i32"
+    )]
+    let asked = (db * 65_536.0).round() as i32;
+    let level = set_volume(&filter, -1, asked).map_err(|e| format!("{name} volume: {e}"))?;
+    Ok(VolumeSet {
+        asked_db: db,
+        level,
+        gain: 10f64.powf(f64::from(level) / 65_536.0 / 20.0),
+    })
+}
+
 /// What one cable's loopback, streamed beside the others, delivered.
 pub struct CableCheck {
     /// 1-based.
@@ -139,18 +179,30 @@ impl CableCheck {
         self.lag_as_reported && self.mismatches.0 == 0
     }
 
+    /// The checks of one cable's session; with `gain` (a render volume
+    /// set) the capture must be the render scaled by it, every sample
+    /// within the rounding of the format.
     fn of(
         number: usize,
         subdevices: &[Subdevice; 4],
         registrations: &Registrations,
         rendered: &[u8],
         session: &LoopbackResult,
+        gain: Option<f64>,
     ) -> Self {
-        let block = session.format.block_align() as usize;
+        let format = &session.format;
+        let block = format.block_align() as usize;
         let max_lag = usize::try_from(session.capture_buffer).unwrap_or(0) / block * 4 + 4800;
-        let lag = signal::find_alignment(rendered, &session.captured, block, max_lag);
+        let captured = &session.captured;
+        let lag = gain.map_or_else(
+            || signal::find_alignment(rendered, captured, block, max_lag),
+            |gain| signal::find_scaled_alignment(format, rendered, captured, gain, max_lag),
+        );
         let mismatches = lag.map_or((rendered.len() / block, Some(0)), |l| {
-            signal::mismatched_frames(rendered, &session.captured, block, l)
+            gain.map_or_else(
+                || signal::mismatched_frames(rendered, captured, block, l),
+                |gain| signal::mismatched_scaled_frames(format, rendered, captured, l, gain),
+            )
         });
         Self {
             number,
@@ -427,6 +479,16 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
             find(SubdeviceKind::Wave(Direction::Capture))?,
         ));
     }
+    // `--volume`: every cable's render volume node, before playback.
+    let volume = args
+        .volume
+        .map(|db| {
+            (1..=usize::from(args.cables))
+                .map(|number| set_render_volume(&adapter, number, db))
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .transpose()?
+        .and_then(|set| set.first().copied());
     let pairs: Vec<(WaveFilter<'_>, WaveFilter<'_>)> =
         std::iter::once((render_filter.as_filter(), capture_filter.as_filter()))
             .chain(
@@ -496,9 +558,23 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         .zip(CABLE_SUBDEVICES.iter())
         .enumerate()
         .map(|(index, ((session, rendered), table))| {
-            CableCheck::of(index + 1, table, &registrations, rendered, session)
+            CableCheck::of(
+                index + 1,
+                table,
+                &registrations,
+                rendered,
+                session,
+                volume.map(|v| v.gain),
+            )
         })
         .collect();
+    // The HLK methods and the topology rules after the session see the
+    // nodes at 0 dB again.
+    if volume.is_some() {
+        for number in 1..=usize::from(args.cables) {
+            set_render_volume(&adapter, number, 0.0)?;
+        }
+    }
     // Cable 1's session gets the full report.
     let session = sessions.swap_remove(0);
     drop(sessions);
@@ -579,6 +655,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         power_cycles,
         lag,
         mismatches,
+        volume,
         cables,
         ks_render,
         ks_capture,
