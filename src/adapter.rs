@@ -148,6 +148,9 @@ unsafe extern "system" fn start_device(
         // device with its resources is refused rather than half-driven.
         #[cfg(not(target_arch = "x86_64"))]
         DeviceKind::Ac97 => Err(portcls_sys::STATUS_NOT_SUPPORTED),
+        // The HD Audio back-end exists in wavert-miniport; the driver does
+        // not map its MMIO BAR yet (MmMapIoSpaceEx), so it refuses to start.
+        DeviceKind::Hda => Err(portcls_sys::STATUS_NOT_SUPPORTED),
         DeviceKind::Unknown => Err(STATUS_DEVICE_CONFIGURATION_ERROR),
     };
     match registered {

@@ -24,7 +24,7 @@ use wavert_com::{
     NtStatus,
 };
 
-use crate::ac97::interrupt::InterruptSync;
+use crate::interrupt::InterruptSync;
 use crate::ac97::{Ac97Device, Ac97Resources, MixerNode, PortIo};
 use crate::cable::VirtualCable;
 use crate::direction::Direction;

@@ -33,8 +33,8 @@
 //! paths run under the platform's locks and never allocate, block or panic.
 //! `unsafe` lives only at the boundaries: calls through the port stream's
 //! vtable and the buffer mapping ([`memory`]), the property handler entry
-//! ([`topology::dispatch`]), and the AC'97's interrupt boundary
-//! ([`ac97::interrupt`]: service routine registration, synchronized calls,
+//! ([`topology::dispatch`]), and the hardware back-ends' interrupt boundary
+//! ([`interrupt`]: service routine registration, synchronized calls,
 //! and the `InterruptLocked` state guard).
 #![no_std]
 #![deny(
@@ -63,11 +63,13 @@ pub mod direction;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod filters;
+pub mod interrupt;
 pub mod memory;
 pub mod modes;
 pub mod parameters;
 pub mod platform;
 pub mod power;
+pub mod resources;
 pub mod stream;
 pub mod topology;
 pub mod wave;

@@ -6,6 +6,7 @@ use core::ptr::NonNull;
 
 use portcls_sys::{IPortWaveRTStream, MDL, MEMORY_CACHING_TYPE, PHYSICAL_ADDRESS, PMDL};
 use wavert_com::{ComPtr, KernelEvent, NtResult, NtStatus};
+use wavert_core::bus::{DmaMemory, DmaMemoryRead};
 
 /// The memory descriptor list of an allocated buffer.
 ///
@@ -205,6 +206,55 @@ impl Mapping {
         // SAFETY: the range lies inside the live mapping (checked above).
         unsafe { core::ptr::write_bytes(dst.as_ptr(), 0, len as usize) };
         true
+    }
+}
+
+impl Mapping {
+    /// The address of `len` bytes at `offset` inside the mapping (for a
+    /// register the port maps to the client, say), if they lie inside it.
+    #[must_use]
+    pub fn address_of(&self, offset: u32, len: u32) -> Option<NonNull<u8>> {
+        self.range(offset, len)
+    }
+}
+
+/// Physically contiguous device memory seen through its kernel mapping:
+/// physical addresses from `physical` on are offsets in `mapping`. It is the
+/// [`DmaMemory`] / [`DmaMemoryRead`] the register-level back-ends write
+/// descriptors and rings through and read responses and positions from.
+/// Accesses outside the mapping write nothing and read zeros.
+#[derive(Clone, Copy, Debug)]
+pub struct PhysicalView<'a> {
+    /// The kernel mapping.
+    pub mapping: &'a Mapping,
+    /// The physical address of its first byte.
+    pub physical: u64,
+}
+
+impl PhysicalView<'_> {
+    fn offset(&self, physical: u64) -> Option<u32> {
+        physical
+            .checked_sub(self.physical)
+            .and_then(|o| u32::try_from(o).ok())
+    }
+}
+
+impl DmaMemory for PhysicalView<'_> {
+    fn write(&mut self, physical: u64, bytes: &[u8]) {
+        if let Some(offset) = self.offset(physical) {
+            let _written = self.mapping.write(offset, bytes);
+        }
+    }
+}
+
+impl DmaMemoryRead for PhysicalView<'_> {
+    fn read(&mut self, physical: u64, out: &mut [u8]) {
+        let done = self
+            .offset(physical)
+            .is_some_and(|offset| self.mapping.read(offset, out));
+        if !done {
+            out.fill(0);
+        }
     }
 }
 

@@ -664,28 +664,7 @@ impl Controller {
     /// device's; all ones means the device is gone (surprise removal) and is
     /// not claimed either.
     pub fn service_interrupt(&mut self, bus: &mut impl RegisterBus) -> InterruptReport {
-        let mut counted = Counted::new(bus);
-        let status = counted.read32(reg::INTSTS);
-        let mut report = InterruptReport::default();
-        if status != u32::MAX {
-            report.streams = status & reg::INT_STREAMS;
-            let mut pending = report.streams;
-            while pending != 0 {
-                // trailing_zeros of a non-zero u32 is below 30 here.
-                #[expect(clippy::cast_possible_truncation, reason = "below 30")]
-                let index = pending.trailing_zeros() as u8;
-                pending &= pending - 1;
-                counted.write8(
-                    reg::stream_base(index) + reg::SD_STS,
-                    reg::SD_STS_INTERRUPTS,
-                );
-            }
-            if status & reg::INT_CONTROLLER != 0 {
-                counted.write8(reg::RIRBSTS, reg::RIRBSTS_RINTFL | reg::RIRBSTS_OVERRUN);
-                report.controller = true;
-            }
-        }
-        report.register_accesses = counted.accesses();
+        let report = acknowledge_interrupt(bus);
         if report.claimed() {
             self.stats.interrupts += 1;
         } else {
@@ -700,6 +679,37 @@ impl Controller {
     pub fn wall_clock(bus: &mut impl RegisterBus) -> u32 {
         bus.read32(reg::WALCLK)
     }
+}
+
+/// The interrupt service itself, without a [`Controller`]: what
+/// [`Controller::service_interrupt`] does, for an ISR that cannot reach the
+/// controller's verb state (it lives under a lock the ISR may not take).
+/// One read of INTSTS, one status-byte write per interrupting stream
+/// descriptor, one RIRBSTS write if the controller interrupt is set.
+pub fn acknowledge_interrupt(bus: &mut impl RegisterBus) -> InterruptReport {
+    let mut counted = Counted::new(bus);
+    let status = counted.read32(reg::INTSTS);
+    let mut report = InterruptReport::default();
+    if status != u32::MAX {
+        report.streams = status & reg::INT_STREAMS;
+        let mut pending = report.streams;
+        while pending != 0 {
+            // trailing_zeros of a non-zero u32 is below 30 here.
+            #[expect(clippy::cast_possible_truncation, reason = "below 30")]
+            let index = pending.trailing_zeros() as u8;
+            pending &= pending - 1;
+            counted.write8(
+                reg::stream_base(index) + reg::SD_STS,
+                reg::SD_STS_INTERRUPTS,
+            );
+        }
+        if status & reg::INT_CONTROLLER != 0 {
+            counted.write8(reg::RIRBSTS, reg::RIRBSTS_RINTFL | reg::RIRBSTS_OVERRUN);
+            report.controller = true;
+        }
+    }
+    report.register_accesses = counted.accesses();
+    report
 }
 
 /// The wall clock's rate as the numerator and denominator WaveRT's clock

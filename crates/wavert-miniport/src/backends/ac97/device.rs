@@ -33,7 +33,7 @@ use portcls_sys::{
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::ac97::{
-    nam, Ac97Error, Channel, ChannelKind, ChannelStats, Codec, DmaMemory, MAX_RATE,
+    nam, Ac97Error, Channel, ChannelKind, ChannelStats, Codec, MAX_RATE,
 };
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::PAGE_SIZE;
@@ -45,12 +45,12 @@ use wavert_core::state::{transition, KsState, Transition};
 use super::filters::{
     AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS, DEFAULT_FORMAT,
 };
-use super::interrupt::{InterruptLocked, InterruptSync};
+use crate::interrupt::{InterruptLocked, InterruptSync};
 use super::resources::Ac97Resources;
 use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL, PACKET_SIZE_CONSTRAINTS};
 use super::{PortIo, Window};
 use crate::direction::{Direction, PerDirection};
-use crate::memory::{Mapping, NotificationEvents};
+use crate::memory::{NotificationEvents, PhysicalView};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{LogLevel, Platform, SpinLock};
 use crate::power::{DevicePower, PowerBackend};
@@ -61,26 +61,6 @@ const fn kind(direction: Direction) -> ChannelKind {
     match direction {
         Direction::Render => ChannelKind::PcmOut,
         Direction::Capture => ChannelKind::PcmIn,
-    }
-}
-
-/// The descriptor list as `DmaMemory`: physical addresses inside the
-/// list's one contiguous page map to offsets in its kernel mapping.
-struct ListMemory<'a> {
-    mapping: &'a Mapping,
-    physical: u64,
-}
-
-impl DmaMemory for ListMemory<'_> {
-    fn write(&mut self, physical: u64, bytes: &[u8]) {
-        let offset = physical
-            .checked_sub(self.physical)
-            .and_then(|o| u32::try_from(o).ok());
-        // Out of range cannot happen (the channel only writes its 32
-        // slots); a failed write leaves the old entry, which the tests see.
-        if let Some(offset) = offset {
-            let _written = self.mapping.write(offset, bytes);
-        }
     }
 }
 
@@ -100,14 +80,14 @@ struct HwChannel {
 
 impl HwChannel {
     /// The running channel with its segments and descriptor list.
-    fn parts(&mut self) -> Option<(&mut Channel, &[Descriptor], ListMemory<'_>, u32)> {
+    fn parts(&mut self) -> Option<(&mut Channel, &[Descriptor], PhysicalView<'_>, u32)> {
         let buffer = self.buffer.as_ref()?;
         let list = buffer.device_memory.as_ref()?;
         let channel = self.channel.as_mut()?;
         Some((
             channel,
             &buffer.descriptors,
-            ListMemory {
+            PhysicalView {
                 mapping: &list.mapping,
                 physical: list.physical,
             },

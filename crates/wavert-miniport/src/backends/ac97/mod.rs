@@ -10,7 +10,7 @@
 //! * [`resources`]: the PCI resources from PortCls' `IResourceList` (two
 //!   I/O BARs, one interrupt), and how `StartDevice` tells an AC'97 from
 //!   the root-enumerated cable.
-//! * [`interrupt`]: the `IInterruptSync` boundary (service routine,
+//! * [`interrupt`] (shared, [`crate::interrupt`]): the `IInterruptSync` boundary (service routine,
 //!   `Connect`, `CallSynchronizedRoutine`).
 //! * [`device`]: [`Ac97Device`], shared by every filter and stream: the
 //!   codec, both bus-master channels under the interrupt lock, the ISR
@@ -28,10 +28,11 @@
 pub mod device;
 pub mod endpoints;
 pub mod filters;
-pub mod interrupt;
 pub mod resources;
 pub mod stream;
 pub mod wave;
+
+pub use crate::interrupt;
 
 pub use device::{Ac97Device, Ac97Stats, MixerNode};
 pub use resources::{Ac97Resources, DeviceKind};

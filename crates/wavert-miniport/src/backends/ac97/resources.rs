@@ -3,51 +3,14 @@
 //! An ICH AC'97 function has two I/O BARs, listed in BAR order: BAR0 the
 //! native audio mixer (NAMBAR, 256 bytes on ICH, 1 KiB on QEMU), BAR1 the
 //! native audio bus master (NABMBAR, 64 bytes on ICH, 256 on QEMU), and
-//! one interrupt (INTA). The root-enumerated virtual cable has no
-//! resources at all, which is how `StartDevice` tells the two apart
-//! ([`DeviceKind::of`]).
+//! one interrupt (INTA). How `StartDevice` tells it from the other devices
+//! is shared ([`DeviceKind::of`], `crate::resources`).
 
-use portcls_sys::{CmResourceTypeInterrupt, CmResourceTypePort, IResourceList, CM_RESOURCE_TYPE};
+use portcls_sys::{CmResourceTypeInterrupt, CmResourceTypePort, IResourceList};
 use wavert_com::{ComPtr, NtResult, NtStatus};
 
-/// Which device a `StartDevice` is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceKind {
-    /// No resources: the root-enumerated virtual cable.
-    VirtualCable,
-    /// At least two I/O ranges and an interrupt: a PCI AC'97.
-    Ac97,
-    /// Some resources, but not an AC'97's: refuse to start.
-    Unknown,
-}
-
-impl DeviceKind {
-    /// Classifies a start request by its resources (`None`: no list).
-    #[must_use]
-    pub fn of(resources: Option<&ComPtr<IResourceList>>) -> Self {
-        let Some(list) = resources else {
-            return Self::VirtualCable;
-        };
-        let ports = count(list, CmResourceTypePort);
-        let interrupts = count(list, CmResourceTypeInterrupt);
-        let all = {
-            let f = list.vtbl().NumberOfEntries;
-            // SAFETY: a live resource list (the caller holds a reference).
-            unsafe { f(list.this()) }
-        };
-        match (ports, interrupts, all) {
-            (_, _, 0) => Self::VirtualCable,
-            (p, i, _) if p >= 2 && i >= 1 => Self::Ac97,
-            _ => Self::Unknown,
-        }
-    }
-}
-
-fn count(list: &ComPtr<IResourceList>, kind: CM_RESOURCE_TYPE) -> u32 {
-    let f = list.vtbl().NumberOfEntriesOfType;
-    // SAFETY: a live resource list (the caller holds a reference).
-    unsafe { f(list.this(), kind) }
-}
+pub use crate::resources::DeviceKind;
+use crate::resources::{count, translated_range};
 
 /// The two I/O windows of the card.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,23 +28,7 @@ const MIN_BUS_MASTER_LENGTH: u32 = 0x34;
 
 /// Start and length of the `index`-th translated I/O port range.
 fn port_range(list: &ComPtr<IResourceList>, index: u32) -> Option<(u64, u32)> {
-    let f = list.vtbl().FindTranslatedEntry;
-    // SAFETY: a live resource list; the answer is null or a descriptor the
-    // list owns, valid while we hold the list.
-    let entry = unsafe { f(list.this(), CmResourceTypePort, index) };
-    if entry.is_null() {
-        return None;
-    }
-    // SAFETY: a non-null answer is a readable descriptor (4-byte aligned in
-    // the list, read unaligned anyway).
-    let descriptor = unsafe { entry.read_unaligned() };
-    // SAFETY: the list found it as a `CmResourceTypePort` entry, whose union
-    // member is `u.Port` (every member is plain integers in any case).
-    let port = unsafe { descriptor.u.Port };
-    Some((
-        u64::from_ne_bytes(port.Start.QuadPart.to_ne_bytes()),
-        port.Length,
-    ))
+    translated_range(list, CmResourceTypePort, index)
 }
 
 impl Ac97Resources {
