@@ -1179,6 +1179,72 @@ impl Stream {
         Ok(pos)
     }
 
+    /// `GetPositionRegister`, held to its page's rules
+    /// ([`check_hw_register`]): `None` when the stream offers none.
+    ///
+    /// # Errors
+    ///
+    /// The rule a successful answer breaks, or no stream.
+    pub fn position_register(&self) -> Result<Option<KSRTAUDIO_HWREGISTER>, EngineError> {
+        let s = self.stream()?;
+        let get = s.vtbl().GetPositionRegister;
+        let mut register = KSRTAUDIO_HWREGISTER {
+            Register: ptr::without_provenance_mut(POISON_POINTER),
+            Width: POISON_U32,
+            Numerator: u64::from(POISON_U32),
+            Denominator: u64::from(POISON_U32),
+            Accuracy: POISON_U32,
+        };
+        // SAFETY: the stream is live; `register` outlives the call.
+        let status = unsafe { get(s.this(), &raw mut register) };
+        if !NT_SUCCESS(status) {
+            return Ok(None);
+        }
+        check_hw_register("GetPositionRegister", &register).map_err(EngineError::Protocol)?;
+        Ok(Some(register))
+    }
+
+    /// Reads the position register as the audio engine would (the
+    /// register's address: the emulator's port does not give registers a
+    /// separate user-mode view, so this is the mapping the miniport made)
+    /// and checks it against `GetPosition` at the same instant: the
+    /// register is a byte offset inside the cyclic buffer, and equal to
+    /// the play offset (nothing moves between the two reads: the device
+    /// advances only on the machine's timer). A stale or wrong register
+    /// fails here. Returns the register's value.
+    ///
+    /// # Errors
+    ///
+    /// The rule broken, in words.
+    pub fn check_position_register(&self, register: &KSRTAUDIO_HWREGISTER) -> Result<u64, String> {
+        if register.Width != 32 {
+            return Err(format!("a {}-bit position register", register.Width));
+        }
+        // SAFETY: `check_hw_register` accepted the address; the miniport
+        // keeps it valid while the buffer exists (GetPositionRegister's
+        // contract), and a 32-bit register is read as one aligned word.
+        let value = unsafe { register.Register.cast::<u32>().read_volatile() };
+        let position = self.raw_position().map_err(|e| format!("{e:?}"))?;
+        let size = u64::from(self.buffer_size());
+        if u64::from(value) > size {
+            return Err(format!(
+                "position register {value:#x} beyond the {size}-byte buffer"
+            ));
+        }
+        let offset = if u64::from(value) == size {
+            0
+        } else {
+            u64::from(value)
+        };
+        if offset != position.PlayOffset {
+            return Err(format!(
+                "position register says {offset}, GetPosition {}: stale or wrong",
+                position.PlayOffset
+            ));
+        }
+        Ok(offset)
+    }
+
     #[allow(
         clippy::needless_pass_by_ref_mut,
         reason = "the slice is made from a raw pointer: the `&mut` receiver is what keeps it exclusive"

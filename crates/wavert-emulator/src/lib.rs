@@ -66,6 +66,7 @@ pub mod cable;
 pub mod concurrency;
 pub mod engine;
 pub mod faulty;
+pub mod hda;
 pub mod hlk;
 pub mod image;
 pub mod irql;

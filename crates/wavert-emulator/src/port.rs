@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use portcls_sys::{
     CM_PARTIAL_RESOURCE_DESCRIPTOR_u, CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Interrupt,
     CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port, CmResourceShareDeviceExclusive, CmResourceTypeInterrupt,
-    CmResourceTypePort, IID_IInterruptSync, IID_IPinCount, IID_IPort, IID_IPortTopology,
-    IID_IPortWaveRT, IID_IPortWaveRTStream, IID_IPowerNotify, IID_IResourceList, IID_IUnknown,
-    IID_IUnregisterPhysicalConnection, IID_IUnregisterSubdevice, IInterruptSync,
+    CmResourceTypeMemory, CmResourceTypePort, IID_IInterruptSync, IID_IPinCount, IID_IPort,
+    IID_IPortTopology, IID_IPortWaveRT, IID_IPortWaveRTStream, IID_IPowerNotify, IID_IResourceList,
+    IID_IUnknown, IID_IUnregisterPhysicalConnection, IID_IUnregisterSubdevice, IInterruptSync,
     IInterruptSyncVtbl, IMiniportTopology, IMiniportWaveRT, IPort, IPortTopologyVtbl, IPortVtbl,
     IPortWaveRTStream, IPortWaveRTStreamVtbl, IPortWaveRTVtbl, IResourceList, IResourceListVtbl,
     IUnknown, IUnregisterPhysicalConnectionVtbl, IUnregisterSubdeviceVtbl, MmCached, MmNonCached,
@@ -1227,6 +1227,20 @@ impl ResourceDescriptor {
     pub const fn port(start: u64, length: u32) -> Self {
         let mut d = Self::zeroed(CmResourceTypePort, CM_RESOURCE_PORT_IO);
         d.0.u.Port = CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port {
+            Start: PHYSICAL_ADDRESS {
+                QuadPart: i64::from_ne_bytes(start.to_ne_bytes()),
+            },
+            Length: length,
+        };
+        d
+    }
+
+    /// A memory range (`u.Memory.Start`, `u.Memory.Length`), read-write,
+    /// not prefetchable: a device's register BAR.
+    #[must_use]
+    pub const fn memory(start: u64, length: u32) -> Self {
+        let mut d = Self::zeroed(CmResourceTypeMemory, 0);
+        d.0.u.Memory = CM_PARTIAL_RESOURCE_DESCRIPTOR_u_Port {
             Start: PHYSICAL_ADDRESS {
                 QuadPart: i64::from_ne_bytes(start.to_ne_bytes()),
             },

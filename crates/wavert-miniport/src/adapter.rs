@@ -24,11 +24,12 @@ use wavert_com::{
     NtStatus,
 };
 
-use crate::interrupt::InterruptSync;
 use crate::ac97::{Ac97Device, Ac97Resources, MixerNode, PortIo};
 use crate::cable::VirtualCable;
 use crate::direction::Direction;
 use crate::filters::{TOPO_CAPTURE_TO_WAVE_PIN, TOPO_RENDER_FROM_WAVE_PIN, WAVE_BRIDGE_PIN};
+use crate::hda::{AmplifierNode, HdaDevice, HdaResources, Mmio};
+use crate::interrupt::InterruptSync;
 use crate::modes::constraints_value;
 use crate::parameters::{CableName, MAX_NAME_UNITS};
 use crate::platform::{LogLevel, Platform};
@@ -936,6 +937,78 @@ pub fn install_ac97_as<S: PortClsServices, P: Platform, IO: PortIo, B: Backend>(
         format_args!(
             "AC'97 registered (mixer {:#x}, bus master {:#x})",
             windows.mixer_port, windows.bus_master_port
+        ),
+    );
+    Ok((device, registration))
+}
+
+// ---- HD Audio --------------------------------------------------------------
+
+static HDA_WAVE_RENDER_W: [u16; 14] = utf16z("HdaWaveRender");
+static HDA_TOPOLOGY_RENDER_W: [u16; 18] = utf16z("HdaTopologyRender");
+static HDA_WAVE_CAPTURE_W: [u16; 15] = utf16z("HdaWaveCapture");
+static HDA_TOPOLOGY_CAPTURE_W: [u16; 19] = utf16z("HdaTopologyCapture");
+
+/// The HD Audio controller's four subdevices, in registration order (the
+/// same order and filter shapes as [`SUBDEVICES`], so
+/// [`PHYSICAL_CONNECTIONS`] applies).
+pub const HDA_SUBDEVICES: [Subdevice; 4] = four_subdevices([
+    ("HdaWaveRender", &HDA_WAVE_RENDER_W),
+    ("HdaTopologyRender", &HDA_TOPOLOGY_RENDER_W),
+    ("HdaWaveCapture", &HDA_WAVE_CAPTURE_W),
+    ("HdaTopologyCapture", &HDA_TOPOLOGY_CAPTURE_W),
+]);
+
+/// `StartDevice` for a PCI HD Audio controller.
+///
+/// Reads the memory BAR and the interrupt from `resources`, makes the
+/// interrupt sync, brings the controller and codec up, connects the ISR,
+/// and registers the four subdevices and their two physical connections.
+/// `mmio` is the platform's view of the mapped BAR (and its common-buffer
+/// allocator). The topology filters' jacks come from the codec's pin
+/// configuration defaults, their volume and mute from the converters'
+/// amplifiers. Returns the device and what was registered. No power
+/// management is registered yet (see `docs/architecture.md`).
+/// IRQL: `PASSIVE_LEVEL`.
+///
+/// # Errors
+///
+/// `STATUS_DEVICE_CONFIGURATION_ERROR` for resources that are not an HD
+/// Audio controller's, what [`HdaDevice::new`] refuses, or the first
+/// failing PortCls call's status.
+pub fn install_hda<S: PortClsServices, P: Platform, M: Mmio>(
+    services: &S,
+    platform: P,
+    mmio: M,
+    resources: &ComPtr<IResourceList>,
+) -> NtResult<(Arc<HdaDevice<P, M>>, Registration)> {
+    let block = HdaResources::from_list(resources)?;
+    let sync = services.new_interrupt_sync(resources, 0)?;
+    let device = Arc::new(HdaDevice::new(
+        platform,
+        mmio,
+        block,
+        InterruptSync::new(sync),
+    )?);
+    device.connect()?;
+    let topology = |direction| {
+        let endpoint = crate::hda::endpoints::endpoint(device.path(direction).map(|p| p.pin));
+        match AmplifierNode::new(device.clone(), direction) {
+            Some(node) => TopologyMiniport::with_hardware(direction, endpoint, Arc::new(node)),
+            None => TopologyMiniport::new(direction, endpoint),
+        }
+    };
+    let registration = register_subdevices(services, &device, &HDA_SUBDEVICES, &topology)?;
+    let info = device.codec_info();
+    device.log(
+        LogLevel::Info,
+        format_args!(
+            "HD Audio registered (BAR {:#x}, codec {} vendor {:#010x}, render {}, capture {})",
+            block.mmio_base,
+            info.address,
+            info.vendor_id,
+            info.render.is_some(),
+            info.capture.is_some()
         ),
     );
     Ok((device, registration))

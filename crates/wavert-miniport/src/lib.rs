@@ -74,7 +74,7 @@ pub mod stream;
 pub mod topology;
 pub mod wave;
 
-pub use backends::{ac97, cable};
+pub use backends::{ac97, cable, hda};
 pub use cable::engine::DmaMode;
 pub use cable::{CableStats, CableStream, CableWave, VirtualCable};
 pub use direction::{Direction, PerDirection};

@@ -19,8 +19,8 @@ use alloc::vec::Vec;
 
 use portcls_sys::{
     IPortWaveRTStream, MmCached, GUID, INTERFACE_TYPE, KSAUDIO_POSITION,
-    KSAUDIO_PRESENTATION_POSITION, KSRTAUDIO_HWLATENCY, KSSTATE, MEMORY_CACHING_TYPE,
-    PCFILTER_DESCRIPTOR, PMDL,
+    KSAUDIO_PRESENTATION_POSITION, KSRTAUDIO_HWLATENCY, KSRTAUDIO_HWREGISTER, KSSTATE,
+    MEMORY_CACHING_TYPE, PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{
     AudioBuffer, ComPtr, KernelEvent, MiniportWaveRtStream, NtResult, NtStatus, PacketMode,
@@ -167,6 +167,39 @@ pub trait Backend: Send + Sync + 'static {
 
     /// `KSPROPERTY_RTAUDIO_HWLATENCY` for a stream of `format`.
     fn hw_latency(&self, format: &AudioFormat) -> KSRTAUDIO_HWLATENCY;
+
+    /// `KSPROPERTY_RTAUDIO_HWLATENCY` for a stream of `format` on
+    /// `direction` (what the stream asks): [`Backend::hw_latency`] unless
+    /// the two directions' hardware differ (HD Audio: each stream
+    /// descriptor has its own FIFO, each converter its own delay).
+    fn hw_latency_of(&self, direction: Direction, format: &AudioFormat) -> KSRTAUDIO_HWLATENCY {
+        let _ = direction;
+        self.hw_latency(format)
+    }
+
+    /// `GetPositionRegister`: a register holding `direction`'s position
+    /// (a byte offset in the cyclic buffer, wrapping) that the port maps
+    /// to the client. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_NOT_SUPPORTED` (the default) without one;
+    /// `STATUS_INVALID_DEVICE_STATE` before a buffer exists.
+    fn position_register(&self, direction: Direction) -> NtResult<KSRTAUDIO_HWREGISTER> {
+        let _ = direction;
+        Err(NtStatus::NOT_SUPPORTED)
+    }
+
+    /// `GetClockRegister`: a counter derived from the sample clock that the
+    /// port maps to the client, with its rate. IRQL: `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_NOT_SUPPORTED` (the default) without one.
+    fn clock_register(&self, direction: Direction) -> NtResult<KSRTAUDIO_HWREGISTER> {
+        let _ = direction;
+        Err(NtStatus::NOT_SUPPORTED)
+    }
 
     /// Opens `direction` for a stream of `format` (pin creation).
     ///
@@ -397,7 +430,7 @@ impl<B: Backend> WaveRtStream<B> {
     /// The reported hardware latency in frames (FIFO plus delays), what
     /// separates the frames moved from the frames presented.
     fn latency_frames(&self) -> u64 {
-        let latency = self.backend.hw_latency(&self.format);
+        let latency = self.backend.hw_latency_of(self.direction, &self.format);
         let fifo = u64::from(latency.FifoSize) / u64::from(self.format.block_align().max(1));
         let delay_100ns = u64::from(latency.ChipsetDelay) + u64::from(latency.CodecDelay);
         // Below 2^33 x 2^32: no overflow in 128 bits.
@@ -694,7 +727,15 @@ impl<B: Backend> MiniportWaveRtStream for WaveRtStream<B> {
     }
 
     fn hw_latency(&self) -> KSRTAUDIO_HWLATENCY {
-        self.backend.hw_latency(&self.format)
+        self.backend.hw_latency_of(self.direction, &self.format)
+    }
+
+    fn position_register(&self) -> NtResult<KSRTAUDIO_HWREGISTER> {
+        self.backend.position_register(self.direction)
+    }
+
+    fn clock_register(&self) -> NtResult<KSRTAUDIO_HWREGISTER> {
+        self.backend.clock_register(self.direction)
     }
 
     fn allocate_buffer_with_notification(

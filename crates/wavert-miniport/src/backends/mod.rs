@@ -5,8 +5,11 @@
 //!   timer-paced virtual DMA engine copies render into capture).
 //! * [`ac97`]: the Intel ICH AC'97 (PCI 8086:2415), a bus master that cannot
 //!   loop over the buffer, fed from its interrupt.
+//! * [`hda`]: the Intel HD Audio controller (PCI 8086:2668, 8086:293E), a
+//!   DMA engine that loops over its descriptor list by itself, with a DMA
+//!   position buffer in memory.
 //!
-//! What a new back-end (HD Audio next) must provide is the [`crate::Backend`]
+//! What a new back-end must provide is the [`crate::Backend`]
 //! trait: buffer limits, DMA reach and descriptor profile, optional device
 //! memory beside each buffer, latency, open/close, installing and taking
 //! back a built buffer, state changes, the position, events, and its wave
@@ -16,3 +19,4 @@
 
 pub mod ac97;
 pub mod cable;
+pub mod hda;

@@ -32,9 +32,7 @@ use portcls_sys::{
     STATUS_UNSUCCESSFUL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
-use wavert_core::ac97::{
-    nam, Ac97Error, Channel, ChannelKind, ChannelStats, Codec, MAX_RATE,
-};
+use wavert_core::ac97::{nam, Ac97Error, Channel, ChannelKind, ChannelStats, Codec, MAX_RATE};
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::PAGE_SIZE;
 use wavert_core::negotiate::DeviceLimits;
@@ -45,11 +43,11 @@ use wavert_core::state::{transition, KsState, Transition};
 use super::filters::{
     AC97_RANGE, AC97_WAVE_CAPTURE_FILTER, AC97_WAVE_RENDER_FILTER, CHANNELS, DEFAULT_FORMAT,
 };
-use crate::interrupt::{InterruptLocked, InterruptSync};
 use super::resources::Ac97Resources;
 use super::stream::{hw_latency, BUFFER_LIMITS, MAX_PHYSICAL, PACKET_SIZE_CONSTRAINTS};
 use super::{PortIo, Window};
 use crate::direction::{Direction, PerDirection};
+use crate::interrupt::{InterruptLocked, InterruptSync};
 use crate::memory::{NotificationEvents, PhysicalView};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{LogLevel, Platform, SpinLock};

@@ -1,0 +1,110 @@
+//! The product's HD Audio miniport (`wavert_miniport::hda`) on QEMU's
+//! `intel-hda` / `ich9-intel-hda` with `hda-duplex` (`wavert-qemu`): the
+//! port side of its [`Mmio`] trait.
+//!
+//! * [`QemuMmio`]: the controller's BAR0 over qtest (`readb`..`writel` at
+//!   [`HDA_MMIO_BASE`]), a stall that steps QEMU's clock, and the
+//!   controller's common page from the machine's RAM (QEMU's guest-RAM
+//!   file, so the CORB, RIRB and position buffer are where QEMU's DMA
+//!   reads and writes), mapped as the kernel would map it.
+//! * The rest is the AC'97's: the platform ([`crate::ac97::Ac97Platform`]:
+//!   QPC, events, a DPC the coupling timer runs) and the coupling of the
+//!   two clocks (a 1 ms machine timer steps QEMU and raises the interrupt
+//!   line while QEMU's IRQ is up).
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use wavert_core::bus::RegisterBus;
+use wavert_miniport::hda::{CommonBuffer, Mmio};
+use wavert_miniport::memory::Mapping;
+use wavert_qemu::machine::HDA_MMIO_BASE;
+use wavert_qemu::Machine as Qemu;
+
+use crate::irql;
+use crate::machine::Machine;
+
+/// The controller's BAR as QEMU's qtest reaches it.
+pub struct QemuMmio {
+    qemu: Arc<Qemu>,
+    machine: Arc<Machine>,
+}
+
+impl QemuMmio {
+    /// The BAR of `qemu`'s controller (set up by
+    /// [`Qemu::firmware_setup_hda`]), common memory from `machine`'s RAM.
+    #[must_use]
+    pub const fn new(qemu: Arc<Qemu>, machine: Arc<Machine>) -> Self {
+        Self { qemu, machine }
+    }
+
+    /// Where the BAR is.
+    #[must_use]
+    pub const fn base(&self) -> u64 {
+        HDA_MMIO_BASE
+    }
+}
+
+impl fmt::Debug for QemuMmio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QemuMmio")
+            .field("base", &HDA_MMIO_BASE)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Each access is the hardware's.
+impl Mmio for QemuMmio {
+    fn read8(&self, offset: u16) -> u8 {
+        irql::as_kernel(|| self.qemu.hda_registers().read8(offset))
+    }
+    fn read16(&self, offset: u16) -> u16 {
+        irql::as_kernel(|| self.qemu.hda_registers().read16(offset))
+    }
+    fn read32(&self, offset: u16) -> u32 {
+        irql::as_kernel(|| self.qemu.hda_registers().read32(offset))
+    }
+    fn write8(&self, offset: u16, value: u8) {
+        irql::as_kernel(|| self.qemu.hda_registers().write8(offset, value));
+    }
+    fn write16(&self, offset: u16, value: u16) {
+        irql::as_kernel(|| self.qemu.hda_registers().write16(offset, value));
+    }
+    fn write32(&self, offset: u16, value: u32) {
+        irql::as_kernel(|| self.qemu.hda_registers().write32(offset, value));
+    }
+    fn stall_us(&self, us: u32) {
+        irql::as_kernel(|| {
+            let _ = self.qemu.clock_step(u64::from(us) * 1_000);
+        });
+    }
+
+    /// `MmAllocateContiguousMemorySpecifyCache` as the machine's RAM model
+    /// does it: contiguous pages below `max_physical`, mapped, zeroed.
+    fn allocate_common(&self, bytes: u32, max_physical: u64) -> Option<CommonBuffer> {
+        let memory = &self.machine.memory;
+        let mdl = memory.allocate_contiguous(0, max_physical, usize::try_from(bytes).ok()?)?;
+        let physical = memory.page_address(mdl, 0)?;
+        let Some(base) = memory.map(mdl).and_then(NonNull::new) else {
+            memory.free(mdl);
+            return None;
+        };
+        // SAFETY: the RAM model maps at least `bytes` bytes at `base` (the
+        // whole contiguous allocation), valid until `free_common` unmaps
+        // it after taking the mapping back.
+        let mapping = unsafe { Mapping::new(base, bytes) };
+        let _zeroed = mapping.zero(0, bytes);
+        Some(CommonBuffer {
+            mapping,
+            physical,
+            handle: mdl,
+        })
+    }
+
+    fn free_common(&self, buffer: CommonBuffer) {
+        let memory = &self.machine.memory;
+        memory.unmap(buffer.mapping.into_base().as_ptr(), buffer.handle);
+        memory.free(buffer.handle);
+    }
+}

@@ -1,0 +1,509 @@
+//! The HD Audio WaveRT miniport (`wavert_miniport::hda`) through its COM
+//! vtables on QEMU's `intel-hda` / `ich9-intel-hda` with `hda-duplex`: the
+//! full path Windows takes, as `ac97_miniport.rs` does for the AC'97.
+//!
+//! The emulator plays PortCls and the audio engine; its physical memory is
+//! QEMU's guest RAM file, so the rings, position buffer, descriptor lists
+//! and buffers the miniport allocates are where QEMU's DMA reads and
+//! writes. The miniport's MMIO goes over qtest. A 1 ms emulator timer
+//! couples the clocks: it steps QEMU by 1 ms, raises the emulator's
+//! interrupt line while QEMU's IRQ is asserted (running the miniport's
+//! ISR), then runs the DPC the ISR queued.
+//!
+//! Tests fail (never skip) when QEMU cannot be set up.
+#![allow(
+    clippy::cast_precision_loss,
+    reason = "figures for the report: byte and interrupt counts stay far below 2^52"
+)]
+
+mod common;
+
+use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::{install, leading_silence, wav_data};
+use portcls_sys::{KSRTAUDIO_HWREGISTER, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP};
+use wavert_com::ComPtr;
+use wavert_emulator::ac97::{qemu_memory_config, Ac97Platform};
+use wavert_emulator::cable::EmuPortCls;
+use wavert_emulator::engine::{negotiate_format, FormatRequest, Stream};
+use wavert_emulator::hda::QemuMmio;
+use wavert_emulator::hlk;
+use wavert_emulator::machine::{ClockMode, Machine as Emu, QPC_PER_MS};
+use wavert_emulator::memory::PhysicalMemory;
+use wavert_emulator::port::{new_resource_list, InterruptLine, Port, ResourceDescriptor};
+use wavert_miniport::adapter::{install_hda, HDA_SUBDEVICES};
+use wavert_miniport::hda::HdaDevice;
+use wavert_miniport::Direction;
+use wavert_qemu::machine::{CARD_IRQ, HDA_MMIO_BASE, INTEL_HDA_ICH6, INTEL_HDA_ICH9};
+use wavert_qemu::{Audiodev, Card, Machine as Qemu};
+
+const MS_NS: u64 = 1_000_000;
+const FRAME_BYTES: u32 = 4;
+
+type Device = HdaDevice<Ac97Platform, QemuMmio>;
+
+/// QEMU + emulator + the miniport installed from a PCI resource list.
+struct Rig {
+    qemu: Arc<Qemu>,
+    emu: Arc<Emu>,
+    device: Arc<Device>,
+    ports: Vec<Port>,
+    services: EmuPortCls,
+    _registration: wavert_miniport::adapter::Registration,
+    timer: u64,
+    services_per_step: Arc<AtomicU64>,
+    vendor_device: u32,
+}
+
+impl Rig {
+    fn start(audiodev: &Audiodev, ich9: bool) -> Self {
+        let qemu = Arc::new(
+            Qemu::start_with_card(install(), audiodev, Card::Hda { ich9, duplex: true }).unwrap(),
+        );
+        let vendor_device = qemu.firmware_setup_hda().unwrap();
+        let memory = PhysicalMemory::with_file(qemu.ram().path(), qemu_memory_config()).unwrap();
+        let emu = Emu::new(memory, ClockMode::Virtual);
+        let line = Arc::new(InterruptLine::new(&emu));
+        let services =
+            EmuPortCls::new(Arc::clone(&emu), None).with_interrupt_line(Arc::clone(&line));
+        let resources = new_resource_list(
+            &emu,
+            &[
+                ResourceDescriptor::memory(HDA_MMIO_BASE, 0x4000),
+                ResourceDescriptor::interrupt(u16::from(CARD_IRQ), u32::from(CARD_IRQ), 1),
+            ],
+        );
+        let platform = Ac97Platform::new(Arc::clone(&emu));
+        let (device, registration) = install_hda(
+            &services,
+            platform,
+            QemuMmio::new(Arc::clone(&qemu), Arc::clone(&emu)),
+            &resources,
+        )
+        .unwrap();
+        assert_eq!(registration.subdevice_count(), 4);
+        assert_eq!(registration.connection_count(), 2);
+        let names: Vec<String> = emu
+            .registrations()
+            .subdevices
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        let expected: Vec<&str> = HDA_SUBDEVICES.iter().map(|s| s.name).collect();
+        assert_eq!(names, expected);
+        let services_per_step = Arc::new(AtomicU64::new(0));
+        let timer = {
+            let qemu = Arc::clone(&qemu);
+            let device = Arc::clone(&device);
+            let line = Arc::clone(&line);
+            let max = Arc::clone(&services_per_step);
+            emu.start_timer(
+                QPC_PER_MS,
+                Arc::new(move |_now| {
+                    qemu.clock_step(MS_NS).unwrap();
+                    let mut services = 0;
+                    while qemu.interrupt_pending() {
+                        assert!(services < 16, "IRQ {CARD_IRQ} stuck");
+                        assert!(
+                            line.raise(),
+                            "the miniport's ISR did not claim its interrupt"
+                        );
+                        services += 1;
+                    }
+                    max.fetch_max(services, Ordering::Relaxed);
+                    if device.platform().take_dpc() {
+                        device.on_dpc();
+                    }
+                }),
+            )
+        };
+        let ports = services.take_ports();
+        Self {
+            qemu,
+            emu,
+            device,
+            ports,
+            services,
+            _registration: registration,
+            timer,
+            services_per_step,
+            vendor_device,
+        }
+    }
+
+    fn wave(
+        &self,
+        direction: Direction,
+    ) -> (
+        ComPtr<portcls_sys::IMiniportWaveRT>,
+        &'static portcls_sys::PCFILTER_DESCRIPTOR,
+    ) {
+        let port = match direction {
+            Direction::Render => &self.ports[0],
+            Direction::Capture => &self.ports[2],
+        };
+        (port.wave_miniport().unwrap(), port.description().unwrap())
+    }
+
+    fn format(&self, direction: Direction, rate: u32) -> Vec<u8> {
+        let (wave, description) = self.wave(direction);
+        let request = FormatRequest {
+            rate,
+            bits: 16,
+            channels: 2,
+            float: false,
+            container_bits: 0,
+        };
+        negotiate_format(&wave, description, 0, &request).unwrap().1
+    }
+
+    fn open(&self, direction: Direction, rate: u32, buffer_ms: u32) -> Stream {
+        let bytes = self.format(direction, rate);
+        let (wave, _) = self.wave(direction);
+        let mut stream =
+            Stream::open(&self.emu, &wave, 0, direction == Direction::Capture, &bytes).unwrap();
+        stream
+            .allocate(rate * FRAME_BYTES * buffer_ms / 1000, Some(2))
+            .unwrap();
+        stream.register_event().unwrap();
+        stream
+    }
+
+    fn shutdown(self) -> Arc<Qemu> {
+        self.emu.cancel_timer(self.timer);
+        for port in &self.ports {
+            port.unbind();
+        }
+        drop(self.ports);
+        drop(self.device);
+        self.services.release_all();
+        assert!(
+            self.emu.violations().is_empty(),
+            "{:?}",
+            self.emu.violations()
+        );
+        self.qemu
+    }
+}
+
+/// Frame `k` of the test signal: left a counter from 1, right its
+/// complement, so every frame is distinct and none is silence.
+const fn frame(k: u64) -> [u8; 4] {
+    #[allow(clippy::cast_possible_truncation, reason = "the counter wraps")]
+    let left = (k + 1) as u16;
+    let [l0, l1] = left.to_le_bytes();
+    let [r0, r1] = (!left).to_le_bytes();
+    [l0, l1, r0, r1]
+}
+
+struct Signal {
+    next: u64,
+}
+
+impl Signal {
+    fn fill(&mut self, out: &mut [u8]) {
+        for chunk in out.chunks_exact_mut(4) {
+            chunk.copy_from_slice(&frame(self.next));
+            self.next += 1;
+        }
+    }
+}
+
+/// Registers checked while streaming: how often the position register
+/// agreed with `GetPosition`.
+#[derive(Debug, Default)]
+struct RegisterChecks {
+    agreed: u64,
+    register: Option<KSRTAUDIO_HWREGISTER>,
+}
+
+fn check_register(stream: &Stream, checks: &mut RegisterChecks) {
+    let register = *checks
+        .register
+        .get_or_insert_with(|| stream.position_register().unwrap().unwrap());
+    stream.check_position_register(&register).unwrap();
+    checks.agreed += 1;
+}
+
+#[test]
+fn hda_render_48k_is_byte_exact_with_two_accesses_per_interrupt() {
+    let started = Instant::now();
+    let rate = 48_000;
+    let wav = std::env::temp_dir().join(format!(
+        "wavert-qemu-hda-miniport-{}.wav",
+        std::process::id()
+    ));
+    let rig = Rig::start(
+        &Audiodev::Wav {
+            path: wav.clone(),
+            frequency: rate,
+        },
+        false,
+    );
+    assert_eq!(rig.vendor_device, INTEL_HDA_ICH6);
+    let mut stream = rig.open(Direction::Render, rate, 100);
+    let latency = stream.hw_latency().unwrap();
+    assert_eq!(latency.FifoSize, 256, "QEMU's SDnFIFOS");
+    assert_eq!(latency.ChipsetDelay, 0);
+    assert_eq!(latency.CodecDelay, 0, "QEMU's widgets report no delay");
+    let mut signal = Signal { next: 0 };
+    stream.prefill(&mut |out| signal.fill(out)).unwrap();
+    stream.set_state(KSSTATE_RUN).unwrap();
+    let mut checks = RegisterChecks::default();
+    let mut last = 0;
+    let mut monotonic = true;
+    let accesses_at_start = rig.qemu.register_accesses();
+    let position_reads_at_start = rig.device.stream_stats(Direction::Render).unwrap();
+    for _ in 0..10_500 {
+        rig.emu.advance(QPC_PER_MS);
+        for _ in 0..stream.take_notifications() {
+            let play = stream.position().unwrap();
+            monotonic &= play >= last;
+            last = play;
+            check_register(&stream, &mut checks);
+            stream
+                .write_packet(play, &mut |out| signal.fill(out))
+                .unwrap();
+        }
+    }
+    let register_accesses = rig.qemu.register_accesses() - accesses_at_start;
+    let stats = rig.device.stats();
+    let stream_stats = rig.device.stream_stats(Direction::Render).unwrap();
+    let glitches = stream.stats.glitches;
+    let notifications = stream.stats.notifications;
+    stream.close().unwrap();
+    let qemu = rig.shutdown();
+    qemu.check().unwrap();
+    qemu.terminate().unwrap();
+    let file = fs::read(&wav).unwrap();
+    fs::remove_file(&wav).unwrap();
+    let pcm = wav_data(&file);
+    let played = &pcm[leading_silence(&pcm)..];
+    let seconds = last as f64 / f64::from(rate * FRAME_BYTES);
+    println!(
+        "wavert-qemu figures: hda miniport render 48 kHz: {seconds:.1} s audio in {:.2} s wall; \
+         {} interrupts ({:.1}/s), ISR {:.2} register accesses/interrupt (max {}), \
+         {:.1} register accesses/s in all; {notifications} notifications; \
+         position register agreed {} times; GetPosition register reads {}",
+        started.elapsed().as_secs_f64(),
+        stats.interrupts,
+        stats.interrupts as f64 / seconds,
+        stats.isr_register_accesses as f64 / stats.interrupts.max(1) as f64,
+        stats.isr_max_register_accesses,
+        register_accesses as f64 / seconds,
+        checks.agreed,
+        stream_stats.position_register_accesses
+            - position_reads_at_start.position_register_accesses,
+    );
+    let expected: Vec<u8> = (0..played.len() as u64 / 4).flat_map(frame).collect();
+    assert_eq!(
+        played.iter().zip(&expected).position(|(a, b)| a != b),
+        None,
+        "QEMU's output differs from the signal"
+    );
+    assert!(
+        played.len() as f64 / f64::from(rate * FRAME_BYTES) >= 10.0,
+        "only {} bytes reached the WAV file",
+        played.len()
+    );
+    assert_eq!(glitches, 0, "the engine wrote behind the play position");
+    assert!(monotonic);
+    // One stream: INTSTS read + one status write, every time.
+    assert_eq!(stats.isr_max_register_accesses, 2);
+    assert_eq!(stats.isr_register_accesses, 2 * stats.interrupts);
+    // Positions come from the position buffer: LPIB is never read.
+    assert_eq!(stream_stats.position_register_accesses, 0);
+    assert!(stream_stats.position_buffer_reads > 0);
+    // Two notifications per 100 ms buffer, one interrupt each.
+    let expected_notifications = last * 2 / u64::from(rate * FRAME_BYTES / 10);
+    assert!(
+        notifications.abs_diff(expected_notifications) <= 2,
+        "{notifications} notifications, expected about {expected_notifications}"
+    );
+    assert!(stats.interrupts.abs_diff(expected_notifications) <= 2);
+    assert!(stats.dpcs_queued >= notifications);
+    assert!(checks.agreed >= notifications);
+}
+
+#[test]
+fn hda_capture_positions_and_notifications() {
+    let started = Instant::now();
+    let rate = 48_000;
+    let rig = Rig::start(&Audiodev::None { frequency: rate }, true);
+    assert_eq!(rig.vendor_device, INTEL_HDA_ICH9);
+    let mut stream = rig.open(Direction::Capture, rate, 100);
+    stream.set_state(KSSTATE_RUN).unwrap();
+    let size = u64::from(rate * FRAME_BYTES / 10);
+    let mut sink = Vec::new();
+    let mut last = 0;
+    let mut checks = RegisterChecks::default();
+    for _ in 0..5_000 {
+        rig.emu.advance(QPC_PER_MS);
+        for _ in 0..stream.take_notifications() {
+            let recorded = stream.position().unwrap();
+            assert!(recorded >= last, "position went back");
+            last = recorded;
+            check_register(&stream, &mut checks);
+            stream.read_packet(recorded, &mut sink).unwrap();
+        }
+    }
+    let stats = rig.device.stats();
+    let seconds = last as f64 / f64::from(rate * FRAME_BYTES);
+    println!(
+        "wavert-qemu figures: hda miniport capture 48 kHz (ich9): {seconds:.1} s audio in {:.2} s \
+         wall; {} interrupts, ISR max {} register accesses; {} notifications",
+        started.elapsed().as_secs_f64(),
+        stats.interrupts,
+        stats.isr_max_register_accesses,
+        stream.stats.notifications,
+    );
+    assert!(seconds >= 4.9, "captured only {seconds:.2} s");
+    assert_eq!(stream.stats.glitches, 0);
+    let expected = last * 2 / size;
+    assert!(stream.stats.notifications.abs_diff(expected) <= 2);
+    assert_eq!(sink.len() as u64, stream.stats.notifications * size / 2);
+    assert!(
+        sink.iter().all(|&b| b == 0),
+        "the none backend records silence"
+    );
+    assert_eq!(stats.isr_max_register_accesses, 2);
+    stream.close().unwrap();
+    rig.shutdown().check().unwrap();
+}
+
+#[test]
+fn hda_render_and_capture_together_then_stop_and_restart() {
+    let rate = 48_000;
+    let rig = Rig::start(&Audiodev::None { frequency: rate }, false);
+    let mut render = rig.open(Direction::Render, rate, 100);
+    let mut capture = rig.open(Direction::Capture, rate, 100);
+    let mut signal = Signal { next: 0 };
+    let mut sink = Vec::new();
+    let mut run = |render: &mut Stream, capture: &mut Stream, signal: &mut Signal, ms: u64| {
+        let (mut r, mut c) = (0u64, 0u64);
+        for _ in 0..ms {
+            rig.emu.advance(QPC_PER_MS);
+            for _ in 0..render.take_notifications() {
+                let play = render.position().unwrap();
+                render
+                    .write_packet(play, &mut |out| signal.fill(out))
+                    .unwrap();
+                r += 1;
+            }
+            for _ in 0..capture.take_notifications() {
+                let recorded = capture.position().unwrap();
+                capture.read_packet(recorded, &mut sink).unwrap();
+                c += 1;
+            }
+        }
+        (r, c)
+    };
+    render.prefill(&mut |out| signal.fill(out)).unwrap();
+    render.set_state(KSSTATE_RUN).unwrap();
+    capture.set_state(KSSTATE_RUN).unwrap();
+    let (r1, c1) = run(&mut render, &mut capture, &mut signal, 2_000);
+    let render_at = render.raw_position().unwrap().PlayOffset;
+    // Pause freezes the position, stop resets it.
+    render.set_state(KSSTATE_PAUSE).unwrap();
+    let paused = render.raw_position().unwrap().PlayOffset;
+    let (r_paused, _) = run(&mut render, &mut capture, &mut signal, 200);
+    assert_eq!(
+        render.raw_position().unwrap().PlayOffset,
+        paused,
+        "moved in PAUSE"
+    );
+    assert_eq!(r_paused, 0, "notified in PAUSE");
+    render.set_state(KSSTATE_STOP).unwrap();
+    assert_eq!(
+        render.raw_position().unwrap().PlayOffset,
+        0,
+        "STOP resets to 0"
+    );
+    render.prefill(&mut |out| signal.fill(out)).unwrap();
+    render.set_state(KSSTATE_RUN).unwrap();
+    let (r2, c2) = run(&mut render, &mut capture, &mut signal, 2_000);
+    let stats = rig.device.stats();
+    println!(
+        "wavert-qemu figures: hda miniport duplex 48 kHz: render {r1}+{r2} and capture {c1}+{c2} \
+         notifications in 2 x 2 s, restart after STOP; {} interrupts, ISR max {} register \
+         accesses, position at pause {render_at}",
+        stats.interrupts, stats.isr_max_register_accesses,
+    );
+    // 2 s of 50 ms packets: about 40 per stream and run.
+    for n in [r1, c1, r2, c2] {
+        assert!(n.abs_diff(40) <= 2, "{n} notifications in 2 s");
+    }
+    assert!(
+        stats.isr_max_register_accesses <= 3,
+        "both streams at once: 1 + 2"
+    );
+    assert_eq!(render.stats.glitches, 0);
+    assert_eq!(capture.stats.glitches, 0);
+    render.close().unwrap();
+    capture.close().unwrap();
+    rig.shutdown().check().unwrap();
+}
+
+fn hlk_on(direction: Direction) {
+    let rate = 48_000;
+    let rig = Rig::start(&Audiodev::None { frequency: rate }, false);
+    let bytes = rig.format(direction, rate);
+    let (wave, _) = rig.wave(direction);
+    let capture = direction == Direction::Capture;
+    let findings =
+        hlk::run_wavetest_positions(&rig.emu, &wave, 0, capture, &bytes, rate * FRAME_BYTES / 10)
+            .unwrap();
+    for f in &findings {
+        println!("HLK {direction:?} {}: {:?}", f.rule, f.outcome);
+    }
+    let report = hlk::run_ks_position_test(&rig.emu, &wave, 0, capture, &bytes).unwrap();
+    println!(
+        "wavert-qemu figures: hda miniport HLK {direction:?}: WaveTest {}/{} rules, KS position {}",
+        findings.iter().filter(|f| f.outcome.is_ok()).count(),
+        findings.len(),
+        if report.passed() { "passed" } else { "FAILED" }
+    );
+    assert!(findings.iter().all(|f| f.outcome.is_ok()), "{findings:?}");
+    assert!(report.passed(), "{report:?}");
+    assert!(rig.services_per_step.load(Ordering::Relaxed) >= 1);
+    rig.shutdown().check().unwrap();
+}
+
+#[test]
+fn hda_hlk_positions_render() {
+    hlk_on(Direction::Render);
+}
+
+#[test]
+fn hda_hlk_positions_capture() {
+    hlk_on(Direction::Capture);
+}
+
+#[test]
+fn a_stale_position_register_fails_the_check() {
+    let rate = 48_000;
+    let rig = Rig::start(&Audiodev::None { frequency: rate }, false);
+    let mut stream = rig.open(Direction::Render, rate, 100);
+    let real = stream.position_register().unwrap().unwrap();
+    assert_eq!(real.Width, 32);
+    stream.set_state(KSSTATE_RUN).unwrap();
+    for _ in 0..130 {
+        rig.emu.advance(QPC_PER_MS);
+    }
+    let _ = stream.position().unwrap();
+    assert!(stream.check_position_register(&real).is_ok());
+    // A register that never moves (as if the controller stopped writing
+    // the position buffer): frozen at 0 while the stream plays.
+    let frozen = std::hint::black_box(0u32);
+    let stale = KSRTAUDIO_HWREGISTER {
+        Register: (&raw const frozen).cast_mut().cast(),
+        ..real
+    };
+    let error = stream.check_position_register(&stale).unwrap_err();
+    assert!(error.contains("stale"), "{error}");
+    stream.close().unwrap();
+    rig.shutdown().check().unwrap();
+}
