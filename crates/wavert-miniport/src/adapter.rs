@@ -993,10 +993,10 @@ pub fn install_hda<S: PortClsServices, P: Platform, M: Mmio>(
     device.connect()?;
     let topology = |direction| {
         let endpoint = crate::hda::endpoints::endpoint(device.path(direction).map(|p| p.pin));
-        match AmplifierNode::new(device.clone(), direction) {
-            Some(node) => TopologyMiniport::with_hardware(direction, endpoint, Arc::new(node)),
-            None => TopologyMiniport::new(direction, endpoint),
-        }
+        AmplifierNode::new(device.clone(), direction).map_or_else(
+            || TopologyMiniport::new(direction, endpoint),
+            |node| TopologyMiniport::with_hardware(direction, endpoint, Arc::new(node)),
+        )
     };
     let registration = register_subdevices(services, &device, &HDA_SUBDEVICES, &topology)?;
     let info = device.codec_info();

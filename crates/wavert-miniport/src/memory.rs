@@ -85,6 +85,39 @@ impl NotificationEvents {
         Ok(())
     }
 
+    /// `RegisterNotificationEvent` on a stream's buffer: only with a
+    /// buffer allocated with notifications.
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_INVALID_DEVICE_STATE` without one; [`Self::register`]'s.
+    pub fn register_on_buffer(
+        &mut self,
+        has_buffer: bool,
+        notifications: u32,
+        event: KernelEvent,
+    ) -> NtResult<()> {
+        if !has_buffer || notifications == 0 {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        self.register(event)
+    }
+
+    /// `UnregisterNotificationEvent` on a stream's buffer: without one
+    /// there is nothing to unregister (freeing it dropped the
+    /// registrations; ReactOS's close frees the buffer first), a success.
+    ///
+    /// # Errors
+    ///
+    /// [`Self::unregister`]'s.
+    pub fn unregister_on_buffer(&mut self, has_buffer: bool, event: KernelEvent) -> NtResult<()> {
+        if has_buffer {
+            self.unregister(event)
+        } else {
+            Ok(())
+        }
+    }
+
     /// The registered events.
     pub fn iter(&self) -> impl Iterator<Item = KernelEvent> + '_ {
         self.0.iter().flatten().copied()
@@ -218,8 +251,9 @@ impl Mapping {
     }
 }
 
-/// Physically contiguous device memory seen through its kernel mapping:
-/// physical addresses from `physical` on are offsets in `mapping`. It is the
+/// Physically contiguous device memory seen through its kernel mapping.
+///
+/// Physical addresses from `physical` on are offsets in `mapping`. It is the
 /// [`DmaMemory`] / [`DmaMemoryRead`] the register-level back-ends write
 /// descriptors and rings through and read responses and positions from.
 /// Accesses outside the mapping write nothing and read zeros.

@@ -63,6 +63,21 @@ pub fn same_format(a: &AudioFormat, b: &AudioFormat) -> bool {
         && a.valid_bits() == b.valid_bits()
 }
 
+/// The `KSAUDIO_POSITION` of a hardware stream at linear byte `linear` of
+/// a `size`-byte cyclic buffer (play and write offset alike: the DMA
+/// engine's own position); zeros without a buffer (`size` 0).
+#[must_use]
+pub fn cyclic_position(linear: u64, size: u32) -> KSAUDIO_POSITION {
+    if size == 0 {
+        return KSAUDIO_POSITION::default();
+    }
+    let offset = linear % u64::from(size);
+    KSAUDIO_POSITION {
+        PlayOffset: offset,
+        WriteOffset: offset,
+    }
+}
+
 /// Memory a device needs beside the cyclic buffer (e.g. the AC'97's
 /// descriptor list): one physically contiguous block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -681,8 +681,9 @@ impl Controller {
     }
 }
 
-/// The interrupt service itself, without a [`Controller`]: what
-/// [`Controller::service_interrupt`] does, for an ISR that cannot reach the
+/// The interrupt service itself, without a [`Controller`].
+///
+/// What [`Controller::service_interrupt`] does, for an ISR that cannot reach the
 /// controller's verb state (it lives under a lock the ISR may not take).
 /// One read of INTSTS, one status-byte write per interrupting stream
 /// descriptor, one RIRBSTS write if the controller interrupt is set.

@@ -52,7 +52,7 @@ use crate::memory::{NotificationEvents, PhysicalView};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{LogLevel, Platform, SpinLock};
 use crate::power::{DevicePower, PowerBackend};
-use crate::stream::{Backend, DeviceMemoryRequest, DmaBuffer};
+use crate::stream::{cyclic_position, Backend, DeviceMemoryRequest, DmaBuffer};
 use crate::topology::{TopologyHardware, VolumeRange};
 
 const fn kind(direction: Direction) -> ChannelKind {
@@ -807,24 +807,15 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
 
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
         let (linear, size) = self.linear_position(direction);
-        if size == 0 {
-            return KSAUDIO_POSITION::default();
-        }
-        let offset = linear % u64::from(size);
-        KSAUDIO_POSITION {
-            PlayOffset: offset,
-            WriteOffset: offset,
-        }
+        cyclic_position(linear, size)
     }
 
     /// `RegisterNotificationEvent`. IRQL: `PASSIVE_LEVEL`.
     fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.soft.with(|s| {
             let c = &mut s.channels[direction];
-            if !c.has_buffer || c.notifications == 0 {
-                return Err(NtStatus::INVALID_DEVICE_STATE);
-            }
-            c.events.register(event)
+            c.events
+                .register_on_buffer(c.has_buffer, c.notifications, event)
         })
     }
 
@@ -836,11 +827,7 @@ impl<P: Platform, IO: PortIo> Backend for Ac97Device<P, IO> {
     fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.soft.with(|s| {
             let c = &mut s.channels[direction];
-            if c.has_buffer {
-                c.events.unregister(event)
-            } else {
-                Ok(())
-            }
+            c.events.unregister_on_buffer(c.has_buffer, event)
         })
     }
 

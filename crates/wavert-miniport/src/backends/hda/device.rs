@@ -59,7 +59,7 @@ use crate::interrupt::InterruptSync;
 use crate::memory::{NotificationEvents, PhysicalView};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{LogLevel, Platform, SpinLock};
-use crate::stream::{Backend, DeviceMemoryRequest, DmaBuffer};
+use crate::stream::{cyclic_position, Backend, DeviceMemoryRequest, DmaBuffer};
 use crate::topology::{TopologyHardware, VolumeRange};
 
 /// Bytes of the controller's common page.
@@ -727,17 +727,16 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
         .and_then(|n| self.send(verbs.get(..n).unwrap_or(&[])))
         .and_then(|()| {
             let amps = self.codec.with(|c| c.amps[direction]);
-            match amps {
-                Some(payloads) => self.send(&payloads.map(|p| {
+            amps.map_or(Ok(()), |payloads| {
+                self.send(&payloads.map(|p| {
                     Verb::short_id(
                         self.info.address,
                         path.converter.node,
                         codec::id::SET_AMP_GAIN_MUTE,
                         p,
                     )
-                })),
-                None => Ok(()),
-            }
+                }))
+            })
         });
         if result.is_err() {
             self.update(direction, |c| *c = SoftStream::closed(c.hw));
@@ -915,23 +914,14 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
     /// From the DMA position buffer (memory): no register access.
     fn position(&self, direction: Direction) -> KSAUDIO_POSITION {
         let (linear, size) = self.linear_position(direction);
-        if size == 0 {
-            return KSAUDIO_POSITION::default();
-        }
-        let offset = linear % u64::from(size);
-        KSAUDIO_POSITION {
-            PlayOffset: offset,
-            WriteOffset: offset,
-        }
+        cyclic_position(linear, size)
     }
 
     fn register_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.soft.with(|s| {
             let c = &mut s.streams[direction];
-            if c.buffer.is_none() || c.notifications == 0 {
-                return Err(NtStatus::INVALID_DEVICE_STATE);
-            }
-            c.events.register(event)
+            c.events
+                .register_on_buffer(c.buffer.is_some(), c.notifications, event)
         })
     }
 
@@ -940,11 +930,7 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
     fn unregister_event(&self, direction: Direction, event: KernelEvent) -> NtResult<()> {
         self.soft.with(|s| {
             let c = &mut s.streams[direction];
-            if c.buffer.is_some() {
-                c.events.unregister(event)
-            } else {
-                Ok(())
-            }
+            c.events.unregister_on_buffer(c.buffer.is_some(), event)
         })
     }
 
@@ -1056,8 +1042,9 @@ impl<P: Platform, M: Mmio> Drop for HdaDevice<P, M> {
 
 // ---- topology ---------------------------------------------------------------
 
-/// A topology filter's volume and mute on the path's converter amplifier
-/// (the DAC's output amplifier, the ADC's input amplifier), over the
+/// A topology filter's volume and mute on the path's converter amplifier.
+///
+/// The DAC's output amplifier or the ADC's input amplifier, over the
 /// amplifier's own step range (its capabilities parameter, HDA spec
 /// 7.3.4.10: offset, steps, step size in 0.25 dB, mute).
 pub struct AmplifierNode<P: Platform, M: Mmio> {

@@ -1,9 +1,10 @@
-//! The two endpoints' jacks from the pin complexes' configuration defaults
+//! The two endpoints' jacks from the pin complexes' configuration defaults.
+//!
 //! (HDA spec 7.3.3.31, `Get Configuration Default`), read by the codec
 //! walk: port connectivity (bits 31:30), location (29:24: gross 29:28,
 //! geometric 27:24), connection type (19:16), colour (15:12).
 //!
-//! KSJACK_DESCRIPTION's enumerations (Learn, `KSJACK_DESCRIPTION`) follow
+//! `KSJACK_DESCRIPTION`'s enumerations (Learn, `KSJACK_DESCRIPTION`) follow
 //! the same fields: `EPcxConnectionType` numbers connection types as the
 //! HDA spec does (0 unknown to 0xA RJ-11, then combination), so the map is
 //! the identity there; `EPcxGeoLocation` starts at rear = 1 as the spec's

@@ -1,6 +1,7 @@
-//! The Intel HD Audio controller (QEMU `intel-hda` 8086:2668,
-//! `ich9-intel-hda` 8086:293E, with `hda-duplex` / `hda-output`) as a
-//! WaveRT device: a render filter on the codec's output converter, a
+//! The Intel HD Audio controller as a WaveRT device.
+//!
+//! QEMU `intel-hda` 8086:2668, `ich9-intel-hda` 8086:293E, with
+//! `hda-duplex` / `hda-output`: a render filter on the codec's output converter, a
 //! capture filter on its input converter, and topology filters on the
 //! converters' amplifiers.
 //!

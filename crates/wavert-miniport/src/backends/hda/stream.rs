@@ -27,8 +27,9 @@ pub const BUFFER_LIMITS: DeviceLimits = DeviceLimits {
     granularity_bytes: 4,
 };
 
-/// The shortest packet period claimed: 10 ms in 100 ns units, as for the
-/// AC'97. QEMU's HD Audio model moves data on its audio timer too (the
+/// The shortest packet period claimed: 10 ms in 100 ns units.
+///
+/// As for the AC'97: QEMU's HD Audio model moves data on its audio timer too (the
 /// codec's transfer timer inside runs per millisecond, but the audio
 /// back-end's buffers are taken every 10 ms of virtual time); shorter
 /// packets are not measured.
