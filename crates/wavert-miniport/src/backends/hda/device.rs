@@ -1130,3 +1130,36 @@ impl<P: Platform, M: Mmio> TopologyHardware for AmplifierNode<P, M> {
         );
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "test code: a failure is the test failing")]
+mod tests {
+    use super::*;
+
+    /// QEMU's amplifier: 0x4A steps of 1 dB, 0 dB at the top, mute.
+    const QEMU_AMP: AmpCaps = AmpCaps((1 << 31) | (3 << 16) | (0x4A << 8) | 0x4A);
+
+    #[test]
+    fn levels_map_onto_the_amplifier_steps() {
+        let (min, max, step) = QEMU_AMP.range_db_fixed();
+        assert_eq!((min, max, step), (-74 * 65536, 0, 65536));
+        assert_eq!(gain_step(QEMU_AMP, 0), 0x4A);
+        assert_eq!(gain_step(QEMU_AMP, -65536), 0x49);
+        assert_eq!(gain_step(QEMU_AMP, i32::MIN), 0);
+        assert_eq!(gain_step(QEMU_AMP, 10 * 65536), 0x4A, "clamped at the top");
+        let [left, right] = amp_payloads(Direction::Render, QEMU_AMP, 0, -74 * 65536, true);
+        assert_eq!(left, 0xA000 | 0x80 | 0x4A);
+        assert_eq!(right, 0x9000 | 0x80);
+    }
+
+    #[test]
+    fn formats_need_their_container() {
+        let ok = AudioFormat::extensible(wavert_core::format::SampleType::Pcm, 2, 48_000, 32, 24)
+            .unwrap();
+        assert_eq!(pcm_format(&ok).map(|f| f.bits), Some(24));
+        let packed =
+            AudioFormat::extensible(wavert_core::format::SampleType::Pcm, 2, 48_000, 24, 24)
+                .unwrap();
+        assert_eq!(pcm_format(&packed), None);
+    }
+}

@@ -101,3 +101,35 @@ pub const fn endpoint(pin: Option<Pin>) -> Endpoint {
     };
     Endpoint::new(2, jack(config, 2))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcls_sys::{eConnType3Point5mm, eGenLocInternal, eGeoLocFront};
+
+    #[test]
+    fn qemu_pin_defaults_become_green_and_red_rear_jacks() {
+        // hda-duplex: line out green, line in red, jack, location N/A.
+        let out = jack((4 << 12) | 0x10, 2);
+        assert_eq!(out.Color, jack_rgb(0, 255, 0));
+        assert_eq!(out.PortConnection, ePortConnJack);
+        assert_eq!(out.GeoLocation, eGeoLocRear);
+        assert_eq!(out.IsConnected, 1);
+        let line_in = jack((8 << 20) | (5 << 12) | 0x20, 2);
+        assert_eq!(line_in.Color, jack_rgb(255, 0, 0));
+    }
+
+    #[test]
+    fn every_field_is_read_from_its_bits() {
+        // Integrated (2), internal (gross 1), front (2), 1/8" (1), blue.
+        let config = (2 << 30) | (1 << 28) | (2 << 24) | (1 << 16) | (3 << 12);
+        let j = jack(config, 1);
+        assert_eq!(j.PortConnection, ePortConnIntegratedDevice);
+        assert_eq!(j.GenLocation, eGenLocInternal);
+        assert_eq!(j.GeoLocation, eGeoLocFront);
+        assert_eq!(j.ConnectionType, eConnType3Point5mm);
+        assert_eq!(j.Color, jack_rgb(0, 0, 255));
+        assert_eq!(j.ChannelMapping, KSAUDIO_SPEAKER_MONO);
+        assert_eq!(endpoint(None).jack().IsConnected, 0);
+    }
+}
