@@ -158,48 +158,32 @@ impl<S: AsMut<[i32]> + AsRef<[i32]>> Converter<S> {
     /// stops when `output` is full or `input` runs out. Work is bounded by
     /// the two lengths.
     pub fn convert(&mut self, input: &[u8], output: &mut [u8]) -> Converted {
-        if self.resampler.is_none() {
+        let Some(resampler) = self.resampler.as_mut() else {
             return self.convert_frames(input, output);
-        }
+        };
         let mut done = Converted::default();
         let mut decoded = [0i32; MAX_CHANNELS];
         let mut mapped = [0i32; MAX_CHANNELS];
         let mut frames_in = input.chunks_exact(self.in_block.max(1));
         for out_frame in output.chunks_exact_mut(self.out_block.max(1)) {
-            let made = match self.resampler.as_mut() {
-                None => {
-                    let Some(frame) = frames_in.next() else {
-                        break;
-                    };
-                    decode_map(
-                        self.decode,
-                        &self.map,
-                        &self.input_gains,
-                        frame,
-                        &mut decoded,
-                        &mut mapped,
-                    );
-                    done.inputs += 1;
-                    true
+            // Inputs go in until the resampler has the next output.
+            let made = loop {
+                if resampler.pull(&mut mapped) {
+                    break true;
                 }
-                Some(resampler) => loop {
-                    if resampler.pull(&mut mapped) {
-                        break true;
-                    }
-                    let Some(frame) = frames_in.next() else {
-                        break false;
-                    };
-                    decode_map(
-                        self.decode,
-                        &self.map,
-                        &self.input_gains,
-                        frame,
-                        &mut decoded,
-                        &mut mapped,
-                    );
-                    resampler.push(&mapped);
-                    done.inputs += 1;
-                },
+                let Some(frame) = frames_in.next() else {
+                    break false;
+                };
+                decode_map(
+                    self.decode,
+                    &self.map,
+                    &self.input_gains,
+                    frame,
+                    &mut decoded,
+                    &mut mapped,
+                );
+                resampler.push(&mapped);
+                done.inputs += 1;
             };
             if !made {
                 break;

@@ -1132,7 +1132,10 @@ impl<P: Platform, M: Mmio> TopologyHardware for AmplifierNode<P, M> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "test code: a failure is the test failing")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "test code: a failure is the test failing"
+)]
 mod tests {
     use super::*;
 
