@@ -17,10 +17,14 @@
     reason = "figures for the report: byte and interrupt counts stay far below 2^52"
 )]
 
+mod common;
+#[path = "common/coupling.rs"]
+mod coupling;
+
 use std::f64::consts::PI;
 use std::fs;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use portcls_sys::KSSTATE_RUN;
@@ -37,18 +41,12 @@ use wavert_miniport::ac97::Ac97Device;
 use wavert_miniport::adapter::{install_ac97, AC97_SUBDEVICES};
 use wavert_miniport::Direction;
 use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, MIXER_PORT};
-use wavert_qemu::{ensure_qemu, Audiodev, Machine as Qemu, QemuInstall};
+use wavert_qemu::{Audiodev, Machine as Qemu};
 
-const MS_NS: u64 = 1_000_000;
+use common::{install, leading_silence, wav_data};
+use coupling::{couple_clocks, Coupling};
+
 const FRAME_BYTES: u32 = 4;
-
-fn install() -> &'static QemuInstall {
-    static INSTALL: OnceLock<Result<QemuInstall, String>> = OnceLock::new();
-    match INSTALL.get_or_init(ensure_qemu) {
-        Ok(install) => install,
-        Err(reason) => panic!("QEMU could not be set up, so the AC'97 tests cannot run: {reason}"),
-    }
-}
 
 // The platform, port I/O and PortCls services are the emulator's own
 // (`wavert_emulator::ac97::{Ac97Platform, QemuIo}`, `cable::EmuPortCls`): one
@@ -66,10 +64,9 @@ struct Rig {
     services: EmuPortCls,
     /// What `StartDevice` registered (kept, as the driver keeps it).
     _registration: wavert_miniport::adapter::Registration,
-    timer: u64,
+    coupling: Coupling,
     /// While set, the coupling timer steps QEMU without running the ISR.
     hold_isr: Arc<AtomicBool>,
-    services_per_step: Arc<AtomicU64>,
 }
 
 impl Rig {
@@ -110,35 +107,14 @@ impl Rig {
         assert_eq!(registered.connections.len(), 2);
 
         let hold_isr = Arc::new(AtomicBool::new(false));
-        let services_per_step = Arc::new(AtomicU64::new(0));
-        let timer = {
-            let qemu = Arc::clone(&qemu);
+        let coupling = {
             let device = Arc::clone(&device);
-            let line = Arc::clone(&line);
-            let hold = Arc::clone(&hold_isr);
-            let max = Arc::clone(&services_per_step);
-            emu.start_timer(
-                QPC_PER_MS,
-                Arc::new(move |_now| {
-                    qemu.clock_step(MS_NS).unwrap();
-                    if hold.load(Ordering::Acquire) {
-                        return;
-                    }
-                    let mut services = 0;
-                    while qemu.interrupt_pending() {
-                        assert!(services < 16, "IRQ {AC97_IRQ} stuck");
-                        assert!(
-                            line.raise(),
-                            "the miniport's ISR did not claim its interrupt"
-                        );
-                        services += 1;
-                    }
-                    max.fetch_max(services, Ordering::Relaxed);
-                    if device.platform().take_dpc() {
-                        device.on_dpc();
-                    }
-                }),
-            )
+            let hold = Some(Arc::clone(&hold_isr));
+            couple_clocks(&emu, &qemu, &line, AC97_IRQ, hold, move || {
+                if device.platform().take_dpc() {
+                    device.on_dpc();
+                }
+            })
         };
         let ports = services.take_ports();
         Self {
@@ -148,9 +124,8 @@ impl Rig {
             ports,
             services,
             _registration: registration,
-            timer,
+            coupling,
             hold_isr,
-            services_per_step,
         }
     }
 
@@ -182,7 +157,7 @@ impl Rig {
     }
 
     fn shutdown(self) -> Arc<Qemu> {
-        self.emu.cancel_timer(self.timer);
+        self.emu.cancel_timer(self.coupling.timer);
         for port in &self.ports {
             port.unbind();
         }
@@ -225,21 +200,6 @@ impl Signal {
             self.next += 1;
         }
     }
-}
-
-/// The samples of QEMU's WAV output, to the end of the file (read by hound).
-fn wav_data(file: &[u8]) -> Vec<u8> {
-    wavert_emulator::signal::wav_data(file)
-        .unwrap()
-        .data
-        .to_vec()
-}
-
-fn leading_silence(pcm: &[u8]) -> usize {
-    pcm.chunks_exact(4)
-        .take_while(|f| f == &[0, 0, 0, 0])
-        .count()
-        * 4
 }
 
 /// Closes the stream, shuts QEMU down (which finalises its WAV file) and
@@ -496,7 +456,7 @@ fn hlk_on(direction: Direction) {
     );
     assert!(findings.iter().all(|f| f.outcome.is_ok()), "{findings:?}");
     assert!(report.passed(), "{report:?}");
-    assert!(rig.services_per_step.load(Ordering::Relaxed) >= 1);
+    assert!(rig.coupling.services_per_step.load(Ordering::Relaxed) >= 1);
     rig.shutdown().check().unwrap();
 }
 

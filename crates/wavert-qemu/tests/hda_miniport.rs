@@ -17,13 +17,16 @@
 )]
 
 mod common;
+#[path = "common/coupling.rs"]
+mod coupling;
 
 use std::fs;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::{install, leading_silence, wav_data};
+use coupling::{couple_clocks, Coupling};
 use portcls_sys::{KSRTAUDIO_HWREGISTER, KSSTATE_PAUSE, KSSTATE_RUN, KSSTATE_STOP};
 use wavert_com::ComPtr;
 use wavert_emulator::ac97::{qemu_memory_config, Ac97Platform};
@@ -40,7 +43,6 @@ use wavert_miniport::Direction;
 use wavert_qemu::machine::{CARD_IRQ, HDA_MMIO_BASE, INTEL_HDA_ICH6, INTEL_HDA_ICH9};
 use wavert_qemu::{Audiodev, Card, Machine as Qemu};
 
-const MS_NS: u64 = 1_000_000;
 const FRAME_BYTES: u32 = 4;
 
 type Device = HdaDevice<Ac97Platform, QemuMmio>;
@@ -53,8 +55,7 @@ struct Rig {
     ports: Vec<Port>,
     services: EmuPortCls,
     _registration: wavert_miniport::adapter::Registration,
-    timer: u64,
-    services_per_step: Arc<AtomicU64>,
+    coupling: Coupling,
     vendor_device: u32,
 }
 
@@ -94,31 +95,13 @@ impl Rig {
             .collect();
         let expected: Vec<&str> = HDA_SUBDEVICES.iter().map(|s| s.name).collect();
         assert_eq!(names, expected);
-        let services_per_step = Arc::new(AtomicU64::new(0));
-        let timer = {
-            let qemu = Arc::clone(&qemu);
+        let coupling = {
             let device = Arc::clone(&device);
-            let line = Arc::clone(&line);
-            let max = Arc::clone(&services_per_step);
-            emu.start_timer(
-                QPC_PER_MS,
-                Arc::new(move |_now| {
-                    qemu.clock_step(MS_NS).unwrap();
-                    let mut services = 0;
-                    while qemu.interrupt_pending() {
-                        assert!(services < 16, "IRQ {CARD_IRQ} stuck");
-                        assert!(
-                            line.raise(),
-                            "the miniport's ISR did not claim its interrupt"
-                        );
-                        services += 1;
-                    }
-                    max.fetch_max(services, Ordering::Relaxed);
-                    if device.platform().take_dpc() {
-                        device.on_dpc();
-                    }
-                }),
-            )
+            couple_clocks(&emu, &qemu, &line, CARD_IRQ, None, move || {
+                if device.platform().take_dpc() {
+                    device.on_dpc();
+                }
+            })
         };
         let ports = services.take_ports();
         Self {
@@ -128,8 +111,7 @@ impl Rig {
             ports,
             services,
             _registration: registration,
-            timer,
-            services_per_step,
+            coupling,
             vendor_device,
         }
     }
@@ -173,7 +155,7 @@ impl Rig {
     }
 
     fn shutdown(self) -> Arc<Qemu> {
-        self.emu.cancel_timer(self.timer);
+        self.emu.cancel_timer(self.coupling.timer);
         for port in &self.ports {
             port.unbind();
         }
@@ -468,7 +450,7 @@ fn hlk_on(direction: Direction) {
     );
     assert!(findings.iter().all(|f| f.outcome.is_ok()), "{findings:?}");
     assert!(report.passed(), "{report:?}");
-    assert!(rig.services_per_step.load(Ordering::Relaxed) >= 1);
+    assert!(rig.coupling.services_per_step.load(Ordering::Relaxed) >= 1);
     rig.shutdown().check().unwrap();
 }
 
