@@ -1023,7 +1023,7 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         // wrote (a converter scaled its own).
         let copied = source.is_some();
         match (&capture.format, copied) {
-            (Some(format), true) => apply_volume(cb, format, &gains.through()),
+            (Some(format), true) => apply_volume(cb, format, gains.through()),
             _ => cb.gained = cb.moved,
         }
     }

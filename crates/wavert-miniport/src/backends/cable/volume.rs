@@ -96,6 +96,8 @@ pub struct Gains {
     pub render: ChannelGains,
     /// The capture side's factors.
     pub capture: ChannelGains,
+    /// Both in turn (made at each refresh, not per service).
+    through: ChannelGains,
 }
 
 impl Gains {
@@ -111,13 +113,14 @@ impl Gains {
         self.versions = Some((render_version, capture_version));
         self.render = render;
         self.capture = capture;
+        self.through = render.then(&capture);
         true
     }
 
     /// Both sides' factors in turn, for a copy between matching formats.
     #[must_use]
-    pub fn through(&self) -> ChannelGains {
-        self.render.then(&self.capture)
+    pub const fn through(&self) -> &ChannelGains {
+        &self.through
     }
 }
 
