@@ -515,6 +515,7 @@ pub const FILE_BYTE_ALIGNMENT: ULONG = 0x0000_0000;
 pub const FILE_WORD_ALIGNMENT: ULONG = 0x0000_0001;
 pub const FILE_LONG_ALIGNMENT: ULONG = 0x0000_0003;
 pub const FILE_QUAD_ALIGNMENT: ULONG = 0x0000_0007;
+pub const FILE_128_BYTE_ALIGNMENT: ULONG = 0x0000_007F;
 
 // ---- the registry (`wdm.h`) --------------------------------------------------
 

@@ -485,6 +485,127 @@ const fn outcome_of(status: NTSTATUS) -> OrderOutcome {
     }
 }
 
+/// The two hardware registers a WaveRT stream may map to the audio engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HwRegister {
+    /// `KSPROPERTY_RTAUDIO_POSITIONREGISTER`.
+    Position,
+    /// `KSPROPERTY_RTAUDIO_CLOCKREGISTER`.
+    Clock,
+}
+
+impl HwRegister {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Position => "GetPositionRegister",
+            Self::Clock => "GetClockRegister",
+        }
+    }
+}
+
+/// The clock register read as the audio engine reads it (through its
+/// address, no call into the driver), held against the QPC.
+///
+/// From the first
+/// reading on, the ticks it counted (32-bit wraps unfolded) must be the
+/// QPC's elapsed time at the register's Numerator/Denominator rate, no
+/// ahead of it and behind it by no more than `max_lag_qpc` (the device's
+/// clock moves in steps: QEMU's runs only when the coupling timer steps
+/// it). A stale, stopped, too fast or too slow register fails.
+#[derive(Clone, Debug)]
+pub struct ClockRegisterCheck {
+    register: KSRTAUDIO_HWREGISTER,
+    qpc_frequency: u64,
+    max_lag_qpc: u64,
+    first: Option<(u32, u64)>,
+    last_raw: u32,
+    ticks: u64,
+    /// Readings checked.
+    pub readings: u64,
+    /// Largest lag seen, in register ticks.
+    pub max_lag_ticks: u64,
+}
+
+impl ClockRegisterCheck {
+    /// A check of `register` (a successful, rule-abiding `GetClockRegister`
+    /// answer) against a QPC of `qpc_frequency`.
+    #[must_use]
+    pub const fn new(register: KSRTAUDIO_HWREGISTER, qpc_frequency: u64, max_lag_qpc: u64) -> Self {
+        Self {
+            register,
+            qpc_frequency,
+            max_lag_qpc,
+            first: None,
+            last_raw: 0,
+            ticks: 0,
+            readings: 0,
+            max_lag_ticks: 0,
+        }
+    }
+
+    /// The register's rate in ticks per second (Numerator / Denominator).
+    #[must_use]
+    #[allow(clippy::cast_precision_loss, reason = "a rate for the report")]
+    pub fn ticks_per_second(&self) -> f64 {
+        self.register.Numerator as f64 / self.register.Denominator.max(1) as f64
+    }
+
+    /// Reads the register now (`qpc`: the QPC at this instant) and checks it.
+    ///
+    /// # Errors
+    ///
+    /// The rule the reading breaks, in words.
+    pub fn read(&mut self, qpc: u64) -> Result<(), String> {
+        // SAFETY: `check_hw_register` accepted the address; the miniport
+        // keeps it valid while the stream exists (GetClockRegister's
+        // contract), and a 32-bit register is read as one aligned word.
+        let raw = unsafe { self.register.Register.cast::<u32>().read_volatile() };
+        self.check(raw, qpc)
+    }
+
+    /// Checks one reading `raw` taken at `qpc`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::read`].
+    pub fn check(&mut self, raw: u32, qpc: u64) -> Result<(), String> {
+        if self.register.Width != 32 {
+            return Err(format!("a {}-bit clock register", self.register.Width));
+        }
+        self.readings += 1;
+        let Some((_, first_qpc)) = self.first else {
+            self.first = Some((raw, qpc));
+            self.last_raw = raw;
+            return Ok(());
+        };
+        self.ticks += u64::from(raw.wrapping_sub(self.last_raw));
+        self.last_raw = raw;
+        let elapsed = u128::from(qpc.saturating_sub(first_qpc));
+        let to_ticks = |qpc_ticks: u128| {
+            qpc_ticks * u128::from(self.register.Numerator)
+                / (u128::from(self.qpc_frequency) * u128::from(self.register.Denominator.max(1)))
+        };
+        let expected = to_ticks(elapsed);
+        let counted = u128::from(self.ticks);
+        // One tick either way for the rounding of both clocks.
+        if counted > expected + 1 {
+            return Err(format!(
+                "clock register ran ahead of the QPC: {counted} ticks counted, {expected} expected after {elapsed} QPC ticks"
+            ));
+        }
+        let lag = expected - counted;
+        if lag > to_ticks(u128::from(self.max_lag_qpc)) + 1 {
+            return Err(format!(
+                "clock register behind the QPC: {counted} ticks counted, {expected} expected after {elapsed} QPC ticks (stale, stopped or slow)"
+            ));
+        }
+        self.max_lag_ticks = self
+            .max_lag_ticks
+            .max(u64::try_from(lag).unwrap_or(u64::MAX));
+        Ok(())
+    }
+}
+
 /// A hardware register a successful `GetPositionRegister` or
 /// `GetClockRegister` gives.
 ///
@@ -690,26 +811,15 @@ impl Stream {
             "SetFormat with the stream's own format while stopped",
             outcome_of(status),
         );
-        for (name, get) in [
-            ("GetPositionRegister", s.vtbl().GetPositionRegister),
-            ("GetClockRegister", s.vtbl().GetClockRegister),
-        ] {
-            let mut register = KSRTAUDIO_HWREGISTER {
-                Register: ptr::without_provenance_mut(POISON_POINTER),
-                Width: POISON_U32,
-                Numerator: u64::from(POISON_U32),
-                Denominator: u64::from(POISON_U32),
-                Accuracy: POISON_U32,
-            };
-            // SAFETY: the stream is live; `register` outlives the call.
-            let status = unsafe { get(s.this(), &raw mut register) };
+        for register in [HwRegister::Position, HwRegister::Clock] {
+            let (status, answer) = self.query_hw_register(register)?;
             let outcome = if NT_SUCCESS(status) {
-                check_hw_register(name, &register).map_err(EngineError::Protocol)?;
+                check_hw_register(register.name(), &answer).map_err(EngineError::Protocol)?;
                 OrderOutcome::Tolerated
             } else {
                 OrderOutcome::Declined(status)
             };
-            self.machine.record_order(name, outcome);
+            self.machine.record_order(register.name(), outcome);
         }
         let mut description = DEVICE_DESCRIPTION {
             Version: POISON_U32,
@@ -1186,22 +1296,51 @@ impl Stream {
     ///
     /// The rule a successful answer breaks, or no stream.
     pub fn position_register(&self) -> Result<Option<KSRTAUDIO_HWREGISTER>, EngineError> {
+        self.offered_hw_register(HwRegister::Position)
+    }
+
+    /// `GetClockRegister`, held to its page's rules ([`check_hw_register`]):
+    /// `None` when the stream offers none.
+    ///
+    /// # Errors
+    ///
+    /// The rule a successful answer breaks, or no stream.
+    pub fn clock_register(&self) -> Result<Option<KSRTAUDIO_HWREGISTER>, EngineError> {
+        self.offered_hw_register(HwRegister::Clock)
+    }
+
+    fn offered_hw_register(
+        &self,
+        register: HwRegister,
+    ) -> Result<Option<KSRTAUDIO_HWREGISTER>, EngineError> {
+        let (status, answer) = self.query_hw_register(register)?;
+        if !NT_SUCCESS(status) {
+            return Ok(None);
+        }
+        check_hw_register(register.name(), &answer).map_err(EngineError::Protocol)?;
+        Ok(Some(answer))
+    }
+
+    /// Asks the stream for `register` with every field poisoned first.
+    fn query_hw_register(
+        &self,
+        register: HwRegister,
+    ) -> Result<(NTSTATUS, KSRTAUDIO_HWREGISTER), EngineError> {
         let s = self.stream()?;
-        let get = s.vtbl().GetPositionRegister;
-        let mut register = KSRTAUDIO_HWREGISTER {
+        let get = match register {
+            HwRegister::Position => s.vtbl().GetPositionRegister,
+            HwRegister::Clock => s.vtbl().GetClockRegister,
+        };
+        let mut answer = KSRTAUDIO_HWREGISTER {
             Register: ptr::without_provenance_mut(POISON_POINTER),
             Width: POISON_U32,
             Numerator: u64::from(POISON_U32),
             Denominator: u64::from(POISON_U32),
             Accuracy: POISON_U32,
         };
-        // SAFETY: the stream is live; `register` outlives the call.
-        let status = unsafe { get(s.this(), &raw mut register) };
-        if !NT_SUCCESS(status) {
-            return Ok(None);
-        }
-        check_hw_register("GetPositionRegister", &register).map_err(EngineError::Protocol)?;
-        Ok(Some(register))
+        // SAFETY: the stream is live; `answer` outlives the call.
+        let status = unsafe { get(s.this(), &raw mut answer) };
+        Ok((status, answer))
     }
 
     /// Reads the position register as the audio engine would (the
@@ -1856,5 +1995,69 @@ mod tests {
             ..DEVICE_DESCRIPTION::default()
         };
         assert!(check_device_description(&unset).is_err());
+    }
+
+    /// A 24 MHz clock register (HD Audio's WALCLK) as a reading at QPC
+    /// `qpc` would find it, when the device's clock runs `lag_qpc` behind.
+    fn wall_clock_at(qpc: u64, lag_qpc: u64, start: u32) -> u32 {
+        let ticks = (qpc - lag_qpc.min(qpc)) * 24_000_000 / QPC_FREQUENCY;
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "the register wraps at 32 bits"
+        )]
+        start.wrapping_add(ticks as u32)
+    }
+
+    fn wall_clock_register(numerator: u64) -> KSRTAUDIO_HWREGISTER {
+        KSRTAUDIO_HWREGISTER {
+            Register: ptr::without_provenance_mut(0x1000),
+            Width: 32,
+            Numerator: numerator,
+            Denominator: 1,
+            Accuracy: 1,
+        }
+    }
+
+    #[test]
+    fn a_clock_register_that_keeps_time_passes_across_its_wrap() {
+        let qpc_per_ms = QPC_FREQUENCY / 1000;
+        let mut check =
+            ClockRegisterCheck::new(wall_clock_register(24_000_000), QPC_FREQUENCY, qpc_per_ms);
+        // Starts 1 s before the 32-bit wrap, runs 3 s, lagging by up to one
+        // coupling step.
+        let start = u32::MAX - 24_000_000;
+        for ms in 0..3_000 {
+            let qpc = ms * qpc_per_ms + 1_234;
+            let lag = (ms % 3) * qpc_per_ms / 2;
+            check.check(wall_clock_at(qpc, lag, start), qpc).unwrap();
+        }
+        assert_eq!(check.readings, 3_000);
+        assert!(check.max_lag_ticks >= 23_000, "{}", check.max_lag_ticks);
+    }
+
+    #[test]
+    fn a_stale_fast_or_slow_clock_register_fails() {
+        let qpc_per_ms = QPC_FREQUENCY / 1000;
+        let run = |numerator: u64, reading: &dyn Fn(u64) -> u32| {
+            let mut check =
+                ClockRegisterCheck::new(wall_clock_register(numerator), QPC_FREQUENCY, qpc_per_ms);
+            (0..100).try_for_each(|ms| check.check(reading(ms * qpc_per_ms), ms * qpc_per_ms))
+        };
+        let keeps_time = |qpc| wall_clock_at(qpc, 0, 7);
+        assert_eq!(run(24_000_000, &keeps_time), Ok(()));
+        // Stale: the same value at every reading.
+        let stale = run(24_000_000, &|_| 7).unwrap_err();
+        assert!(stale.contains("behind"), "{stale}");
+        // The register keeps time, but the answer states the wrong rate.
+        let slow_rate = run(48_000_000, &keeps_time).unwrap_err();
+        assert!(slow_rate.contains("behind"), "{slow_rate}");
+        let fast_rate = run(12_000_000, &keeps_time).unwrap_err();
+        assert!(fast_rate.contains("ahead"), "{fast_rate}");
+        // A 64-bit answer is refused by this 32-bit reader.
+        let mut wide = wall_clock_register(24_000_000);
+        wide.Width = 64;
+        assert!(ClockRegisterCheck::new(wide, QPC_FREQUENCY, qpc_per_ms)
+            .check(0, 0)
+            .is_err());
     }
 }

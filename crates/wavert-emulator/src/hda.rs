@@ -7,6 +7,10 @@
 //!   controller's common page from the machine's RAM (QEMU's guest-RAM
 //!   file, so the CORB, RIRB and position buffer are where QEMU's DMA
 //!   reads and writes), mapped as the kernel would map it.
+//! * WALCLK, the register `GetClockRegister` offers, as the mapped BAR a
+//!   processor would read: [`Qemu::mirror_mmio32`] (qtest reaches the BAR
+//!   only by command; the mirror holds what a read returns, refreshed
+//!   after every step of QEMU's clock, which stands still between steps).
 //! * The rest is the AC'97's: the platform ([`crate::ac97::Ac97Platform`]:
 //!   QPC, events, a DPC the coupling timer runs) and the coupling of the
 //!   two clocks (a 1 ms machine timer steps QEMU and raises the interrupt
@@ -14,9 +18,11 @@
 
 use std::fmt;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 
 use wavert_core::bus::RegisterBus;
+use wavert_core::hda::reg;
 use wavert_miniport::hda::{CommonBuffer, Mmio};
 use wavert_miniport::memory::Mapping;
 use wavert_qemu::machine::HDA_MMIO_BASE;
@@ -29,14 +35,21 @@ use crate::machine::Machine;
 pub struct QemuMmio {
     qemu: Arc<Qemu>,
     machine: Arc<Machine>,
+    /// WALCLK as a mapped BAR shows it.
+    wall_clock: Arc<AtomicU32>,
 }
 
 impl QemuMmio {
     /// The BAR of `qemu`'s controller (set up by
     /// [`Qemu::firmware_setup_hda`]), common memory from `machine`'s RAM.
     #[must_use]
-    pub const fn new(qemu: Arc<Qemu>, machine: Arc<Machine>) -> Self {
-        Self { qemu, machine }
+    pub fn new(qemu: Arc<Qemu>, machine: Arc<Machine>) -> Self {
+        let wall_clock = qemu.mirror_mmio32(reg::WALCLK);
+        Self {
+            qemu,
+            machine,
+            wall_clock,
+        }
     }
 
     /// Where the BAR is.
@@ -102,9 +115,47 @@ impl Mmio for QemuMmio {
         })
     }
 
+    /// WALCLK only: the one register WaveRT maps to the audio engine that
+    /// this back-end offers (the positions come from the position buffer
+    /// in memory).
+    fn register_address(&self, offset: u16) -> Option<NonNull<u8>> {
+        (offset == reg::WALCLK).then(|| NonNull::from(&*self.wall_clock).cast::<u8>())
+    }
+
     fn free_common(&self, buffer: CommonBuffer) {
         let memory = &self.machine.memory;
         memory.unmap(buffer.mapping.into_base().as_ptr(), buffer.handle);
         memory.free(buffer.handle);
     }
+}
+
+/// The file QEMU's `wav` audiodev writes for `--device hda`, in the output
+/// folder.
+pub const OUTPUT_WAV: &str = "hda-qemu.wav";
+
+/// What the HD Audio session plays: 16-bit stereo PCM at a rate from 8 to
+/// 192 kHz (the HDA stream format's range, spec 3.7.1).
+///
+/// Which of those the
+/// codec takes is its converter's own list, which the miniport's filters
+/// offer and the negotiation holds it to.
+///
+/// # Errors
+///
+/// One line saying what is supported.
+pub fn check_format(request: &crate::engine::FormatRequest) -> Result<(), String> {
+    if request.float
+        || request.bits != 16
+        || request.channels != 2
+        || !(8_000..=192_000).contains(&request.rate)
+    {
+        return Err(format!(
+            "the HD Audio device plays 16-bit stereo PCM at the codec's rates (8000 to 192000 Hz), not {} Hz {}-bit {}{} channel(s)",
+            request.rate,
+            request.bits,
+            if request.float { "float " } else { "" },
+            request.channels
+        ));
+    }
+    Ok(())
 }

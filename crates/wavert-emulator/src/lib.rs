@@ -80,6 +80,7 @@ pub mod packets;
 pub mod personality;
 pub mod port;
 pub mod power;
+pub mod qemu_card;
 pub mod range_table;
 pub mod realtime;
 pub mod session;

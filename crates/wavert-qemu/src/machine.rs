@@ -9,7 +9,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -293,6 +293,12 @@ fn lock(qtest: &Mutex<Qtest>) -> MutexGuard<'_, Qtest> {
     qtest.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+type Mirrors = Vec<(u64, Arc<AtomicU32>)>;
+
+fn lock_mirrors(mirrors: &Mutex<Mirrors>) -> MutexGuard<'_, Mirrors> {
+    mirrors.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A running QEMU with a sound card, its qtest session and guest RAM.
 /// Dropping it kills QEMU (without finalising a WAV file: call
 /// [`Machine::shutdown`] for that) and removes its files.
@@ -304,6 +310,9 @@ pub struct Machine {
     workdir: PathBuf,
     port_accesses: AtomicU64,
     virtual_ns: AtomicU64,
+    /// The memory-BAR dwords mirrored for user-mode readers
+    /// ([`Machine::mirror_mmio32`]).
+    mirrors: Mutex<Mirrors>,
 }
 
 fn qemu_log(workdir: &Path) -> String {
@@ -410,6 +419,7 @@ impl Machine {
             workdir,
             port_accesses: AtomicU64::new(0),
             virtual_ns: AtomicU64::new(0),
+            mirrors: Mutex::new(Vec::new()),
         })
     }
 
@@ -599,7 +609,44 @@ impl Machine {
     pub fn clock_step(&self, ns: u64) -> Result<(), String> {
         lock(&self.qtest).command(&format!("clock_step {ns}"))?;
         self.virtual_ns.fetch_add(ns, Ordering::Relaxed);
+        self.refresh_mirrors();
         Ok(())
+    }
+
+    /// A view of the 32-bit register at `offset` in the HD Audio memory
+    /// BAR as a processor that mapped the BAR would read it: the value
+    /// after the last clock step, refreshed by every [`Self::clock_step`].
+    ///
+    /// qtest reaches registers only by command, so a pointer into the BAR
+    /// (what WaveRT's `KSPROPERTY_RTAUDIO_CLOCKREGISTER` gives the audio
+    /// engine) cannot point at QEMU's. QEMU's virtual time stands still
+    /// between steps, so a read-only counter such as WALCLK holds the
+    /// value read right after a step until the next one: this mirror is
+    /// what a read through a mapping would return at every instant.
+    /// The mirror's own reads are not counted in
+    /// [`Self::register_accesses`] (they stand for the audio engine's
+    /// reads, which never go through the driver).
+    #[must_use]
+    pub fn mirror_mmio32(&self, offset: u16) -> Arc<AtomicU32> {
+        let address = HDA_MMIO_BASE + u64::from(offset);
+        let mirror = Arc::new(AtomicU32::new(self.read_mmio32_uncounted(address)));
+        lock_mirrors(&self.mirrors).push((address, Arc::clone(&mirror)));
+        mirror
+    }
+
+    fn read_mmio32_uncounted(&self, address: u64) -> u32 {
+        lock(&self.qtest)
+            .command_value(&format!("readl {address:#x}"))
+            .ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(u32::MAX)
+    }
+
+    fn refresh_mirrors(&self) {
+        let mirrors = lock_mirrors(&self.mirrors);
+        for (address, mirror) in mirrors.iter() {
+            mirror.store(self.read_mmio32_uncounted(*address), Ordering::Release);
+        }
     }
 
     /// Advances virtual time by `ns`, then delivers the AC'97 interrupt:

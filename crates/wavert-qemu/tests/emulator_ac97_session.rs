@@ -10,11 +10,13 @@
 
 use std::path::PathBuf;
 
-use wavert_emulator::ac97::{run_ac97_session, Ac97Options, Ac97Report, OUTPUT_WAV};
 use wavert_emulator::engine::FormatRequest;
 use wavert_emulator::faulty::Ac97Fault;
 use wavert_emulator::memory::HIGH_RAM_BASE;
 use wavert_emulator::personality::{OrderOutcome, PortPersonality};
+use wavert_emulator::qemu_card::{
+    run_card_hlk, run_card_session, CardOptions, CardReport, QemuCard,
+};
 
 fn image() -> Option<PathBuf> {
     std::env::var_os("RSWAVERT_IMAGE").map(PathBuf::from)
@@ -33,9 +35,10 @@ fn session(
     seconds: f64,
     notifications: u32,
     personality: PortPersonality,
-) -> Ac97Report {
+) -> CardReport {
     let dir = output_dir(&format!("{name}-{personality}"));
-    let report = run_ac97_session(&Ac97Options {
+    let report = run_card_session(&CardOptions {
+        card: QemuCard::Ac97,
         input: None,
         format,
         seconds,
@@ -97,7 +100,7 @@ fn session(
             order.outcome
         );
     }
-    let written = std::fs::metadata(dir.join(OUTPUT_WAV)).map(|m| m.len());
+    let written = std::fs::metadata(dir.join(QemuCard::Ac97.output_wav())).map(|m| m.len());
     assert!(
         written.as_ref().is_ok_and(|&n| n > input_bytes),
         "{written:?}"
@@ -166,7 +169,7 @@ fn ac97_session_plays_ten_seconds_at_44k1() {
 }
 
 fn hlk_on(capture: bool, personality: PortPersonality) {
-    let report = wavert_emulator::ac97::run_ac97_hlk(capture, image().as_deref(), personality)
+    let report = run_card_hlk(QemuCard::Ac97, capture, image().as_deref(), personality)
         .unwrap_or_else(|e| panic!("the AC'97 HLK run failed: {e}"));
     println!("{}", report.build);
     for method in &report.methods {
@@ -233,9 +236,10 @@ fn ac97_hlk_on_capture_under_the_reactos_port() {
 /// The host build with `fault`, 1 s at 48 kHz with 100 ms packets (a
 /// 10-page buffer: with half of guest RAM above 4 GiB and the frames
 /// shuffled, a buffer without the 32-bit limit gets high pages).
-fn faulty_session(name: &str, fault: Ac97Fault) -> Result<Ac97Report, String> {
+fn faulty_session(name: &str, fault: Ac97Fault) -> Result<CardReport, String> {
     let dir = output_dir(name);
-    let result = run_ac97_session(&Ac97Options {
+    let result = run_card_session(&CardOptions {
+        card: QemuCard::Ac97,
         input: None,
         format: FormatRequest::default(),
         seconds: 1.0,

@@ -52,8 +52,10 @@ pub struct Args {
     #[arg(long, value_name = "S", default_value_t = 5.0)]
     pub seconds: f64,
 
-    /// Device back-end: virtual (the loopback cable) or ac97 (the AC'97
-    /// miniport on QEMU's AC'97, 16-bit stereo 8-48 kHz; writes ac97-qemu.wav)
+    /// Device back-end: virtual (the loopback cable), ac97 (the AC'97
+    /// miniport on QEMU's AC'97, 16-bit stereo 8-48 kHz; writes
+    /// ac97-qemu.wav) or hda (the HD Audio miniport on QEMU's intel-hda,
+    /// 16-bit stereo at the codec's rates; writes hda-qemu.wav)
     #[arg(long, value_enum, value_name = "device", default_value_t = Device::Virtual)]
     pub device: Device,
 
@@ -175,6 +177,8 @@ pub enum Device {
     Virtual,
     // The Intel ICH AC'97 back-end on QEMU's AC'97.
     Ac97,
+    // The Intel HD Audio back-end on QEMU's intel-hda with hda-duplex.
+    Hda,
 }
 
 /// The virtual cable's DMA engine `--dma` picks.

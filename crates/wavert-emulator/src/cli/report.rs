@@ -15,7 +15,7 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         match self {
             Self::Virtual(outcome) => outcome.passed(),
-            Self::Ac97(outcome) => {
+            Self::Card(outcome) => {
                 outcome.session.passed() && outcome.hlk.iter().all(|(_, r)| r.passed())
             }
         }
@@ -25,7 +25,7 @@ impl Outcome {
     pub fn report_lines(&self) -> Vec<String> {
         match self {
             Self::Virtual(outcome) => outcome.report_lines(),
-            Self::Ac97(outcome) => {
+            Self::Card(outcome) => {
                 let report = &outcome.session;
                 let mut lines = report.lines();
                 lines.push(format!(
@@ -34,6 +34,14 @@ impl Outcome {
                 ));
                 for (endpoint, hlk) in &outcome.hlk {
                     lines.extend(hlk_lines(endpoint, &hlk.methods));
+                    lines.push(format!(
+                        "ks topology      : {endpoint:<16} {}",
+                        topology_text(&hlk.ks_topology)
+                    ));
+                    lines.push(format!(
+                        "ks formats       : {endpoint:<16} {}",
+                        topology_text(&hlk.ks_formats)
+                    ));
                     if !hlk.violations.is_empty() {
                         lines.push(format!(
                             "hlk violations   : {endpoint:<8} {}",

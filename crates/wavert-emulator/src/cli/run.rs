@@ -6,9 +6,6 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use portcls_sys::{DEVPKEY_DeviceInterface_FriendlyName, DEVPROP_TYPE_STRING};
-use wavert_emulator::ac97::{
-    run_ac97_hlk, run_ac97_session, Ac97HlkReport, Ac97Options, Ac97Report,
-};
 use wavert_emulator::cable::{
     start_cable_adapter, CableAdapter, CableOptions, RegisteredWaveFilter,
 };
@@ -24,6 +21,9 @@ use wavert_emulator::machine::{ClockMode, Machine, Registrations};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::personality::{OrderRecord, PortPersonality};
 use wavert_emulator::power::{PowerCycle, PowerCycler, PowerPlan};
+use wavert_emulator::qemu_card::{
+    run_card_hlk, run_card_session, CardHlkReport, CardOptions, CardReport, QemuCard,
+};
 use wavert_emulator::session::{run_loopbacks_with, LoopbackConfig, LoopbackResult, WaveFilter};
 use wavert_emulator::signal;
 use wavert_miniport::adapter::{Subdevice, SubdeviceKind, CABLE_SUBDEVICES, SUBDEVICES};
@@ -35,16 +35,16 @@ use super::args::{Args, Device, MemoryLayout};
 pub enum Outcome {
     /// `--device virtual`.
     Virtual(Box<VirtualOutcome>),
-    /// `--device ac97`.
-    Ac97(Box<Ac97Outcome>),
+    /// `--device ac97` and `--device hda`.
+    Card(Box<CardOutcome>),
 }
 
-/// What the AC'97 session and its HLK runs saw.
-pub struct Ac97Outcome {
+/// What a QEMU card's session and its HLK runs saw.
+pub struct CardOutcome {
     /// The playback session.
-    pub session: Ac97Report,
+    pub session: CardReport,
     /// The HLK methods, per endpoint (each on its own QEMU).
-    pub hlk: Vec<(&'static str, Ac97HlkReport)>,
+    pub hlk: Vec<(&'static str, CardHlkReport)>,
 }
 
 /// What the virtual cable's session saw, up to the removal of the device.
@@ -270,7 +270,8 @@ pub enum DriverCounters {
 /// unreadable or unwritable files, a driver that does not start.
 pub fn run(args: &Args) -> Result<Outcome, String> {
     match args.device {
-        Device::Ac97 => run_ac97(args).map(|outcome| Outcome::Ac97(Box::new(outcome))),
+        Device::Ac97 => run_card(QemuCard::Ac97, args).map(|o| Outcome::Card(Box::new(o))),
+        Device::Hda => run_card(QemuCard::Hda, args).map(|o| Outcome::Card(Box::new(o))),
         Device::Virtual => run_virtual(args).map(|outcome| Outcome::Virtual(Box::new(outcome))),
     }
 }
@@ -284,23 +285,23 @@ fn format_request(args: &Args) -> Result<FormatRequest, String> {
     }
 }
 
-/// `--device ac97`: the AC'97 miniport on QEMU's AC'97, QEMU's output
+/// `--device ac97` / `hda`: the card's miniport on QEMU's card, QEMU's output
 /// beside the report, then the HLK methods on both endpoints.
-fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
+fn run_card(card: QemuCard, args: &Args) -> Result<CardOutcome, String> {
     if args.memory != MemoryLayout::Split {
         return Err(
-            "--memory low applies to --device virtual: the AC'97's QEMU guest RAM is always split"
-                .to_owned(),
+            "--memory low applies to --device virtual: QEMU's guest RAM is always split".to_owned(),
         );
     }
     if args.power_cycle != 0 {
         return Err(
-            "--power-cycle applies to --device virtual (the AC'97's power cycles run in \
+            "--power-cycle applies to --device virtual (the QEMU cards' power cycles run in \
              wavert-qemu's tests)"
                 .to_owned(),
         );
     }
-    let session = run_ac97_session(&Ac97Options {
+    let session = run_card_session(&CardOptions {
+        card,
         input: args.input.clone(),
         format: format_request(args)?,
         seconds: args.seconds,
@@ -314,7 +315,8 @@ fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
     let hlk = [("render", false), ("capture", true)]
         .into_iter()
         .map(|(endpoint, capture)| {
-            run_ac97_hlk(
+            run_card_hlk(
+                card,
                 capture,
                 args.image.as_deref(),
                 PortPersonality::from(args.port),
@@ -322,7 +324,7 @@ fn run_ac97(args: &Args) -> Result<Ac97Outcome, String> {
             .map(|report| (endpoint, report))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    Ok(Ac97Outcome { session, hlk })
+    Ok(CardOutcome { session, hlk })
 }
 
 /// The KS topology rules on `direction`'s topology filter, whose endpoint
