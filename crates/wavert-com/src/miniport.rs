@@ -21,8 +21,10 @@ use crate::{status_of, ComPtr, NtResult};
 
 /// What every miniport answers (`IMiniport`).
 pub trait Miniport: Send + Sync + 'static {
-    /// The filter descriptor (static data the port reads for the filter's life).
-    fn description(&self) -> &'static PCFILTER_DESCRIPTOR;
+    /// The filter descriptor the port reads for the filter's life: static
+    /// data, or data the miniport owns (valid while it lives; the port
+    /// holds the miniport for as long as it uses the descriptor).
+    fn description(&self) -> &PCFILTER_DESCRIPTOR;
     /// Picks a format inside both ranges and writes it to `result`.
     ///
     /// `data_range` and `matching_range` are the ranges' bytes

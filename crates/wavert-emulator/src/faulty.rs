@@ -24,6 +24,7 @@ use wavert_core::sg::SgProfile;
 use wavert_core::state::KsState;
 use wavert_miniport::ac97::{Ac97Device, PortIo};
 use wavert_miniport::adapter::{register_subdevices, SUBDEVICES};
+use wavert_miniport::filters::RuntimeWaveFilter;
 use wavert_miniport::memory::Mapping;
 use wavert_miniport::modes::PacketSizeConstraints;
 use wavert_miniport::stream::{DeviceMemoryRequest, DmaBuffer};
@@ -483,8 +484,12 @@ impl Backend for FaultyCable {
         Ok(())
     }
 
-    fn host_ranges(&self, direction: Direction) -> &'static [DeviceRange] {
+    fn host_ranges(&self, direction: Direction) -> &[DeviceRange] {
         self.cable.host_ranges(direction)
+    }
+
+    fn runtime_wave_filter(&self, direction: Direction) -> Option<&RuntimeWaveFilter> {
+        self.cable.runtime_wave_filter(direction)
     }
 
     fn default_format(&self, direction: Direction) -> AudioFormat {
@@ -706,8 +711,12 @@ impl<P: Platform, IO: PortIo> Backend for FaultyAc97<P, IO> {
         self.device.log_prefix()
     }
 
-    fn host_ranges(&self, direction: Direction) -> &'static [DeviceRange] {
+    fn host_ranges(&self, direction: Direction) -> &[DeviceRange] {
         self.device.host_ranges(direction)
+    }
+
+    fn runtime_wave_filter(&self, direction: Direction) -> Option<&RuntimeWaveFilter> {
+        self.device.runtime_wave_filter(direction)
     }
 
     fn default_format(&self, direction: Direction) -> AudioFormat {

@@ -23,6 +23,7 @@
 //! builder is tested with. The cable couples the two directions below the
 //! filters (in [`crate::VirtualCable`]), not in KS topology.
 
+use alloc::vec::Vec;
 use core::mem::size_of;
 use core::ptr;
 
@@ -43,6 +44,7 @@ use portcls_sys::{
     PCPROPERTY_ITEM_FLAG_BASICSUPPORT, PCPROPERTY_ITEM_FLAG_GET, PCPROPERTY_ITEM_FLAG_SET,
     PKSATTRIBUTE, PKSDATARANGE, ULONG,
 };
+use wavert_com::{NtResult, NtStatus};
 use wavert_core::range::DeviceRange;
 
 use crate::direction::Direction;
@@ -192,6 +194,120 @@ pub(crate) const fn host_range_table<const N: usize, const M: usize>(
         i += 1;
     }
     DataRangeTable(table)
+}
+
+/// A wave filter whose host pin's ranges are known only at run time: a
+/// codec's formats, read from its converter at `StartDevice`.
+///
+/// The static shape ([`wave_filter`]: pins, nodes, connections,
+/// categories) is copied, and the host pin is pointed at a data-range
+/// table built here: each range, then the mode attribute list, as
+/// [`host_range_table`] lays out the static ones. The descriptor and what
+/// it points to are owned together and never change after [`Self::new`]:
+/// the vectors are allocated once at their final size, so the addresses
+/// PortCls reads stay valid for as long as this value lives (the device
+/// that owns it outlives its miniports, which hand the descriptor out).
+pub struct RuntimeWaveFilter {
+    device_ranges: Vec<DeviceRange>,
+    /// What the descriptor points to, read only through it.
+    #[expect(dead_code, reason = "owned for the pointers in `descriptor`")]
+    storage: (
+        Vec<KSDATARANGE_AUDIO>,
+        Vec<PKSDATARANGE>,
+        Vec<PCPIN_DESCRIPTOR>,
+    ),
+    descriptor: PCFILTER_DESCRIPTOR,
+}
+
+#[allow(
+    clippy::non_send_fields_in_send_ty,
+    reason = "the pointer tables are read-only after construction (see the SAFETY comment)"
+)]
+// SAFETY: the raw pointers inside lead to this value's own heap blocks
+// (never reallocated or written after `new`) or to immutable statics; the
+// port and the miniport only read them.
+unsafe impl Send for RuntimeWaveFilter {}
+// SAFETY: as for `Send`: nothing is written after construction.
+unsafe impl Sync for RuntimeWaveFilter {}
+
+impl core::fmt::Debug for RuntimeWaveFilter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RuntimeWaveFilter")
+            .field("device_ranges", &self.device_ranges)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuntimeWaveFilter {
+    /// `shape` (a wave filter from [`wave_filter`], host pin first) with
+    /// its host pin offering `device_ranges` as `sub_format` ranges.
+    /// IRQL: `PASSIVE_LEVEL` (it allocates).
+    ///
+    /// # Errors
+    ///
+    /// `STATUS_NOT_SUPPORTED` without a range or with a shape that has no
+    /// host pin; `STATUS_INSUFFICIENT_RESOURCES` when the tables cannot be
+    /// allocated.
+    pub fn new(
+        shape: &PCFILTER_DESCRIPTOR,
+        sub_format: GUID,
+        device_ranges: &[DeviceRange],
+    ) -> NtResult<Self> {
+        let count = device_ranges.len();
+        let pin_count = shape.PinCount as usize;
+        if count == 0 || shape.Pins.is_null() || pin_count <= WAVE_HOST_PIN as usize {
+            return Err(NtStatus::NOT_SUPPORTED);
+        }
+        let table_len = ULONG::try_from(2 * count).map_err(|_| NtStatus::NOT_SUPPORTED)?;
+        let no_memory = |_| NtStatus::INSUFFICIENT_RESOURCES;
+        let mut owned = Vec::new();
+        owned.try_reserve_exact(count).map_err(no_memory)?;
+        owned.extend_from_slice(device_ranges);
+        let mut ranges = Vec::new();
+        ranges.try_reserve_exact(count).map_err(no_memory)?;
+        ranges.extend(device_ranges.iter().map(|r| audio_range(sub_format, r)));
+        let mut table = Vec::new();
+        table.try_reserve_exact(2 * count).map_err(no_memory)?;
+        for range in &ranges {
+            table.push(ptr::from_ref(range).cast_mut().cast::<KSDATARANGE>());
+            table.push(
+                ptr::addr_of!(MODE_ATTRIBUTE_LIST)
+                    .cast_mut()
+                    .cast::<KSDATARANGE>(),
+            );
+        }
+        let mut pins = Vec::new();
+        pins.try_reserve_exact(pin_count).map_err(no_memory)?;
+        // SAFETY: a filter descriptor's `Pins` points at `PinCount`
+        // descriptors (the static shape's own table).
+        pins.extend_from_slice(unsafe { core::slice::from_raw_parts(shape.Pins, pin_count) });
+        let host = pins
+            .get_mut(WAVE_HOST_PIN as usize)
+            .ok_or(NtStatus::NOT_SUPPORTED)?;
+        host.KsPinDescriptor.DataRangesCount = table_len;
+        host.KsPinDescriptor.DataRanges = table.as_ptr();
+        let descriptor = PCFILTER_DESCRIPTOR {
+            Pins: pins.as_ptr(),
+            ..*shape
+        };
+        Ok(Self {
+            device_ranges: owned,
+            storage: (ranges, table, pins),
+            descriptor,
+        })
+    }
+
+    /// The descriptor (valid while `self` lives).
+    #[must_use]
+    pub const fn descriptor(&self) -> &PCFILTER_DESCRIPTOR {
+        &self.descriptor
+    }
+
+    /// The host pin's device ranges, in the order of its table.
+    #[must_use]
+    pub fn device_ranges(&self) -> &[DeviceRange] {
+        &self.device_ranges
+    }
 }
 
 /// A pin descriptor. No pin here has an automation table: the host pins'

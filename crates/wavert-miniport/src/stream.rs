@@ -36,6 +36,7 @@ use wavert_core::sg::{self, Descriptor, SgProfile};
 use wavert_core::state::KsState;
 
 use crate::direction::Direction;
+use crate::filters::RuntimeWaveFilter;
 use crate::memory::{Mapping, Mdl, PortStream};
 use crate::modes::PacketSizeConstraints;
 use crate::platform::{LogLevel, Platform, SpinLock};
@@ -338,7 +339,17 @@ pub trait Backend: Send + Sync + 'static {
     /// data-range table (whose `KSDATARANGE_AUDIO` entries are built from
     /// them). `DataRangeIntersection` finds the one the port passes as the
     /// matching range here.
-    fn host_ranges(&self, direction: Direction) -> &'static [DeviceRange];
+    fn host_ranges(&self, direction: Direction) -> &[DeviceRange];
+
+    /// `direction`'s wave filter when its host pin's ranges are the
+    /// hardware's, known only at run time (an HD Audio codec's converter
+    /// formats); `None` (the default): the static
+    /// [`Backend::WAVE_RENDER_FILTER`] / [`Backend::WAVE_CAPTURE_FILTER`].
+    /// Its ranges must be [`Backend::host_ranges`], in order.
+    fn runtime_wave_filter(&self, direction: Direction) -> Option<&RuntimeWaveFilter> {
+        let _ = direction;
+        None
+    }
 
     /// The default format of `direction`'s endpoint: what
     /// `KSPROPERTY_PIN_PROPOSEDATAFORMAT2` answers, what an intersection

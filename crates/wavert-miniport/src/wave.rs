@@ -68,13 +68,34 @@ use crate::topology::Reply;
 pub struct WaveMiniport<B: Backend> {
     backend: Arc<B>,
     direction: Direction,
+    /// The back-end's run-time filter with this miniport's format
+    /// properties, when it has one ([`Backend::runtime_wave_filter`]).
+    runtime: Option<OwnedDescriptor>,
 }
+
+/// A filter descriptor whose pointers lead into a [`RuntimeWaveFilter`]
+/// the miniport's back-end owns (it outlives the miniport, which holds it).
+struct OwnedDescriptor(PCFILTER_DESCRIPTOR);
+
+// SAFETY: the descriptor is never written after construction; its
+// pointers lead to statics or to the back-end's `RuntimeWaveFilter`,
+// itself `Send + Sync` and kept alive by the miniport's `Arc`.
+unsafe impl Send for OwnedDescriptor {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for OwnedDescriptor {}
 
 impl<B: Backend> WaveMiniport<B> {
     /// The wave miniport for `direction` of `backend`.
     #[must_use]
-    pub const fn new(backend: Arc<B>, direction: Direction) -> Self {
-        Self { backend, direction }
+    pub fn new(backend: Arc<B>, direction: Direction) -> Self {
+        let runtime = backend
+            .runtime_wave_filter(direction)
+            .map(|filter| OwnedDescriptor(with_format_properties::<B>(*filter.descriptor())));
+        Self {
+            backend,
+            direction,
+            runtime,
+        }
     }
 
     /// The format a stream would open with, from the `KSDATAFORMAT` +
@@ -138,8 +159,10 @@ impl<B: Backend> WaveMiniport<B> {
 }
 
 impl<B: Backend> Miniport for WaveMiniport<B> {
-    fn description(&self) -> &'static PCFILTER_DESCRIPTOR {
-        wave_filter::<B>(self.direction)
+    fn description(&self) -> &PCFILTER_DESCRIPTOR {
+        self.runtime
+            .as_ref()
+            .map_or_else(|| wave_filter::<B>(self.direction), |owned| &owned.0)
     }
 
     /// The format inside the client's range and `matching_range` closest to

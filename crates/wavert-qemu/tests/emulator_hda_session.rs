@@ -10,7 +10,7 @@ use wavert_emulator::engine::FormatRequest;
 use wavert_emulator::faulty::Ac97Fault;
 use wavert_emulator::personality::{OrderOutcome, PortPersonality};
 use wavert_emulator::qemu_card::{
-    run_card_session, CardOptions, CardReport, QemuCard, HDA_IMAGE_UNSUPPORTED,
+    run_card_hlk, run_card_session, CardOptions, CardReport, QemuCard, HDA_IMAGE_UNSUPPORTED,
 };
 
 fn output_dir(name: &str) -> PathBuf {
@@ -123,4 +123,33 @@ fn hda_session_refuses_what_it_cannot_play_in_one_line() {
     let mut image = options("image", 48_000, 1.0, PortPersonality::Windows);
     image.image = Some(PathBuf::from("rswavert.sys"));
     assert_eq!(run_card_session(&image).unwrap_err(), HDA_IMAGE_UNSUPPORTED);
+}
+
+fn hlk_on(capture: bool) {
+    let report = run_card_hlk(QemuCard::Hda, capture, None, PortPersonality::Windows)
+        .unwrap_or_else(|e| panic!("the HD Audio HLK run failed: {e}"));
+    for method in &report.methods {
+        println!(
+            "HLK capture={capture} {}: {}",
+            method.method.name(),
+            method.summary()
+        );
+    }
+    for finding in report.ks_formats.iter().chain(&report.ks_topology) {
+        println!(
+            "KS capture={capture} {}: {:?}",
+            finding.rule, finding.outcome
+        );
+    }
+    assert!(report.passed(), "{report:?}");
+}
+
+#[test]
+fn hda_hlk_methods_pass_on_the_render_endpoint() {
+    hlk_on(false);
+}
+
+#[test]
+fn hda_hlk_methods_pass_on_the_capture_endpoint() {
+    hlk_on(true);
 }

@@ -49,12 +49,14 @@ use wavert_core::sg::{encode, SgProfile};
 use wavert_core::state::{transition, KsState, Transition};
 
 use super::filters::{
-    CHANNELS, DEFAULT_FORMAT, HDA_RANGE, HDA_WAVE_CAPTURE_FILTER, HDA_WAVE_RENDER_FILTER,
+    codec_wave_filter, CHANNELS, DEFAULT_FORMAT, HDA_RANGE, HDA_WAVE_CAPTURE_FILTER,
+    HDA_WAVE_RENDER_FILTER,
 };
 use super::resources::HdaResources;
 use super::stream::{BUFFER_LIMITS, PACKET_SIZE_CONSTRAINTS};
 use super::{Bar, CommonBuffer, Mmio};
 use crate::direction::{Direction, PerDirection};
+use crate::filters::RuntimeWaveFilter;
 use crate::interrupt::InterruptSync;
 use crate::memory::{NotificationEvents, PhysicalView};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
@@ -209,6 +211,9 @@ pub struct HdaDevice<P: Platform, M: Mmio> {
     common: Option<CommonBuffer>,
     caps: Capabilities,
     info: CodecInfo,
+    /// Each direction's wave filter with the codec's formats (`None`: no
+    /// path in that direction; the static filter, which opens nothing).
+    filters: PerDirection<Option<RuntimeWaveFilter>>,
     fifo_bytes: PerDirection<u16>,
     codec: P::Lock<CodecState>,
     soft: P::Lock<SoftState>,
@@ -276,6 +281,22 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
             }
         };
         let caps = controller.capabilities();
+        let mut filters = PerDirection::new_with(|_| None);
+        for direction in Direction::BOTH {
+            let path = match direction {
+                Direction::Render => info.render,
+                Direction::Capture => info.capture,
+            };
+            if let Some(path) = path {
+                match codec_wave_filter(direction, path.converter.pcm) {
+                    Ok(filter) => filters[direction] = Some(filter),
+                    Err(status) => {
+                        mmio.free_common(common);
+                        return Err(status);
+                    }
+                }
+            }
+        }
         let hw_streams = PerDirection::new_with(|direction| {
             let index = match direction {
                 Direction::Render => caps.output_descriptor(0).filter(|_| info.render.is_some()),
@@ -302,6 +323,7 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
             common: Some(common),
             caps,
             info,
+            filters,
             fifo_bytes,
             codec,
             soft,
@@ -984,8 +1006,17 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
         "HD Audio "
     }
 
-    fn host_ranges(&self, _direction: Direction) -> &'static [DeviceRange] {
-        core::slice::from_ref(&HDA_RANGE)
+    /// The codec's formats ([`super::filters::codec_ranges`]), or the static envelope for
+    /// a direction without a path.
+    fn host_ranges(&self, direction: Direction) -> &[DeviceRange] {
+        self.filters[direction].as_ref().map_or(
+            core::slice::from_ref(&HDA_RANGE),
+            RuntimeWaveFilter::device_ranges,
+        )
+    }
+
+    fn runtime_wave_filter(&self, direction: Direction) -> Option<&RuntimeWaveFilter> {
+        self.filters[direction].as_ref()
     }
 
     fn default_format(&self, _direction: Direction) -> AudioFormat {
@@ -1001,8 +1032,11 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
         let Some(pcm) = pcm_format(format) else {
             return false;
         };
-        HDA_RANGE.contains(format)
-            && format.channels() == CHANNELS
+        format.channels() == CHANNELS
+            && self
+                .host_ranges(direction)
+                .iter()
+                .any(|r| r.contains(format))
             && path.converter.pcm.has_rate(pcm.rate)
             && path.converter.pcm.has_bits(pcm.bits)
             && pcm.encode().is_ok()
