@@ -31,8 +31,10 @@ use portcls_sys::{
 use wavert_com::ComPtr;
 use wavert_miniport::ac97::DeviceKind;
 #[cfg(target_arch = "x86_64")]
-use wavert_miniport::adapter::install_ac97;
+use wavert_miniport::adapter::{install_ac97, install_hda};
 use wavert_miniport::adapter::{install_cables, Registration, MAX_SUBDEVICES};
+#[cfg(target_arch = "x86_64")]
+use wavert_miniport::hda::HdaResources;
 use wavert_miniport::parameters::DeviceParameters;
 use wavert_miniport::{DmaMode, VirtualCable};
 use wdk_sys::ntddk::ExAllocateTimer;
@@ -40,6 +42,8 @@ use wdk_sys::EX_TIMER_HIGH_RESOLUTION;
 
 #[cfg(target_arch = "x86_64")]
 use crate::io::KernelPortIo;
+#[cfg(target_arch = "x86_64")]
+use crate::mmio::KernelMmio;
 use crate::platform::{kernel_log, timer_callback, KernelPlatform};
 use crate::registry::DeviceRegistry;
 use crate::services::KernelServices;
@@ -108,7 +112,7 @@ unsafe extern "system" fn add_device(
 }
 
 /// Starts the adapter (`PASSIVE_LEVEL`, on `IRP_MN_START_DEVICE`): makes the
-/// virtual cable or the AC'97, and registers its four subdevices and two
+/// virtual cable, the AC'97 or the HD Audio controller, and registers its four subdevices and two
 /// physical connections (`wavert_miniport::adapter`); what was registered
 /// is kept in the device extension for [`pnp_dispatch`].
 ///
@@ -131,9 +135,10 @@ unsafe extern "system" fn start_device(
     // find the last start's registration still in place.
     // SAFETY: the FDO PortCls passes, with PortCls's device extension.
     unsafe { unregister_kept(device_object.cast()) };
-    // One binary serves both hardware IDs; the resources tell them apart:
+    // One binary serves every hardware ID; the resources tell them apart:
     // the root-enumerated cable has none, a PCI AC'97 has two I/O ranges
-    // and an interrupt. (No registry or hardware-ID lookup needed, and a
+    // and an interrupt, an HD Audio controller one memory range and an
+    // interrupt. (No registry or hardware-ID lookup needed, and a
     // device with the wrong resources is refused instead of guessed at.)
     // SAFETY: PortCls passes a live resource list (or NULL) for this call;
     // the borrowed pointer is AddRef'd for as long as we hold it.
@@ -148,8 +153,14 @@ unsafe extern "system" fn start_device(
         // device with its resources is refused rather than half-driven.
         #[cfg(not(target_arch = "x86_64"))]
         DeviceKind::Ac97 => Err(portcls_sys::STATUS_NOT_SUPPORTED),
-        // The HD Audio back-end exists in wavert-miniport; the driver does
-        // not map its MMIO BAR yet (MmMapIoSpaceEx), so it refuses to start.
+        #[cfg(target_arch = "x86_64")]
+        DeviceKind::Hda => resources.map_or(Err(STATUS_INSUFFICIENT_RESOURCES), |resources| {
+            start_hda(&services, &resources)
+        }),
+        // The register accesses are x64 `mov` forms (`crate::mmio`); the
+        // ARM64 build has no MMIO glue, and its INF never offers the
+        // controller.
+        #[cfg(not(target_arch = "x86_64"))]
         DeviceKind::Hda => Err(portcls_sys::STATUS_NOT_SUPPORTED),
         DeviceKind::Unknown => Err(STATUS_DEVICE_CONFIGURATION_ERROR),
     };
@@ -168,6 +179,29 @@ fn start_ac97(
     resources: &ComPtr<portcls_sys::IResourceList>,
 ) -> Result<Registration, NTSTATUS> {
     match install_ac97(services, KernelPlatform::new(), KernelPortIo, resources) {
+        Ok((device, registration)) => {
+            device.platform().attach_dpc(Arc::as_ptr(&device));
+            Ok(registration)
+        }
+        Err(status) => Err(status.code()),
+    }
+}
+
+/// `StartDevice` for a PCI HD Audio controller: its memory BAR mapped
+/// (`MmMapIoSpaceEx`, unmapped when the device goes), interrupt sync,
+/// controller and codec, ISR, the four subdevices; then the DPC is pointed
+/// at the device.
+#[cfg(target_arch = "x86_64")]
+fn start_hda(
+    services: &KernelServices,
+    resources: &ComPtr<portcls_sys::IResourceList>,
+) -> Result<Registration, NTSTATUS> {
+    let block = HdaResources::from_list(resources).map_err(wavert_com::NtStatus::code)?;
+    let mmio =
+        KernelMmio::map(block.mmio_base, block.mmio_length).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    // On failure the Mmio (and so the mapping) goes with what install_hda
+    // made of it.
+    match install_hda(services, KernelPlatform::new(), mmio, resources) {
         Ok((device, registration)) => {
             device.platform().attach_dpc(Arc::as_ptr(&device));
             Ok(registration)

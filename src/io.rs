@@ -4,7 +4,7 @@
 //! `__inbyte`/`__outbyte` intrinsics, not as imports from `hal.dll`, so this
 //! module emits the same `in`/`out` instructions with `core::arch::asm!`:
 //! no import, and nothing the image check would have to allow.
-//! `KeStallExecutionProcessor` is a real `hal.dll` export.
+//! `KeStallExecutionProcessor` is a real `hal.dll` export ([`stall_us`]).
 
 use core::arch::asm;
 
@@ -68,15 +68,20 @@ impl PortIo for KernelPortIo {
     }
 
     fn stall_us(&self, us: u32) {
-        // KeStallExecutionProcessor is documented for waits of at most
-        // 50 µs per call; longer waits (the codec-ready poll asks for 1 ms)
-        // are made of such calls.
-        let mut left = us;
-        while left > 0 {
-            let step = left.min(MAX_STALL_US);
-            // SAFETY: a busy wait, callable at any IRQL.
-            unsafe { KeStallExecutionProcessor(step) };
-            left -= step;
-        }
+        stall_us(us);
+    }
+}
+
+/// Busy-waits `us` microseconds. `KeStallExecutionProcessor` is documented
+/// for waits of at most 50 µs per call; longer waits (the codec-ready poll
+/// asks for 1 ms) are made of such calls. IRQL: any. Shared by the AC'97's
+/// port I/O and the HD Audio's MMIO (`crate::mmio`).
+pub fn stall_us(us: u32) {
+    let mut left = us;
+    while left > 0 {
+        let step = left.min(MAX_STALL_US);
+        // SAFETY: a busy wait, callable at any IRQL.
+        unsafe { KeStallExecutionProcessor(step) };
+        left -= step;
     }
 }

@@ -17,13 +17,40 @@ use wdk_sys::ntddk::{
 };
 use wdk_sys::{KDPC, KSPIN_LOCK, LARGE_INTEGER, PEX_TIMER, PVOID};
 
-// The AC'97's DPC: x64 only, as is its port I/O (`crate::io`).
+// The PCI devices' DPC: x64 only, as are their port I/O (`crate::io`) and
+// MMIO (`crate::mmio`).
 #[cfg(target_arch = "x86_64")]
 use crate::io::KernelPortIo;
 #[cfg(target_arch = "x86_64")]
+use crate::mmio::KernelMmio;
+#[cfg(target_arch = "x86_64")]
 use wavert_miniport::ac97::Ac97Device;
 #[cfg(target_arch = "x86_64")]
+use wavert_miniport::hda::HdaDevice;
+#[cfg(target_arch = "x86_64")]
 use wdk_sys::{ntddk::KeInitializeDpc, PKDPC};
+
+/// A PCI device whose interrupt queues a DPC: the deferred half it runs
+/// there (notification events), at `DISPATCH_LEVEL`.
+#[cfg(target_arch = "x86_64")]
+pub trait DeferredWork: Sync {
+    /// Runs the deferred step.
+    fn on_dpc(&self);
+}
+
+#[cfg(target_arch = "x86_64")]
+impl DeferredWork for Ac97Device<KernelPlatform, KernelPortIo> {
+    fn on_dpc(&self) {
+        Self::on_dpc(self);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl DeferredWork for HdaDevice<KernelPlatform, KernelMmio> {
+    fn on_dpc(&self) {
+        Self::on_dpc(self);
+    }
+}
 
 /// A value guarded by a `KSPIN_LOCK` (`KeAcquireSpinLockRaiseToDpc`).
 pub struct KernelSpinLock<T> {
@@ -99,11 +126,12 @@ impl KernelPlatform {
         }
     }
 
-    /// Points the DPC at the AC'97 device that owns this platform; until
-    /// then `queue_dpc` answers `false` and the device runs its deferred
-    /// step at the next position query. IRQL: `PASSIVE_LEVEL`, once.
+    /// Points the DPC at the PCI device (AC'97 or HD Audio) that owns this
+    /// platform; until then `queue_dpc` answers `false` and the device runs
+    /// its deferred step at the next position query. IRQL:
+    /// `PASSIVE_LEVEL`, once.
     #[cfg(target_arch = "x86_64")]
-    pub fn attach_dpc(&self, device: *const Ac97Device<Self, KernelPortIo>) {
+    pub fn attach_dpc<D: DeferredWork>(&self, device: *const D) {
         if self.dpc_ready.load(Ordering::Acquire) {
             return;
         }
@@ -113,7 +141,7 @@ impl KernelPlatform {
         unsafe {
             KeInitializeDpc(
                 self.dpc.0.get(),
-                Some(dpc_routine),
+                Some(dpc_routine::<D>),
                 device.cast_mut().cast(),
             );
         };
@@ -260,16 +288,22 @@ pub unsafe extern "C" fn timer_callback(_timer: PEX_TIMER, context: PVOID) {
     cable.on_timer(cable.platform().qpc());
 }
 
-/// The AC'97's DPC routine (`KDEFERRED_ROUTINE`), at `DISPATCH_LEVEL`: the
-/// deferred half of the interrupt (notification events).
+/// A PCI device's DPC routine (`KDEFERRED_ROUTINE`), at `DISPATCH_LEVEL`:
+/// the deferred half of the interrupt (notification events).
 ///
 /// # Safety
 ///
-/// `context` is the address of the `Ac97Device` that owns the DPC; it
-/// removes and flushes the DPC before its state is dropped.
+/// `context` is the address of the `D` (an `Ac97Device` or `HdaDevice`)
+/// that owns the DPC; it removes and flushes the DPC before its state is
+/// dropped.
 #[cfg(target_arch = "x86_64")]
-unsafe extern "C" fn dpc_routine(_dpc: PKDPC, context: PVOID, _arg1: PVOID, _arg2: PVOID) {
+unsafe extern "C" fn dpc_routine<D: DeferredWork>(
+    _dpc: PKDPC,
+    context: PVOID,
+    _arg1: PVOID,
+    _arg2: PVOID,
+) {
     // SAFETY: see the function's contract.
-    let device = unsafe { &*context.cast::<Ac97Device<KernelPlatform, KernelPortIo>>() };
+    let device = unsafe { &*context.cast::<D>() };
     device.on_dpc();
 }

@@ -53,10 +53,12 @@ const PAGE_SIZE: u32 = 0x1000;
 ///
 /// An import check cannot see the pool type or protection a call passes, so
 /// it is stricter than memory integrity: the driver imports none of these
-/// today (it allocates with `ExAllocatePool2`, NX by default, and gets its
-/// buffers from PortCls' `IPortWaveRTStream`). Should one become necessary
-/// (say `MmMapLockedPagesSpecifyCache` with `MdlMappingNoExecute`), it needs a
-/// reviewed exception here that names the NX argument at its call site.
+/// but the reviewed exceptions of [`NX_BY_ARGUMENT`] (it allocates pool with
+/// `ExAllocatePool2`, NX by default, gets its buffers from PortCls'
+/// `IPortWaveRTStream` and maps the HD Audio BAR with `MmMapIoSpaceEx`).
+/// Another one (say `MmMapLockedPagesSpecifyCache` with
+/// `MdlMappingNoExecute`) needs a reviewed exception there that names the NX
+/// argument at its call site.
 pub const EXECUTABLE_MEMORY_DDIS: &[&str] = &[
     "ExAllocatePool",
     "ExAllocatePoolWithQuota",
@@ -99,6 +101,22 @@ pub const EXECUTABLE_MEMORY_DDIS: &[&str] = &[
     "WdfIoTargetAllocAndQueryTargetProperty",
     "WdfRegistryQueryMemory",
 ];
+
+/// Reviewed exceptions to [`EXECUTABLE_MEMORY_DDIS`]: a DDI the driver
+/// imports whose every call site passes an explicit no-execute protection,
+/// with the file of that call site and the argument it passes (a test holds
+/// the file to it).
+///
+/// `MmAllocateContiguousNodeMemory`: the HD Audio controller's common page
+/// (`KernelMmio::allocate_common`), `PAGE_READWRITE | PAGE_NOCACHE`. Learn's
+/// "Implement memory integrity compatible code" names this DDI, with
+/// `PAGE_READWRITE`, as the replacement for
+/// `MmAllocateContiguousMemorySpecifyCache`, whose memory is executable.
+pub const NX_BY_ARGUMENT: &[(&str, &str, &str)] = &[(
+    "MmAllocateContiguousNodeMemory",
+    "src/mmio.rs",
+    "PAGE_READWRITE | PAGE_NOCACHE,",
+)];
 
 /// One entry of the section table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,7 +368,8 @@ fn check_memory_integrity(facts: &ImageFacts, problems: &mut Vec<String>) {
         }
     }
     for (library, symbol) in &facts.imports {
-        if EXECUTABLE_MEMORY_DDIS.contains(&symbol.as_str()) {
+        let reviewed = NX_BY_ARGUMENT.iter().any(|(ddi, _, _)| ddi == symbol);
+        if EXECUTABLE_MEMORY_DDIS.contains(&symbol.as_str()) && !reviewed {
             problems.push(format!(
                 "memory integrity: imports {symbol} from {library}, a DDI that can hand out \
                  executable memory (use the NX variant, e.g. ExAllocatePool2 or MmMapIoSpaceEx)"
@@ -572,7 +591,8 @@ mod tests {
     #[test]
     fn no_export_list_offers_a_ddi_memory_integrity_affects() {
         // The lists say what the image may import; the image check forbids
-        // these DDIs: the two must never disagree.
+        // these DDIs (but the reviewed exceptions): the two must never
+        // disagree.
         let modules = crate::exports::load_all().unwrap();
         let offered: Vec<String> = modules
             .iter()
@@ -584,6 +604,7 @@ mod tests {
             .filter(|name| {
                 EXECUTABLE_MEMORY_DDIS
                     .iter()
+                    .filter(|ddi| !NX_BY_ARGUMENT.iter().any(|(nx, _, _)| nx == *ddi))
                     .any(|ddi| name.ends_with(&format!("!{ddi}")))
             })
             .collect();
@@ -792,6 +813,64 @@ mod tests {
         assert!(!check(&facts, &X64, &modules())
             .iter()
             .any(|problem| problem.starts_with("memory integrity")));
+    }
+
+    #[test]
+    fn reviewed_exceptions_pass_and_their_call_sites_pass_nx() {
+        let mut facts = good();
+        for (ddi, file, argument) in NX_BY_ARGUMENT {
+            assert!(
+                EXECUTABLE_MEMORY_DDIS.contains(ddi),
+                "{ddi}: no exception needed"
+            );
+            facts
+                .imports
+                .push(("ntoskrnl.exe".to_owned(), (*ddi).to_owned()));
+            assert!(
+                !check(&facts, &X64, &modules())
+                    .iter()
+                    .any(|problem| problem.starts_with("memory integrity")),
+                "{ddi}"
+            );
+            facts.imports.pop();
+            let source = std::fs::read_to_string(crate::util::workspace_root().join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+            // Every call (not the declaration, not a comment) passes the
+            // reviewed protection.
+            let code: String = source
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let pattern = format!("{ddi}(");
+            let calls: Vec<&str> = code
+                .match_indices(&pattern)
+                .filter(|(at, _)| !code[..*at].ends_with("fn "))
+                .map(|(at, _)| {
+                    let arguments = &code[at + pattern.len()..];
+                    let mut depth = 1;
+                    let end = arguments
+                        .char_indices()
+                        .find(|&(_, c)| {
+                            depth += match c {
+                                '(' => 1,
+                                ')' => -1,
+                                _ => 0,
+                            };
+                            depth == 0
+                        })
+                        .map_or(arguments.len(), |(end, _)| end);
+                    &arguments[..end]
+                })
+                .collect();
+            assert!(!calls.is_empty(), "{file} never calls {ddi}");
+            for arguments in calls {
+                assert!(
+                    arguments.contains(argument) && !arguments.contains("EXECUTE"),
+                    "{file}: a {ddi} call without {argument}: {arguments}"
+                );
+            }
+        }
     }
 
     #[test]
