@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use wavert_core::format::{AudioFormat, SampleType, WAVEFORMATEXTENSIBLE_SIZE};
 use wavert_miniport::fake::FakePlatform;
-use wavert_miniport::{ac97, cable, Backend, Direction, DmaMode, VirtualCable};
+use wavert_miniport::{ac97, cable, hda, Backend, Direction, DmaMode, VirtualCable};
 
 const INX: &str = include_str!("../../inf/rswavert.inx");
 
@@ -118,6 +118,8 @@ fn defaults() -> Vec<(&'static str, Direction, AudioFormat)> {
         // The AC'97's `Backend::default_format` answers this constant for
         // both directions (constructing the device needs its hardware).
         out.push(("Ac97", direction, ac97::filters::DEFAULT_FORMAT));
+        // So does the HD Audio controller's (`hda::filters::DEFAULT_FORMAT`).
+        out.push(("Hda", direction, hda::filters::DEFAULT_FORMAT));
     }
     out
 }
@@ -139,7 +141,7 @@ fn mismatches(inx: &str, expected: &[(&'static str, Direction, AudioFormat)]) ->
 #[test]
 fn every_endpoint_declares_its_back_ends_default_format() {
     let expected = defaults();
-    assert_eq!(expected.len(), 4);
+    assert_eq!(expected.len(), 6);
     assert_eq!(mismatches(INX, &expected), Vec::<String>::new());
     for (model, direction, format) in &expected {
         let blob = oem_format_blob(INX, model, *direction).unwrap();
@@ -224,7 +226,7 @@ fn the_check_fails_when_either_side_changes() {
         "%PKEY_AudioEngine_OEMFormat%,0x00000001,",
         "%PKEY_AudioEngine_OEMFormat%,0x00010001,",
     );
-    assert_eq!(mismatches(&dword, &expected).len(), 4);
+    assert_eq!(mismatches(&dword, &expected).len(), 6);
 }
 
 /// The `PKEY_AudioEngine_OEMFormat` line of one topology interface section.

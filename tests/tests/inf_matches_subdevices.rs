@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use portcls_sys::GUID;
 use wavert_miniport::adapter::{
-    Subdevice, SubdeviceKind, AC97_SUBDEVICES, CABLE_SUBDEVICES, MAX_CABLES,
+    Subdevice, SubdeviceKind, AC97_SUBDEVICES, CABLE_SUBDEVICES, HDA_SUBDEVICES, MAX_CABLES,
 };
 use wavert_miniport::parameters::{DeviceParameters, ParameterSource, RegistryValue};
 use wavert_miniport::Direction;
@@ -325,6 +325,55 @@ fn every_ac97_subdevice_has_its_interfaces_and_nothing_else() {
 }
 
 #[test]
+fn every_hda_subdevice_has_its_interfaces_and_nothing_else() {
+    assert_eq!(inf_interfaces("hda"), table(&HDA_SUBDEVICES));
+    let sections = sections(INX);
+    let models = sections
+        .iter()
+        .find(|(k, _)| k.starts_with("models.nt"))
+        .map(|(_, v)| v)
+        .expect("[Models...] section");
+    // QEMU's intel-hda (ICH6) and ich9-intel-hda, each with its own
+    // description, one install section.
+    for (description, id) in [
+        ("%HdaIch6.DeviceDesc%", "PCI\\VEN_8086&DEV_2668"),
+        ("%HdaIch9.DeviceDesc%", "PCI\\VEN_8086&DEV_293E"),
+    ] {
+        assert!(
+            models
+                .iter()
+                .any(|l| l.starts_with(description) && l.ends_with(&format!("= Hda, {id}"))),
+            "{id}: {models:?}"
+        );
+    }
+    let strings = strings(&sections);
+    assert_ne!(strings["hdaich6.devicedesc"], strings["hdaich9.devicedesc"]);
+    assert!(sections["hda.nt.services"]
+        .iter()
+        .any(|l| l.starts_with("AddService = rswavert,")));
+}
+
+#[test]
+fn hda_subdevice_categories_are_the_filter_descriptors_categories() {
+    use wavert_miniport::hda::filters as hda;
+    for s in &HDA_SUBDEVICES {
+        let descriptor = match s.kind {
+            SubdeviceKind::Wave(Direction::Render) => &hda::HDA_WAVE_RENDER_FILTER,
+            SubdeviceKind::Wave(Direction::Capture) => &hda::HDA_WAVE_CAPTURE_FILTER,
+            SubdeviceKind::Topology(Direction::Render) => &filters::TOPOLOGY_RENDER_FILTER,
+            SubdeviceKind::Topology(Direction::Capture) => &filters::TOPOLOGY_CAPTURE_FILTER,
+        };
+        // SAFETY: the descriptor's category table has CategoryCount entries.
+        let categories = unsafe {
+            std::slice::from_raw_parts(descriptor.Categories, descriptor.CategoryCount as usize)
+        };
+        assert_eq!(categories, s.categories, "{}", s.name);
+        let utf16: Vec<u16> = s.name.encode_utf16().chain([0]).collect();
+        assert_eq!(utf16, s.name_utf16, "{}", s.name);
+    }
+}
+
+#[test]
 fn ac97_subdevice_categories_are_the_filter_descriptors_categories() {
     use wavert_miniport::ac97::filters as ac97;
     for s in &AC97_SUBDEVICES {
@@ -371,12 +420,14 @@ fn topology_interfaces_carry_the_endpoint_properties() {
         .flatten()
         .filter(|s| matches!(s.kind, SubdeviceKind::Topology(_)))
         .map(|s| format!("cable.i.{}.addreg", s.name.to_ascii_lowercase()));
-    let ac97 = [
+    let pci = [
         "ac97.i.topologyrender.addreg".to_owned(),
         "ac97.i.topologycapture.addreg".to_owned(),
+        "hda.i.topologyrender.addreg".to_owned(),
+        "hda.i.topologycapture.addreg".to_owned(),
     ];
-    let names: Vec<String> = cables.chain(ac97).collect();
-    assert_eq!(names.len(), 2 * MAX_CABLES + 2);
+    let names: Vec<String> = cables.chain(pci).collect();
+    assert_eq!(names.len(), 2 * MAX_CABLES + 4);
     for name in &names {
         let reg = &sections[name];
         assert!(reg

@@ -1503,17 +1503,17 @@ fn assert_clean(text: &str, stage: Stage) -> Summary {
 
 /// What a clean run must have looked at: both models, their one service,
 /// every interface (ten per cable for all eight cables the INF declares,
-/// `wavert_miniport::adapter::MAX_CABLES`, and the AC'97's ten) and the
-/// registry entries.
+/// `wavert_miniport::adapter::MAX_CABLES`, the AC'97's ten and the HD
+/// Audio controller's ten) and the registry entries.
 fn assert_looked_at_everything(summary: &Summary) {
-    assert_eq!(summary.install_sections, ["Cable.NT", "Ac97.NT"]);
+    assert_eq!(summary.install_sections, ["Cable.NT", "Ac97.NT", "Hda.NT"]);
     assert_eq!(
         summary.services.iter().collect::<Vec<_>>(),
         [(&"rswavert".to_string(), &"Rswavert.Service".to_string())]
     );
     assert_eq!(
         summary.interfaces,
-        10 * (wavert_miniport::adapter::MAX_CABLES + 1)
+        10 * (wavert_miniport::adapter::MAX_CABLES + 2)
     );
     assert!(summary.registry_entries >= 30, "{summary:?}");
 }
@@ -1530,15 +1530,18 @@ fn the_rendered_inf_passes_every_rule() {
     assert_looked_at_everything(&assert_clean(&inf, Stage::Rendered));
 }
 
-/// The ARM64 INF offers the cable alone (the AC'97 needs x86 port I/O) and,
-/// with the AC'97's sections gone, still passes every rule: nothing left
-/// unreferenced, nothing referenced that was dropped.
+/// The ARM64 INF offers the cable alone (the AC'97 needs x86 port I/O, the
+/// HD Audio glue x64 register forms) and, with their sections gone, still
+/// passes every rule: nothing left unreferenced, nothing referenced that
+/// was dropped.
 #[test]
 fn the_arm64_inf_passes_every_rule_with_the_cable_alone() {
     let inf = rendered_for(&render::ARCH_ARM64);
     assert!(inf.contains("NTarm64.10.0...16299"));
     assert!(!inf.contains("NTamd64"));
     assert!(!inf.contains("= Ac97, PCI\\VEN_8086&DEV_2415"));
+    assert!(!inf.contains("= Hda, PCI"));
+    assert!(!inf.contains("[Hda."));
     let summary = assert_clean(&inf, Stage::Rendered);
     assert_eq!(summary.install_sections, ["Cable.NT"]);
     // Ten interfaces for each of the eight cables the INF declares.

@@ -23,11 +23,13 @@ pub const ARCH_AMD64: Architecture = Architecture {
 };
 
 /// ARM64 (`NTarm64`): the cable only. The AC'97 back-end is programmed with
-/// x86 port I/O (`in`/`out`), which ARM64 processors do not have, so the
-/// ARM64 driver is built without it and its INF must not offer the device.
+/// x86 port I/O (`in`/`out`), which ARM64 processors do not have, and the
+/// HD Audio controller's registers with x64 `mov` forms (`src/mmio.rs`; no
+/// ARM64 forms are written), so the ARM64 driver is built without either
+/// and its INF must not offer the devices.
 pub const ARCH_ARM64: Architecture = Architecture {
     decoration: "arm64",
-    models_left_out: &["Ac97"],
+    models_left_out: &["Ac97", "Hda"],
 };
 
 /// The `%name%` tokens of a text, lowercased (DIRIDs such as `%13%` too;

@@ -210,7 +210,8 @@ mod tests {
     use super::*;
 
     /// The real template, stamped as `cargo xtask cross` does for each
-    /// architecture (its `$ARCH$`; the AC'97 left out of ARM64 the same way).
+    /// architecture (its `$ARCH$`; the AC'97 and HD Audio left out of ARM64 the
+    /// same way).
     const INX: &str = include_str!("../../../inf/rswavert.inx");
 
     #[test]
@@ -219,7 +220,12 @@ mod tests {
         assert_eq!(models.architectures, ["amd64"]);
         assert_eq!(
             models.hardware_ids,
-            ["ROOT\\rswavert_cable", "PCI\\VEN_8086&DEV_2415"]
+            [
+                "ROOT\\rswavert_cable",
+                "PCI\\VEN_8086&DEV_2415",
+                "PCI\\VEN_8086&DEV_2668",
+                "PCI\\VEN_8086&DEV_293E"
+            ]
         );
     }
 
@@ -253,7 +259,14 @@ mod tests {
         let package = discover(&dir, "amd64").unwrap();
         assert_eq!(package.dir, dir.join("amd64"));
         assert_eq!(package.root_hardware_ids, ["ROOT\\rswavert_cable"]);
-        assert_eq!(package.bus_hardware_ids, ["PCI\\VEN_8086&DEV_2415"]);
+        assert_eq!(
+            package.bus_hardware_ids,
+            [
+                "PCI\\VEN_8086&DEV_2415",
+                "PCI\\VEN_8086&DEV_2668",
+                "PCI\\VEN_8086&DEV_293E"
+            ]
+        );
         assert_eq!(
             package.catalog,
             Some(dir.join("amd64").join("rswavert.cat"))
