@@ -11,6 +11,8 @@
 //!   processor would read: [`Qemu::mirror_mmio32`] (qtest reaches the BAR
 //!   only by command; the mirror holds what a read returns, refreshed
 //!   after every step of QEMU's clock, which stands still between steps).
+//! * [`QemuTrappedMmio`] and [`image_device`]: the same BAR for the shipped
+//!   image, whose register accesses are trapped (`image::mmio_trap`).
 //! * The rest is the AC'97's: the platform ([`crate::ac97::Ac97Platform`]:
 //!   QPC, events, a DPC the coupling timer runs) and the coupling of the
 //!   two clocks (a 1 ms machine timer steps QEMU and raises the interrupt
@@ -25,11 +27,18 @@ use wavert_core::bus::RegisterBus;
 use wavert_core::hda::reg;
 use wavert_miniport::hda::{CommonBuffer, Mmio};
 use wavert_miniport::memory::Mapping;
-use wavert_qemu::machine::HDA_MMIO_BASE;
+use wavert_qemu::machine::{CARD_IRQ, HDA_MMIO_BASE};
 use wavert_qemu::Machine as Qemu;
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use crate::image::mmio_trap::{MmioHandler, MmioWidth};
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use crate::image::{ImageDevice, ImageMmio};
 use crate::irql;
 use crate::machine::Machine;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+use crate::port::InterruptLine;
+use crate::port::ResourceDescriptor;
 
 /// The controller's BAR as QEMU's qtest reaches it.
 pub struct QemuMmio {
@@ -158,4 +167,96 @@ pub fn check_format(request: &crate::engine::FormatRequest) -> Result<(), String
         ));
     }
     Ok(())
+}
+
+/// The shipped image's register accesses to the controller's BAR: its
+/// trapped `mov` instructions (`image::mmio_trap`), forwarded to QEMU over
+/// qtest at their offsets from the BAR's base.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub struct QemuTrappedMmio {
+    qemu: Arc<Qemu>,
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+impl QemuTrappedMmio {
+    /// The BAR of `qemu`'s controller.
+    #[must_use]
+    pub const fn new(qemu: Arc<Qemu>) -> Self {
+        Self { qemu }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+impl fmt::Debug for QemuTrappedMmio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QemuTrappedMmio")
+            .field("base", &HDA_MMIO_BASE)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An offset past the 16-bit register space reads as all ones and writes
+/// nothing (the BAR is 16 KiB; the kernel stand-in maps no more).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+impl MmioHandler for QemuTrappedMmio {
+    fn read(&self, offset: u64, width: MmioWidth) -> u32 {
+        let Ok(offset) = u16::try_from(offset) else {
+            return width.mask();
+        };
+        let mut bar = self.qemu.hda_registers();
+        match width {
+            MmioWidth::Byte => u32::from(bar.read8(offset)),
+            MmioWidth::Word => u32::from(bar.read16(offset)),
+            MmioWidth::Dword => bar.read32(offset),
+        }
+    }
+
+    fn write(&self, offset: u64, width: MmioWidth, value: u32) {
+        let Ok(offset) = u16::try_from(offset) else {
+            return;
+        };
+        let mut bar = self.qemu.hda_registers();
+        let [b0, b1, ..] = value.to_le_bytes();
+        match width {
+            MmioWidth::Byte => bar.write8(offset, b0),
+            MmioWidth::Word => bar.write16(offset, u16::from_le_bytes([b0, b1])),
+            MmioWidth::Dword => bar.write32(offset, value),
+        }
+    }
+}
+
+/// The PCI resources of QEMU's controller as `StartDevice` gets them: the
+/// 16 KiB memory BAR and the interrupt.
+#[must_use]
+pub fn resources() -> [ResourceDescriptor; 2] {
+    [
+        ResourceDescriptor::memory(HDA_MMIO_BASE, HDA_MMIO_LENGTH),
+        ResourceDescriptor::interrupt(u16::from(CARD_IRQ), u32::from(CARD_IRQ), 1),
+    ]
+}
+
+/// Bytes of the controller's BAR (HDA spec 3.3: 16 KiB).
+pub const HDA_MMIO_LENGTH: u32 = 0x4000;
+
+/// What the shipped image needs to run on `qemu`'s controller: its
+/// resources, `line` as its interrupt, its stalls stepping QEMU's clock,
+/// and its BAR's accesses trapped and sent to QEMU.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[must_use]
+pub fn image_device(qemu: &Arc<Qemu>, line: &Arc<InterruptLine>) -> ImageDevice {
+    let stepped = Arc::clone(qemu);
+    ImageDevice {
+        resources: resources().to_vec(),
+        interrupt: Some(Arc::clone(line)),
+        // A busy wait lets QEMU's clock run as long.
+        stall: Some(Box::new(move |us| {
+            let _ = stepped.clock_step(u64::from(us) * 1_000);
+        })),
+        mmio: Some(ImageMmio {
+            base: HDA_MMIO_BASE,
+            length: u64::from(HDA_MMIO_LENGTH),
+            handler: Arc::new(QemuTrappedMmio::new(Arc::clone(qemu))),
+        }),
+        ..ImageDevice::default()
+    }
 }

@@ -36,7 +36,7 @@ use wavert_miniport::adapter::{
 };
 use wavert_miniport::hda::{HdaDevice, HdaStats};
 use wavert_miniport::{Direction, LogLevel};
-use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, CARD_IRQ, HDA_MMIO_BASE, MIXER_PORT};
+use wavert_qemu::machine::{AC97_IRQ, BUS_MASTER_PORT, CARD_IRQ, MIXER_PORT};
 use wavert_qemu::{ensure_qemu, Audiodev, Card, Machine as Qemu};
 
 use crate::ac97::{
@@ -69,10 +69,6 @@ const MAX_SERVICES_PER_STEP: u32 = 16;
 /// Virtual time run past the end of the input, beyond one buffer, so the
 /// last of it leaves QEMU's mixing buffer (two 10 ms audio ticks).
 const TAIL_MS: u64 = 100;
-/// The HD Audio controller's memory BAR (HDA spec 3.3: 16 KiB with the
-/// stream descriptors; QEMU's `intel-hda` decodes the same).
-const HDA_BAR_BYTES: u32 = 0x4000;
-
 /// Why `--image` does not run on the HD Audio controller yet.
 pub const HDA_IMAGE_UNSUPPORTED: &str = "the shipped image does not start on the HD Audio controller in the emulator yet: its MMIO accesses are not trapped (only the AC'97's port I/O is); run the host build";
 
@@ -146,10 +142,7 @@ impl QemuCard {
                 ResourceDescriptor::interrupt(u16::from(AC97_IRQ), u32::from(AC97_IRQ), 1),
             ],
             // The memory BAR and the IRQ.
-            Self::Hda => vec![
-                ResourceDescriptor::memory(HDA_MMIO_BASE, HDA_BAR_BYTES),
-                ResourceDescriptor::interrupt(u16::from(CARD_IRQ), u32::from(CARD_IRQ), 1),
-            ],
+            Self::Hda => crate::hda::resources().to_vec(),
         }
     }
 
@@ -656,6 +649,7 @@ fn install_image(
             watch: BusMasterWatch::new(machine, BUS_MASTER_PORT),
         })),
         registry: Vec::new(),
+        ..ImageDevice::default()
     };
     let adapter = start_image_adapter(machine, path, device)
         .map_err(|e| format!("{}: {e}", path.display()))?;

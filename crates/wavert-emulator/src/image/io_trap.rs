@@ -25,7 +25,10 @@
 //! An access to an unmapped buffer view the memory model keeps reserved
 //! (`SEGV_ACCERR` inside one of its quarantined views) is recorded there and
 //! resumed (see [`crate::memory`], "Use after free"); the memory model
-//! installs this handler for that.
+//! installs this handler for that. Then the port trap; then a register
+//! access to a memory BAR window the image mapped (`SEGV_ACCERR` inside a
+//! window [`super::mmio_trap`] registered, at one of the six `mov` forms
+//! it decodes), emulated by that module.
 //!
 //! Anything else (another fault kind, an instruction that is not one of the
 //! forms [`decode`] accepts, such as `ins`/`outs`, `hlt` or `cli`, no handler
@@ -195,7 +198,7 @@ impl Decoded {
 
 /// `RAX` after an `in` of `width` that read `value` (whose bits above the
 /// width are ignored).
-fn merge_in(rax: u64, width: PortWidth, value: u32) -> u64 {
+pub(crate) fn merge_in(rax: u64, width: PortWidth, value: u32) -> u64 {
     match width {
         PortWidth::Byte => (rax & !0xFF) | u64::from(value & 0xFF),
         PortWidth::Word => (rax & !0xFFFF) | u64::from(value & 0xFFFF),
@@ -407,8 +410,11 @@ extern "C" fn on_sigsegv(signum: c_int, info: *mut libc::siginfo_t, context: *mu
 
     // SAFETY: called with the kernel's `info` for this signal.
     let stale = unsafe { crate::memory::on_stale_access(info) };
-    // SAFETY: called with the kernel's `info` and `context` for this signal.
-    let handled = stale || unsafe { emulate(info, context) };
+    // SAFETY: called with the kernel's `info` and `context` for this signal
+    // (each of the two traps checks the fault is its own).
+    let handled = stale
+        || unsafe { emulate(info, context) }
+        || unsafe { super::mmio_trap::emulate(info, context) };
     if !handled {
         // SAFETY: as above, the kernel's arguments for this signal.
         unsafe { pass_on(signum, info, context) };

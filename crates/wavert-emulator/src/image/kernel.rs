@@ -93,6 +93,24 @@ struct DpcRecord {
     queued: bool,
 }
 
+/// A BAR mapping `MmMapIoSpaceEx` made: an inaccessible reservation the
+/// MMIO trap stands behind.
+struct IoSpace {
+    /// Bytes the driver asked for (what `MmUnmapIoSpace` must repeat).
+    bytes: usize,
+    /// Bytes reserved (whole pages).
+    reserved: usize,
+    call_site: String,
+}
+
+/// Contiguous memory `MmAllocateContiguousNodeMemory` handed out.
+struct ContiguousBlock {
+    mdl: usize,
+    bytes: usize,
+    physical: u64,
+    call_site: String,
+}
+
 /// What the kernel saw over a run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct KernelCounters {
@@ -124,6 +142,10 @@ pub struct Kernel {
     dpcs: Mutex<HashMap<usize, DpcRecord>>,
     dpc_queue: Mutex<VecDeque<usize>>,
     stall: Mutex<Option<StallHook>>,
+    /// The device's memory BAR (physical base, length), if it has one.
+    mmio_bar: Mutex<Option<(u64, u64)>>,
+    io_spaces: Mutex<HashMap<usize, IoSpace>>,
+    contiguous: Mutex<HashMap<usize, ContiguousBlock>>,
     counters: Mutex<KernelCounters>,
     violations: AtomicUsize,
     pub(super) portcls: super::portcls::PortClsState,
@@ -213,6 +235,9 @@ impl Kernel {
             dpcs: Mutex::new(HashMap::new()),
             dpc_queue: Mutex::new(VecDeque::new()),
             stall: Mutex::new(None),
+            mmio_bar: Mutex::new(None),
+            io_spaces: Mutex::new(HashMap::new()),
+            contiguous: Mutex::new(HashMap::new()),
             counters: Mutex::new(KernelCounters::default()),
             violations: AtomicUsize::new(0),
             portcls,
@@ -244,6 +269,12 @@ impl Kernel {
     /// device model's clock run for that long).
     pub fn set_stall(&self, stall: Option<StallHook>) {
         *lock(&self.stall) = stall;
+    }
+
+    /// The device's memory BAR (physical base and length) that
+    /// `MmMapIoSpaceEx` may map; `None`: the device has none.
+    pub fn set_mmio_bar(&self, bar: Option<(u64, u64)>) {
+        *lock(&self.mmio_bar) = bar;
     }
 
     /// The counters so far.
@@ -398,6 +429,26 @@ impl Kernel {
             self.machine.violation(format!(
                 "driver verifier: timer {address:#x} (allocated at {site}) not deleted at unload{}",
                 if armed { ", and still set" } else { "" }
+            ));
+        }
+        let spaces: Vec<(usize, usize, String)> = lock(&self.io_spaces)
+            .iter()
+            .map(|(&a, m)| (a, m.bytes, m.call_site.clone()))
+            .collect();
+        for (address, bytes, site) in spaces {
+            leaks += 1;
+            self.machine.violation(format!(
+                "driver verifier: {bytes} bytes of I/O space mapped at {address:#x} not unmapped at unload (MmMapIoSpaceEx at {site})"
+            ));
+        }
+        let blocks: Vec<(usize, usize, String)> = lock(&self.contiguous)
+            .iter()
+            .map(|(&a, b)| (a, b.bytes, b.call_site.clone()))
+            .collect();
+        for (address, bytes, site) in blocks {
+            leaks += 1;
+            self.machine.violation(format!(
+                "driver verifier: {bytes} bytes of contiguous memory at {address:#x} not freed at unload (allocated at {site})"
             ));
         }
         let queued = lock(&self.dpcs).values().filter(|d| d.queued).count();
@@ -1009,6 +1060,269 @@ pub unsafe extern "system" fn KeBugCheckEx(
 }
 
 // ---------------------------------------------------------------------------
+// ntoskrnl.exe: I/O space and contiguous memory (the HD Audio controller)
+
+/// `PAGE_READWRITE`.
+pub const PAGE_READWRITE: u32 = 0x04;
+/// `PAGE_NOCACHE`.
+pub const PAGE_NOCACHE: u32 = 0x200;
+/// The `PAGE_EXECUTE*` protections.
+const PAGE_EXECUTE_ANY: u32 = 0xF0;
+
+/// Bytes rounded up to whole pages.
+const fn whole_pages(bytes: usize) -> usize {
+    bytes.div_ceil(crate::memory::PAGE_SIZE) * crate::memory::PAGE_SIZE
+}
+
+/// Checks a page protection a driver passes for device or DMA memory:
+/// no-execute (memory integrity) and non-cached. Whether it is acceptable.
+fn check_protection(k: &Kernel, routine: &str, protect: u32) -> bool {
+    if protect & PAGE_EXECUTE_ANY != 0 {
+        k.violation(
+            "executable memory",
+            &format!("{routine} with protection {protect:#x} (PAGE_EXECUTE_*) is refused under memory integrity"),
+        );
+        return false;
+    }
+    if protect & !PAGE_NOCACHE != PAGE_READWRITE {
+        k.violation(
+            "page protection",
+            &format!("{routine} with protection {protect:#x} (PAGE_READWRITE expected)"),
+        );
+        return false;
+    }
+    if protect & PAGE_NOCACHE == 0 {
+        k.violation(
+            "page protection",
+            &format!("{routine} without PAGE_NOCACHE: device registers and memory the device writes must not be cached"),
+        );
+    }
+    true
+}
+
+/// `MmMapIoSpaceEx`: maps `bytes` of the device's memory BAR.
+///
+/// `physical..physical + bytes` must lie inside the BAR. Returns an
+/// inaccessible reservation of that length registered with the MMIO trap,
+/// so every access the image makes to it is trapped and sent to the device
+/// (see `image::mmio_trap`).
+///
+/// # Safety
+///
+/// No pointer argument.
+#[windows_abi]
+pub unsafe extern "system" fn MmMapIoSpaceEx(
+    physical: i64,
+    bytes: usize,
+    protect: u32,
+) -> *mut c_void {
+    let k = kernel();
+    k.require_irql_at_most("MmMapIoSpaceEx", DISPATCH_LEVEL);
+    if !check_protection(&k, "MmMapIoSpaceEx", protect) {
+        return std::ptr::null_mut();
+    }
+    let bar = *lock(&k.mmio_bar);
+    let inside = u64::try_from(physical)
+        .ok()
+        .zip(bar)
+        .and_then(|(address, (base, len))| {
+            let end = address.checked_add(bytes as u64)?;
+            (bytes > 0 && address >= base && end <= base + len).then_some(address - base)
+        });
+    let Some(bar_offset) = inside else {
+        k.violation(
+            "I/O space",
+            &format!(
+                "MmMapIoSpaceEx({physical:#x}, {bytes:#x}) outside the device's memory resources ({bar:x?})"
+            ),
+        );
+        return std::ptr::null_mut();
+    };
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let reserved = whole_pages(bytes);
+        // SAFETY: a fresh anonymous inaccessible reservation; no existing
+        // memory is touched.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserved,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return std::ptr::null_mut();
+        }
+        if let Err(why) = super::io_trap::install() {
+            k.violation(
+                "I/O space",
+                &format!("the MMIO trap is not installed: {why}"),
+            );
+        }
+        super::mmio_trap::register_window(base.expose_provenance(), bytes, bar_offset);
+        lock(&k.io_spaces).insert(
+            base.addr(),
+            IoSpace {
+                bytes,
+                reserved,
+                call_site: k.call_site(),
+            },
+        );
+        base
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        let _ = bar_offset;
+        k.violation("I/O space", "MMIO is trapped on x86_64 Linux only");
+        std::ptr::null_mut()
+    }
+}
+
+/// `MmUnmapIoSpace`: releases a mapping `MmMapIoSpaceEx` made, with the
+/// length it was made with (anything else is a violation).
+///
+/// # Safety
+///
+/// `base` is what `MmMapIoSpaceEx` returned (anything else is reported).
+#[windows_abi]
+pub unsafe extern "system" fn MmUnmapIoSpace(base: *mut c_void, bytes: usize) {
+    let k = kernel();
+    k.require_irql_at_most("MmUnmapIoSpace", DISPATCH_LEVEL);
+    let Some(space) = lock(&k.io_spaces).remove(&base.addr()) else {
+        k.violation(
+            "I/O space",
+            &format!("MmUnmapIoSpace({base:p}, {bytes:#x}) of an address MmMapIoSpaceEx did not return (or unmapped already)"),
+        );
+        return;
+    };
+    if space.bytes != bytes {
+        k.violation(
+            "I/O space",
+            &format!(
+                "MmUnmapIoSpace({base:p}, {bytes:#x}) of a mapping of {:#x} bytes",
+                space.bytes
+            ),
+        );
+    }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let _ = super::mmio_trap::unregister_window(base.expose_provenance());
+        // SAFETY: the reservation MmMapIoSpaceEx made, no longer registered
+        // and given back by the driver.
+        unsafe { libc::munmap(base, space.reserved) };
+    }
+}
+
+/// `MmAllocateContiguousNodeMemory`: physically contiguous, mapped RAM.
+///
+/// The pages lie between the two addresses (the node is not modelled);
+/// their contents are undefined (filled with the pool poison).
+///
+/// # Safety
+///
+/// No pointer argument.
+#[windows_abi]
+pub unsafe extern "system" fn MmAllocateContiguousNodeMemory(
+    bytes: usize,
+    lowest: i64,
+    highest: i64,
+    boundary: i64,
+    protect: u32,
+    _preferred_node: u32,
+) -> *mut c_void {
+    let k = kernel();
+    k.require_irql_at_most("MmAllocateContiguousNodeMemory", DISPATCH_LEVEL);
+    if !check_protection(&k, "MmAllocateContiguousNodeMemory", protect) {
+        return std::ptr::null_mut();
+    }
+    if boundary != 0 {
+        k.violation(
+            "contiguous memory",
+            &format!("MmAllocateContiguousNodeMemory boundary {boundary:#x}: only 0 is modelled"),
+        );
+        return std::ptr::null_mut();
+    }
+    let memory = &k.machine.memory;
+    let (Ok(low), Ok(high)) = (u64::try_from(lowest), u64::try_from(highest)) else {
+        return std::ptr::null_mut();
+    };
+    let Some(mdl) = irql::as_kernel(|| memory.allocate_contiguous(low, high, bytes)) else {
+        return std::ptr::null_mut();
+    };
+    let (Some(physical), Some(base)) = (
+        memory.page_address(mdl, 0),
+        irql::as_kernel(|| memory.map(mdl)),
+    ) else {
+        memory.free(mdl);
+        return std::ptr::null_mut();
+    };
+    // SAFETY: the mapping covers the whole allocation, at least `bytes`.
+    unsafe { base.write_bytes(POOL_POISON, bytes) };
+    lock(&k.contiguous).insert(
+        base.addr(),
+        ContiguousBlock {
+            mdl,
+            bytes,
+            physical,
+            call_site: k.call_site(),
+        },
+    );
+    base.cast()
+}
+
+/// `MmGetPhysicalAddress` of an address inside contiguous memory the
+/// driver holds (the only memory this kernel knows the frames of; any
+/// other address is a violation and gives 0).
+///
+/// # Safety
+///
+/// No dereference of `address`.
+#[windows_abi]
+pub unsafe extern "system" fn MmGetPhysicalAddress(address: *mut c_void) -> i64 {
+    let k = kernel();
+    let at = address.addr();
+    let found = lock(&k.contiguous)
+        .iter()
+        .find(|(&base, block)| at >= base && at - base < block.bytes)
+        .map(|(&base, block)| block.physical + (at - base) as u64);
+    if let Some(physical) = found {
+        return i64::try_from(physical).unwrap_or(0);
+    }
+    k.violation(
+        "physical address",
+        &format!("MmGetPhysicalAddress({address:p}) of memory that is not the driver's contiguous memory"),
+    );
+    0
+}
+
+/// `MmFreeContiguousMemory` of a block `MmAllocateContiguousNodeMemory`
+/// returned (its base; anything else is a violation).
+///
+/// # Safety
+///
+/// `base` is what `MmAllocateContiguousNodeMemory` returned.
+#[windows_abi]
+pub unsafe extern "system" fn MmFreeContiguousMemory(base: *mut c_void) {
+    let k = kernel();
+    k.require_irql_at_most("MmFreeContiguousMemory", DISPATCH_LEVEL);
+    let Some(block) = lock(&k.contiguous).remove(&base.addr()) else {
+        k.violation(
+            "contiguous memory",
+            &format!("MmFreeContiguousMemory({base:p}) of memory MmAllocateContiguousNodeMemory did not return (or freed already)"),
+        );
+        return;
+    };
+    let memory = &k.machine.memory;
+    irql::as_kernel(|| {
+        memory.unmap(base.cast(), block.mdl);
+        memory.free(block.mdl);
+    });
+}
+
+// ---------------------------------------------------------------------------
 // ntoskrnl.exe: the C runtime the compiler calls
 
 /// `memcpy`.
@@ -1120,6 +1434,11 @@ pub fn exports() -> Vec<(&'static str, &'static str, usize)> {
             KeFlushQueuedDpcs,
             DbgPrint,
             KeBugCheckEx,
+            MmMapIoSpaceEx,
+            MmUnmapIoSpace,
+            MmAllocateContiguousNodeMemory,
+            MmGetPhysicalAddress,
+            MmFreeContiguousMemory,
             memcpy,
             memmove,
             memset,
@@ -1561,5 +1880,83 @@ mod tests {
             reported(&violations, "not the FDO PcAddAdapterDevice made"),
             "{violations:?}"
         );
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn io_space_and_contiguous_memory_clean_use_reports_nothing() {
+        let violations = with_kernel(|k| {
+            k.set_mmio_bar(Some((0xE000_0000, 0x4000)));
+            let protect = PAGE_READWRITE | PAGE_NOCACHE;
+            // SAFETY: the stand-ins called as a correct driver calls them.
+            let bar = unsafe { MmMapIoSpaceEx(0xE000_0000, 0x4000, protect) };
+            assert!(!bar.is_null());
+            // SAFETY: as above.
+            let page = unsafe {
+                MmAllocateContiguousNodeMemory(0x1000, 0, 0xFFFF_FFFF, 0, protect, 0x8000_0000)
+            };
+            assert!(!page.is_null());
+            // SAFETY: as above.
+            let physical =
+                unsafe { MmGetPhysicalAddress(page.cast::<u8>().wrapping_add(0x10).cast()) };
+            assert_eq!(physical & 0xFFF, 0x10);
+            let start = k.machine.memory.page_address(
+                lock(&k.contiguous).get(&page.addr()).map_or(0, |b| b.mdl),
+                0,
+            );
+            assert_eq!(Some(u64::try_from(physical).unwrap() - 0x10), start);
+            // SAFETY: as above.
+            unsafe { MmFreeContiguousMemory(page) };
+            // SAFETY: as above.
+            unsafe { MmUnmapIoSpace(bar, 0x4000) };
+            assert_eq!(k.check_unload(), 0);
+        });
+        assert!(violations.is_empty(), "{violations:?}");
+    }
+
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn io_space_and_contiguous_memory_misuse_is_reported() {
+        let violations = with_kernel(|k| {
+            k.set_mmio_bar(Some((0xE000_0000, 0x4000)));
+            let protect = PAGE_READWRITE | PAGE_NOCACHE;
+            // Each call below is deliberately wrong; the stand-ins report
+            // them without touching the pointers they are given.
+            // SAFETY: see above.
+            assert!(unsafe { MmMapIoSpaceEx(0xE000_2000, 0x4000, protect) }.is_null());
+            // SAFETY: see above (PAGE_EXECUTE_READWRITE).
+            assert!(unsafe { MmMapIoSpaceEx(0xE000_0000, 0x4000, 0x40) }.is_null());
+            // SAFETY: see above.
+            unsafe { MmUnmapIoSpace(std::ptr::without_provenance_mut(0x1000), 0x4000) };
+            // SAFETY: see above (cached).
+            let bar = unsafe { MmMapIoSpaceEx(0xE000_0000, 0x4000, PAGE_READWRITE) };
+            assert!(!bar.is_null());
+            // SAFETY: see above (the wrong length).
+            unsafe { MmUnmapIoSpace(bar, 0x1000) };
+            // SAFETY: see above (never unmapped: a leak at unload).
+            let _ = unsafe { MmMapIoSpaceEx(0xE000_0000, 0x100, protect) };
+            let mut local = 0u64;
+            // SAFETY: see above.
+            unsafe { MmFreeContiguousMemory((&raw mut local).cast()) };
+            // SAFETY: see above.
+            let _ = unsafe { MmGetPhysicalAddress((&raw mut local).cast()) };
+            // SAFETY: see above (never freed: a leak at unload).
+            let _ =
+                unsafe { MmAllocateContiguousNodeMemory(0x1000, 0, 0xFFFF_FFFF, 0, protect, 0) };
+            assert_eq!(k.check_unload(), 2);
+        });
+        for what in [
+            "outside the device's memory resources",
+            "PAGE_EXECUTE_",
+            "did not return (or unmapped already)",
+            "without PAGE_NOCACHE",
+            "of a mapping of 0x4000 bytes",
+            "MmAllocateContiguousNodeMemory did not return",
+            "not the driver's contiguous memory",
+            "I/O space mapped at",
+            "contiguous memory at",
+        ] {
+            assert!(reported(&violations, what), "{what}: {violations:?}");
+        }
     }
 }

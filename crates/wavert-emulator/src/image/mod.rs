@@ -38,6 +38,8 @@ pub mod registry;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod io_trap;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod mmio_trap;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -145,6 +147,8 @@ pub struct ImageDriver {
     resources: Option<ComPtr<IResourceList>>,
     /// Whether this run routes trapped port I/O (cleared on drop).
     traps_port_io: bool,
+    /// Whether this run routes trapped MMIO (cleared on drop).
+    traps_mmio: bool,
 }
 
 impl Drop for ImageDriver {
@@ -153,6 +157,10 @@ impl Drop for ImageDriver {
         #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
         if self.traps_port_io {
             let _ = io_trap::set_handler(None);
+        }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if self.traps_mmio {
+            let _ = mmio_trap::set_handler(None);
         }
     }
 }
@@ -198,6 +206,7 @@ impl ImageDriver {
             physical_device: KernelObject::new(),
             resources: None,
             traps_port_io: false,
+            traps_mmio: false,
         })
     }
 
@@ -438,11 +447,28 @@ pub struct ImageDevice {
     /// and removed with it, so that runs in other threads never share it.
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     pub port_io: Option<Arc<dyn io_trap::PortIoHandler>>,
+    /// The device's memory BAR and where the image's register accesses to
+    /// it go (trapped, see [`mmio_trap`]), for a device with one: what its
+    /// `MmMapIoSpaceEx` may map. Installed with the kernel and removed with
+    /// it.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    pub mmio: Option<ImageMmio>,
     /// The values of the device's hardware key (`Device Parameters`) the
     /// image's `IoOpenDeviceRegistryKey` / `ZwQueryValueKey` find, as the
     /// INF's `AddReg` or a user left them (none: an empty key, so every
     /// parameter takes its default).
     pub registry: Vec<(String, RegistryData)>,
+}
+
+/// A device's memory BAR as the image's kernel sees it.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub struct ImageMmio {
+    /// The BAR's physical address (its memory resource's start).
+    pub base: u64,
+    /// Its length in bytes.
+    pub length: u64,
+    /// Where trapped accesses go, at offsets from `base`.
+    pub handler: Arc<dyn mmio_trap::MmioHandler>,
 }
 
 impl std::fmt::Debug for ImageDevice {
@@ -486,6 +512,13 @@ pub fn start_image_adapter(
         io_trap::install().map_err(ImageRunError::Protocol)?;
         let _ = io_trap::set_handler(Some(port_io));
         driver.traps_port_io = true;
+    }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if let Some(mmio) = device.mmio {
+        io_trap::install().map_err(ImageRunError::Protocol)?;
+        driver.kernel().set_mmio_bar(Some((mmio.base, mmio.length)));
+        let _ = mmio_trap::set_handler(Some(mmio.handler));
+        driver.traps_mmio = true;
     }
     let resources = new_resource_list(machine, &device.resources);
     let started = (|| {
