@@ -6,7 +6,9 @@
 //! and 2, the HLK rules on both endpoints, fault injection at PortCls's
 //! exports), the negative controls on patched copies of it, and the
 //! emulator's AC'97 sessions on QEMU with the image's port I/O trapped and
-//! forwarded (after the QEMU stage, whose setup and build it reuses); `play` is
+//! forwarded, and the image on QEMU's HD Audio controller with its MMIO
+//! trapped and forwarded (`hda_image`; after the QEMU stage, whose setup
+//! and build it reuses); `play` is
 //! the main job over the image: cross-build, then the default loopback
 //! session with `--image`.
 
@@ -46,6 +48,7 @@ pub fn run_stage() -> StepResult {
         ("wavert-tests", "emulated_cables", None),
         ("wavert-tests", "image_controls", Some("--include-ignored")),
         ("wavert-qemu", "emulator_ac97_session", None),
+        ("wavert-qemu", "hda_image", Some("--include-ignored")),
     ] {
         let mut command = cargo();
         command
@@ -66,7 +69,7 @@ pub fn run_stage() -> StepResult {
         passed += count;
     }
     Ok(format!(
-        "{passed} tests passed on the shipped image {} (cable sessions, several cables from its registry parameters, sweep, HLK rules, fault injection, negative controls, AC'97 on QEMU)",
+        "{passed} tests passed on the shipped image {} (cable sessions, several cables from its registry parameters, sweep, HLK rules, fault injection, negative controls, AC'97 and HD Audio on QEMU)",
         image.display()
     ))
 }
