@@ -191,7 +191,13 @@ fn start_ac97(
 /// (`MmMapIoSpaceEx`, unmapped when the device goes), interrupt sync,
 /// controller and codec, ISR, the four subdevices; then the DPC is pointed
 /// at the device.
+///
+/// Not inlined: its frame (the device built before it moves into its
+/// `Arc`) added to `start_device`'s passed the 4 KiB a frame may take
+/// without a stack probe (`__chkstk`, which a driver has no library for),
+/// and the link failed.
 #[cfg(target_arch = "x86_64")]
+#[inline(never)]
 fn start_hda(
     services: &KernelServices,
     resources: &ComPtr<portcls_sys::IResourceList>,

@@ -7,8 +7,9 @@
 //! exports), the negative controls on patched copies of it, and the
 //! emulator's AC'97 sessions on QEMU with the image's port I/O trapped and
 //! forwarded, and the image on QEMU's HD Audio controller with its MMIO
-//! trapped and forwarded (`hda_image`; after the QEMU stage, whose setup
-//! and build it reuses); `play` is
+//! trapped and forwarded (`hda_image`, and the emulator's HD Audio
+//! sessions; after the QEMU stage, whose setup and build it reuses); `play`
+//! is
 //! the main job over the image: cross-build, then the default loopback
 //! session with `--image`.
 
@@ -48,6 +49,7 @@ pub fn run_stage() -> StepResult {
         ("wavert-tests", "emulated_cables", None),
         ("wavert-tests", "image_controls", Some("--include-ignored")),
         ("wavert-qemu", "emulator_ac97_session", None),
+        ("wavert-qemu", "emulator_hda_session", None),
         ("wavert-qemu", "hda_image", Some("--include-ignored")),
     ] {
         let mut command = cargo();

@@ -485,6 +485,26 @@ const fn outcome_of(status: NTSTATUS) -> OrderOutcome {
     }
 }
 
+/// Reads a 32-bit register a stream offered (`KSRTAUDIO_HWREGISTER`) as
+/// the audio engine reads it, through the port's user-mode mapping of the
+/// same page: memory (a position buffer, a mirror) is read where it is; a
+/// register inside the shipped image's trapped MMIO mapping goes to the
+/// device ([`crate::image::mmio_trap::read_user_mapping`]), since the
+/// kernel address is an inaccessible stand-in there.
+///
+/// # Safety
+///
+/// Outside a trapped MMIO window, `address` must be valid for an aligned
+/// 32-bit read.
+unsafe fn read_mapped_register32(address: *mut core::ffi::c_void) -> u32 {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if let Some(value) = crate::image::mmio_trap::read_user_mapping(address.addr()) {
+        return value;
+    }
+    // SAFETY: the caller's contract: memory valid for an aligned read.
+    unsafe { address.cast::<u32>().read_volatile() }
+}
+
 /// The two hardware registers a WaveRT stream may map to the audio engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum HwRegister {
@@ -558,8 +578,8 @@ impl ClockRegisterCheck {
     pub fn read(&mut self, qpc: u64) -> Result<(), String> {
         // SAFETY: `check_hw_register` accepted the address; the miniport
         // keeps it valid while the stream exists (GetClockRegister's
-        // contract), and a 32-bit register is read as one aligned word.
-        let raw = unsafe { self.register.Register.cast::<u32>().read_volatile() };
+        // contract).
+        let raw = unsafe { read_mapped_register32(self.register.Register) };
         self.check(raw, qpc)
     }
 
@@ -1361,8 +1381,8 @@ impl Stream {
         }
         // SAFETY: `check_hw_register` accepted the address; the miniport
         // keeps it valid while the buffer exists (GetPositionRegister's
-        // contract), and a 32-bit register is read as one aligned word.
-        let value = unsafe { register.Register.cast::<u32>().read_volatile() };
+        // contract).
+        let value = unsafe { read_mapped_register32(register.Register) };
         let position = self.raw_position().map_err(|e| format!("{e:?}"))?;
         let size = u64::from(self.buffer_size());
         if u64::from(value) > size {

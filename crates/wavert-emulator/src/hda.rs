@@ -211,6 +211,12 @@ impl MmioHandler for QemuTrappedMmio {
         }
     }
 
+    /// The engine's reads through its mapping of the BAR go to QEMU
+    /// without counting as the driver's register accesses.
+    fn peek32(&self, offset: u64) -> u32 {
+        u16::try_from(offset).map_or(u32::MAX, |offset| self.qemu.peek_hda_register32(offset))
+    }
+
     fn write(&self, offset: u64, width: MmioWidth, value: u32) {
         let Ok(offset) = u16::try_from(offset) else {
             return;

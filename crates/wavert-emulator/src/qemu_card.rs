@@ -5,7 +5,7 @@
 //! One rig for both cards ([`QemuCard`]): QEMU with the card over qtest,
 //! the machine's RAM over QEMU's guest-RAM file (so descriptor lists,
 //! buffers and rings are where QEMU's DMA goes), the card's PCI resources,
-//! the driver (the host build, or for the AC'97 the shipped image) started
+//! the driver (the host build or the shipped image) started
 //! from them, and a 1 ms machine timer coupling the clocks: it steps QEMU
 //! by 1 ms, raises the interrupt line while QEMU's IRQ is up (the ISR runs)
 //! and then runs the DPC the ISR queued. The card's own port side is in
@@ -69,9 +69,6 @@ const MAX_SERVICES_PER_STEP: u32 = 16;
 /// Virtual time run past the end of the input, beyond one buffer, so the
 /// last of it leaves QEMU's mixing buffer (two 10 ms audio ticks).
 const TAIL_MS: u64 = 100;
-/// Why `--image` does not run on the HD Audio controller yet.
-pub const HDA_IMAGE_UNSUPPORTED: &str = "the shipped image does not start on the HD Audio controller in the emulator yet: its MMIO accesses are not trapped (only the AC'97's port I/O is); run the host build";
-
 /// Which of QEMU's sound cards a rig drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QemuCard {
@@ -174,8 +171,8 @@ pub struct CardOptions {
     /// Where QEMU's WAV output ([`QemuCard::output_wav`]) goes.
     pub output_dir: PathBuf,
     /// Run the shipped driver image instead of the host-built miniport
-    /// (its `in`/`out` instructions trapped and forwarded to QEMU; the
-    /// AC'97 only).
+    /// (its `in`/`out` or MMIO `mov` instructions trapped and forwarded to
+    /// QEMU).
     pub image: Option<PathBuf>,
     /// The port personality the emulated PortCls follows.
     pub personality: PortPersonality,
@@ -345,7 +342,7 @@ impl CardReport {
                 "{} ({} FIFO errors, {} run-bit restarts, {} service errors)",
                 c.halts, c.fifo_errors, c.run_bit_restarts, d.service_errors
             ),
-            _ if self.hda.is_some() => {
+            _ if self.card == QemuCard::Hda => {
                 "none possible (the controller loops over the buffer by itself)".to_owned()
             }
             _ => "counted inside the image (the byte-exact check covers them)".to_owned(),
@@ -625,32 +622,45 @@ fn install_hda_host(
     Ok((driver, run_dpc))
 }
 
-/// `DriverEntry`, `AddDevice` and `StartDevice` of the shipped image on the
-/// card: its port I/O trapped and sent to QEMU, its stalls run QEMU's clock,
-/// its DPCs run by the kernel stand-in.
-fn install_image(
+/// What the shipped image needs on the card: its resources and interrupt
+/// line, its stalls stepping QEMU's clock, and its register accesses
+/// trapped and sent to QEMU (the AC'97's `in`/`out`, each bus-master write
+/// watched first; the HD Audio's `mov`s to its mapped BAR).
+fn image_device(
+    card: QemuCard,
     qemu: &Arc<Qemu>,
     machine: &Arc<Machine>,
     line: &Arc<InterruptLine>,
     descriptors: &[ResourceDescriptor],
+) -> ImageDevice {
+    match card {
+        QemuCard::Ac97 => {
+            let stepped = Arc::clone(qemu);
+            ImageDevice {
+                resources: descriptors.to_vec(),
+                interrupt: Some(Arc::clone(line)),
+                // A busy wait lets QEMU's clock run as long.
+                stall: Some(Box::new(move |us| {
+                    let _ = stepped.clock_step(u64::from(us) * 1_000);
+                })),
+                port_io: Some(Arc::new(QemuTrappedIo {
+                    qemu: Arc::clone(qemu),
+                    watch: BusMasterWatch::new(machine, BUS_MASTER_PORT),
+                })),
+                ..ImageDevice::default()
+            }
+        }
+        QemuCard::Hda => crate::hda::image_device(qemu, line),
+    }
+}
+
+/// `DriverEntry`, `AddDevice` and `StartDevice` of the shipped image on the
+/// card (`device`), its DPCs run by the kernel stand-in.
+fn install_image(
+    machine: &Arc<Machine>,
+    device: ImageDevice,
     path: &Path,
 ) -> Result<(CardDriver, RunDpc), String> {
-    let stepped = Arc::clone(qemu);
-    let device = ImageDevice {
-        resources: descriptors.to_vec(),
-        interrupt: Some(Arc::clone(line)),
-        fail_portcls_call: None,
-        // A busy wait lets QEMU's clock run as long.
-        stall: Some(Box::new(move |us| {
-            let _ = stepped.clock_step(u64::from(us) * 1_000);
-        })),
-        port_io: Some(Arc::new(QemuTrappedIo {
-            qemu: Arc::clone(qemu),
-            watch: BusMasterWatch::new(machine, BUS_MASTER_PORT),
-        })),
-        registry: Vec::new(),
-        ..ImageDevice::default()
-    };
     let adapter = start_image_adapter(machine, path, device)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let kernel = adapter
@@ -729,13 +739,12 @@ impl Rig {
             (QemuCard::Ac97, None) => {
                 install_ac97_host(&qemu, &machine, &line, &descriptors, fault)?
             }
-            (QemuCard::Ac97, Some(path)) => {
-                install_image(&qemu, &machine, &line, &descriptors, path)?
-            }
             (QemuCard::Hda, None) => install_hda_host(&qemu, &machine, &line, &descriptors)?,
-            (QemuCard::Hda, Some(_)) => {
-                return Err(HDA_IMAGE_UNSUPPORTED.to_owned());
-            }
+            (_, Some(path)) => install_image(
+                &machine,
+                image_device(card, &qemu, &machine, &line, &descriptors),
+                path,
+            )?,
         };
         rig.driver = Some(driver);
         let fault = Arc::clone(&rig.fault);
@@ -1165,7 +1174,7 @@ impl CardHlkReport {
 pub const NO_LOOPBACK: &str = "no loopback pin: the card's wave filters have no audio-engine node (KSAUDIOENGINE_DESCRIPTOR nLoopbackPinId), so the HLK selects no LOOPBACK resource; the capture pin records the codec's input, not the render mix";
 
 /// Runs the HLK test methods on the card's render or capture endpoint,
-/// with the host build or (AC'97) the shipped image.
+/// with the host build or the shipped image.
 ///
 /// # Errors
 ///

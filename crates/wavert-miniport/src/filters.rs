@@ -251,7 +251,7 @@ impl RuntimeWaveFilter {
     pub fn new(
         shape: &PCFILTER_DESCRIPTOR,
         sub_format: GUID,
-        device_ranges: &[DeviceRange],
+        device_ranges: Vec<DeviceRange>,
     ) -> NtResult<Self> {
         let count = device_ranges.len();
         let pin_count = shape.PinCount as usize;
@@ -260,9 +260,6 @@ impl RuntimeWaveFilter {
         }
         let table_len = ULONG::try_from(2 * count).map_err(|_| NtStatus::NOT_SUPPORTED)?;
         let no_memory = |_| NtStatus::INSUFFICIENT_RESOURCES;
-        let mut owned = Vec::new();
-        owned.try_reserve_exact(count).map_err(no_memory)?;
-        owned.extend_from_slice(device_ranges);
         let mut ranges = Vec::new();
         ranges.try_reserve_exact(count).map_err(no_memory)?;
         ranges.extend(device_ranges.iter().map(|r| audio_range(sub_format, r)));
@@ -291,7 +288,7 @@ impl RuntimeWaveFilter {
             ..*shape
         };
         Ok(Self {
-            device_ranges: owned,
+            device_ranges,
             storage: (ranges, table, pins),
             descriptor,
         })

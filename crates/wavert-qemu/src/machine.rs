@@ -634,6 +634,14 @@ impl Machine {
         mirror
     }
 
+    /// The HD Audio BAR's 32-bit register at `offset`, read without
+    /// counting it in [`Self::register_accesses`]: a read that stands for
+    /// the audio engine's, through its own mapping, not the driver's.
+    #[must_use]
+    pub fn peek_hda_register32(&self, offset: u16) -> u32 {
+        self.read_mmio32_uncounted(HDA_MMIO_BASE + u64::from(offset))
+    }
+
     fn read_mmio32_uncounted(&self, address: u64) -> u32 {
         lock(&self.qtest)
             .command_value(&format!("readl {address:#x}"))

@@ -146,6 +146,14 @@ pub trait MmioHandler: Send + Sync {
 
     /// Writes `value` (already masked to `width`) at `offset`.
     fn write(&self, offset: u64, width: MmioWidth, value: u32);
+
+    /// The 32-bit register at `offset` as a user-mode mapping of the BAR
+    /// shows it ([`read_user_mapping`]: the audio engine reading a clock
+    /// register the driver offered), which is no access the driver made:
+    /// by default an ordinary read.
+    fn peek32(&self, offset: u64) -> u32 {
+        self.read(offset, MmioWidth::Dword)
+    }
 }
 
 /// One registered window: `len` bytes at `start` stand for the BAR from
@@ -192,6 +200,30 @@ pub fn unregister_window(start: usize) -> Option<usize> {
 pub fn set_handler(handler: Option<Arc<dyn MmioHandler>>) -> Option<Arc<dyn MmioHandler>> {
     let mut slot = HANDLER.lock().unwrap_or_else(PoisonError::into_inner);
     std::mem::replace(&mut *slot, handler)
+}
+
+/// The 32-bit register at kernel address `address`, when it lies in a
+/// registered window.
+///
+/// What the port's user-mode mapping of that BAR page would read (PortCls maps a register `GetClockRegister` or
+/// `GetPositionRegister` names into the audio engine's process). `None`
+/// outside every window, or without a handler, or for an access that does
+/// not fit in its window.
+#[must_use]
+pub fn read_user_mapping(address: usize) -> Option<u32> {
+    let window = window_of(
+        &WINDOWS.lock().unwrap_or_else(PoisonError::into_inner),
+        address,
+    )?;
+    if address - window.start + 4 > window.len {
+        return None;
+    }
+    let handler = HANDLER
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()?;
+    let offset = window.bar_offset + u64::try_from(address - window.start).ok()?;
+    Some(handler.peek32(offset))
 }
 
 /// Register accesses the trap has completed since the process started.
@@ -508,6 +540,31 @@ mod tests {
             }
             (rax, marker)
         }};
+    }
+
+    #[test]
+    fn the_user_mode_view_reads_a_window_without_a_fault() {
+        let ((reads, trapped), log) = with_window(|base| {
+            let before = trapped_accesses();
+            let reads = [
+                read_user_mapping(base + 0x30),
+                // The last whole dword, and one that would run past the end.
+                read_user_mapping(base + 0xFFC),
+                read_user_mapping(base + 0xFFE),
+                // Outside every window.
+                read_user_mapping(base + 0x1000),
+                read_user_mapping(base - 4),
+            ];
+            (reads, trapped_accesses() - before)
+        });
+        assert_eq!(
+            reads,
+            [Some(0xCAFE_BABE), Some(0xCAFE_BABE), None, None, None]
+        );
+        // Through the handler at the BAR offsets (the default `peek32` is a
+        // dword read), and no instruction was trapped for them.
+        assert_eq!(log, [(Read, 0x1030, Dword, 0), (Read, 0x1FFC, Dword, 0)]);
+        assert_eq!(trapped, 0);
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! from that list at start ([`codec_wave_filter`]: one range per listed
 //! rate and sample size), and advertise nothing the codec refuses.
 
+use alloc::vec::Vec;
 use portcls_sys::{
     KSDATAFORMAT_SUBTYPE_PCM, KSDATARANGE_AUDIO, PCFILTER_DESCRIPTOR, PCPIN_DESCRIPTOR,
 };
-use wavert_com::NtResult;
+
+use wavert_com::{NtResult, NtStatus};
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::hda::codec::{PcmSupport, PCM_RATES};
 use wavert_core::range::DeviceRange;
@@ -72,48 +74,54 @@ pub const HDA_WAVE_CAPTURE_FILTER: PCFILTER_DESCRIPTOR =
 /// say, are not offered: WaveRT clients ask for 24 or 32.)
 const OFFERED_BITS: [u16; 3] = [16, 24, 32];
 
-/// Most ranges a codec's host pin gets: each rate the stream format word
-/// can say (all of HDA's but 384 kHz) in each offered size.
-pub const MAX_CODEC_RANGES: usize = (PCM_RATES.len() - 1) * OFFERED_BITS.len();
+/// Whether a range of `rate` Hz and `bits`-bit samples is one the host pin
+/// may offer for a converter listing `pcm`.
+fn offered(pcm: PcmSupport, rate: u32, bits: u16) -> bool {
+    (HDA_RANGE.min_rate..=HDA_RANGE.max_rate).contains(&rate)
+        && pcm.has_rate(rate)
+        && pcm.has_bits(bits)
+}
+
+/// The single-format range of `rate` Hz, `bits`-bit stereo.
+const fn single_range(rate: u32, bits: u16) -> DeviceRange {
+    DeviceRange {
+        min_bits: bits,
+        max_bits: bits,
+        min_rate: rate,
+        max_rate: rate,
+        ..HDA_RANGE
+    }
+}
 
 /// The host pin's ranges for a converter that lists `pcm`.
 ///
 /// One range per listed rate and offered sample size inside [`HDA_RANGE`],
 /// each a single rate and size (stereo), so that every format they
-/// describe is one the converter takes. The range holding [`DEFAULT_FORMAT`] comes first: a
-/// client range that allows everything meets the pin's first range (the
-/// port tries them in order), and must get the default format. Returns
-/// the table and how many of it are used.
-#[must_use]
-pub fn codec_ranges(pcm: PcmSupport) -> ([DeviceRange; MAX_CODEC_RANGES], usize) {
-    let mut ranges = [HDA_RANGE; MAX_CODEC_RANGES];
-    let mut used = 0;
-    for &rate in &PCM_RATES {
-        if !(HDA_RANGE.min_rate..=HDA_RANGE.max_rate).contains(&rate) || !pcm.has_rate(rate) {
-            continue;
-        }
-        for bits in OFFERED_BITS.into_iter().filter(|&b| pcm.has_bits(b)) {
-            if let Some(slot) = ranges.get_mut(used) {
-                *slot = DeviceRange {
-                    min_bits: bits,
-                    max_bits: bits,
-                    min_rate: rate,
-                    max_rate: rate,
-                    ..HDA_RANGE
-                };
-                used += 1;
-            }
-        }
-    }
-    if let Some(default) = ranges
-        .get(..used)
-        .and_then(|listed| listed.iter().position(|r| r.contains(&DEFAULT_FORMAT)))
-    {
-        if let Some(head) = ranges.get_mut(..=default) {
-            head.rotate_right(1);
-        }
-    }
-    (ranges, used)
+/// describe is one the converter takes. The range holding
+/// [`DEFAULT_FORMAT`] comes first: a client range that allows everything
+/// meets the pin's first range (the port tries them in order), and must get
+/// the default format. IRQL: `PASSIVE_LEVEL` (it allocates; the list is
+/// built on the heap, not in a kernel stack frame).
+///
+/// # Errors
+///
+/// `STATUS_INSUFFICIENT_RESOURCES` without memory for the list.
+pub fn codec_ranges(pcm: PcmSupport) -> NtResult<Vec<DeviceRange>> {
+    let listed = || {
+        PCM_RATES.iter().flat_map(move |&rate| {
+            OFFERED_BITS
+                .iter()
+                .filter(move |&&bits| offered(pcm, rate, bits))
+                .map(move |&bits| single_range(rate, bits))
+        })
+    };
+    let mut ranges = Vec::new();
+    ranges
+        .try_reserve_exact(listed().count())
+        .map_err(|_| NtStatus::INSUFFICIENT_RESOURCES)?;
+    ranges.extend(listed().filter(|r| r.contains(&DEFAULT_FORMAT)));
+    ranges.extend(listed().filter(|r| !r.contains(&DEFAULT_FORMAT)));
+    Ok(ranges)
 }
 
 /// `direction`'s wave filter with the host pin offering what a converter
@@ -128,12 +136,7 @@ pub fn codec_wave_filter(direction: Direction, pcm: PcmSupport) -> NtResult<Runt
         Direction::Render => &HDA_WAVE_RENDER_FILTER,
         Direction::Capture => &HDA_WAVE_CAPTURE_FILTER,
     };
-    let (ranges, used) = codec_ranges(pcm);
-    RuntimeWaveFilter::new(
-        shape,
-        KSDATAFORMAT_SUBTYPE_PCM,
-        ranges.get(..used).unwrap_or(&[]),
-    )
+    RuntimeWaveFilter::new(shape, KSDATAFORMAT_SUBTYPE_PCM, codec_ranges(pcm)?)
 }
 
 #[cfg(test)]
@@ -145,7 +148,6 @@ pub fn codec_wave_filter(direction: Direction, pcm: PcmSupport) -> NtResult<Runt
 mod tests {
     use super::*;
     use crate::filters::{MODE_ATTRIBUTE_LIST, WAVE_HOST_PIN};
-    use alloc::vec::Vec;
     use portcls_sys::{KSDATARANGE, KSDATARANGE_ATTRIBUTES};
     use wavert_com::NtStatus;
 
@@ -161,9 +163,8 @@ mod tests {
     #[test]
     fn a_codecs_ranges_are_its_rates_and_sizes_default_first() {
         // 16 to 96 kHz (indices 2..=8), 16-bit only: QEMU's hda-duplex.
-        let (ranges, used) = codec_ranges(pcm(&[2, 3, 4, 5, 6, 7, 8], &[1]));
-        let listed = &ranges[..used];
-        assert_eq!(used, 7);
+        let listed = codec_ranges(pcm(&[2, 3, 4, 5, 6, 7, 8], &[1])).unwrap();
+        assert_eq!(listed.len(), 7);
         assert!(listed[0].contains(&DEFAULT_FORMAT), "{:?}", listed[0]);
         let mut rates: Vec<u32> = listed.iter().map(|r| r.min_rate).collect();
         rates.sort_unstable();
@@ -176,9 +177,9 @@ mod tests {
             .all(|r| r.min_rate == r.max_rate && (r.min_bits, r.max_bits) == (16, 16)));
         // 8 kHz to 384 kHz with 16/20/24/32 bits: 384 kHz and 20-bit
         // samples are not offered, 8-bit neither.
-        let (_, used) = codec_ranges(pcm(&(0..12).collect::<Vec<_>>(), &[0, 1, 2, 3, 4]));
-        assert_eq!(used, 11 * 3);
-        assert_eq!(used, MAX_CODEC_RANGES);
+        let all = codec_ranges(pcm(&(0..12).collect::<Vec<_>>(), &[0, 1, 2, 3, 4])).unwrap();
+        assert_eq!(all.len(), 11 * 3);
+        assert!(all[0].contains(&DEFAULT_FORMAT));
     }
 
     #[test]
