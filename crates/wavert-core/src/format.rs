@@ -188,6 +188,73 @@ pub enum FormatError {
     },
 }
 
+/// The rule, in words (for tools' messages; the driver logs the variant).
+impl core::fmt::Display for FormatError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Self::Truncated { needed, available } => {
+                write!(f, "the format needs {needed} bytes, {available} given")
+            }
+            Self::UnsupportedFormatTag(tag) => write!(
+                f,
+                "format tag {tag:#06x} is not PCM, IEEE float or WAVE_FORMAT_EXTENSIBLE"
+            ),
+            Self::UnsupportedChannelCount(n) => {
+                write!(f, "{n} channels: 1 to {MAX_CHANNELS} are supported")
+            }
+            Self::UnsupportedSampleRate(rate) => {
+                write!(f, "{rate} Hz: 8000 to 192000 Hz are supported")
+            }
+            Self::UnsupportedBitsPerSample(bits) => {
+                write!(
+                    f,
+                    "{bits}-bit PCM containers: 8, 16, 24 and 32 are supported"
+                )
+            }
+            Self::UnsupportedFloatBits(bits) => {
+                write!(f, "{bits}-bit float: only 32-bit float is supported")
+            }
+            Self::BlockAlignMismatch { expected, found } => {
+                write!(f, "block align {found}, the other fields say {expected}")
+            }
+            Self::AvgBytesPerSecMismatch { expected, found } => write!(
+                f,
+                "{found} bytes per second, the other fields say {expected}"
+            ),
+            Self::CbSizeTooSmall(size) => {
+                write!(f, "WAVE_FORMAT_EXTENSIBLE with cbSize {size} (at least 22)")
+            }
+            Self::CbSizeBeyondBuffer { cb_size, available } => write!(
+                f,
+                "cbSize {cb_size} claims more than the {available} bytes after WAVEFORMATEX"
+            ),
+            Self::ValidBitsExceedContainer { valid, container } => {
+                write!(f, "{valid} valid bits in a {container}-bit container")
+            }
+            Self::UnsupportedValidBits { valid, container } => write!(
+                f,
+                "{valid} valid bits in {container}-bit containers are not supported"
+            ),
+            Self::ChannelMaskCountMismatch { channels, speakers } => write!(
+                f,
+                "the channel mask names {speakers} speakers for {channels} channels"
+            ),
+            Self::ChannelMaskReservedBits(mask) => {
+                write!(f, "channel mask {mask:#x} sets bits that name no speaker")
+            }
+            Self::UnknownSubFormat(_) => {
+                write!(f, "a SubFormat that is neither PCM nor IEEE float")
+            }
+            Self::OutputTooSmall { needed, available } => {
+                write!(
+                    f,
+                    "the format needs {needed} bytes of output, {available} given"
+                )
+            }
+        }
+    }
+}
+
 /// A validated audio format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AudioFormat {

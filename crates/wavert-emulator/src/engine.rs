@@ -103,6 +103,23 @@ impl Default for FormatRequest {
     }
 }
 
+/// `48000 Hz 24-bit in 32 PCM, 2 ch` (the container only when the request
+/// names one).
+impl std::fmt::Display for FormatRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} Hz {}-bit", self.rate, self.bits)?;
+        if self.container_bits != 0 && self.container_bits != self.bits {
+            write!(f, " in {}", self.container_bits)?;
+        }
+        write!(
+            f,
+            " {}, {} ch",
+            if self.float { "float" } else { "PCM" },
+            self.channels
+        )
+    }
+}
+
 impl FormatRequest {
     /// The request for exactly `format` (its container included).
     #[must_use]
@@ -148,10 +165,30 @@ impl FormatRequest {
         if self.container_bits == 0 {
             return Ok(self.ks_data_range());
         }
-        let format = self
-            .specific_format()
-            .ok_or_else(|| EngineError::Protocol(format!("no format has {self:?}")))?;
+        let format = self.format().map_err(EngineError::Protocol)?;
         Ok(ks_data_format_bytes(&format))
+    }
+
+    /// The specific format this request with a container names.
+    ///
+    /// # Errors
+    ///
+    /// One line: the request and the rule it breaks (12 channels, a 20-bit
+    /// container, ...).
+    pub fn format(&self) -> Result<AudioFormat, String> {
+        let sample_type = if self.float {
+            SampleType::Float
+        } else {
+            SampleType::Pcm
+        };
+        AudioFormat::extensible(
+            sample_type,
+            self.channels,
+            self.rate,
+            self.container_bits,
+            self.bits,
+        )
+        .map_err(|e| format!("{self} is not a format a pin can take: {e}"))
     }
 
     /// The request as a `KSDATARANGE_AUDIO` (minimum = maximum), as bytes,

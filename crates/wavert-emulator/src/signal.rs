@@ -58,20 +58,55 @@ pub fn read_wav(path: &Path, format: &AudioFormat) -> Result<Vec<u8>, String> {
 ///
 /// An unreadable file.
 pub fn wav_format_request(path: &Path) -> Result<FormatRequest, String> {
-    let reader = hound::WavReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(format_request_of(reader.spec()))
+    let file = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = hound::WavReader::new(io::Cursor::new(&file))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(format_request_of(
+        reader.spec(),
+        stored_container_bits(&file),
+    ))
 }
 
-/// The format a WAV header declares, as a request.
-fn format_request_of(spec: hound::WavSpec) -> FormatRequest {
+/// The format a WAV header declares, as a request: `container_bits` as
+/// the file stores samples (from its `nBlockAlign`), or whole bytes of the
+/// valid bits when the header does not say.
+fn format_request_of(spec: hound::WavSpec, container_bits: Option<u16>) -> FormatRequest {
+    let packed = spec.bits_per_sample.div_ceil(8) * 8;
     FormatRequest {
         rate: spec.sample_rate,
         bits: spec.bits_per_sample,
         channels: spec.channels,
         float: spec.sample_format == hound::SampleFormat::Float,
-        // Samples as stored: whole bytes, 24 bits packed in three.
-        container_bits: spec.bits_per_sample.div_ceil(8) * 8,
+        container_bits: container_bits
+            .filter(|&c| c >= spec.bits_per_sample)
+            .unwrap_or(packed),
     }
+}
+
+/// The container of a WAV file's samples in bits: `nBlockAlign` x 8 /
+/// `nChannels` of its `fmt ` chunk. hound reports only the valid bits of a
+/// `WAVE_FORMAT_EXTENSIBLE` header, so 24-bit samples in 32-bit words
+/// would read as packed 24-bit ones. `None` without a readable `fmt `.
+fn stored_container_bits(file: &[u8]) -> Option<u16> {
+    let le16 = |at: usize| Some(u16::from_le_bytes(file.get(at..at + 2)?.try_into().ok()?));
+    let le32 = |at: usize| Some(u32::from_le_bytes(file.get(at..at + 4)?.try_into().ok()?));
+    if file.get(0..4)? != b"RIFF" || file.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while let (Some(id), Some(size)) = (file.get(at..at + 4), le32(at + 4)) {
+        let body = at + 8;
+        if id == b"fmt " {
+            let channels = le16(body + 2)?;
+            let block_align = le16(body + 12)?;
+            return (channels != 0 && block_align % channels == 0)
+                .then(|| block_align / channels * 8);
+        }
+        // Chunks are padded to an even length.
+        let size = usize::try_from(size).ok()?;
+        at = body.checked_add(size)?.checked_add(size % 2)?;
+    }
+    None
 }
 
 /// A WAV file's header, read by hound, and its sample bytes as stored.
@@ -102,7 +137,7 @@ pub struct WavData<'a> {
 /// chunk).
 pub fn wav_data(file: &[u8]) -> Result<WavData<'_>, String> {
     let reader = hound::WavReader::new(io::Cursor::new(file)).map_err(|e| e.to_string())?;
-    let format = format_request_of(reader.spec());
+    let format = format_request_of(reader.spec(), stored_container_bits(file));
     let declared_frames = reader.duration();
     let start = usize::try_from(reader.into_inner().position()).unwrap_or(file.len());
     Ok(WavData {
@@ -312,6 +347,73 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let wav = wav_data(&file).unwrap();
         assert_eq!((wav.data, wav.declared_frames), (frames.as_slice(), 2));
+    }
+
+    /// A `WAVE_FORMAT_EXTENSIBLE` file: `channels` of `valid` bits in
+    /// `container`-bit words, a `LIST` chunk before `fmt `, `frames` frames.
+    fn extensible_wav(channels: u16, valid: u16, container: u16, frames: usize) -> Vec<u8> {
+        let block = channels * container / 8;
+        let mut fmt = Vec::new();
+        fmt.extend_from_slice(&0xFFFE_u16.to_le_bytes());
+        fmt.extend_from_slice(&channels.to_le_bytes());
+        fmt.extend_from_slice(&48_000_u32.to_le_bytes());
+        fmt.extend_from_slice(&(48_000 * u32::from(block)).to_le_bytes());
+        fmt.extend_from_slice(&block.to_le_bytes());
+        fmt.extend_from_slice(&container.to_le_bytes());
+        fmt.extend_from_slice(&22_u16.to_le_bytes());
+        fmt.extend_from_slice(&valid.to_le_bytes());
+        fmt.extend_from_slice(&((1_u32 << channels) - 1).to_le_bytes());
+        fmt.extend_from_slice(&wavert_core::guid::KSDATAFORMAT_SUBTYPE_PCM.to_le_bytes());
+        let data = vec![0x5A_u8; frames * usize::from(block)];
+        let mut body = b"WAVE".to_vec();
+        // A chunk before `fmt ` the walk must step over.
+        body.extend_from_slice(b"LIST\x04\0\0\0abcd");
+        body.extend_from_slice(b"fmt ");
+        body.extend_from_slice(&u32::try_from(fmt.len()).unwrap().to_le_bytes());
+        body.extend_from_slice(&fmt);
+        body.extend_from_slice(b"data");
+        body.extend_from_slice(&u32::try_from(data.len()).unwrap().to_le_bytes());
+        body.extend_from_slice(&data);
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&u32::try_from(body.len()).unwrap().to_le_bytes());
+        file.extend_from_slice(&body);
+        file
+    }
+
+    #[test]
+    fn a_wav_files_container_is_read_from_its_block_align() {
+        // 24 valid bits in 32-bit words: hound reports only the 24.
+        let file = extensible_wav(2, 24, 32, 3);
+        let wav = wav_data(&file).unwrap();
+        assert_eq!((wav.format.bits, wav.format.container_bits), (24, 32));
+        assert_eq!(wav.data.len(), 3 * 8);
+        assert_eq!(
+            wav.format.format().unwrap().block_align(),
+            8,
+            "played as stored, not repacked to 24 in 24"
+        );
+        // Packed 24-bit and plain 16-bit keep their containers.
+        let file = extensible_wav(2, 24, 24, 3);
+        let packed = wav_data(&file).unwrap();
+        assert_eq!(packed.format.container_bits, 24);
+        assert_eq!(stored_container_bits(&unfinished_qemu_header()), Some(16));
+        assert_eq!(stored_container_bits(b"RIFF\0\0\0\0WAVE"), None);
+        // An odd-sized chunk is followed by its pad byte.
+        let mut odd = b"RIFF\0\0\0\0WAVEJUNK\x03\0\0\0abc\0".to_vec();
+        odd.extend_from_slice(&unfinished_qemu_header()[12..]);
+        assert_eq!(stored_container_bits(&odd), Some(16));
+    }
+
+    #[test]
+    fn a_wav_file_no_pin_can_take_is_refused_in_one_line() {
+        // 7.1.4: 12 channels of 16 bits.
+        let file = extensible_wav(12, 16, 16, 2);
+        let wav = wav_data(&file).unwrap();
+        let error = wav.format.format().unwrap_err();
+        assert_eq!(
+            error,
+            "48000 Hz 16-bit PCM, 12 ch is not a format a pin can take: 12 channels: 1 to 8 are supported"
+        );
     }
 
     #[test]

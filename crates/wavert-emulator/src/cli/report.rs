@@ -227,6 +227,12 @@ impl VirtualOutcome {
                 block
             ),
             format!(
+                "input            : {}",
+                self.input
+                    .as_deref()
+                    .unwrap_or("the generated test signal")
+            ),
+            format!(
                 "buffers          : render {} bytes ({} pages), capture {} bytes ({} pages), {} notifications each, peak {} pages in use",
                 session.render_buffer,
                 (session.render_buffer as usize).div_ceil(PAGE_SIZE),

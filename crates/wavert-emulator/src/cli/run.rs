@@ -71,6 +71,8 @@ pub struct VirtualOutcome {
     pub power_cycles_asked: u32,
     /// The power cycles made during the session.
     pub power_cycles: Vec<PowerCycle>,
+    /// The input file and its format as stored (`None`: the test signal).
+    pub input: Option<String>,
     /// Frames rendered.
     pub rendered_frames: usize,
     /// Where the capture repeats the render data, in frames, if anywhere.
@@ -277,12 +279,32 @@ pub fn run(args: &Args) -> Result<Outcome, String> {
 }
 
 /// The format to play: the input file's, or the one asked for, or the default.
+///
+/// # Errors
+///
+/// An unreadable file, or a file whose samples no pin could take, named
+/// with the rule they break.
 fn format_request(args: &Args) -> Result<FormatRequest, String> {
     match (&args.input, args.format) {
-        (Some(path), _) => signal::wav_format_request(path),
+        (Some(path), _) => {
+            let request = signal::wav_format_request(path)?;
+            request
+                .format()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(request)
+        }
         (None, Some(f)) => Ok(f),
         (None, None) => Ok(FormatRequest::default()),
     }
+}
+
+/// The report's line on the input file: what its header says the samples
+/// are, which is what the session plays (the request names the file's own
+/// container, so the negotiation gives that format or fails).
+fn input_line(args: &Args, request: &FormatRequest) -> Option<String> {
+    args.input
+        .as_ref()
+        .map(|path| format!("{}: {request} as stored in the file", path.display()))
 }
 
 /// `--device ac97` / `hda`: the card's miniport on QEMU's card, QEMU's output
@@ -402,6 +424,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         return Err("--power-cycle takes one cable: leave --cables at 1".to_owned());
     }
     let request = format_request(args)?;
+    let input = input_line(args, &request);
     std::fs::create_dir_all(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
     let memory = PhysicalMemory::anonymous(MemoryConfig {
         layout: args.memory.into(),
@@ -651,6 +674,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         memory: machine.memory.layout().describe(),
         notifications: args.notifications,
         registrations,
+        input,
         rendered_frames: rendered.len() / block,
         session,
         power_cycles_asked: args.power_cycle,
