@@ -8,3 +8,4 @@
 
 pub mod position;
 pub mod signal;
+pub mod tone;

@@ -52,6 +52,30 @@ fn decode_counter(format: &AudioFormat, sample: &[u8]) -> u16 {
     u16::from_le_bytes([sample[n - 2], sample[n - 1]])
 }
 
+/// `seconds` of the 997 Hz sine (amplitude 1/2) on every channel, for a
+/// capture in another format (no counter: a converter would not carry it).
+#[must_use]
+pub fn tone_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
+    let rate = f64::from(format.sample_rate());
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a frame count"
+    )]
+    let frames = (rate * seconds).round() as u64;
+    let mut out =
+        Vec::with_capacity(usize::try_from(frames).unwrap_or(0) * format.block_align() as usize);
+    for k in 0..frames {
+        #[allow(clippy::cast_precision_loss, reason = "frame index in a test signal")]
+        let t = k as f64 / rate;
+        let tone = 0.5 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin();
+        for _ in 0..format.channels() {
+            encode(format, tone, None, &mut out);
+        }
+    }
+    out
+}
+
 /// `seconds` of a 997 Hz sine (amplitude 1/2) on every channel but the
 /// second, which carries a frame counter (1, 2, ... 65535, 1, ...), never 0
 /// so the first frame differs from silence.

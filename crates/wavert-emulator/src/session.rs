@@ -18,8 +18,10 @@ use crate::timing::{notification_lateness, Lateness, StreamClock};
 /// How to run a loopback session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoopbackConfig {
-    /// Requested format.
+    /// Requested format (of both pins, unless `capture_format` is set).
     pub format: FormatRequest,
+    /// The capture pin's own format, when it differs (the cable converts).
+    pub capture_format: Option<FormatRequest>,
     /// Engine period (one packet) in milliseconds.
     pub period_ms: u32,
     /// Notifications per buffer (1 or 2).
@@ -37,6 +39,7 @@ impl Default for LoopbackConfig {
     fn default() -> Self {
         Self {
             format: FormatRequest::default(),
+            capture_format: None,
             period_ms: 20,
             notification_count: 2,
             poll_qpc: QPC_PER_MS,
@@ -48,8 +51,11 @@ impl Default for LoopbackConfig {
 /// What a loopback session produced.
 #[derive(Debug)]
 pub struct LoopbackResult {
-    /// The negotiated format.
+    /// The negotiated format (the render pin's).
     pub format: AudioFormat,
+    /// The capture pin's negotiated format (`format` unless asked
+    /// otherwise).
+    pub capture_format: AudioFormat,
     /// The engine thread's priority in real time (`None` in virtual time).
     pub engine_priority: Option<Grant>,
     /// Granted render buffer bytes.
@@ -107,16 +113,18 @@ impl LoopbackResult {
             block_align: 4,
             packet_frames: 1,
         };
+        let format = wavert_core::format::AudioFormat::extensible(
+            wavert_core::format::SampleType::Pcm,
+            2,
+            48_000,
+            16,
+            16,
+        )
+        .unwrap_or_else(|_| unreachable!("48 kHz 16-bit stereo is a format"));
         Self {
             engine_priority: None,
-            format: wavert_core::format::AudioFormat::extensible(
-                wavert_core::format::SampleType::Pcm,
-                2,
-                48_000,
-                16,
-                16,
-            )
-            .unwrap_or_else(|_| unreachable!("48 kHz 16-bit stereo is a format")),
+            format,
+            capture_format: format,
             render_buffer: 0,
             capture_buffer: 0,
             peak_pages: 0,
@@ -401,6 +409,7 @@ fn drive(
 /// its close.
 struct PairSession {
     format: AudioFormat,
+    capture_format: AudioFormat,
     render: Stream,
     capture: Stream,
     render_buffer: u32,
@@ -437,16 +446,20 @@ impl PairSession {
             render_pin,
             &config.format,
         )?;
-        let (_, capture_bytes) = negotiate_format(
+        let (capture_format, capture_bytes) = negotiate_format(
             capture_filter.miniport,
             capture_filter.description,
             capture_pin,
-            &config.format,
+            config.capture_format.as_ref().unwrap_or(&config.format),
         )?;
         let signal = make_signal(&format);
         let block = format.block_align();
-        let period_frames = u64::from(format.sample_rate()) * u64::from(config.period_ms) / 1000;
-        let requested = u32::try_from(period_frames * u64::from(block) * 2).unwrap_or(u32::MAX);
+        // Both buffers hold two periods of their own format.
+        let two_periods = |f: &AudioFormat| {
+            let frames = u64::from(f.sample_rate()) * u64::from(config.period_ms) / 1000;
+            u32::try_from(frames * u64::from(f.block_align()) * 2).unwrap_or(u32::MAX)
+        };
+        let requested = two_periods(&format);
 
         let mut capture = Stream::open(
             machine,
@@ -463,11 +476,19 @@ impl PairSession {
             &render_bytes,
         )?;
         let render_buffer = render.allocate(requested, Some(config.notification_count))?;
-        let capture_buffer = capture.allocate(requested, Some(config.notification_count))?;
+        let capture_buffer = capture.allocate(
+            two_periods(&capture_format),
+            Some(config.notification_count),
+        )?;
         let packet_mode = PacketModeUse {
             render: render.uses_packets(),
             capture: capture.uses_packets(),
         };
+        if config.end_of_stream && capture_format != format {
+            return Err(EngineError::Protocol(
+                "the end-of-stream check compares bytes: both pins need one format".to_owned(),
+            ));
+        }
         if config.end_of_stream && !packet_mode.render {
             return Err(EngineError::Protocol(
                 "an end of stream needs render packet mode".to_owned(),
@@ -483,9 +504,14 @@ impl PairSession {
             + (u64::from(latency.ChipsetDelay) + u64::from(latency.CodecDelay))
                 * u64::from(format.sample_rate())
                 / 10_000_000;
-        let target = signal.len() as u64 + u64::from(render_buffer) * 2;
+        // The signal and two render buffers after it, as capture bytes.
+        let render_frames = (signal.len() as u64 + u64::from(render_buffer) * 2) / u64::from(block);
+        let target = render_frames * u64::from(capture_format.sample_rate())
+            / u64::from(format.sample_rate())
+            * u64::from(capture_format.block_align());
         let mut session = Self {
             format,
+            capture_format,
             render,
             capture,
             render_buffer,
@@ -513,7 +539,7 @@ impl PairSession {
     /// The longest this pair may take, in QPC ticks (twice its nominal time).
     fn time_allowed(&self) -> u64 {
         2 * self.target * crate::machine::QPC_FREQUENCY
-            / u64::from(self.format.bytes_per_second().max(1))
+            / u64::from(self.capture_format.bytes_per_second().max(1))
     }
 
     fn done(&self) -> bool {
@@ -597,6 +623,7 @@ impl PairSession {
         }
         Ok(LoopbackResult {
             format: self.format,
+            capture_format: self.capture_format,
             engine_priority,
             render_buffer: self.render_buffer,
             capture_buffer: self.capture_buffer,

@@ -29,6 +29,12 @@ pub struct Args {
     #[arg(long, value_name = "RATE,BITS,CHANNELS[,float]", value_parser = parse_format)]
     pub format: Option<FormatRequest>,
 
+    /// The capture pin's own format (the cable converts rate, sample type
+    /// and channels); the capture is then checked as a tone, not byte for
+    /// byte: level, THD+N and pitch against the rendered 997 Hz
+    #[arg(long, value_name = "RATE,BITS,CHANNELS[,float]", value_parser = parse_format)]
+    pub capture_format: Option<FormatRequest>,
+
     /// Engine period (one packet) in milliseconds; the buffer holds two
     /// (20 ms at 48 kHz 16-bit stereo: 7680 bytes on two scattered pages)
     #[arg(
@@ -252,6 +258,7 @@ mod tests {
         assert_eq!(args.port, Port::Windows);
         assert_eq!(args.cables, 1);
         assert!(args.volume.is_none());
+        assert!(args.capture_format.is_none());
     }
 
     #[test]

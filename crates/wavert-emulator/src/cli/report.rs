@@ -1,14 +1,15 @@
 //! The report of a session, line by line, and its verdict.
 
-use wavert_core::format::SampleType;
+use wavert_core::format::{AudioFormat, SampleType};
 use wavert_emulator::hlk::methods::MethodReport;
 use wavert_emulator::hlk::Finding;
 use wavert_emulator::memory::{HIGH_RAM_BASE, PAGE_SIZE};
 use wavert_emulator::personality::summarise;
+use wavert_emulator::signal;
 use wavert_emulator::timing::position_error;
 use wavert_miniport::DmaMode;
 
-use super::run::{CableCheck, DriverCounters, Outcome, VirtualOutcome};
+use super::run::{CableCheck, ConversionCheck, DriverCounters, Outcome, VirtualOutcome};
 
 impl Outcome {
     /// Whether every check passed.
@@ -116,10 +117,18 @@ impl VirtualOutcome {
         self.lag_as_reported() && self.mismatches.0 == 0
     }
 
+    /// The capture pin ran the render's format.
+    fn same_format(&self) -> bool {
+        self.session.capture_format == self.session.format
+    }
+
     fn passed(&self) -> bool {
-        self.bit_exact()
-            && self.power_cycles.len() == self.power_cycles_asked as usize
-            && self.cables.iter().all(CableCheck::bit_exact)
+        (if self.same_format() {
+            self.bit_exact()
+        } else {
+            self.cables.first().is_some_and(CableCheck::passed)
+        }) && self.power_cycles.len() == self.power_cycles_asked as usize
+            && self.cables.iter().all(CableCheck::passed)
             && self.session.render.glitches == 0
             && self.session.capture.glitches == 0
             && self.ks_render.passed()
@@ -200,10 +209,11 @@ impl VirtualOutcome {
                 cable.lag.map_or_else(|| "none".to_owned(), |l| l.to_string()),
                 if cable.lag_as_reported { " as reported" } else { " NOT as reported" },
                 cable.mismatches.0,
-                match (cable.bit_exact(), self.volume.is_some()) {
-                    (true, false) => "bit-exact",
-                    (true, true) => "as rendered at the set volume",
-                    (false, _) => "FAIL",
+                match (cable.passed(), cable.conversion.is_some(), self.volume.is_some()) {
+                    (true, true, _) => "the tone came through the conversion",
+                    (true, false, false) => "bit-exact",
+                    (true, false, true) => "as rendered at the set volume",
+                    (false, ..) => "FAIL",
                 },
             )
         }));
@@ -338,23 +348,30 @@ impl VirtualOutcome {
                 volume.gain
             ));
         }
-        lines.push(format!(
-            "{}: {} ({} of {} frames differ{}{})",
-            if self.volume.is_some() {
-                "as scaled       "
-            } else {
-                "bit-exact       "
-            },
-            if self.bit_exact() { "yes" } else { "NO" },
-            mismatches,
-            self.rendered_frames,
-            first_bad.map_or_else(String::new, |f| format!(", first at frame {f}")),
-            if self.lag.is_some() && !self.lag_as_reported() {
-                ", measured latency differs from the reported one"
-            } else {
-                ""
-            }
-        ));
+        for conversion in self.cables.iter().filter_map(|c| c.conversion.as_ref()) {
+            lines.push(conversion_line(conversion));
+        }
+        // Bytes are not compared across a conversion: the line above is
+        // the check then.
+        if self.same_format() {
+            lines.push(format!(
+                "{}: {} ({} of {} frames differ{}{})",
+                if self.volume.is_some() {
+                    "as scaled       "
+                } else {
+                    "bit-exact       "
+                },
+                if self.bit_exact() { "yes" } else { "NO" },
+                mismatches,
+                self.rendered_frames,
+                first_bad.map_or_else(String::new, |f| format!(", first at frame {f}")),
+                if self.lag.is_some() && !self.lag_as_reported() {
+                    ", measured latency differs from the reported one"
+                } else {
+                    ""
+                }
+            ));
+        }
         if self.power_cycles_asked != 0 {
             let phases: Vec<String> = self
                 .power_cycles
@@ -427,6 +444,45 @@ impl VirtualOutcome {
         ));
         lines
     }
+}
+
+/// `conversion       : 48000 Hz 16-bit 2 ch -> 44100 Hz float 6 ch: tone at
+/// -6.02 dBFS (-6.02 expected), THD+N 96.1 dB (at least 86.3), 997.0000 Hz
+/// (+0.01 ppm): passed`.
+fn conversion_line(c: &ConversionCheck) -> String {
+    let side = |f: &AudioFormat| {
+        format!(
+            "{} Hz {}-bit{} {} ch",
+            f.sample_rate(),
+            f.valid_bits(),
+            if f.sample_type() == SampleType::Float {
+                " float"
+            } else {
+                ""
+            },
+            f.channels()
+        )
+    };
+    let heard = c.fit.map_or_else(
+        || "no tone to fit in the capture".to_owned(),
+        |f| {
+            format!(
+                "tone at {:.2} dBFS ({:.2} expected), THD+N {:.1} dB (at least {:.1}), {:.4} Hz ({:+.2} ppm)",
+                f.level_dbfs,
+                c.expected_dbfs,
+                f.snr_db,
+                c.min_snr_db,
+                f.measured_hz,
+                f.pitch_error_ppm(signal::TONE_HZ)
+            )
+        },
+    );
+    format!(
+        "conversion       : {} -> {}: {heard}: {}",
+        side(&c.from),
+        side(&c.to),
+        if c.passed() { "passed" } else { "FAILED" }
+    )
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use portcls_sys::{DEVPKEY_DeviceInterface_FriendlyName, DEVPROP_TYPE_STRING};
+use wavert_analysis::tone::{self, ToneFit};
+use wavert_core::convert::channels::ChannelMap;
+use wavert_core::format::{AudioFormat, SampleType};
 use wavert_emulator::cable::{
     start_cable_adapter, CableAdapter, CableOptions, RegisteredWaveFilter,
 };
@@ -172,6 +175,111 @@ pub struct CableCheck {
     pub lag_as_reported: bool,
     /// Rendered frames that did not come back at `lag`, and the first.
     pub mismatches: (usize, Option<usize>),
+    /// The tone check, when the capture pin ran another format
+    /// (`--capture-format`): bytes cannot be compared then.
+    pub conversion: Option<ConversionCheck>,
+}
+
+/// The rendered tone heard through the cable's format conversion.
+pub struct ConversionCheck {
+    /// The render pin's format.
+    pub from: AudioFormat,
+    /// The capture pin's format.
+    pub to: AudioFormat,
+    /// The 997 Hz sine fitted to the capture's first channel (`None`: too
+    /// little tone to fit).
+    pub fit: Option<ToneFit>,
+    /// The level the tone should have (the signal's -6.02 dBFS through the
+    /// converter's channel map, scaled by a render volume).
+    pub expected_dbfs: f64,
+    /// The least THD+N the formats allow: 6.02 dB per bit of the narrower
+    /// side less 10, at most 90 dB, for the tone at its -6.02 dBFS (less
+    /// by as much as a volume or a channel map lowers it).
+    pub min_snr_db: f64,
+}
+
+/// The test tone's level: amplitude 1/2.
+const FULL_TONE_DBFS: f64 = -6.020_599_913_279_624;
+
+impl ConversionCheck {
+    /// Most level error, dB.
+    pub const MAX_LEVEL_ERROR_DB: f64 = 0.1;
+    /// Most pitch error, parts per million (a cent is 578).
+    pub const MAX_PITCH_ERROR_PPM: f64 = 10.0;
+
+    /// The tone came through at its level, clean, at its pitch.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.fit.is_some_and(|f| {
+            (f.level_dbfs - self.expected_dbfs).abs() <= Self::MAX_LEVEL_ERROR_DB
+                && f.snr_db >= self.min_snr_db
+                && f.pitch_error_ppm(signal::TONE_HZ).abs() <= Self::MAX_PITCH_ERROR_PPM
+        })
+    }
+
+    /// Fits the tone `rendered_frames` of render frames made, in `session`'s
+    /// capture, and holds it to `gain` (a render volume).
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "frame counts and rates far below 2^52"
+    )]
+    fn of(session: &LoopbackResult, rendered_frames: usize, gain: Option<f64>) -> Self {
+        let (from, to) = (session.format, session.capture_format);
+        let samples = tone::channel_samples(&to, &session.captured, 0);
+        let rate = f64::from(to.sample_rate());
+        // From the first sound, past 50 ms of filters settling, to 50 ms
+        // before the tone's end.
+        let settle = (rate * 0.05) as usize;
+        let frames = (rendered_frames as f64 * rate / f64::from(from.sample_rate())) as usize;
+        let fit = samples
+            .iter()
+            .position(|y| y.abs() > 1e-3)
+            .and_then(|start| {
+                let end = (start + frames).saturating_sub(settle).min(samples.len());
+                tone::fit_tone(
+                    samples.get(..end)?,
+                    to.sample_rate(),
+                    signal::TONE_HZ,
+                    start + settle,
+                )
+            });
+        let bits = |f: &AudioFormat| {
+            if f.sample_type() == SampleType::Float {
+                24.0
+            } else {
+                f64::from(f.valid_bits())
+            }
+        };
+        // Every render channel carries the same tone: the capture's first
+        // channel hears it through the sum of its taps (the converter's
+        // channel map: 1 for a channel passed through, -3 dB each for a
+        // stereo pair folded into mono).
+        let taps: f64 = ChannelMap::new(
+            usize::from(from.channels()),
+            from.channel_mask(),
+            usize::from(to.channels()),
+            to.channel_mask(),
+        )
+        .map_or(0.0, |map| {
+            map.taps(0)
+                .iter()
+                .map(|t| f64::from(t.gain) / 32_768.0)
+                .sum()
+        });
+        let expected_dbfs = 20.0 * (0.5 * taps * gain.unwrap_or(1.0)).log10();
+        Self {
+            from,
+            to,
+            fit,
+            expected_dbfs,
+            // The formats' noise floor stays where it is: a quieter tone
+            // stands less far above it.
+            min_snr_db: 6.02f64.mul_add(bits(&from).min(bits(&to)), -10.0).min(90.0)
+                + (expected_dbfs - FULL_TONE_DBFS).min(0.0),
+        }
+    }
 }
 
 impl CableCheck {
@@ -179,6 +287,14 @@ impl CableCheck {
     #[must_use]
     pub const fn bit_exact(&self) -> bool {
         self.lag_as_reported && self.mismatches.0 == 0
+    }
+
+    /// Bit-exact, or with another capture format the tone check passed.
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.conversion
+            .as_ref()
+            .map_or_else(|| self.bit_exact(), ConversionCheck::passed)
     }
 
     /// The checks of one cable's session; with `gain` (a render volume
@@ -194,6 +310,18 @@ impl CableCheck {
     ) -> Self {
         let format = &session.format;
         let block = format.block_align() as usize;
+        if session.capture_format != session.format {
+            return Self {
+                number,
+                subdevices: subdevices.each_ref().map(|s| s.name),
+                name: friendly_name(registrations, subdevices),
+                frames: rendered.len() / block,
+                lag: None,
+                lag_as_reported: false,
+                mismatches: (0, None),
+                conversion: Some(ConversionCheck::of(session, rendered.len() / block, gain)),
+            };
+        }
         let max_lag = usize::try_from(session.capture_buffer).unwrap_or(0) / block * 4 + 4800;
         let captured = &session.captured;
         let lag = gain.map_or_else(
@@ -214,6 +342,7 @@ impl CableCheck {
             lag,
             lag_as_reported: lag.is_some_and(|l| session.lag_is_reported_latency(l as u64)),
             mismatches,
+            conversion: None,
         }
     }
 }
@@ -418,6 +547,11 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     if !(args.seconds > 0.0 && args.seconds <= 600.0) {
         return Err(format!("--seconds {} is outside 0 .. 600", args.seconds));
     }
+    if args.capture_format.is_some() && args.input.is_some() {
+        return Err(
+            "--capture-format checks the generated 997 Hz tone: leave out --input".to_owned(),
+        );
+    }
     if args.power_cycle != 0 && args.cables != 1 {
         // The power cycler tells one pair of engine streams of the device's
         // power changes; the other cables' streams would not know.
@@ -524,6 +658,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
             .collect();
     let config = LoopbackConfig {
         format: request,
+        capture_format: args.capture_format,
         period_ms: args.period,
         notification_count: args.notifications,
         ..LoopbackConfig::default()
@@ -545,7 +680,13 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
             let data = rendered_by_cable.first().map_or_else(
                 || {
                     args.input.as_ref().map_or_else(
-                        || signal::test_signal(format, args.seconds),
+                        || {
+                            if args.capture_format.is_some() {
+                                signal::tone_signal(format, args.seconds)
+                            } else {
+                                signal::test_signal(format, args.seconds)
+                            }
+                        },
                         |path| {
                             signal::read_wav(path, format).unwrap_or_else(|e| {
                                 read_error = Some(e);
@@ -619,8 +760,8 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
     let ks_capture = ks_position_check(
         &session.capture_trace,
         session.capture_run_qpc,
-        format.sample_rate(),
-        format.block_align(),
+        session.capture_format.sample_rate(),
+        session.capture_format.block_align(),
     );
     let cable_stats = adapter.cable().map(|c| c.stats()).unwrap_or_default();
     let session_log_lines = machine.log_lines().len();
@@ -703,4 +844,70 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         wav_path,
         plot_path,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn session(extra: &[&str]) -> Result<Outcome, String> {
+        let output = std::env::temp_dir().join(format!(
+            "wavert-emulator-cli-{}-{}",
+            std::process::id(),
+            extra.join("_").replace([',', '.'], "-")
+        ));
+        let mut argv = vec!["wavert-emulator", "--seconds", "1", "--output"];
+        let output_text = output.display().to_string();
+        argv.push(&output_text);
+        argv.extend_from_slice(extra);
+        let outcome = run(&Args::try_parse_from(argv).map_err(|e| e.to_string())?);
+        std::fs::remove_dir_all(&output).ok();
+        outcome
+    }
+
+    #[test]
+    fn a_capture_in_another_format_is_checked_as_the_tone_it_carries() {
+        for (format, level) in [
+            ("44100,16,2", -6.02),
+            ("96000,32,6,float", -6.02),
+            // The converter folds a stereo pair into mono at -3 dB each.
+            ("48000,16,1", -3.01),
+        ] {
+            let outcome = session(&["--capture-format", format]).unwrap();
+            assert!(outcome.passed(), "{format}: {:#?}", outcome.report_lines());
+            let Outcome::Virtual(virtual_outcome) = outcome else {
+                panic!("not the cable's outcome");
+            };
+            let conversion = virtual_outcome.cables[0]
+                .conversion
+                .as_ref()
+                .expect("a conversion check");
+            let fit = conversion.fit.expect("a tone in the capture");
+            assert!((fit.level_dbfs - level).abs() < 0.01, "{format}: {fit:?}");
+            assert!(fit.snr_db >= conversion.min_snr_db, "{format}: {fit:?}");
+            assert!(
+                fit.pitch_error_ppm(signal::TONE_HZ).abs() < 1.0,
+                "{format}: {fit:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_format_on_both_pins_stays_a_byte_comparison() {
+        let Outcome::Virtual(outcome) = session(&[]).unwrap() else {
+            panic!("not the cable's outcome");
+        };
+        assert!(outcome.cables[0].conversion.is_none());
+        assert!(outcome.cables[0].bit_exact());
+    }
+
+    #[test]
+    fn a_capture_format_is_refused_beside_an_input_file() {
+        let Err(error) = session(&["--capture-format", "44100,16,2", "--input", "x.wav"]) else {
+            panic!("--capture-format with --input ran");
+        };
+        assert!(error.contains("leave out --input"), "{error}");
+    }
 }
