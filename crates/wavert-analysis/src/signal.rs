@@ -56,24 +56,7 @@ fn decode_counter(format: &AudioFormat, sample: &[u8]) -> u16 {
 /// capture in another format (no counter: a converter would not carry it).
 #[must_use]
 pub fn tone_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
-    let rate = f64::from(format.sample_rate());
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        reason = "a frame count"
-    )]
-    let frames = (rate * seconds).round() as u64;
-    let mut out =
-        Vec::with_capacity(usize::try_from(frames).unwrap_or(0) * format.block_align() as usize);
-    for k in 0..frames {
-        #[allow(clippy::cast_precision_loss, reason = "frame index in a test signal")]
-        let t = k as f64 / rate;
-        let tone = 0.5 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin();
-        for _ in 0..format.channels() {
-            encode(format, tone, None, &mut out);
-        }
-    }
-    out
+    signal(format, seconds, false)
 }
 
 /// `seconds` of a 997 Hz sine (amplitude 1/2) on every channel but the
@@ -81,6 +64,12 @@ pub fn tone_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
 /// so the first frame differs from silence.
 #[must_use]
 pub fn test_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
+    signal(format, seconds, true)
+}
+
+/// The tone on every channel, the second carrying the counter instead when
+/// `counter` is set.
+fn signal(format: &AudioFormat, seconds: f64, counter: bool) -> Vec<u8> {
     let rate = f64::from(format.sample_rate());
     #[allow(
         clippy::cast_possible_truncation,
@@ -94,9 +83,14 @@ pub fn test_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
         #[allow(clippy::cast_precision_loss, reason = "frame index in a test signal")]
         let t = k as f64 / rate;
         let tone = 0.5 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin();
-        let counter = u16::try_from(k % 65_535 + 1).unwrap_or(1);
+        let count = u16::try_from(k % 65_535 + 1).unwrap_or(1);
         for ch in 0..format.channels() {
-            encode(format, tone, (ch == 1).then_some(counter), &mut out);
+            encode(
+                format,
+                tone,
+                (counter && ch == 1).then_some(count),
+                &mut out,
+            );
         }
     }
     out

@@ -140,19 +140,7 @@ impl FormatRequest {
         if self.container_bits == 0 {
             return None;
         }
-        let sample_type = if self.float {
-            SampleType::Float
-        } else {
-            SampleType::Pcm
-        };
-        AudioFormat::extensible(
-            sample_type,
-            self.channels,
-            self.rate,
-            self.container_bits,
-            self.bits,
-        )
-        .ok()
+        self.format().ok()
     }
 
     /// What the client sends as its data range: [`Self::ks_data_range`],

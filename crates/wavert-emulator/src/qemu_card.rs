@@ -531,9 +531,15 @@ fn couple(
 /// What runs the driver's deferred step after the coupling's interrupts.
 type RunDpc = Box<dyn Fn() + Send + Sync>;
 
-/// `StartDevice` of the host-built AC'97 miniport on the card, its wave
-/// subdevices behind `fault` ([`Ac97Fault::None`]: the product as it is).
-fn install_ac97_host(
+/// The deferred step of a host-built device: its DPC, if its ISR queued
+/// one, run at `DISPATCH_LEVEL` on `machine`.
+type DeviceDpc = Box<dyn Fn(&Arc<Machine>) + Send + Sync>;
+
+/// `StartDevice` of the card's host-built miniport: the AC'97 (its wave
+/// subdevices behind `fault`, [`Ac97Fault::None`]: the product as it is)
+/// or the HD Audio, from the card's resources.
+fn install_host(
+    card: QemuCard,
     qemu: &Arc<Qemu>,
     machine: &Arc<Machine>,
     line: &Arc<InterruptLine>,
@@ -545,15 +551,46 @@ fn install_ac97_host(
         .with_resources(descriptors);
     let resources = new_resource_list(machine, descriptors);
     let platform = Ac97Platform::new(Arc::clone(machine));
-    let io = QemuIo::new(Arc::clone(qemu), machine);
-    let installed = if fault == Ac97Fault::None {
-        install_ac97(&services, platform, io, &resources)
-    } else {
-        install_ac97_as(&services, platform, io, &resources, |device| {
-            Arc::new(FaultyAc97::new(Arc::clone(device), fault))
-        })
+    let started = match card {
+        QemuCard::Ac97 => {
+            let io = QemuIo::new(Arc::clone(qemu), machine);
+            let installed = if fault == Ac97Fault::None {
+                install_ac97(&services, platform, io, &resources)
+            } else {
+                install_ac97_as(&services, platform, io, &resources, |device| {
+                    Arc::new(FaultyAc97::new(Arc::clone(device), fault))
+                })
+            };
+            installed.map(|(device, registration)| {
+                let dpc = Arc::clone(&device);
+                let step: DeviceDpc = Box::new(move |machine| {
+                    if dpc.platform().take_dpc() {
+                        let name = "the AC'97 DPC";
+                        irql::run_driver_routine(machine, irql::DISPATCH_LEVEL, name, || {
+                            dpc.on_dpc();
+                        });
+                    }
+                });
+                (HostDevice::Ac97(device), registration, step)
+            })
+        }
+        QemuCard::Hda => {
+            let mmio = QemuMmio::new(Arc::clone(qemu), Arc::clone(machine));
+            install_hda(&services, platform, mmio, &resources).map(|(device, registration)| {
+                let dpc = Arc::clone(&device);
+                let step: DeviceDpc = Box::new(move |machine| {
+                    if dpc.platform().take_dpc() {
+                        let name = "the HD Audio DPC";
+                        irql::run_driver_routine(machine, irql::DISPATCH_LEVEL, name, || {
+                            dpc.on_dpc();
+                        });
+                    }
+                });
+                (HostDevice::Hda(device), registration, step)
+            })
+        }
     };
-    let (device, registration) = match installed {
+    let (device, registration, step) = match started {
         Ok(started) => started,
         Err(e) => {
             services.release_all();
@@ -561,7 +598,7 @@ fn install_ac97_host(
         }
     };
     let driver = CardDriver::Host {
-        device: HostDevice::Ac97(Arc::clone(&device)),
+        device,
         registration,
         services,
     };
@@ -570,53 +607,8 @@ fn install_ac97_host(
     line.check_driver_heap();
     let dpc_machine = Arc::downgrade(machine);
     let run_dpc: RunDpc = Box::new(move || {
-        let Some(machine) = dpc_machine.upgrade() else {
-            return;
-        };
-        if device.platform().take_dpc() {
-            irql::run_driver_routine(&machine, irql::DISPATCH_LEVEL, "the AC'97 DPC", || {
-                device.on_dpc();
-            });
-        }
-    });
-    Ok((driver, run_dpc))
-}
-
-/// `StartDevice` of the host-built HD Audio miniport on the controller.
-fn install_hda_host(
-    qemu: &Arc<Qemu>,
-    machine: &Arc<Machine>,
-    line: &Arc<InterruptLine>,
-    descriptors: &[ResourceDescriptor],
-) -> Result<(CardDriver, RunDpc), String> {
-    let services = EmuPortCls::new(Arc::clone(machine), None)
-        .with_interrupt_line(Arc::clone(line))
-        .with_resources(descriptors);
-    let resources = new_resource_list(machine, descriptors);
-    let platform = Ac97Platform::new(Arc::clone(machine));
-    let mmio = QemuMmio::new(Arc::clone(qemu), Arc::clone(machine));
-    let (device, registration) = match install_hda(&services, platform, mmio, &resources) {
-        Ok(started) => started,
-        Err(e) => {
-            services.release_all();
-            return Err(format!("StartDevice failed: {:#010x}", e.code()));
-        }
-    };
-    let driver = CardDriver::Host {
-        device: HostDevice::Hda(Arc::clone(&device)),
-        registration,
-        services,
-    };
-    line.check_driver_heap();
-    let dpc_machine = Arc::downgrade(machine);
-    let run_dpc: RunDpc = Box::new(move || {
-        let Some(machine) = dpc_machine.upgrade() else {
-            return;
-        };
-        if device.platform().take_dpc() {
-            irql::run_driver_routine(&machine, irql::DISPATCH_LEVEL, "the HD Audio DPC", || {
-                device.on_dpc();
-            });
+        if let Some(machine) = dpc_machine.upgrade() {
+            step(&machine);
         }
     });
     Ok((driver, run_dpc))
@@ -736,10 +728,7 @@ impl Rig {
             (QemuCard::Hda, _) if fault != Ac97Fault::None => {
                 return Err("the back-end faults are the AC'97's".to_owned())
             }
-            (QemuCard::Ac97, None) => {
-                install_ac97_host(&qemu, &machine, &line, &descriptors, fault)?
-            }
-            (QemuCard::Hda, None) => install_hda_host(&qemu, &machine, &line, &descriptors)?,
+            (_, None) => install_host(card, &qemu, &machine, &line, &descriptors, fault)?,
             (_, Some(path)) => install_image(
                 &machine,
                 image_device(card, &qemu, &machine, &line, &descriptors),

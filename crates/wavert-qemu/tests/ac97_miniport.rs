@@ -495,6 +495,32 @@ struct PowerRun {
     hold_ms: u64,
 }
 
+/// One system sleep (S3) at `t` ms: `QueryPowerChangeState`, D3 through
+/// `PowerChangeState2`, every register lost, `hold_ms` in D3 with the
+/// position standing and no event, then D0. Returns the held position.
+fn sleep_through_d3(rig: &Rig, stream: &mut Stream, hold_ms: u64, t: u64) -> u64 {
+    use portcls_sys::{PowerDeviceD0, PowerDeviceD3, PowerSystemSleeping3, PowerSystemWorking};
+    rig.services.query_device_power(PowerDeviceD3).unwrap();
+    let held = stream.position().unwrap();
+    let before = rig.emu.qpc();
+    rig.services
+        .set_device_power(PowerDeviceD3, Some(PowerSystemSleeping3))
+        .unwrap();
+    stream.device_unpowered((before, rig.emu.qpc()));
+    lose_registers(&rig.qemu);
+    for _ in 0..hold_ms {
+        rig.emu.advance(QPC_PER_MS);
+        assert_eq!(stream.position().unwrap(), held, "moved in D3 at {t} ms");
+        assert_eq!(stream.take_notifications(), 0, "signalled in D3 at {t} ms");
+    }
+    let before = rig.emu.qpc();
+    rig.services
+        .set_device_power(PowerDeviceD0, Some(PowerSystemWorking))
+        .unwrap();
+    stream.device_powered((before, rig.emu.qpc()));
+    held
+}
+
 /// Plays the signal for `ms` with a D0 -> D3 -> D0 cycle (a system sleep,
 /// S3, via `PowerChangeState2`) at each of `cycles_at` ms, the registers
 /// lost while in D3; out of D0 the position must stand and no event come.
@@ -504,7 +530,6 @@ fn render_with_power_cycles(
     cycles_at: &[u64],
     fault: Option<wavert_emulator::power::PowerFault>,
 ) -> PowerRun {
-    use portcls_sys::{PowerDeviceD0, PowerDeviceD3, PowerSystemSleeping3, PowerSystemWorking};
     let rate = 48_000;
     let hold_ms = 60;
     let wav = std::env::temp_dir().join(format!(
@@ -539,25 +564,7 @@ fn render_with_power_cycles(
     let mut held_positions = Vec::new();
     for t in 0..ms {
         if cycles_at.contains(&t) {
-            rig.services.query_device_power(PowerDeviceD3).unwrap();
-            let held = stream.position().unwrap();
-            let before = rig.emu.qpc();
-            rig.services
-                .set_device_power(PowerDeviceD3, Some(PowerSystemSleeping3))
-                .unwrap();
-            stream.device_unpowered((before, rig.emu.qpc()));
-            lose_registers(&rig.qemu);
-            for _ in 0..hold_ms {
-                rig.emu.advance(QPC_PER_MS);
-                assert_eq!(stream.position().unwrap(), held, "moved in D3 at {t} ms");
-                assert_eq!(stream.take_notifications(), 0, "signalled in D3 at {t} ms");
-            }
-            let before = rig.emu.qpc();
-            rig.services
-                .set_device_power(PowerDeviceD0, Some(PowerSystemWorking))
-                .unwrap();
-            stream.device_powered((before, rig.emu.qpc()));
-            held_positions.push(held);
+            held_positions.push(sleep_through_d3(&rig, &mut stream, hold_ms, t));
         }
         rig.emu.advance(QPC_PER_MS);
         for _ in 0..stream.take_notifications() {
@@ -600,7 +607,6 @@ fn capture_with_power_cycles(
     cycles_at: &[u64],
     fault: Option<wavert_emulator::power::PowerFault>,
 ) -> CaptureRun {
-    use portcls_sys::{PowerDeviceD0, PowerDeviceD3, PowerSystemSleeping3, PowerSystemWorking};
     let rate = 48_000;
     let rig = Rig::start(&Audiodev::None { frequency: rate });
     if let Some(fault) = fault {
@@ -626,25 +632,7 @@ fn capture_with_power_cycles(
     let mut notifications_after_last = 0;
     for t in 0..ms {
         if cycles_at.contains(&t) {
-            rig.services.query_device_power(PowerDeviceD3).unwrap();
-            let held = stream.position().unwrap();
-            let before = rig.emu.qpc();
-            rig.services
-                .set_device_power(PowerDeviceD3, Some(PowerSystemSleeping3))
-                .unwrap();
-            stream.device_unpowered((before, rig.emu.qpc()));
-            lose_registers(&rig.qemu);
-            for _ in 0..60 {
-                rig.emu.advance(QPC_PER_MS);
-                assert_eq!(stream.position().unwrap(), held, "moved in D3 at {t} ms");
-                assert_eq!(stream.take_notifications(), 0, "signalled in D3 at {t} ms");
-            }
-            let before = rig.emu.qpc();
-            rig.services
-                .set_device_power(PowerDeviceD0, Some(PowerSystemWorking))
-                .unwrap();
-            stream.device_powered((before, rig.emu.qpc()));
-            held_positions.push(held);
+            held_positions.push(sleep_through_d3(&rig, &mut stream, 60, t));
             notifications_after_last = 0;
         }
         rig.emu.advance(QPC_PER_MS);
