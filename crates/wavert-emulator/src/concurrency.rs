@@ -602,6 +602,10 @@ pub fn run_stress(
         let config = *config;
         std::thread::spawn(move || {
             engine_thread(&shared, index, &endpoints, &config);
+            // The endpoints hold the wave filters: they go before the
+            // thread says it is done, or the caller's removal may count
+            // one still alive (seen under load as "1 port objects").
+            drop(endpoints);
             shared.engines_done.fetch_add(1, Ordering::AcqRel);
             let _ = done.send(());
         });
