@@ -45,7 +45,7 @@ use crate::direction::Direction;
 use crate::filters::{audio_range, host_range_table, wave_filter, wave_pins, DataRangeTable};
 
 /// Lowest sample rate the cable offers.
-pub const MIN_RATE: u32 = 44_100;
+pub const MIN_RATE: u32 = 8_000;
 /// Highest sample rate the cable offers.
 pub const MAX_RATE: u32 = 192_000;
 /// Most channels the cable offers.
@@ -54,7 +54,7 @@ pub const MAX_CHANNELS: u16 = 8;
 /// Containers of 24 valid bits: 32 (the default's) first, then packed.
 pub const PCM24_CONTAINERS: &[u16] = &[32, 24];
 
-/// `bits`-bit samples of `sample_type`, 1 to 8 channels, 44.1 to 192 kHz.
+/// `bits`-bit samples of `sample_type`, 1 to 8 channels, 8 to 192 kHz.
 const fn depth_range(sample_type: SampleType, bits: u16) -> DeviceRange {
     DeviceRange {
         sample_type,
