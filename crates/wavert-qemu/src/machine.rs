@@ -9,7 +9,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -293,7 +293,8 @@ fn lock(qtest: &Mutex<Qtest>) -> MutexGuard<'_, Qtest> {
     qtest.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-type Mirrors = Vec<(u64, Arc<AtomicU32>)>;
+/// The mirrored registers: address and the view (dropped views are pruned).
+type Mirrors = Vec<(u64, Weak<AtomicU32>)>;
 
 fn lock_mirrors(mirrors: &Mutex<Mirrors>) -> MutexGuard<'_, Mirrors> {
     mirrors.lock().unwrap_or_else(PoisonError::into_inner)
@@ -625,12 +626,13 @@ impl Machine {
     /// what a read through a mapping would return at every instant.
     /// The mirror's own reads are not counted in
     /// [`Self::register_accesses`] (they stand for the audio engine's
-    /// reads, which never go through the driver).
+    /// reads, which never go through the driver). It is refreshed while
+    /// the returned view is held, and forgotten once it is dropped.
     #[must_use]
     pub fn mirror_mmio32(&self, offset: u16) -> Arc<AtomicU32> {
         let address = HDA_MMIO_BASE + u64::from(offset);
         let mirror = Arc::new(AtomicU32::new(self.read_mmio32_uncounted(address)));
-        lock_mirrors(&self.mirrors).push((address, Arc::clone(&mirror)));
+        lock_mirrors(&self.mirrors).push((address, Arc::downgrade(&mirror)));
         mirror
     }
 
@@ -651,9 +653,12 @@ impl Machine {
     }
 
     fn refresh_mirrors(&self) {
-        let mirrors = lock_mirrors(&self.mirrors);
-        for (address, mirror) in mirrors.iter() {
-            mirror.store(self.read_mmio32_uncounted(*address), Ordering::Release);
+        let mut mirrors = lock_mirrors(&self.mirrors);
+        mirrors.retain(|(_, view)| view.strong_count() > 0);
+        for (address, view) in mirrors.iter() {
+            if let Some(mirror) = view.upgrade() {
+                mirror.store(self.read_mmio32_uncounted(*address), Ordering::Release);
+            }
         }
     }
 
