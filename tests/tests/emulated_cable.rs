@@ -1148,7 +1148,7 @@ fn wave_filters_have_default_and_raw_modes_and_packet_constraints() {
         let constraints = check_packet_constraints(&registrations, &filter).unwrap();
         assert_eq!(constraints.min_packet_period_hns, 20_000, "{name}");
         assert_eq!(constraints.max_packet_bytes, 2 << 20, "{name}");
-        assert_eq!(constraints.ten_ms_of_largest_format, 61_440, "{name}");
+        assert_eq!(constraints.ten_ms_of_largest_format, 122_880, "{name}");
         assert_eq!(
             constraints.modes,
             [

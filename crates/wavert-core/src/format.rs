@@ -8,7 +8,7 @@
 //! | PCM integer | 8, 16, 24, 32 | equal to the container, or 24 in a 32-bit container | `WAVE_FORMAT_PCM`, `WAVE_FORMAT_EXTENSIBLE` + `KSDATAFORMAT_SUBTYPE_PCM` |
 //! | IEEE float | 32 | 32 | `WAVE_FORMAT_IEEE_FLOAT`, `WAVE_FORMAT_EXTENSIBLE` + `KSDATAFORMAT_SUBTYPE_IEEE_FLOAT` |
 //!
-//! 1 to 8 channels, 8 kHz to 192 kHz. For WAVEFORMATEXTENSIBLE the channel mask
+//! 1 to 8 channels, 8 kHz to 384 kHz. For WAVEFORMATEXTENSIBLE the channel mask
 //! must name exactly as many speakers as there are channels, or be
 //! `KSAUDIO_SPEAKER_DIRECTOUT` (0, no positions). Plain WAVEFORMATEX carries no
 //! mask; the default `KSAUDIO_SPEAKER_*` layout for the channel count is assumed.
@@ -32,7 +32,7 @@ pub const EXTENSIBLE_CB_SIZE: u16 = 22;
 /// Lowest supported sample rate in Hz.
 pub const MIN_SAMPLE_RATE: u32 = 8_000;
 /// Highest supported sample rate in Hz.
-pub const MAX_SAMPLE_RATE: u32 = 192_000;
+pub const MAX_SAMPLE_RATE: u32 = 384_000;
 /// Highest supported channel count.
 pub const MAX_CHANNELS: u16 = 8;
 
@@ -125,7 +125,7 @@ pub enum FormatError {
     UnsupportedFormatTag(u16),
     /// `nChannels` is 0 or above [`MAX_CHANNELS`].
     UnsupportedChannelCount(u16),
-    /// `nSamplesPerSec` is outside 8 kHz ..= 192 kHz.
+    /// `nSamplesPerSec` is outside 8 kHz ..= 384 kHz.
     UnsupportedSampleRate(u32),
     /// `wBitsPerSample` is not a supported container size for PCM (8/16/24/32).
     UnsupportedBitsPerSample(u16),
@@ -203,7 +203,10 @@ impl core::fmt::Display for FormatError {
                 write!(f, "{n} channels: 1 to {MAX_CHANNELS} are supported")
             }
             Self::UnsupportedSampleRate(rate) => {
-                write!(f, "{rate} Hz: 8000 to 192000 Hz are supported")
+                write!(
+                    f,
+                    "{rate} Hz: {MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz are supported"
+                )
             }
             Self::UnsupportedBitsPerSample(bits) => {
                 write!(

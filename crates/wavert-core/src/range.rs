@@ -25,12 +25,12 @@
 //!      Handlers");
 //!    * a field the client leaves *open* (its range spans every value a
 //!      format can take: more than [`MAX_CHANNELS`] channels, 8 to 32 bits,
-//!      [`MIN_SAMPLE_RATE`] to [`MAX_SAMPLE_RATE`]) gets the device's
+//!      [`MIN_SAMPLE_RATE`] to at least [`OPEN_RATE_TOP`]) gets the device's
 //!      preferred value (its default format, `PKEY_AudioEngine_OEMFormat`),
 //!      clamped into the device range, and for depths the nearest deeper
 //!      one the range has, else the nearest shallower one. So a wildcard
 //!      client gets the default format, not the corner of the range
-//!      (8 channels at 192 kHz), while a client that names a limit inside
+//!      (8 channels at the top rate), while a client that names a limit inside
 //!      the format space (up to 6 channels, exactly 96 kHz) gets it.
 //!
 //!    24 valid bits come in the preferred format's container when the device
@@ -52,6 +52,12 @@ use crate::format::{
     MAX_SAMPLE_RATE, MIN_SAMPLE_RATE,
 };
 use crate::guid::{Guid, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_TYPE_AUDIO};
+
+/// The rate a client range must reach, from [`MIN_SAMPLE_RATE`] up, to
+/// leave the rate open: 192 kHz, the classic top of the format space
+/// (before the formats reached 384 kHz), so that a client asking for
+/// "8 to 192 kHz" still gets the default rate, not the highest common one.
+pub const OPEN_RATE_TOP: u32 = 192_000;
 
 /// Size of `KSDATAFORMAT` / `KSDATARANGE`.
 pub const KSDATAFORMAT_SIZE: usize = 64;
@@ -102,7 +108,7 @@ pub enum IntersectError {
     /// No supported bit depth lies in both ranges.
     NoCommonBitDepth,
     /// The two sample-rate ranges do not overlap (or the overlap is outside
-    /// 8 kHz ..= 192 kHz).
+    /// 8 kHz ..= 384 kHz).
     NoCommonSampleRate,
     /// The output buffer is too small for the result.
     OutputTooSmall {
@@ -451,7 +457,7 @@ pub fn intersect_ranges(
     if lo_rate > hi_rate {
         return Err(IntersectError::NoCommonSampleRate);
     }
-    let rate_open = client.min_rate <= MIN_SAMPLE_RATE && client.max_rate >= MAX_SAMPLE_RATE;
+    let rate_open = client.min_rate <= MIN_SAMPLE_RATE && client.max_rate >= OPEN_RATE_TOP;
     let rate = if rate_open {
         preferred.sample_rate().clamp(lo_rate, hi_rate)
     } else {

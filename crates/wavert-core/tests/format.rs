@@ -169,8 +169,8 @@ fn field_rejections_have_their_own_errors() {
         Err(FormatError::UnsupportedSampleRate(7_999))
     );
     assert_eq!(
-        AudioFormat::parse(&stereo16(192_001)),
-        Err(FormatError::UnsupportedSampleRate(192_001))
+        AudioFormat::parse(&stereo16(384_001)),
+        Err(FormatError::UnsupportedSampleRate(384_001))
     );
     // 12-bit PCM container; 16-bit float; 64-bit float.
     assert_eq!(

@@ -47,14 +47,14 @@ use crate::filters::{audio_range, host_range_table, wave_filter, wave_pins, Data
 /// Lowest sample rate the cable offers.
 pub const MIN_RATE: u32 = 8_000;
 /// Highest sample rate the cable offers.
-pub const MAX_RATE: u32 = 192_000;
+pub const MAX_RATE: u32 = 384_000;
 /// Most channels the cable offers.
 pub const MAX_CHANNELS: u16 = 8;
 
 /// Containers of 24 valid bits: 32 (the default's) first, then packed.
 pub const PCM24_CONTAINERS: &[u16] = &[32, 24];
 
-/// `bits`-bit samples of `sample_type`, 1 to 8 channels, 8 to 192 kHz.
+/// `bits`-bit samples of `sample_type`, 1 to 8 channels, 8 to 384 kHz.
 const fn depth_range(sample_type: SampleType, bits: u16) -> DeviceRange {
     DeviceRange {
         sample_type,
