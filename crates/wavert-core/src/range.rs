@@ -54,9 +54,11 @@ use crate::format::{
 use crate::guid::{Guid, KSDATAFORMAT_SPECIFIER_WAVEFORMATEX, KSDATAFORMAT_TYPE_AUDIO};
 
 /// The rate a client range must reach, from [`MIN_SAMPLE_RATE`] up, to
-/// leave the rate open: 192 kHz, the classic top of the format space
-/// (before the formats reached 384 kHz), so that a client asking for
-/// "8 to 192 kHz" still gets the default rate, not the highest common one.
+/// leave the rate open.
+///
+/// 192 kHz, the classic top of the format space (before the formats
+/// reached 384 kHz), so that a client asking for "8 to 192 kHz" still gets
+/// the default rate, not the highest common one.
 pub const OPEN_RATE_TOP: u32 = 192_000;
 
 /// Size of `KSDATAFORMAT` / `KSDATARANGE`.
