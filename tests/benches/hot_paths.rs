@@ -30,10 +30,13 @@ use wavert_core::sg::{build, Descriptor, ListMode, SgProfile};
 use wavert_core::state::TimedStream;
 use wavert_emulator::cable::{start_cable_adapter, CableAdapter, CableOptions};
 use wavert_emulator::engine::{negotiate_format, streaming_pin, FormatRequest, Stream};
+use wavert_emulator::image::RegistryData;
 use wavert_emulator::machine::{ClockMode, Machine};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::session::{run_loopback, LoopbackConfig};
 use wavert_emulator::signal;
+use wavert_miniport::adapter::{SubdeviceKind, CABLE_SUBDEVICES};
+use wavert_miniport::Direction as WaveDirection;
 
 const PAGE: u64 = 4096;
 
@@ -349,6 +352,18 @@ fn running_stream(
     period_ms: u32,
 ) -> Stream {
     let name = if capture { "WaveCapture" } else { "WaveRender" };
+    running_stream_on(machine, adapter, name, capture, format, period_ms)
+}
+
+/// [`running_stream`] on the wave filter registered as `name`.
+fn running_stream_on(
+    machine: &Arc<Machine>,
+    adapter: &CableAdapter,
+    name: &str,
+    capture: bool,
+    format: FormatRequest,
+    period_ms: u32,
+) -> Stream {
     let filter = adapter.wave_filter(name).expect("registered filter");
     let pin = streaming_pin(filter.description, capture).expect("streaming pin");
     let (negotiated, bytes) =
@@ -599,6 +614,57 @@ fn cable_cpu_cost(_c: &mut Criterion) {
     }
 }
 
+/// Eight cables at once (the device's `CableCount` at its most), each
+/// looping 48 kHz stereo back for one minute of virtual time at a 10 ms
+/// period: the CPU time all their timer work takes together, as a fraction
+/// of one core (issue 16's target: under 1 %).
+fn eight_cable_cpu_cost(_c: &mut Criterion) {
+    const CABLES: usize = 8;
+    const PERIOD_MS: u32 = 10;
+    let machine = emulated_machine(ClockMode::Virtual);
+    let adapter = start_cable_adapter(
+        &machine,
+        CableOptions {
+            registry: vec![(
+                "CableCount".to_owned(),
+                RegistryData::Dword(u32::try_from(CABLES).expect("a small count")),
+            )],
+            ..CableOptions::default()
+        },
+    )
+    .expect("StartDevice with eight cables");
+    let format = FormatRequest::default();
+    let mut streams = Vec::new();
+    for table in CABLE_SUBDEVICES.iter().take(CABLES) {
+        for (capture, direction) in [
+            (true, WaveDirection::Capture),
+            (false, WaveDirection::Render),
+        ] {
+            let name = table
+                .iter()
+                .find(|s| s.kind == SubdeviceKind::Wave(direction))
+                .map(|s| s.name)
+                .expect("a wave subdevice");
+            streams.push(running_stream_on(
+                &machine, &adapter, name, capture, format, PERIOD_MS,
+            ));
+        }
+    }
+    let audio_ms: u64 = 60_000;
+    let started = thread_cpu_nanos();
+    for _ in 0..audio_ms / u64::from(PERIOD_MS) {
+        machine.advance(u64::from(PERIOD_MS) * QPC_PER_MS);
+    }
+    let cpu = thread_cpu_nanos() - started;
+    #[allow(clippy::cast_precision_loss, reason = "a fraction for a report")]
+    let fraction = cpu as f64 / (audio_ms as f64 * 1e6);
+    record_figure("eight_cables_cpu_fraction_10ms", fraction);
+    for stream in streams {
+        close(stream);
+    }
+    adapter.remove();
+}
+
 /// The smallest engine period at which a real-time loopback of 60 s runs
 /// with zero glitches and a bit-exact capture at the reported latency
 /// (within one frame, after the start offset), tried from 10 ms down. The
@@ -668,6 +734,7 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = descriptor_lists, format_intersection, ac97_interrupt, hda_interrupt_and_position,
         get_position,
-        loopback_copy, format_conversion, allocate_audio_buffer, cable_cpu_cost, minimum_period
+        loopback_copy, format_conversion, allocate_audio_buffer, cable_cpu_cost,
+        eight_cable_cpu_cost, minimum_period
 }
 criterion_main!(benches);

@@ -61,6 +61,9 @@ pub struct ToneFit {
     pub snr_db: f64,
     /// The frequency the phase drift says, in Hz.
     pub measured_hz: f64,
+    /// The fitted sine's phase at sample 0 of the capture, in radians
+    /// (`sin(w n + phase)`): with the rendered tone's, the delay.
+    pub phase_rad: f64,
     /// Samples fitted.
     pub samples: usize,
 }
@@ -137,6 +140,8 @@ pub fn fit_tone(samples: &[f64], rate: u32, frequency: f64, skip: usize) -> Opti
         level_dbfs: 20.0 * amplitude.max(f64::MIN_POSITIVE).log10(),
         snr_db: 10.0 * (power / residual.max(f64::MIN_POSITIVE)).log10(),
         measured_hz: frequency + phase_drift_hz(tail, rate, frequency, skip),
+        // a sin + b cos = A sin(x + atan2(b, a)).
+        phase_rad: b.atan2(a),
         samples: tail.len(),
     })
 }
@@ -201,6 +206,7 @@ mod tests {
         assert!((fit.level_dbfs + 6.0206).abs() < 1e-3, "{fit:?}");
         assert!(fit.snr_db > 200.0, "{fit:?}");
         assert!(fit.pitch_error_ppm(997.0).abs() < 0.01, "{fit:?}");
+        assert!((fit.phase_rad - 0.3).abs() < 1e-9, "{fit:?}");
     }
 
     #[test]

@@ -230,33 +230,12 @@ fn a_rate_change_carries_the_tone_with_the_delay_it_reports() {
         // Past the start (silence, then the filter filling).
         let skip = (2.0 * delay_s * f64::from(c.rate)) as usize + 64;
         let w = 2.0 * std::f64::consts::PI * 997.0;
-        // THD+N with a free phase (least squares of sin and cos), and the
-        // lag that phase implies.
-        let tail = &y[skip..];
-        let basis = |n: usize| {
-            let t = (n + skip) as f64 / f64::from(c.rate);
-            ((w * t).sin(), (w * t).cos())
-        };
-        let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for (n, &v) in tail.iter().enumerate() {
-            let (si, co) = basis(n);
-            ss += si * si;
-            sc += si * co;
-            cc += co * co;
-            ys += v * si;
-            yc += v * co;
-        }
-        let det = ss * cc - sc * sc;
-        let a = (ys * cc - yc * sc) / det;
-        let b = (yc * ss - ys * sc) / det;
-        let mut residual = 0.0;
-        for (n, &v) in tail.iter().enumerate() {
-            let t = (n + skip) as f64 / f64::from(c.rate);
-            residual += (v - a * (w * t).sin() - b * (w * t).cos()).powi(2);
-        }
-        let snr = 10.0 * (f64::midpoint(a * a, b * b) / (residual / tail.len() as f64)).log10();
+        // THD+N with a free phase (wavert-analysis' least-squares fit), and
+        // the lag that phase implies.
+        let fit = wavert_analysis::tone::fit_tone(&y, c.rate, 997.0, skip).expect("a tone to fit");
+        let snr = fit.snr_db;
         let period = 1.0 / 997.0;
-        let lag = (-b.atan2(a) / w).rem_euclid(period);
+        let lag = (-fit.phase_rad / w).rem_euclid(period);
         let lag_error = (lag - delay_s.rem_euclid(period)).abs();
         println!(
             "{} -> {}: THD+N {snr:.1} dB, lag {:.2} us, reported {:.2} us",
