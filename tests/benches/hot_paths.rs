@@ -589,6 +589,21 @@ fn thread_cpu_nanos() -> u64 {
     wavert_emulator::realtime::thread_cpu_nanos().expect("the thread CPU clock")
 }
 
+/// One minute of virtual time on `machine`, a `period_ms` step at a time:
+/// the CPU time this thread spent (the timers' work), as a fraction of
+/// one core.
+fn cpu_fraction_of_a_minute(machine: &Machine, period_ms: u32) -> f64 {
+    let audio_ms: u64 = 60_000;
+    let started = thread_cpu_nanos();
+    for _ in 0..audio_ms / u64::from(period_ms) {
+        machine.advance(u64::from(period_ms) * QPC_PER_MS);
+    }
+    let cpu = thread_cpu_nanos() - started;
+    #[allow(clippy::cast_precision_loss, reason = "a fraction for a report")]
+    let fraction = cpu as f64 / (audio_ms as f64 * 1e6);
+    fraction
+}
+
 /// One minute of loopback at 48 kHz stereo in virtual time, the engine
 /// period (two packets per buffer) at 1 ms and 10 ms: the CPU time the
 /// cable's timer work takes, as a fraction of one core.
@@ -599,14 +614,7 @@ fn cable_cpu_cost(_c: &mut Criterion) {
         let format = FormatRequest::default();
         let capture = running_stream(&machine, &adapter, true, format, period_ms);
         let render = running_stream(&machine, &adapter, false, format, period_ms);
-        let audio_ms: u64 = 60_000;
-        let started = thread_cpu_nanos();
-        for _ in 0..audio_ms / u64::from(period_ms) {
-            machine.advance(u64::from(period_ms) * QPC_PER_MS);
-        }
-        let cpu = thread_cpu_nanos() - started;
-        #[allow(clippy::cast_precision_loss, reason = "a fraction for a report")]
-        let fraction = cpu as f64 / (audio_ms as f64 * 1e6);
+        let fraction = cpu_fraction_of_a_minute(&machine, period_ms);
         record_figure(&format!("cable_cpu_fraction_{period_ms}ms"), fraction);
         close(render);
         close(capture);
@@ -650,14 +658,7 @@ fn eight_cable_cpu_cost(_c: &mut Criterion) {
             ));
         }
     }
-    let audio_ms: u64 = 60_000;
-    let started = thread_cpu_nanos();
-    for _ in 0..audio_ms / u64::from(PERIOD_MS) {
-        machine.advance(u64::from(PERIOD_MS) * QPC_PER_MS);
-    }
-    let cpu = thread_cpu_nanos() - started;
-    #[allow(clippy::cast_precision_loss, reason = "a fraction for a report")]
-    let fraction = cpu as f64 / (audio_ms as f64 * 1e6);
+    let fraction = cpu_fraction_of_a_minute(&machine, PERIOD_MS);
     record_figure("eight_cables_cpu_fraction_10ms", fraction);
     for stream in streams {
         close(stream);

@@ -535,6 +535,22 @@ type RunDpc = Box<dyn Fn() + Send + Sync>;
 /// one, run at `DISPATCH_LEVEL` on `machine`.
 type DeviceDpc = Box<dyn Fn(&Arc<Machine>) + Send + Sync>;
 
+/// `device`'s deferred step: when `take` says its ISR queued a DPC, `run`
+/// at `DISPATCH_LEVEL` as the routine `name`.
+fn device_dpc<D: Send + Sync + 'static>(
+    device: &Arc<D>,
+    name: &'static str,
+    take: fn(&D) -> bool,
+    run: fn(&D),
+) -> DeviceDpc {
+    let device = Arc::clone(device);
+    Box::new(move |machine| {
+        if take(&device) {
+            irql::run_driver_routine(machine, irql::DISPATCH_LEVEL, name, || run(&device));
+        }
+    })
+}
+
 /// `StartDevice` of the card's host-built miniport: the AC'97 (its wave
 /// subdevices behind `fault`, [`Ac97Fault::None`]: the product as it is)
 /// or the HD Audio, from the card's resources.
@@ -562,30 +578,28 @@ fn install_host(
                 })
             };
             installed.map(|(device, registration)| {
-                let dpc = Arc::clone(&device);
-                let step: DeviceDpc = Box::new(move |machine| {
-                    if dpc.platform().take_dpc() {
-                        let name = "the AC'97 DPC";
-                        irql::run_driver_routine(machine, irql::DISPATCH_LEVEL, name, || {
-                            dpc.on_dpc();
-                        });
-                    }
-                });
+                let step = device_dpc(
+                    &device,
+                    "the AC'97 DPC",
+                    |d| d.platform().take_dpc(),
+                    |d| {
+                        d.on_dpc();
+                    },
+                );
                 (HostDevice::Ac97(device), registration, step)
             })
         }
         QemuCard::Hda => {
             let mmio = QemuMmio::new(Arc::clone(qemu), Arc::clone(machine));
             install_hda(&services, platform, mmio, &resources).map(|(device, registration)| {
-                let dpc = Arc::clone(&device);
-                let step: DeviceDpc = Box::new(move |machine| {
-                    if dpc.platform().take_dpc() {
-                        let name = "the HD Audio DPC";
-                        irql::run_driver_routine(machine, irql::DISPATCH_LEVEL, name, || {
-                            dpc.on_dpc();
-                        });
-                    }
-                });
+                let step = device_dpc(
+                    &device,
+                    "the HD Audio DPC",
+                    |d| d.platform().take_dpc(),
+                    |d| {
+                        d.on_dpc();
+                    },
+                );
                 (HostDevice::Hda(device), registration, step)
             })
         }
