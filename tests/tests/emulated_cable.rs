@@ -1688,3 +1688,85 @@ fn volume_and_mute_nodes_scale_what_the_capture_hears() {
     adapter.remove();
     assert_clean(&machine, "after the volume session");
 }
+
+/// The peak meters read what each side carries: the render meter the
+/// frames played times the render volume (it sits after the volume and
+/// mute), the capture meter the frames the capture client gets, channel by
+/// channel on `KSPROPERTY_AUDIO_PEAKMETER2`'s scale (a 16-bit sample `s`
+/// reads `|s| << 16`). Read before the session (which arms them) and after
+/// every poll, as a level bar polls; a mute reads 0; a read resets.
+#[test]
+fn peak_meters_read_the_level_each_side_hears() {
+    use wavert_emulator::engine::EngineError;
+    use wavert_emulator::ks_topology::{read_peak_meter, set_mute, set_volume};
+    const DB: i32 = 65_536;
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let render = adapter.ks_filter("TopologyRender").unwrap();
+    let capture = adapter.ks_filter("TopologyCapture").unwrap();
+    let config = LoopbackConfig {
+        format: request(48_000, 16, 2, false),
+        ..LoopbackConfig::default()
+    };
+    let q31 = |s: i16| (i64::from(s).abs() << 16).min(i64::from(i32::MAX));
+    // The largest reading of each side's two channels over a session.
+    let metered = |adapter: &CableAdapter| {
+        let mut most = [[0i32; 2]; 2];
+        let read_all = |most: &mut [[i32; 2]; 2]| -> Result<(), String> {
+            for (side, filter) in [&render, &capture].into_iter().enumerate() {
+                for channel in 0..2 {
+                    let level = read_peak_meter(filter, channel)?;
+                    most[side][channel] = most[side][channel].max(level);
+                }
+            }
+            Ok(())
+        };
+        read_all(&mut most).unwrap();
+        let (result, rendered) = adapter.loopback_test_signal_with(&config, 0.3, &mut |_, _| {
+            read_all(&mut most).map_err(EngineError::Protocol)
+        });
+        (result.unwrap(), rendered, most)
+    };
+
+    assert_eq!(set_volume(&render, -1, -6 * DB), Ok(-6 * DB));
+    let (result, rendered, most) = metered(&adapter);
+    let (played, heard) = (samples_i16(&rendered), samples_i16(&result.captured));
+    let gain = 10f64.powf(-6.0 / 20.0);
+    for channel in 0..2 {
+        let played_peak = played
+            .iter()
+            .skip(channel)
+            .step_by(2)
+            .map(|&s| q31(s))
+            .max();
+        let heard_peak = heard.iter().skip(channel).step_by(2).map(|&s| q31(s)).max();
+        #[allow(clippy::cast_precision_loss, reason = "a test's tolerance")]
+        let want = played_peak.unwrap() as f64 * gain;
+        assert!(
+            (f64::from(most[0][channel]) - want).abs() <= 64.0,
+            "render meter channel {channel}: read {}, the played peak at -6 dB is {want:.0}",
+            most[0][channel]
+        );
+        assert_eq!(
+            i64::from(most[1][channel]),
+            heard_peak.unwrap(),
+            "capture meter channel {channel}"
+        );
+        assert!(most[1][channel] > 1 << 28, "the signal is not quiet");
+    }
+
+    set_mute(&render, true).unwrap();
+    let (_, _, most) = metered(&adapter);
+    assert_eq!(most, [[0; 2]; 2], "a muted render side meters silence");
+    set_mute(&render, false).unwrap();
+    assert_eq!(set_volume(&render, -1, 0), Ok(0));
+
+    // A read resets: a second read with no audio in between is 0.
+    let (_, _, most) = metered(&adapter);
+    assert!(most[0][0] > 0);
+    let _ = read_peak_meter(&capture, 0).unwrap();
+    assert_eq!(read_peak_meter(&capture, 0), Ok(0));
+    drop((render, capture));
+    adapter.remove();
+    assert_clean(&machine, "after the peak-meter sessions");
+}

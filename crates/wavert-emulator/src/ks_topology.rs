@@ -18,6 +18,13 @@
 //!   (-1); a level past either end is clamped into the range (or refused,
 //!   and then nothing changes); a level between steps lands on a step; a
 //!   channel past the last is `STATUS_INVALID_PARAMETER`.
+//! * Peak meters (`KSNODETYPE_PEAKMETER`, Learn's
+//!   `KSPROPERTY_AUDIO_PEAKMETER2` page): read only (GET and basic support,
+//!   no SET), one range per channel bounded by `LONG_MIN` and `LONG_MAX`; a
+//!   GET of every channel answers a `LONG` in `0..=LONG_MAX`; a SET, the
+//!   master channel and a channel past the last are refused. What the meter
+//!   reads while audio plays is the main job's and the cable tests' to
+//!   check ([`read_peak_meter`]): the level depends on the signal.
 //! * Jacks: `KSPROPERTY_JACK_DESCRIPTION` and `_DESCRIPTION2` answer on the
 //!   filter, with a `KSP_PIN`, for every endpoint bridge pin (category
 //!   other than `KSCATEGORY_AUDIO`): one `KSJACK_DESCRIPTION` with a channel
@@ -32,8 +39,9 @@ use std::mem::{offset_of, size_of};
 use portcls_sys::{
     KSPROPSETID_Audio, KSPROPSETID_Jack, KSPROPTYPESETID_General, GUID, KSCATEGORY_AUDIO,
     KSDATARANGE_AUDIO, KSJACK_DESCRIPTION, KSJACK_DESCRIPTION2, KSMULTIPLE_ITEM, KSNODETYPE_MUTE,
-    KSNODETYPE_VOLUME, KSPROPERTY_AUDIO_MUTE, KSPROPERTY_AUDIO_VOLUMELEVEL, KSPROPERTY_DESCRIPTION,
-    KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2, KSPROPERTY_MEMBERSHEADER,
+    KSNODETYPE_PEAKMETER, KSNODETYPE_VOLUME, KSPROPERTY_AUDIO_MUTE, KSPROPERTY_AUDIO_PEAKMETER2,
+    KSPROPERTY_AUDIO_VOLUMELEVEL, KSPROPERTY_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION,
+    KSPROPERTY_JACK_DESCRIPTION2, KSPROPERTY_MEMBERSHEADER,
     KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL, KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
     KSPROPERTY_MEMBER_STEPPEDRANGES, KSPROPERTY_STEPPING_LONG, KSPROPERTY_TYPE_BASICSUPPORT,
     KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET, NTSTATUS, PCFILTER_DESCRIPTOR,
@@ -122,11 +130,17 @@ impl ChannelProperty<'_> {
         }
     }
 
-    /// Basic support at every buffer size, checked; the parsed answer.
+    /// Basic support at every buffer size, checked, for a property with
+    /// the access flags `access` (GET and SET, or GET only); the parsed
+    /// answer. Each range must be a whole number of steps when
+    /// `whole_steps` (a setting's range; a meter's `LONG_MIN..=LONG_MAX` is
+    /// not one).
     fn basic_support(
         &self,
         vt: VARENUM,
         expected_channels: usize,
+        access_wanted: u32,
+        whole_steps: bool,
     ) -> Result<ChannelSupport, String> {
         let verb = self.property(KSPROPERTY_TYPE_BASICSUPPORT);
         let instance = channel_instance(0);
@@ -147,9 +161,11 @@ impl ChannelProperty<'_> {
             ));
         }
         let access = u32::from_le_bytes(access);
-        let want_access = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_SET;
-        if access & want_access != want_access {
-            return Err(format!("access flags {access:#x} lack GET and SET"));
+        let settable = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_SET;
+        if access & settable != access_wanted {
+            return Err(format!(
+                "access flags {access:#x}: GET/SET should be {access_wanted:#x}"
+            ));
         }
         let mut bytes = vec![0u8; full.max(DESCRIPTION) + 64];
         let reply = self
@@ -206,7 +222,8 @@ impl ChannelProperty<'_> {
             rest = after;
             let (min, max) = (range.Bounds.SignedMinimum, range.Bounds.SignedMaximum);
             let span = i64::from(max) - i64::from(min);
-            if range.SteppingDelta == 0 || span < 0 || span % i64::from(range.SteppingDelta) != 0 {
+            let delta = i64::from(range.SteppingDelta);
+            if range.SteppingDelta == 0 || span < 0 || (whole_steps && span % delta != 0) {
                 return Err(format!(
                     "channel {channel}: {min}..={max} by {} is not a whole number of steps",
                     range.SteppingDelta
@@ -337,6 +354,64 @@ fn channel_bounds(property: &ChannelProperty<'_>, channels: usize) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// Peak meter: `LONG_MIN..=LONG_MAX` on every channel; every channel reads
+/// a magnitude; SET, the master channel and a channel past the last are
+/// refused.
+fn peak_meter_reads(
+    property: &ChannelProperty<'_>,
+    support: &ChannelSupport,
+) -> Result<(), String> {
+    let bounds = support.range.Bounds;
+    if (bounds.SignedMinimum, bounds.SignedMaximum) != (i32::MIN, i32::MAX) {
+        return Err(format!(
+            "range {}..={}, not LONG_MIN..=LONG_MAX",
+            bounds.SignedMinimum, bounds.SignedMaximum
+        ));
+    }
+    for c in 0..support.channels {
+        let level = property.get(channel(c))?;
+        if level < 0 {
+            return Err(format!("channel {c} reads {level}, not a magnitude"));
+        }
+    }
+    let status = property.set(0, 0);
+    if status == STATUS_SUCCESS {
+        return Err("a SET of the meter succeeded".to_owned());
+    }
+    let mut value = [0u8; 4];
+    let master = property.filter.request(
+        &property.property(KSPROPERTY_TYPE_GET),
+        &channel_instance(MASTER),
+        &mut value,
+    );
+    if master.status == STATUS_SUCCESS {
+        return Err("GET of the master channel succeeded: a meter has no master peak".to_owned());
+    }
+    channel_bounds(property, support.channels)
+}
+
+/// Reads (and so resets) channel `channel` of `filter`'s peak meter, as
+/// sound settings' level bar does.
+///
+/// # Errors
+///
+/// No peak-meter node, or the GET failed.
+pub fn read_peak_meter(filter: &KsFilter, channel: usize) -> Result<i32, String> {
+    let node = node_of_type(filter, &KSNODETYPE_PEAKMETER).ok_or("no peak-meter node")?;
+    ChannelProperty {
+        filter,
+        node,
+        id: KSPROPERTY_AUDIO_PEAKMETER2,
+    }
+    .get(self::channel(channel))
+}
+
+/// Whether `filter` has a peak-meter node.
+#[must_use]
+pub fn has_peak_meter(filter: &KsFilter) -> bool {
+    node_of_type(filter, &KSNODETYPE_PEAKMETER).is_some()
 }
 
 /// The jack description list of `pin`, or its refusal status.
@@ -471,11 +546,20 @@ pub fn check_topology_filter(filter: &KsFilter, channels: usize) -> Vec<Finding>
         let node_id = u32::try_from(index).unwrap_or(u32::MAX);
         // SAFETY: node types point at the miniport's static GUIDs (or are null).
         let kind = unsafe { node.Type.as_ref() };
-        let (id, vt, name) = match kind {
+        let settable = KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_SET;
+        let (id, vt, name, access) = match kind {
             Some(kind) if *kind == KSNODETYPE_VOLUME => {
-                (KSPROPERTY_AUDIO_VOLUMELEVEL, VT_I4, "volume")
+                (KSPROPERTY_AUDIO_VOLUMELEVEL, VT_I4, "volume", settable)
             }
-            Some(kind) if *kind == KSNODETYPE_MUTE => (KSPROPERTY_AUDIO_MUTE, VT_BOOL, "mute"),
+            Some(kind) if *kind == KSNODETYPE_MUTE => {
+                (KSPROPERTY_AUDIO_MUTE, VT_BOOL, "mute", settable)
+            }
+            Some(kind) if *kind == KSNODETYPE_PEAKMETER => (
+                KSPROPERTY_AUDIO_PEAKMETER2,
+                VT_I4,
+                "peak meter",
+                KSPROPERTY_TYPE_GET,
+            ),
             _ => continue,
         };
         let property = ChannelProperty {
@@ -491,7 +575,7 @@ pub fn check_topology_filter(filter: &KsFilter, channels: usize) -> Vec<Finding>
                 Ok(())
             },
         ));
-        let support = property.basic_support(vt, channels);
+        let support = property.basic_support(vt, channels, access, access == settable);
         let rule = format!("node {node_id} {name} basic support");
         let support = match support {
             Ok(support) => {
@@ -503,6 +587,13 @@ pub fn check_topology_filter(filter: &KsFilter, channels: usize) -> Vec<Finding>
                 continue;
             }
         };
+        if id == KSPROPERTY_AUDIO_PEAKMETER2 {
+            findings.push(finding(
+                format!("node {node_id} {name} reads every channel, refuses SET"),
+                peak_meter_reads(&property, &support),
+            ));
+            continue;
+        }
         let saved = snapshot(&property, support.channels);
         let outcome = saved.clone().and_then(|_| {
             if id == KSPROPERTY_AUDIO_VOLUMELEVEL {
@@ -583,7 +674,9 @@ mod tests {
     use portcls_sys::{
         windows_abi, PCAUTOMATION_TABLE, PCNODE_DESCRIPTOR, PCPROPERTY_ITEM, PCPROPERTY_REQUEST,
     };
-    use wavert_miniport::topology::{jack_handler, mute_handler, volume_handler};
+    use wavert_miniport::topology::{
+        jack_handler, mute_handler, peak_meter_handler, volume_handler,
+    };
 
     fn adapter() -> CableAdapter {
         let memory = PhysicalMemory::anonymous(MemoryConfig::default()).unwrap();
@@ -608,9 +701,9 @@ mod tests {
             let channels = endpoint_channels(adapter.wave_filter(wave).unwrap().description, 0);
             assert_eq!(channels, 8);
             let findings = check_topology_filter(&adapter.ks_filter(topology).unwrap(), channels);
-            // Two nodes (named, basic support, round trips), the jack
-            // table, two pins.
-            assert_eq!(findings.len(), 9, "{findings:?}");
+            // Three nodes (named, basic support, round trips or reads), the
+            // jack table, two pins.
+            assert_eq!(findings.len(), 12, "{findings:?}");
             assert_eq!(failures(&findings), Vec::<String>::new(), "{topology}");
         }
     }
@@ -620,7 +713,8 @@ mod tests {
         let adapter = adapter();
         let findings = check_topology_filter(&adapter.ks_filter("TopologyRender").unwrap(), 12);
         let failed = failures(&findings);
-        assert_eq!(failed.len(), 2, "{failed:?}");
+        // Volume, mute and peak meter.
+        assert_eq!(failed.len(), 3, "{failed:?}");
         assert!(
             failed[0].contains("8 channels, the endpoint has 12"),
             "{failed:?}"
@@ -770,6 +864,58 @@ mod tests {
         status
     }
 
+    /// A peak meter that takes a SET.
+    #[windows_abi]
+    unsafe extern "system" fn peak_meter_settable(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
+        // SAFETY: the port's live request.
+        if unsafe { verb_and_channel(request) }.0 == KSPROPERTY_TYPE_SET {
+            return STATUS_SUCCESS;
+        }
+        // SAFETY: the port's request, passed on.
+        unsafe { peak_meter_handler(request) }
+    }
+
+    /// A peak meter with the legacy `KSPROPERTY_AUDIO_PEAKMETER` range
+    /// (0x8000..0x7fff, the 16-bit sample range).
+    #[windows_abi]
+    unsafe extern "system" fn peak_meter_legacy_range(
+        request: *mut PCPROPERTY_REQUEST,
+    ) -> NTSTATUS {
+        // SAFETY: the port's request, passed on.
+        let status = unsafe { peak_meter_handler(request) };
+        // SAFETY: as above.
+        let basic = unsafe { verb_and_channel(request) }.0 == KSPROPERTY_TYPE_BASICSUPPORT;
+        // SAFETY: as above.
+        let bytes = unsafe { value(request) };
+        if status == STATUS_SUCCESS && basic {
+            let mut at = DESCRIPTION + HEADER;
+            while at + STEPPING <= bytes.len() {
+                let bounds = at + offset_of!(KSPROPERTY_STEPPING_LONG, Bounds);
+                bytes[bounds..bounds + 4].copy_from_slice(&(-32_768i32).to_le_bytes());
+                bytes[bounds + 4..bounds + 8].copy_from_slice(&32_767i32.to_le_bytes());
+                at += STEPPING;
+            }
+        }
+        status
+    }
+
+    /// A peak meter that reports signed peaks.
+    #[windows_abi]
+    unsafe extern "system" fn peak_meter_signed(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
+        // SAFETY: the port's request, passed on.
+        let status = unsafe { peak_meter_handler(request) };
+        // SAFETY: as above.
+        if status == STATUS_SUCCESS && unsafe { verb_and_channel(request) }.0 == KSPROPERTY_TYPE_GET
+        {
+            // SAFETY: as above.
+            let bytes = unsafe { value(request) };
+            if bytes.len() >= 4 {
+                bytes[..4].copy_from_slice(&(-5i32).to_le_bytes());
+            }
+        }
+        status
+    }
+
     /// Every pin answers with the speaker's jack.
     #[windows_abi]
     unsafe extern "system" fn jack_on_every_pin(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
@@ -838,6 +984,15 @@ mod tests {
         }
     }
 
+    fn peak_meter_node(
+        handler: Handler,
+    ) -> impl FnOnce(&mut PCFILTER_DESCRIPTOR, &mut Vec<PCNODE_DESCRIPTOR>) {
+        move |_, nodes| {
+            nodes[2].AutomationTable =
+                table(&KSPROPSETID_Audio, KSPROPERTY_AUDIO_PEAKMETER2, handler);
+        }
+    }
+
     fn failed_rules(filter: &KsFilter) -> Vec<String> {
         check_topology_filter(filter, 8)
             .into_iter()
@@ -880,6 +1035,21 @@ mod tests {
                     );
                 }),
                 &["node 1 mute GET/SET on every channel"],
+            ),
+            (
+                "a peak meter that takes a SET",
+                broken(&adapter, peak_meter_node(Some(peak_meter_settable))),
+                &["node 2 peak meter reads every channel, refuses SET"],
+            ),
+            (
+                "the legacy peak-meter range",
+                broken(&adapter, peak_meter_node(Some(peak_meter_legacy_range))),
+                &["node 2 peak meter reads every channel, refuses SET"],
+            ),
+            (
+                "signed peaks",
+                broken(&adapter, peak_meter_node(Some(peak_meter_signed))),
+                &["node 2 peak meter reads every channel, refuses SET"],
             ),
             (
                 "unnamed node",

@@ -80,5 +80,5 @@ pub use cable::{CableStats, CableStream, CableWave, VirtualCable};
 pub use direction::{Direction, PerDirection};
 pub use platform::{LogLevel, Platform, SpinLock};
 pub use stream::{Backend, WaveRtStream};
-pub use topology::TopologyMiniport;
+pub use topology::{PeakMeter, TopologyMiniport};
 pub use wave::WaveMiniport;

@@ -1,5 +1,5 @@
 //! The topology miniports (speaker and microphone) and their property
-//! handlers: volume, mute and jack description.
+//! handlers: volume, mute, peak meter and jack description.
 //!
 //! The handlers are `extern "system"` functions in static automation tables.
 //! The only `unsafe` is in [`dispatch`], which turns the raw
@@ -20,7 +20,7 @@
 //! IRQL: PortCls calls property handlers at `PASSIVE_LEVEL`.
 
 use core::mem::offset_of;
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use portcls_sys::windows_abi;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -29,19 +29,21 @@ use alloc::sync::Arc;
 use portcls_sys::{
     IPortTopology, IResourceList, IUnknown, KSPROPTYPESETID_General, BOOL, KSIDENTIFIER,
     KSJACK_DESCRIPTION, KSJACK_DESCRIPTION2, KSMULTIPLE_ITEM, KSNODEPROPERTY,
-    KSNODEPROPERTY_AUDIO_CHANNEL, KSPROPERTY, KSPROPERTY_BOUNDS_LONG, KSPROPERTY_DESCRIPTION,
-    KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2, KSPROPERTY_MEMBERSHEADER,
-    KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL, KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM,
-    KSPROPERTY_MEMBER_STEPPEDRANGES, KSPROPERTY_STEPPING_LONG, KSPROPERTY_TYPE_BASICSUPPORT,
-    KSPROPERTY_TYPE_GET, KSPROPERTY_TYPE_SET, KSPROPERTY_TYPE_TOPOLOGY, KSP_PIN, LONG, NTSTATUS,
-    PCFILTER_DESCRIPTOR, PCPROPERTY_REQUEST, STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER,
-    STATUS_SUCCESS, ULONG, VARENUM, VT_BOOL, VT_I4, VT_ILLEGAL,
+    KSNODEPROPERTY_AUDIO_CHANNEL, KSPROPERTY, KSPROPERTY_AUDIO_PEAKMETER2, KSPROPERTY_BOUNDS_LONG,
+    KSPROPERTY_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION, KSPROPERTY_JACK_DESCRIPTION2,
+    KSPROPERTY_MEMBERSHEADER, KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL,
+    KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_UNIFORM, KSPROPERTY_MEMBER_STEPPEDRANGES,
+    KSPROPERTY_STEPPING_LONG, KSPROPERTY_TYPE_BASICSUPPORT, KSPROPERTY_TYPE_GET,
+    KSPROPERTY_TYPE_SET, KSPROPERTY_TYPE_TOPOLOGY, KSP_PIN, LONG, NTSTATUS, PCFILTER_DESCRIPTOR,
+    PCPROPERTY_REQUEST, STATUS_BUFFER_OVERFLOW, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ULONG,
+    VARENUM, VT_BOOL, VT_I4, VT_ILLEGAL,
 };
 use wavert_com::{ComPtr, Miniport, MiniportTopology, NtResult, NtStatus};
 
 use crate::direction::Direction;
 use crate::filters::{
-    TOPOLOGY_CAPTURE_FILTER, TOPOLOGY_RENDER_FILTER, TOPO_CAPTURE_MIC_PIN, TOPO_MUTE_NODE,
+    METERED_TOPOLOGY_CAPTURE_FILTER, METERED_TOPOLOGY_RENDER_FILTER, TOPOLOGY_CAPTURE_FILTER,
+    TOPOLOGY_RENDER_FILTER, TOPO_CAPTURE_MIC_PIN, TOPO_MUTE_NODE, TOPO_PEAK_METER_NODE,
     TOPO_RENDER_SPEAKER_PIN, TOPO_VOLUME_NODE,
 };
 
@@ -130,6 +132,66 @@ pub const SOFTWARE_VOLUME_RANGE: VolumeRange = VolumeRange {
     step: VOLUME_STEP,
 };
 
+/// A peak meter (`KSNODETYPE_PEAKMETER`): per channel, the largest sample
+/// magnitude since the channel was last read, on
+/// `KSPROPERTY_AUDIO_PEAKMETER2`'s linear scale (full scale `LONG_MAX`,
+/// silence 0). The side that carries the audio raises it; a read returns
+/// the peak and resets it (Learn, `KSPROPERTY_AUDIO_PEAKMETER2`).
+///
+/// Measuring costs a pass over every sample, so the carrier measures only
+/// while somebody reads: each read marks the meter wanted, and the carrier
+/// keeps measuring for a while after the last mark ([`Self::take_wanted`]).
+/// The first read after a quiet spell therefore reports 0; a meter a UI
+/// polls reads true from its second poll on.
+///
+/// All atomics: raised at `DISPATCH_LEVEL` under the carrier's lock, read
+/// at `PASSIVE_LEVEL` by the property handler, without a lock between them.
+#[derive(Debug)]
+pub struct PeakMeter {
+    peaks: [AtomicU32; MAX_CHANNELS],
+    wanted: AtomicBool,
+}
+
+impl Default for PeakMeter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeakMeter {
+    /// A meter at 0, not wanted.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            peaks: [const { AtomicU32::new(0) }; MAX_CHANNELS],
+            wanted: AtomicBool::new(false),
+        }
+    }
+
+    /// Raises each channel's peak to `peaks[channel]` if that is larger
+    /// (values past `i32::MAX` are held as `i32::MAX`).
+    pub fn raise(&self, peaks: &[u32]) {
+        for (held, &peak) in self.peaks.iter().zip(peaks) {
+            held.fetch_max(peak.min(i32::MAX.unsigned_abs()), Ordering::Relaxed);
+        }
+    }
+
+    /// `channel`'s peak since its last read, and resets it to 0; marks the
+    /// meter wanted. `None` past the meter's channels.
+    pub fn take(&self, channel: usize) -> Option<i32> {
+        self.wanted.store(true, Ordering::Relaxed);
+        let peak = self.peaks.get(channel)?.swap(0, Ordering::Relaxed);
+        // Held values never pass i32::MAX (raise).
+        Some(i32::try_from(peak).unwrap_or(i32::MAX))
+    }
+
+    /// Whether a read came since the last call (and clears the mark): the
+    /// carrier's cue to go on measuring.
+    pub fn take_wanted(&self) -> bool {
+        self.wanted.swap(false, Ordering::Relaxed)
+    }
+}
+
 /// What acts on a topology filter's volume and mute nodes: hardware (the
 /// AC'97 codec's mixer registers) or the cable's own gain stage. IRQL:
 /// `PASSIVE_LEVEL` (property handlers).
@@ -146,6 +208,12 @@ pub trait TopologyHardware: Send + Sync {
         let left = levels.first().copied().unwrap_or(0);
         let right = levels.get(1).copied().unwrap_or(left);
         self.apply(left, right, muted);
+    }
+    /// The peak meter after the mute, when the hardware measures one: its
+    /// topology filter then has the peak-meter node. None by default (a
+    /// codec's mixer has no meter the driver can read).
+    fn peak_meter(&self) -> Option<&PeakMeter> {
+        None
     }
 }
 
@@ -294,6 +362,14 @@ impl TopologyMiniport {
         self.muted.load(Ordering::Relaxed)
     }
 
+    /// The hardware's peak meter, if it has one.
+    #[must_use]
+    pub fn peak_meter(&self) -> Option<&PeakMeter> {
+        self.hardware
+            .as_deref()
+            .and_then(TopologyHardware::peak_meter)
+    }
+
     /// The pin carrying the jack (the endpoint's bridge pin).
     const fn jack_pin(&self) -> u32 {
         match self.direction {
@@ -320,9 +396,11 @@ impl TopologyMiniport {
 
 impl Miniport for TopologyMiniport {
     fn description(&self) -> &'static PCFILTER_DESCRIPTOR {
-        match self.direction {
-            Direction::Render => &TOPOLOGY_RENDER_FILTER,
-            Direction::Capture => &TOPOLOGY_CAPTURE_FILTER,
+        match (self.direction, self.peak_meter().is_some()) {
+            (Direction::Render, false) => &TOPOLOGY_RENDER_FILTER,
+            (Direction::Capture, false) => &TOPOLOGY_CAPTURE_FILTER,
+            (Direction::Render, true) => &METERED_TOPOLOGY_RENDER_FILTER,
+            (Direction::Capture, true) => &METERED_TOPOLOGY_CAPTURE_FILTER,
         }
     }
 
@@ -475,6 +553,17 @@ pub unsafe extern "system" fn volume_handler(request: *mut PCPROPERTY_REQUEST) -
 pub unsafe extern "system" fn mute_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
     // SAFETY: PortCls passes a request for this table's TopologyMiniport filter.
     unsafe { dispatch(request, mute) }
+}
+
+/// `KSPROPERTY_AUDIO_PEAKMETER2` on the peak-meter node.
+///
+/// # Safety
+///
+/// Called by PortCls only (see [`dispatch`]).
+#[windows_abi]
+pub unsafe extern "system" fn peak_meter_handler(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
+    // SAFETY: PortCls passes a request for this table's TopologyMiniport filter.
+    unsafe { dispatch(request, peak_meter) }
 }
 
 /// `KSPROPERTY_JACK_DESCRIPTION` and `_DESCRIPTION2` on the bridge pin.
@@ -695,6 +784,49 @@ fn mute(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Re
             topology.muted.store(muted != 0, Ordering::Relaxed);
             topology.apply();
             Ok(Reply::Done(BOOL_SIZE))
+        }
+        _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
+    }
+}
+
+/// `KSPROPERTY_AUDIO_PEAKMETER2`: read only. Basic support gives one range
+/// per channel, `LONG_MIN..=LONG_MAX` (the bounds Learn requires), by 1: the
+/// meter reports exact magnitudes, not steps. GET names one channel (the
+/// master channel has no single peak: `STATUS_INVALID_PARAMETER`, as
+/// SYSVAD's handler refuses any channel past its last) and resets it.
+fn peak_meter(topology: &TopologyMiniport, call: &mut PropertyCall<'_>) -> NtResult<Reply> {
+    let meter = topology
+        .peak_meter()
+        .ok_or(NtStatus::INVALID_DEVICE_REQUEST)?;
+    if call.node != TOPO_PEAK_METER_NODE || call.id != KSPROPERTY_AUDIO_PEAKMETER2 {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    match call.verb {
+        KSPROPERTY_TYPE_BASICSUPPORT => basic_support(
+            call.value,
+            KSPROPERTY_TYPE_GET | KSPROPERTY_TYPE_BASICSUPPORT,
+            VT_I4,
+            Some(ChannelRanges {
+                flags: KSPROPERTY_MEMBER_FLAG_BASICSUPPORT_MULTICHANNEL,
+                count: topology.endpoint.channels(),
+                stepping: stepping(1, LONG::MIN, LONG::MAX),
+            }),
+        ),
+        KSPROPERTY_TYPE_GET => {
+            let channel: LONG =
+                read_at(call.instance, CHANNEL_AT).ok_or(NtStatus::INVALID_PARAMETER)?;
+            let channel = usize::try_from(channel)
+                .ok()
+                .filter(|&c| c < topology.endpoint.channels())
+                .ok_or(NtStatus::INVALID_PARAMETER)?;
+            // The size checks come before the read: a refused request leaves
+            // the meter as it was (Learn: "If the request does not succeed,
+            // the peakmeter is not changed").
+            if let Some(answer) = output_check(call.value.len(), LONG_SIZE) {
+                return answer;
+            }
+            let peak: LONG = meter.take(channel).ok_or(NtStatus::INVALID_PARAMETER)?;
+            write_reply(call.value, &peak)
         }
         _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }

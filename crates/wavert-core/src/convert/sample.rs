@@ -162,6 +162,38 @@ impl Encoding {
     }
 }
 
+/// A sample's magnitude on the peak meter's scale: |Q31|, full scale
+/// (`i32::MIN`, a negative full-scale sample) read as `i32::MAX`, the most
+/// `KSPROPERTY_AUDIO_PEAKMETER2` reports.
+#[must_use]
+#[inline]
+pub const fn peak_magnitude(sample: i32) -> u32 {
+    let magnitude = sample.unsigned_abs();
+    if magnitude > i32::MAX as u32 {
+        i32::MAX as u32
+    } else {
+        magnitude
+    }
+}
+
+impl Encoding {
+    /// Raises `peaks[c]` to the largest [`peak_magnitude`] of channel `c`
+    /// among the whole frames of `bytes` (interleaved, `channels` samples
+    /// a frame; channels past `peaks` are not measured). A trailing part
+    /// of a frame is ignored.
+    pub fn raise_peaks(self, bytes: &[u8], channels: usize, peaks: &mut [u32]) {
+        let size = self.bytes();
+        let Some(frame) = size.checked_mul(channels).filter(|&f| f > 0) else {
+            return;
+        };
+        for frame_bytes in bytes.chunks_exact(frame) {
+            for (peak, sample) in peaks.iter_mut().zip(frame_bytes.chunks_exact(size)) {
+                *peak = (*peak).max(peak_magnitude(self.decode(sample)));
+            }
+        }
+    }
+}
+
 #[inline]
 fn decode_with(bytes: &[u8], out: &mut [i32], size: usize, one: impl Fn(&[u8]) -> i32) {
     for (sample, b) in out.iter_mut().zip(bytes.chunks_exact(size)) {
@@ -285,6 +317,43 @@ mod tests {
         reason = "tests"
     )]
     use super::*;
+
+    #[test]
+    fn peaks_are_per_channel_magnitudes_with_full_scale_at_i32_max() {
+        // Two stereo 16-bit frames: left 1000, -32768; right -5, 7.
+        let mut bytes = [0u8; 8];
+        for (out, sample) in bytes.chunks_exact_mut(2).zip([1000i16, -5, -32768, 7]) {
+            out.copy_from_slice(&sample.to_le_bytes());
+        }
+        let mut peaks = [0u32; 2];
+        Encoding::I16.raise_peaks(&bytes, 2, &mut peaks);
+        assert_eq!(peaks, [i32::MAX as u32, 7 << 16]);
+        // Raising keeps a larger earlier peak; a short tail is ignored.
+        let mut peaks = [2000 << 16, 0];
+        Encoding::I16.raise_peaks(&bytes[..6], 2, &mut peaks);
+        assert_eq!(peaks, [2000 << 16, 5 << 16]);
+        // 8-bit unsigned: 128 is silence, 0 is negative full scale.
+        let mut peaks = [0u32; 1];
+        Encoding::U8.raise_peaks(&[128, 160, 128], 1, &mut peaks);
+        assert_eq!(peaks, [32 << 24]);
+        Encoding::U8.raise_peaks(&[0], 1, &mut peaks);
+        assert_eq!(peaks, [i32::MAX as u32]);
+        // Float past full scale clips to it; half scale is 2^30.
+        let mut peaks = [0u32; 2];
+        let mut floats = [0u8; 8];
+        for (out, sample) in floats.chunks_exact_mut(4).zip([0.5f32, -2.0]) {
+            out.copy_from_slice(&sample.to_le_bytes());
+        }
+        Encoding::F32.raise_peaks(&floats, 2, &mut peaks);
+        assert_eq!(peaks, [1 << 30, i32::MAX as u32]);
+        // Channels past the meter's are not measured; no channels, nothing.
+        let mut one = [0u32; 1];
+        Encoding::I16.raise_peaks(&bytes, 2, &mut one);
+        assert_eq!(one, [i32::MAX as u32]);
+        let mut none = [0u32; 1];
+        Encoding::I16.raise_peaks(&bytes, 0, &mut none);
+        assert_eq!(none, [0]);
+    }
 
     #[test]
     fn float_bits_match_the_hardware_conversion() {

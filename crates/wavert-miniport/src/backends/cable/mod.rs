@@ -46,7 +46,8 @@ use portcls_sys::{
     PCFILTER_DESCRIPTOR, PMDL,
 };
 use wavert_com::{KernelEvent, NtResult, NtStatus};
-use wavert_core::convert::gain::ChannelGains;
+use wavert_core::convert::channels::MAX_CHANNELS;
+use wavert_core::convert::gain::{scale_q31, ChannelGains};
 use wavert_core::convert::sample::Encoding;
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::CyclicBuffer;
@@ -67,6 +68,7 @@ use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{Platform, SpinLock};
 use crate::power::{DevicePower, PowerBackend};
 use crate::stream::{same_format, Backend, DmaBuffer, PacketClock, WaveRtStream};
+use crate::topology::PeakMeter;
 use crate::wave::WaveMiniport;
 
 /// The virtual device's buffer limits.
@@ -155,6 +157,12 @@ pub struct Buffer {
     pub moved: u64,
     /// Capture: linear bytes (whole frames) the volume has been applied to.
     pub gained: u64,
+    /// Linear bytes (whole frames) the side's peak meter has looked at:
+    /// render, played; capture, written and scaled.
+    pub metered: u64,
+    /// The linear byte up to which the peak meter measures (it was read
+    /// recently: [`crate::topology::PeakMeter::take_wanted`]).
+    pub meter_until: u64,
     /// Whether the engine runs (first RUN after STOP until STOP).
     pub started: bool,
     /// The stream is in RUN but its clock is held paused because the
@@ -269,6 +277,13 @@ impl<P: Platform> VirtualCable<P> {
     fn service(&self, s: &mut CableState, now: u64) {
         s.gains.refresh(&self.volume.render, &self.volume.capture);
         service(s, &self.platform, now);
+        let render_gains = s.gains.render;
+        meter(
+            &mut s.ends.render,
+            self.volume.render.meter(),
+            Some(&render_gains),
+        );
+        meter(&mut s.ends.capture, self.volume.capture.meter(), None);
     }
 
     /// The platform.
@@ -393,6 +408,8 @@ impl<P: Platform> VirtualCable<P> {
             engine,
             moved: 0,
             gained: 0,
+            metered: 0,
+            meter_until: 0,
             started: false,
             held: false,
             events: NotificationEvents::new(),
@@ -739,6 +756,8 @@ fn change_state(s: &mut CableState, direction: Direction, raw: KSSTATE, now: u64
                 b.started = false;
                 b.moved = 0;
                 b.gained = 0;
+                b.metered = 0;
+                b.meter_until = 0;
                 b.end_of_stream = None;
             }
             _ => {}
@@ -1037,46 +1056,110 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
     }
 }
 
-/// Scales the capture frames written since the last service (whole frames
-/// only: a frame the engine wrote in part is scaled once it is whole) by
-/// `gains`, in place in the capture buffer. Frames more than a buffer old
-/// are gone already and are skipped. Bounded by a buffer per call; nothing
-/// is scaled at unity.
-fn apply_volume(cb: &mut Buffer, format: &AudioFormat, gains: &ChannelGains) {
-    /// Bytes scaled per step (a stack copy of whole frames).
-    const CHUNK: usize = 768;
-    let block = u64::from(format.block_align().max(1));
-    let size = u64::from(cb.dma.size);
-    let end = cb.moved / block * block;
-    let start = cb.gained.max(end.saturating_sub(size / block * block));
-    cb.gained = end;
-    let chunk_len = CHUNK as u64 / block * block;
-    if gains.is_unity() || size % block != 0 || chunk_len == 0 {
+/// Bytes of whole frames the service copies out of a buffer at a time to
+/// scale or measure them (a stack copy).
+const FRAME_CHUNK: usize = 768;
+
+/// Hands the whole frames of linear bytes `start..end` of `buffer` to
+/// `visit`, a stack copy of at most [`FRAME_CHUNK`] bytes at a time with its
+/// offset in the buffer (frames more than a buffer before `end` are gone
+/// and are left out). Stops at the first piece the mapping cannot read, or
+/// that `visit` refuses (returns false). Bounded by a buffer per call.
+fn visit_frames(
+    buffer: &DmaBuffer,
+    block: u64,
+    start: u64,
+    end: u64,
+    visit: &mut dyn FnMut(u32, &mut [u8]) -> bool,
+) {
+    let size = u64::from(buffer.size);
+    let chunk_len = FRAME_CHUNK as u64 / block.max(1) * block;
+    if block == 0 || size % block != 0 || chunk_len == 0 {
         return;
     }
-    let encoding = Encoding::of(format);
-    let channels = usize::from(format.channels());
-    let mut chunk = [0u8; CHUNK];
-    let mut at = start;
+    let mut chunk = [0u8; FRAME_CHUNK];
+    let mut at = start.max(end.saturating_sub(size));
     while at < end {
         let offset = at % size;
         let len = (end - at).min(size - offset).min(chunk_len);
-        // offset < size and len <= CHUNK: both fit their types.
+        // offset < size and len <= FRAME_CHUNK: both fit their types.
         let (Ok(offset), Some(bytes)) = (
             u32::try_from(offset),
             chunk.get_mut(..usize::try_from(len).unwrap_or(0)),
         ) else {
             return;
         };
-        if !cb.dma.mapping.read(offset, bytes) {
-            return;
-        }
-        gains.scale_encoded(encoding, bytes, channels);
-        if !cb.dma.mapping.write(offset, bytes) {
+        if !buffer.mapping.read(offset, bytes) || !visit(offset, bytes) {
             return;
         }
         at += len;
     }
+}
+
+/// Scales the capture frames written since the last service (whole frames
+/// only: a frame the engine wrote in part is scaled once it is whole) by
+/// `gains`, in place in the capture buffer. Nothing is scaled at unity.
+fn apply_volume(cb: &mut Buffer, format: &AudioFormat, gains: &ChannelGains) {
+    let block = u64::from(format.block_align().max(1));
+    let end = cb.moved / block * block;
+    let start = cb.gained;
+    cb.gained = end;
+    if gains.is_unity() {
+        return;
+    }
+    let encoding = Encoding::of(format);
+    let channels = usize::from(format.channels());
+    let mapping = &cb.dma.mapping;
+    visit_frames(&cb.dma, block, start, end, &mut |offset, bytes| {
+        gains.scale_encoded(encoding, bytes, channels);
+        mapping.write(offset, bytes)
+    });
+}
+
+/// How long a side's peak meter goes on measuring after its last read.
+const METER_HOLD_SECONDS: u64 = 2;
+
+/// Raises `meter` to the peaks of the frames `end` finished since the last
+/// service: the render frames played, scaled by `gains` (the render meter
+/// sits after the volume and mute, which the capture applies later), or
+/// the capture frames written and scaled. Only while the meter is wanted
+/// (read within [`METER_HOLD_SECONDS`]); otherwise the frames are passed
+/// over unread.
+fn meter(end: &mut End, meter: &PeakMeter, gains: Option<&ChannelGains>) {
+    let (Some(format), Some(b)) = (end.format.as_ref(), end.buffer.as_mut()) else {
+        // A read before the stream has a buffer stays wanted until it does.
+        return;
+    };
+    let wanted = meter.take_wanted();
+    let block = u64::from(format.block_align().max(1));
+    // Capture frames count once the volume has scaled them.
+    let done = if gains.is_some() { b.moved } else { b.gained };
+    let finished = done / block * block;
+    let start = b.metered;
+    b.metered = finished;
+    if wanted {
+        let hold = u64::from(format.bytes_per_second()).saturating_mul(METER_HOLD_SECONDS);
+        b.meter_until = finished.saturating_add(hold);
+    }
+    let until = finished.min(b.meter_until);
+    if start >= until {
+        return;
+    }
+    let encoding = Encoding::of(format);
+    let channels = usize::from(format.channels());
+    let mut peaks = [0u32; MAX_CHANNELS];
+    visit_frames(&b.dma, block, start, until, &mut |_, bytes| {
+        encoding.raise_peaks(bytes, channels, &mut peaks);
+        true
+    });
+    if let Some(gains) = gains {
+        for (channel, peak) in peaks.iter_mut().enumerate() {
+            // A peak is at most i32::MAX (peak_magnitude).
+            let sample = i32::try_from(*peak).unwrap_or(i32::MAX);
+            *peak = scale_q31(sample, gains.get(channel)).unsigned_abs();
+        }
+    }
+    meter.raise(&peaks);
 }
 
 /// Fixes a conversion's mapping at the first service that sees both sides

@@ -18,20 +18,26 @@
 //! At 0 dB and unmuted on both sides nothing is scaled, so the cable stays
 //! bit-exact. A change takes effect at the next service, for the frames it
 //! writes (not for frames the capture side holds already).
+//!
+//! Each side also has a peak meter after its mute ([`PeakMeter`]): the
+//! render side's measures the frames played, scaled by the render volume;
+//! the capture side's the frames the capture client gets.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use wavert_core::convert::channels::MAX_CHANNELS;
 use wavert_core::convert::gain::{ChannelGains, UNITY};
 
-use crate::topology::{TopologyHardware, VolumeRange, SOFTWARE_VOLUME_RANGE};
+use crate::topology::{PeakMeter, TopologyHardware, VolumeRange, SOFTWARE_VOLUME_RANGE};
 
-/// One side's volume and mute as its topology node last set them.
+/// One side's volume and mute as its topology node last set them, and its
+/// peak meter.
 #[derive(Debug)]
 pub struct CableVolume {
     factors: [AtomicU32; MAX_CHANNELS],
     /// Moves after every change (after the factors are stored).
     version: AtomicU32,
+    meter: PeakMeter,
 }
 
 impl Default for CableVolume {
@@ -47,7 +53,14 @@ impl CableVolume {
         Self {
             factors: [const { AtomicU32::new(UNITY) }; MAX_CHANNELS],
             version: AtomicU32::new(0),
+            meter: PeakMeter::new(),
         }
+    }
+
+    /// The side's peak meter (what its topology's peak-meter node reads).
+    #[must_use]
+    pub const fn meter(&self) -> &PeakMeter {
+        &self.meter
     }
 
     /// The factors and the version they belong to (a change racing this
@@ -85,6 +98,10 @@ impl TopologyHardware for CableVolume {
             stored.store(gains.get(channel), Ordering::Relaxed);
         }
         self.version.fetch_add(1, Ordering::Release);
+    }
+
+    fn peak_meter(&self) -> Option<&PeakMeter> {
+        Some(&self.meter)
     }
 }
 
