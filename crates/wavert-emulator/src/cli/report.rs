@@ -9,7 +9,9 @@ use wavert_emulator::signal;
 use wavert_emulator::timing::position_error;
 use wavert_miniport::DmaMode;
 
-use super::run::{CableCheck, ConversionCheck, DriverCounters, Outcome, VirtualOutcome};
+use super::run::{
+    CableCheck, ConversionCheck, DriverCounters, MeterCheck, Outcome, VirtualOutcome,
+};
 
 impl Outcome {
     /// Whether every check passed.
@@ -128,6 +130,7 @@ impl VirtualOutcome {
         } else {
             self.cables.first().is_some_and(CableCheck::passed)
         }) && self.power_cycles.len() == self.power_cycles_asked as usize
+            && self.meters.as_ref().is_none_or(MeterCheck::passed)
             && self.cables.iter().all(CableCheck::passed)
             && self.session.render.glitches == 0
             && self.session.capture.glitches == 0
@@ -348,6 +351,9 @@ impl VirtualOutcome {
                 volume.gain
             ));
         }
+        if let Some(meters) = &self.meters {
+            lines.push(meter_line(meters));
+        }
         for conversion in self.cables.iter().filter_map(|c| c.conversion.as_ref()) {
             lines.push(conversion_line(conversion));
         }
@@ -482,6 +488,40 @@ fn conversion_line(c: &ConversionCheck) -> String {
         side(&c.from),
         side(&c.to),
         if c.passed() { "passed" } else { "FAILED" }
+    )
+}
+
+/// A peak-meter reading in dBFS (full scale `i32::MAX`; silence as -inf).
+fn meter_dbfs(value: f64) -> String {
+    if value <= 0.0 {
+        return "-inf".to_owned();
+    }
+    format!("{:.2}", 20.0 * (value / f64::from(i32::MAX)).log10())
+}
+
+/// `peak meters     : render -6.02 0.00 dBFS (played x volume -6.02
+/// 0.00), capture ... over 1081 polls: passed`: the stream's channels (the
+/// verdict also holds the meters' other channels to 0).
+fn meter_line(m: &MeterCheck) -> String {
+    let [render_channels, capture_channels] = m.format_channels;
+    let levels = |values: &mut dyn Iterator<Item = f64>, channels: usize| {
+        values
+            .take(channels)
+            .map(meter_dbfs)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        "peak meters      : render {} dBFS (played x volume {}), capture {} dBFS (captured {}), largest reading per channel over {} polls: {}",
+        levels(&mut m.render.iter().map(|&v| f64::from(v)), render_channels),
+        levels(&mut m.render_expected.iter().copied(), render_channels),
+        levels(&mut m.capture.iter().map(|&v| f64::from(v)), capture_channels),
+        levels(
+            &mut m.capture_expected.iter().map(|&v| f64::from(v)),
+            capture_channels
+        ),
+        m.polls,
+        if m.passed() { "passed" } else { "FAILED" }
     )
 }
 

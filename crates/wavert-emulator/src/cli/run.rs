@@ -8,18 +8,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 use portcls_sys::{DEVPKEY_DeviceInterface_FriendlyName, DEVPROP_TYPE_STRING};
 use wavert_analysis::tone::{self, ToneFit};
 use wavert_core::convert::channels::ChannelMap;
+use wavert_core::convert::sample::Encoding;
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_emulator::cable::{
     start_cable_adapter, CableAdapter, CableOptions, RegisteredWaveFilter,
 };
-use wavert_emulator::engine::{streaming_pin, FormatRequest};
+use wavert_emulator::engine::{streaming_pin, EngineError, FormatRequest};
 use wavert_emulator::faulty::Ac97Fault;
 use wavert_emulator::hlk::methods::{run_on_cable, HlkConfig, MethodReport};
 use wavert_emulator::hlk::{ks_position_check, Finding, KsPositionReport};
 use wavert_emulator::image::kernel::KernelCounters;
 use wavert_emulator::image::{start_image_adapter, ImageDevice, ImageDriver, RegistryData};
+use wavert_emulator::ks::KsFilter;
 use wavert_emulator::ks_formats::check_wave_filter_formats;
-use wavert_emulator::ks_topology::{check_topology_filter, endpoint_channels, set_volume};
+use wavert_emulator::ks_topology::{
+    check_topology_filter, endpoint_channels, has_peak_meter, read_peak_meter, set_volume,
+};
 use wavert_emulator::machine::{ClockMode, Machine, Registrations};
 use wavert_emulator::memory::{MemoryConfig, PhysicalMemory};
 use wavert_emulator::personality::{OrderRecord, PortPersonality};
@@ -84,6 +88,9 @@ pub struct VirtualOutcome {
     pub mismatches: (usize, Option<usize>),
     /// The render volume set before playback (`--volume`), if any.
     pub volume: Option<VolumeSet>,
+    /// Cable 1's peak meters, read during the session as a level bar polls
+    /// them (`None`: the topology filters have no meter).
+    pub meters: Option<MeterCheck>,
     /// Every cable streamed at the same time as cable 1's session (cable 1
     /// first, the same checks as `lag` and `mismatches`).
     pub cables: Vec<CableCheck>,
@@ -155,6 +162,136 @@ fn set_render_volume(adapter: &CableAdapter, number: usize, db: f64) -> Result<V
         level,
         gain: 10f64.powf(f64::from(level) / 65_536.0 / 20.0),
     })
+}
+
+/// Cable 1's two peak meters against the audio: each channel's largest
+/// reading over the session beside the peak the side carried, on
+/// `KSPROPERTY_AUDIO_PEAKMETER2`'s scale (full scale `i32::MAX`).
+pub struct MeterCheck {
+    /// Reads of every channel of both meters.
+    pub polls: usize,
+    /// The render and the capture stream's channels (the meters have the
+    /// endpoint's, which may be more: those past the format must read 0).
+    pub format_channels: [usize; 2],
+    /// Render meter: per channel, the largest reading.
+    pub render: Vec<i32>,
+    /// Render: the played frames' peak times the render volume.
+    pub render_expected: Vec<f64>,
+    /// Capture meter: per channel, the largest reading.
+    pub capture: Vec<i32>,
+    /// Capture: the captured frames' peak.
+    pub capture_expected: Vec<u32>,
+}
+
+impl MeterCheck {
+    /// Most a render reading may differ from the played peak times the
+    /// volume: the gain table's rounding, far below a 16-bit step (2^16).
+    pub const RENDER_TOLERANCE: f64 = 64.0;
+
+    /// Both meters read what the sides carried: the capture meter exactly,
+    /// the render meter within [`Self::RENDER_TOLERANCE`].
+    #[must_use]
+    pub fn passed(&self) -> bool {
+        self.polls > 0
+            && self.render.len() == self.render_expected.len()
+            && self
+                .render
+                .iter()
+                .zip(&self.render_expected)
+                .all(|(&read, &want)| (f64::from(read) - want).abs() <= Self::RENDER_TOLERANCE)
+            && self.capture.len() == self.capture_expected.len()
+            && self
+                .capture
+                .iter()
+                .zip(&self.capture_expected)
+                .all(|(&read, &want)| read.unsigned_abs() == want)
+    }
+
+    /// The session's peaks against the readings.
+    fn of(
+        session: &LoopbackResult,
+        rendered: &[u8],
+        gain: Option<f64>,
+        readings: &PeakReadings,
+    ) -> Self {
+        // A meter has the endpoint's channels; those past the stream's
+        // format carry nothing and must read 0.
+        let peaks = |format: &AudioFormat, data: &[u8], meter_channels: usize| {
+            let mut peaks = vec![0u32; meter_channels];
+            Encoding::of(format).raise_peaks(data, usize::from(format.channels()), &mut peaks);
+            peaks
+        };
+        let gain = gain.unwrap_or(1.0);
+        Self {
+            polls: readings.polls,
+            format_channels: [
+                usize::from(session.format.channels()),
+                usize::from(session.capture_format.channels()),
+            ],
+            render: readings.most[0].clone(),
+            render_expected: peaks(&session.format, rendered, readings.most[0].len())
+                .into_iter()
+                .map(|peak| f64::from(peak) * gain)
+                .collect(),
+            capture: readings.most[1].clone(),
+            capture_expected: peaks(
+                &session.capture_format,
+                &session.captured,
+                readings.most[1].len(),
+            ),
+        }
+    }
+}
+
+/// The largest readings of both meters of a cable so far.
+struct PeakReadings {
+    render: KsFilter,
+    capture: KsFilter,
+    /// Render, capture: per channel.
+    most: [Vec<i32>; 2],
+    polls: usize,
+}
+
+impl PeakReadings {
+    /// Cable 1's meters, `channels` each (`None`: no peak-meter node).
+    fn of_cable(adapter: &CableAdapter, channels: [usize; 2]) -> Result<Option<Self>, String> {
+        let filter = |kind| {
+            let name = CABLE_SUBDEVICES
+                .first()
+                .and_then(|table| table.iter().find(|s| s.kind == kind))
+                .map(|s| s.name)
+                .ok_or("no topology subdevice")?;
+            adapter
+                .ks_filter(name)
+                .ok_or_else(|| format!("no topology filter registered as {name}"))
+        };
+        let render = filter(SubdeviceKind::Topology(Direction::Render))?;
+        let capture = filter(SubdeviceKind::Topology(Direction::Capture))?;
+        if !has_peak_meter(&render) || !has_peak_meter(&capture) {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            render,
+            capture,
+            most: channels.map(|count| vec![0; count]),
+            polls: 0,
+        }))
+    }
+
+    /// Reads every channel of both meters (which also arms them: a meter
+    /// measures while it is read).
+    fn read(&mut self) -> Result<(), String> {
+        for (filter, most) in [&self.render, &self.capture]
+            .into_iter()
+            .zip(&mut self.most)
+        {
+            for (channel, held) in most.iter_mut().enumerate() {
+                *held = (*held).max(read_peak_meter(filter, channel)?);
+            }
+        }
+        self.polls += 1;
+        Ok(())
+    }
 }
 
 /// What one cable's loopback, streamed beside the others, delivered.
@@ -664,6 +801,17 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         ..LoopbackConfig::default()
     };
 
+    // Cable 1's meters, read once before playback (which arms them) and
+    // then after every poll.
+    let channels = [
+        endpoint_channels(render_filter.description, 0),
+        endpoint_channels(capture_filter.description, 0),
+    ];
+    let mut meters = PeakReadings::of_cable(&adapter, channels)?;
+    if let Some(meters) = meters.as_mut() {
+        meters.read()?;
+    }
+
     let bar = progress_bar(args)?;
     let mut rendered_by_cable: Vec<Vec<u8>> = Vec::new();
     let mut read_error = None;
@@ -708,7 +856,12 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
             )]
             bar.set_position((done * 1000.0) as u64);
         },
-        &mut |render, capture| cycler.between(render, capture),
+        &mut |render, capture| {
+            if let Some(meters) = meters.as_mut() {
+                meters.read().map_err(EngineError::Protocol)?;
+            }
+            cycler.between(render, capture)
+        },
     );
     let power_cycles = cycler.cycles().to_vec();
     drop(cycler);
@@ -734,6 +887,11 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
             )
         })
         .collect();
+    let meters = meters
+        .zip(sessions.first().zip(rendered_by_cable.first()))
+        .map(|(readings, (session, rendered))| {
+            MeterCheck::of(session, rendered, volume.map(|v| v.gain), &readings)
+        });
     // The HLK methods and the topology rules after the session see the
     // nodes at 0 dB again.
     if volume.is_some() {
@@ -823,6 +981,7 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         lag,
         mismatches,
         volume,
+        meters,
         cables,
         ks_render,
         ks_capture,
@@ -901,6 +1060,44 @@ mod tests {
         };
         assert!(outcome.cables[0].conversion.is_none());
         assert!(outcome.cables[0].bit_exact());
+    }
+
+    #[test]
+    fn the_peak_meters_are_held_to_the_audio_and_can_fail() {
+        let Outcome::Virtual(outcome) = session(&["--volume", "-6"]).unwrap() else {
+            panic!("not the cable's outcome");
+        };
+        let meters = outcome.meters.as_ref().expect("the cable has peak meters");
+        assert!(
+            meters.passed(),
+            "render {:?} capture {:?}",
+            meters.render,
+            meters.capture
+        );
+        assert!(meters.polls > 100);
+        // -6 dB on the tone of amplitude 1/2: about -12 dBFS on channel 0.
+        let level = 20.0 * (f64::from(meters.render[0]) / f64::from(i32::MAX)).log10();
+        assert!((level + 12.04).abs() < 0.05, "{level}");
+        let mut off_by_one = clone_meters(meters);
+        off_by_one.capture[0] += 1;
+        assert!(!off_by_one.passed(), "a capture reading one unit off");
+        let mut stale = clone_meters(meters);
+        stale.render[1] = 0;
+        assert!(!stale.passed(), "a render meter that read nothing");
+        let mut leaking = clone_meters(meters);
+        leaking.capture[7] = 1;
+        assert!(!leaking.passed(), "a channel past the format that reads");
+    }
+
+    fn clone_meters(m: &MeterCheck) -> MeterCheck {
+        MeterCheck {
+            polls: m.polls,
+            format_channels: m.format_channels,
+            render: m.render.clone(),
+            render_expected: m.render_expected.clone(),
+            capture: m.capture.clone(),
+            capture_expected: m.capture_expected.clone(),
+        }
     }
 
     #[test]
