@@ -633,7 +633,8 @@ fn a_failing_portcls_call_during_start_device_leaves_nothing_behind() {
 #[test]
 fn format_sweep_is_bit_exact() {
     // Every bit depth and float at every rate class, stereo, 24 bits both
-    // packed and in 32 (the default format); then 1, 6 and 8 channels.
+    // packed and in 32 (the default format); then 1, 6, 8, 12 (7.1.4) and
+    // 16 channels.
     // Packed 24-bit frames (6, 18, 24 bytes) straddle page ends.
     let mut requests = Vec::new();
     for rate in [44_100, 48_000, 96_000, 192_000] {
@@ -654,6 +655,10 @@ fn format_sweep_is_bit_exact() {
         exact(192_000, 24, 24, 8),
         exact(192_000, 24, 32, 8),
         request(44_100, 32, 8, true),
+        request(48_000, 16, 12, false),
+        exact(48_000, 24, 24, 12),
+        request(96_000, 32, 16, true),
+        exact(192_000, 24, 32, 16),
         // A range asking for 24 bits gets the default's container.
         request(48_000, 24, 2, false),
     ]);
@@ -1148,7 +1153,7 @@ fn wave_filters_have_default_and_raw_modes_and_packet_constraints() {
         let constraints = check_packet_constraints(&registrations, &filter).unwrap();
         assert_eq!(constraints.min_packet_period_hns, 20_000, "{name}");
         assert_eq!(constraints.max_packet_bytes, 2 << 20, "{name}");
-        assert_eq!(constraints.ten_ms_of_largest_format, 122_880, "{name}");
+        assert_eq!(constraints.ten_ms_of_largest_format, 245_760, "{name}");
         assert_eq!(
             constraints.modes,
             [
@@ -1713,10 +1718,9 @@ fn peak_meters_read_the_level_each_side_hears() {
     let metered = |adapter: &CableAdapter| {
         let mut most = [[0i32; 2]; 2];
         let read_all = |most: &mut [[i32; 2]; 2]| -> Result<(), String> {
-            for (side, filter) in [&render, &capture].into_iter().enumerate() {
-                for channel in 0..2 {
-                    let level = read_peak_meter(filter, channel)?;
-                    most[side][channel] = most[side][channel].max(level);
+            for (side, filter) in most.iter_mut().zip([&render, &capture]) {
+                for (channel, held) in side.iter_mut().enumerate() {
+                    *held = (*held).max(read_peak_meter(filter, channel)?);
                 }
             }
             Ok(())
@@ -1732,7 +1736,10 @@ fn peak_meters_read_the_level_each_side_hears() {
     let (result, rendered, most) = metered(&adapter);
     let (played, heard) = (samples_i16(&rendered), samples_i16(&result.captured));
     let gain = 10f64.powf(-6.0 / 20.0);
-    for channel in 0..2 {
+    let [render_most, capture_most] = most;
+    for (channel, (&render_read, &capture_read)) in
+        render_most.iter().zip(&capture_most).enumerate()
+    {
         let played_peak = played
             .iter()
             .skip(channel)
@@ -1743,16 +1750,15 @@ fn peak_meters_read_the_level_each_side_hears() {
         #[allow(clippy::cast_precision_loss, reason = "a test's tolerance")]
         let want = played_peak.unwrap() as f64 * gain;
         assert!(
-            (f64::from(most[0][channel]) - want).abs() <= 64.0,
-            "render meter channel {channel}: read {}, the played peak at -6 dB is {want:.0}",
-            most[0][channel]
+            (f64::from(render_read) - want).abs() <= 64.0,
+            "render meter channel {channel}: read {render_read}, the played peak at -6 dB is {want:.0}"
         );
         assert_eq!(
-            i64::from(most[1][channel]),
+            i64::from(capture_read),
             heard_peak.unwrap(),
             "capture meter channel {channel}"
         );
-        assert!(most[1][channel] > 1 << 28, "the signal is not quiet");
+        assert!(capture_read > 1 << 28, "the signal is not quiet");
     }
 
     set_mute(&render, true).unwrap();

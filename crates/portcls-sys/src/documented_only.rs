@@ -166,14 +166,16 @@ pub const KSPROPERTY_RTAUDIO_GETREADPACKET: ULONG = 11;
 pub const KSPROPERTY_RTAUDIO_SETWRITEPACKET: ULONG = 12;
 pub const KSPROPERTY_RTAUDIO_PACKETVREGISTER: ULONG = 13;
 
-/// `KSPROPERTY_AUDIO_PEAKMETER2` (Windows 8 on) of `KSPROPSETID_Audio`: the
-/// `KSPROPERTY_AUDIO` enumeration past MinGW's last item
+/// `KSPROPERTY_AUDIO_PEAKMETER2` (Windows 8 on) of `KSPROPSETID_Audio`.
+///
+/// The `KSPROPERTY_AUDIO` enumeration past MinGW's last item
 /// (`KSPROPERTY_AUDIO_PREFERRED_STATUS` = 40) goes on with the five PEQ
-/// items, two chorus, two reverb, POSITIONEX, MIC_ARRAY_GEOMETRY,
-/// PRESENTATION_POSITION, WAVERT_CURRENT_WRITE_POSITION and
-/// LINEAR_BUFFER_POSITION, which puts PEAKMETER2 at 55; the Windows SDK's
-/// metadata as the `windows` crate (0.62, `Win32::Media::KernelStreaming`)
-/// and `windows-sys` publish it says 55 too.
+/// items, two chorus, two reverb, `POSITIONEX`, `MIC_ARRAY_GEOMETRY`,
+/// `PRESENTATION_POSITION`, `WAVERT_CURRENT_WRITE_POSITION` and
+/// `LINEAR_BUFFER_POSITION`, which puts `PEAKMETER2` at 55; the Windows
+/// SDK's metadata as the `windows` crate (0.62,
+/// `Win32::Media::KernelStreaming`) and `windows-sys` publish it says 55
+/// too.
 pub const KSPROPERTY_AUDIO_PEAKMETER2: ULONG = 55;
 
 /// `KSPROPSETID_Jack` {4509F757-2D46-4637-8E62-CE7DB944F57B}.

@@ -8,7 +8,7 @@
 //! | PCM integer | 8, 16, 24, 32 | equal to the container, or 24 in a 32-bit container | `WAVE_FORMAT_PCM`, `WAVE_FORMAT_EXTENSIBLE` + `KSDATAFORMAT_SUBTYPE_PCM` |
 //! | IEEE float | 32 | 32 | `WAVE_FORMAT_IEEE_FLOAT`, `WAVE_FORMAT_EXTENSIBLE` + `KSDATAFORMAT_SUBTYPE_IEEE_FLOAT` |
 //!
-//! 1 to 8 channels, 8 kHz to 384 kHz. For WAVEFORMATEXTENSIBLE the channel mask
+//! 1 to 16 channels, 8 kHz to 384 kHz. For WAVEFORMATEXTENSIBLE the channel mask
 //! must name exactly as many speakers as there are channels, or be
 //! `KSAUDIO_SPEAKER_DIRECTOUT` (0, no positions). Plain WAVEFORMATEX carries no
 //! mask; the default `KSAUDIO_SPEAKER_*` layout for the channel count is assumed.
@@ -33,8 +33,8 @@ pub const EXTENSIBLE_CB_SIZE: u16 = 22;
 pub const MIN_SAMPLE_RATE: u32 = 8_000;
 /// Highest supported sample rate in Hz.
 pub const MAX_SAMPLE_RATE: u32 = 384_000;
-/// Highest supported channel count.
-pub const MAX_CHANNELS: u16 = 8;
+/// Highest supported channel count (9.1.6; 7.1.4 is 12).
+pub const MAX_CHANNELS: u16 = 16;
 
 /// `SPEAKER_*` bits defined by Windows (front left 0x1 ... top back right 0x20000).
 pub const SPEAKER_POSITION_BITS: u32 = 0x0003_FFFF;
@@ -62,6 +62,33 @@ pub const SPEAKER_LAYOUT_6POINT1: u32 = 0x13F;
 pub const KSAUDIO_SPEAKER_7POINT1: u32 = 0xFF;
 /// `KSAUDIO_SPEAKER_7POINT1_SURROUND` (with side speakers).
 pub const KSAUDIO_SPEAKER_7POINT1_SURROUND: u32 = 0x63F;
+/// 7.1.4: 7.1 surround plus top front left/right and top back left/right
+/// (no ksmedia name; the height layout people ask a cable for).
+pub const SPEAKER_LAYOUT_7POINT1POINT4: u32 = 0x2_D63F;
+
+/// The speakers [`default_channel_mask`] adds to 7.1 surround for 9 to 16
+/// channels, in order: the top front pair (7.1.2), the top back pair
+/// (7.1.4), front left/right of center (9.1.4), top front and top back
+/// center (9.1.6). Windows names no layout above 7.1; this order keeps the
+/// even counts the common height layouts.
+const fn above_7point1(extra: u16) -> u32 {
+    /// Each count's speaker: TFL, TFR, TBL, TBR, FLC, FRC, TFC, TBC.
+    const ORDER: [u32; 8] = [
+        0x1000, 0x4000, 0x8000, 0x2_0000, 0x40, 0x80, 0x2000, 0x1_0000,
+    ];
+    let mut mask = 0;
+    let mut rest: &[u32] = &ORDER;
+    let mut left = extra;
+    while let [speaker, tail @ ..] = rest {
+        if left == 0 {
+            break;
+        }
+        mask |= *speaker;
+        rest = tail;
+        left -= 1;
+    }
+    mask
+}
 
 /// The layout assumed for a channel count when no mask is given.
 #[must_use]
@@ -75,6 +102,7 @@ pub const fn default_channel_mask(channels: u16) -> u32 {
         6 => KSAUDIO_SPEAKER_5POINT1,
         7 => SPEAKER_LAYOUT_6POINT1,
         8 => KSAUDIO_SPEAKER_7POINT1_SURROUND,
+        9..=16 => KSAUDIO_SPEAKER_7POINT1_SURROUND | above_7point1(channels - 8),
         _ => KSAUDIO_SPEAKER_DIRECTOUT,
     }
 }

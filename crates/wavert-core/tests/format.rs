@@ -149,14 +149,14 @@ fn every_rejection_has_its_own_error() {
         AudioFormat::parse(&v),
         Err(FormatError::UnsupportedFormatTag(0x55))
     );
-    // Channels 0 and 9.
+    // Channels 0 and 17.
     assert_eq!(
         AudioFormat::parse(&wfx(1, 0, 44_100, 0, 0, 16, 0)),
         Err(FormatError::UnsupportedChannelCount(0))
     );
     assert_eq!(
-        AudioFormat::parse(&ext(9, 48_000, 16, 16, 0x1FF, KSDATAFORMAT_SUBTYPE_PCM)),
-        Err(FormatError::UnsupportedChannelCount(9))
+        AudioFormat::parse(&ext(17, 48_000, 16, 16, 0x1_FFFF, KSDATAFORMAT_SUBTYPE_PCM)),
+        Err(FormatError::UnsupportedChannelCount(17))
     );
 }
 
@@ -356,4 +356,37 @@ fn subformat_guids_match_the_tags() {
         KSDATAFORMAT_SUBTYPE_IEEE_FLOAT,
         Guid::from_wave_format_tag(WAVE_FORMAT_IEEE_FLOAT)
     );
+}
+
+/// Above 7.1 the default layouts add the height and wide pairs in a fixed
+/// order: 10 channels are 7.1.2, 12 are 7.1.4, 16 name 16 speakers; each
+/// count's mask names exactly its channel count of speakers and holds the
+/// one below it.
+#[test]
+fn default_masks_above_eight_channels_are_the_height_layouts() {
+    use wavert_core::format::{
+        default_channel_mask, KSAUDIO_SPEAKER_7POINT1_SURROUND, SPEAKER_LAYOUT_7POINT1POINT4,
+    };
+    assert_eq!(
+        default_channel_mask(10),
+        KSAUDIO_SPEAKER_7POINT1_SURROUND | 0x1000 | 0x4000
+    );
+    assert_eq!(default_channel_mask(12), SPEAKER_LAYOUT_7POINT1POINT4);
+    assert_eq!(
+        SPEAKER_LAYOUT_7POINT1POINT4,
+        0x63F | 0x1000 | 0x4000 | 0x8000 | 0x2_0000
+    );
+    for channels in 1..=16u16 {
+        let mask = default_channel_mask(channels);
+        assert_eq!(
+            mask.count_ones(),
+            u32::from(channels),
+            "{channels} channels"
+        );
+        if channels > 8 {
+            let below = default_channel_mask(channels - 1);
+            assert_eq!(mask & below, below, "{channels} channels");
+        }
+    }
+    assert_eq!(default_channel_mask(17), 0, "no layout: DIRECTOUT");
 }

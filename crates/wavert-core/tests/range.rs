@@ -300,7 +300,7 @@ fn device_range_serialises_as_ksdatarange_audio_and_intersects_with_itself() {
 }
 
 fn arb_range() -> impl Strategy<Value = (u32, u32, u32, u32, u32)> {
-    (0u32..12, 0u32..40, 0u32..40, 0u32..250_000, 0u32..250_000)
+    (0u32..20, 0u32..40, 0u32..40, 0u32..250_000, 0u32..250_000)
 }
 
 proptest! {
@@ -317,7 +317,7 @@ proptest! {
             Ok(f) => {
                 prop_assert!(DEVICE.contains(&f));
                 prop_assert!(u32::from(f.valid_bits()) >= lo_bits && u32::from(f.valid_bits()) <= hi_bits);
-                let channels = if ch > 8 { 2 } else { ch };
+                let channels = if ch > 16 { 2 } else { ch.min(u32::from(DEVICE.max_channels)) };
                 prop_assert_eq!(u32::from(f.channels()), channels);
                 let rate = if lo_rate <= 8_000 && hi_rate >= 192_000 {
                     48_000

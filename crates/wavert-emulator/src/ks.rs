@@ -384,7 +384,7 @@ mod tests {
         // the filter's own table has no volume item; a verb not listed.
         assert_eq!(
             filter
-                .request(&volume(get, Target::Node(2)), &instance, &mut [0; 4])
+                .request(&volume(get, Target::Node(3)), &instance, &mut [0; 4])
                 .status,
             STATUS_INVALID_PARAMETER
         );

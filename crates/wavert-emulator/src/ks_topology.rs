@@ -699,7 +699,7 @@ mod tests {
             ("TopologyCapture", "WaveCapture"),
         ] {
             let channels = endpoint_channels(adapter.wave_filter(wave).unwrap().description, 0);
-            assert_eq!(channels, 8);
+            assert_eq!(channels, 16);
             let findings = check_topology_filter(&adapter.ks_filter(topology).unwrap(), channels);
             // Three nodes (named, basic support, round trips or reads), the
             // jack table, two pins.
@@ -711,12 +711,12 @@ mod tests {
     #[test]
     fn nodes_with_fewer_channels_than_the_endpoint_fail() {
         let adapter = adapter();
-        let findings = check_topology_filter(&adapter.ks_filter("TopologyRender").unwrap(), 12);
+        let findings = check_topology_filter(&adapter.ks_filter("TopologyRender").unwrap(), 20);
         let failed = failures(&findings);
         // Volume, mute and peak meter.
         assert_eq!(failed.len(), 3, "{failed:?}");
         assert!(
-            failed[0].contains("8 channels, the endpoint has 12"),
+            failed[0].contains("16 channels, the endpoint has 20"),
             "{failed:?}"
         );
     }
@@ -994,7 +994,7 @@ mod tests {
     }
 
     fn failed_rules(filter: &KsFilter) -> Vec<String> {
-        check_topology_filter(filter, 8)
+        check_topology_filter(filter, 16)
             .into_iter()
             .filter(|f| f.outcome.is_err())
             .map(|f| f.rule)

@@ -406,13 +406,16 @@ mod tests {
 
     #[test]
     fn a_wav_file_no_pin_can_take_is_refused_in_one_line() {
-        // 7.1.4: 12 channels of 16 bits.
-        let file = extensible_wav(12, 16, 16, 2);
+        // 7.1.4 (12 channels) is a format now; 18 channels are not.
+        let twelve = extensible_wav(12, 16, 16, 2);
+        let wav = wav_data(&twelve).unwrap();
+        assert_eq!(wav.format.format().map(|f| f.channels()), Ok(12));
+        let file = extensible_wav(18, 16, 16, 2);
         let wav = wav_data(&file).unwrap();
         let error = wav.format.format().unwrap_err();
         assert_eq!(
             error,
-            "48000 Hz 16-bit PCM, 12 ch is not a format a pin can take: 12 channels: 1 to 8 are supported"
+            "48000 Hz 16-bit PCM, 18 ch is not a format a pin can take: 18 channels: 1 to 16 are supported"
         );
     }
 

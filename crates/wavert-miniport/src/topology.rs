@@ -132,11 +132,12 @@ pub const SOFTWARE_VOLUME_RANGE: VolumeRange = VolumeRange {
     step: VOLUME_STEP,
 };
 
-/// A peak meter (`KSNODETYPE_PEAKMETER`): per channel, the largest sample
-/// magnitude since the channel was last read, on
-/// `KSPROPERTY_AUDIO_PEAKMETER2`'s linear scale (full scale `LONG_MAX`,
-/// silence 0). The side that carries the audio raises it; a read returns
-/// the peak and resets it (Learn, `KSPROPERTY_AUDIO_PEAKMETER2`).
+/// A peak meter (`KSNODETYPE_PEAKMETER`).
+///
+/// Per channel, the largest sample magnitude since the channel was last
+/// read, on `KSPROPERTY_AUDIO_PEAKMETER2`'s linear scale (full scale
+/// `LONG_MAX`, silence 0). The side that carries the audio raises it; a
+/// read returns the peak and resets it (Learn, `KSPROPERTY_AUDIO_PEAKMETER2`).
 ///
 /// Measuring costs a pass over every sample, so the carrier measures only
 /// while somebody reads: each read marks the meter wanted, and the carrier

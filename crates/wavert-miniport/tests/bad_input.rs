@@ -407,7 +407,7 @@ fn volume_mute_and_jack_properties() {
         STATUS_INVALID_PARAMETER
     );
     assert_eq!(
-        p.call(vol, v, 0, get, Some(&9u32.to_le_bytes()), &mut [0; 4])
+        p.call(vol, v, 0, get, Some(&16u32.to_le_bytes()), &mut [0; 4])
             .0,
         STATUS_INVALID_PARAMETER
     );
@@ -454,7 +454,7 @@ fn volume_mute_and_jack_properties() {
     let bs = KSPROPERTY_TYPE_BASICSUPPORT;
     assert_eq!(
         p.call(vol, v, 0, bs, Some(&ch0), &mut []),
-        (STATUS_BUFFER_OVERFLOW, 184)
+        (STATUS_BUFFER_OVERFLOW, 312)
     );
     assert_eq!(
         p.call(vol, v, 0, bs, Some(&ch0), &mut [0; 3]).0,
@@ -474,15 +474,15 @@ fn volume_mute_and_jack_properties() {
         p.call(vol, v, 0, bs, Some(&ch0), &mut [0; 100]),
         (STATUS_SUCCESS, 40)
     );
-    // Description, members header, then one range per channel (8).
-    let mut full = [0u8; 200];
+    // Description, members header, then one range per channel (16).
+    let mut full = [0u8; 320];
     assert_eq!(
         p.call(vol, v, 0, bs, Some(&ch0), &mut full),
-        (STATUS_SUCCESS, 184)
+        (STATUS_SUCCESS, 312)
     );
-    assert_eq!(u32::from_le_bytes(full[4..8].try_into().unwrap()), 184);
-    assert_eq!(u32::from_le_bytes(full[48..52].try_into().unwrap()), 8);
-    for channel in 0..8 {
+    assert_eq!(u32::from_le_bytes(full[4..8].try_into().unwrap()), 312);
+    assert_eq!(u32::from_le_bytes(full[48..52].try_into().unwrap()), 16);
+    for channel in 0..16 {
         let at = 64 + 16 * channel;
         assert_eq!(
             i32::from_le_bytes(full[at..at + 4].try_into().unwrap()),

@@ -40,8 +40,8 @@ pub const CAPTURE: Endpoint = Endpoint::new(channel_count(), jack(jack_rgb(255, 
 
 /// [`MAX_CHANNELS`] as the node channel count.
 const fn channel_count() -> u8 {
-    // MAX_CHANNELS is 8.
-    #[allow(clippy::cast_possible_truncation, reason = "8 channels")]
+    // MAX_CHANNELS is 16.
+    #[allow(clippy::cast_possible_truncation, reason = "16 channels")]
     let count = MAX_CHANNELS as u8;
     count
 }

@@ -8,8 +8,8 @@
 //! open with, and say nothing about 24 bits in a 32-bit container. The cable
 //! therefore advertises one range per depth it takes: 24-bit PCM (in a
 //! 32-bit container or packed in three bytes: [`PCM24_CONTAINERS`]), 16-bit
-//! and 32-bit PCM, and 32-bit IEEE float; each 1 to 8 channels at 44.1 to
-//! 192 kHz. Every (container, valid bits) pair a range admits opens a
+//! and 32-bit PCM, and 32-bit IEEE float; each 1 to 16 channels at 8 to
+//! 384 kHz. Every (container, valid bits) pair a range admits opens a
 //! stream. Ranges naming one depth are what SYSVAD's host pins advertise
 //! (`speakerwavtable.h`: `SPEAKER_HOST_MIN_BITS_PER_SAMPLE` =
 //! `SPEAKER_HOST_MAX_BITS_PER_SAMPLE` = 16).
@@ -49,12 +49,12 @@ pub const MIN_RATE: u32 = 8_000;
 /// Highest sample rate the cable offers.
 pub const MAX_RATE: u32 = 384_000;
 /// Most channels the cable offers.
-pub const MAX_CHANNELS: u16 = 8;
+pub const MAX_CHANNELS: u16 = 16;
 
 /// Containers of 24 valid bits: 32 (the default's) first, then packed.
 pub const PCM24_CONTAINERS: &[u16] = &[32, 24];
 
-/// `bits`-bit samples of `sample_type`, 1 to 8 channels, 8 to 384 kHz.
+/// `bits`-bit samples of `sample_type`, 1 to 16 channels, 8 to 384 kHz.
 const fn depth_range(sample_type: SampleType, bits: u16) -> DeviceRange {
     DeviceRange {
         sample_type,
