@@ -189,7 +189,9 @@ impl PeakMeter {
     /// Whether a read came since the last call (and clears the mark): the
     /// carrier's cue to go on measuring.
     pub fn take_wanted(&self) -> bool {
-        self.wanted.swap(false, Ordering::Relaxed)
+        // A plain load first: the service asks every period, and a meter
+        // nobody reads should cost it no locked instruction.
+        self.wanted.load(Ordering::Relaxed) && self.wanted.swap(false, Ordering::Relaxed)
     }
 }
 

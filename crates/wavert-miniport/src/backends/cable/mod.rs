@@ -155,7 +155,8 @@ pub struct Buffer {
     pub engine: Engine,
     /// Linear bytes the engine has moved since STOP.
     pub moved: u64,
-    /// Capture: linear bytes (whole frames) the volume has been applied to.
+    /// Capture: linear bytes the volume has been applied to (whole frames
+    /// after a service with a gain; every byte moved at unity).
     pub gained: u64,
     /// Linear bytes (whole frames) the side's peak meter has looked at:
     /// render, played; capture, written and scaled.
@@ -1100,13 +1101,17 @@ fn visit_frames(
 /// only: a frame the engine wrote in part is scaled once it is whole) by
 /// `gains`, in place in the capture buffer. Nothing is scaled at unity.
 fn apply_volume(cb: &mut Buffer, format: &AudioFormat, gains: &ChannelGains) {
-    let block = u64::from(format.block_align().max(1));
-    let end = cb.moved / block * block;
-    let start = cb.gained;
-    cb.gained = end;
     if gains.is_unity() {
+        // Nothing to scale (and no division on the common path); a frame
+        // written in part now is scaled whole by the first service with a
+        // gain, which starts at the frame's beginning.
+        cb.gained = cb.moved;
         return;
     }
+    let block = u64::from(format.block_align().max(1));
+    let end = cb.moved / block * block;
+    let start = cb.gained / block * block;
+    cb.gained = end;
     let encoding = Encoding::of(format);
     let channels = usize::from(format.channels());
     let mapping = &cb.dma.mapping;
@@ -1123,19 +1128,26 @@ const METER_HOLD_SECONDS: u64 = 2;
 /// service: the render frames played, scaled by `gains` (the render meter
 /// sits after the volume and mute, which the capture applies later), or
 /// the capture frames written and scaled. Only while the meter is wanted
-/// (read within [`METER_HOLD_SECONDS`]); otherwise the frames are passed
-/// over unread.
+/// (read within [`METER_HOLD_SECONDS`] of audio); otherwise the frames are
+/// passed over unread, and a meter read again starts with the frames the
+/// next service finishes.
 fn meter(end: &mut End, meter: &PeakMeter, gains: Option<&ChannelGains>) {
     let (Some(format), Some(b)) = (end.format.as_ref(), end.buffer.as_mut()) else {
         // A read before the stream has a buffer stays wanted until it does.
         return;
     };
     let wanted = meter.take_wanted();
+    let measuring = b.metered < b.meter_until;
+    if !wanted && !measuring {
+        // Nobody reads the meter: the service pays one load for it.
+        return;
+    }
     let block = u64::from(format.block_align().max(1));
     // Capture frames count once the volume has scaled them.
     let done = if gains.is_some() { b.moved } else { b.gained };
     let finished = done / block * block;
-    let start = b.metered;
+    // A meter that starts measuring starts with the frames still to come.
+    let start = if measuring { b.metered } else { finished };
     b.metered = finished;
     if wanted {
         let hold = u64::from(format.bytes_per_second()).saturating_mul(METER_HOLD_SECONDS);
