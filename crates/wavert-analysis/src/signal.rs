@@ -56,7 +56,13 @@ fn decode_counter(format: &AudioFormat, sample: &[u8]) -> u16 {
 /// capture in another format (no counter: a converter would not carry it).
 #[must_use]
 pub fn tone_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
-    signal(format, seconds, false)
+    signal(format, seconds, false, 0.5)
+}
+
+/// [`tone_signal`] at `amplitude` (full scale 1).
+#[must_use]
+pub fn tone_signal_at(format: &AudioFormat, seconds: f64, amplitude: f64) -> Vec<u8> {
+    signal(format, seconds, false, amplitude)
 }
 
 /// `seconds` of a 997 Hz sine (amplitude 1/2) on every channel but the
@@ -64,12 +70,12 @@ pub fn tone_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
 /// so the first frame differs from silence.
 #[must_use]
 pub fn test_signal(format: &AudioFormat, seconds: f64) -> Vec<u8> {
-    signal(format, seconds, true)
+    signal(format, seconds, true, 0.5)
 }
 
-/// The tone on every channel, the second carrying the counter instead when
-/// `counter` is set.
-fn signal(format: &AudioFormat, seconds: f64, counter: bool) -> Vec<u8> {
+/// The tone at `amplitude` on every channel, the second carrying the
+/// counter instead when `counter` is set.
+fn signal(format: &AudioFormat, seconds: f64, counter: bool, amplitude: f64) -> Vec<u8> {
     let rate = f64::from(format.sample_rate());
     #[allow(
         clippy::cast_possible_truncation,
@@ -82,7 +88,7 @@ fn signal(format: &AudioFormat, seconds: f64, counter: bool) -> Vec<u8> {
     for k in 0..frames {
         #[allow(clippy::cast_precision_loss, reason = "frame index in a test signal")]
         let t = k as f64 / rate;
-        let tone = 0.5 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin();
+        let tone = amplitude * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin();
         let count = u16::try_from(k % 65_535 + 1).unwrap_or(1);
         for ch in 0..format.channels() {
             encode(

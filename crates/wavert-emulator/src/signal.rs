@@ -19,7 +19,7 @@ use crate::timing::{position_error, Lateness, StreamClock};
 // shared with the Windows setup tool's `check`.
 pub use wavert_analysis::signal::{
     counter_at, find_alignment, find_scaled_alignment, mismatched_frames, mismatched_scaled_frames,
-    test_signal, tone_signal, TONE_HZ,
+    test_signal, tone_signal, tone_signal_at, TONE_HZ,
 };
 
 /// Reads a WAV file as raw frames in `format` (which must be the file's own:

@@ -330,13 +330,51 @@ pub struct ConversionCheck {
     /// converter's channel map, scaled by a render volume).
     pub expected_dbfs: f64,
     /// The least THD+N the formats allow: 6.02 dB per bit of the narrower
-    /// side less 10, at most 90 dB, for the tone at its -6.02 dBFS (less
-    /// by as much as a volume or a channel map lowers it).
+    /// side less 10 (the render side's lowered by as much as the tone was
+    /// played quieter to leave a fold-down room), at most 90 dB, for the
+    /// tone at its -6.02 dBFS (less by as much as a volume or a channel map
+    /// lowers it).
     pub min_snr_db: f64,
 }
 
 /// The test tone's level: amplitude 1/2.
 const FULL_TONE_DBFS: f64 = -6.020_599_913_279_624;
+
+/// Per capture channel, the sum of the gains the converter's channel map
+/// gives the render channels it takes (1 for a channel passed through,
+/// -3 dB for each one folded in).
+fn tap_sums(from: &AudioFormat, to: &AudioFormat) -> Vec<f64> {
+    ChannelMap::new(
+        usize::from(from.channels()),
+        from.channel_mask(),
+        usize::from(to.channels()),
+        to.channel_mask(),
+    )
+    .map_or_else(
+        |_| Vec::new(),
+        |map| {
+            (0..map.outputs())
+                .map(|output| {
+                    map.taps(output)
+                        .iter()
+                        .map(|t| f64::from(t.gain) / 32_768.0)
+                        .sum()
+                })
+                .collect()
+        },
+    )
+}
+
+/// The amplitude of the tone `--capture-format` plays on every render
+/// channel: 1/2, or less when the fold-down sums several channels of it
+/// into one (7.1.4 into stereo sums six), so that no capture channel
+/// passes 1/2 and clips. A fold-down of correlated channels clips by
+/// design (the converter does not normalise); the check is of the
+/// conversion, not of that.
+fn tone_amplitude(from: &AudioFormat, to: &AudioFormat) -> f64 {
+    let most = tap_sums(from, to).into_iter().fold(1.0, f64::max);
+    0.5 / most
+}
 
 impl ConversionCheck {
     /// Most level error, dB.
@@ -389,23 +427,15 @@ impl ConversionCheck {
                 f64::from(f.valid_bits())
             }
         };
+        // 6.02 dB per bit less 10: what a format's own rounding leaves.
+        let floor = |f: &AudioFormat| 6.02f64.mul_add(bits(f), -10.0);
         // Every render channel carries the same tone: the capture's first
         // channel hears it through the sum of its taps (the converter's
         // channel map: 1 for a channel passed through, -3 dB each for a
         // stereo pair folded into mono).
-        let taps: f64 = ChannelMap::new(
-            usize::from(from.channels()),
-            from.channel_mask(),
-            usize::from(to.channels()),
-            to.channel_mask(),
-        )
-        .map_or(0.0, |map| {
-            map.taps(0)
-                .iter()
-                .map(|t| f64::from(t.gain) / 32_768.0)
-                .sum()
-        });
-        let expected_dbfs = 20.0 * (0.5 * taps * gain.unwrap_or(1.0)).log10();
+        let taps = tap_sums(&from, &to).first().copied().unwrap_or(0.0);
+        let expected_dbfs =
+            20.0 * (tone_amplitude(&from, &to) * taps * gain.unwrap_or(1.0)).log10();
         Self {
             from,
             to,
@@ -413,7 +443,12 @@ impl ConversionCheck {
             expected_dbfs,
             // The formats' noise floor stays where it is: a quieter tone
             // stands less far above it.
-            min_snr_db: 6.02f64.mul_add(bits(&from).min(bits(&to)), -10.0).min(90.0)
+            // A tone played quieter (to leave a fold-down headroom) stands
+            // that much less far above the render format's floor.
+            min_snr_db: 20.0f64
+                .mul_add((tone_amplitude(&from, &to) / 0.5).log10(), floor(&from))
+                .min(floor(&to))
+                .min(90.0)
                 + (expected_dbfs - FULL_TONE_DBFS).min(0.0),
         }
     }
@@ -812,6 +847,23 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         meters.read()?;
     }
 
+    // The capture's layout (its container does not matter here: a request
+    // without one gets the depth's, 32 bits for 24).
+    let capture_format = args
+        .capture_format
+        .map(|request| {
+            let container_bits = match (request.container_bits, request.bits) {
+                (0, 24) => 32,
+                (0, bits) => bits,
+                (container, _) => container,
+            };
+            FormatRequest {
+                container_bits,
+                ..request
+            }
+            .format()
+        })
+        .transpose()?;
     let bar = progress_bar(args)?;
     let mut rendered_by_cable: Vec<Vec<u8>> = Vec::new();
     let mut read_error = None;
@@ -829,11 +881,13 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
                 || {
                     args.input.as_ref().map_or_else(
                         || {
-                            if args.capture_format.is_some() {
-                                signal::tone_signal(format, args.seconds)
-                            } else {
-                                signal::test_signal(format, args.seconds)
-                            }
+                            capture_format.as_ref().map_or_else(
+                                || signal::test_signal(format, args.seconds),
+                                |capture| {
+                                    let amplitude = tone_amplitude(format, capture);
+                                    signal::tone_signal_at(format, args.seconds, amplitude)
+                                },
+                            )
                         },
                         |path| {
                             signal::read_wav(path, format).unwrap_or_else(|e| {
@@ -947,7 +1001,9 @@ fn run_virtual(args: &Args) -> Result<VirtualOutcome, String> {
         .collect::<Result<Vec<_>, String>>()?;
 
     let wav_path = args.output.join("captured.wav");
-    signal::write_wav(&wav_path, &format, &session.captured)
+    // The capture in its own format (which `--capture-format` may make
+    // another than the render's).
+    signal::write_wav(&wav_path, &session.capture_format, &session.captured)
         .map_err(|e| format!("{}: {e}", wav_path.display()))?;
     let plot_path = args.output.join("timing.svg");
     let svg = signal::session_plot_svg(
@@ -1028,13 +1084,16 @@ mod tests {
 
     #[test]
     fn a_capture_in_another_format_is_checked_as_the_tone_it_carries() {
-        for (format, level) in [
-            ("44100,16,2", -6.02),
-            ("96000,32,6,float", -6.02),
-            // The converter folds a stereo pair into mono at -3 dB each.
-            ("48000,16,1", -3.01),
+        for (render, format, level) in [
+            ("48000,16,2", "44100,16,2", -6.02),
+            ("48000,16,2", "96000,32,6,float", -6.02),
+            // The converter folds a stereo pair into mono at -3 dB each, and
+            // 7.1.4 into stereo six channels into each side: the tone is
+            // played quieter by as much, so the capture still hears -6.02.
+            ("48000,16,2", "48000,16,1", -6.02),
+            ("48000,16,12", "48000,16,2", -6.02),
         ] {
-            let outcome = session(&["--capture-format", format]).unwrap();
+            let outcome = session(&["--format", render, "--capture-format", format]).unwrap();
             assert!(outcome.passed(), "{format}: {:#?}", outcome.report_lines());
             let Outcome::Virtual(virtual_outcome) = outcome else {
                 panic!("not the cable's outcome");
