@@ -329,7 +329,10 @@ pub fn run_driver_clippy() -> StepResult {
     let mut checked = Vec::new();
     for target in WINDOWS_TARGETS {
         if build_blocker(target)?.is_none() {
-            run(driver_cargo("clippy", target)?.args(["--", "-D", "warnings"]))?;
+            // In the release profile, as `cross` builds: the build scripts
+            // (wdk-sys's bindgen above all) and the proc-macros are then
+            // built once for both stages.
+            run(driver_cargo("clippy", target)?.args(["--release", "--", "-D", "warnings"]))?;
             checked.push(target.triple);
         } else {
             println!(
