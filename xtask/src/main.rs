@@ -221,7 +221,18 @@ fn stage_clippy_host() -> StepResult {
     Ok("no warnings in the host crates (all targets)".to_owned())
 }
 
+/// Every host crate's tests but wavert-qemu's, which the `qemu-ac97` stage
+/// runs (after its setup, with its figures in the summary) over the same
+/// build: running them here too ran every QEMU session twice.
 fn stage_test() -> StepResult {
-    run(cargo().current_dir(workspace_root()).arg("test"))?;
-    Ok("host test suites passed".to_owned())
+    run(cargo().current_dir(workspace_root()).args([
+        "test",
+        "--workspace",
+        // The driver package (the root) builds for Windows only.
+        "--exclude",
+        "rswavert",
+        "--exclude",
+        "wavert-qemu",
+    ]))?;
+    Ok("host test suites passed (wavert-qemu's in the qemu-ac97 stage)".to_owned())
 }

@@ -30,27 +30,24 @@ fn figures(output: &str) -> Vec<&str> {
 /// QEMU cannot be set up (the reason and the log to read), or a test fails.
 pub fn run() -> Result<String, String> {
     let root = workspace_root();
-    let target = root.join("target").join("qemu");
     let setup = run_captured(
         "QEMU setup (cargo run -p wavert-qemu --bin wavert-qemu-setup)",
-        cargo()
-            .current_dir(&root)
-            .env("CARGO_TARGET_DIR", &target)
-            .args([
-                "run",
-                "--quiet",
-                "-p",
-                "wavert-qemu",
-                "--bin",
-                "wavert-qemu-setup",
-            ]),
+        cargo().current_dir(&root).args([
+            "run",
+            "--quiet",
+            "-p",
+            "wavert-qemu",
+            "--bin",
+            "wavert-qemu-setup",
+        ]),
     )?;
     let started = Instant::now();
     let output = run_captured(
         "cargo test -p wavert-qemu",
         cargo()
             .current_dir(&root)
-            .env("CARGO_TARGET_DIR", &target)
+            // The workspace's own target directory: the test stage built
+            // everything these tests link.
             // Each test runs its own QEMU; two at a time suits small machines.
             .args([
                 "test",
