@@ -1636,6 +1636,26 @@ fn samples_i16(bytes: &[u8]) -> Vec<i16> {
         .collect()
 }
 
+/// A cable (looping DMA) with both topology filters, and a 48 kHz 16-bit
+/// stereo session configuration: what the node tests below act on.
+fn topology_session() -> (
+    Arc<Machine>,
+    CableAdapter,
+    wavert_emulator::ks::KsFilter,
+    wavert_emulator::ks::KsFilter,
+    LoopbackConfig,
+) {
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let render = adapter.ks_filter("TopologyRender").unwrap();
+    let capture = adapter.ks_filter("TopologyCapture").unwrap();
+    let config = LoopbackConfig {
+        format: request(48_000, 16, 2, false),
+        ..LoopbackConfig::default()
+    };
+    (machine, adapter, render, capture, config)
+}
+
 /// Volume and mute act on the audio: with the render side at -6 dB on
 /// every channel and the capture side's right channel at -3.5 dB, each
 /// captured sample is the rendered one times the two sides' gain for its
@@ -1647,14 +1667,7 @@ fn samples_i16(bytes: &[u8]) -> Vec<i16> {
 fn volume_and_mute_nodes_scale_what_the_capture_hears() {
     use wavert_emulator::ks_topology::{set_mute, set_volume};
     const DB: i32 = 65_536;
-    let machine = new_machine();
-    let adapter = start(&machine, DmaMode::Looping);
-    let render = adapter.ks_filter("TopologyRender").unwrap();
-    let capture = adapter.ks_filter("TopologyCapture").unwrap();
-    let config = LoopbackConfig {
-        format: request(48_000, 16, 2, false),
-        ..LoopbackConfig::default()
-    };
+    let (machine, adapter, render, capture, config) = topology_session();
 
     assert_eq!(set_volume(&render, -1, -6 * DB), Ok(-6 * DB));
     assert_eq!(set_volume(&capture, 1, -7 * DB / 2), Ok(-7 * DB / 2));
@@ -1705,14 +1718,7 @@ fn peak_meters_read_the_level_each_side_hears() {
     use wavert_emulator::engine::EngineError;
     use wavert_emulator::ks_topology::{read_peak_meter, set_mute, set_volume};
     const DB: i32 = 65_536;
-    let machine = new_machine();
-    let adapter = start(&machine, DmaMode::Looping);
-    let render = adapter.ks_filter("TopologyRender").unwrap();
-    let capture = adapter.ks_filter("TopologyCapture").unwrap();
-    let config = LoopbackConfig {
-        format: request(48_000, 16, 2, false),
-        ..LoopbackConfig::default()
-    };
+    let (machine, adapter, render, capture, config) = topology_session();
     let q31 = |s: i16| (i64::from(s).abs() << 16).min(i64::from(i32::MAX));
     // The largest reading of each side's two channels over a session.
     let metered = |adapter: &CableAdapter| {
