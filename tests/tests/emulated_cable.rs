@@ -659,6 +659,10 @@ fn format_sweep_is_bit_exact() {
         exact(48_000, 24, 24, 12),
         request(96_000, 32, 16, true),
         exact(192_000, 24, 32, 16),
+        // Unsigned 8-bit (its silence: the next test).
+        request(8_000, 8, 1, false),
+        request(48_000, 8, 2, false),
+        request(44_100, 8, 12, false),
         // A range asking for 24 bits gets the default's container.
         request(48_000, 24, 2, false),
     ]);
@@ -1781,4 +1785,44 @@ fn peak_meters_read_the_level_each_side_hears() {
     drop((render, capture));
     adapter.remove();
     assert_clean(&machine, "after the peak-meter sessions");
+}
+
+/// Unsigned 8-bit PCM is silent at 0x80, not 0: a capture with no render
+/// stream (the cable's silence), its freshly allocated buffer, and the same
+/// capture at 16 bits (zero bytes) for contrast.
+#[test]
+fn an_8_bit_capture_without_render_is_0x80_silence() {
+    let machine = new_machine();
+    let adapter = start(&machine, DmaMode::Looping);
+    let filter = adapter.wave_filter("WaveCapture").unwrap();
+    let pin = streaming_pin(filter.description, true).unwrap();
+    for (bits, silence) in [(8, 0x80u8), (16, 0)] {
+        let format = request(48_000, bits, 2, false);
+        let (_, bytes) =
+            negotiate_format(&filter.miniport, filter.description, pin, &format).unwrap();
+        let mut stream = Stream::open(&machine, &filter.miniport, pin, true, &bytes).unwrap();
+        let size = stream.allocate(1_920, Some(2)).unwrap();
+        let mut recorded = Vec::new();
+        stream.set_state(portcls_sys::KSSTATE_RUN).unwrap();
+        for _ in 0..8 {
+            machine.advance(5 * wavert_emulator::machine::QPC_PER_MS);
+            let position = stream.position().unwrap();
+            stream.read_packet(position, &mut recorded).unwrap();
+        }
+        stream.set_state(portcls_sys::KSSTATE_STOP).unwrap();
+        stream.close().unwrap();
+        assert!(
+            recorded.len() >= size as usize,
+            "{bits}-bit: {} bytes",
+            recorded.len()
+        );
+        assert!(
+            recorded.iter().all(|&b| b == silence),
+            "{bits}-bit capture without render: {:?}",
+            &recorded[..16]
+        );
+    }
+    drop(filter);
+    adapter.remove();
+    assert_clean(&machine, "8-bit silence");
 }

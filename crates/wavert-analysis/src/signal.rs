@@ -24,6 +24,21 @@ fn encode(format: &AudioFormat, value: f64, counter: Option<u16>, out: &mut Vec<
         out.extend_from_slice(&v.to_le_bytes());
         return;
     }
+    if container == 8 {
+        // Unsigned, 0x80 the zero line (WAVE's 8-bit PCM); the counter
+        // keeps only its top byte.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "bounded by the 8-bit range"
+        )]
+        let byte = counter.map_or_else(
+            || ((value * 127.0).round() as i64 + 128) as u8,
+            |c| (c >> 8) as u8 ^ 0x80,
+        );
+        out.push(byte);
+        return;
+    }
     let word: i64 = counter.map_or_else(
         || {
             let full_scale = f64::from((1u32 << (valid - 1)) - 1);
@@ -48,8 +63,12 @@ fn decode_counter(format: &AudioFormat, sample: &[u8]) -> u16 {
         )]
         return (v * 65536.0).round() as u16;
     }
-    let n = sample.len();
-    u16::from_le_bytes([sample[n - 2], sample[n - 1]])
+    match *sample {
+        // 8-bit: the counter's top byte only.
+        [byte] => u16::from(byte ^ 0x80) << 8,
+        [.., low, high] => u16::from_le_bytes([low, high]),
+        [] => 0,
+    }
 }
 
 /// `seconds` of the 997 Hz sine (amplitude 1/2) on every channel, for a

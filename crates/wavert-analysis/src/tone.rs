@@ -38,10 +38,14 @@ pub fn channel_samples(format: &AudioFormat, data: &[u8], channel: u16) -> Vec<f
 }
 
 /// One sample's value: float as stored, integers over their container's
-/// full scale (the valid bits are the container's top bits).
+/// full scale (the valid bits are the container's top bits; 8-bit PCM is
+/// unsigned, 0x80 the zero line).
 fn decode(format: &AudioFormat, sample: &[u8]) -> f64 {
     if format.sample_type() == SampleType::Float {
         return f64::from(f32::from_le_bytes(sample.try_into().unwrap_or([0; 4])));
+    }
+    if let [byte] = *sample {
+        return f64::from(i8::from_le_bytes([byte ^ 0x80])) / 128.0;
     }
     let mut word = [0u8; 4];
     let bytes = sample.len().min(4);
@@ -189,6 +193,22 @@ fn phase_drift_hz(tail: &[f64], rate: f64, frequency: f64, skip: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_read_over_full_scale_and_8_bit_is_unsigned() {
+        let pcm8 = AudioFormat::extensible(SampleType::Pcm, 1, 8_000, 8, 8).unwrap();
+        assert_eq!(
+            channel_samples(&pcm8, &[0x80, 0xC0, 0x40, 0x00], 0),
+            [0.0, 0.5, -0.5, -1.0]
+        );
+        let pcm16 = AudioFormat::extensible(SampleType::Pcm, 2, 8_000, 16, 16).unwrap();
+        let frame: Vec<u8> = [0x4000i16, -0x8000]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
+        assert_eq!(channel_samples(&pcm16, &frame, 0), [0.5]);
+        assert_eq!(channel_samples(&pcm16, &frame, 1), [-1.0]);
+    }
 
     fn sine(rate: u32, frequency: f64, amplitude: f64, frames: usize) -> Vec<f64> {
         (0..frames)

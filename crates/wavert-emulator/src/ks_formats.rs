@@ -639,18 +639,6 @@ mod tests {
         (id, value)
     }
 
-    /// Accepts every proposal.
-    #[windows_abi]
-    unsafe extern "system" fn accepts_everything(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
-        // SAFETY: the router's live request; the slice is not used.
-        let (id, _) = unsafe { id_and_value(request) };
-        if id == KSPROPERTY_PIN_PROPOSEDATAFORMAT {
-            return STATUS_SUCCESS;
-        }
-        // SAFETY: as above, for the product's own handler.
-        unsafe { format_property_handler::<Real>(request) }
-    }
-
     /// Refuses 24 bits in 32, whatever the stream would do.
     #[windows_abi]
     unsafe extern "system" fn refuses_24_in_32(request: *mut PCPROPERTY_REQUEST) -> NTSTATUS {
@@ -729,13 +717,7 @@ mod tests {
         let busy = "PROPOSEDATAFORMAT answers while the pin's instance is open";
         let per_mode = "PROPOSEDATAFORMAT2 answers the default format for every mode";
         let wildcard = "a wildcard intersection gives the default format";
-        let cases: [Case<'_>; 5] = [
-            (
-                "accepts what NewStream refuses",
-                Some(Some(accepts_everything)),
-                expected,
-                &[proposal],
-            ),
+        let cases: [Case<'_>; 4] = [
             (
                 "refuses 24 in 32, which opens (and is the default)",
                 Some(Some(refuses_24_in_32)),
@@ -775,6 +757,27 @@ mod tests {
                 .collect();
             assert_eq!(failed, rules, "{what}");
         }
+        // A proposal accepted that NewStream refuses. The cable takes every
+        // format of the matrix (8 to 384 kHz, 1 to 16 channels, every
+        // depth), so a handler accepting everything would change nothing
+        // there; a cable whose engine will not open 44.1 kHz, which its
+        // ranges and proposal handler take, is that mismatch.
+        let machine = super::tests::machine();
+        let refusing = start_faulty_cable(
+            &machine,
+            Fault::RefuseRate {
+                rate: 44_100,
+                capture_only: false,
+            },
+        )
+        .unwrap();
+        let findings = run(&machine, &refusing, "WaveRender", None, expected);
+        let failed = failed_rules(&findings);
+        let failed: Vec<&str> = failed
+            .iter()
+            .map(|r| r.split(" (").next().unwrap_or(r))
+            .collect();
+        assert_eq!(failed, [proposal], "accepts what NewStream refuses");
     }
 
     #[test]

@@ -430,7 +430,7 @@ mod tests {
                 host.entries.len()
             );
         }
-        assert_eq!(cable::filters::HOST_RANGES.len(), 4);
+        assert_eq!(cable::filters::HOST_RANGES.len(), 5);
         for topology in [&TOPOLOGY_RENDER_FILTER, &TOPOLOGY_CAPTURE_FILTER] {
             assert_eq!(check_range_attributes(topology, NO_HOST), Ok(()));
         }
@@ -522,7 +522,7 @@ mod tests {
         // flag cleared, the list's header is read as a range of 32 bytes.
         let product = read_range_table(&pins(&cable::filters::WAVE_RENDER_FILTER)[0]);
         let mut value = dataranges_property(&product);
-        assert_eq!(read_dataranges_property(&value).unwrap().len(), 4);
+        assert_eq!(read_dataranges_property(&value).unwrap().len(), 5);
         let flags = 8 + std::mem::offset_of!(KSDATARANGE, Flags);
         value[flags] &= !u8::try_from(KSDATARANGE_ATTRIBUTES).unwrap();
         let error = read_dataranges_property(&value).unwrap_err();
@@ -537,10 +537,10 @@ mod tests {
         let product = read_range_table(&pins(&cable::filters::WAVE_RENDER_FILTER)[0]);
         let value = dataranges_property(&product);
         // Header 8, then per range 88 (84 padded) + list 8 + 24.
-        assert_eq!(value.len(), 8 + 4 * (88 + 32));
+        assert_eq!(value.len(), 8 + 5 * (88 + 32));
         assert_eq!(
             &value[4..8],
-            &8u32.to_le_bytes(),
+            &10u32.to_le_bytes(),
             "ranges and lists counted"
         );
         let read = read_dataranges_property(&value).unwrap();

@@ -526,7 +526,10 @@ impl PairSession {
             captured: Vec::with_capacity(usize::try_from(target).unwrap_or(0)),
         };
         let (signal, at) = (&session.signal, &mut session.source_at);
-        session.render.prefill(&mut source_of(signal, at))?;
+        let silence = silence_of(&session.format);
+        session
+            .render
+            .prefill(&mut source_of(signal, at, silence))?;
         Ok(session)
     }
 
@@ -567,7 +570,7 @@ impl PairSession {
                 .ok()
                 .filter(|&left| left <= self.render.packet_bytes());
             let (signal, at) = (&self.signal, &mut self.source_at);
-            let mut source = source_of(signal, at);
+            let mut source = source_of(signal, at, silence_of(&self.format));
             match last {
                 Some(valid) if config.end_of_stream && self.end_of_stream_at.is_none() => {
                     self.end_of_stream_at = Some(signal_len as u64);
@@ -649,12 +652,18 @@ impl PairSession {
     }
 }
 
-/// The render source over `signal` from byte `*at` (silence after its end).
-fn source_of<'a>(signal: &'a [u8], at: &'a mut usize) -> impl FnMut(&mut [u8]) + 'a {
+/// The render source over `signal` from byte `*at` (`silence` bytes after
+/// its end).
+fn source_of<'a>(signal: &'a [u8], at: &'a mut usize, silence: u8) -> impl FnMut(&mut [u8]) + 'a {
     move |out: &mut [u8]| {
         for byte in out.iter_mut() {
-            *byte = signal.get(*at).copied().unwrap_or(0);
+            *byte = signal.get(*at).copied().unwrap_or(silence);
             *at += 1;
         }
     }
+}
+
+/// A silent byte of `format`: 0x80 for unsigned 8-bit PCM, else 0.
+const fn silence_of(format: &AudioFormat) -> u8 {
+    wavert_core::convert::sample::Encoding::of(format).silence()
 }

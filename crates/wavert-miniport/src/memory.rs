@@ -229,15 +229,24 @@ impl Mapping {
         self.len == 0
     }
 
-    /// Writes `len` zero bytes (silence for every supported format) at
-    /// `offset`. Returns `false` (writing nothing) when out of bounds.
+    /// Writes `len` zero bytes at `offset` (memory, or silence for every
+    /// format but 8-bit PCM: [`Self::fill`]). Returns `false` (writing
+    /// nothing) when out of bounds.
     #[must_use]
     pub fn zero(&self, offset: u32, len: u32) -> bool {
+        self.fill(offset, len, 0)
+    }
+
+    /// Writes `len` bytes of `byte` at `offset` (a format's silence: 0, or
+    /// 0x80 for unsigned 8-bit PCM). Returns `false` (writing nothing) when
+    /// out of bounds.
+    #[must_use]
+    pub fn fill(&self, offset: u32, len: u32, byte: u8) -> bool {
         let Some(dst) = self.range(offset, len) else {
             return false;
         };
         // SAFETY: the range lies inside the live mapping (checked above).
-        unsafe { core::ptr::write_bytes(dst.as_ptr(), 0, len as usize) };
+        unsafe { core::ptr::write_bytes(dst.as_ptr(), byte, len as usize) };
         true
     }
 }

@@ -604,8 +604,10 @@ impl<B: Backend> WaveRtStream<B> {
             }
         };
         // Silence until the first byte moves (capture), and no stale data
-        // from whoever had these pages before (both sides).
-        let _zeroed = mapping.zero(0, plan.size_bytes);
+        // from whoever had these pages before (both sides): the format's
+        // silence (0x80 for unsigned 8-bit PCM, zero bytes otherwise).
+        let silence = wavert_core::convert::sample::Encoding::of(&self.format).silence();
+        let _silenced = mapping.fill(0, plan.size_bytes, silence);
         let raw_mdl = mdl.as_raw();
         let buffer = DmaBuffer {
             mdl,

@@ -60,16 +60,17 @@ fn new_stream_rejects_bad_pins_formats_and_second_streams() {
         rig.new_stream(Direction::Render, &port, 0, &tiny).err(),
         Some(STATUS_INVALID_PARAMETER)
     );
-    // Valid formats outside the ranges (the cable has no 8-bit range;
-    // every rate from 8 kHz up it takes).
+    // The cable's ranges hold every format a WAVEFORMATEXTENSIBLE here can
+    // name (8 to 384 kHz, 1 to 16 channels, 8-bit unsigned to 32-bit float),
+    // so a parsable format is not refused: the 8-bit ones open too (the
+    // ks_formats rules hold PROPOSEDATAFORMAT and NewStream to the same
+    // answer on every back-end, the AC'97's and HD Audio's refusals
+    // included).
     for f in [
         ks_format(false, 2, 48_000, 8, 8),
         ks_format(false, 1, 8_000, 8, 8),
     ] {
-        assert_eq!(
-            rig.new_stream(Direction::Render, &port, 0, &f).err(),
-            Some(STATUS_NOT_SUPPORTED)
-        );
+        assert!(rig.new_stream(Direction::Render, &port, 0, &f).is_ok());
     }
     // 24 valid bits, in 32 or packed: both inside the 24-bit range.
     for f in [

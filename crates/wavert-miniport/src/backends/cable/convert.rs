@@ -36,6 +36,7 @@ use alloc::vec::Vec;
 
 use wavert_core::convert::gain::ChannelGains;
 use wavert_core::convert::resample::Resampler;
+use wavert_core::convert::sample::Encoding;
 use wavert_core::convert::{ConvertError, Converter};
 use wavert_core::format::AudioFormat;
 
@@ -70,6 +71,8 @@ pub struct Conversion {
     fifo: Vec<u8>,
     fifo_start: i128,
     fifo_end: i128,
+    /// The capture format's silence byte (0x80 for 8-bit PCM, else 0).
+    silence: u8,
 }
 
 /// Where the render audio is, for one service.
@@ -122,6 +125,7 @@ impl Conversion {
             fifo,
             fifo_start: 0,
             fifo_end: 0,
+            silence: Encoding::of(capture).silence(),
         })
     }
 
@@ -285,7 +289,7 @@ pub fn codec_delay_100ns(render: &AudioFormat, capture: &AudioFormat) -> u32 {
 /// from render audio (the rest counts as silence).
 pub fn convert_into(conversion: &mut Conversion, capture: &Mapping, offset: u32, len: u32) -> u32 {
     let Some(mut next) = conversion.next_input else {
-        let _zeroed = capture.zero(offset, len);
+        let _silenced = capture.fill(offset, len, conversion.silence);
         return 0;
     };
     let (in_block, out_block) = conversion.block_aligns();
@@ -337,7 +341,7 @@ pub fn convert_into(conversion: &mut Conversion, capture: &Mapping, offset: u32,
         }
     }
     if done < len {
-        let _zeroed = capture.zero(offset + done, len - done);
+        let _silenced = capture.fill(offset + done, len - done, conversion.silence);
     }
     conversion.next_input = Some(next);
     from_render

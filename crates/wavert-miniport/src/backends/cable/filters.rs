@@ -8,8 +8,8 @@
 //! open with, and say nothing about 24 bits in a 32-bit container. The cable
 //! therefore advertises one range per depth it takes: 24-bit PCM (in a
 //! 32-bit container or packed in three bytes: [`PCM24_CONTAINERS`]), 16-bit
-//! and 32-bit PCM, and 32-bit IEEE float; each 1 to 16 channels at 8 to
-//! 384 kHz. Every (container, valid bits) pair a range admits opens a
+//! and 32-bit PCM, 32-bit IEEE float and unsigned 8-bit PCM; each 1 to 16
+//! channels at 8 to 384 kHz. Every (container, valid bits) pair a range admits opens a
 //! stream. Ranges naming one depth are what SYSVAD's host pins advertise
 //! (`speakerwavtable.h`: `SPEAKER_HOST_MIN_BITS_PER_SAMPLE` =
 //! `SPEAKER_HOST_MAX_BITS_PER_SAMPLE` = 16).
@@ -75,10 +75,19 @@ pub const PCM16_RANGE: DeviceRange = depth_range(SampleType::Pcm, 16);
 pub const PCM32_RANGE: DeviceRange = depth_range(SampleType::Pcm, 32);
 /// 32-bit IEEE float.
 pub const FLOAT_RANGE: DeviceRange = depth_range(SampleType::Float, 32);
+/// 8-bit PCM (unsigned, 0x80 silence, as WAVE defines it).
+pub const PCM8_RANGE: DeviceRange = depth_range(SampleType::Pcm, 8);
 
 /// The host pins' device ranges, in the order of their data-range table
-/// (the default format's first).
-pub const HOST_RANGES: [DeviceRange; 4] = [PCM24_RANGE, PCM16_RANGE, PCM32_RANGE, FLOAT_RANGE];
+/// (the default format's first; 8-bit last, the depth a wildcard should
+/// least get).
+pub const HOST_RANGES: [DeviceRange; 5] = [
+    PCM24_RANGE,
+    PCM16_RANGE,
+    PCM32_RANGE,
+    FLOAT_RANGE,
+    PCM8_RANGE,
+];
 
 /// The cable's default format, both directions: 48 kHz, stereo, 24 valid
 /// bits in 32 (see the module docs for why).
@@ -97,13 +106,15 @@ static PCM16_KSRANGE: KSDATARANGE_AUDIO = audio_range(KSDATAFORMAT_SUBTYPE_PCM, 
 static PCM32_KSRANGE: KSDATARANGE_AUDIO = audio_range(KSDATAFORMAT_SUBTYPE_PCM, &PCM32_RANGE);
 static FLOAT_KSRANGE: KSDATARANGE_AUDIO =
     audio_range(KSDATAFORMAT_SUBTYPE_IEEE_FLOAT, &FLOAT_RANGE);
+static PCM8_KSRANGE: KSDATARANGE_AUDIO = audio_range(KSDATAFORMAT_SUBTYPE_PCM, &PCM8_RANGE);
 
 /// Each range, then its mode attribute list.
-static HOST_KSRANGES: DataRangeTable<8> = host_range_table([
+static HOST_KSRANGES: DataRangeTable<10> = host_range_table([
     &PCM24_KSRANGE,
     &PCM16_KSRANGE,
     &PCM32_KSRANGE,
     &FLOAT_KSRANGE,
+    &PCM8_KSRANGE,
 ]);
 static RENDER_PINS: [PCPIN_DESCRIPTOR; 2] = wave_pins(Direction::Render, &HOST_KSRANGES);
 static CAPTURE_PINS: [PCPIN_DESCRIPTOR; 2] = wave_pins(Direction::Capture, &HOST_KSRANGES);

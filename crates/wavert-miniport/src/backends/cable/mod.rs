@@ -1017,18 +1017,16 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
         };
         if need > 0 {
             let capture_map = &cb.dma.mapping;
+            let silence = silence_of(capture.format.as_ref());
             let mut fill = |offset: u32, len: u32| {
                 let copied = match (source.as_mut(), converted.as_mut()) {
-                    (Some(src), _) => copy_from_render(src, capture_map, offset, len, stats),
-                    (None, Some(conv)) => {
-                        let made = convert_into(conv, capture_map, offset, len);
-                        stats.converted_bytes =
-                            stats.converted_bytes.saturating_add(u64::from(made));
-                        made
+                    (Some(src), _) => {
+                        copy_from_render(src, capture_map, offset, len, silence, stats)
                     }
+                    (None, Some(conv)) => convert_piece(conv, capture_map, offset, len, stats),
                     (None, None) => {
                         // In bounds: the engine's pieces lie inside the buffer.
-                        let _zeroed = capture_map.zero(offset, len);
+                        let _silenced = capture_map.fill(offset, len, silence);
                         0
                     }
                 };
@@ -1055,6 +1053,25 @@ fn service<P: Platform>(s: &mut CableState, platform: &P, now: u64) {
     {
         signal(b, platform, now, stats);
     }
+}
+
+/// [`convert_into`] for one piece of the capture engine's walk, counted.
+fn convert_piece(
+    conversion: &mut Conversion,
+    capture: &Mapping,
+    offset: u32,
+    len: u32,
+    stats: &mut CableStats,
+) -> u32 {
+    let made = convert_into(conversion, capture, offset, len);
+    stats.converted_bytes = stats.converted_bytes.saturating_add(u64::from(made));
+    made
+}
+
+/// What a byte of `format` without audio holds: 0x80 for unsigned 8-bit
+/// PCM, else 0 (no format yet: 0).
+fn silence_of(format: Option<&AudioFormat>) -> u8 {
+    format.map_or(0, |format| Encoding::of(format).silence())
 }
 
 /// Bytes of whole frames the service copies out of a buffer at a time to
@@ -1214,6 +1231,7 @@ fn copy_from_render(
     capture: &Mapping,
     offset: u32,
     len: u32,
+    silence: u8,
     stats: &mut CableStats,
 ) -> u32 {
     let size = u64::from(src.geometry.size());
@@ -1241,7 +1259,7 @@ fn copy_from_render(
         };
         if silent > 0 {
             // In bounds: the engine's pieces lie inside the buffer.
-            let _zeroed = capture.zero(offset + done, silent);
+            let _silenced = capture.fill(offset + done, silent, silence);
             done += silent;
             continue;
         }
@@ -1256,7 +1274,7 @@ fn copy_from_render(
                 .mapping
                 .copy_to(run.buffer_offset, capture, offset + done, run.len)
             {
-                let _zeroed = capture.zero(offset + done, len - done);
+                let _silenced = capture.fill(offset + done, len - done, silence);
                 src.next += i128::from(len);
                 return copied;
             }
