@@ -43,7 +43,6 @@ fn existing_image() -> Result<PathBuf, String> {
 pub fn run_stage() -> StepResult {
     let image = existing_image()?;
     let mut passed = 0;
-    let qemu_target = workspace_root().join("target").join("qemu");
     for (package, suite, extra) in [
         ("wavert-tests", "emulated_cable", None),
         ("wavert-tests", "emulated_cables", None),
@@ -57,9 +56,6 @@ pub fn run_stage() -> StepResult {
             .current_dir(workspace_root())
             .env("RSWAVERT_IMAGE", &image)
             .args(["test", "-p", package, "--test", suite, "--"]);
-        if package == "wavert-qemu" {
-            command.env("CARGO_TARGET_DIR", &qemu_target);
-        }
         if let Some(extra) = extra {
             command.arg(extra);
         }
