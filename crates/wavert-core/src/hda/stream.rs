@@ -18,7 +18,7 @@
 
 use super::{reg, split_address, HdaError, RegisterBus, DMA_ALIGNMENT};
 use crate::bus::Counted;
-use crate::sg::SgProfile;
+use crate::sg::{Descriptor, SgProfile};
 
 /// Polls of the reset and run bits, one microsecond apart.
 const STREAM_POLLS: u32 = 1_000;
@@ -245,6 +245,35 @@ impl Stream {
         stopped
     }
 
+    /// Programs the descriptor for a stream that lost its registers (a
+    /// power loss) and resumes at linear byte `linear`: `program` holds the
+    /// list [`resume_list`] rotated to start at `linear`'s offset in the
+    /// cyclic buffer, so LPIB counts from that offset and the position goes
+    /// on from `linear`. RUN stays clear.
+    ///
+    /// # Errors
+    /// As [`Self::program`].
+    pub fn program_resuming(
+        &mut self,
+        bus: &mut impl RegisterBus,
+        program: StreamProgram,
+        linear: u64,
+        stall_us: &mut impl FnMut(u32),
+    ) -> Result<(), HdaError> {
+        self.program(bus, program, stall_us)?;
+        self.tracker = PositionTracker::resumed(program.cyclic_bytes, linear);
+        Ok(())
+    }
+
+    /// Forgets the program and position without touching a register (a
+    /// STOP while the device is powered down: its registers are gone or
+    /// must not be touched).
+    pub const fn forget(&mut self) {
+        self.program = None;
+        self.running = false;
+        self.tracker = PositionTracker::new(0);
+    }
+
     /// Halts and forgets the program; the position restarts at 0.
     pub fn stop(&mut self, bus: &mut impl RegisterBus, stall_us: &mut impl FnMut(u32)) -> bool {
         let stopped = self.halt(bus, stall_us);
@@ -293,6 +322,134 @@ impl Stream {
     }
 }
 
+/// Where a stream that lost its registers starts again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Offset in the cyclic buffer of the rotated list's first byte.
+    pub origin: u32,
+    /// Bytes from the held offset forward to `origin`: not played (render)
+    /// or not recorded (capture) across the power loss.
+    pub skipped: u32,
+    /// Entries of the rotated list.
+    pub entries: u16,
+}
+
+/// Writes `descriptors`, the looping list of a cyclic buffer of `size`
+/// bytes, rotated to start at the first 128-byte boundary at or after
+/// `held_offset`, through `write(index, entry)` in list order.
+///
+/// Why: after a power loss LPIB is 0 again and the controller starts at the
+/// first entry, and every entry must start 128-byte aligned (HDA spec
+/// 3.6.3), so a stream held mid-entry can only go on at a boundary. The
+/// entry holding the boundary is split in two (its part before the
+/// boundary goes last, without IOC); with no room for one more entry (`max_entries`) the list starts
+/// at the next entry instead. Every byte is still in the list once, so
+/// LPIB wraps at CBL as before and each packet end keeps its IOC.
+///
+/// # Errors
+/// [`HdaError::BadBufferGeometry`] for a list that does not tile
+/// `0..size`, an offset beyond it, or a `write` that fails.
+pub fn resume_list(
+    descriptors: &[Descriptor],
+    size: u32,
+    held_offset: u32,
+    max_entries: usize,
+    write: &mut impl FnMut(usize, &Descriptor) -> bool,
+) -> Result<ResumePoint, HdaError> {
+    if size == 0 || held_offset >= size {
+        return Err(HdaError::BadBufferGeometry);
+    }
+    let tiled = descriptors
+        .iter()
+        .try_fold(0u32, |next, d| {
+            (d.buffer_offset == next && d.length_bytes > 0)
+                .then(|| next.checked_add(d.length_bytes))
+                .flatten()
+        })
+        == Some(size);
+    if !tiled {
+        return Err(HdaError::BadBufferGeometry);
+    }
+    let alignment = u32::try_from(DMA_ALIGNMENT).unwrap_or(128);
+    let boundary = held_offset
+        .checked_next_multiple_of(alignment)
+        .filter(|b| *b < size)
+        .unwrap_or(0);
+    let holding = |offset: u32| {
+        descriptors
+            .iter()
+            .position(|d| offset >= d.buffer_offset && offset - d.buffer_offset < d.length_bytes)
+    };
+    let mut first = holding(boundary).ok_or(HdaError::BadBufferGeometry)?;
+    let mut origin = boundary;
+    let mut split = None;
+    let entry = descriptors.get(first).ok_or(HdaError::BadBufferGeometry)?;
+    let into_entry = origin - entry.buffer_offset;
+    if into_entry > 0 {
+        let aligned = (entry.address + u64::from(into_entry)) % DMA_ALIGNMENT == 0;
+        if aligned && descriptors.len() < max_entries {
+            split = Some((
+                Descriptor {
+                    address: entry.address + u64::from(into_entry),
+                    length_bytes: entry.length_bytes - into_entry,
+                    buffer_offset: origin,
+                    interrupt_on_completion: entry.interrupt_on_completion,
+                },
+                Descriptor {
+                    address: entry.address,
+                    length_bytes: into_entry,
+                    buffer_offset: entry.buffer_offset,
+                    interrupt_on_completion: false,
+                },
+            ));
+        } else {
+            first = (first + 1) % descriptors.len();
+            origin = descriptors
+                .get(first)
+                .map_or(0, |d| d.buffer_offset);
+        }
+    }
+    let mut index = 0;
+    let mut put = |d: &Descriptor| {
+        let ok = write(index, d);
+        index += 1;
+        ok
+    };
+    let mut written = true;
+    let (rest, before) = (
+        descriptors.get(first..).unwrap_or(&[]),
+        descriptors.get(..first).unwrap_or(&[]),
+    );
+    match split {
+        Some((from_origin, up_to_origin)) => {
+            written &= put(&from_origin);
+            for d in rest.iter().skip(1).chain(before) {
+                written &= put(d);
+            }
+            written &= put(&up_to_origin);
+        }
+        None => {
+            for d in rest.iter().chain(before) {
+                written &= put(d);
+            }
+        }
+    }
+    if !written {
+        return Err(HdaError::BadBufferGeometry);
+    }
+    let entries = u16::try_from(index).map_err(|_| HdaError::BadBufferGeometry)?;
+    let skipped = if origin >= held_offset {
+        origin - held_offset
+    } else {
+        size - held_offset + origin
+    };
+    Ok(ResumePoint {
+        origin,
+        skipped,
+        entries,
+    })
+}
+
 fn poll_bit(
     bus: &mut impl RegisterBus,
     offset: u16,
@@ -329,6 +486,18 @@ impl PositionTracker {
             size,
             last: 0,
             linear: 0,
+        }
+    }
+
+    /// A tracker at linear byte `linear` whose next offset counts from 0:
+    /// the controller's LPIB after a restart on a rotated list
+    /// ([`Stream::program_resuming`]).
+    #[must_use]
+    pub const fn resumed(size: u32, linear: u64) -> Self {
+        Self {
+            size,
+            last: 0,
+            linear,
         }
     }
 

@@ -12,7 +12,7 @@ use std::vec::Vec;
 
 use super::codec::{self, AmpCaps, PcmFormat, Verb};
 use super::sim::{CodecModel, SimHda, SimMemory, SIM_FIFO_BYTES};
-use super::stream::{Direction, PositionTracker, Stream, StreamProgram};
+use super::stream::{resume_list, Direction, PositionTracker, Stream, StreamProgram};
 use super::{reg, Controller, HdaError, HwLatency, RegisterBus, RingMemory, Transport};
 use crate::geometry::CyclicBuffer;
 use crate::sg::{build, encode, Descriptor, SgProfile};
@@ -612,6 +612,190 @@ fn halt_freezes_the_position_and_stop_reprograms_from_zero() {
         Err(HdaError::NotRunning)
     );
     assert_eq!(rig.stream.start(&mut rig.sim), Err(HdaError::NotRunning));
+}
+
+/// The physical pieces of `bytes` of DMA in cyclic order from buffer
+/// offset `from`, merged where contiguous (read off the unrotated list).
+fn pieces_from(segments: &[Descriptor], size: u32, from: u32, bytes: u64) -> Vec<(u64, u32)> {
+    let mut out = Vec::new();
+    let (mut at, mut left) = (from, bytes);
+    while left > 0 {
+        let s = segments
+            .iter()
+            .find(|s| at >= s.buffer_offset && at - s.buffer_offset < s.length_bytes)
+            .unwrap();
+        let into = at - s.buffer_offset;
+        let len = u32::try_from(left.min(u64::from(s.length_bytes - into))).unwrap();
+        push_merged(&mut out, s.address + u64::from(into), len);
+        left -= u64::from(len);
+        at = (at + len) % size;
+    }
+    out
+}
+
+#[test]
+fn a_resume_list_starts_at_the_next_boundary_and_holds_every_byte_once() {
+    for notifications in [1, 2] {
+        let list = segments(BUFFER / notifications);
+        let iocs: Vec<u32> = list
+            .iter()
+            .filter(|d| d.interrupt_on_completion)
+            .map(|d| d.buffer_offset + d.length_bytes)
+            .collect();
+        for held in (0..BUFFER).step_by(52) {
+            let mut rotated = Vec::new();
+            let point = resume_list(&list, BUFFER, held, 256, &mut |i, d| {
+                assert_eq!(i, rotated.len());
+                rotated.push(*d);
+                true
+            })
+            .unwrap();
+            let expected_origin = held.next_multiple_of(128) % BUFFER;
+            assert_eq!(point.origin, expected_origin, "held at {held}");
+            assert_eq!(
+                (u64::from(held) + u64::from(point.skipped)) % u64::from(BUFFER),
+                u64::from(point.origin)
+            );
+            assert!(point.skipped < 128);
+            assert_eq!(usize::from(point.entries), rotated.len());
+            assert_eq!(rotated[0].buffer_offset, point.origin);
+            assert!(rotated.iter().all(|d| d.address % 128 == 0));
+            assert_eq!(
+                rotated.iter().map(|d| u64::from(d.length_bytes)).sum::<u64>(),
+                u64::from(BUFFER)
+            );
+            // Played in order, the rotated list is the buffer from origin.
+            let mut played = Vec::new();
+            for d in &rotated {
+                push_merged(&mut played, d.address, d.length_bytes);
+            }
+            assert_eq!(
+                played,
+                pieces_from(&list, BUFFER, point.origin, u64::from(BUFFER))
+            );
+            // The same packet ends raise the interrupt, nothing else.
+            let mut rotated_iocs: Vec<u32> = rotated
+                .iter()
+                .filter(|d| d.interrupt_on_completion)
+                .map(|d| d.buffer_offset + d.length_bytes)
+                .collect();
+            rotated_iocs.sort_unstable();
+            assert_eq!(rotated_iocs, iocs, "held at {held}");
+        }
+    }
+}
+
+#[test]
+fn a_full_resume_list_starts_at_the_next_entry_and_bad_geometry_is_refused() {
+    let list = segments(BUFFER / 2);
+    let full = list.len();
+    let inside = list[1].buffer_offset + 200;
+    let point = resume_list(&list, BUFFER, inside, full, &mut |_, _| true).unwrap();
+    assert_eq!(point.origin, list[2].buffer_offset, "no room to split");
+    assert_eq!(usize::from(point.entries), full);
+    assert_eq!(point.skipped, list[2].buffer_offset - inside);
+    let at_boundary = list[1].buffer_offset;
+    let point = resume_list(&list, BUFFER, at_boundary, full, &mut |_, _| true).unwrap();
+    assert_eq!((point.origin, point.skipped), (at_boundary, 0));
+    for (list, size, held) in [
+        (&list[..], BUFFER, BUFFER),
+        (&list[..], BUFFER + 128, 0),
+        (&list[1..], BUFFER, 0),
+        (&list[..0], BUFFER, 0),
+    ] {
+        assert_eq!(
+            resume_list(list, size, held, 256, &mut |_, _| true),
+            Err(HdaError::BadBufferGeometry)
+        );
+    }
+    assert_eq!(
+        resume_list(&list, BUFFER, 0, 256, &mut |_, _| false),
+        Err(HdaError::BadBufferGeometry),
+        "a list that could not be written"
+    );
+}
+
+#[test]
+fn a_stream_goes_on_at_its_byte_after_the_controller_lost_everything() {
+    let memory = SimMemory::new(BASE);
+    let mut rig = rig(&memory, true, BUFFER / 2);
+    // Held mid-entry, off any 128-byte boundary, in the second lap.
+    let before = u64::from(BUFFER) + 1000;
+    let mut pieces = Vec::new();
+    for _ in 0..2 {
+        let chunk = u32::try_from(before / 2).unwrap();
+        rig.sim
+            .transfer(true, chunk, &mut |a, l| push_merged(&mut pieces, a, l));
+        let entry = memory.read_u32(POSITIONS + rig.stream.position_buffer_offset());
+        rig.stream.position_from_buffer(entry).unwrap();
+    }
+    assert!(rig.stream.halt(&mut rig.sim, &mut no_stall()));
+    let held = rig.stream.last_position();
+    assert_eq!(held, before);
+    // Power loss: the controller and codec are reset; the driver brings
+    // them up again and sets the path up as at open.
+    rig.controller = up(&mut rig.sim, &memory, Transport::Rings);
+    assert_eq!(rig.sim.lpib(4), 0);
+    let info = codec::walk(0, &mut send_fn(&mut rig.controller, &mut rig.sim, &memory)).unwrap();
+    let format = PcmFormat {
+        rate: 48_000,
+        bits: 16,
+        channels: 2,
+    };
+    let mut verbs = [Verb::decode(0); 7];
+    let n = codec::path_setup_verbs(&info, &info.render.unwrap(), true, 1, &format, &mut verbs)
+        .unwrap();
+    for verb in &verbs[..n] {
+        send_fn(&mut rig.controller, &mut rig.sim, &memory)(*verb).unwrap();
+    }
+    let offset = u32::try_from(held % u64::from(BUFFER)).unwrap();
+    let mut list = [0u8; 65 * 16];
+    let point = resume_list(&rig.segments, BUFFER, offset, 256, &mut |i, d| {
+        encode(&SgProfile::HDA, core::slice::from_ref(d), &mut list[i * 16..]).is_ok()
+    })
+    .unwrap();
+    assert_eq!((point.origin, point.skipped), (1024, 24));
+    memory.store(BDL, &list[..usize::from(point.entries) * 16]);
+    rig.controller
+        .enable_position_buffer(&mut rig.sim, POSITIONS)
+        .unwrap();
+    let resumed_at = held + u64::from(point.skipped);
+    rig.stream
+        .program_resuming(
+            &mut rig.sim,
+            StreamProgram {
+                bdl_physical: BDL,
+                entries: point.entries,
+                cyclic_bytes: BUFFER,
+                format: format.encode().unwrap(),
+                tag: 1,
+            },
+            resumed_at,
+            &mut no_stall(),
+        )
+        .unwrap();
+    rig.stream.start(&mut rig.sim).unwrap();
+    let mut after = Vec::new();
+    let mut moved = 0u64;
+    for _ in 0..60 {
+        moved += u64::from(
+            rig.sim
+                .transfer(true, 700, &mut |a, l| push_merged(&mut after, a, l)),
+        );
+        let entry = memory.read_u32(POSITIONS + rig.stream.position_buffer_offset());
+        assert_eq!(
+            rig.stream.position_from_buffer(entry).unwrap(),
+            resumed_at + moved,
+            "the position goes on from the held byte"
+        );
+    }
+    assert!(moved > 2 * u64::from(BUFFER), "wrapped twice");
+    assert_eq!(pieces, pieces_from(&rig.segments, BUFFER, 0, before));
+    assert_eq!(
+        after,
+        pieces_from(&rig.segments, BUFFER, point.origin, moved),
+        "the DMA goes on at the boundary after the held byte, in buffer order"
+    );
 }
 
 #[test]
