@@ -991,6 +991,7 @@ pub fn install_hda<S: PortClsServices, P: Platform, M: Mmio>(
         InterruptSync::new(sync),
     )?);
     device.connect()?;
+    register_power(services, &device);
     let topology = |_: &Arc<HdaDevice<P, M>>, direction| {
         let endpoint = crate::hda::endpoints::endpoint(device.path(direction).map(|p| p.pin));
         AmplifierNode::new(device.clone(), direction).map_or_else(

@@ -86,13 +86,8 @@ impl DevicePower {
 
 /// What a back-end does for power management.
 ///
-/// The cable implements it today; an HD Audio or AC'97 back-end implements
-/// the same hooks (for HD Audio: stop its
-/// streams' run bits keeping their positions and power its codec down with
-/// `SET_POWER_STATE` D3 on the way down; on the way up a controller reset,
-/// the codec's verbs (power D0, converter format and stream, amplifier
-/// gains and mutes) and each stream's BDL, LVI, CBL and format registers
-/// programmed again before the run bits of the streams that were running).
+/// The cable, the AC'97 and the HD Audio back-ends implement it (see
+/// `docs/architecture.md`, "Power management", for what each does).
 ///
 /// Both hooks run at `PASSIVE_LEVEL`, one at a time (PortCls serialises its
 /// power IRPs), and must serialise with the back-end's own state changes and

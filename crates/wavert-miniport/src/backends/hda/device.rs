@@ -1,8 +1,12 @@
 //! [`HdaDevice`]: the HD Audio controller as every filter and stream of it
 //! sees it.
 //!
-//! Two locks, both the platform's `DISPATCH_LEVEL` spin locks:
+//! Three locks, all the platform's `DISPATCH_LEVEL` spin locks:
 //!
+//! * the **control lock**, outermost, taken by every entry point that
+//!   changes what the hardware is doing (open, close, buffer installation,
+//!   state changes, both power transitions), so a power transition and a
+//!   state change or allocation are serialised, never interleaved;
 //! * the **codec lock**: the [`Controller`] (CORB/RIRB state, verbs) and
 //!   the amplifier values the topology asked for;
 //! * the **stream lock** (`SoftState`): per direction the stream
@@ -38,14 +42,14 @@ use wavert_com::{KernelEvent, NtResult, NtStatus};
 use wavert_core::format::AudioFormat;
 use wavert_core::geometry::PAGE_SIZE;
 use wavert_core::hda::codec::{self, AmpCaps, AudioPath, CodecInfo, PcmFormat, Verb};
-use wavert_core::hda::stream::{self as hw, Stream, StreamProgram, StreamStats};
+use wavert_core::hda::stream::{self as hw, resume_list, Stream, StreamProgram, StreamStats};
 use wavert_core::hda::{
     self, reg, Capabilities, Controller, ControllerStats, HdaError, HwLatency, RingMemory,
     Transport, CORB_BYTES, REGISTER_WIDTH_BITS, WALL_CLOCK_HZ,
 };
 use wavert_core::negotiate::DeviceLimits;
 use wavert_core::range::DeviceRange;
-use wavert_core::sg::{encode, SgProfile};
+use wavert_core::sg::{encode, Descriptor, SgProfile};
 use wavert_core::state::{transition, KsState, Transition};
 
 use super::filters::{
@@ -61,7 +65,8 @@ use crate::interrupt::InterruptSync;
 use crate::memory::{NotificationEvents, PhysicalView};
 use crate::modes::{PacketSizeConstraints, DEFAULT_AND_RAW};
 use crate::platform::{LogLevel, Platform, SpinLock};
-use crate::stream::{cyclic_position, Backend, DeviceMemoryRequest, DmaBuffer};
+use crate::power::{DevicePower, PowerBackend};
+use crate::stream::{cyclic_position, Backend, DeviceMemory, DeviceMemoryRequest, DmaBuffer};
 use crate::topology::{TopologyHardware, VolumeRange};
 
 /// Bytes of the controller's common page.
@@ -124,6 +129,19 @@ fn pcm_format(format: &AudioFormat) -> Option<PcmFormat> {
     })
 }
 
+/// Writes BDL entry `index` of `entry` into `list` (IOC only when the
+/// buffer has notifications). Returns whether it fit.
+fn write_list_entry(list: &DeviceMemory, index: usize, entry: &Descriptor, notifications: u32) -> bool {
+    let mut entry = *entry;
+    entry.interrupt_on_completion &= notifications != 0;
+    let mut bytes = [0u8; 16];
+    let Ok(offset) = u32::try_from(index * 16) else {
+        return false;
+    };
+    encode(&SgProfile::HDA, core::slice::from_ref(&entry), &mut bytes).is_ok()
+        && list.mapping.write(offset, &bytes)
+}
+
 /// One direction's stream-lock state.
 #[derive(Debug)]
 struct SoftStream {
@@ -132,13 +150,19 @@ struct SoftStream {
     hw: Option<Stream>,
     open: bool,
     state: KsState,
-    /// The open stream's format word.
+    /// The open stream's format (its word for the stream descriptor, the
+    /// rest for the converter when the codec is set up again).
+    pcm: Option<PcmFormat>,
     format_word: u16,
     buffer: Option<DmaBuffer>,
     /// Notifications per cycle of the installed buffer (0: none).
     notifications: u32,
     /// Programmed and started since STOP.
     started: bool,
+    /// The linear byte a started stream goes on from at its next start:
+    /// set by PAUSE and by a power-down (the descriptor's registers are
+    /// reprogrammed then, see [`HdaDevice::start_at`]).
+    resume_at: Option<u64>,
     packet_bytes: u64,
     notified_packets: u64,
     events: NotificationEvents,
@@ -150,10 +174,12 @@ impl SoftStream {
             hw,
             open: false,
             state: KsState::Stop,
+            pcm: None,
             format_word: 0,
             buffer: None,
             notifications: 0,
             started: false,
+            resume_at: None,
             packet_bytes: 0,
             notified_packets: 0,
             events: NotificationEvents::new(),
@@ -217,6 +243,9 @@ pub struct HdaDevice<P: Platform, M: Mmio> {
     fifo_bytes: PerDirection<u16>,
     codec: P::Lock<CodecState>,
     soft: P::Lock<SoftState>,
+    control: P::Lock<()>,
+    /// Out of D0 (from `power_down` to `power_up`): no register is touched.
+    powered_down: AtomicBool,
     /// Stream descriptor bits the ISR acknowledged, for the deferred step.
     pending: AtomicU32,
     deferred_pending: AtomicBool,
@@ -311,6 +340,7 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
             streams: PerDirection::new_with(|d| SoftStream::closed(hw_streams[d])),
             signals: 0,
         });
+        let control = platform.new_lock(());
         let codec = platform.new_lock(CodecState {
             controller,
             amps: PerDirection::new_with(|_| None),
@@ -327,6 +357,8 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
             fifo_bytes,
             codec,
             soft,
+            control,
+            powered_down: AtomicBool::new(false),
             pending: AtomicU32::new(0),
             deferred_pending: AtomicBool::new(false),
             interrupts: AtomicU64::new(0),
@@ -434,6 +466,11 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
     /// queues the deferred step. Returns whether the interrupt was ours.
     /// IRQL: DIRQL; touches only registers and atomics.
     pub fn service_interrupt(&self) -> bool {
+        // A powered-down controller raises nothing: on a shared line the
+        // interrupt is another device's, and its registers are not read.
+        if self.powered_down.load(Ordering::Acquire) {
+            return false;
+        }
         let report = hda::acknowledge_interrupt(&mut Bar(&self.mmio));
         self.isr_accesses
             .fetch_add(u64::from(report.register_accesses), Ordering::Relaxed);
@@ -563,22 +600,28 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
     /// stream to unmap and free at `PASSIVE_LEVEL`. Events registered on it
     /// are forgotten.
     fn take_installed(&self, direction: Direction) -> Option<DmaBuffer> {
+        let powered = !self.powered_down.load(Ordering::Acquire);
         let (buffer, was_started) = self.soft.with(|s| {
             let c = &mut s.streams[direction];
             let was_started = c.started;
             if let Some(stream) = c.hw.as_mut().filter(|_| c.started) {
-                let _stopped = stream.stop(&mut Bar(&self.mmio), &mut |us| {
-                    self.mmio.stall_us(us);
-                });
+                if powered {
+                    let _stopped = stream.stop(&mut Bar(&self.mmio), &mut |us| {
+                        self.mmio.stall_us(us);
+                    });
+                } else {
+                    stream.forget();
+                }
             }
             c.started = false;
+            c.resume_at = None;
             c.notifications = 0;
             c.packet_bytes = 0;
             c.notified_packets = 0;
             c.events = NotificationEvents::default();
             (c.buffer.take(), was_started)
         });
-        if was_started {
+        if was_started && powered {
             self.stream_interrupt(direction, false);
         }
         buffer
@@ -598,10 +641,21 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
         })
     }
 
-    /// Programs the stream from its buffer (STOP -> first RUN): resets the
-    /// descriptor, writes CBL, LVI, format, BDL address and tag, zeroes
+    /// Programs the stream from its buffer and starts it at linear byte
+    /// `linear` (0 at the first RUN after STOP; the held byte after PAUSE or
+    /// a power loss): resets the descriptor, writes the buffer's list
+    /// rotated to start at the first 128-byte boundary at or after that
+    /// byte ([`resume_list`]), CBL, LVI, format, BDL address and tag, zeroes
     /// its position buffer entry and starts it.
-    fn program_and_start(&self, direction: Direction) -> NtResult<()> {
+    ///
+    /// Why every start reprograms: after a power loss the registers are
+    /// gone, and after a plain PAUSE a controller may start again from the
+    /// top of its list (QEMU's parses the list and zeroes LPIB at every RUN,
+    /// `intel_hda_parse_bdl`); the spec does not say it goes on. The bytes
+    /// between the held byte and the boundary (under 128) are skipped: a
+    /// render stream does not play them, a capture stream gets them as
+    /// silence.
+    fn start_at(&self, direction: Direction, linear: u64) -> NtResult<()> {
         let common = self.common.as_ref().ok_or(NtStatus::DEVICE_NOT_READY)?;
         self.stream_interrupt(direction, true);
         let result = self.soft.with(|s| {
@@ -613,18 +667,40 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
                 .device_memory
                 .as_ref()
                 .ok_or(NtStatus::INVALID_DEVICE_STATE)?;
-            let entries =
-                u16::try_from(buffer.descriptors.len()).map_err(|_| NtStatus::UNSUCCESSFUL)?;
+            let size = buffer.size;
+            let offset = u32::try_from(linear % u64::from(size.max(1)))
+                .map_err(|_| NtStatus::UNSUCCESSFUL)?;
+            let notifications = c.notifications;
+            let point = resume_list(
+                &buffer.descriptors,
+                size,
+                offset,
+                MAX_BDL_ENTRIES,
+                &mut |index, entry| write_list_entry(list, index, entry, notifications),
+            )
+            .map_err(hw_error)?;
+            if direction == Direction::Capture && point.skipped > 0 {
+                // Not recorded: the client reads silence there, not the
+                // last cycle's bytes (every HD Audio format is signed).
+                let first = point.skipped.min(size - offset);
+                let _ = buffer.mapping.zero(offset, first);
+                let _ = buffer.mapping.zero(0, point.skipped - first);
+            }
             let program = StreamProgram {
                 bdl_physical: list.physical,
-                entries,
-                cyclic_bytes: buffer.size,
+                entries: point.entries,
+                cyclic_bytes: size,
                 format: c.format_word,
                 tag: tag(direction),
             };
             let mut bus = Bar(&self.mmio);
             stream
-                .program(&mut bus, program, &mut |us| self.mmio.stall_us(us))
+                .program_resuming(
+                    &mut bus,
+                    program,
+                    linear + u64::from(point.skipped),
+                    &mut |us| self.mmio.stall_us(us),
+                )
                 .map_err(hw_error)?;
             // The controller writes the entry only once data moves: a
             // stale value from an earlier run must not read as progress.
@@ -635,6 +711,7 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
             let _zeroed = common.mapping.zero(entry, 4);
             stream.start(&mut bus).map_err(hw_error)?;
             c.started = true;
+            c.resume_at = None;
             Ok(())
         });
         if result.is_err() {
@@ -643,12 +720,116 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
         result
     }
 
+    /// Powers and enables `direction`'s path, gives the converter the
+    /// stream's tag and `pcm`, and restores the topology's amplifier
+    /// setting (at open, and again after a power loss).
+    fn set_up_path(&self, direction: Direction, pcm: PcmFormat) -> NtResult<()> {
+        let path = self.path(direction).ok_or(NtStatus::NOT_SUPPORTED)?;
+        let mut verbs = [Verb::decode(0); 7];
+        let n = codec::path_setup_verbs(
+            &self.info,
+            &path,
+            direction == Direction::Render,
+            tag(direction),
+            &pcm,
+            &mut verbs,
+        )
+        .map_err(hw_error)?;
+        self.send(verbs.get(..n).unwrap_or(&[]))?;
+        let amps = self.codec.with(|c| c.amps[direction]);
+        amps.map_or(Ok(()), |payloads| {
+            self.send(&payloads.map(|p| {
+                Verb::short_id(
+                    self.info.address,
+                    path.converter.node,
+                    codec::id::SET_AMP_GAIN_MUTE,
+                    p,
+                )
+            }))
+        })
+    }
+
+    /// The state change of [`Backend::set_state`], under the control lock.
+    /// Returns the state changed from.
+    fn change_state(&self, direction: Direction, to: KsState) -> NtResult<KsState> {
+        let (from, has_buffer, started) = self.soft.with(|s| {
+            let c = &s.streams[direction];
+            (c.state, c.buffer.is_some(), c.started)
+        });
+        let change = transition(from, to).map_err(|_| NtStatus::INVALID_DEVICE_STATE)?;
+        let powered = !self.powered_down.load(Ordering::Acquire);
+        let mut bus = Bar(&self.mmio);
+        match change {
+            Transition::Run => {
+                if !has_buffer {
+                    return Err(NtStatus::INVALID_DEVICE_STATE);
+                }
+                if powered {
+                    let at = self.soft.with(|s| {
+                        let c = &s.streams[direction];
+                        let held = c.hw.as_ref().map_or(0, Stream::last_position);
+                        if started {
+                            c.resume_at.unwrap_or(held)
+                        } else {
+                            0
+                        }
+                    });
+                    self.start_at(direction, at)?;
+                }
+                self.update(direction, |c| c.state = KsState::Run);
+            }
+            Transition::PauseFromRun => {
+                // The position is read last before the run bit goes, so a
+                // pause freezes where the stream stood.
+                self.soft.with(|s| {
+                    let c = &mut s.streams[direction];
+                    let held = self.update_position(c);
+                    c.state = KsState::Pause;
+                    if !c.started {
+                        return;
+                    }
+                    if let Some(h) = c.hw.as_mut().filter(|h| powered && h.is_running()) {
+                        let _halted = h.halt(&mut bus, &mut |us| self.mmio.stall_us(us));
+                    }
+                    c.resume_at.get_or_insert(held);
+                });
+            }
+            Transition::Stop => {
+                let was_started = self.soft.with(|s| {
+                    let c = &mut s.streams[direction];
+                    let was_started = c.started;
+                    if let Some(h) = c.hw.as_mut().filter(|_| was_started) {
+                        if powered {
+                            let _stopped = h.stop(&mut bus, &mut |us| self.mmio.stall_us(us));
+                        } else {
+                            h.forget();
+                        }
+                    }
+                    c.state = KsState::Stop;
+                    c.started = false;
+                    c.resume_at = None;
+                    c.notified_packets = 0;
+                    was_started
+                });
+                if was_started && powered {
+                    self.stream_interrupt(direction, false);
+                }
+            }
+            _ => self.update(direction, |c| c.state = to),
+        }
+        Ok(from)
+    }
+
     /// Sets a converter amplifier (the topology's volume and mute).
     fn set_amplifier(&self, direction: Direction, payloads: [u16; 2]) {
         let Some(path) = self.path(direction) else {
             return;
         };
         self.codec.with(|c| c.amps[direction] = Some(payloads));
+        // Out of D0 the setting is kept for the path's set-up at D0.
+        if self.powered_down.load(Ordering::Acquire) {
+            return;
+        }
         let node = path.converter.node;
         let verbs = payloads
             .map(|p| Verb::short_id(self.info.address, node, codec::id::SET_AMP_GAIN_MUTE, p));
@@ -721,68 +902,57 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
     /// the stream's tag and format word, and restores the topology's
     /// amplifier setting. IRQL: `PASSIVE_LEVEL`.
     fn open(&self, direction: Direction, format: &AudioFormat) -> NtResult<()> {
-        let path = self.path(direction).ok_or(NtStatus::NOT_SUPPORTED)?;
+        self.path(direction).ok_or(NtStatus::NOT_SUPPORTED)?;
         let pcm = pcm_format(format).ok_or(NtStatus::NOT_SUPPORTED)?;
         let word = pcm.encode().map_err(hw_error)?;
-        self.soft.with(|s| {
-            let c = &mut s.streams[direction];
-            if c.hw.is_none() {
-                return Err(NtStatus::NOT_SUPPORTED);
+        self.control.with(|()| {
+            if self.powered_down.load(Ordering::Acquire) {
+                return Err(NtStatus::DEVICE_NOT_READY);
             }
-            if c.open {
-                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            self.soft.with(|s| {
+                let c = &mut s.streams[direction];
+                if c.hw.is_none() {
+                    return Err(NtStatus::NOT_SUPPORTED);
+                }
+                if c.open {
+                    return Err(NtStatus::INSUFFICIENT_RESOURCES);
+                }
+                c.open = true;
+                c.pcm = Some(pcm);
+                c.format_word = word;
+                Ok(())
+            })?;
+            let result = self.set_up_path(direction, pcm);
+            if result.is_err() {
+                self.update(direction, |c| *c = SoftStream::closed(c.hw));
             }
-            c.open = true;
-            c.format_word = word;
-            Ok(())
-        })?;
-        let mut verbs = [Verb::decode(0); 7];
-        let result = codec::path_setup_verbs(
-            &self.info,
-            &path,
-            direction == Direction::Render,
-            tag(direction),
-            &pcm,
-            &mut verbs,
-        )
-        .map_err(hw_error)
-        .and_then(|n| self.send(verbs.get(..n).unwrap_or(&[])))
-        .and_then(|()| {
-            let amps = self.codec.with(|c| c.amps[direction]);
-            amps.map_or(Ok(()), |payloads| {
-                self.send(&payloads.map(|p| {
-                    Verb::short_id(
-                        self.info.address,
-                        path.converter.node,
-                        codec::id::SET_AMP_GAIN_MUTE,
-                        p,
-                    )
-                }))
-            })
-        });
-        if result.is_err() {
-            self.update(direction, |c| *c = SoftStream::closed(c.hw));
-        }
-        result
+            result
+        })
     }
 
     /// Closes `direction` (detaching the converter from its stream tag),
     /// taking its buffer back. IRQL: `PASSIVE_LEVEL`.
     fn close(&self, direction: Direction) -> Option<DmaBuffer> {
-        let buffer = self.take_installed(direction);
-        let was_open = self.soft.with(|s| {
-            let c = &mut s.streams[direction];
-            let was_open = c.open;
-            *c = SoftStream::closed(c.hw);
-            was_open
-        });
-        if let Some(path) = self.path(direction).filter(|_| was_open) {
-            let _ = self.send(&[codec::path_release_verb(&self.info, &path)]);
-        }
-        buffer
+        self.control.with(|()| {
+            let buffer = self.take_installed(direction);
+            let was_open = self.soft.with(|s| {
+                let c = &mut s.streams[direction];
+                let was_open = c.open;
+                *c = SoftStream::closed(c.hw);
+                was_open
+            });
+            let powered = !self.powered_down.load(Ordering::Acquire);
+            if let Some(path) = self.path(direction).filter(|_| was_open && powered) {
+                let _ = self.send(&[codec::path_release_verb(&self.info, &path)]);
+            }
+            buffer
+        })
     }
 
     fn can_allocate(&self, direction: Direction) -> NtResult<()> {
+        if self.powered_down.load(Ordering::Acquire) {
+            return Err(NtStatus::DEVICE_NOT_READY);
+        }
         self.soft.with(|s| {
             let c = &s.streams[direction];
             if c.buffer.is_some() || !c.open {
@@ -795,133 +965,74 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
         })
     }
 
-    /// Writes the buffer's descriptor list into its device memory (IOC on
-    /// the entries that end a packet, none without notifications) and keeps
-    /// the buffer. The stream is programmed at its first RUN.
-    /// IRQL: `PASSIVE_LEVEL`.
+    /// Checks the buffer's descriptor list against the controller's (at
+    /// most 256 entries, device memory for it) and keeps the buffer; the
+    /// list is written and the stream programmed at each start
+    /// ([`HdaDevice::start_at`]). IRQL: `PASSIVE_LEVEL`.
     fn install_buffer(
         &self,
         direction: Direction,
         buffer: DmaBuffer,
     ) -> Result<(), (DmaBuffer, NtStatus)> {
-        if let Err(status) = self.can_allocate(direction) {
-            return Err((buffer, status));
-        }
-        let Some(list) = buffer.device_memory.as_ref() else {
-            return Err((buffer, NtStatus::UNSUCCESSFUL));
-        };
-        if buffer.descriptors.is_empty() || buffer.descriptors.len() > MAX_BDL_ENTRIES {
-            return Err((buffer, NtStatus::INSUFFICIENT_RESOURCES));
-        }
-        let notifications = buffer.notification_count;
-        let mut written = true;
-        for (index, descriptor) in (0u32..).zip(&buffer.descriptors) {
-            let mut entry = *descriptor;
-            entry.interrupt_on_completion &= notifications != 0;
-            let mut bytes = [0u8; 16];
-            written &= encode(&SgProfile::HDA, core::slice::from_ref(&entry), &mut bytes).is_ok()
-                && list.mapping.write(index * 16, &bytes);
-        }
-        if !written {
-            return Err((buffer, NtStatus::UNSUCCESSFUL));
-        }
-        let packet_bytes = if notifications == 0 {
-            0
-        } else {
-            u64::from(buffer.packet_bytes)
-        };
-        let list_physical = list.physical;
-        let mut parts = Some(buffer);
-        self.update(direction, |c| {
-            c.buffer = parts.take();
-            c.notifications = notifications;
-            c.packet_bytes = packet_bytes;
-            c.notified_packets = 0;
-            c.started = false;
-        });
-        self.log(
-            LogLevel::Info,
-            format_args!("HD Audio {direction:?}: BDL at {list_physical:#x}"),
-        );
-        Ok(())
+        self.control.with(|()| {
+            if let Err(status) = self.can_allocate(direction) {
+                return Err((buffer, status));
+            }
+            let Some(list_physical) = buffer.device_memory.as_ref().map(|l| l.physical) else {
+                return Err((buffer, NtStatus::UNSUCCESSFUL));
+            };
+            if buffer.descriptors.is_empty() || buffer.descriptors.len() > MAX_BDL_ENTRIES {
+                return Err((buffer, NtStatus::INSUFFICIENT_RESOURCES));
+            }
+            let notifications = buffer.notification_count;
+            let packet_bytes = if notifications == 0 {
+                0
+            } else {
+                u64::from(buffer.packet_bytes)
+            };
+            let mut parts = Some(buffer);
+            self.update(direction, |c| {
+                c.buffer = parts.take();
+                c.notifications = notifications;
+                c.packet_bytes = packet_bytes;
+                c.notified_packets = 0;
+                c.started = false;
+                c.resume_at = None;
+            });
+            self.log(
+                LogLevel::Info,
+                format_args!("HD Audio {direction:?}: BDL at {list_physical:#x}"),
+            );
+            Ok(())
+        })
     }
 
     fn take_buffer(&self, direction: Direction, mdl: PMDL) -> Option<DmaBuffer> {
-        let ours = self.soft.with(|s| {
-            s.streams[direction]
-                .buffer
-                .as_ref()
-                .is_some_and(|b| b.mdl.as_raw() == mdl)
-        });
-        if ours {
-            self.take_installed(direction)
-        } else {
-            None
-        }
+        self.control.with(|()| {
+            let ours = self.soft.with(|s| {
+                s.streams[direction]
+                    .buffer
+                    .as_ref()
+                    .is_some_and(|b| b.mdl.as_raw() == mdl)
+            });
+            if ours {
+                self.take_installed(direction)
+            } else {
+                None
+            }
+        })
     }
 
-    /// `SetState`: the first RUN after STOP programs and starts the stream
-    /// descriptor; RUN -> PAUSE clears its run bit (position kept); PAUSE
-    /// -> RUN sets it again; ACQUIRE -> STOP resets it (position back to
-    /// 0). IRQL: `PASSIVE_LEVEL`.
+    /// `SetState`: RUN programs and starts the stream descriptor at the
+    /// position it stands at (0 after STOP, the held byte after PAUSE:
+    /// [`HdaDevice::start_at`]); RUN -> PAUSE clears its run bit and holds
+    /// the position; ACQUIRE -> STOP resets it (position back to 0). Out of
+    /// D0 the state is recorded and no register is touched: a RUN starts at
+    /// D0. IRQL: `PASSIVE_LEVEL`.
     fn set_state(&self, direction: Direction, state: KSSTATE) -> NtResult<()> {
         let raw = u32::try_from(state).unwrap_or(u32::MAX);
         let to = KsState::from_raw(raw).map_err(|_| NtStatus::INVALID_PARAMETER)?;
-        let (from, has_buffer, started) = self.soft.with(|s| {
-            let c = &s.streams[direction];
-            (c.state, c.buffer.is_some(), c.started)
-        });
-        let change = transition(from, to).map_err(|_| NtStatus::INVALID_DEVICE_STATE)?;
-        let mut bus = Bar(&self.mmio);
-        match change {
-            Transition::Run => {
-                if !has_buffer {
-                    return Err(NtStatus::INVALID_DEVICE_STATE);
-                }
-                if started {
-                    self.soft.with(|s| {
-                        s.streams[direction]
-                            .hw
-                            .as_mut()
-                            .map_or(Err(NtStatus::INVALID_DEVICE_STATE), |h| {
-                                h.start(&mut bus).map_err(hw_error)
-                            })
-                    })?;
-                } else {
-                    self.program_and_start(direction)?;
-                }
-                self.update(direction, |c| c.state = KsState::Run);
-            }
-            Transition::PauseFromRun => {
-                // The position is read last before the run bit goes, so a
-                // pause freezes where the stream stood.
-                self.soft.with(|s| {
-                    let c = &mut s.streams[direction];
-                    let _ = self.update_position(c);
-                    c.state = KsState::Pause;
-                    if let Some(h) = c.hw.as_mut() {
-                        let _halted = h.halt(&mut bus, &mut |us| self.mmio.stall_us(us));
-                    }
-                });
-            }
-            Transition::Stop => {
-                let was_started = self.soft.with(|s| {
-                    let c = &mut s.streams[direction];
-                    let was_started = c.started;
-                    if let Some(h) = c.hw.as_mut().filter(|_| was_started) {
-                        let _stopped = h.stop(&mut bus, &mut |us| self.mmio.stall_us(us));
-                    }
-                    c.state = KsState::Stop;
-                    c.started = false;
-                    c.notified_packets = 0;
-                    was_started
-                });
-                if was_started {
-                    self.stream_interrupt(direction, false);
-                }
-            }
-            _ => self.update(direction, |c| c.state = to),
-        }
+        let from = self.control.with(|()| self.change_state(direction, to))?;
         self.log(
             LogLevel::Info,
             format_args!("HD Audio {direction:?}: {from:?} -> {to:?}"),
@@ -1057,17 +1168,139 @@ impl<P: Platform, M: Mmio> Backend for HdaDevice<P, M> {
     }
 }
 
+impl<P: Platform, M: Mmio> PowerBackend for HdaDevice<P, M> {
+    type Platform = P;
+
+    fn power_platform(&self) -> &P {
+        &self.platform
+    }
+
+    fn power_log_prefix(&self) -> &'static str {
+        "HD Audio "
+    }
+
+    /// Halts every started stream and keeps the byte it stood at (its
+    /// registers may not survive), then sends the audio function group to
+    /// `to` (`Set Power State`, HDA spec 7.3.3.10: PS-Set 1..3). From here
+    /// on no register is touched until [`Self::power_up`].
+    fn power_down(&self, to: DevicePower) {
+        self.control.with(|()| {
+            let mut bus = Bar(&self.mmio);
+            self.soft.with(|s| {
+                for direction in Direction::BOTH {
+                    let c = &mut s.streams[direction];
+                    if !c.started {
+                        continue;
+                    }
+                    let held = self.update_position(c);
+                    if let Some(h) = c.hw.as_mut().filter(|h| h.is_running()) {
+                        let _halted = h.halt(&mut bus, &mut |us| self.mmio.stall_us(us));
+                    }
+                    // A paused stream keeps the byte its pause held.
+                    c.resume_at.get_or_insert(held);
+                }
+            });
+            let state = match to {
+                DevicePower::D0 => 0,
+                DevicePower::D1 => 1,
+                DevicePower::D2 => 2,
+                DevicePower::D3 => 3,
+            };
+            let verb = Verb::long_id(
+                self.info.address,
+                self.info.function_group,
+                codec::id::SET_POWER_STATE,
+                state,
+            );
+            if let Err(status) = self.send(&[verb]) {
+                self.log(
+                    LogLevel::Error,
+                    format_args!(
+                        "HD Audio power: the codec did not take {to:?}: {:#x}",
+                        status.code()
+                    ),
+                );
+            }
+            self.powered_down.store(true, Ordering::Release);
+        });
+    }
+
+    /// Brings the controller up from scratch as at start (controller reset,
+    /// which resets the link and the codec; CORB/RIRB; the position
+    /// buffer), sets every open stream's path up again (power, pin,
+    /// converter format and tag, the topology's amplifier setting), then
+    /// starts every stream in RUN at the byte it was held at
+    /// ([`HdaDevice::start_at`]). A paused stream goes on at its next RUN.
+    /// If the controller does not come back, the device stays as in D3 (no
+    /// register touched, positions held) and the failure is logged.
+    fn power_up(&self, from: DevicePower, _system: Option<portcls_sys::SYSTEM_POWER_STATE>) {
+        self.control.with(|()| {
+            let Some(common) = self.common.as_ref() else {
+                return;
+            };
+            match Self::bring_up(&self.mmio, common) {
+                Ok((controller, _info)) => self.codec.with(|c| c.controller = controller),
+                Err(status) => {
+                    self.log(
+                        LogLevel::Error,
+                        format_args!(
+                            "HD Audio power: the controller did not come back from {from:?}: \
+                             {:#x}",
+                            status.code()
+                        ),
+                    );
+                    return;
+                }
+            }
+            self.powered_down.store(false, Ordering::Release);
+            for direction in Direction::BOTH {
+                let (pcm, run) = self.soft.with(|s| {
+                    let c = &s.streams[direction];
+                    let pcm = c.pcm.filter(|_| c.open);
+                    let run = (c.state == KsState::Run && c.buffer.is_some()).then(|| {
+                        let held = c.hw.as_ref().map_or(0, Stream::last_position);
+                        if c.started {
+                            c.resume_at.unwrap_or(held)
+                        } else {
+                            0
+                        }
+                    });
+                    (pcm, run)
+                });
+                let Some(pcm) = pcm else {
+                    continue;
+                };
+                let resumed = self
+                    .set_up_path(direction, pcm)
+                    .and_then(|()| run.map_or(Ok(()), |at| self.start_at(direction, at)));
+                if let Err(status) = resumed {
+                    self.log(
+                        LogLevel::Error,
+                        format_args!(
+                            "HD Audio {direction:?}: no resume after {from:?}: {:#x}",
+                            status.code()
+                        ),
+                    );
+                }
+            }
+        });
+    }
+}
+
 impl<P: Platform, M: Mmio> Drop for HdaDevice<P, M> {
     fn drop(&mut self) {
         // No ISR may run on a device being dropped.
         self.sync.disconnect();
-        let mut bus = Bar(&self.mmio);
         // The controller stops writing the position buffer and the RIRB
-        // before their page goes.
-        self.codec
-            .with(|c| c.controller.disable_position_buffer(&mut bus));
-        wavert_core::bus::RegisterBus::write8(&mut bus, reg::CORBCTL, 0);
-        wavert_core::bus::RegisterBus::write8(&mut bus, reg::RIRBCTL, 0);
+        // before their page goes (out of D0 it writes nothing, and its
+        // registers are not touched).
+        if !self.powered_down.load(Ordering::Acquire) {
+            let mut bus = Bar(&self.mmio);
+            self.codec
+                .with(|c| c.controller.disable_position_buffer(&mut bus));
+            wavert_core::bus::RegisterBus::write8(&mut bus, reg::CORBCTL, 0);
+            wavert_core::bus::RegisterBus::write8(&mut bus, reg::RIRBCTL, 0);
+        }
         if let Some(common) = self.common.take() {
             self.mmio.free_common(common);
         }
