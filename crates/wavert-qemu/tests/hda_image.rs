@@ -17,6 +17,8 @@
 )]
 
 mod common;
+#[path = "common/continuity.rs"]
+mod continuity;
 #[path = "common/coupling.rs"]
 mod coupling;
 
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{install, leading_silence, wav_data};
+use continuity::{continuity, QEMU_CODEC_BUFFER_FRAMES};
 use coupling::couple_clocks;
 use portcls_sys::KSSTATE_RUN;
 use wavert_emulator::ac97::qemu_memory_config;
@@ -150,8 +153,11 @@ struct Played {
 /// Opens the render pin at `rate` with a 100 ms buffer and two
 /// notifications, plays the test signal for `ms` of machine time (each
 /// packet written at its notification, the position register checked
-/// against `GetPosition`), and closes it.
-fn play(rig: &ImageRig, rate: u32, ms: u32) -> Played {
+/// against `GetPosition`), and closes it. With `sleep_at`, the device goes
+/// through a system sleep (S3, D3 with every controller register lost, 60
+/// ms) at that millisecond; the register is checked only before it (after
+/// a resume mid-buffer it counts from the resume boundary).
+fn play(rig: &ImageRig, rate: u32, ms: u32, sleep_at: Option<u32>) -> Played {
     let render = rig
         .adapter
         .wave_filter("HdaWaveRender")
@@ -184,14 +190,21 @@ fn play(rig: &ImageRig, rate: u32, ms: u32) -> Played {
         monotonic: true,
         ..Played::default()
     };
-    for _ in 0..ms {
+    let mut slept = false;
+    for t in 0..ms {
+        if sleep_at == Some(t) {
+            sleep(rig, &mut stream);
+            slept = true;
+        }
         rig.emu.advance(QPC_PER_MS);
         for _ in 0..stream.take_notifications() {
             let play = stream.position().unwrap();
             played.monotonic &= play >= played.last;
             played.last = play;
-            stream.check_position_register(&register).unwrap();
-            played.register_checks += 1;
+            if !slept {
+                stream.check_position_register(&register).unwrap();
+                played.register_checks += 1;
+            }
             stream
                 .write_packet(play, &mut |out| signal.fill(out))
                 .unwrap();
@@ -203,6 +216,108 @@ fn play(rig: &ImageRig, rate: u32, ms: u32) -> Played {
     played.notifications = stream.stats.notifications;
     stream.close().unwrap();
     played
+}
+
+/// A system sleep through the image's `IAdapterPowerManagement2`: D3, the
+/// controller driven into reset by the test (every register lost), 60 ms
+/// with the position standing and no event, D0.
+fn sleep(rig: &ImageRig, stream: &mut Stream) {
+    use portcls_sys::{PowerDeviceD0, PowerDeviceD3, PowerSystemSleeping3, PowerSystemWorking};
+    use wavert_core::bus::RegisterBus;
+    let portcls = rig.adapter.portcls();
+    assert!(portcls.has_power_management(), "the image registered none");
+    portcls.query_device_power(PowerDeviceD3).unwrap();
+    let held = stream.position().unwrap();
+    let before = rig.emu.qpc();
+    portcls
+        .set_device_power(PowerDeviceD3, Some(PowerSystemSleeping3))
+        .unwrap();
+    stream.device_unpowered((before, rig.emu.qpc()));
+    let accesses = mmio_trap::trapped_accesses();
+    rig.qemu
+        .hda_registers()
+        .write32(wavert_core::hda::reg::GCTL, 0);
+    for _ in 0..60 {
+        rig.emu.advance(QPC_PER_MS);
+        assert_eq!(stream.position().unwrap(), held, "moved in D3");
+        assert_eq!(stream.take_notifications(), 0, "signalled in D3");
+    }
+    assert_eq!(
+        mmio_trap::trapped_accesses(),
+        accesses,
+        "the image touched a register in D3"
+    );
+    let before = rig.emu.qpc();
+    portcls
+        .set_device_power(PowerDeviceD0, Some(PowerSystemWorking))
+        .unwrap();
+    stream.device_powered((before, rig.emu.qpc()));
+}
+
+#[test]
+#[ignore = "needs RSWAVERT_IMAGE: run by cargo xtask test's image stage"]
+fn the_image_goes_on_after_a_sleep_on_qemus_ich9_hda() {
+    let rate = 48_000;
+    let wav = std::env::temp_dir().join(format!(
+        "wavert-qemu-hda-image-sleep-{}.wav",
+        std::process::id()
+    ));
+    let rig = ImageRig::start(&wav, rate);
+    let coupling = {
+        let kernel = Arc::clone(&rig.kernel);
+        couple_clocks(&rig.emu, &rig.qemu, &rig.line, CARD_IRQ, None, move || {
+            kernel.run_dpcs();
+        })
+    };
+    let played = play(&rig, rate, 2_000, Some(1_013));
+    rig.emu.cancel_timer(coupling.timer);
+    let ImageRig {
+        qemu,
+        emu,
+        adapter,
+        kernel,
+        pages_before,
+        mdls_before,
+        ..
+    } = rig;
+    drop(kernel);
+    adapter.remove();
+    let violations = emu.violations();
+    let (pages_after, mdls_after) = (emu.memory.pages_in_use(), emu.memory.live_mdls());
+    qemu.check().unwrap();
+    qemu.terminate().unwrap();
+    let file = fs::read(&wav).unwrap();
+    fs::remove_file(&wav).unwrap();
+    let c = continuity(&wav_data(&file));
+    println!(
+        "wavert-qemu figures: hda image render 48 kHz (ich9) across one S3 with a controller \
+         reset: {} frames of the signal in order, jumps {:?}, {} silent frames inside, \
+         position {} at the end",
+        c.frames, c.jumps, c.silent_inside, played.last
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(pages_after, pages_before, "pages leaked");
+    assert_eq!(mdls_after, mdls_before, "MDLs leaked");
+    assert_eq!(c.wrong, None, "the output is not the signal going forward");
+    assert!(c.jumps.len() <= 1, "{:?}", c.jumps);
+    assert!(c
+        .jumps
+        .iter()
+        .all(|j| *j <= QEMU_CODEC_BUFFER_FRAMES + 32));
+    assert!(c.silent_inside <= 60 * 48 + 480, "{}", c.silent_inside);
+    // The audio went on after the sleep: nearly 2 s of the signal came
+    // out (less the gap, the buffer in flight and QEMU's codec buffer).
+    assert!(
+        c.frames + c.jumps.iter().sum::<u64>() + 4_800 + QEMU_CODEC_BUFFER_FRAMES
+            >= played.last / 4,
+        "{} frames out of {}",
+        c.frames,
+        played.last / 4
+    );
+    assert!(played.last / 4 >= 95_000, "{} bytes played", played.last);
+    assert_eq!(played.glitches, 0);
+    assert!(played.monotonic);
+    assert!(played.register_checks > 0);
 }
 
 #[test]
@@ -232,7 +347,7 @@ fn the_image_plays_48k_byte_exact_on_qemus_ich9_hda() {
             kernel.run_dpcs();
         })
     };
-    let played = play(&rig, rate, 2_600);
+    let played = play(&rig, rate, 2_600, None);
     rig.emu.cancel_timer(coupling.timer);
     let services_per_step = coupling.services_per_step.load(Ordering::Relaxed);
     let counters = rig.kernel.counters();
