@@ -500,6 +500,9 @@ fn a_stale_position_register_fails_the_check() {
 enum Interruption {
     /// A system sleep (S3) with the stream left in RUN.
     Sleep,
+    /// The same, the controller keeping its registers and power (what a
+    /// device that is not quiesced would go on doing).
+    SleepKeepingPower,
     /// What Learn says PortCls does around a sleep: PAUSE, D3, D0, RUN.
     PausedSleep,
     /// A plain PAUSE of 50 ms, no power change.
@@ -512,9 +515,10 @@ const HOLD_MS: u64 = 60;
 /// One system sleep at `t` ms: `QueryPowerChangeState`, D3 through
 /// `PowerChangeState2`, a power loss (the test drives the controller into
 /// reset, which clears every register, the stream descriptors' and the
-/// rings' included: QEMU `intel_hda_reset`), `HOLD_MS` in D3 with the
-/// position standing and no event, then D0. Returns the held position.
-fn sleep_through_d3(rig: &Rig, stream: &mut Stream, t: u64) -> u64 {
+/// rings' included: QEMU `intel_hda_reset`) unless `keep_power`,
+/// `HOLD_MS` in D3 with the position standing and no event, then D0.
+/// Returns the held position.
+fn sleep_through_d3(rig: &Rig, stream: &mut Stream, t: u64, keep_power: bool) -> u64 {
     use portcls_sys::{PowerDeviceD0, PowerDeviceD3, PowerSystemSleeping3, PowerSystemWorking};
     use wavert_core::bus::RegisterBus;
     rig.services.query_device_power(PowerDeviceD3).unwrap();
@@ -524,9 +528,11 @@ fn sleep_through_d3(rig: &Rig, stream: &mut Stream, t: u64) -> u64 {
         .set_device_power(PowerDeviceD3, Some(PowerSystemSleeping3))
         .unwrap();
     stream.device_unpowered((before, rig.emu.qpc()));
-    rig.qemu
-        .hda_registers()
-        .write32(wavert_core::hda::reg::GCTL, 0);
+    if !keep_power {
+        rig.qemu
+            .hda_registers()
+            .write32(wavert_core::hda::reg::GCTL, 0);
+    }
     for _ in 0..HOLD_MS {
         rig.emu.advance(QPC_PER_MS);
         assert_eq!(stream.position().unwrap(), held, "moved in D3 at {t} ms");
@@ -543,7 +549,8 @@ fn sleep_through_d3(rig: &Rig, stream: &mut Stream, t: u64) -> u64 {
 /// Runs `interruption` on `stream` at `t` ms. Returns the position held.
 fn interrupt(rig: &Rig, stream: &mut Stream, interruption: Interruption, t: u64) -> u64 {
     match interruption {
-        Interruption::Sleep => sleep_through_d3(rig, stream, t),
+        Interruption::Sleep => sleep_through_d3(rig, stream, t, false),
+        Interruption::SleepKeepingPower => sleep_through_d3(rig, stream, t, true),
         Interruption::PausedSleep | Interruption::Pause => {
             stream.set_state(KSSTATE_PAUSE).unwrap();
             let held = if interruption == Interruption::Pause {
@@ -554,7 +561,7 @@ fn interrupt(rig: &Rig, stream: &mut Stream, interruption: Interruption, t: u64)
                 }
                 held
             } else {
-                sleep_through_d3(rig, stream, t)
+                sleep_through_d3(rig, stream, t, false)
             };
             stream.set_state(KSSTATE_RUN).unwrap();
             held
@@ -568,6 +575,15 @@ const INTERRUPTIONS: [(u64, Interruption); 4] = [
     (1_876, Interruption::Pause),
     (2_421, Interruption::Sleep),
 ];
+
+/// A file removed when this goes.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
 
 struct PowerRun {
     pcm: Vec<u8>,
@@ -587,8 +603,10 @@ fn render_across(
     let wav = std::env::temp_dir().join(format!(
         "wavert-qemu-hda-power-{}-{}.wav",
         std::process::id(),
-        fault.is_some()
+        fault.map_or_else(|| "none".to_owned(), |f| format!("{f:?}").replace(['(', ')'], ""))
     ));
+    // Removed however the run ends (a test that expects a panic included).
+    let _cleanup = RemovedOnDrop(wav.clone());
     let rig = Rig::start(
         &Audiodev::Wav {
             path: wav.clone(),
@@ -635,7 +653,6 @@ fn render_across(
     qemu.check().unwrap();
     qemu.terminate().unwrap();
     let file = fs::read(&wav).unwrap();
-    fs::remove_file(&wav).unwrap();
     PowerRun {
         pcm: wav_data(&file),
         held_positions,
@@ -754,4 +771,19 @@ fn hda_capture_records_on_across_d3_cycles_with_a_controller_reset() {
     assert_eq!(stream.stats.glitches, 0);
     stream.close().unwrap();
     rig.shutdown().check().unwrap();
+}
+
+#[test]
+#[should_panic(expected = "moved in D3")]
+fn an_hda_device_that_does_not_quiesce_is_caught_on_qemu() {
+    // The power hooks replaced by ones that leave the stream running: the
+    // position moves while the device is out of D0. (With the controller
+    // reset by the power loss the hardware stops by itself, and the resume
+    // at the last position read hides the fault: a sleep that keeps the
+    // power shows it.)
+    let _ = render_across(
+        800,
+        &[(410, Interruption::SleepKeepingPower)],
+        Some(wavert_emulator::power::PowerFault::NoQuiesce),
+    );
 }
