@@ -787,3 +787,81 @@ fn an_hda_device_that_does_not_quiesce_is_caught_on_qemu() {
         Some(wavert_emulator::power::PowerFault::NoQuiesce),
     );
 }
+
+#[test]
+fn hda_power_bad_input_has_documented_answers() {
+    use portcls_sys::{
+        PowerDeviceD0, PowerDeviceD3, PowerDeviceMaximum, PowerDeviceUnspecified,
+        STATUS_DEVICE_NOT_READY, STATUS_INVALID_PARAMETER,
+    };
+    let rate = 48_000;
+    let rig = Rig::start(&Audiodev::None { frequency: rate }, false);
+    let not_ready = format!("{STATUS_DEVICE_NOT_READY:#x}");
+    // An unknown state is vetoed by the query and ignored by the change.
+    for bad in [PowerDeviceUnspecified, PowerDeviceMaximum, 99] {
+        assert_eq!(
+            rig.services
+                .query_device_power(bad)
+                .map_err(wavert_com::NtStatus::code),
+            Err(STATUS_INVALID_PARAMETER)
+        );
+        rig.services.set_device_power(bad, None).unwrap();
+    }
+    let mut render = rig.open(Direction::Render, rate, 100);
+    render.prefill(&mut |out| out.fill(1)).unwrap();
+    render.set_state(KSSTATE_RUN).unwrap();
+    for _ in 0..50 {
+        rig.emu.advance(QPC_PER_MS);
+    }
+    assert!(render.position().unwrap() > 0, "the unknown states stopped it");
+    let _before_d3 = render.take_notifications();
+    // The capture pin (opened in D0, no buffer yet) and a new open in D3.
+    let bytes = rig.format(Direction::Capture, rate);
+    let (wave, _) = rig.wave(Direction::Capture);
+    let mut capture = Stream::open(&rig.emu, &wave, 0, true, &bytes).unwrap();
+    rig.services.set_device_power(PowerDeviceD3, None).unwrap();
+    let held = render.position().unwrap();
+    // The same state again: nothing happens (still held, no register).
+    let accesses = rig.qemu.register_accesses();
+    rig.services.set_device_power(PowerDeviceD3, None).unwrap();
+    let allocated = capture.allocate(rate * FRAME_BYTES / 10, Some(2));
+    assert!(
+        allocated.as_ref().is_err_and(|e| e.to_string().contains(&not_ready)),
+        "allocate in D3: {allocated:?}"
+    );
+    capture.close().unwrap();
+    let refused = Stream::open(&rig.emu, &wave, 0, true, &bytes);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains(&not_ready)),
+        "open in D3: {:?}",
+        refused.map(|_| ())
+    );
+    // RUN -> PAUSE -> RUN in D3 is recorded, nothing moves or is touched.
+    render.set_state(KSSTATE_PAUSE).unwrap();
+    render.set_state(KSSTATE_RUN).unwrap();
+    for _ in 0..30 {
+        rig.emu.advance(QPC_PER_MS);
+    }
+    assert_eq!(render.position().unwrap(), held);
+    assert_eq!(render.take_notifications(), 0);
+    assert_eq!(
+        rig.qemu.register_accesses(),
+        accesses,
+        "a register was touched in D3"
+    );
+    rig.services.set_device_power(PowerDeviceD0, None).unwrap();
+    // D0 twice: the second does nothing either.
+    rig.services.set_device_power(PowerDeviceD0, None).unwrap();
+    for _ in 0..120 {
+        rig.emu.advance(QPC_PER_MS);
+    }
+    assert!(render.position().unwrap() > held, "the RUN held in D3 started");
+    assert!(render.take_notifications() > 0);
+    // In D0 the capture side opens and allocates.
+    let capture = rig.open(Direction::Capture, rate, 100);
+    capture.close().unwrap();
+    render.close().unwrap();
+    rig.shutdown().check().unwrap();
+}
