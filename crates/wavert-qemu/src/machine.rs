@@ -316,6 +316,25 @@ pub struct Machine {
     mirrors: Mutex<Mirrors>,
 }
 
+/// util-linux's `setpriv`, present on every Debian (util-linux is
+/// essential).
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// The command that runs QEMU at `binary`: under `setpriv --pdeathsig KILL`
+/// when it is there, so QEMU dies with the thread that started it. A test
+/// that fails by panicking never reaches [`Machine::shutdown`] (and its
+/// rig's clock coupling can keep the machine alive), and its QEMU would
+/// otherwise outlive the test process. Without `setpriv`, QEMU directly.
+fn qemu_command(binary: &Path) -> Command {
+    if Path::new(SETPRIV).is_file() {
+        let mut command = Command::new(SETPRIV);
+        command.args(["--pdeathsig", "KILL", "--"]).arg(binary);
+        command
+    } else {
+        Command::new(binary)
+    }
+}
+
 fn qemu_log(workdir: &Path) -> String {
     fs::read_to_string(workdir.join("qemu.log")).unwrap_or_default()
 }
@@ -363,7 +382,7 @@ impl Machine {
         // QEMU warns in its log that a `max-ram-below-4g` under 1 GiB is
         // "not a multiple of 1G; possible bad performance": harmless here
         // (no guest CPU runs), and it keeps the file small.
-        let mut child = Command::new(&install.binary)
+        let mut child = qemu_command(&install.binary)
             .env("QEMU_MODULE_DIR", &install.module_dir)
             .args([
                 "-machine",
