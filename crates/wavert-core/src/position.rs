@@ -362,6 +362,15 @@ impl LinearFromCyclic {
         self.linear
     }
 
+    /// Adds `laps` whole buffers the offsets cannot show: a reader that
+    /// knows (from its own clock) it went more than a buffer without a look
+    /// says how many wraps it missed.
+    pub const fn add_laps(&mut self, laps: u64) {
+        self.linear = self
+            .linear
+            .saturating_add(laps.saturating_mul(self.buffer_bytes as u64));
+    }
+
     /// Linear position so far.
     #[must_use]
     pub const fn linear(&self) -> u64 {

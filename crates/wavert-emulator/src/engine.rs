@@ -373,6 +373,12 @@ pub struct StreamStats {
     pub packets: u64,
     /// Packets written too late / read before captured or after overwrite.
     pub glitches: u64,
+    /// Whole buffers the position went round between two reads more than
+    /// a buffer apart ([`Stream::position`]).
+    pub laps_missed: u64,
+    /// Render notifications that found the engine a buffer ahead already
+    /// (signals that piled up while it was late), served by no write.
+    pub coalesced: u64,
     /// Packet-interface answers held to the packet rules (every one
     /// passed: a broken rule ends the stream with an error).
     pub packet_calls: u64,
@@ -734,6 +740,8 @@ pub struct Stream {
     event: Option<EmuEvent>,
     state: KSSTATE,
     unwrap: Option<LinearFromCyclic>,
+    /// The nominal clock's bytes at the last position read.
+    last_read_ideal_bytes: Option<u64>,
     cursor: u64,
     /// Counters.
     pub stats: StreamStats,
@@ -806,6 +814,7 @@ impl Stream {
             event: None,
             state: KSSTATE_STOP,
             unwrap: None,
+            last_read_ideal_bytes: None,
             cursor: 0,
             stats: StreamStats::default(),
             trace: Vec::new(),
@@ -1105,6 +1114,7 @@ impl Stream {
             b.view = base.wrapping_add(offset as usize);
         }
         self.unwrap = LinearFromCyclic::new(size).ok();
+        self.last_read_ideal_bytes = None;
         Ok(size)
     }
 
@@ -1307,10 +1317,7 @@ impl Stream {
         check("GetPosition", status)?;
         check_position_offsets(&pos, self.buffer_size()).map_err(EngineError::Protocol)?;
         let offset = u32::try_from(pos.PlayOffset).unwrap_or(0);
-        let linear = self
-            .unwrap
-            .as_mut()
-            .map_or(pos.PlayOffset, |u| u.update(offset));
+        let linear = self.unwrap_position(offset, (before, after));
         self.trace.push(PositionSample {
             qpc_before: before,
             qpc_after: after,
@@ -1318,6 +1325,37 @@ impl Stream {
             state: self.state,
         });
         Ok(linear)
+    }
+
+    /// The linear position of cyclic `offset`, read between `call`'s two
+    /// QPC readings. An engine thread woken late (in real time, the host's
+    /// wake-up lateness) may go past a whole buffer between two reads, and
+    /// the offsets alone cannot show the wraps it missed: then the stream's
+    /// nominal clock since the last read says how many whole buffers went
+    /// by. Reads less than a buffer apart (every virtual-time poll) count
+    /// the offsets alone, so a stuck position stays visible as one.
+    fn unwrap_position(&mut self, offset: u32, call: Bounds) -> u64 {
+        let size = u64::from(self.buffer_size().max(1));
+        let Some(unwrap) = self.unwrap.as_mut() else {
+            return u64::from(offset);
+        };
+        let before = unwrap.linear();
+        let mut linear = unwrap.update(offset);
+        let block = u64::from(self.format.block_align());
+        let (ideal_now, _) = self.ideal.frames(call.0, call.1);
+        let ideal_now = ideal_now.saturating_mul(block);
+        if let Some(ideal_then) = self.last_read_ideal_bytes {
+            let elapsed = ideal_now.saturating_sub(ideal_then);
+            let seen = linear - before;
+            if elapsed > size {
+                let laps = (elapsed.saturating_sub(seen) + size / 2) / size;
+                unwrap.add_laps(laps);
+                linear = unwrap.linear();
+                self.stats.laps_missed += laps;
+            }
+        }
+        self.last_read_ideal_bytes = Some(ideal_now);
+        linear
     }
 
     /// The raw `KSAUDIO_POSITION` (no unwrapping, not recorded).
@@ -1545,6 +1583,19 @@ impl Stream {
         let tail = data.get_mut(valid as usize..).unwrap_or_default();
         tail.fill(STALE_BYTE);
         self.announce(count, &data, KSSTREAM_HEADER_OPTIONSF_ENDOFSTREAM, valid)
+    }
+
+    /// Render: whether the next packet would land on the one `play` is in
+    /// (the write cursor a whole buffer ahead). An engine woken late finds
+    /// several notifications pending, but a kernel event that is set twice
+    /// before its waiter runs wakes it once: Windows' engine then writes
+    /// what the position asks for, not one packet per signal. Writing on
+    /// would overwrite the packet being played, and keep the engine a
+    /// packet ahead (and glitching) from then on.
+    #[must_use]
+    pub fn caught_up(&self, play: u64) -> bool {
+        let packet = u64::from(self.packet_bytes());
+        packet != 0 && self.cursor + packet > play + u64::from(self.buffer_size())
     }
 
     /// The next packet of `source`, the write cursor checked against the

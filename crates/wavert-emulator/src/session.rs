@@ -565,6 +565,11 @@ impl PairSession {
         let signal_len = self.signal.len();
         for _ in 0..self.render.take_notifications() {
             let play = self.render.position()?;
+            if self.render.caught_up(play) {
+                // Signals that piled up while the engine was late: one wake.
+                self.render.stats.coalesced += 1;
+                continue;
+            }
             let left = signal_len.saturating_sub(self.source_at);
             let last = u32::try_from(left)
                 .ok()

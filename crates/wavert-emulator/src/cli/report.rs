@@ -3,6 +3,7 @@
 use wavert_core::format::{AudioFormat, SampleType};
 use wavert_emulator::hlk::methods::MethodReport;
 use wavert_emulator::hlk::Finding;
+use wavert_emulator::engine::StreamStats;
 use wavert_emulator::memory::{HIGH_RAM_BASE, PAGE_SIZE};
 use wavert_emulator::personality::summarise;
 use wavert_emulator::signal;
@@ -60,6 +61,22 @@ impl Outcome {
 
 /// Pages as physical frame numbers, and how many steps between them are
 /// to the adjacent page.
+/// What a late engine thread cost (real time): render wakes that found the
+/// engine caught up already, and position reads a buffer or more apart
+/// whose missed wraps the nominal clock supplied. Empty when neither
+/// happened.
+fn late_engine(render: &StreamStats, capture: &StreamStats) -> String {
+    let coalesced = render.coalesced;
+    let laps = render.laps_missed + capture.laps_missed;
+    if coalesced == 0 && laps == 0 {
+        return String::new();
+    }
+    format!(
+        " (engine thread late: {coalesced} render notifications coalesced into earlier wakes, \
+         {laps} buffer wraps between two position reads counted from the nominal clock)"
+    )
+}
+
 fn describe_pages(pages: &[u64]) -> String {
     let page = PAGE_SIZE as u64;
     let frames: Vec<String> = pages.iter().map(|p| format!("{:#x}", p / page)).collect();
@@ -279,8 +296,10 @@ impl VirtualOutcome {
                 session.capture.dropped_packets
             ),
             format!(
-                "glitches         : render {}, capture {}",
-                session.render.glitches, session.capture.glitches
+                "glitches         : render {}, capture {}{}",
+                session.render.glitches,
+                session.capture.glitches,
+                late_engine(&session.render, &session.capture)
             ),
         ]);
         match &self.counters {
