@@ -300,10 +300,7 @@ fn the_image_goes_on_after_a_sleep_on_qemus_ich9_hda() {
     assert_eq!(mdls_after, mdls_before, "MDLs leaked");
     assert_eq!(c.wrong, None, "the output is not the signal going forward");
     assert!(c.jumps.len() <= 1, "{:?}", c.jumps);
-    assert!(c
-        .jumps
-        .iter()
-        .all(|j| *j <= QEMU_CODEC_BUFFER_FRAMES + 32));
+    assert!(c.jumps.iter().all(|j| *j <= QEMU_CODEC_BUFFER_FRAMES + 32));
     assert!(c.silent_inside <= 60 * 48 + 480, "{}", c.silent_inside);
     // The audio went on after the sleep: nearly 2 s of the signal came
     // out (less the gap, the buffer in flight and QEMU's codec buffer).

@@ -779,13 +779,15 @@ fn hda_capture_records_on_across_d3_cycles_with_a_controller_reset() {
     let expected = ms * per_ms;
     let restart_cost = 4 * (QEMU_CODEC_BUFFER_FRAMES * 4 / 2 + 128);
     assert!(
-        final_position <= expected + packet
-            && final_position + packet + restart_cost >= expected,
+        final_position <= expected + packet && final_position + packet + restart_cost >= expected,
         "{final_position} bytes recorded, {expected} expected"
     );
     // 579 ms of D0 after the last resume at 50 ms per packet.
     assert!(after_last.abs_diff(579 / 50) <= 1, "{after_last} after");
-    assert!(sink.iter().all(|&b| b == 0), "the none backend records silence");
+    assert!(
+        sink.iter().all(|&b| b == 0),
+        "the none backend records silence"
+    );
     assert_eq!(stream.stats.glitches, 0);
     stream.close().unwrap();
     rig.shutdown().check().unwrap();
@@ -834,7 +836,10 @@ fn hda_power_bad_input_has_documented_answers() {
     for _ in 0..50 {
         rig.emu.advance(QPC_PER_MS);
     }
-    assert!(render.position().unwrap() > 0, "the unknown states stopped it");
+    assert!(
+        render.position().unwrap() > 0,
+        "the unknown states stopped it"
+    );
     let _before_d3 = render.take_notifications();
     // The capture pin (opened in D0, no buffer yet) and a new open in D3.
     let bytes = rig.format(Direction::Capture, rate);
@@ -847,7 +852,9 @@ fn hda_power_bad_input_has_documented_answers() {
     rig.services.set_device_power(PowerDeviceD3, None).unwrap();
     let allocated = capture.allocate(rate * FRAME_BYTES / 10, Some(2));
     assert!(
-        allocated.as_ref().is_err_and(|e| e.to_string().contains(&not_ready)),
+        allocated
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains(&not_ready)),
         "allocate in D3: {allocated:?}"
     );
     capture.close().unwrap();
@@ -878,7 +885,10 @@ fn hda_power_bad_input_has_documented_answers() {
     for _ in 0..120 {
         rig.emu.advance(QPC_PER_MS);
     }
-    assert!(render.position().unwrap() > held, "the RUN held in D3 started");
+    assert!(
+        render.position().unwrap() > held,
+        "the RUN held in D3 started"
+    );
     assert!(render.take_notifications() > 0);
     // In D0 the capture side opens and allocates.
     let capture = rig.open(Direction::Capture, rate, 100);

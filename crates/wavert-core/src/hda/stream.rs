@@ -359,14 +359,11 @@ pub fn resume_list(
     if size == 0 || held_offset >= size {
         return Err(HdaError::BadBufferGeometry);
     }
-    let tiled = descriptors
-        .iter()
-        .try_fold(0u32, |next, d| {
-            (d.buffer_offset == next && d.length_bytes > 0)
-                .then(|| next.checked_add(d.length_bytes))
-                .flatten()
-        })
-        == Some(size);
+    let tiled = descriptors.iter().try_fold(0u32, |next, d| {
+        (d.buffer_offset == next && d.length_bytes > 0)
+            .then(|| next.checked_add(d.length_bytes))
+            .flatten()
+    }) == Some(size);
     if !tiled {
         return Err(HdaError::BadBufferGeometry);
     }
@@ -404,9 +401,7 @@ pub fn resume_list(
             ));
         } else {
             first = (first + 1) % descriptors.len();
-            origin = descriptors
-                .get(first)
-                .map_or(0, |d| d.buffer_offset);
+            origin = descriptors.get(first).map_or(0, |d| d.buffer_offset);
         }
     }
     let mut index = 0;

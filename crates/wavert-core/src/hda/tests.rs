@@ -661,7 +661,10 @@ fn a_resume_list_starts_at_the_next_boundary_and_holds_every_byte_once() {
             assert_eq!(rotated[0].buffer_offset, point.origin);
             assert!(rotated.iter().all(|d| d.address % 128 == 0));
             assert_eq!(
-                rotated.iter().map(|d| u64::from(d.length_bytes)).sum::<u64>(),
+                rotated
+                    .iter()
+                    .map(|d| u64::from(d.length_bytes))
+                    .sum::<u64>(),
                 u64::from(BUFFER)
             );
             // Played in order, the rotated list is the buffer from origin.
@@ -751,7 +754,12 @@ fn a_stream_goes_on_at_its_byte_after_the_controller_lost_everything() {
     let offset = u32::try_from(held % u64::from(BUFFER)).unwrap();
     let mut list = [0u8; 65 * 16];
     let point = resume_list(&rig.segments, BUFFER, offset, 256, &mut |i, d| {
-        encode(&SgProfile::HDA, core::slice::from_ref(d), &mut list[i * 16..]).is_ok()
+        encode(
+            &SgProfile::HDA,
+            core::slice::from_ref(d),
+            &mut list[i * 16..],
+        )
+        .is_ok()
     })
     .unwrap();
     assert_eq!((point.origin, point.skipped), (1024, 24));

@@ -1,9 +1,9 @@
 //! The report of a session, line by line, and its verdict.
 
 use wavert_core::format::{AudioFormat, SampleType};
+use wavert_emulator::engine::StreamStats;
 use wavert_emulator::hlk::methods::MethodReport;
 use wavert_emulator::hlk::Finding;
-use wavert_emulator::engine::StreamStats;
 use wavert_emulator::memory::{HIGH_RAM_BASE, PAGE_SIZE};
 use wavert_emulator::personality::summarise;
 use wavert_emulator::signal;

@@ -63,4 +63,3 @@ pub fn continuity(pcm: &[u8]) -> Continuity {
 /// (`hda_audio_set_running` zeroes its read and write positions), so every
 /// stop loses what sat there, whatever the driver does.
 pub const QEMU_CODEC_BUFFER_FRAMES: u64 = 8_192 / 4;
-

@@ -131,7 +131,12 @@ fn pcm_format(format: &AudioFormat) -> Option<PcmFormat> {
 
 /// Writes BDL entry `index` of `entry` into `list` (IOC only when the
 /// buffer has notifications). Returns whether it fit.
-fn write_list_entry(list: &DeviceMemory, index: usize, entry: &Descriptor, notifications: u32) -> bool {
+fn write_list_entry(
+    list: &DeviceMemory,
+    index: usize,
+    entry: &Descriptor,
+    notifications: u32,
+) -> bool {
     let mut entry = *entry;
     entry.interrupt_on_completion &= notifications != 0;
     let mut bytes = [0u8; 16];
