@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use common::{install, leading_silence, wav_data};
 use continuity::{continuity, QEMU_CODEC_BUFFER_FRAMES};
-use coupling::couple_clocks;
+use coupling::{couple_clocks, Coupling};
 use portcls_sys::KSSTATE_RUN;
 use wavert_emulator::ac97::qemu_memory_config;
 use wavert_emulator::cable::CableAdapter;
@@ -133,6 +133,46 @@ impl ImageRig {
             start_accesses,
             build,
         }
+    }
+
+    /// The 1 ms clock coupling, the image's DPCs run at each step.
+    fn couple(&self) -> Coupling {
+        let kernel = Arc::clone(&self.kernel);
+        couple_clocks(
+            &self.emu,
+            &self.qemu,
+            &self.line,
+            CARD_IRQ,
+            None,
+            move || {
+                kernel.run_dpcs();
+            },
+        )
+    }
+
+    /// Removes the image (its removal and unload held to no violation and
+    /// no page or MDL left), stops QEMU and returns the audio of its WAV.
+    fn finish(self, wav: &Path) -> Vec<u8> {
+        let Self {
+            qemu,
+            emu,
+            adapter,
+            kernel,
+            pages_before,
+            mdls_before,
+            ..
+        } = self;
+        drop(kernel);
+        adapter.remove();
+        let violations = emu.violations();
+        assert!(violations.is_empty(), "{violations:#?}");
+        assert_eq!(emu.memory.pages_in_use(), pages_before, "pages leaked");
+        assert_eq!(emu.memory.live_mdls(), mdls_before, "MDLs leaked");
+        qemu.check().unwrap();
+        qemu.terminate().unwrap();
+        let file = fs::read(wav).unwrap();
+        fs::remove_file(wav).unwrap();
+        wav_data(&file)
     }
 }
 
@@ -263,41 +303,17 @@ fn the_image_goes_on_after_a_sleep_on_qemus_ich9_hda() {
         std::process::id()
     ));
     let rig = ImageRig::start(&wav, rate);
-    let coupling = {
-        let kernel = Arc::clone(&rig.kernel);
-        couple_clocks(&rig.emu, &rig.qemu, &rig.line, CARD_IRQ, None, move || {
-            kernel.run_dpcs();
-        })
-    };
+    let coupling = rig.couple();
     let played = play(&rig, rate, 2_000, Some(1_013));
     rig.emu.cancel_timer(coupling.timer);
-    let ImageRig {
-        qemu,
-        emu,
-        adapter,
-        kernel,
-        pages_before,
-        mdls_before,
-        ..
-    } = rig;
-    drop(kernel);
-    adapter.remove();
-    let violations = emu.violations();
-    let (pages_after, mdls_after) = (emu.memory.pages_in_use(), emu.memory.live_mdls());
-    qemu.check().unwrap();
-    qemu.terminate().unwrap();
-    let file = fs::read(&wav).unwrap();
-    fs::remove_file(&wav).unwrap();
-    let c = continuity(&wav_data(&file));
+    let pcm = rig.finish(&wav);
+    let c = continuity(&pcm);
     println!(
         "wavert-qemu figures: hda image render 48 kHz (ich9) across one S3 with a controller \
          reset: {} frames of the signal in order, jumps {:?}, {} silent frames inside, \
          position {} at the end",
         c.frames, c.jumps, c.silent_inside, played.last
     );
-    assert!(violations.is_empty(), "{violations:#?}");
-    assert_eq!(pages_after, pages_before, "pages leaked");
-    assert_eq!(mdls_after, mdls_before, "MDLs leaked");
     assert_eq!(c.wrong, None, "the output is not the signal going forward");
     assert!(c.jumps.len() <= 1, "{:?}", c.jumps);
     assert!(c.jumps.iter().all(|j| *j <= QEMU_CODEC_BUFFER_FRAMES + 32));
@@ -338,36 +354,13 @@ fn the_image_plays_48k_byte_exact_on_qemus_ich9_hda() {
     // The image holds its common page (CORB, RIRB, position buffer).
     assert!(rig.emu.memory.pages_in_use() > rig.pages_before);
 
-    let coupling = {
-        let kernel = Arc::clone(&rig.kernel);
-        couple_clocks(&rig.emu, &rig.qemu, &rig.line, CARD_IRQ, None, move || {
-            kernel.run_dpcs();
-        })
-    };
+    let coupling = rig.couple();
     let played = play(&rig, rate, 2_600, None);
     rig.emu.cancel_timer(coupling.timer);
     let services_per_step = coupling.services_per_step.load(Ordering::Relaxed);
     let counters = rig.kernel.counters();
-    let ImageRig {
-        qemu,
-        emu,
-        adapter,
-        kernel,
-        pages_before,
-        mdls_before,
-        start_accesses,
-        build,
-        ..
-    } = rig;
-    drop(kernel);
-    adapter.remove();
-    let violations = emu.violations();
-    let (pages_after, mdls_after) = (emu.memory.pages_in_use(), emu.memory.live_mdls());
-    qemu.check().unwrap();
-    qemu.terminate().unwrap();
-    let file = fs::read(&wav).unwrap();
-    fs::remove_file(&wav).unwrap();
-    let pcm = wav_data(&file);
+    let (start_accesses, build) = (rig.start_accesses, rig.build.clone());
+    let pcm = rig.finish(&wav);
     let pcm = &pcm[leading_silence(&pcm)..];
     let seconds = played.last as f64 / f64::from(rate * FRAME_BYTES);
     println!("{build}");
@@ -385,9 +378,6 @@ fn the_image_plays_48k_byte_exact_on_qemus_ich9_hda() {
         played.register_checks,
         pcm.len(),
     );
-    assert!(violations.is_empty(), "{violations:#?}");
-    assert_eq!(pages_after, pages_before, "pages leaked");
-    assert_eq!(mdls_after, mdls_before, "MDLs leaked");
     let expected: Vec<u8> = (0..pcm.len() as u64 / 4).flat_map(frame).collect();
     assert_eq!(
         pcm.iter().zip(&expected).position(|(a, b)| a != b),
