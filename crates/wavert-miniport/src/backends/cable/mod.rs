@@ -282,9 +282,13 @@ impl<P: Platform> VirtualCable<P> {
         meter(
             &mut s.ends.render,
             self.volume.render.meter(),
-            Some(&render_gains),
+            MeterTap::Played(&render_gains),
         );
-        meter(&mut s.ends.capture, self.volume.capture.meter(), None);
+        meter(
+            &mut s.ends.capture,
+            self.volume.capture.meter(),
+            MeterTap::Captured,
+        );
     }
 
     /// The platform.
@@ -1141,14 +1145,22 @@ fn apply_volume(cb: &mut Buffer, format: &AudioFormat, gains: &ChannelGains) {
 /// How long a side's peak meter goes on measuring after its last read.
 const METER_HOLD_SECONDS: u64 = 2;
 
+/// Which frames of a side a peak meter measures.
+#[derive(Clone, Copy)]
+enum MeterTap<'a> {
+    /// Render: the frames played, scaled by the render volume and mute
+    /// (the meter sits after them; the capture side applies them later).
+    Played(&'a ChannelGains),
+    /// Capture: the frames written and already scaled.
+    Captured,
+}
+
 /// Raises `meter` to the peaks of the frames `end` finished since the last
-/// service: the render frames played, scaled by `gains` (the render meter
-/// sits after the volume and mute, which the capture applies later), or
-/// the capture frames written and scaled. Only while the meter is wanted
+/// service, as `tap` says. Only while the meter is wanted
 /// (read within [`METER_HOLD_SECONDS`] of audio); otherwise the frames are
 /// passed over unread, and a meter read again starts with the frames the
 /// next service finishes.
-fn meter(end: &mut End, meter: &PeakMeter, gains: Option<&ChannelGains>) {
+fn meter(end: &mut End, meter: &PeakMeter, tap: MeterTap<'_>) {
     let (Some(format), Some(b)) = (end.format.as_ref(), end.buffer.as_mut()) else {
         // A read before the stream has a buffer stays wanted until it does.
         return;
@@ -1161,7 +1173,10 @@ fn meter(end: &mut End, meter: &PeakMeter, gains: Option<&ChannelGains>) {
     }
     let block = u64::from(format.block_align().max(1));
     // Capture frames count once the volume has scaled them.
-    let done = if gains.is_some() { b.moved } else { b.gained };
+    let done = match tap {
+        MeterTap::Played(_) => b.moved,
+        MeterTap::Captured => b.gained,
+    };
     let finished = done / block * block;
     // A meter that starts measuring starts with the frames still to come.
     let start = if measuring { b.metered } else { finished };
@@ -1181,7 +1196,7 @@ fn meter(end: &mut End, meter: &PeakMeter, gains: Option<&ChannelGains>) {
         encoding.raise_peaks(bytes, channels, &mut peaks);
         true
     });
-    if let Some(gains) = gains {
+    if let MeterTap::Played(gains) = tap {
         for (channel, peak) in peaks.iter_mut().enumerate() {
             // A peak is at most i32::MAX (peak_magnitude).
             let sample = i32::try_from(*peak).unwrap_or(i32::MAX);
