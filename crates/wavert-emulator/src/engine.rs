@@ -25,7 +25,7 @@ use wavert_core::format::{AudioFormat, SampleType};
 use wavert_core::position::LinearFromCyclic;
 use wavert_core::range::{ks_data_format_len, write_ks_data_format, DeviceRange};
 
-use crate::machine::{EmuEvent, Machine, QPC_FREQUENCY};
+use crate::machine::{ClockMode, EmuEvent, Machine, QPC_FREQUENCY};
 use crate::packets::{
     check_not_ready, check_packet_count, check_presentation, check_read_packet, check_write_status,
     expected_write_status, packets, Bounds, IdealClock, ReadAnswer,
@@ -374,7 +374,7 @@ pub struct StreamStats {
     /// Packets written too late / read before captured or after overwrite.
     pub glitches: u64,
     /// Whole buffers the position went round between two reads more than
-    /// a buffer apart ([`Stream::position`]).
+    /// a buffer apart (real time only; [`Stream::position`]).
     pub laps_missed: u64,
     /// Render notifications that found the engine a buffer ahead already
     /// (signals that piled up while it was late), served by no write.
@@ -1328,19 +1328,26 @@ impl Stream {
     }
 
     /// The linear position of cyclic `offset`, read between `call`'s two
-    /// QPC readings. An engine thread woken late (in real time, the host's
-    /// wake-up lateness) may go past a whole buffer between two reads, and
-    /// the offsets alone cannot show the wraps it missed: then the stream's
+    /// QPC readings. In real time the engine's thread may sleep past a whole
+    /// buffer between two reads (the host's wake-up lateness), and the
+    /// offsets alone cannot show the wraps it missed: then the stream's
     /// nominal clock since the last read says how many whole buffers went
-    /// by. Reads less than a buffer apart (every virtual-time poll) count
-    /// the offsets alone, so a stuck position stays visible as one.
+    /// by. That trusts the device to keep the nominal pace, which only the
+    /// virtual cable's QPC clock does by construction, and real time runs
+    /// only the cable. In virtual time (every card, and reads a device may
+    /// legitimately fall behind in: a halted or unpowered DMA) the offsets
+    /// alone count, so a stuck position stays visible as one.
     fn unwrap_position(&mut self, offset: u32, call: Bounds) -> u64 {
         let size = u64::from(self.buffer_size().max(1));
+        let real_time = self.machine.clock_mode() == ClockMode::RealTime;
         let Some(unwrap) = self.unwrap.as_mut() else {
             return u64::from(offset);
         };
         let before = unwrap.linear();
         let mut linear = unwrap.update(offset);
+        if !real_time {
+            return linear;
+        }
         let block = u64::from(self.format.block_align());
         let (ideal_now, _) = self.ideal.frames(call.0, call.1);
         let ideal_now = ideal_now.saturating_mul(block);
