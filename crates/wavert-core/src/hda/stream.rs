@@ -342,9 +342,10 @@ pub struct ResumePoint {
 /// first entry, and every entry must start 128-byte aligned (HDA spec
 /// 3.6.3), so a stream held mid-entry can only go on at a boundary. The
 /// entry holding the boundary is split in two (its part before the
-/// boundary goes last, without IOC); with no room for one more entry (`max_entries`) the list starts
-/// at the next entry instead. Every byte is still in the list once, so
-/// LPIB wraps at CBL as before and each packet end keeps its IOC.
+/// boundary goes last, without IOC); with no room for one more entry
+/// (`max_entries`) the list starts at the next entry instead. Every byte is
+/// still in the list once, so LPIB wraps at CBL as before and each packet
+/// end keeps its IOC.
 ///
 /// # Errors
 /// [`HdaError::BadBufferGeometry`] for a list that does not tile
@@ -404,30 +405,25 @@ pub fn resume_list(
             origin = descriptors.get(first).map_or(0, |d| d.buffer_offset);
         }
     }
-    let mut index = 0;
-    let mut put = |d: &Descriptor| {
-        let ok = write(index, d);
-        index += 1;
-        ok
-    };
-    let mut written = true;
     let (rest, before) = (
         descriptors.get(first..).unwrap_or(&[]),
         descriptors.get(..first).unwrap_or(&[]),
     );
-    match split {
-        Some((from_origin, up_to_origin)) => {
-            written &= put(&from_origin);
-            for d in rest.iter().skip(1).chain(before) {
-                written &= put(d);
-            }
-            written &= put(&up_to_origin);
-        }
-        None => {
-            for d in rest.iter().chain(before) {
-                written &= put(d);
-            }
-        }
+    // The list from the origin: the first entry (or its part from the
+    // boundary), the rest in order round the ring, then the split entry's
+    // part before the boundary.
+    let head = split.map(|(from_origin, _)| from_origin);
+    let tail = split.map(|(_, up_to_origin)| up_to_origin);
+    let mut index = 0;
+    let mut written = true;
+    for d in head
+        .iter()
+        .chain(rest.iter().skip(usize::from(head.is_some())))
+        .chain(before)
+        .chain(tail.iter())
+    {
+        written &= write(index, d);
+        index += 1;
     }
     if !written {
         return Err(HdaError::BadBufferGeometry);

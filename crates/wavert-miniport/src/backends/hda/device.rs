@@ -174,6 +174,17 @@ struct SoftStream {
 }
 
 impl SoftStream {
+    /// The linear byte its next start begins at: 0 after STOP, else where
+    /// a PAUSE or power-down held it.
+    fn start_position(&self) -> u64 {
+        if self.started {
+            self.resume_at
+                .unwrap_or_else(|| self.hw.as_ref().map_or(0, Stream::last_position))
+        } else {
+            0
+        }
+    }
+
     const fn closed(hw: Option<Stream>) -> Self {
         Self {
             hw,
@@ -754,12 +765,27 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
         })
     }
 
+    /// Stops a started stream where it stands (PAUSE, a power-down): its
+    /// position read last, its run bit cleared if `powered` and it runs,
+    /// and the byte kept for its next start (a stream already held keeps
+    /// the byte it was held at). Under the stream lock.
+    fn hold(&self, c: &mut SoftStream, powered: bool) {
+        if !c.started {
+            return;
+        }
+        let held = self.update_position(c);
+        if let Some(h) = c.hw.as_mut().filter(|h| powered && h.is_running()) {
+            let _halted = h.halt(&mut Bar(&self.mmio), &mut |us| self.mmio.stall_us(us));
+        }
+        c.resume_at.get_or_insert(held);
+    }
+
     /// The state change of [`Backend::set_state`], under the control lock.
     /// Returns the state changed from.
     fn change_state(&self, direction: Direction, to: KsState) -> NtResult<KsState> {
-        let (from, has_buffer, started) = self.soft.with(|s| {
+        let (from, has_buffer) = self.soft.with(|s| {
             let c = &s.streams[direction];
-            (c.state, c.buffer.is_some(), c.started)
+            (c.state, c.buffer.is_some())
         });
         let change = transition(from, to).map_err(|_| NtStatus::INVALID_DEVICE_STATE)?;
         let powered = !self.powered_down.load(Ordering::Acquire);
@@ -770,15 +796,7 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
                     return Err(NtStatus::INVALID_DEVICE_STATE);
                 }
                 if powered {
-                    let at = self.soft.with(|s| {
-                        let c = &s.streams[direction];
-                        let held = c.hw.as_ref().map_or(0, Stream::last_position);
-                        if started {
-                            c.resume_at.unwrap_or(held)
-                        } else {
-                            0
-                        }
-                    });
+                    let at = self.soft.with(|s| s.streams[direction].start_position());
                     self.start_at(direction, at)?;
                 }
                 self.update(direction, |c| c.state = KsState::Run);
@@ -788,15 +806,8 @@ impl<P: Platform, M: Mmio> HdaDevice<P, M> {
                 // pause freezes where the stream stood.
                 self.soft.with(|s| {
                     let c = &mut s.streams[direction];
-                    let held = self.update_position(c);
                     c.state = KsState::Pause;
-                    if !c.started {
-                        return;
-                    }
-                    if let Some(h) = c.hw.as_mut().filter(|h| powered && h.is_running()) {
-                        let _halted = h.halt(&mut bus, &mut |us| self.mmio.stall_us(us));
-                    }
-                    c.resume_at.get_or_insert(held);
+                    self.hold(c, powered);
                 });
             }
             Transition::Stop => {
@@ -1190,19 +1201,9 @@ impl<P: Platform, M: Mmio> PowerBackend for HdaDevice<P, M> {
     /// on no register is touched until [`Self::power_up`].
     fn power_down(&self, to: DevicePower) {
         self.control.with(|()| {
-            let mut bus = Bar(&self.mmio);
             self.soft.with(|s| {
                 for direction in Direction::BOTH {
-                    let c = &mut s.streams[direction];
-                    if !c.started {
-                        continue;
-                    }
-                    let held = self.update_position(c);
-                    if let Some(h) = c.hw.as_mut().filter(|h| h.is_running()) {
-                        let _halted = h.halt(&mut bus, &mut |us| self.mmio.stall_us(us));
-                    }
-                    // A paused stream keeps the byte its pause held.
-                    c.resume_at.get_or_insert(held);
+                    self.hold(&mut s.streams[direction], true);
                 }
             });
             let state = match to {
@@ -1262,14 +1263,8 @@ impl<P: Platform, M: Mmio> PowerBackend for HdaDevice<P, M> {
                 let (pcm, run) = self.soft.with(|s| {
                     let c = &s.streams[direction];
                     let pcm = c.pcm.filter(|_| c.open);
-                    let run = (c.state == KsState::Run && c.buffer.is_some()).then(|| {
-                        let held = c.hw.as_ref().map_or(0, Stream::last_position);
-                        if c.started {
-                            c.resume_at.unwrap_or(held)
-                        } else {
-                            0
-                        }
-                    });
+                    let run =
+                        (c.state == KsState::Run && c.buffer.is_some()).then(|| c.start_position());
                     (pcm, run)
                 });
                 let Some(pcm) = pcm else {
