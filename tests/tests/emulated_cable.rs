@@ -40,10 +40,11 @@ use wavert_miniport::{ac97, cable, DmaMode};
 const PAGE: u64 = PAGE_SIZE as u64;
 
 fn machine_with(config: MemoryConfig) -> Arc<Machine> {
-    Machine::new(
-        PhysicalMemory::anonymous(config).unwrap(),
-        ClockMode::Virtual,
-    )
+    machine_clocked(config, ClockMode::Virtual)
+}
+
+fn machine_clocked(config: MemoryConfig, clock: ClockMode) -> Arc<Machine> {
+    Machine::new(PhysicalMemory::anonymous(config).unwrap(), clock)
 }
 
 fn new_machine() -> Arc<Machine> {
@@ -1906,12 +1907,11 @@ fn an_engine_woken_late_glitches_once_and_recovers() {
 /// fall a buffer behind.
 #[test]
 fn a_real_time_engine_asleep_past_a_buffer_recovers() {
-    let machine = Machine::new(
-        PhysicalMemory::anonymous(MemoryConfig {
+    let machine = machine_clocked(
+        MemoryConfig {
             size_bytes: 32 << 20,
             ..MemoryConfig::default()
-        })
-        .unwrap(),
+        },
         ClockMode::RealTime,
     );
     let result = late_engine_session(&machine, 35);

@@ -1595,8 +1595,9 @@ impl Stream {
     /// Render: whether the next packet would land on the one `play` is in
     /// (the write cursor a whole buffer ahead). An engine woken late finds
     /// several notifications pending, but a kernel event that is set twice
-    /// before its waiter runs wakes it once: Windows' engine then writes
-    /// what the position asks for, not one packet per signal. Writing on
+    /// before its waiter runs wakes it once, so the engine serves one wake:
+    /// it writes what the position asks for, not one packet per signal.
+    /// Writing on
     /// would overwrite the packet being played, and keep the engine a
     /// packet ahead (and glitching) from then on.
     #[must_use]
